@@ -1,0 +1,135 @@
+/**
+ * One measured benchmark case, in a process of its own so its peak RSS is its own. Prints one
+ * JSON line: wall time, peak RSS, IdP requests, and what the case did.
+ *
+ *   case.js sync <integration-id>                 a real run: SDK -> plan -> Postgres
+ *   case.js idp-floor <okta-url>                  the same pages through the SDK, doing nothing
+ *   case.js db-floor <users> <groups> <members>   the same rows into Postgres with COPY
+ */
+import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import okta from '@okta/okta-sdk-nodejs';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { loadConfig } from '../src/config.js';
+import { createDb } from '../src/db/database.js';
+import { RunRepository } from '../src/db/run.repository.js';
+import { createLogger } from '../src/log.js';
+import { reconcile } from '../src/runs/reconcile.js';
+import { generate } from './workload.js';
+
+const [mode, ...args] = process.argv.slice(2);
+let started = performance.now();
+
+function report(extra: Record<string, unknown>): void {
+  const maxRssMb = process.resourceUsage().maxRSS / 1024;
+  process.stdout.write(`${JSON.stringify({ mode, wallMs: performance.now() - started, maxRssMb, ...extra })}\n`);
+}
+
+async function sync(integrationId: string): Promise<void> {
+  const config = loadConfig(process.env, '');
+  const db = createDb(config.databaseUrl);
+  const { run } = await new RunRepository(db).trigger(integrationId, 'manual', false);
+  const outcome = await reconcile({ db, config, log: createLogger('warn') }, run.id);
+  await db.destroy();
+  if (outcome.kind !== 'finished') throw new Error(JSON.stringify(outcome));
+  report({ status: outcome.run.status, error: outcome.run.error, counts: outcome.run.counts, requests: outcome.run.stats?.requests ?? 0, readMs: outcome.run.stats?.readMs, applyMs: outcome.run.stats?.applyMs, totalMs: outcome.run.stats?.totalMs });
+}
+
+async function idpFloor(orgUrl: string): Promise<void> {
+  const client = new okta.Client({ orgUrl, token: 'bench-token', authorizationMode: 'SSWS', cacheMiddleware: null } as ConstructorParameters<typeof okta.Client>[0]);
+  let items = 0;
+  let requests = 0;
+  const groupIds: string[] = [];
+  const drain = async (collection: AsyncIterable<unknown>, each?: (item: unknown) => void) => {
+    for await (const item of collection) {
+      items += 1;
+      each?.(item);
+    }
+  };
+  client.requestExecutor.on('request', () => (requests += 1));
+  await drain(await client.applicationApi.listApplicationUsers({ appId: '0oaBench', expand: 'user', limit: 500 }));
+  await drain(await client.applicationApi.listApplicationGroupAssignments({ appId: '0oaBench', expand: 'group', limit: 200 }), (g) =>
+    groupIds.push((g as { id: string }).id),
+  );
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      while (next < groupIds.length) await drain(await client.groupApi.listGroupUsers({ groupId: groupIds[next++]!, limit: 1000 }));
+    }),
+  );
+  report({ items, requests });
+}
+
+async function dbFloor(users: number, groups: number, memberships: number): Promise<void> {
+  const dir = generate({ users, groups, memberships });
+  started = performance.now(); // the floor is the writing, not the generating
+  const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await client.connect();
+  const suffix = randomUUID().slice(0, 8);
+  const tables = {
+    users: `floor_users_${suffix}`,
+    access: `floor_access_${suffix}`,
+    groups: `floor_groups_${suffix}`,
+    members: `floor_members_${suffix}`,
+  };
+  await client.query(`create table ${tables.users} (like users including all)`);
+  await client.query(`create table ${tables.access} (like tenant_access including all)`);
+  await client.query(`create table ${tables.groups} (like groups including all)`);
+  await client.query(`create table ${tables.members} (like group_memberships including all)`);
+  const tenant = randomUUID();
+  const integration = randomUUID();
+  const userIds = dir.users.map(() => randomUUID());
+  const groupIds = dir.groups.map(() => randomUUID());
+  const copy = async (sqlText: string, rows: Iterable<string>) => {
+    const stream = client.query(copyFrom(sqlText));
+    await pipeline(Readable.from(rows), stream);
+  };
+  const esc = (s: string) => s.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n');
+  await copy(
+    `copy ${tables.users} (id, user_name) from stdin`,
+    (function* () {
+      for (let i = 0; i < dir.users.length; i++) yield `${userIds[i]}\t${esc(dir.users[i]!.login)}\n`;
+    })(),
+  );
+  await copy(
+    `copy ${tables.access} (tenant_id, user_id, integration_id, external_id, user_name, email, given_name, family_name, display_name, active, idp_status, attributes, fingerprint) from stdin`,
+    (function* () {
+      for (let i = 0; i < dir.users.length; i++) {
+        const u = dir.users[i]!;
+        const attrs = esc(JSON.stringify({ login: u.login, email: u.email, firstName: u.firstName, lastName: u.lastName, department: u.department }));
+        yield `${tenant}\t${userIds[i]}\t${integration}\t${u.id}\t${esc(u.login)}\t${esc(u.email)}\t${u.firstName}\t${u.lastName}\t${u.firstName} ${u.lastName}\tt\tACTIVE\t${attrs}\tfingerprint-of-${i}\n`;
+      }
+    })(),
+  );
+  await copy(
+    `copy ${tables.groups} (id, tenant_id, integration_id, external_id, name, attributes, fingerprint) from stdin`,
+    (function* () {
+      for (let g = 0; g < dir.groups.length; g++) yield `${groupIds[g]}\t${tenant}\t${integration}\t${dir.groups[g]!.id}\t${dir.groups[g]!.name}\t{}\tfp\n`;
+    })(),
+  );
+  await copy(
+    `copy ${tables.members} (group_id, user_id) from stdin`,
+    (function* () {
+      for (let g = 0; g < dir.members.length; g++) for (const u of dir.members[g]!) yield `${groupIds[g]}\t${userIds[u]}\n`;
+    })(),
+  );
+  const rows = dir.users.length * 2 + dir.groups.length + dir.members.reduce((n, m) => n + m.length, 0);
+  for (const t of Object.values(tables)) await client.query(`drop table ${t}`);
+  await client.end();
+  report({ rows });
+}
+
+async function main(): Promise<void> {
+  if (mode === 'sync') return sync(args[0]!);
+  if (mode === 'idp-floor') return idpFloor(args[0]!);
+  if (mode === 'db-floor') return dbFloor(Number(args[0]), Number(args[1]), Number(args[2]));
+  throw new Error(`unknown mode ${mode}`);
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  // Exit even with connections still open: a benchmark that failed must not hang.
+  process.exit(1);
+});

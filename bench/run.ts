@@ -1,0 +1,139 @@
+/**
+ * `npm run bench`: syncs a generated directory through the real Okta SDK into the real local
+ * Postgres and reports wall time (median), peak RSS, IdP requests and changes written for an
+ * initial full sync, a no-op resync and a resync after 1% churn, next to the IdP floor (the
+ * same pages through the SDK, doing nothing) and the DB floor (the same rows with COPY).
+ *
+ *   npm run bench [-- --workload smoke|w100k|w1m --runs 3]
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { sql } from 'kysely';
+import { loadConfig } from '../src/config.js';
+import { createDb, ensureDatabase, migrateToLatest } from '../src/db/database.js';
+import { TenantRepository } from '../src/db/tenant.repository.js';
+import { IntegrationService } from '../src/integrations/integration.service.js';
+import { totalChanges } from '../src/core/plan.js';
+import { WORKLOADS } from './workload.js';
+
+const { values } = parseArgs({ options: { workload: { type: 'string', default: 'w100k' }, runs: { type: 'string', default: '3' } } });
+const name = values.workload!;
+const chosen = WORKLOADS[name];
+if (!chosen) throw new Error(`--workload must be one of ${Object.keys(WORKLOADS).join(', ')}`);
+const size = chosen;
+const RUNS = Number(values.runs);
+const dist = path.resolve('dist-bench/bench');
+
+const admin = new URL(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
+const dbUrl = new URL(admin.toString());
+dbUrl.pathname = `/dirsync_bench_${randomBytes(3).toString('hex')}`;
+const env = { ...process.env, DATABASE_URL: dbUrl.toString(), DIRSYNC_ENCRYPTION_KEY: randomBytes(32).toString('base64'), DIRSYNC_ALLOW_HTTP: 'true', LOG_LEVEL: 'warn' };
+
+interface CaseResult {
+  wallMs: number;
+  readMs?: number;
+  applyMs?: number;
+  totalMs?: number;
+  maxRssMb: number;
+  requests?: number;
+  counts?: Record<string, number>;
+  status?: string;
+  error?: string | null;
+  rows?: number;
+}
+
+function runCase(args: string[]): Promise<CaseResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--max-old-space-size=4096', path.join(dist, 'case.js'), ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1)!)) : reject(new Error(`case ${args.join(' ')} exited ${code}`))));
+  });
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main(): Promise<void> {
+  const config = loadConfig(env, '');
+  await ensureDatabase(config.databaseUrl);
+  const db = createDb(config.databaseUrl);
+  const migrated = await migrateToLatest(db);
+  if (migrated.error) throw migrated.error;
+
+  const server = spawn(process.execPath, [path.join(dist, 'okta-server.js'), String(size.users), String(size.groups), String(size.memberships)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve) => server.stdout.once('data', (d) => resolve(String(d).trim())));
+  const bench = (p: string) => fetch(`${url}/_bench/${p}`, { method: p === 'stats' ? 'GET' : 'POST' });
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  try {
+    await new TenantRepository(db).create('bench', 'bench');
+    const { integration } = await new IntegrationService(db, config).create({ tenant: 'bench', provider: 'okta', baseUrl: url, token: 'bench-token', oktaAppId: '0oaBench', threshold: '100' });
+    const reset = async () => {
+      await sql`truncate runs, run_changes, tenant_access, groups, group_memberships, locks, users cascade`.execute(db);
+      await bench('reset');
+    };
+
+    const results: Record<string, CaseResult[]> = { idpFloor: [], dbFloor: [], initial: [], noop: [], churn: [] };
+    for (let r = 0; r < RUNS; r++) {
+      log(`run ${r + 1}/${RUNS}: floors`);
+      results.idpFloor!.push(await runCase(['idp-floor', url]));
+      results.dbFloor!.push(await runCase(['db-floor', String(size.users), String(size.groups), String(size.memberships)]));
+      await reset();
+      log(`run ${r + 1}/${RUNS}: initial full sync`);
+      results.initial!.push(await runCase(['sync', integration.id]));
+      log(`run ${r + 1}/${RUNS}: no-op resync`);
+      results.noop!.push(await runCase(['sync', integration.id]));
+      await bench('churn');
+      log(`run ${r + 1}/${RUNS}: resync after 1% churn`);
+      results.churn!.push(await runCase(['sync', integration.id]));
+    }
+    for (const [k, list] of Object.entries(results)) {
+      for (const res of list) if (res.status && res.status !== 'succeeded') throw new Error(`${k}: run ${res.status}: ${res.error}`);
+    }
+
+    const floor = median(results.idpFloor!.map((x) => x.wallMs)) + median(results.dbFloor!.map((x) => x.wallMs));
+    const idpFloor = median(results.idpFloor!.map((x) => x.wallMs));
+    const rows = [
+      ['IdP floor (SDK paging only)', results.idpFloor!],
+      ['DB floor (COPY of the same rows)', results.dbFloor!],
+      ['initial full sync', results.initial!],
+      ['no-op resync', results.noop!],
+      ['resync after 1% churn', results.churn!],
+    ] as const;
+    const lines = [
+      `# dirsync benchmark: ${name} (${size.users.toLocaleString('en')} users, ${size.groups.toLocaleString('en')} groups, ${size.memberships.toLocaleString('en')} memberships, app-scoped)`,
+      '',
+      `Node ${process.version}, ${RUNS} runs per case, medians; each case in its own process; fake Okta in another process on loopback.`,
+      '',
+      '| case | wall (median) | min-max | read / plan+apply | peak RSS | IdP requests | changes written | / (IdP floor + DB floor) | / IdP floor |',
+      '|---|---|---|---|---|---|---|---|---|',
+      ...rows.map(([label, list]) => {
+        const walls = list.map((x) => x.wallMs);
+        const wall = median(walls);
+        const sync = list[0]!.counts !== undefined;
+        const phases = sync ? `${(median(list.map((x) => x.readMs ?? 0)) / 1000).toFixed(1)} s / ${(median(list.map((x) => (x.totalMs ?? 0) - (x.readMs ?? 0))) / 1000).toFixed(1)} s` : '-';
+        return `| ${label} | ${(wall / 1000).toFixed(2)} s | ${(Math.min(...walls) / 1000).toFixed(2)}-${(Math.max(...walls) / 1000).toFixed(2)} s | ${phases} | ${Math.round(median(list.map((x) => x.maxRssMb)))} MB | ${list[0]!.requests ?? '-'} | ${sync ? totalChanges(list[0]!.counts ?? {}) : (list[0]!.rows ?? '-')} | ${sync ? (wall / floor).toFixed(2) : '-'} | ${sync ? (wall / idpFloor).toFixed(2) : '-'} |`;
+      }),
+      '',
+      `Churn: ${JSON.stringify(results.churn![0]!.counts)}`,
+    ];
+    const report = lines.join('\n');
+    mkdirSync('bench-results', { recursive: true });
+    writeFileSync(`bench-results/${name}.md`, `${report}\n`);
+    process.stdout.write(`${report}\n\n(written to bench-results/${name}.md)\n`);
+  } finally {
+    server.kill('SIGTERM');
+    await db.destroy();
+    const cleanup = createDb(admin.toString(), { max: 1 });
+    await sql.raw(`drop database if exists "${dbUrl.pathname.slice(1)}" with (force)`).execute(cleanup);
+    await cleanup.destroy();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  // Exit even with connections still open: a benchmark that failed must not hang.
+  process.exit(1);
+});

@@ -1,0 +1,16 @@
+import type { Migration } from 'kysely';
+import * as initial from './2026-11-25T0000-initial.js';
+import * as deprovisionModes from './2026-11-25T0100-deprovision-modes.js';
+import * as webhooks from './2026-11-25T0200-webhooks.js';
+import * as memberVersions from './2026-11-25T0300-member-versions.js';
+
+/**
+ * Every migration, by name (names sort in the order they apply). Listed statically rather
+ * than read from the folder so the same code runs compiled and under vitest.
+ */
+export const migrations: Record<string, Migration> = {
+  '2026-11-25T0000-initial': initial,
+  '2026-11-25T0100-deprovision-modes': deprovisionModes,
+  '2026-11-25T0200-webhooks': webhooks,
+  '2026-11-25T0300-member-versions': memberVersions,
+};

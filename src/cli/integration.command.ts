@@ -1,0 +1,135 @@
+import type { Command } from 'commander';
+import { type IntegrationOptions, IntegrationService } from '../integrations/integration.service.js';
+import { removeSchedule, syncSchedule } from '../queue/queue.js';
+import { emit, jsonOption, table } from './output.js';
+import { withContext } from './run-command.js';
+
+interface OptionFlags extends IntegrationOptions {
+  json?: boolean;
+}
+
+function addIntegrationOptions(command: Command): Command {
+  return command
+    .option('--base-url <url>', 'IdP address, such as https://example.okta.com or https://auth.example.com')
+    .option('--token <token>', 'API token (Okta SSWS token, authentik API token)')
+    .option('--okta-app-id <id>', 'scope to the users and groups assigned to this Okta app')
+    .option('--authentik-app <slug>', 'scope to the users and groups bound to this authentik application')
+    .option('--deprovision <mode>', 'what deprovisioning does: suspend (default), remove-access or delete')
+    .option('--threshold <percent>', 'hold plans that deprovision more than this share of active users (default 20)')
+    .option('--every <duration>', 'run on a schedule, such as 15m, 1h or 1d')
+    .option('--cron <expr>', 'run on a cron schedule (UTC), such as "0 * * * *"')
+    .addOption(jsonOption());
+}
+
+
+export function registerIntegrationCommands(program: Command): void {
+  const integration = program.command('integration').description('connect tenants to identity providers');
+
+  addIntegrationOptions(
+    integration
+      .command('create')
+      .description('connect a tenant to an IdP')
+      .requiredOption('--tenant <slug>', 'tenant slug')
+      .requiredOption('--provider <provider>', 'okta or authentik'),
+  ).action((opts: OptionFlags & { tenant: string; provider: string }) =>
+    withContext(async (ctx) => {
+      // Redis first: an integration must not be stored without its schedule.
+      const queue = await ctx.queue();
+      const service = new IntegrationService(ctx.db, ctx.config);
+      const { integration: created, webhookSecret } = await service.create(opts);
+      await syncSchedule(queue, created);
+      const view = { ...service.view(created), webhookSecret };
+      emit(opts.json, view, () =>
+        [
+          `created integration ${created.id} (${created.provider} for tenant ${created.tenantSlug}, ${view.schedule})`,
+          `webhook URL:    ${view.webhookUrl}`,
+          `webhook secret: ${webhookSecret}`,
+          '(the secret is shown only now; rotate it with `dirsync integration rotate-webhook-secret`)',
+        ].join('\n'),
+      );
+    }),
+  );
+
+  addIntegrationOptions(integration.command('update <id>').description("change an integration's settings or token")).action(
+    (id: string, opts: OptionFlags) =>
+      withContext(async (ctx) => {
+        const queue = await ctx.queue();
+        const service = new IntegrationService(ctx.db, ctx.config);
+        const updated = await service.update(id, opts);
+        await syncSchedule(queue, updated);
+        emit(opts.json, service.view(updated), () => `updated integration ${id}`);
+      }),
+  );
+
+  integration
+    .command('list')
+    .description('list integrations')
+    .option('--tenant <slug>', 'only this tenant')
+    .addOption(jsonOption())
+    .action((opts: { tenant?: string; json?: boolean }) =>
+      withContext(async (ctx) => {
+        const service = new IntegrationService(ctx.db, ctx.config);
+        const views = (await service.list(opts.tenant)).map((i) => service.view(i));
+        emit(opts.json, views, () =>
+          table(
+            ['id', 'tenant', 'provider', 'baseUrl', 'schedule', 'enabled'],
+            views.map((v) => [v.id, v.tenant, v.provider, v.baseUrl, v.schedule, v.enabled]),
+          ),
+        );
+      }),
+    );
+
+  integration
+    .command('show <id>')
+    .description('show one integration')
+    .addOption(jsonOption())
+    .action((id: string, opts: { json?: boolean }) =>
+      withContext(async (ctx) => {
+        const service = new IntegrationService(ctx.db, ctx.config);
+        const view = service.view(await service.get(id));
+        emit(opts.json, view, () => Object.entries(view).map(([k, v]) => `${k.padEnd(16)} ${v ?? '-'}`).join('\n'));
+      }),
+    );
+
+  for (const [name, enabled] of [['enable', true], ['disable', false]] as const) {
+    integration
+      .command(`${name} <id>`)
+      .description(enabled ? 'resume scheduled runs and webhooks' : 'stop scheduled runs; webhooks are rejected')
+      .addOption(jsonOption())
+      .action((id: string, opts: { json?: boolean }) =>
+        withContext(async (ctx) => {
+          const queue = await ctx.queue();
+          const service = new IntegrationService(ctx.db, ctx.config);
+          const updated = await service.setEnabled(id, enabled);
+          await syncSchedule(queue, updated);
+          emit(opts.json, service.view(updated), () => `integration ${id} ${enabled ? 'enabled' : 'disabled'}`);
+        }),
+      );
+  }
+
+  integration
+    .command('delete <id>')
+    .description("delete an integration, with the tenant state it provisioned and its run history")
+    .addOption(jsonOption())
+    .action((id: string, opts: { json?: boolean }) =>
+      withContext(async (ctx) => {
+        const queue = await ctx.queue();
+        const service = new IntegrationService(ctx.db, ctx.config);
+        const deleted = await service.delete(id);
+        await removeSchedule(queue, id);
+        emit(opts.json, service.view(deleted), () => `deleted integration ${id}`);
+      }),
+    );
+
+  integration
+    .command('rotate-webhook-secret <id>')
+    .description('issue a new webhook secret; the old one stops working')
+    .addOption(jsonOption())
+    .action((id: string, opts: { json?: boolean }) =>
+      withContext(async (ctx) => {
+        const service = new IntegrationService(ctx.db, ctx.config);
+        const webhookSecret = await service.rotateWebhookSecret(id);
+        emit(opts.json, { id, webhookSecret }, () => `new webhook secret for ${id}: ${webhookSecret}`);
+      }),
+    );
+}

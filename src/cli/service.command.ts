@@ -1,0 +1,66 @@
+import type { Command } from 'commander';
+import { loadConfig, requireEncryptionKey } from '../config.js';
+import { createDb, ensureDatabase, migrateToLatest } from '../db/database.js';
+import { buildServer } from '../http/server.js';
+import { createLogger } from '../log.js';
+import { createQueue } from '../queue/queue.js';
+import { createRedis } from '../queue/redis.js';
+import { startWorker } from '../queue/worker.js';
+import { withContext } from './run-command.js';
+
+export function registerServiceCommands(program: Command): void {
+  program
+    .command('migrate')
+    .description('create the database if needed and apply migrations (safe to repeat)')
+    .action(() =>
+      withContext(async (ctx) => {
+        const created = await ensureDatabase(ctx.config.databaseUrl);
+        const { error, results } = await migrateToLatest(ctx.db);
+        if (error) throw error;
+        const applied = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+        process.stdout.write(
+          `${created ? 'created the database; ' : ''}${applied.length ? `applied ${applied.join(', ')}` : 'database is up to date'}\n`,
+        );
+      }),
+    );
+
+  program.command('start').description('HTTP server and worker in one process').action(() => serve({ http: true, worker: true }));
+  program.command('worker').description('process runs from the queue').action(() => serve({ http: false, worker: true }));
+  program.command('server').description('HTTP server only').action(() => serve({ http: true, worker: false }));
+}
+
+/** Long-running mode: runs until SIGTERM/SIGINT, then finishes active runs and exits. */
+async function serve(parts: { http: boolean; worker: boolean }): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger(config.logLevel);
+  if (parts.worker) requireEncryptionKey(config);
+  const db = createDb(config.databaseUrl);
+  // Fails fast while Redis is away, so a webhook is answered 503 at once rather than hanging.
+  const redis = createRedis(config.redisUrl, 'client');
+  redis.on('error', (error) => log.warn({ err: error.message }, 'redis connection problem; retrying'));
+  const queue = createQueue(config.queueName, redis);
+  const worker = parts.worker ? await startWorker({ db, config, log, queue }) : undefined;
+  const server = parts.http ? buildServer({ db, config, redis, queue, log }) : undefined;
+  if (server) {
+    await server.listen({ port: config.port, host: '0.0.0.0' });
+    log.info({ port: config.port }, 'http server listening');
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'shutting down: finishing active runs');
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await server?.close();
+  log.info('http server closed');
+  await worker?.close();
+  log.info('worker closed');
+  await queue.close();
+  log.info('queue closed');
+  redis.disconnect();
+  await db.destroy();
+  log.info('stopped');
+}
+

@@ -1,0 +1,133 @@
+import type { Command } from 'commander';
+import { RunRepository, type RunSummary } from '../db/run.repository.js';
+import { NotFoundError, UserError } from '../errors.js';
+import { IntegrationService } from '../integrations/integration.service.js';
+import { approveRun, requestRun } from '../runs/trigger.js';
+import type { CliContext } from './context.js';
+import { describeChanges, describeRun, emit, jsonOption, parseLimit, table } from './output.js';
+import { withContext } from './run-command.js';
+
+const TERMINAL = new Set(['succeeded', 'failed', 'held']);
+
+/**
+ * Polls the run until it finishes. If it is still queued after `noWorkerMs` and no worker is
+ * connected to the queue, says so instead of waiting forever.
+ */
+async function waitForRun(
+  ctx: CliContext,
+  runId: string,
+  timeoutMs: number,
+  options: { showProgress: boolean; noWorkerMs?: number },
+): Promise<RunSummary> {
+  const runs = new RunRepository(ctx.db);
+  const started = Date.now();
+  const noWorkerMs = options.noWorkerMs ?? 5_000;
+  const show = options.showProgress ? (line: string) => process.stderr.write(`\r\x1b[2K${line}`) : () => {};
+  for (;;) {
+    const run = await runs.find(runId);
+    if (!run) throw new NotFoundError(`run ${runId} disappeared (was its integration deleted?)`);
+    if (TERMINAL.has(run.status)) {
+      show('');
+      return run;
+    }
+    show(progressLine(run, Date.now() - started));
+    const waited = Date.now() - started;
+    if (run.status === 'queued' && waited > noWorkerMs && (await (await ctx.queue()).getWorkersCount()) === 0) {
+      throw new UserError(
+        `run ${runId} is queued but no worker is running to pick it up: start one with \`dirsync worker\` or \`dirsync start\``,
+      );
+    }
+    if (waited > timeoutMs) throw new UserError(`run ${runId} is still ${run.status} after ${Math.round(timeoutMs / 1000)} s; \`dirsync run show ${runId}\` follows it`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+function progressLine(run: RunSummary, waitedMs: number): string {
+  const s = run.stats ?? {};
+  const secs = `${Math.round(waitedMs / 1000)}s`;
+  if (run.status === 'queued') return `run ${run.id}: queued, waiting for a worker (${secs})`;
+  if (s.reading) return `run ${run.id}: reading the IdP: ${s.requests ?? 0} requests, ${s.records ?? 0} records (${secs})`;
+  if (s.planned !== undefined) return `run ${run.id}: applying: ${s.applied ?? 0} of ${s.planned} changes (${secs})`;
+  return `run ${run.id}: ${run.status} (${secs})`;
+}
+
+function parseTimeout(text: string): number {
+  const seconds = Number(text);
+  if (!(seconds > 0)) throw new UserError(`--timeout must be a number of seconds, not "${text}"`);
+  return seconds * 1000;
+}
+
+/** Prints a queued run's id, or waits for it and prints its summary (exit 1 if it failed). */
+async function report(ctx: CliContext, run: RunSummary, opts: { wait: boolean; timeoutMs: number; json?: boolean | undefined }): Promise<void> {
+  if (!opts.wait) {
+    emit(opts.json, { id: run.id, status: run.status }, () => run.id);
+    return;
+  }
+  // Live progress on a terminal; nothing extra with --json or when piped.
+  const finished = await waitForRun(ctx, run.id, opts.timeoutMs, { showProgress: !opts.json && process.stderr.isTTY === true });
+  emit(opts.json, finished, () => describeRun(finished));
+  if (finished.status === 'failed') process.exitCode = 1;
+}
+
+export function registerSyncCommands(program: Command): void {
+  program
+    .command('sync <integration-id>')
+    .description('run a reconcile now (queued for the worker)')
+    .option('--wait', 'wait for the run to finish and print its summary')
+    .option('--dry-run', 'plan only: record what would change, change nothing')
+    .option('--timeout <seconds>', 'with --wait, give up after this long', '3600')
+    .addOption(jsonOption())
+    .action((id: string, opts: { wait?: boolean; dryRun?: boolean; timeout: string; json?: boolean }) =>
+      withContext(async (ctx) => {
+        const timeoutMs = parseTimeout(opts.timeout);
+        const { run } = await requestRun({ db: ctx.db, config: ctx.config, queue: await ctx.queue() }, id, 'manual', { dryRun: opts.dryRun ?? false });
+        await report(ctx, run, { wait: opts.wait ?? false, timeoutMs, json: opts.json });
+      }),
+    );
+
+  program
+    .command('runs <integration-id>')
+    .description('recent runs of an integration, newest first')
+    .option('--limit <n>', 'how many', '20')
+    .addOption(jsonOption())
+    .action((id: string, opts: { limit: string; json?: boolean }) =>
+      withContext(async (ctx) => {
+        const limit = parseLimit(opts.limit);
+        await new IntegrationService(ctx.db, ctx.config).get(id);
+        const runs = await new RunRepository(ctx.db).listForIntegration(id, limit);
+        emit(opts.json, runs, () =>
+          table(
+            ['id', 'trigger', 'status', 'dryRun', 'queuedAt', 'finishedAt', 'error'],
+            runs.map((r) => [r.id, r.trigger, r.status, r.dryRun, r.queuedAt, r.finishedAt, r.error]),
+          ),
+        );
+      }),
+    );
+
+  const run = program.command('run').description('inspect runs and approve held ones');
+  run
+    .command('approve <run-id>')
+    .description("apply a held run's removals that the IdP still warrants (re-reads the IdP first)")
+    .option('--no-wait', 'queue the approval and print its run id')
+    .option('--timeout <seconds>', 'give up waiting after this long', '3600')
+    .addOption(jsonOption())
+    .action((id: string, opts: { wait: boolean; timeout: string; json?: boolean }) =>
+      withContext(async (ctx) => {
+        const timeoutMs = parseTimeout(opts.timeout);
+        await report(ctx, await approveRun({ db: ctx.db, config: ctx.config, queue: await ctx.queue() }, id), { wait: opts.wait, timeoutMs, json: opts.json });
+      }),
+    );
+  run
+    .command('show <run-id>')
+    .description("a run's summary and change log (or plan, for a dry run)")
+    .addOption(jsonOption())
+    .action((id: string, opts: { json?: boolean }) =>
+      withContext(async (ctx) => {
+        const runs = new RunRepository(ctx.db);
+        const found = await runs.find(id);
+        if (!found) throw new NotFoundError(`run ${id} does not exist: \`dirsync runs <integration-id>\` lists the runs`);
+        const changes = await runs.listChanges(id);
+        emit(opts.json, { ...found, changes }, () => `${describeRun(found)}\n\n${describeChanges(changes, found)}`);
+      }),
+    );
+}

@@ -1,0 +1,177 @@
+import { Configuration, CoreApi, PoliciesApi, ResponseError } from '@goauthentik/api';
+import type { Snapshot } from '../../core/model.js';
+import { SnapshotBuilder } from '../../core/snapshot.js';
+import { type Connector, DEFAULT_RETRY, IdpReadError, type ReadStats, type RetryOptions, emptyReadStats } from '../connector.js';
+import { type RetryPolicy, statusOf, withRetry } from '../retry.js';
+import { type AuthentikGroupLike, type AuthentikUserLike, SERVICE_ACCOUNT_TYPES, toDirectoryGroup, toDirectoryUser } from './authentik.mapping.js';
+import { type Binding, appScope, effectiveMembers } from './authentik.scope.js';
+
+export interface AuthentikConnectorOptions {
+  /** authentik's address, such as https://auth.example.com (the API lives under /api/v3). */
+  readonly baseUrl: string;
+  readonly token: string;
+  /** Scope to the users and groups bound to this application (its slug); without it, everyone. */
+  readonly appSlug?: string | null;
+  readonly retry?: RetryOptions;
+  readonly requestTimeoutMs?: number;
+}
+
+const PAGE_SIZE = 500;
+
+interface Page<T> {
+  pagination: { next: number };
+  results: T[];
+}
+
+/**
+ * Reads an authentik directory through @goauthentik/api: users (without service accounts),
+ * groups, and, for an application, its policy bindings. Memberships come from each user's
+ * `groups`, so they cost no extra requests. Every page is retried on 429 (honouring
+ * Retry-After), 5xx, timeouts and bad bodies; a page that still fails fails the read.
+ */
+export class AuthentikConnector implements Connector {
+  readonly stats: ReadStats = emptyReadStats();
+  private readonly core: CoreApi;
+  private readonly policies: PoliciesApi;
+  private readonly retry: RetryOptions;
+
+  constructor(private readonly options: AuthentikConnectorOptions) {
+    this.retry = options.retry ?? DEFAULT_RETRY;
+    const timeoutMs = options.requestTimeoutMs ?? 30_000;
+    const config = new Configuration({
+      basePath: `${options.baseUrl.replace(/\/+$/, '')}/api/v3`,
+      accessToken: options.token,
+      fetchApi: (url: string | URL | Request, init?: RequestInit) => {
+        this.stats.requests += 1;
+        return fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+      },
+      middleware: [
+        {
+          post: async ({ response }) => {
+            if (response.status === 429) this.stats.rateLimited += 1;
+            return response;
+          },
+        },
+      ],
+    });
+    this.core = new CoreApi(config);
+    this.policies = new PoliciesApi(config);
+  }
+
+  async readSnapshot(signal?: AbortSignal): Promise<Snapshot> {
+    const slug = this.options.appSlug;
+    let bindings: Binding[] | undefined;
+    let mode: 'any' | 'all' = 'any';
+    if (slug) {
+      const app = await this.request(`GET /api/v3/core/applications/${slug}/`, signal, () => this.core.coreApplicationsRetrieve({ slug }));
+      mode = app.policyEngineMode === 'all' ? 'all' : 'any';
+      bindings = [];
+      for await (const b of this.pages('GET /api/v3/policies/bindings/', signal, (page) =>
+        this.policies.policiesBindingsList({ target: app.pk, page, pageSize: PAGE_SIZE }),
+      )) {
+        bindings.push({
+          enabled: b.enabled !== false,
+          negate: b.negate === true,
+          user: b.user === null || b.user === undefined ? null : String(b.user),
+          group: b.group ?? null,
+          policy: b.policy ?? null,
+        });
+      }
+    }
+
+    const users: AuthentikUserLike[] = [];
+    for await (const u of this.pages('GET /api/v3/core/users/', signal, (page) =>
+      this.core.coreUsersList({ page, pageSize: PAGE_SIZE, includeGroups: false, includeRoles: false }),
+    )) {
+      if (typeof u.type === 'string' && SERVICE_ACCOUNT_TYPES.has(u.type)) continue;
+      users.push(u);
+    }
+    const groups: AuthentikGroupLike[] = [];
+    for await (const g of this.pages('GET /api/v3/core/groups/', signal, (page) =>
+      this.core.coreGroupsList({ page, pageSize: PAGE_SIZE, includeUsers: false }),
+    )) {
+      groups.push(g);
+    }
+
+    const userGroups = new Map(users.map((u) => [String(u.pk), stringList(u.groups)]));
+    const groupParents = new Map(groups.map((g) => [String(g.pk), stringList(g.parents)]));
+    const scope = bindings
+      ? appScope({ mode, bindings, userGroups, groupParents })
+      : { users: 'all' as const, groups: 'all' as const, ignoredPolicyBindings: 0 };
+    this.stats.ignoredPolicyBindings = scope.ignoredPolicyBindings;
+
+    const snapshot = new SnapshotBuilder();
+    for (const u of users) {
+      if (scope.users === 'all' || scope.users.has(String(u.pk))) snapshot.addUser(toDirectoryUser(u));
+    }
+    for (const g of groups) {
+      if (scope.groups === 'all' || scope.groups.has(String(g.pk))) snapshot.addGroup(toDirectoryGroup(g));
+    }
+    for (const [groupId, members] of effectiveMembers(userGroups, groupParents)) {
+      for (const userId of members) snapshot.addMember(groupId, userId);
+    }
+    return snapshot.build();
+  }
+
+  /** Every item of a paged listing; authentik's `pagination.next` is the next page number, 0 after the last. */
+  private async *pages<T>(endpoint: string, signal: AbortSignal | undefined, fetchPage: (page: number) => Promise<Page<T>>): AsyncGenerator<T> {
+    let page = 1;
+    const seen = new Set<number>();
+    for (;;) {
+      const current = page;
+      const result = await this.request(`${endpoint}?page=${current}`, signal, () => fetchPage(current));
+      if (!result || !Array.isArray(result.results) || typeof result.pagination?.next !== 'number') {
+        throw new IdpReadError(`authentik ${endpoint} page ${current} is not a paginated list`);
+      }
+      this.stats.records += result.results.length;
+      yield* result.results;
+      seen.add(current);
+      const next = result.pagination.next;
+      if (!next) return;
+      if (seen.has(next)) throw new IdpReadError(`authentik ${endpoint} paginates in a loop (page ${current} points back to page ${next})`);
+      page = next;
+    }
+  }
+
+  private request<T>(describeRequest: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+    const policy: RetryPolicy = {
+      retry: this.retry,
+      stats: this.stats,
+      signal,
+      describeRequest: `authentik ${describeRequest}`,
+      permanent: (error) => permanentAuthentikError(error, describeRequest, this.options.appSlug),
+      describeError: (error) => {
+        const status = statusOf(error);
+        return status !== undefined ? `HTTP ${status}` : ((error as Error)?.message ?? String(error));
+      },
+      retryAfterMs: (error) => {
+        if (!(error instanceof ResponseError)) return undefined;
+        const header = error.response.headers.get('retry-after');
+        if (!header) return undefined;
+        const seconds = Number(header);
+        return Number.isFinite(seconds) ? seconds * 1000 : Math.max(0, Date.parse(header) - Date.now());
+      },
+    };
+    return withRetry(fn, policy);
+  }
+}
+
+function permanentAuthentikError(error: unknown, endpoint: string, appSlug: string | null | undefined): IdpReadError | undefined {
+  const status = statusOf(error);
+  if (status === undefined || status === 429 || status >= 500) return undefined;
+  const hint =
+    status === 401
+      ? 'authentik rejected the token: check that it is valid and not expired'
+      : status === 403
+        ? "the token's user lacks the permissions to read this (it needs to view users, groups, applications and policy bindings)"
+        : status === 404 && endpoint.includes('/core/applications/')
+          ? `no application with slug "${appSlug}": check --authentik-app`
+          : status === 404
+            ? 'not found: check the base URL (the authentik address, without /api/v3)'
+            : 'authentik refused the request';
+  return new IdpReadError(`authentik ${endpoint} failed: HTTP ${status}; ${hint}`, status, { cause: error });
+}
+
+function stringList(value: unknown): string[] {
+  return Array.isArray(value) ? value.map(String) : [];
+}

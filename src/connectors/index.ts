@@ -1,0 +1,32 @@
+import type { Integration } from '../db/integration.repository.js';
+import type { Credentials } from '../integrations/credentials.js';
+import type { Connector, RetryOptions } from './connector.js';
+import { AuthentikConnector } from './authentik/authentik.connector.js';
+import { OktaConnector } from './okta/okta.connector.js';
+
+export interface ConnectorSettings {
+  readonly retry?: RetryOptions;
+  readonly requestTimeoutMs?: number;
+  /** Okta only: share of each rate-limit bucket a sync may use. */
+  readonly rateLimitShare?: number;
+}
+
+/** The one place that knows which connector serves which provider. */
+export function createConnector(integration: Integration, credentials: Credentials, settings: ConnectorSettings = {}): Connector {
+  switch (integration.provider) {
+    case 'okta':
+      return new OktaConnector({
+        orgUrl: integration.baseUrl,
+        token: credentials.token,
+        appId: integration.oktaAppId,
+        ...settings,
+      });
+    case 'authentik':
+      return new AuthentikConnector({
+        baseUrl: integration.baseUrl,
+        token: credentials.token,
+        appSlug: integration.authentikApp,
+        ...settings,
+      });
+  }
+}

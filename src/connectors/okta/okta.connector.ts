@@ -1,0 +1,184 @@
+import okta from '@okta/okta-sdk-nodejs';
+import type { Snapshot } from '../../core/model.js';
+import { SnapshotBuilder, SnapshotError } from '../../core/snapshot.js';
+import { type Connector, DEFAULT_RETRY, IdpReadError, type ReadHints, type ReadStats, type RetryOptions, emptyReadStats } from '../connector.js';
+import { type RetryPolicy, forEachConcurrently, statusOf, withRetry } from '../retry.js';
+import { OktaRequestExecutor } from './okta.executor.js';
+import { toDirectoryGroup, toDirectoryUser } from './okta.mapping.js';
+
+export interface OktaConnectorOptions {
+  readonly orgUrl: string;
+  readonly token: string;
+  /** Scope to the users and groups assigned to this Okta app; without it, the whole org. */
+  readonly appId?: string | null;
+  readonly retry?: RetryOptions;
+  readonly rateLimitShare?: number;
+  readonly requestTimeoutMs?: number;
+  /** Group member listings read at once. */
+  readonly concurrency?: number;
+}
+
+// The largest page sizes Okta allows, to spend the fewest requests of the org's rate limit.
+const PAGE = { users: 200, appUsers: 500, groups: 10_000, appGroups: 200, groupUsers: 1_000 } as const;
+
+// What the SDK's Collection offers; its own typings describe it loosely.
+interface Pager<T> {
+  next(): Promise<{ done?: boolean; value: T | null }>;
+  nextUri: string | undefined;
+  currentItems: unknown[];
+}
+
+interface AppUserLike {
+  id?: string;
+  _embedded?: { user?: unknown } & Record<string, unknown>;
+}
+
+interface AppGroupLike {
+  id?: string;
+  _embedded?: { group?: unknown } & Record<string, unknown>;
+}
+
+/**
+ * Reads an Okta org (or one Okta app's assignments) through @okta/okta-sdk-nodejs.
+ * Every page is retried with p-retry on 429/5xx/timeouts/malformed bodies; a page that
+ * still fails aborts the whole read with IdpReadError.
+ */
+export class OktaConnector implements Connector {
+  readonly stats: ReadStats = emptyReadStats();
+  private readonly client: InstanceType<typeof okta.Client>;
+  private readonly retry: RetryOptions;
+
+  constructor(private readonly options: OktaConnectorOptions) {
+    this.retry = options.retry ?? DEFAULT_RETRY;
+    this.client = new okta.Client({
+      orgUrl: options.orgUrl.replace(/\/+$/, ''),
+      // Explicit, so an okta.yaml or OKTA_CLIENT_* variables on the machine cannot change it.
+      authorizationMode: 'SSWS',
+      token: options.token,
+      // The SDK caches single-resource GETs forever by default; a reconciler must not.
+      cacheMiddleware: null,
+      requestExecutor: new OktaRequestExecutor({
+        rateLimitShare: options.rateLimitShare ?? 0.5,
+        requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+        max429Retries: 3,
+        stats: this.stats,
+      }),
+    } as ConstructorParameters<typeof okta.Client>[0]);
+  }
+
+  async readSnapshot(signal?: AbortSignal, hints?: ReadHints): Promise<Snapshot> {
+    const snapshot = new SnapshotBuilder();
+    const appId = this.options.appId;
+    const c = this.client;
+    if (appId) {
+      const path = `/api/v1/apps/${appId}`;
+      await this.readAll(`${path}/users`, () => c.applicationApi.listApplicationUsers({ appId, expand: 'user', limit: PAGE.appUsers }), signal, (appUser: AppUserLike) => {
+        const user = appUser._embedded?.user;
+        if (!user) throw new SnapshotError(`Okta app user ${appUser.id ?? '?'} came without its embedded user (expand=user)`);
+        snapshot.addUser(toDirectoryUser(user));
+      });
+      await this.readAll(`${path}/groups`, () => c.applicationApi.listApplicationGroupAssignments({ appId, expand: 'group', limit: PAGE.appGroups }), signal, (assignment: AppGroupLike) => {
+        const group = assignment._embedded?.group;
+        if (!group) throw new SnapshotError(`Okta app group ${assignment.id ?? '?'} came without its embedded group (expand=group)`);
+        snapshot.addGroup(toDirectoryGroup(group));
+      });
+    } else {
+      const addUser = (user: unknown) => snapshot.addUser(toDirectoryUser(user as object));
+      await this.readAll('/api/v1/users', () => c.userApi.listUsers({ limit: PAGE.users }), signal, addUser);
+      // The plain listing omits DEPROVISIONED users; a status filter returns them.
+      await this.readAll('/api/v1/users?filter=status eq "DEPROVISIONED"', () => c.userApi.listUsers({ filter: 'status eq "DEPROVISIONED"', limit: PAGE.users }), signal, addUser);
+      await this.readAll('/api/v1/groups', () => c.groupApi.listGroups({ limit: PAGE.groups }), signal, (group: unknown) =>
+        snapshot.addGroup(toDirectoryGroup(group as object)),
+      );
+    }
+
+    // A group whose lastMembershipUpdated is the version the tenant's members were read at has
+    // the same members: they are not read again (most of a no-op run's requests otherwise).
+    const groupIds = snapshot.groupIds().filter((groupId) => {
+      const known = hints?.membersVersions.get(groupId);
+      if (!known || known !== snapshot.group(groupId)?.membersVersion) return true;
+      snapshot.markMembersUnread(groupId);
+      return false;
+    });
+    await forEachConcurrently(groupIds, this.options.concurrency ?? 4, (groupId) =>
+      this.readAll(`/api/v1/groups/${groupId}/users`, () => c.groupApi.listGroupUsers({ groupId, limit: PAGE.groupUsers }), signal, (user: { id?: string }) => {
+        if (typeof user.id === 'string') snapshot.addMember(groupId, user.id);
+      }),
+    );
+    return snapshot.build();
+  }
+
+  async readGroupsOf(userIds: readonly string[], signal?: AbortSignal): Promise<Map<string, string[]>> {
+    const groups = new Map<string, string[]>();
+    await forEachConcurrently(userIds, this.options.concurrency ?? 4, async (userId) => {
+      const list: string[] = [];
+      await this.readAll(`/api/v1/users/${userId}/groups`, () => this.client.userApi.listUserGroups({ userId }), signal, (g: { id?: string }) => {
+        if (typeof g.id === 'string') list.push(g.id);
+      });
+      groups.set(userId, list);
+    });
+    return groups;
+  }
+
+  /** Pages through one listing. A failed page is fetched again: the SDK keeps its cursor until a page succeeds. */
+  private async readAll<T>(
+    endpoint: string,
+    open: () => Promise<unknown>,
+    signal: AbortSignal | undefined,
+    onItem: (item: T) => void,
+  ): Promise<void> {
+    const policy: RetryPolicy = {
+      retry: this.retry,
+      stats: this.stats,
+      signal,
+      describeRequest: `Okta GET ${endpoint}`,
+      permanent: (error) => permanentOktaError(error, endpoint),
+      describeError: describe,
+    };
+    const pager = (await withRetry(open, policy)) as Pager<T>;
+    const nextWithCursorKept = async () => {
+      // The SDK's Collection moves its cursor to the next page *before* parsing the body, so
+      // a page that fails to parse would be skipped silently on retry: a partial snapshot
+      // that looks complete. Put the cursor back so the retry reads the same page again.
+      const cursor = pager.nextUri;
+      try {
+        return await pager.next();
+      } catch (error) {
+        pager.nextUri = cursor;
+        pager.currentItems = [];
+        throw error;
+      }
+    };
+    for (;;) {
+      // Items of a page already fetched come from memory: only a page fetch can fail and needs the retry wrapper.
+      const { done, value } = pager.currentItems.length > 0 ? await pager.next() : await withRetry(nextWithCursorKept, policy);
+      if (value !== null && value !== undefined) {
+        this.stats.records += 1;
+        onItem(value);
+      }
+      if (done || value === null || value === undefined) return;
+    }
+  }
+}
+
+function describe(error: unknown): string {
+  const status = statusOf(error);
+  const e = error as { errorCode?: string; errorSummary?: string; message?: string };
+  if (status !== undefined) return `HTTP ${status}${e.errorCode ? ` ${e.errorCode}` : ''}${e.errorSummary ? ` (${e.errorSummary})` : ''}`;
+  return e?.message ?? String(error);
+}
+
+/** 429, 5xx, network failures and unparseable bodies are worth retrying; other 4xx are not. */
+function permanentOktaError(error: unknown, endpoint: string): IdpReadError | undefined {
+  const status = statusOf(error);
+  if (status === undefined || status === 429 || status >= 500) return undefined;
+  const hint =
+    status === 401
+      ? 'Okta rejected the API token: check that it is valid and not expired'
+      : status === 403
+        ? 'the API token lacks the rights to read this (it needs read access to users, groups and apps)'
+        : status === 404
+          ? 'not found: check the org URL and the Okta app id'
+          : 'Okta refused the request';
+  return new IdpReadError(`Okta GET ${endpoint} failed: ${describe(error)}; ${hint}`, status, { cause: error });
+}

@@ -1,0 +1,111 @@
+import type { DeprovisionMode } from '../core/policy.js';
+import type { Db } from './database.js';
+import type { IntegrationRow, IntegrationRowUpdate, NewIntegrationRow, Provider } from './schema.js';
+
+export type Schedule =
+  | { readonly kind: 'every'; readonly ms: number }
+  | { readonly kind: 'cron'; readonly pattern: string };
+
+/** An integration as the rest of the code sees it: no credentials, no row shapes. */
+export interface Integration {
+  readonly id: string;
+  readonly tenantId: string;
+  readonly tenantSlug: string;
+  readonly provider: Provider;
+  readonly baseUrl: string;
+  readonly oktaAppId: string | null;
+  readonly authentikApp: string | null;
+  readonly deprovisionMode: DeprovisionMode;
+  readonly thresholdPercent: number | null;
+  readonly schedule: Schedule | null;
+  readonly enabled: boolean;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+export class IntegrationRepository {
+  constructor(private readonly db: Db) {}
+
+  async insert(row: NewIntegrationRow): Promise<void> {
+    await this.db.insertInto('integrations').values(row).execute();
+  }
+
+  async update(id: string, changes: IntegrationRowUpdate): Promise<boolean> {
+    const result = await this.db
+      .updateTable('integrations')
+      .set({ ...changes, updated_at: new Date() })
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
+  async delete(id: string): Promise<boolean> {
+    const result = await this.db.deleteFrom('integrations').where('id', '=', id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+
+  async find(id: string): Promise<Integration | undefined> {
+    const row = await this.base().where('i.id', '=', id).executeTakeFirst();
+    return row && toIntegration(row);
+  }
+
+  async list(tenantId?: string): Promise<Integration[]> {
+    let query = this.base();
+    if (tenantId) query = query.where('i.tenant_id', '=', tenantId);
+    const rows = await query.orderBy('t.slug').orderBy('i.created_at').execute();
+    return rows.map(toIntegration);
+  }
+
+  async loadCredentials(id: string): Promise<Buffer | undefined> {
+    const row = await this.db.selectFrom('integrations').select('credentials').where('id', '=', id).executeTakeFirst();
+    return row?.credentials;
+  }
+
+  private base() {
+    return this.db
+      .selectFrom('integrations as i')
+      .innerJoin('tenants as t', 't.id', 'i.tenant_id')
+      .select([
+        'i.id',
+        'i.tenant_id',
+        't.slug as tenant_slug',
+        'i.provider',
+        'i.base_url',
+        'i.okta_app_id',
+        'i.authentik_app',
+        'i.deprovision_mode',
+        'i.threshold_percent',
+        'i.schedule_every_ms',
+        'i.schedule_cron',
+        'i.enabled',
+        'i.created_at',
+        'i.updated_at',
+      ]);
+  }
+}
+
+type ListedRow = Omit<IntegrationRow, 'credentials' | 'webhook_secret_hash'> & { tenant_slug: string };
+
+function toIntegration(row: ListedRow): Integration {
+  const schedule: Schedule | null =
+    row.schedule_every_ms !== null
+      ? { kind: 'every', ms: Number(row.schedule_every_ms) }
+      : row.schedule_cron !== null
+        ? { kind: 'cron', pattern: row.schedule_cron }
+        : null;
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    tenantSlug: row.tenant_slug,
+    provider: row.provider,
+    baseUrl: row.base_url,
+    oktaAppId: row.okta_app_id,
+    authentikApp: row.authentik_app,
+    deprovisionMode: row.deprovision_mode,
+    thresholdPercent: row.threshold_percent,
+    schedule,
+    enabled: row.enabled,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  };
+}

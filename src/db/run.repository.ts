@@ -1,0 +1,390 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import type { JsonObject } from '../core/model.js';
+import type { PlanCounts } from '../core/plan.js';
+import type { Db } from './database.js';
+import type { RunChangeRow, RunRow, RunStatus, RunTrigger } from './schema.js';
+
+/** A run as SPEC's run summary shows it. */
+export interface RunSummary {
+  id: string;
+  integrationId: string;
+  trigger: RunTrigger;
+  status: RunStatus;
+  dryRun: boolean;
+  queuedAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  counts: PlanCounts | null;
+  stats: Record<string, number> | null;
+  error: string | null;
+  /** For a held run: why its removals wait for approval. */
+  heldReason: string | null;
+  /** For an approval run: the held run it approves. */
+  approvesRunId: string | null;
+  /** For a held run that was approved: when, and by which run. */
+  approvedAt: string | null;
+  approvedByRunId: string | null;
+}
+
+export interface RunChange {
+  kind: string;
+  externalId: string;
+  subject: string;
+  detail: JsonObject | null;
+  applied: boolean;
+  at: string;
+}
+
+export interface NewRunChange {
+  kind: string;
+  externalId: string;
+  subject: string;
+  detail: JsonObject | null;
+}
+
+export type ClaimResult =
+  | { readonly kind: 'claimed'; readonly run: RunSummary }
+  /** Another run of the same integration is in progress; try again later. */
+  | { readonly kind: 'busy' }
+  /** Already finished (a duplicate delivery of the job); nothing to do. */
+  | { readonly kind: 'finished'; readonly run: RunSummary }
+  | { readonly kind: 'missing' };
+
+const ABANDONED = 'The worker running this run stopped without finishing it (no heartbeat); the next run converges.';
+
+/** How long a running run may go without a heartbeat before it is presumed dead. */
+export const STALE_AFTER_MS = 30_000;
+
+export class RunRepository {
+  constructor(private readonly db: Db) {}
+
+  /**
+   * Records a trigger. Non-dry triggers coalesce: while a run of the integration is queued
+   * (not yet started), every further trigger returns that run instead of adding one.
+   * Atomic through the partial unique index runs_one_queued, so racing triggers agree.
+   */
+  async trigger(integrationId: string, trigger: RunTrigger, dryRun: boolean): Promise<{ run: RunSummary; created: boolean }> {
+    for (;;) {
+      const inserted = await this.db
+        .insertInto('runs')
+        .values({ id: randomUUID(), integration_id: integrationId, trigger, status: 'queued', dry_run: dryRun })
+        .onConflict((oc) =>
+          oc.column('integration_id').where('status', '=', 'queued').where('dry_run', '=', false).where('approves_run_id', 'is', null).doNothing(),
+        )
+        .returningAll()
+        .executeTakeFirst();
+      if (inserted) return { run: toSummary(inserted), created: true };
+      const queued = await this.db
+        .selectFrom('runs')
+        .selectAll()
+        .where('integration_id', '=', integrationId)
+        .where('status', '=', 'queued')
+        .where('dry_run', '=', false)
+        .where('approves_run_id', 'is', null)
+        .executeTakeFirst();
+      // The queued run may have started between the two statements; then insert again.
+      if (queued) return { run: toSummary(queued), created: false };
+    }
+  }
+
+  /** Deletes a run that never started (its enqueue failed), so triggers do not coalesce into a run without a job. */
+  async deleteQueued(runId: string): Promise<void> {
+    await this.db.deleteFrom('runs').where('id', '=', runId).where('status', '=', 'queued').execute();
+  }
+
+  /**
+   * Moves a queued run to running. A run left `running` by a dead worker (no heartbeat
+   * for STALE_AFTER_MS) is failed first, or taken over when it is this very run.
+   */
+  async claim(runId: string): Promise<ClaimResult> {
+    const run = await this.find(runId);
+    if (!run) return { kind: 'missing' };
+    if (run.status !== 'queued' && run.status !== 'running') return { kind: 'finished', run };
+    await this.db
+      .updateTable('runs')
+      .set({
+        status: 'failed',
+        finished_at: sql`now()`,
+        error: ABANDONED,
+      })
+      .where('integration_id', '=', run.integrationId)
+      .where('status', '=', 'running')
+      .where('id', '!=', runId)
+      .where('heartbeat_at', '<', sql<Date>`now() - ${STALE_AFTER_MS} * interval '1 millisecond'`)
+      .execute();
+    try {
+      const claimed = await this.db
+        .updateTable('runs')
+        .set({
+          status: 'running',
+          started_at: sql`now()`,
+          heartbeat_at: sql`now()`,
+          attempts: sql`attempts + 1`,
+          error: null,
+        })
+        .where('id', '=', runId)
+        .where((eb) =>
+          eb.or([
+            eb('status', '=', 'queued'),
+            eb.and([
+              eb('status', '=', 'running'),
+              eb('heartbeat_at', '<', sql<Date>`now() - ${STALE_AFTER_MS} * interval '1 millisecond'`),
+            ]),
+          ]),
+        )
+        .returningAll()
+        .executeTakeFirst();
+      if (claimed) return { kind: 'claimed', run: toSummary(claimed) };
+      return { kind: 'busy' };
+    } catch (error) {
+      if ((error as { code?: string }).code === '23505') return { kind: 'busy' };
+      throw error;
+    }
+  }
+
+  /** Runs recorded but not started (for at least `olderThanMs`), oldest first: to re-enqueue after Redis lost their jobs. */
+  async listQueued(olderThanMs = 0): Promise<{ id: string; integrationId: string }[]> {
+    const rows = await this.db
+      .selectFrom('runs')
+      .select(['id', 'integration_id'])
+      .where('status', '=', 'queued')
+      .where('queued_at', '<=', sql<Date>`now() - ${olderThanMs} * interval '1 millisecond'`)
+      .orderBy('queued_at')
+      .execute();
+    return rows.map((r) => ({ id: r.id, integrationId: r.integration_id }));
+  }
+
+  /** Fails runs whose worker died long ago (no heartbeat for 10 stale periods). */
+  async failAbandoned(): Promise<number> {
+    const result = await this.db
+      .updateTable('runs')
+      .set({ status: 'failed', finished_at: sql`now()`, error: ABANDONED })
+      .where('status', '=', 'running')
+      .where('heartbeat_at', '<', sql<Date>`now() - ${STALE_AFTER_MS * 10} * interval '1 millisecond'`)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
+  /** Marks the run alive, and records how far it got (shown by `sync --wait` and the dashboards). */
+  async heartbeat(runId: string, progress?: Record<string, number>): Promise<void> {
+    await this.db
+      .updateTable('runs')
+      .set({ heartbeat_at: sql`now()`, ...(progress ? { stats: JSON.stringify(progress) } : {}) })
+      .where('id', '=', runId)
+      .where('status', '=', 'running')
+      .execute();
+  }
+
+  async finish(
+    runId: string,
+    outcome: {
+      status: 'succeeded' | 'failed' | 'held';
+      counts: PlanCounts;
+      stats: Record<string, number>;
+      error?: string;
+      heldReason?: string;
+    },
+  ): Promise<void> {
+    await this.db
+      .updateTable('runs')
+      .set({
+        status: outcome.status,
+        finished_at: sql`now()`,
+        counts: JSON.stringify(outcome.counts),
+        stats: JSON.stringify(outcome.stats),
+        error: outcome.error ?? null,
+        held_reason: outcome.heldReason ?? null,
+      })
+      .where('id', '=', runId)
+      .execute();
+  }
+
+  /**
+   * Records an approval of a held run as a run of its own (queued, never coalesced). It
+   * approves the integration's removals held up to and including that run.
+   */
+  async createApproval(heldRun: RunSummary): Promise<RunSummary> {
+    const row = await this.db
+      .insertInto('runs')
+      .values({
+        id: randomUUID(),
+        integration_id: heldRun.integrationId,
+        trigger: 'manual',
+        status: 'queued',
+        approves_run_id: heldRun.id,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return toSummary(row);
+  }
+
+  /**
+   * Later held runs that hold nothing beyond `approvedKeys` (they held the same removals
+   * again while the admin had not yet approved): the approval settles them too.
+   */
+  async heldRunsCoveredBy(integrationId: string, approvedKeys: ReadonlySet<string>): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('runs as r')
+      .select('r.id')
+      .where('r.integration_id', '=', integrationId)
+      .where('r.status', '=', 'held')
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom('run_changes as c')
+              .select('c.id')
+              .whereRef('c.run_id', '=', 'r.id')
+              .where('c.applied', '=', false)
+              .where(sql<boolean>`c.kind || ':' || c.external_id <> all(${[...approvedKeys]}::text[])`),
+          ),
+        ),
+      )
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
+  /** Held runs of the integration an approval of `heldRunId` covers: it and every earlier held run. */
+  async heldRunsUpTo(heldRunId: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('runs as r')
+      .innerJoin('runs as h', 'h.integration_id', 'r.integration_id')
+      .select('r.id')
+      .where('h.id', '=', heldRunId)
+      .where('r.status', '=', 'held')
+      .where('r.queued_at', '<=', sql<Date>`h.queued_at`)
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
+  /** Destructive operations (as `kind:externalId`) each held run of the integration waits on. */
+  async heldKeysByRun(integrationId: string): Promise<Map<string, Set<string>>> {
+    const rows = await this.db
+      .selectFrom('run_changes as c')
+      .innerJoin('runs as r', 'r.id', 'c.run_id')
+      .select(['c.run_id', 'c.kind', 'c.external_id'])
+      .where('r.integration_id', '=', integrationId)
+      .where('r.status', '=', 'held')
+      .where('r.dry_run', '=', false)
+      .where('c.applied', '=', false)
+      .execute();
+    const byRun = new Map<string, Set<string>>();
+    for (const r of rows) {
+      let keys = byRun.get(r.run_id);
+      if (!keys) byRun.set(r.run_id, (keys = new Set()));
+      keys.add(`${r.kind}:${r.external_id}`);
+    }
+    return byRun;
+  }
+
+  /** Destructive operations all held runs of the integration wait on. */
+  async heldKeys(integrationId: string): Promise<Set<string>> {
+    return new Set([...(await this.heldKeysByRun(integrationId)).values()].flatMap((keys) => [...keys]));
+  }
+
+  /** Records approved removals that a fresh read no longer warrants, as changes not applied. */
+  async recordStale(runId: string, staleKeys: readonly string[], approvedRunId: string | null): Promise<void> {
+    const changes = staleKeys.map((key) => {
+      const at = key.indexOf(':');
+      return {
+        kind: key.slice(0, at),
+        externalId: key.slice(at + 1),
+        subject: key.slice(at + 1),
+        detail: { skipped: `approved in run ${approvedRunId}, but the IdP no longer warrants it` },
+      };
+    });
+    await this.recordChanges(runId, changes, false);
+  }
+
+  /** Closes approved held runs: their removals were applied (or found stale) by `approverRunId`. */
+  async markApproved(heldRunIds: readonly string[], approverRunId: string): Promise<void> {
+    if (heldRunIds.length === 0) return;
+    await this.db
+      .updateTable('runs')
+      .set({ status: 'succeeded', approved_at: sql`now()`, approved_by_run_id: approverRunId })
+      .where('id', 'in', [...heldRunIds])
+      .where('status', '=', 'held')
+      .execute();
+  }
+
+  async find(runId: string): Promise<RunSummary | undefined> {
+    if (!isUuid(runId)) return undefined;
+    const row = await this.db.selectFrom('runs').selectAll().where('id', '=', runId).executeTakeFirst();
+    return row && toSummary(row);
+  }
+
+  async listForIntegration(integrationId: string, limit = 20): Promise<RunSummary[]> {
+    const rows = await this.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('integration_id', '=', integrationId)
+      .orderBy('queued_at', 'desc')
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+    return rows.map(toSummary);
+  }
+
+  async recordChanges(runId: string, changes: readonly NewRunChange[], applied: boolean): Promise<void> {
+    if (changes.length === 0) return;
+    await sql`
+      insert into run_changes (run_id, kind, external_id, subject, detail, applied)
+      select ${runId}::uuid, t.kind, t.external_id, t.subject, t.detail, ${applied}::boolean
+      from unnest(${changes.map((c) => c.kind)}::text[], ${changes.map((c) => c.externalId)}::text[],
+        ${changes.map((c) => c.subject)}::text[], ${changes.map((c) => (c.detail ? JSON.stringify(c.detail) : null))}::jsonb[])
+        with ordinality as t(kind, external_id, subject, detail, n)
+      order by t.n
+    `.execute(this.db);
+  }
+
+  async listChanges(runId: string, limit = 10_000): Promise<RunChange[]> {
+    const rows: RunChangeRow[] = await this.db
+      .selectFrom('run_changes')
+      .selectAll()
+      .where('run_id', '=', runId)
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      kind: r.kind,
+      externalId: r.external_id,
+      subject: r.subject,
+      detail: r.detail,
+      applied: r.applied,
+      at: r.created_at.toISOString(),
+    }));
+  }
+
+  async countChanges(runId: string): Promise<number> {
+    const row = await this.db
+      .selectFrom('run_changes')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where('run_id', '=', runId)
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+}
+
+export function isUuid(value: string): boolean {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
+}
+
+function toSummary(row: RunRow): RunSummary {
+  return {
+    id: row.id,
+    integrationId: row.integration_id,
+    trigger: row.trigger,
+    status: row.status,
+    dryRun: row.dry_run,
+    queuedAt: row.queued_at.toISOString(),
+    startedAt: row.started_at?.toISOString() ?? null,
+    finishedAt: row.finished_at?.toISOString() ?? null,
+    counts: (row.counts as PlanCounts | null) ?? null,
+    stats: row.stats ?? null,
+    error: row.error,
+    heldReason: row.held_reason,
+    approvesRunId: row.approves_run_id,
+    approvedAt: row.approved_at?.toISOString() ?? null,
+    approvedByRunId: row.approved_by_run_id,
+  };
+}

@@ -1,0 +1,173 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+import type { JsonObject } from '../core/model.js';
+import type { DeprovisionMode } from '../core/policy.js';
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+type Json<T> = ColumnType<T, string, string>;
+type NullableJson<T> = ColumnType<T | null, string | null | undefined, string | null>;
+
+export type Provider = 'okta' | 'authentik';
+export type RunTrigger = 'schedule' | 'webhook' | 'manual';
+export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'held';
+
+export interface TenantsTable {
+  id: Generated<string>;
+  slug: string;
+  name: string;
+  created_at: Generated<Date>;
+}
+
+export interface IntegrationsTable {
+  id: string;
+  tenant_id: string;
+  provider: Provider;
+  base_url: string;
+  credentials: Buffer;
+  okta_app_id: string | null;
+  authentik_app: string | null;
+  deprovision_mode: ColumnType<DeprovisionMode, DeprovisionMode | undefined, DeprovisionMode>;
+  threshold_percent: number | null;
+  // bigint comes back from pg as a string; the repository converts it.
+  schedule_every_ms: ColumnType<string | null, number | null, number | null>;
+  schedule_cron: string | null;
+  enabled: ColumnType<boolean, boolean | undefined, boolean>;
+  webhook_secret_hash: string;
+  created_at: Generated<Date>;
+  updated_at: Timestamp;
+}
+
+export interface UsersTable {
+  id: Generated<string>;
+  user_name: string;
+  user_name_key: ColumnType<string, never, never>;
+  created_at: Generated<Date>;
+  updated_at: Timestamp;
+}
+
+export interface TenantAccessTable {
+  id: Generated<string>;
+  tenant_id: string;
+  user_id: string;
+  integration_id: string;
+  external_id: string;
+  user_name: string;
+  email: string | null;
+  given_name: string | null;
+  family_name: string | null;
+  display_name: string | null;
+  active: boolean;
+  idp_status: string;
+  attributes: Json<JsonObject>;
+  fingerprint: string;
+  deprovisioned_at: NullableTimestamp;
+  created_at: Generated<Date>;
+  updated_at: Timestamp;
+}
+
+export interface GroupsTable {
+  id: Generated<string>;
+  tenant_id: string;
+  integration_id: string;
+  external_id: string;
+  name: string;
+  description: string | null;
+  attributes: Json<JsonObject>;
+  fingerprint: string;
+  members_version: string | null;
+  members_read_at: NullableTimestamp;
+  created_at: Generated<Date>;
+  updated_at: Timestamp;
+}
+
+export interface GroupMembershipsTable {
+  group_id: string;
+  user_id: string;
+  created_at: Generated<Date>;
+}
+
+export interface LocksTable {
+  tenant_id: string;
+  /** The global user; kept after delete mode removed that user, so sessions can still be ended. */
+  user_id: string;
+  integration_id: string | null;
+  external_id: string | null;
+  user_name: string | null;
+  reason: string;
+  run_id: string | null;
+  created_at: Generated<Date>;
+}
+
+export interface RunsTable {
+  id: string;
+  integration_id: string;
+  trigger: RunTrigger;
+  status: RunStatus;
+  dry_run: ColumnType<boolean, boolean | undefined, boolean>;
+  queued_at: Generated<Date>;
+  started_at: NullableTimestamp;
+  finished_at: NullableTimestamp;
+  heartbeat_at: NullableTimestamp;
+  attempts: Generated<number>;
+  counts: NullableJson<Record<string, number>>;
+  stats: NullableJson<Record<string, number>>;
+  error: string | null;
+  /** Set on an approval run: the held run whose removals it applies. */
+  approves_run_id: string | null;
+  approved_at: NullableTimestamp;
+  approved_by_run_id: string | null;
+  /** Why a held run's destructive operations wait for approval. */
+  held_reason: string | null;
+}
+
+export interface RunChangesTable {
+  id: Generated<string>;
+  run_id: string;
+  kind: string;
+  external_id: string;
+  subject: string;
+  detail: NullableJson<JsonObject>;
+  applied: boolean;
+  created_at: Generated<Date>;
+}
+
+export type WebhookOutcome = 'triggered' | 'ignored' | 'duplicate';
+
+export interface WebhookDeliveriesTable {
+  id: Generated<string>;
+  integration_id: string;
+  received_at: Generated<Date>;
+  source: Provider;
+  event_types: string[];
+  event_ids: string[];
+  outcome: WebhookOutcome;
+  run_id: string | null;
+  detail: string | null;
+}
+
+export interface WebhookEventsTable {
+  integration_id: string;
+  event_id: string;
+  received_at: Generated<Date>;
+}
+
+export interface Database {
+  tenants: TenantsTable;
+  integrations: IntegrationsTable;
+  users: UsersTable;
+  tenant_access: TenantAccessTable;
+  groups: GroupsTable;
+  group_memberships: GroupMembershipsTable;
+  locks: LocksTable;
+  runs: RunsTable;
+  run_changes: RunChangesTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_events: WebhookEventsTable;
+}
+
+export type TenantRow = Selectable<TenantsTable>;
+export type IntegrationRow = Selectable<IntegrationsTable>;
+export type NewIntegrationRow = Insertable<IntegrationsTable>;
+export type IntegrationRowUpdate = Updateable<IntegrationsTable>;
+export type RunRow = Selectable<RunsTable>;
+export type RunChangeRow = Selectable<RunChangesTable>;

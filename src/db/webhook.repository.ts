@@ -1,0 +1,158 @@
+import { sql } from 'kysely';
+import type { Db } from './database.js';
+import type { Provider, WebhookOutcome } from './schema.js';
+
+export interface WebhookTarget {
+  id: string;
+  provider: Provider;
+  enabled: boolean;
+  oktaAppId: string | null;
+  secretHash: string;
+}
+
+export interface WebhookDelivery {
+  id: string;
+  receivedAt: string;
+  source: Provider;
+  eventTypes: string[];
+  eventIds: string[];
+  outcome: WebhookOutcome;
+  runId: string | null;
+  detail: string | null;
+}
+
+/**
+ * A CTE that turns off synchronous_commit for the rest of the statement's own (implicit)
+ * transaction: one round trip, where BEGIN / SET LOCAL / ... / COMMIT would take four.
+ * Statements that use it must select `from async_commit` so that it is evaluated.
+ */
+const ASYNC_COMMIT = sql`async_commit as materialized (select set_config('synchronous_commit', 'off', true))`;
+
+export class WebhookRepository {
+  constructor(private readonly db: Db) {}
+
+  async findTarget(integrationId: string): Promise<WebhookTarget | undefined> {
+    const row = await this.db
+      .selectFrom('integrations')
+      .select(['id', 'provider', 'enabled', 'okta_app_id', 'webhook_secret_hash'])
+      .where('id', '=', integrationId)
+      .executeTakeFirst();
+    return (
+      row && { id: row.id, provider: row.provider, enabled: row.enabled, oktaAppId: row.okta_app_id, secretHash: row.webhook_secret_hash }
+    );
+  }
+
+  /**
+   * The fast path of a burst, in one statement: records the event ids and, when the delivery
+   * is relevant and new and a run is already queued for the integration, records the delivery
+   * as coalesced into that run. Returns how many ids were new and the run it joined, if any.
+   */
+  async coalesce(delivery: {
+    integrationId: string;
+    /** sha256 of the presented secret: nothing is written unless it matches and the integration is enabled. */
+    secretHash: string;
+    source: Provider;
+    eventTypes: readonly string[];
+    eventIds: readonly string[];
+    relevant: boolean;
+  }): Promise<{ target: { enabled: boolean; secretHash: string } | undefined; fresh: string[]; joinedRunId: string | null }> {
+    const ids = [...new Set(delivery.eventIds)];
+    // Only bookkeeping is written here (the run it joins is already durable), so the statement
+    // does not wait for the WAL flush (see ASYNC_COMMIT): a crash could lose the last few of
+    // these rows, and with them at worst the dedupe of a redelivery, which costs one extra run.
+    const { rows } = await sql<{ enabled: boolean | null; secret_hash: string | null; fresh: string[] | null; joined: string | null }>`
+      with ${ASYNC_COMMIT}, target as (
+        select enabled, webhook_secret_hash from integrations where id = ${delivery.integrationId}::uuid
+      ), allowed as (
+        select 1 from target where enabled and webhook_secret_hash = ${delivery.secretHash}
+      ), ev as (
+        insert into webhook_events (integration_id, event_id)
+        select ${delivery.integrationId}::uuid, e from unnest(${ids}::text[]) as e
+        where exists (select 1 from allowed)
+        on conflict do nothing
+        returning event_id
+      ), queued as (
+        select id from runs
+        where integration_id = ${delivery.integrationId}::uuid and status = 'queued' and dry_run = false and approves_run_id is null
+          and exists (select 1 from allowed)
+        limit 1
+      ), joined as (
+        insert into webhook_deliveries (integration_id, source, event_types, event_ids, outcome, run_id)
+        select ${delivery.integrationId}::uuid, ${delivery.source}, ${[...delivery.eventTypes]}::text[], ${ids}::text[], 'triggered', queued.id
+        from queued
+        where ${delivery.relevant}::boolean and (cardinality(${ids}::text[]) = 0 or exists (select 1 from ev))
+        returning run_id
+      )
+      select (select enabled from target) as enabled, (select webhook_secret_hash from target) as secret_hash,
+        (select array_agg(event_id) from ev) as fresh, (select run_id from joined) as joined
+      from async_commit
+    `.execute(this.db);
+    const row = rows[0];
+    const target = row && row.secret_hash !== null ? { enabled: row.enabled === true, secretHash: row.secret_hash } : undefined;
+    return { target, fresh: row?.fresh ?? [], joinedRunId: row?.joined ?? null };
+  }
+
+  /** What reading a delivery needs before it is authenticated: the provider, and Okta's app id. */
+  async findProvider(integrationId: string): Promise<{ provider: Provider; oktaAppId: string | null } | undefined> {
+    const row = await this.db.selectFrom('integrations').select(['provider', 'okta_app_id']).where('id', '=', integrationId).executeTakeFirst();
+    return row && { provider: row.provider, oktaAppId: row.okta_app_id };
+  }
+
+  async forgetEvents(integrationId: string, eventIds: readonly string[]): Promise<void> {
+    if (eventIds.length === 0) return;
+    await this.db
+      .deleteFrom('webhook_events')
+      .where('integration_id', '=', integrationId)
+      .where('event_id', 'in', [...eventIds])
+      .execute();
+  }
+
+  /** Records a delivery; like `coalesce`, without waiting for the WAL flush (it is an audit row). */
+  async recordDelivery(delivery: {
+    integrationId: string;
+    source: Provider;
+    eventTypes: readonly string[];
+    eventIds: readonly string[];
+    outcome: WebhookOutcome;
+    runId: string | null;
+    detail?: string;
+  }): Promise<void> {
+    await sql`
+      with ${ASYNC_COMMIT}
+      insert into webhook_deliveries (integration_id, source, event_types, event_ids, outcome, run_id, detail)
+      select ${delivery.integrationId}::uuid, ${delivery.source}, ${[...delivery.eventTypes]}::text[], ${[...delivery.eventIds]}::text[],
+        ${delivery.outcome}, ${delivery.runId}::uuid, ${delivery.detail ?? null}
+      from async_commit
+    `.execute(this.db);
+  }
+
+  async listDeliveries(integrationId: string, limit = 50): Promise<WebhookDelivery[]> {
+    const rows = await this.db
+      .selectFrom('webhook_deliveries')
+      .selectAll()
+      .where('integration_id', '=', integrationId)
+      .orderBy('received_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      id: String(r.id),
+      receivedAt: r.received_at.toISOString(),
+      source: r.source,
+      eventTypes: r.event_types,
+      eventIds: r.event_ids,
+      outcome: r.outcome,
+      runId: r.run_id,
+      detail: r.detail,
+    }));
+  }
+
+  /** Forgets event ids older than Okta's redelivery window (and then some). */
+  async pruneEvents(olderThanMs: number): Promise<number> {
+    const result = await this.db
+      .deleteFrom('webhook_events')
+      .where('received_at', '<', sql<Date>`now() - ${olderThanMs} * interval '1 millisecond'`)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+}

@@ -1,0 +1,8 @@
+/** A problem with what a person asked for (arguments, ids, config). Shown as one sentence. */
+export class UserError extends Error {
+  override name = 'UserError';
+}
+
+export class NotFoundError extends UserError {
+  override name = 'NotFoundError';
+}

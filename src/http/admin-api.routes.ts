@@ -1,0 +1,280 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../config.js';
+import type { Db } from '../db/database.js';
+import { DirectoryRepository } from '../db/directory.repository.js';
+import { RunRepository } from '../db/run.repository.js';
+import { TenantRepository } from '../db/tenant.repository.js';
+import { WebhookRepository } from '../db/webhook.repository.js';
+import { NotFoundError, UserError } from '../errors.js';
+import { type CreateIntegrationInput, type IntegrationOptions, IntegrationService } from '../integrations/integration.service.js';
+import { type DirsyncQueue, removeSchedule, syncSchedule } from '../queue/queue.js';
+import { approveRun, requestRun } from '../runs/trigger.js';
+
+export interface AdminApiDeps {
+  readonly db: Db;
+  readonly config: Config;
+  readonly queue: DirsyncQueue;
+}
+
+/** Constant-time comparison of a presented bearer token with the configured admin token. */
+export function adminTokenMatches(presented: string | undefined, expected: string | undefined): boolean {
+  if (!presented || !expected) return false;
+  const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+  return timingSafeEqual(digest(presented), digest(expected));
+}
+
+export function bearerOf(request: FastifyRequest): string | undefined {
+  const match = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? '');
+  return match?.[1]?.trim();
+}
+
+const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+// JSON schemas: fastify validates requests with them and @fastify/swagger turns them into
+// the OpenAPI description served at /api/v1/openapi.json.
+const idParam = { type: 'object', required: ['id'], properties: { id: { type: 'string' } } } as const;
+const slugParam = { type: 'object', required: ['slug'], properties: { slug: { type: 'string' } } } as const;
+const page = {
+  type: 'object',
+  properties: {
+    limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 },
+    offset: { type: 'integer', minimum: 0, default: 0 },
+  },
+  additionalProperties: false,
+} as const;
+const integrationOptions = {
+  baseUrl: { type: 'string' },
+  token: { type: 'string', description: 'write-only: never returned' },
+  oktaAppId: { type: 'string' },
+  authentikApp: { type: 'string' },
+  deprovision: { type: 'string', enum: ['suspend', 'remove-access', 'delete'] },
+  threshold: { type: 'number', exclusiveMinimum: 0, maximum: 100 },
+  every: { type: 'string', description: 'duration such as 15m, 1h, 1d' },
+  cron: { type: 'string', description: 'five-field cron expression, UTC' },
+} as const;
+const errorResponse = {
+  type: 'object',
+  properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } },
+} as const;
+
+interface Page {
+  limit: number;
+  offset: number;
+}
+
+/** A page of a list: `next` is the offset of the following page, null on the last one. */
+function paged<T>(all: T[], { limit, offset }: Page) {
+  const items = all.slice(offset, offset + limit);
+  return { items, next: offset + limit < all.length ? offset + limit : null };
+}
+
+/**
+ * The admin JSON API under /api/v1, behind `Authorization: Bearer $DIRSYNC_ADMIN_TOKEN`.
+ * Errors are `{"error": {"code", "message"}}`; lists are `{"items", "next"}`. Credentials are
+ * write-only.
+ */
+export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void {
+  const integrations = () => new IntegrationService(deps.db, deps.config);
+  const tenantId = async (slug: string) => {
+    const tenant = await new TenantRepository(deps.db).findBySlug(slug);
+    if (!tenant) throw new NotFoundError(`tenant "${slug}" does not exist`);
+    return tenant.id;
+  };
+  const run = async (id: string) => {
+    const found = await new RunRepository(deps.db).find(id);
+    if (!found) throw new NotFoundError(`run ${id} does not exist`);
+    return found;
+  };
+
+  app.register(
+    async (api) => {
+      api.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+        if (request.url.startsWith('/api/v1/openapi.json')) return;
+        if (!deps.config.adminToken) {
+          return reply.code(503).send({ error: { code: 'disabled', message: 'the admin API is off: set DIRSYNC_ADMIN_TOKEN to turn it on' } });
+        }
+        if (!adminTokenMatches(bearerOf(request), deps.config.adminToken)) {
+          return reply.code(401).send({ error: { code: 'unauthorized', message: 'missing or wrong bearer token' } });
+        }
+      });
+
+      api.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+      api.get('/tenants', { schema: { tags: ['tenants'], summary: 'List tenants', querystring: page } }, async (request) =>
+        paged(await new TenantRepository(deps.db).list(), request.query as Page),
+      );
+
+      api.post<{ Body: { slug: string; name?: string } }>(
+        '/tenants',
+        {
+          schema: {
+            tags: ['tenants'],
+            summary: 'Create a tenant',
+            body: { type: 'object', required: ['slug'], properties: { slug: { type: 'string' }, name: { type: 'string' } }, additionalProperties: false },
+            response: { 400: errorResponse, 409: errorResponse },
+          },
+        },
+        async (request, reply) => {
+          const { slug, name } = request.body;
+          if (!SLUG.test(slug)) throw new UserError(`tenant slug "${slug}" is not valid: use lowercase letters, digits and dashes`);
+          const created = await new TenantRepository(deps.db).create(slug, name?.trim() || slug);
+          if (!created) return reply.code(409).send({ error: { code: 'conflict', message: `tenant "${slug}" already exists` } });
+          return reply.code(201).send(created);
+        },
+      );
+
+      api.get<{ Params: { slug: string } }>(
+        '/tenants/:slug/users',
+        { schema: { tags: ['tenants'], summary: "A tenant's users", params: slugParam, querystring: page } },
+        async (request) => paged(await new DirectoryRepository(deps.db).listTenantUsers(await tenantId(request.params.slug)), request.query as Page),
+      );
+
+      api.get<{ Params: { slug: string } }>(
+        '/tenants/:slug/groups',
+        { schema: { tags: ['tenants'], summary: "A tenant's groups", params: slugParam, querystring: page } },
+        async (request) => paged(await new DirectoryRepository(deps.db).listTenantGroups(await tenantId(request.params.slug)), request.query as Page),
+      );
+
+      api.get<{ Querystring: Page & { tenant?: string } }>(
+        '/integrations',
+        {
+          schema: {
+            tags: ['integrations'],
+            summary: 'List integrations',
+            querystring: { ...page, properties: { ...page.properties, tenant: { type: 'string' } } },
+          },
+        },
+        async (request) => {
+          const service = integrations();
+          return paged((await service.list(request.query.tenant)).map((i) => service.view(i)), request.query);
+        },
+      );
+
+      api.post<{ Body: Omit<CreateIntegrationInput, 'threshold'> & { threshold?: number } }>(
+        '/integrations',
+        {
+          schema: {
+            tags: ['integrations'],
+            summary: 'Connect a tenant to an IdP; the webhook secret is returned once',
+            body: {
+              type: 'object',
+              required: ['tenant', 'provider', 'baseUrl', 'token'],
+              properties: { tenant: { type: 'string' }, provider: { type: 'string', enum: ['okta', 'authentik'] }, ...integrationOptions },
+              additionalProperties: false,
+            },
+            response: { 400: errorResponse },
+          },
+        },
+        async (request, reply) => {
+          const service = integrations();
+          const body = request.body;
+          const { integration, webhookSecret } = await service.create({ ...body, threshold: body.threshold?.toString() });
+          await syncSchedule(deps.queue, integration);
+          return reply.code(201).send({ ...service.view(integration), webhookSecret });
+        },
+      );
+
+      api.get<{ Params: { id: string } }>('/integrations/:id', { schema: { tags: ['integrations'], summary: 'One integration', params: idParam } }, async (request) => {
+        const service = integrations();
+        return service.view(await service.get(request.params.id));
+      });
+
+      api.patch<{ Params: { id: string }; Body: Omit<IntegrationOptions, 'threshold'> & { threshold?: number } }>(
+        '/integrations/:id',
+        {
+          schema: {
+            tags: ['integrations'],
+            summary: "Change an integration's settings or token",
+            params: idParam,
+            body: { type: 'object', properties: integrationOptions, additionalProperties: false, minProperties: 1 },
+          },
+        },
+        async (request) => {
+          const service = integrations();
+          const updated = await service.update(request.params.id, { ...request.body, threshold: request.body.threshold?.toString() });
+          await syncSchedule(deps.queue, updated);
+          return service.view(updated);
+        },
+      );
+
+      api.delete<{ Params: { id: string } }>(
+        '/integrations/:id',
+        { schema: { tags: ['integrations'], summary: 'Delete an integration and the tenant state it provisioned', params: idParam } },
+        async (request, reply) => {
+          await integrations().delete(request.params.id);
+          await removeSchedule(deps.queue, request.params.id);
+          return reply.code(204).send();
+        },
+      );
+
+      for (const [action, enabled] of [['enable', true], ['disable', false]] as const) {
+        api.post<{ Params: { id: string } }>(
+          `/integrations/:id/${action}`,
+          { schema: { tags: ['integrations'], summary: enabled ? 'Resume runs and webhooks' : 'Stop scheduled runs; reject webhooks', params: idParam } },
+          async (request) => {
+            const service = integrations();
+            const updated = await service.setEnabled(request.params.id, enabled);
+            await syncSchedule(deps.queue, updated);
+            return service.view(updated);
+          },
+        );
+      }
+
+      api.post<{ Params: { id: string } }>(
+        '/integrations/:id/rotate-webhook-secret',
+        { schema: { tags: ['integrations'], summary: 'Issue a new webhook secret (returned once)', params: idParam } },
+        async (request) => ({ id: request.params.id, webhookSecret: await integrations().rotateWebhookSecret(request.params.id) }),
+      );
+
+      api.get<{ Params: { id: string }; Querystring: Page }>(
+        '/integrations/:id/runs',
+        { schema: { tags: ['runs'], summary: 'Runs of an integration, newest first', params: idParam, querystring: page } },
+        async (request) => {
+          await integrations().get(request.params.id);
+          const { limit, offset } = request.query;
+          const runs = await new RunRepository(deps.db).listForIntegration(request.params.id, offset + limit + 1);
+          return paged(runs, { limit, offset });
+        },
+      );
+
+      api.post<{ Params: { id: string }; Body: { dryRun?: boolean } | undefined }>(
+        '/integrations/:id/sync',
+        {
+          schema: {
+            tags: ['runs'],
+            summary: 'Run a reconcile now (queued); a dry run records the plan only',
+            params: idParam,
+            body: { type: 'object', properties: { dryRun: { type: 'boolean' } }, additionalProperties: false },
+          },
+        },
+        async (request, reply) => {
+          const { run: queued } = await requestRun(deps, request.params.id, 'manual', { dryRun: request.body?.dryRun ?? false });
+          return reply.code(202).send(queued);
+        },
+      );
+
+      api.get<{ Params: { id: string }; Querystring: Page }>(
+        '/integrations/:id/webhooks',
+        { schema: { tags: ['integrations'], summary: 'Recent webhook deliveries, newest first', params: idParam, querystring: page } },
+        async (request) => {
+          await integrations().get(request.params.id);
+          const { limit, offset } = request.query;
+          return paged(await new WebhookRepository(deps.db).listDeliveries(request.params.id, offset + limit + 1), { limit, offset });
+        },
+      );
+
+      api.get<{ Params: { id: string } }>('/runs/:id', { schema: { tags: ['runs'], summary: 'A run with its change log', params: idParam } }, async (request) => {
+        const found = await run(request.params.id);
+        return { ...found, changes: await new RunRepository(deps.db).listChanges(found.id) };
+      });
+
+      api.post<{ Params: { id: string } }>(
+        '/runs/:id/approve',
+        { schema: { tags: ['runs'], summary: "Approve a held run: queues a run that applies its still-warranted removals", params: idParam } },
+        async (request, reply) => reply.code(202).send(await approveRun(deps, request.params.id)),
+      );
+    },
+    { prefix: '/api/v1' },
+  );
+}

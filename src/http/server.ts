@@ -1,0 +1,85 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import { sql } from 'kysely';
+import type { Redis } from 'ioredis';
+import type { Db } from '../db/database.js';
+import type { Logger } from '../log.js';
+import type { DirsyncQueue } from '../queue/queue.js';
+import { registerWebhookRoutes } from './webhook.routes.js';
+import swagger from '@fastify/swagger';
+import { ConfigError, type Config } from '../config.js';
+import { NotFoundError, UserError } from '../errors.js';
+import { registerAdminApi } from './admin-api.routes.js';
+import { registerAdminPages } from './admin-pages.js';
+import { createMetrics } from './metrics.js';
+
+export interface ServerDeps {
+  readonly db: Db;
+  readonly config: Config;
+  readonly redis: Redis;
+  readonly queue: DirsyncQueue;
+  readonly log: Logger;
+}
+
+/** The HTTP server: webhooks and health; the admin API mounts here too. */
+export function buildServer(deps: ServerDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    bodyLimit: 1024 * 1024,
+    // One log line per request would drown the logs under a webhook burst.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Unknown fields are refused, not silently dropped: a typo must not look like success.
+    ajv: { customOptions: { removeAdditional: false } },
+  });
+
+  // Errors: a person's mistake (bad input, unknown id) is a 4xx naming it; bad JSON 400, too
+  // large 413; anything unexpected (Postgres away) 503, so that an IdP delivers again instead
+  // of dropping the event. The admin API wraps them as {"error": {"code", "message"}}.
+  app.setErrorHandler((error: Error & { statusCode?: number; validation?: unknown }, request, response) => {
+    const status =
+      error instanceof NotFoundError ? 404 : error instanceof UserError || error instanceof ConfigError ? 400 : error.statusCode && error.statusCode < 500 ? error.statusCode : 503;
+    if (status >= 500) deps.log.error({ err: error.message, url: request.url }, 'request failed');
+    const message = status >= 500 ? 'temporarily unavailable; try again' : error.message;
+    if (!request.url.startsWith('/api/')) return response.code(status).send({ error: message });
+    const code = status === 404 ? 'not_found' : status === 413 ? 'too_large' : status >= 500 ? 'unavailable' : 'bad_request';
+    return response.code(status).send({ error: { code, message } });
+  });
+  app.setNotFoundHandler((request, response) =>
+    response.code(404).send(request.url.startsWith('/api/') ? { error: { code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` } } : { error: 'not found' }),
+  );
+
+  app.register(swagger, {
+    openapi: {
+      info: { title: 'dirsync admin API', version: '1' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    // The description covers the admin API; webhooks, pages and metrics are documented in the README.
+    transform: ({ schema, url }) => ({ schema: url.startsWith('/api/v1/') ? schema : { ...schema, hide: true }, url }),
+  });
+  registerWebhookRoutes(app, deps);
+  registerAdminApi(app, deps);
+  registerAdminPages(app, deps);
+
+  const metrics = createMetrics(deps);
+  app.get('/metrics', async (_request, response) => {
+    response.header('content-type', metrics.contentType);
+    return metrics.metrics();
+  });
+
+  app.get('/healthz', async (_request, reply) => {
+    const [postgres, redis] = await Promise.all([
+      sql`select 1`.execute(deps.db).then(
+        () => 'ok',
+        (error: Error) => error.message,
+      ),
+      deps.redis.ping().then(
+        () => 'ok',
+        (error: Error) => error.message,
+      ),
+    ]);
+    const ok = postgres === 'ok' && redis === 'ok';
+    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ok' : 'degraded', postgres, redis });
+  });
+
+  return app;
+}

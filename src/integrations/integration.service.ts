@@ -1,0 +1,227 @@
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../config.js';
+import { requireEncryptionKey } from '../config.js';
+import { type DeprovisionMode, isDeprovisionMode } from '../core/policy.js';
+import { hashSecret, newSecret } from '../crypto.js';
+import type { Db } from '../db/database.js';
+import { type Integration, IntegrationRepository, type Schedule } from '../db/integration.repository.js';
+import type { IntegrationRowUpdate, Provider } from '../db/schema.js';
+import { TenantRepository } from '../db/tenant.repository.js';
+import { NotFoundError, UserError } from '../errors.js';
+import { isUuid } from '../db/run.repository.js';
+import { type Credentials, openCredentials, sealCredentials } from './credentials.js';
+import { InvalidScheduleError, describeSchedule, parseSchedule } from './schedule.js';
+
+export interface IntegrationOptions {
+  baseUrl?: string | undefined;
+  token?: string | undefined;
+  oktaAppId?: string | undefined;
+  authentikApp?: string | undefined;
+  deprovision?: string | undefined;
+  threshold?: string | undefined;
+  every?: string | undefined;
+  cron?: string | undefined;
+}
+
+export interface CreateIntegrationInput extends IntegrationOptions {
+  tenant: string;
+  provider: string;
+}
+
+/** The integration as the CLI and API show it: never credentials. */
+export interface IntegrationView {
+  id: string;
+  tenant: string;
+  provider: Provider;
+  baseUrl: string;
+  oktaAppId: string | null;
+  authentikApp: string | null;
+  deprovisionMode: DeprovisionMode;
+  thresholdPercent: number | null;
+  schedule: string;
+  enabled: boolean;
+  webhookUrl: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+const PROVIDERS: readonly Provider[] = ['okta', 'authentik'];
+
+/** Validates and stores integrations; encrypts credentials under DIRSYNC_ENCRYPTION_KEY. */
+export class IntegrationService {
+  private readonly integrations: IntegrationRepository;
+  private readonly tenants: TenantRepository;
+
+  constructor(
+    db: Db,
+    private readonly config: Config,
+  ) {
+    this.integrations = new IntegrationRepository(db);
+    this.tenants = new TenantRepository(db);
+  }
+
+  async create(input: CreateIntegrationInput): Promise<{ integration: Integration; webhookSecret: string }> {
+    const tenant = await this.tenants.findBySlug(input.tenant);
+    if (!tenant) throw new NotFoundError(`tenant "${input.tenant}" does not exist: create it with \`dirsync tenant create ${input.tenant}\``);
+    if (!(PROVIDERS as readonly string[]).includes(input.provider)) {
+      throw new UserError(`--provider must be one of ${PROVIDERS.join(', ')}, not "${input.provider}"`);
+    }
+    const provider = input.provider as Provider;
+    if (input.baseUrl === undefined) {
+      throw new UserError(
+        provider === 'okta'
+          ? '--base-url is required: the Okta org URL, such as https://example.okta.com'
+          : '--base-url is required: the authentik address, such as https://auth.example.com',
+      );
+    }
+    if (input.token === undefined) {
+      throw new UserError(
+        provider === 'okta'
+          ? '--token is required: an Okta API token with read access to users, groups and apps'
+          : '--token is required: an authentik API token of a user who may view users, groups, applications and policy bindings',
+      );
+    }
+    const key = requireEncryptionKey(this.config);
+    const fields = this.validate(provider, input);
+    const id = randomUUID();
+    const webhookSecret = newSecret();
+    await this.integrations.insert({
+      id,
+      tenant_id: tenant.id,
+      provider,
+      base_url: fields.base_url ?? '',
+      credentials: sealCredentials(key, id, { kind: 'token', token: input.token }),
+      okta_app_id: fields.okta_app_id ?? null,
+      authentik_app: fields.authentik_app ?? null,
+      deprovision_mode: fields.deprovision_mode ?? 'suspend',
+      threshold_percent: fields.threshold_percent ?? null,
+      schedule_every_ms: fields.schedule_every_ms ?? null,
+      schedule_cron: fields.schedule_cron ?? null,
+      webhook_secret_hash: hashSecret(webhookSecret),
+      updated_at: new Date(),
+    });
+    return { integration: await this.get(id), webhookSecret };
+  }
+
+  async update(id: string, options: IntegrationOptions): Promise<Integration> {
+    const existing = await this.get(id);
+    const changes: IntegrationRowUpdate = this.validate(existing.provider, options);
+    if (options.token !== undefined) {
+      changes.credentials = sealCredentials(requireEncryptionKey(this.config), id, { kind: 'token', token: options.token });
+    }
+    if (Object.keys(changes).length === 0) throw new UserError('nothing to update: give at least one option, such as --token or --every');
+    await this.integrations.update(id, changes);
+    return this.get(id);
+  }
+
+  async setEnabled(id: string, enabled: boolean): Promise<Integration> {
+    await this.get(id);
+    await this.integrations.update(id, { enabled });
+    return this.get(id);
+  }
+
+  async rotateWebhookSecret(id: string): Promise<string> {
+    await this.get(id);
+    const secret = newSecret();
+    await this.integrations.update(id, { webhook_secret_hash: hashSecret(secret) });
+    return secret;
+  }
+
+  async delete(id: string): Promise<Integration> {
+    const existing = await this.get(id);
+    await this.integrations.delete(id);
+    return existing;
+  }
+
+  async get(id: string): Promise<Integration> {
+    const integration = isUuid(id) ? await this.integrations.find(id) : undefined;
+    if (!integration) throw new NotFoundError(`integration ${id} does not exist: \`dirsync integration list\` shows the ids`);
+    return integration;
+  }
+
+  async list(tenantSlug?: string): Promise<Integration[]> {
+    if (tenantSlug === undefined) return this.integrations.list();
+    const tenant = await this.tenants.findBySlug(tenantSlug);
+    if (!tenant) throw new NotFoundError(`tenant "${tenantSlug}" does not exist`);
+    return this.integrations.list(tenant.id);
+  }
+
+  async credentials(id: string): Promise<Credentials> {
+    const envelope = await this.integrations.loadCredentials(id);
+    if (!envelope) throw new NotFoundError(`integration ${id} does not exist`);
+    return openCredentials(requireEncryptionKey(this.config), id, envelope);
+  }
+
+  view(integration: Integration): IntegrationView {
+    return {
+      id: integration.id,
+      tenant: integration.tenantSlug,
+      provider: integration.provider,
+      baseUrl: integration.baseUrl,
+      oktaAppId: integration.oktaAppId,
+      authentikApp: integration.authentikApp,
+      deprovisionMode: integration.deprovisionMode,
+      thresholdPercent: integration.thresholdPercent,
+      schedule: describeSchedule(integration.schedule),
+      enabled: integration.enabled,
+      webhookUrl: `${this.config.publicUrl}/webhooks/${integration.id}`,
+      createdAt: integration.createdAt,
+      updatedAt: integration.updatedAt,
+    };
+  }
+
+  private validate(provider: Provider, o: IntegrationOptions): IntegrationRowUpdate {
+    const changes: IntegrationRowUpdate = {};
+    if (o.baseUrl !== undefined) changes.base_url = this.validateBaseUrl(o.baseUrl);
+    if (o.token !== undefined && o.token.trim() === '') throw new UserError('--token must not be empty');
+    if (o.oktaAppId !== undefined) {
+      if (provider !== 'okta') throw new UserError('--okta-app-id applies only to okta integrations');
+      if (!/^[A-Za-z0-9]+$/.test(o.oktaAppId)) throw new UserError(`--okta-app-id "${o.oktaAppId}" is not an Okta app id (such as 0oa1b2c3d4E5F6g7h8i9)`);
+      changes.okta_app_id = o.oktaAppId;
+    }
+    if (o.authentikApp !== undefined) {
+      if (provider !== 'authentik') throw new UserError('--authentik-app applies only to authentik integrations');
+      if (!/^[-a-zA-Z0-9_]+$/.test(o.authentikApp)) throw new UserError(`--authentik-app "${o.authentikApp}" is not an application slug (letters, digits, - and _)`);
+      changes.authentik_app = o.authentikApp;
+    }
+    if (o.deprovision !== undefined) {
+      if (!isDeprovisionMode(o.deprovision)) {
+        throw new UserError(`--deprovision must be suspend, remove-access or delete, not "${o.deprovision}"`);
+      }
+      changes.deprovision_mode = o.deprovision;
+    }
+    if (o.threshold !== undefined) {
+      const percent = Number(o.threshold.replace(/%$/, ''));
+      if (!Number.isFinite(percent) || percent <= 0 || percent > 100) {
+        throw new UserError(`--threshold must be a percentage above 0 and at most 100, not "${o.threshold}"`);
+      }
+      changes.threshold_percent = percent;
+    }
+    let schedule: Schedule | undefined;
+    try {
+      schedule = parseSchedule({ every: o.every, cron: o.cron });
+    } catch (error) {
+      if (error instanceof InvalidScheduleError) throw new UserError(error.message);
+      throw error;
+    }
+    if (schedule) {
+      changes.schedule_every_ms = schedule.kind === 'every' ? schedule.ms : null;
+      changes.schedule_cron = schedule.kind === 'cron' ? schedule.pattern : null;
+    }
+    return changes;
+  }
+
+  private validateBaseUrl(text: string): string {
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      throw new UserError(`--base-url "${text}" is not a URL: use the IdP's address, such as https://example.okta.com`);
+    }
+    if (url.protocol === 'http:' && !this.config.allowHttp) {
+      throw new UserError(`--base-url ${text} uses http://, which would send the token in clear: use https://, or set DIRSYNC_ALLOW_HTTP=true for a local IdP`);
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new UserError(`--base-url ${text} must be an https:// URL`);
+    return url.origin + url.pathname.replace(/\/+$/, '');
+  }
+}

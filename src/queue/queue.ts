@@ -1,0 +1,62 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Integration } from '../db/integration.repository.js';
+import type { RunSummary } from '../db/run.repository.js';
+import { type JobName, type JobPayloads, schedulerId } from './jobs.js';
+
+export type DirsyncQueue = Queue<JobPayloads[JobName], unknown, JobName>;
+
+export function createQueue(name: string, connection: Redis): DirsyncQueue {
+  return new Queue(name, {
+    connection,
+    defaultJobOptions: {
+      removeOnComplete: { age: 7 * 86_400, count: 10_000 },
+      removeOnFail: { age: 30 * 86_400 },
+    },
+  });
+}
+
+/**
+ * Puts a recorded run on the queue. The job id is the run id, so adding it again (a retried
+ * trigger, recovery at start-up) is a no-op while the job exists.
+ */
+export async function enqueueRun(queue: DirsyncQueue, run: Pick<RunSummary, 'id' | 'integrationId'>): Promise<void> {
+  await queue.add('reconcile', { runId: run.id, integrationId: run.integrationId }, {
+    jobId: run.id,
+    // Infrastructure failures (Postgres away) are retried; IdP failures end the run instead.
+    attempts: 5,
+    backoff: { type: 'exponential', delay: 2_000 },
+  });
+}
+
+/**
+ * Makes sure a run that is still queued in Postgres has a live job: re-adds a lost job, and
+ * revives one that ended without running it (failed for good while Postgres was away).
+ */
+export async function ensureEnqueued(queue: DirsyncQueue, run: Pick<RunSummary, 'id' | 'integrationId'>): Promise<void> {
+  const job = await queue.getJob(run.id);
+  if (job) {
+    const state = await job.getState();
+    if (state === 'failed') return job.retry();
+    if (state !== 'completed') return;
+    await job.remove();
+  }
+  await enqueueRun(queue, run);
+}
+
+/** Makes the queue's job scheduler match the integration: one per enabled, scheduled integration. */
+export async function syncSchedule(queue: DirsyncQueue, integration: Integration): Promise<void> {
+  const id = schedulerId(integration.id);
+  if (!integration.enabled || !integration.schedule) {
+    await queue.removeJobScheduler(id);
+    return;
+  }
+  const repeat =
+    integration.schedule.kind === 'every' ? { every: integration.schedule.ms } : { pattern: integration.schedule.pattern, tz: 'UTC' };
+  // BullMQ types the scheduler id as the job-name type; any string is accepted at runtime.
+  await queue.upsertJobScheduler(id as JobName, repeat, { name: 'schedule-tick', data: { integrationId: integration.id } });
+}
+
+export async function removeSchedule(queue: DirsyncQueue, integrationId: string): Promise<void> {
+  await queue.removeJobScheduler(schedulerId(integrationId));
+}

@@ -1,0 +1,88 @@
+import { type Job, Worker } from 'bullmq';
+import { handleReconcile } from '../../jobs/reconcile.job.js';
+import { handleScheduleTick } from '../../jobs/schedule-tick.job.js';
+import type { Config } from '../config.js';
+import type { Db } from '../db/database.js';
+import { IntegrationRepository } from '../db/integration.repository.js';
+import type { Logger } from '../log.js';
+import type { ReconcileDeps } from '../runs/reconcile.js';
+import type { JobName, JobPayloads } from './jobs.js';
+import { type DirsyncQueue, ensureEnqueued, syncSchedule } from './queue.js';
+import { createRedis } from './redis.js';
+import { RunRepository } from '../db/run.repository.js';
+import { WebhookRepository } from '../db/webhook.repository.js';
+
+export interface WorkerDeps extends Omit<ReconcileDeps, 'log'> {
+  readonly db: Db;
+  readonly config: Config;
+  readonly log: Logger;
+  readonly queue: DirsyncQueue;
+  readonly concurrency?: number;
+  readonly sweepEveryMs?: number;
+}
+
+type Handlers = { [N in JobName]: (job: Job<JobPayloads[N]>, token?: string) => Promise<string> };
+
+/**
+ * Starts a BullMQ worker with exactly one handler per job name (the Handlers type makes a
+ * missing one a compile error). Before taking jobs it re-enqueues runs that were recorded but
+ * whose job was lost (Redis restarted empty) and re-creates schedules from Postgres.
+ */
+export type DirsyncWorker = Worker<JobPayloads[JobName], string, JobName>;
+
+export async function startWorker(deps: WorkerDeps): Promise<DirsyncWorker> {
+  const handlers: Handlers = {
+    reconcile: (job, token) => handleReconcile(deps, job, token),
+    'schedule-tick': (job) => handleScheduleTick(deps, job),
+  };
+  await recover(deps);
+  // BullMQ leaves a connection it was handed open on close; this one is ours to close.
+  const connection = createRedis(deps.config.redisUrl, 'worker');
+  const worker: DirsyncWorker = new Worker(
+    deps.config.queueName,
+    async (job, token) => {
+      const handler = handlers[job.name] as (job: Job, token?: string) => Promise<string>;
+      if (!handler) throw new Error(`no handler for job ${job.name}`);
+      return handler(job, token);
+    },
+    {
+      connection,
+      concurrency: deps.concurrency ?? 4,
+      // Long reads keep the job locked; the lock is renewed every lockDuration/2.
+      lockDuration: 60_000,
+    },
+  );
+  // A run recorded while Redis was away, or whose job Redis lost, is put back on the queue;
+  // webhook event ids are forgotten once no IdP would deliver them again.
+  const sweeper = setInterval(() => {
+    sweep(deps).catch((error: unknown) => deps.log.warn({ err: (error as Error).message }, 'sweep failed'));
+  }, deps.sweepEveryMs ?? 30_000);
+  worker.on('closed', () => {
+    clearInterval(sweeper);
+    connection.disconnect();
+  });
+  worker.on('failed', (job, error) => deps.log.error({ jobId: job?.id, job: job?.name, err: error.message }, 'job failed'));
+  worker.on('error', (error) => deps.log.warn({ err: error.message }, 'worker connection problem; retrying'));
+  await worker.waitUntilReady();
+  deps.log.info({ queue: deps.config.queueName, concurrency: deps.concurrency ?? 4 }, 'worker started');
+  return worker;
+}
+
+/** Makes sure every run queued in Postgres for at least `olderThanMs` has a live job. */
+async function reenqueueQueued(deps: WorkerDeps, olderThanMs: number): Promise<number> {
+  const queued = await new RunRepository(deps.db).listQueued(olderThanMs);
+  for (const run of queued) await ensureEnqueued(deps.queue, run);
+  return queued.length;
+}
+
+async function sweep(deps: WorkerDeps): Promise<void> {
+  await reenqueueQueued(deps, 10_000);
+  await new WebhookRepository(deps.db).pruneEvents(7 * 86_400_000);
+}
+
+async function recover(deps: WorkerDeps): Promise<void> {
+  await new RunRepository(deps.db).failAbandoned();
+  const requeued = await reenqueueQueued(deps, 0);
+  for (const integration of await new IntegrationRepository(deps.db).list()) await syncSchedule(deps.queue, integration);
+  if (requeued > 0) deps.log.info({ runs: requeued }, 're-enqueued recorded runs');
+}

@@ -1,0 +1,56 @@
+import type { Db } from '../db/database.js';
+import { RunRepository, type RunSummary } from '../db/run.repository.js';
+import type { RunTrigger } from '../db/schema.js';
+import { NotFoundError, UserError } from '../errors.js';
+import { IntegrationService } from '../integrations/integration.service.js';
+import type { Config } from '../config.js';
+import { type DirsyncQueue, enqueueRun } from '../queue/queue.js';
+
+/**
+ * Asks for a run of an integration. Triggers that arrive while a run is queued coalesce into
+ * it; one that arrives while a run is in progress queues exactly one follow-up.
+ * Returns the run that will serve this trigger.
+ */
+export async function requestRun(
+  deps: { db: Db; config: Config; queue: DirsyncQueue },
+  integrationId: string,
+  trigger: RunTrigger,
+  options: { dryRun?: boolean } = {},
+): Promise<{ run: RunSummary; created: boolean }> {
+  const integration = await new IntegrationService(deps.db, deps.config).get(integrationId);
+  if (!integration.enabled) {
+    throw new UserError(`integration ${integrationId} is disabled: enable it with \`dirsync integration enable ${integrationId}\``);
+  }
+  const runs = new RunRepository(deps.db);
+  const result = await runs.trigger(integrationId, trigger, options.dryRun ?? false);
+  // Always (re-)add: if an earlier enqueue was lost (Redis away), this repairs it.
+  try {
+    await enqueueRun(deps.queue, result.run);
+  } catch (error) {
+    // A queued run always has its job: one this call created goes again if Redis refused it.
+    if (result.created) await runs.deleteQueued(result.run.id);
+    throw error;
+  }
+  return result;
+}
+
+/**
+ * Approves a held run: records an approval run and queues it. The approval re-reads the IdP
+ * and applies the held removals that are still warranted; those the IdP has since undone are
+ * skipped and recorded as such. It covers every held run of the integration up to this one.
+ */
+export async function approveRun(deps: { db: Db; config: Config; queue: DirsyncQueue }, runId: string): Promise<RunSummary> {
+  const runs = new RunRepository(deps.db);
+  const held = await runs.find(runId);
+  if (!held) throw new NotFoundError(`run ${runId} does not exist: \`dirsync runs <integration-id>\` lists the runs`);
+  if (held.status !== 'held') {
+    throw new UserError(`run ${runId} is ${held.status}, not held: only a held run can be approved`);
+  }
+  const integration = await new IntegrationService(deps.db, deps.config).get(held.integrationId);
+  if (!integration.enabled) {
+    throw new UserError(`integration ${integration.id} is disabled: enable it before approving its runs`);
+  }
+  const approval = await runs.createApproval(held);
+  await enqueueRun(deps.queue, approval);
+  return approval;
+}

@@ -1,0 +1,96 @@
+/**
+ * What an IdP's webhook body says, read without IO: which events (for deduplication), their
+ * types (for the record), and whether any of them can change the tenant's directory. An event
+ * is only ever a signal to re-read the IdP; nothing from its body is applied.
+ */
+
+export interface WebhookSignal {
+  readonly eventIds: readonly string[];
+  readonly eventTypes: readonly string[];
+  /** Worth a run: some event can change the users, groups or memberships in scope. */
+  readonly relevant: boolean;
+}
+
+/** The body is not what the IdP sends; answered 400. */
+export class MalformedWebhookError extends Error {
+  override name = 'MalformedWebhookError';
+}
+
+const OKTA_RELEVANT = new Set([
+  'user.account.update_profile',
+  'group.user_membership.add',
+  'group.user_membership.remove',
+  'application.user_membership.add',
+  'application.user_membership.remove',
+  'group.lifecycle.create',
+  'group.lifecycle.delete',
+  'group.profile.update',
+  'group.application_assignment.add',
+  'group.application_assignment.remove',
+]);
+
+interface OktaTarget {
+  id?: unknown;
+  type?: unknown;
+}
+
+/**
+ * An Okta event hook delivery: `{eventType: "com.okta.event_hook", data: {events: [...]}}`.
+ * User lifecycle, profile, group membership, app assignment and group lifecycle events are
+ * relevant. Okta hooks are org-wide: an app assignment event for another app than the
+ * integration's is not.
+ */
+export function readOktaDelivery(body: unknown, appId: string | null): WebhookSignal {
+  const events = (body as { data?: { events?: unknown } } | null)?.data?.events;
+  if (!isObject(body) || body.eventType !== 'com.okta.event_hook' || !Array.isArray(events)) {
+    throw new MalformedWebhookError('not an Okta event hook delivery: expected {"eventType": "com.okta.event_hook", "data": {"events": [...]}}');
+  }
+  const eventIds: string[] = [];
+  const eventTypes: string[] = [];
+  let relevant = false;
+  for (const event of events) {
+    if (!isObject(event) || typeof event.uuid !== 'string' || typeof event.eventType !== 'string') {
+      throw new MalformedWebhookError('an Okta event has no uuid or eventType');
+    }
+    eventIds.push(event.uuid);
+    eventTypes.push(event.eventType);
+    if (oktaEventMatters(event.eventType, Array.isArray(event.target) ? (event.target as OktaTarget[]) : [], appId)) relevant = true;
+  }
+  return { eventIds, eventTypes, relevant };
+}
+
+function oktaEventMatters(type: string, targets: OktaTarget[], appId: string | null): boolean {
+  if (!type.startsWith('user.lifecycle.') && !OKTA_RELEVANT.has(type)) return false;
+  if (appId && (type.startsWith('application.') || type.startsWith('group.application_assignment.'))) {
+    return targets.some((t) => t.type === 'AppInstance' && t.id === appId);
+  }
+  return true;
+}
+
+const AUTHENTIK_MODEL_ACTIONS = new Set(['model_created', 'model_updated', 'model_deleted']);
+const AUTHENTIK_MODELS = new Set(['user', 'group', 'application', 'policybinding']);
+
+/**
+ * An authentik notification (webhook transport). With dirsync's body mapping it carries the
+ * event's `action`, `model` context and `event_id`; model changes to users, groups,
+ * applications and policy bindings are relevant, other actions (logins, ...) are not. The
+ * default body (`{body, severity, user_email, ...}`, no action) says nothing about what
+ * changed, so it triggers a full run.
+ */
+export function readAuthentikNotification(body: unknown): WebhookSignal {
+  if (!isObject(body)) throw new MalformedWebhookError('not an authentik notification: expected a JSON object');
+  const eventIds = typeof body.event_id === 'string' && body.event_id !== '' ? [body.event_id] : [];
+  if (body.action === undefined || body.action === null) {
+    return { eventIds, eventTypes: ['notification'], relevant: true };
+  }
+  if (typeof body.action !== 'string') throw new MalformedWebhookError('"action" must be a string');
+  const model = isObject(body.model) ? body.model : {};
+  const modelName = typeof model.model_name === 'string' ? model.model_name : '';
+  const type = modelName ? `${body.action}:${model.app ?? ''}.${modelName}` : body.action;
+  const relevant = AUTHENTIK_MODEL_ACTIONS.has(body.action) && (AUTHENTIK_MODELS.has(modelName) || modelName.includes('group'));
+  return { eventIds, eventTypes: [type], relevant };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}

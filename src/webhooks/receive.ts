@@ -1,0 +1,163 @@
+import { hashSecret, secretMatches } from '../crypto.js';
+import type { Db } from '../db/database.js';
+import type { Provider } from '../db/schema.js';
+import { RunRepository, isUuid } from '../db/run.repository.js';
+import { WebhookRepository } from '../db/webhook.repository.js';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../log.js';
+import { type DirsyncQueue, enqueueRun } from '../queue/queue.js';
+import { MalformedWebhookError, type WebhookSignal, readAuthentikNotification, readOktaDelivery } from './events.js';
+
+export interface WebhookDeps {
+  readonly db: Db;
+  readonly queue: DirsyncQueue;
+  /** The queue's connection: while it is not ready, deliveries are refused at once. */
+  readonly redis: Redis;
+  readonly log: Logger;
+}
+
+/** How long a delivery may wait for the queue before it is refused with 503 (Okta gives up after 3 s). */
+const ENQUEUE_TIMEOUT_MS = 1_500;
+
+class QueueUnavailableError extends Error {
+  override name = 'QueueUnavailableError';
+}
+
+export interface WebhookReply {
+  readonly status: number;
+  readonly body: Record<string, unknown>;
+}
+
+const reply = (status: number, body: Record<string, unknown>): WebhookReply => ({ status, body });
+
+/** The secret from `Authorization: <secret>` (an Okta event hook) or `Authorization: Bearer <secret>`. */
+export function presentedSecret(authorization: string | undefined): string | undefined {
+  if (!authorization) return undefined;
+  const trimmed = authorization.trim();
+  const bearer = /^Bearer\s+(.+)$/i.exec(trimmed);
+  return bearer ? bearer[1]!.trim() : trimmed;
+}
+
+type Authorized =
+  | { readonly ok: true; readonly target: NonNullable<Awaited<ReturnType<WebhookRepository['findTarget']>>> }
+  | { readonly ok: false; readonly reply: WebhookReply };
+
+/** Unknown integration 404, wrong or missing secret 401, disabled 403: in that order. */
+export async function authorize(db: Db, integrationId: string, authorization: string | undefined): Promise<Authorized> {
+  const target = isUuid(integrationId) ? await new WebhookRepository(db).findTarget(integrationId) : undefined;
+  if (!target) return { ok: false, reply: reply(404, { error: `no integration ${integrationId}` }) };
+  const secret = presentedSecret(authorization);
+  if (!secret || !secretMatches(secret, target.secretHash)) {
+    return { ok: false, reply: reply(401, { error: 'missing or wrong webhook secret in the Authorization header' }) };
+  }
+  if (!target.enabled) return { ok: false, reply: reply(403, { error: 'the integration is disabled' }) };
+  return { ok: true, target };
+}
+
+/**
+ * Handles one delivery: authenticates it, reads what it signals, drops redeliveries (by event
+ * id), and asks for a run. Coalescing makes a burst one run plus at most one follow-up. If
+ * Redis is away the delivery is answered 503 and its events forgotten, so the IdP delivers it
+ * again and nothing is lost.
+ */
+export async function receiveWebhook(
+  deps: WebhookDeps,
+  delivery: { integrationId: string; authorization: string | undefined; body: unknown },
+): Promise<WebhookReply> {
+  const integrationId = delivery.integrationId;
+  const meta = isUuid(integrationId) ? await providerOf(deps.db, integrationId) : undefined;
+  if (!meta) return reply(404, { error: `no integration ${integrationId}` });
+  // Rare paths authenticate on their own first: no answer but 401 for a caller without the secret.
+  if (deps.redis.status !== 'ready') {
+    const auth = await authorize(deps.db, integrationId, delivery.authorization);
+    return auth.ok ? unavailable(deps, integrationId, `redis is ${deps.redis.status}`) : auth.reply;
+  }
+  let signal: WebhookSignal;
+  try {
+    signal = meta.provider === 'okta' ? readOktaDelivery(delivery.body, meta.oktaAppId) : readAuthentikNotification(delivery.body);
+  } catch (error) {
+    if (!(error instanceof MalformedWebhookError)) throw error;
+    const auth = await authorize(deps.db, integrationId, delivery.authorization);
+    return auth.ok ? reply(400, { error: error.message }) : auth.reply;
+  }
+
+  const secret = presentedSecret(delivery.authorization) ?? '';
+  const webhooks = new WebhookRepository(deps.db);
+  const record = { integrationId, source: meta.provider, eventTypes: signal.eventTypes, eventIds: signal.eventIds };
+  // One statement checks the secret and the enabled flag, drops redeliveries and, under a burst
+  // (a run almost always queued already), joins the queued run: no Redis round trip, since a
+  // queued run's job was enqueued by whoever queued it.
+  const { target, fresh, joinedRunId } = await webhooks.coalesce({ ...record, secretHash: hashSecret(secret), relevant: signal.relevant });
+  if (!target) return reply(404, { error: `no integration ${integrationId}` });
+  if (!secret || !secretMatches(secret, target.secretHash)) {
+    return reply(401, { error: 'missing or wrong webhook secret in the Authorization header' });
+  }
+  if (!target.enabled) return reply(403, { error: 'the integration is disabled' });
+  if (joinedRunId) return reply(200, { outcome: 'triggered', runId: joinedRunId });
+  if (signal.eventIds.length > 0 && fresh.length === 0) {
+    await webhooks.recordDelivery({ ...record, outcome: 'duplicate', runId: null });
+    return reply(200, { outcome: 'duplicate' });
+  }
+  if (!signal.relevant) {
+    await webhooks.recordDelivery({ ...record, outcome: 'ignored', runId: null });
+    return reply(200, { outcome: 'ignored' });
+  }
+  try {
+    const { run } = await requestRunOrUndo(deps, integrationId);
+    await webhooks.recordDelivery({ ...record, outcome: 'triggered', runId: run.id });
+    return reply(200, { outcome: 'triggered', runId: run.id });
+  } catch (error) {
+    if (!(error instanceof QueueUnavailableError || isRedisError(error))) throw error;
+    // Forget the events so the IdP's redelivery is not taken for a duplicate.
+    await webhooks.forgetEvents(integrationId, fresh);
+    return unavailable(deps, integrationId, (error as Error).message);
+  }
+}
+
+/**
+ * Records a webhook run (or joins the queued one) and enqueues it. A run this call created is
+ * deleted again if the queue cannot take it, so a queued run always has its job.
+ */
+async function requestRunOrUndo(deps: WebhookDeps, integrationId: string) {
+  const runs = new RunRepository(deps.db);
+  const result = await runs.trigger(integrationId, 'webhook', false);
+  try {
+    await withTimeout(enqueueRun(deps.queue, result.run), ENQUEUE_TIMEOUT_MS);
+  } catch (error) {
+    if (result.created) await runs.deleteQueued(result.run.id);
+    throw error;
+  }
+  return result;
+}
+
+// An integration's provider never changes and its Okta app id rarely does; reading a body
+// needs them before the one statement that authenticates it, so they are kept a few seconds.
+const PROVIDER_TTL_MS = 5_000;
+const providers = new Map<string, { value: { provider: Provider; oktaAppId: string | null }; until: number }>();
+
+async function providerOf(db: Db, integrationId: string) {
+  const cached = providers.get(integrationId);
+  if (cached && cached.until > Date.now()) return cached.value;
+  const value = await new WebhookRepository(db).findProvider(integrationId);
+  if (value) providers.set(integrationId, { value, until: Date.now() + PROVIDER_TTL_MS });
+  else providers.delete(integrationId);
+  return value;
+}
+
+function unavailable(deps: WebhookDeps, integrationId: string, why: string): WebhookReply {
+  deps.log.warn({ integrationId, why }, 'webhook refused with 503: the queue is unavailable');
+  return reply(503, { error: 'the queue is unavailable; deliver again later' });
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new QueueUnavailableError(`the queue did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function isRedisError(error: unknown): boolean {
+  const message = (error as Error | undefined)?.message ?? '';
+  return /Stream isn't writeable|enableOfflineQueue|Connection is closed|max retries per request/i.test(message);
+}

@@ -1,0 +1,20 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+
+// The benchmark itself is not part of CI; its smoke size is, so that it keeps working.
+describe('npm run bench (smoke size)', () => {
+  it('syncs a generated directory and reports every case against the floors', async () => {
+    await run('npx', ['tsc', '-p', 'tsconfig.bench.json'], { timeout: 120_000 });
+    const { stdout } = await run(process.execPath, ['dist-bench/bench/run.js', '--workload', 'smoke', '--runs', '1'], {
+      env: { ...process.env, DATABASE_URL: process.env.DATABASE_URL },
+      timeout: 120_000,
+    });
+    expect(stdout).toMatch(/^# dirsync benchmark: smoke \(2,000 users, 40 groups, 10,000 memberships, app-scoped\)$/m);
+    expect(stdout).toMatch(/^\| initial full sync \| [\d.]+ s \|.*\| 12040 \| [\d.]+ \|/m);
+    expect(stdout).toMatch(/^\| no-op resync \| [\d.]+ s \|.*\| 0 \| [\d.]+ \|/m);
+    expect(stdout).toMatch(/^Churn: \{"usersCreated":6,"usersUpdated":6,.*"usersDeprovisioned":6/m);
+  }, 180_000);
+});

@@ -1,0 +1,267 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CliHarness, type RunSummaryJson, ZERO_COUNTS } from '../support/cli.js';
+import { FakeOkta } from '../support/fake-okta.js';
+import { oktaDelivery } from '../support/webhook-bodies.js';
+
+// The CLI exactly as automation calls it: the built bin in a child process, against real
+// Postgres and Redis and a fake Okta on loopback.
+const cli = new CliHarness();
+const TOKEN = `okta-token-${randomBytes(8).toString('hex')}`;
+const PORT = cli.port;
+const dbUrl = cli.dbUrl;
+const dirsync = (args: string[], extra: Record<string, string> = {}) => cli.run(args, extra);
+const json = <T = unknown>(args: string[]) => cli.json<T>(args);
+type Summary = RunSummaryJson;
+const zero = ZERO_COUNTS;
+
+let okta: FakeOkta;
+let integrationId: string;
+
+beforeAll(async () => {
+  okta = await new FakeOkta().start();
+  okta.token = TOKEN;
+  const app = okta.addApp('0oaE2E');
+  const ann = okta.addUser('ann.lee@e2e.test', { id: '00uAnn', profile: { department: 'R&D' } });
+  const bob = okta.addUser('bob.king@e2e.test', { id: '00uBob' });
+  const eng = okta.addGroup('Engineering', { id: '00gEng' });
+  const ops = okta.addGroup('Ops', { id: '00gOps' });
+  okta.addMember(eng.id, ann.id);
+  okta.addMember(ops.id, bob.id);
+  app.users.add(ann.id);
+  app.groups.add(eng.id);
+  app.groups.add(ops.id);
+}, 60_000);
+
+afterAll(async () => {
+  await okta?.stop();
+  await cli.stop();
+});
+
+describe('dirsync CLI, end to end', () => {
+  it('migrate creates the database and is safe to run twice', async () => {
+    const first = await dirsync(['migrate']);
+    expect(first).toMatchObject({ code: 0 });
+    expect(first.stdout).toMatch(/created the database; applied 2026-11-25T0000-initial/);
+    const second = await dirsync(['migrate']);
+    expect(second.stdout.trim()).toBe('database is up to date');
+  });
+
+  it('creates a tenant and an Okta integration without ever printing the token', async () => {
+    expect(await json(['tenant', 'create', 'acme', '--name', 'Acme Corp'])).toMatchObject({ slug: 'acme', name: 'Acme Corp' });
+    const created = await json<Record<string, unknown>>([
+      'integration', 'create', '--tenant', 'acme', '--provider', 'okta', '--base-url', okta.url,
+      '--token', TOKEN, '--okta-app-id', '0oaE2E',
+    ]);
+    expect(created).toMatchObject({ tenant: 'acme', provider: 'okta', oktaAppId: '0oaE2E', schedule: 'manual only', enabled: true });
+    expect(created.webhookUrl).toBe(`http://127.0.0.1:${PORT}/webhooks/${created.id}`);
+    expect(created.webhookSecret).toEqual(expect.any(String));
+    integrationId = created.id as string;
+    for (const args of [['integration', 'show', integrationId], ['integration', 'list']]) {
+      const out = await dirsync(args);
+      expect(out.code).toBe(0);
+      expect(out.stdout + out.stderr).not.toContain(TOKEN);
+      expect(out.stdout).not.toContain(created.webhookSecret as string);
+    }
+  });
+
+  it('says clearly when sync --wait has no worker to run it', async () => {
+    const lonely = `${cli.queue}-noworker`;
+    const result = await dirsync(['sync', integrationId, '--wait'], { DIRSYNC_QUEUE: lonely });
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim()).toMatch(/^dirsync: run [0-9a-f-]+ is queued but no worker is running to pick it up: start one with `dirsync worker` or `dirsync start`\.$/);
+    // That run stays queued and is picked up by the first worker that starts: mark it
+    // failed so it does not count in the assertions below.
+    const client = new pg.Client({ connectionString: dbUrl });
+    await client.connect();
+    await client.query(`update runs set status = 'failed', error = 'test' where status = 'queued'`);
+    await client.end();
+  }, 30_000);
+
+  it('syncs the assigned users, app groups and memberships with `dirsync start` running', async () => {
+    await cli.start();
+
+    const run = await json<Summary>(['sync', integrationId, '--wait']);
+    expect(run).toMatchObject({ status: 'succeeded', trigger: 'manual', error: null });
+    expect(run.counts).toEqual({ ...zero, usersCreated: 2, groupsCreated: 2, membershipsAdded: 2 });
+
+    expect(await json(['users', '--tenant', 'acme'])).toEqual([
+      { userName: 'ann.lee@e2e.test', email: 'ann.lee@e2e.test', givenName: 'Ann', familyName: 'Lee', displayName: 'Ann Lee', active: true, locked: false, groups: ['Engineering'] },
+      { userName: 'bob.king@e2e.test', email: 'bob.king@e2e.test', givenName: 'Bob', familyName: 'King', displayName: 'Bob King', active: true, locked: false, groups: ['Ops'] },
+    ]);
+    expect(await json(['groups', '--tenant', 'acme'])).toEqual([
+      { name: 'Engineering', members: ['ann.lee@e2e.test'] },
+      { name: 'Ops', members: ['bob.king@e2e.test'] },
+    ]);
+  }, 60_000);
+
+  it('a second sync with nothing changed reports all zeros', async () => {
+    const run = await json<Summary>(['sync', integrationId, '--wait']);
+    expect(run.counts).toEqual(zero);
+  });
+
+  it('follows changes in Okta run after run', async () => {
+    okta.updateUser('00uAnn', { profile: { email: 'ann@new.e2e.test' } });
+    expect((await json<Summary>(['sync', integrationId, '--wait'])).counts).toEqual({ ...zero, usersUpdated: 1 });
+
+    okta.updateUser('00uBob', { status: 'SUSPENDED' });
+    expect((await json<Summary>(['sync', integrationId, '--wait'])).counts).toEqual({ ...zero, usersDeprovisioned: 1 });
+    const bob = async () => (await json<{ userName: string; active: boolean; locked: boolean }[]>(['users', '--tenant', 'acme']))[1];
+    expect(await bob()).toMatchObject({ active: false, locked: true });
+
+    okta.updateUser('00uBob', { status: 'ACTIVE' });
+    expect((await json<Summary>(['sync', integrationId, '--wait'])).counts).toEqual({ ...zero, usersReprovisioned: 1 });
+    expect(await bob()).toMatchObject({ active: true, locked: false });
+
+    okta.apps.get('0oaE2E')!.users.delete('00uAnn');
+    okta.apps.get('0oaE2E')!.groups.delete('00gEng');
+    const run = await json<Summary>(['sync', integrationId, '--wait']);
+    expect(run.counts).toEqual({ ...zero, usersDeprovisioned: 1, groupsDeleted: 1 });
+    expect(await json(['groups', '--tenant', 'acme'])).toEqual([{ name: 'Ops', members: ['bob.king@e2e.test'] }]);
+
+    const shown = await json<{ changes: { kind: string; subject: string }[] }>(['run', 'show', run.id]);
+    expect(shown.changes.map((c) => [c.kind, c.subject])).toEqual([
+      ['user.deprovisioned', 'ann.lee@e2e.test'],
+      ['group.deleted', 'Engineering'],
+    ]);
+    const human = await dirsync(['run', 'show', run.id]);
+    expect(human.stdout).toMatch(/changes: +1 users deprovisioned, 1 groups deleted/);
+    expect(human.stdout).toMatch(/user\.deprovisioned +ann\.lee@e2e\.test +applied +mode=suspend reason=out-of-scope/);
+  }, 60_000);
+
+  it('queues without --wait, records dry runs, and lists runs newest first', async () => {
+    const queued = await dirsync(['sync', integrationId]);
+    expect(queued.stdout.trim()).toMatch(/^[0-9a-f-]{36}$/);
+    okta.updateUser('00uBob', { profile: { firstName: 'Robert' } });
+    const dry = await json<Summary & { dryRun: boolean }>(['sync', integrationId, '--wait', '--dry-run']);
+    expect(dry).toMatchObject({ dryRun: true, status: 'succeeded' });
+    expect(dry.counts.usersUpdated).toBe(1);
+    const bob = (await json<{ givenName: string }[]>(['users', '--tenant', 'acme']))[1];
+    expect(bob?.givenName).toBe('Bob');
+    const runs = await json<{ id: string }[]>(['runs', integrationId]);
+    expect(runs[0]!.id).toBe(dry.id);
+    expect(runs.length).toBeGreaterThanOrEqual(7);
+  }, 60_000);
+
+  it('answers bad input with one sentence and a non-zero exit', async () => {
+    const cases: [string[], RegExp][] = [
+      [['sync', 'not-a-uuid'], /^dirsync: integration not-a-uuid does not exist: `dirsync integration list` shows the ids\.$/],
+      [['users', '--tenant', 'nope'], /^dirsync: tenant "nope" does not exist/],
+      [['users'], /^dirsync: required option '--tenant <slug>' not specified$/],
+      [['integration', 'create', '--tenant', 'acme', '--provider', 'okta', '--base-url', 'ftp://x', '--token', 't'], /--base-url ftp:\/\/x must be an https:\/\/ URL/],
+      [['integration', 'update', integrationId, '--every', 'often'], /--every "often" is not a duration/],
+      [['integration', 'update', integrationId, '--cron', 'nope'], /--cron "nope" is not a valid cron expression/],
+      [['run', 'show', '00000000-0000-0000-0000-000000000000'], /^dirsync: run 0{8}-.* does not exist/],
+      [['frobnicate'], /^dirsync: unknown command 'frobnicate'/],
+    ];
+    for (const [args, pattern] of cases) {
+      const result = await dirsync(args);
+      expect(result.code, args.join(' ')).not.toBe(0);
+      expect(result.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+      expect(result.stderr.trim(), args.join(' ')).toMatch(pattern);
+    }
+    const noKey = await dirsync(['integration', 'create', '--tenant', 'acme', '--provider', 'okta', '--base-url', okta.url, '--token', 't'], { DIRSYNC_ENCRYPTION_KEY: '' });
+    expect(noKey.stderr.trim()).toMatch(/^dirsync: DIRSYNC_ENCRYPTION_KEY is not set/);
+    const before = (await json<unknown[]>(['runs', integrationId])).length;
+    const noRedis = await dirsync(['sync', integrationId], { REDIS_URL: 'redis://127.0.0.1:1' });
+    expect(noRedis.code).toBe(1);
+    expect(noRedis.stderr.trim()).toBe('dirsync: cannot connect to Redis at redis://127.0.0.1:1: is it running, and is REDIS_URL right?');
+    expect((await json<unknown[]>(['runs', integrationId])).length).toBe(before);
+    const badUrl = await dirsync(['tenant', 'list'], { DATABASE_URL: 'mysql://x' });
+    expect(badUrl.stderr.trim()).toBe('dirsync: DATABASE_URL is not a valid postgres:// URL.');
+  }, 60_000);
+
+  it('holds a mass removal and applies it on `run approve`', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const u = okta.addUser(`temp${i}@e2e.test`);
+      okta.apps.get('0oaE2E')!.users.add(u.id);
+      ids.push(u.id);
+    }
+    expect((await json<Summary>(['sync', integrationId, '--wait'])).counts.usersCreated).toBe(10);
+    for (const id of ids.slice(0, 8)) okta.apps.get('0oaE2E')!.users.delete(id);
+
+    const held = await dirsync(['sync', integrationId, '--wait', '--json']);
+    expect(held.code).toBe(0);
+    const heldRun = JSON.parse(held.stdout) as Summary & { heldReason: string };
+    expect(heldRun.status).toBe('held');
+    expect(heldRun.counts.usersDeprovisioned).toBe(0);
+    expect(heldRun.heldReason).toContain(`dirsync run approve ${heldRun.id}`);
+    const shown = await dirsync(['run', 'show', heldRun.id]);
+    expect(shown.stdout).toMatch(/held: +8 removals wait for approval/);
+    expect(shown.stdout).toMatch(/user\.deprovisioned +temp0@e2e\.test +held/);
+
+    const approval = await json<Summary & { approvesRunId: string }>(['run', 'approve', heldRun.id]);
+    expect(approval).toMatchObject({ status: 'succeeded', approvesRunId: heldRun.id });
+    expect(approval.counts.usersDeprovisioned).toBe(8);
+    const again = await dirsync(['run', 'approve', heldRun.id]);
+    expect(again.code).toBe(1);
+    expect(again.stderr.trim()).toBe(`dirsync: run ${heldRun.id} is succeeded, not held: only a held run can be approved.`);
+  }, 60_000);
+
+  it('an Okta event hook delivery for a deactivated user reaches Postgres within seconds', async () => {
+    const secret = (await json<{ webhookSecret: string }>(['integration', 'rotate-webhook-secret', integrationId])).webhookSecret;
+    const url = `http://127.0.0.1:${PORT}/webhooks/${integrationId}`;
+    const verify = await fetch(url, { headers: { authorization: secret, 'x-okta-verification-challenge': 'c-123' } });
+    expect(await verify.json()).toEqual({ verification: 'c-123' });
+
+    okta.updateUser('00uBob', { status: 'DEPROVISIONED' });
+    const started = Date.now();
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { authorization: secret, 'content-type': 'application/json' },
+      body: JSON.stringify(oktaDelivery([{ eventType: 'user.lifecycle.deactivate', target: [{ id: '00uBob', type: 'User' }] }])),
+    });
+    expect(res.status).toBe(200);
+    const { runId } = (await res.json()) as { runId: string };
+    let bob: { active: boolean; locked: boolean } | undefined;
+    while (Date.now() - started < 10_000) {
+      bob = (await json<{ userName: string; active: boolean; locked: boolean }[]>(['users', '--tenant', 'acme'])).find((u) => u.userName === 'bob.king@e2e.test');
+      if (bob && !bob.active) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(bob).toMatchObject({ active: false, locked: true });
+    expect(await json(['run', 'show', runId])).toMatchObject({ trigger: 'webhook', status: 'succeeded' });
+    const deliveries = await json<{ outcome: string; runId: string; eventTypes: string[] }[]>(['webhooks', integrationId]);
+    expect(deliveries[0]).toMatchObject({ outcome: 'triggered', runId, eventTypes: ['user.lifecycle.deactivate'] });
+  }, 60_000);
+
+  it('shows live progress on a terminal, and nothing extra with --json', async () => {
+    // Slow, small pages, so the run is still reading when the CLI polls.
+    okta.maxPageSize = 2;
+    const env = cli.env();
+    const cmd = [process.execPath, cli.bin, 'sync', integrationId, '--wait'].map((a) => `'${a}'`).join(' ');
+    okta.responseDelayMs = 400;
+    const tty = await new Promise<string>((resolve) => {
+      execFile('script', ['-qec', cmd, '/dev/null'], { env: { ...env, TERM: 'xterm' }, timeout: 60_000 }, (_e, stdout) => resolve(stdout));
+    });
+    expect(tty).toMatch(/run [0-9a-f-]{36}: reading the IdP: \d+ requests, \d+ records/);
+    expect(tty).toMatch(/status: +succeeded/);
+    const piped = await cli.run(['sync', integrationId, '--wait', '--json']);
+    okta.responseDelayMs = 0;
+    okta.maxPageSize = undefined;
+    expect(piped.stderr).toBe('');
+    expect(JSON.parse(piped.stdout)).toMatchObject({ status: 'succeeded' });
+  }, 60_000);
+
+  it('schedules runs with --every, and a scheduled run converges with nothing to do', async () => {
+    const updated = await json<{ schedule: string }>(['integration', 'update', integrationId, '--every', '1h']);
+    expect(updated.schedule).toBe('every 1h');
+    // BullMQ fires an `every` scheduler at once, then every hour.
+    const deadline = Date.now() + 20_000;
+    let scheduled: Summary | undefined;
+    while (!scheduled && Date.now() < deadline) {
+      const runs = await json<Summary[]>(['runs', integrationId]);
+      scheduled = runs.find((r) => r.trigger === 'schedule' && r.status === 'succeeded');
+      if (!scheduled) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(scheduled?.counts).toMatchObject({ usersCreated: 0, usersDeprovisioned: 0 });
+  }, 60_000);
+
+  it('the server log never contains the token', () => {
+    expect(cli.serverLog).toContain('run succeeded');
+    expect(cli.serverLog).not.toContain(TOKEN);
+  });
+});

@@ -1,0 +1,245 @@
+import type { FastifyInstance, InjectOptions } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Db } from '../../src/db/database.js';
+import { RunRepository } from '../../src/db/run.repository.js';
+import { buildServer } from '../../src/http/server.js';
+import { type DirsyncQueue, createQueue } from '../../src/queue/queue.js';
+import { createRedis } from '../../src/queue/redis.js';
+import { reconcile } from '../../src/runs/reconcile.js';
+import { createTestDatabase, silentLog, testConfig, uniqueSlug } from '../support/env.js';
+import { FakeOkta } from '../support/fake-okta.js';
+
+const ADMIN = 'admin-token-for-tests-0123456789';
+let db: Db;
+let dropDb: () => Promise<void>;
+let app: FastifyInstance;
+let queue: DirsyncQueue;
+let config: ReturnType<typeof testConfig>;
+let okta: FakeOkta;
+let close: () => Promise<void>;
+
+beforeAll(async () => {
+  const created = await createTestDatabase();
+  ({ db, drop: dropDb } = created);
+  config = testConfig({ DATABASE_URL: created.url, DIRSYNC_ADMIN_TOKEN: ADMIN });
+  const redis = createRedis(config.redisUrl, 'client');
+  queue = createQueue(config.queueName, redis);
+  app = buildServer({ db, config, redis, queue, log: silentLog });
+  await app.ready();
+  okta = await new FakeOkta().start();
+  const apps = okta.addApp('0oaApi');
+  for (let i = 0; i < 3; i++) apps.users.add(okta.addUser(`api${i}@${uniqueSlug()}.test`).id);
+  close = async () => {
+    await app.close();
+    await queue.obliterate({ force: true });
+    await queue.close();
+    redis.disconnect();
+  };
+});
+afterAll(async () => {
+  await close();
+  await okta.stop();
+  await dropDb();
+});
+
+const call = (opts: InjectOptions & { token?: string | null }) => {
+  const { token = ADMIN, ...rest } = opts;
+  return app.inject({ ...rest, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...rest.headers } });
+};
+
+describe('admin API auth', () => {
+  it.each([[null], ['wrong-token'], [`${ADMIN}x`]])('rejects token %s on every route the OpenAPI description lists', async (token) => {
+    const doc = (await call({ method: 'GET', url: '/api/v1/openapi.json', token: null })).json() as { paths: Record<string, Record<string, unknown>> };
+    const routes = Object.entries(doc.paths).flatMap(([path, methods]) => Object.keys(methods).map((m) => [m.toUpperCase(), path] as const));
+    expect(routes.length).toBeGreaterThanOrEqual(17);
+    for (const [method, path] of routes) {
+      const url = path.replace('{id}', '00000000-0000-4000-8000-000000000000').replace('{slug}', 'acme');
+      const res = await call({ method: method as InjectOptions['method'], url, token, payload: ['POST', 'PATCH'].includes(method) ? {} : undefined });
+      expect(res.statusCode, `${method} ${url}`).toBe(401);
+      expect(res.json()).toEqual({ error: { code: 'unauthorized', message: 'missing or wrong bearer token' } });
+    }
+  });
+
+  it('serves the OpenAPI description', async () => {
+    const res = await call({ method: 'GET', url: '/api/v1/openapi.json', token: null });
+    expect(res.statusCode).toBe(200);
+    const doc = res.json();
+    expect(doc.openapi).toMatch(/^3\./);
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(['/api/v1/tenants', '/api/v1/integrations', '/api/v1/integrations/{id}/sync', '/api/v1/runs/{id}/approve']),
+    );
+  });
+});
+
+describe('admin API', () => {
+  let slug: string;
+  let integrationId: string;
+
+  it('creates and lists tenants, refusing bad and duplicate slugs', async () => {
+    slug = uniqueSlug('api');
+    const created = await call({ method: 'POST', url: '/api/v1/tenants', payload: { slug, name: 'API Corp' } });
+    expect(created.statusCode).toBe(201);
+    expect(created.json()).toMatchObject({ slug, name: 'API Corp' });
+    expect((await call({ method: 'POST', url: '/api/v1/tenants', payload: { slug } })).statusCode).toBe(409);
+    const bad = await call({ method: 'POST', url: '/api/v1/tenants', payload: { slug: 'Not A Slug' } });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.code).toBe('bad_request');
+    expect((await call({ method: 'POST', url: '/api/v1/tenants', payload: { name: 'x' } })).statusCode).toBe(400);
+    const list = await call({ method: 'GET', url: '/api/v1/tenants?limit=1' });
+    expect(list.json()).toMatchObject({ items: [expect.objectContaining({ slug })], next: null });
+  });
+
+  it('creates an integration with write-only credentials, and updates, lists and shows it', async () => {
+    const res = await call({
+      method: 'POST',
+      url: '/api/v1/integrations',
+      payload: { tenant: slug, provider: 'okta', baseUrl: okta.url, token: okta.token, oktaAppId: '0oaApi', threshold: 30 },
+    });
+    expect(res.statusCode).toBe(201);
+    const body = res.json();
+    expect(body).toMatchObject({ tenant: slug, provider: 'okta', thresholdPercent: 30, webhookSecret: expect.any(String) });
+    expect(JSON.stringify(body)).not.toContain(okta.token);
+    integrationId = body.id;
+
+    const patched = await call({ method: 'PATCH', url: `/api/v1/integrations/${integrationId}`, payload: { every: '2h', deprovision: 'remove-access' } });
+    expect(patched.json()).toMatchObject({ schedule: 'every 2h', deprovisionMode: 'remove-access' });
+    expect((await queue.getJobScheduler(`schedule-${integrationId}`))?.every).toBe(7_200_000);
+    const shown = await call({ method: 'GET', url: `/api/v1/integrations/${integrationId}` });
+    expect(JSON.stringify(shown.json())).not.toContain(okta.token);
+    const listed = await call({ method: 'GET', url: `/api/v1/integrations?tenant=${slug}` });
+    expect(listed.json().items.map((i: { id: string }) => i.id)).toEqual([integrationId]);
+  });
+
+  it('answers bad integration input with a 4xx naming the problem', async () => {
+    const cases: [InjectOptions, number, RegExp][] = [
+      [{ method: 'POST', url: '/api/v1/integrations', payload: { tenant: slug, provider: 'ldap', baseUrl: 'https://x', token: 't' } }, 400, /provider/],
+      [{ method: 'POST', url: '/api/v1/integrations', payload: { tenant: 'nope', provider: 'okta', baseUrl: 'https://x', token: 't' } }, 404, /tenant "nope" does not exist/],
+      [{ method: 'POST', url: '/api/v1/integrations', payload: { tenant: slug, provider: 'okta', baseUrl: 'not a url', token: 't' } }, 400, /is not a URL/],
+      [{ method: 'PATCH', url: `/api/v1/integrations/${integrationId}`, payload: { every: 'often' } }, 400, /is not a duration/],
+      [{ method: 'PATCH', url: `/api/v1/integrations/${integrationId}`, payload: { threshold: 150 } }, 400, /threshold/],
+      [{ method: 'PATCH', url: `/api/v1/integrations/${integrationId}`, payload: { colour: 'red' } }, 400, /additional properties|colour/],
+      [{ method: 'GET', url: '/api/v1/integrations/00000000-0000-4000-8000-000000000000' }, 404, /does not exist/],
+      [{ method: 'GET', url: '/api/v1/runs/not-a-run' }, 404, /does not exist/],
+      [{ method: 'GET', url: '/api/v1/nothing-here' }, 404, /no route/],
+      [{ method: 'GET', url: '/api/v1/tenants?limit=0' }, 400, /limit/],
+    ];
+    for (const [req, status, message] of cases) {
+      const res = await call(req);
+      expect(res.statusCode, `${req.method} ${req.url}`).toBe(status);
+      expect(res.json().error.message, `${req.method} ${req.url}`).toMatch(message);
+    }
+  });
+
+  it('syncs now (and dry-runs), lists runs, shows a run with its change log', async () => {
+    const queued = await call({ method: 'POST', url: `/api/v1/integrations/${integrationId}/sync`, payload: {} });
+    expect(queued.statusCode).toBe(202);
+    expect(queued.json()).toMatchObject({ status: 'queued', trigger: 'manual', dryRun: false });
+    expect(await queue.getJob(queued.json().id)).toBeDefined();
+    const outcome = await reconcile({ db, config, log: silentLog }, queued.json().id);
+    expect(outcome.kind).toBe('finished');
+
+    const dry = await call({ method: 'POST', url: `/api/v1/integrations/${integrationId}/sync`, payload: { dryRun: true } });
+    expect(dry.json()).toMatchObject({ dryRun: true });
+
+    const runs = await call({ method: 'GET', url: `/api/v1/integrations/${integrationId}/runs?limit=1` });
+    expect(runs.json()).toMatchObject({ items: [expect.objectContaining({ id: dry.json().id })], next: 1 });
+    const shown = await call({ method: 'GET', url: `/api/v1/runs/${queued.json().id}` });
+    expect(shown.json()).toMatchObject({ status: 'succeeded', counts: expect.objectContaining({ usersCreated: 3 }) });
+    expect(shown.json().changes).toHaveLength(3);
+
+    const users = await call({ method: 'GET', url: `/api/v1/tenants/${slug}/users` });
+    expect(users.json().items).toHaveLength(3);
+    expect((await call({ method: 'GET', url: `/api/v1/tenants/${slug}/groups` })).json()).toEqual({ items: [], next: null });
+    expect((await call({ method: 'GET', url: '/api/v1/tenants/nope/users' })).statusCode).toBe(404);
+  });
+
+  it('approves only held runs', async () => {
+    const notHeld = await call({ method: 'GET', url: `/api/v1/integrations/${integrationId}/runs` });
+    const succeeded = notHeld.json().items.find((r: { status: string }) => r.status === 'succeeded');
+    const res = await call({ method: 'POST', url: `/api/v1/runs/${succeeded.id}/approve` });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error.message).toMatch(/is succeeded, not held/);
+  });
+
+  it('/metrics exposes runs, changes, IdP requests, webhook deliveries and queue depth in Prometheus format', async () => {
+    const res = await app.inject({ method: 'GET', url: '/metrics' });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = res.body;
+    expect(text).toMatch(/^dirsync_runs_total\{status="succeeded",trigger="manual",dry_run="false"\} 1$/m);
+    expect(text).toMatch(/^dirsync_changes_applied_total\{kind="usersCreated"\} 3$/m);
+    expect(text).toMatch(/^dirsync_idp_requests_total\{provider="okta",kind="request"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^# TYPE dirsync_webhook_deliveries_total counter$/m);
+    expect(text).toMatch(/^dirsync_queue_jobs\{state="waiting"\} \d+$/m);
+    expect(text).toMatch(/^# TYPE dirsync_run_duration_seconds histogram$/m);
+  });
+
+  it('lists webhook deliveries, rotates the secret, disables, enables and deletes', async () => {
+    expect((await call({ method: 'GET', url: `/api/v1/integrations/${integrationId}/webhooks` })).json()).toEqual({ items: [], next: null });
+    const rotated = await call({ method: 'POST', url: `/api/v1/integrations/${integrationId}/rotate-webhook-secret` });
+    expect(rotated.json()).toEqual({ id: integrationId, webhookSecret: expect.any(String) });
+    expect((await call({ method: 'POST', url: `/api/v1/integrations/${integrationId}/disable` })).json()).toMatchObject({ enabled: false });
+    expect(await queue.getJobScheduler(`schedule-${integrationId}`)).toBeUndefined();
+    const refused = await call({ method: 'POST', url: `/api/v1/integrations/${integrationId}/sync`, payload: {} });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json().error.message).toMatch(/is disabled/);
+    expect((await call({ method: 'POST', url: `/api/v1/integrations/${integrationId}/enable` })).json()).toMatchObject({ enabled: true });
+    expect((await call({ method: 'DELETE', url: `/api/v1/integrations/${integrationId}` })).statusCode).toBe(204);
+    expect((await call({ method: 'GET', url: `/api/v1/integrations/${integrationId}` })).statusCode).toBe(404);
+  });
+});
+
+describe('admin API without a token configured', () => {
+  it('is off, and says how to turn it on', async () => {
+    const off = buildServer({ db, config: testConfig({ DATABASE_URL: process.env.DATABASE_URL! }), redis: createRedis('redis://127.0.0.1:6379', 'client'), queue, log: silentLog });
+    const res = await off.inject({ method: 'GET', url: '/api/v1/tenants', headers: { authorization: 'Bearer anything' } });
+    expect(res.statusCode).toBe(503);
+    expect(res.json().error.message).toMatch(/set DIRSYNC_ADMIN_TOKEN/);
+    await off.close();
+  });
+});
+
+describe('/admin pages', () => {
+  it('send a signed-out visitor to the login form, and sign in with the admin token', async () => {
+    const anon = await app.inject({ method: 'GET', url: '/admin' });
+    expect(anon.statusCode).toBe(302);
+    expect(anon.headers.location).toBe('/admin/login?next=%2Fadmin');
+    const wrong = await app.inject({ method: 'POST', url: '/admin/login', payload: 'token=nope&next=/admin', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(wrong.headers.location).toMatch(/^\/admin\/login\?failed=1/);
+    const ok = await app.inject({ method: 'POST', url: '/admin/login', payload: `token=${ADMIN}&next=//evil.example`, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(ok.headers.location).toBe('/admin');
+    const cookie = ok.cookies.find((c) => c.name === 'dirsync_admin')!;
+    expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Strict', path: '/admin' });
+    const home = await app.inject({ method: 'GET', url: '/admin', cookies: { dirsync_admin: cookie.value } });
+    expect(home.statusCode).toBe(200);
+    expect(home.headers['content-type']).toMatch(/text\/html/);
+    expect(home.body).toContain('<h1>Integrations</h1>');
+  });
+
+  it('mount bull-board behind the same auth', async () => {
+    expect((await app.inject({ method: 'GET', url: '/admin/queues' })).statusCode).toBe(302);
+    const board = await call({ method: 'GET', url: '/admin/queues' });
+    expect(board.statusCode).toBe(200);
+    expect(board.body).toMatch(/dirsync queue|bull/i);
+    const api = await call({ method: 'GET', url: '/admin/queues/api/queues' });
+    expect(api.statusCode).toBe(200);
+    expect(api.json().queues[0].name).toBe(config.queueName);
+  });
+
+  it('refuse a cross-site form post', async () => {
+    const res = await call({ method: 'POST', url: '/admin/runs/x/approve', headers: { origin: 'https://evil.example' } });
+    expect(res.statusCode).toBe(403);
+  });
+
+  it('escape what they show', async () => {
+    const slug = uniqueSlug('xss');
+    await call({ method: 'POST', url: '/api/v1/tenants', payload: { slug } });
+    const created = await call({ method: 'POST', url: '/api/v1/integrations', payload: { tenant: slug, provider: 'okta', baseUrl: okta.url, token: 't' } });
+    const runs = new RunRepository(db);
+    const { run } = await runs.trigger(created.json().id, 'manual', true);
+    await runs.recordChanges(run.id, [{ kind: 'user.created', externalId: '00u1', subject: '<img src=x onerror=alert(1)>', detail: null }], false);
+    const page = await call({ method: 'GET', url: `/admin/runs/${run.id}` });
+    expect(page.body).not.toContain('<img src=x');
+    expect(page.body).toContain('&#60;img src=x onerror=alert(1)&#62;');
+  });
+});

@@ -1,0 +1,229 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { zeroCounts } from '../../src/core/plan.js';
+import type { Db } from '../../src/db/database.js';
+import { DirectoryRepository } from '../../src/db/directory.repository.js';
+import { RunRepository } from '../../src/db/run.repository.js';
+import { testConfig, createTestDatabase, uniqueSlug } from '../support/env.js';
+import { FakeOkta } from '../support/fake-okta.js';
+import { type TestIntegration, createOktaIntegration, runNow } from '../support/fixtures.js';
+
+const APP = '0oaApp1';
+let config: ReturnType<typeof testConfig>;
+let db: Db;
+let dropDb: () => Promise<void>;
+let okta: FakeOkta;
+let t: TestIntegration;
+// Users are global across tenants: each test gets its own domain so tests do not adopt each other's users.
+let domain: string;
+
+beforeAll(async () => {
+  const created = await createTestDatabase();
+  ({ db, drop: dropDb } = created);
+  config = testConfig({ DATABASE_URL: created.url });
+});
+afterAll(async () => {
+  await dropDb();
+});
+
+beforeEach(async () => {
+  await okta?.stop();
+  okta = await new FakeOkta().start();
+  domain = `${uniqueSlug('acme')}.test`;
+  const app = okta.addApp(APP);
+  const ann = okta.addUser(`ann.lee@${domain}`, { id: '00uAnn' });
+  const bob = okta.addUser(`bob.king@${domain}`, { id: '00uBob' });
+  const cat = okta.addUser(`cat.ray@${domain}`, { id: '00uCat' });
+  okta.addUser(`zed.out@${domain}`, { id: '00uZed' }); // not assigned: out of scope
+  const eng = okta.addGroup('Engineering', { id: '00gEng' });
+  const ops = okta.addGroup('Ops', { id: '00gOps' });
+  okta.addGroup('Unassigned', { id: '00gNo' });
+  okta.addMember(eng.id, ann.id);
+  okta.addMember(eng.id, bob.id);
+  okta.addMember(ops.id, cat.id);
+  app.users.add(ann.id); // scope USER
+  app.groups.add(eng.id); // bob arrives with scope GROUP
+  app.groups.add(ops.id);
+  t = await createOktaIntegration(db, config, okta, { appId: APP });
+});
+
+afterAll(async () => okta?.stop());
+
+const deps = () => ({ db, config });
+const users = () => new DirectoryRepository(db).listTenantUsers(t.tenantId);
+const groups = () => new DirectoryRepository(db).listTenantGroups(t.tenantId);
+
+describe('reconcile against a fake Okta and real Postgres', () => {
+  it('creates the assigned users, the app groups and their memberships', async () => {
+    const run = await runNow(deps(), t.integrationId);
+    expect(run).toMatchObject({ status: 'succeeded', trigger: 'manual', dryRun: false, error: null });
+    expect(run.counts).toEqual({ ...zeroCounts(), usersCreated: 3, groupsCreated: 2, membershipsAdded: 3 });
+    expect(await users()).toEqual([
+      { userName: `ann.lee@${domain}`, email: `ann.lee@${domain}`, givenName: 'Ann', familyName: 'Lee', displayName: 'Ann Lee', active: true, locked: false, groups: ['Engineering'] },
+      { userName: `bob.king@${domain}`, email: `bob.king@${domain}`, givenName: 'Bob', familyName: 'King', displayName: 'Bob King', active: true, locked: false, groups: ['Engineering'] },
+      { userName: `cat.ray@${domain}`, email: `cat.ray@${domain}`, givenName: 'Cat', familyName: 'Ray', displayName: 'Cat Ray', active: true, locked: false, groups: ['Ops'] },
+    ]);
+    expect(await groups()).toEqual([
+      { name: 'Engineering', members: [`ann.lee@${domain}`, `bob.king@${domain}`] },
+      { name: 'Ops', members: [`cat.ray@${domain}`] },
+    ]);
+    const changes = await new RunRepository(db).listChanges(run.id);
+    expect(changes).toHaveLength(8);
+    expect(changes.every((c) => c.applied)).toBe(true);
+    expect(run.stats).toMatchObject({ idpUsers: 3, idpGroups: 2 });
+  });
+
+  it('plans nothing and writes no rows on a second run with nothing changed', async () => {
+    await runNow(deps(), t.integrationId);
+    const before = await stamp();
+    const run = await runNow(deps(), t.integrationId);
+    expect(run.counts).toEqual(zeroCounts());
+    expect(await new RunRepository(db).countChanges(run.id)).toBe(0);
+    expect(await stamp()).toEqual(before);
+  });
+
+  it('follows the IdP through updates, suspension, reactivation, unassignment and group removal', async () => {
+    await runNow(deps(), t.integrationId);
+
+    okta.updateUser('00uAnn', { profile: { email: 'ann@new.example.test' } });
+    let run = await runNow(deps(), t.integrationId);
+    expect(run.counts).toEqual({ ...zeroCounts(), usersUpdated: 1 });
+    expect((await users())[0]).toMatchObject({ userName: `ann.lee@${domain}`, email: 'ann@new.example.test' });
+
+    okta.updateUser('00uBob', { status: 'SUSPENDED' });
+    run = await runNow(deps(), t.integrationId);
+    expect(run.counts).toEqual({ ...zeroCounts(), usersDeprovisioned: 1 });
+    const bob = () => users().then((u) => u.find((x) => x.userName === `bob.king@${domain}`));
+    expect(await bob()).toMatchObject({ active: false, locked: true, groups: ['Engineering'] });
+    const lock = await db.selectFrom('locks').selectAll().where('tenant_id', '=', t.tenantId).executeTakeFirstOrThrow();
+    expect(lock).toMatchObject({ integration_id: t.integrationId, reason: 'idp-status', run_id: run.id });
+
+    okta.updateUser('00uBob', { status: 'ACTIVE' });
+    run = await runNow(deps(), t.integrationId);
+    expect(run.counts).toEqual({ ...zeroCounts(), usersReprovisioned: 1 });
+    expect(await bob()).toMatchObject({ active: true, locked: false });
+
+    okta.apps.get(APP)!.users.delete('00uAnn');
+    okta.removeMember('00gEng', '00uAnn');
+    run = await runNow(deps(), t.integrationId);
+    expect(run.counts).toMatchObject({ usersDeprovisioned: 1 });
+    expect((await users())[0]).toMatchObject({ userName: `ann.lee@${domain}`, active: false, locked: true });
+
+    okta.apps.get(APP)!.groups.delete('00gOps');
+    run = await runNow(deps(), t.integrationId);
+    // Cat came only through Ops: losing the group takes her out of scope too.
+    expect(run.counts).toEqual({ ...zeroCounts(), groupsDeleted: 1, usersDeprovisioned: 1 });
+    expect((await groups()).map((g) => g.name)).toEqual(['Engineering']);
+
+    run = await runNow(deps(), t.integrationId);
+    expect(run.counts).toEqual(zeroCounts());
+  });
+
+  it('re-reads only the groups whose membership changed, and asks for the groups of users entering the scope', async () => {
+    // Zed is in Ops but suspended: in scope, yet not provisioned, so the tenant holds no membership for him.
+    okta.addMember('00gOps', '00uZed');
+    okta.updateUser('00uZed', { status: 'SUSPENDED' });
+    await runNow(deps(), t.integrationId);
+    const memberReads = () => okta.requests.filter((r) => /\/api\/v1\/groups\/[^/]+\/users/.test(r));
+
+    okta.requests.length = 0;
+    let run = await runNow(deps(), t.integrationId);
+    expect(run.counts).toEqual(zeroCounts());
+    expect(memberReads()).toEqual([]);
+    expect(run.stats).toMatchObject({ membersSkipped: 2, requests: 2 });
+
+    // Bob leaves Engineering but stays assigned directly: only Engineering is read again.
+    okta.apps.get(APP)!.users.add('00uBob');
+    okta.removeMember('00gEng', '00uBob');
+    okta.requests.length = 0;
+    run = await runNow(deps(), t.integrationId);
+    expect(run.counts).toEqual({ ...zeroCounts(), membershipsRemoved: 1 });
+    expect(memberReads()).toEqual([expect.stringContaining('/api/v1/groups/00gEng/users')]);
+
+    // Zed is unsuspended: Ops's membership version has not moved, but a user entering the
+    // tenant may belong to groups not re-read, so the run asks Okta for Zed's groups.
+    okta.updateUser('00uZed', { status: 'ACTIVE' });
+    okta.requests.length = 0;
+    run = await runNow(deps(), t.integrationId);
+    expect(run.counts).toEqual({ ...zeroCounts(), usersCreated: 1, membershipsAdded: 1 });
+    expect(memberReads()).toEqual([]);
+    expect(okta.requests.filter((r) => r.includes('/api/v1/users/00uZed/groups'))).toHaveLength(1);
+    expect((await users()).find((u) => u.userName === `zed.out@${domain}`)).toMatchObject({ active: true, groups: ['Ops'] });
+    expect((await runNow(deps(), t.integrationId)).counts).toEqual(zeroCounts());
+  });
+
+  it('adopts a user who already exists locally, whatever the case of their userName', async () => {
+    const existing = await db.insertInto('users').values({ user_name: `ANN.LEE@${domain}`, updated_at: new Date() }).returning('id').executeTakeFirstOrThrow();
+    await runNow(deps(), t.integrationId);
+    const rows = await db.selectFrom('users').select(['id']).where(sql<string>`lower(user_name)`, '=', `ann.lee@${domain}`).execute();
+    expect(rows).toEqual([existing]);
+    const access = await db.selectFrom('tenant_access').select('user_id').where('external_id', '=', '00uAnn').where('tenant_id', '=', t.tenantId).executeTakeFirstOrThrow();
+    expect(access.user_id).toBe(existing.id);
+  });
+
+  it('records a dry run as a plan and changes nothing', async () => {
+    const run = await runNow(deps(), t.integrationId, { dryRun: true });
+    expect(run).toMatchObject({ status: 'succeeded', dryRun: true });
+    expect(run.counts).toMatchObject({ usersCreated: 3, groupsCreated: 2, membershipsAdded: 3 });
+    const changes = await new RunRepository(db).listChanges(run.id);
+    expect(changes).toHaveLength(8);
+    expect(changes.every((c) => !c.applied)).toBe(true);
+    expect(await users()).toEqual([]);
+  });
+
+  it('fails a run whose IdP reads fail and deprovisions nobody', async () => {
+    await runNow(deps(), t.integrationId);
+    okta.fault = ({ path }) => (path.endsWith('/groups') ? { status: 503, body: { errorCode: 'E0000009', errorSummary: 'Service Unavailable' } } : undefined);
+    // Also unassign a user: a partial read must not act on it.
+    okta.apps.get(APP)!.users.delete('00uAnn');
+    okta.removeMember('00gEng', '00uAnn');
+    const run = await runNow(deps(), t.integrationId);
+    expect(run.status).toBe('failed');
+    expect(run.error).toMatch(/Okta GET \/api\/v1\/apps\/0oaApp1\/groups failed after 2 attempts: HTTP 503.*Nothing was changed\./);
+    expect(run.counts).toEqual(zeroCounts());
+    expect((await users()).every((u) => u.active && !u.locked)).toBe(true);
+  });
+
+  it('converges after a crash between apply batches, with no duplicates', async () => {
+    for (let i = 0; i < 7; i++) {
+      const u = okta.addUser(`extra${i}@${domain}`);
+      okta.apps.get(APP)!.users.add(u.id);
+    }
+    let batches = 0;
+    const crashing = {
+      ...deps(),
+      batchSize: 2,
+      afterBatch: () => {
+        if (++batches === 3) throw new Error('worker killed');
+      },
+    };
+    await expect(runNow(crashing, t.integrationId)).rejects.toThrow('worker killed');
+    const partial = await users();
+    expect(partial.length).toBeGreaterThan(0);
+    expect(partial.length).toBeLessThan(10);
+
+    // The crashed run is left running; its heartbeat goes stale, and the next run converges.
+    await db.updateTable('runs').set({ heartbeat_at: new Date(Date.now() - 3_600_000) }).where('status', '=', 'running').execute();
+    const run = await runNow(deps(), t.integrationId);
+    expect(run.status).toBe('succeeded');
+    expect(run.counts?.usersCreated).toBe(10 - partial.length);
+    expect(await users()).toHaveLength(10);
+    expect((await runNow(deps(), t.integrationId)).counts).toEqual(zeroCounts());
+    const crashed = await db.selectFrom('runs').select(['status', 'error']).where('integration_id', '=', t.integrationId).orderBy('queued_at').executeTakeFirstOrThrow();
+    expect(crashed.status).toBe('failed');
+    expect(crashed.error).toMatch(/stopped without finishing/);
+  });
+});
+
+/** Row counts and the latest write time of every table a run touches, for this test's tenant. */
+async function stamp() {
+  const id = t.tenantId;
+  const { rows } = await sql<{ t: string; n: string; last: Date | null }>`
+    select 'users' as t, count(*) as n, max(u.updated_at) as last from users u join tenant_access ta on ta.user_id = u.id and ta.tenant_id = ${id}
+    union all select 'tenant_access', count(*), max(updated_at) from tenant_access where tenant_id = ${id}
+    union all select 'groups', count(*), max(updated_at) from groups where tenant_id = ${id}
+    union all select 'group_memberships', count(*), max(gm.created_at) from group_memberships gm join groups g on g.id = gm.group_id and g.tenant_id = ${id}
+    union all select 'locks', count(*), max(created_at) from locks where tenant_id = ${id}
+  `.execute(db);
+  return rows;
+}
