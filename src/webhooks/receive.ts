@@ -11,7 +11,7 @@ import { MalformedWebhookError, type WebhookSignal, readAuthentikNotification, r
 export interface WebhookDeps {
   readonly db: Db;
   readonly queue: DirsyncQueue;
-  /** The queue's connection: while it is not ready, deliveries are refused at once. */
+  /** The queue's connection: while it is not ready (after a short wait), deliveries are refused. */
   readonly redis: Redis;
   readonly log: Logger;
 }
@@ -68,7 +68,8 @@ export async function receiveWebhook(
   const meta = isUuid(integrationId) ? await providerOf(deps.db, integrationId) : undefined;
   if (!meta) return reply(404, { error: `no integration ${integrationId}` });
   // Rare paths authenticate on their own first: no answer but 401 for a caller without the secret.
-  if (deps.redis.status !== 'ready') {
+  // A client still connecting (a receiver that just started) is given a moment before refusing.
+  if (!(await queueReady(deps.redis, ENQUEUE_TIMEOUT_MS))) {
     const auth = await authorize(deps.db, integrationId, delivery.authorization);
     return auth.ok ? unavailable(deps, integrationId, `redis is ${deps.redis.status}`) : auth.reply;
   }
@@ -147,6 +148,27 @@ async function providerOf(db: Db, integrationId: string) {
 function unavailable(deps: WebhookDeps, integrationId: string, why: string): WebhookReply {
   deps.log.warn({ integrationId, why }, 'webhook refused with 503: the queue is unavailable');
   return reply(503, { error: 'the queue is unavailable; deliver again later' });
+}
+
+/** Whether the queue's connection is ready, waiting up to `ms` for one that is (re)connecting. */
+async function queueReady(redis: Redis, ms: number): Promise<boolean> {
+  if (redis.status === 'ready') return true;
+  if (redis.status === 'end') return false;
+  return withTimeout(nextReady(redis), ms).then(
+    () => true,
+    () => false,
+  );
+}
+
+// One 'ready' listener per connection however many deliveries wait on it.
+const readyWaits = new WeakMap<Redis, Promise<void>>();
+function nextReady(redis: Redis): Promise<void> {
+  let wait = readyWaits.get(redis);
+  if (!wait) {
+    wait = new Promise<void>((resolve) => redis.once('ready', resolve)).finally(() => readyWaits.delete(redis));
+    readyWaits.set(redis, wait);
+  }
+  return wait;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

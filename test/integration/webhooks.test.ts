@@ -1,3 +1,4 @@
+import net from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Connector, ReadStats } from '../../src/connectors/connector.js';
@@ -93,6 +94,33 @@ describe('webhook receiver', () => {
   it('accepts the secret bare (Okta) or as a bearer token (authentik)', async () => {
     const { post, secret } = await setup();
     expect((await post(deactivated(), `Bearer ${secret}`)).statusCode).toBe(200);
+  });
+
+  it('waits for a queue connection that is still being made instead of refusing', async () => {
+    const { config, t, secret } = await setup();
+    // A receiver that has just started, with a Redis that takes 300 ms to answer the connection.
+    const slow = net.createServer((client) => {
+      setTimeout(() => {
+        const upstream = net.connect(6379, '127.0.0.1');
+        client.pipe(upstream).pipe(client);
+        client.on('error', () => upstream.destroy());
+        upstream.on('error', () => client.destroy());
+      }, 300);
+    });
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => slow.close(resolve)));
+    const redis = createRedis(`redis://127.0.0.1:${(slow.address() as net.AddressInfo).port}`, 'client');
+    const queue = createQueue(config.queueName, redis);
+    const app = buildServer({ db, config, redis, queue, log: silentLog });
+    cleanups.push(async () => {
+      await app.close();
+      await queue.close();
+      redis.disconnect();
+    });
+    expect(redis.status).not.toBe('ready');
+    const res = await app.inject({ method: 'POST', url: `/webhooks/${t.integrationId}`, headers: { authorization: secret }, payload: deactivated() });
+    expect(res.statusCode).toBe(200);
+    expect(res.json().outcome).toBe('triggered');
   });
 
   it('coalesces a burst into one run, and a burst during a run into one follow-up', async () => {
