@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CliHarness, type RunSummaryJson, ZERO_COUNTS } from '../support/cli.js';
 import { FakeOkta } from '../support/fake-okta.js';
 import { oktaDelivery } from '../support/webhook-bodies.js';
@@ -134,6 +134,12 @@ describe('dirsync CLI, end to end', () => {
   it('queues without --wait, records dry runs, and lists runs newest first', async () => {
     const queued = await dirsync(['sync', integrationId]);
     expect(queued.stdout.trim()).toMatch(/^[0-9a-f-]{36}$/);
+    // The running worker takes the queued run; let it finish before Okta changes, or it
+    // would apply the change the dry run is meant to find.
+    await vi.waitFor(async () => expect((await json<Summary>(['run', 'show', queued.stdout.trim()])).status).toBe('succeeded'), {
+      timeout: 20_000,
+      interval: 200,
+    });
     okta.updateUser('00uBob', { profile: { firstName: 'Robert' } });
     const dry = await json<Summary & { dryRun: boolean }>(['sync', integrationId, '--wait', '--dry-run']);
     expect(dry).toMatchObject({ dryRun: true, status: 'succeeded' });
