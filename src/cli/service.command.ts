@@ -1,12 +1,10 @@
 import type { Command } from 'commander';
-import { loadConfig, requireEncryptionKey } from '../config.js';
-import { createDb, ensureDatabase, migrateToLatest } from '../db/database.js';
-import { buildServer } from '../http/server.js';
-import { createLogger } from '../log.js';
-import { createQueue } from '../queue/queue.js';
-import { createRedis } from '../queue/redis.js';
-import { startWorker } from '../queue/worker.js';
+import { ensureDatabase, migrateToLatest } from '../db/database.js';
 import { withContext } from './run-command.js';
+
+// The server and worker pull in fastify, bull-board and the IdP SDKs (seconds of start-up),
+// so only the commands that run them load them.
+const serve = async (parts: { http: boolean; worker: boolean }) => (await import('./serve.js')).serve(parts);
 
 export function registerServiceCommands(program: Command): void {
   program
@@ -28,39 +26,3 @@ export function registerServiceCommands(program: Command): void {
   program.command('worker').description('process runs from the queue').action(() => serve({ http: false, worker: true }));
   program.command('server').description('HTTP server only').action(() => serve({ http: true, worker: false }));
 }
-
-/** Long-running mode: runs until SIGTERM/SIGINT, then finishes active runs and exits. */
-async function serve(parts: { http: boolean; worker: boolean }): Promise<void> {
-  const config = loadConfig();
-  const log = createLogger(config.logLevel);
-  if (parts.worker) requireEncryptionKey(config);
-  const db = createDb(config.databaseUrl);
-  // Fails fast while Redis is away, so a webhook is answered 503 at once rather than hanging.
-  const redis = createRedis(config.redisUrl, 'client');
-  redis.on('error', (error) => log.warn({ err: error.message }, 'redis connection problem; retrying'));
-  const queue = createQueue(config.queueName, redis);
-  const worker = parts.worker ? await startWorker({ db, config, log, queue }) : undefined;
-  const server = parts.http ? buildServer({ db, config, redis, queue, log }) : undefined;
-  if (server) {
-    await server.listen({ port: config.port, host: '0.0.0.0' });
-    log.info({ port: config.port }, 'http server listening');
-  }
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info({ signal }, 'shutting down: finishing active runs');
-      resolve();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
-  await server?.close();
-  log.info('http server closed');
-  await worker?.close();
-  log.info('worker closed');
-  await queue.close();
-  log.info('queue closed');
-  redis.disconnect();
-  await db.destroy();
-  log.info('stopped');
-}
-

@@ -46,6 +46,7 @@ async function setup(redisUrl = 'redis://127.0.0.1:6379') {
   const redis = createRedis(config.redisUrl, 'client');
   redis.on('error', () => {});
   const queue: DirsyncQueue = createQueue(config.queueName, redis);
+  queue.on('error', () => {});
   const app: FastifyInstance = buildServer({ db, config, redis, queue, log: silentLog });
   await app.ready();
   cleanups.push(async () => {
@@ -110,6 +111,7 @@ describe('webhook receiver', () => {
     await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
     cleanups.push(() => new Promise((resolve) => slow.close(resolve)));
     const redis = createRedis(`redis://127.0.0.1:${(slow.address() as net.AddressInfo).port}`, 'client');
+    redis.on('error', () => {});
     const queue = createQueue(config.queueName, redis);
     const app = buildServer({ db, config, redis, queue, log: silentLog });
     cleanups.push(async () => {

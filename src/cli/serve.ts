@@ -1,0 +1,43 @@
+import { loadConfig, requireEncryptionKey } from '../config.js';
+import { createDb } from '../db/database.js';
+import { buildServer } from '../http/server.js';
+import { createLogger } from '../log.js';
+import { createQueue } from '../queue/queue.js';
+import { createRedis } from '../queue/redis.js';
+import { startWorker } from '../queue/worker.js';
+
+/** Long-running mode: runs until SIGTERM/SIGINT, then finishes active runs and exits. */
+export async function serve(parts: { http: boolean; worker: boolean }): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger(config.logLevel);
+  if (parts.worker) requireEncryptionKey(config);
+  const db = createDb(config.databaseUrl);
+  // Fails fast while Redis is away, so a webhook is answered 503 at once rather than hanging.
+  const redis = createRedis(config.redisUrl, 'client');
+  redis.on('error', (error) => log.warn({ err: error.message }, 'redis connection problem; retrying'));
+  const queue = createQueue(config.queueName, redis);
+  const worker = parts.worker ? await startWorker({ db, config, log, queue }) : undefined;
+  const server = parts.http ? buildServer({ db, config, redis, queue, log }) : undefined;
+  if (server) {
+    await server.listen({ port: config.port, host: '0.0.0.0' });
+    log.info({ port: config.port }, 'http server listening');
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'shutting down: finishing active runs');
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await server?.close();
+  log.info('http server closed');
+  await worker?.close();
+  log.info('worker closed');
+  await queue.close();
+  log.info('queue closed');
+  redis.disconnect();
+  await db.destroy();
+  log.info('stopped');
+}
+
