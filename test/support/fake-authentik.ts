@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LoopbackServer } from './loopback-server.js';
-import type { FaultInjector } from './fake-okta.js';
+import { type FaultInjector, serveFault } from './faults.js';
 
 /**
  * A fake authentik on 127.0.0.1 speaking the /api/v3 wire format (shapes from authentik's
@@ -245,12 +245,7 @@ export class FakeAuthentik extends LoopbackServer {
     const url = new URL(req.url ?? '/', this.url);
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
     const injected = this.fault?.({ method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, n: this.requests.length });
-    if (injected) {
-      if (injected.drop) return void req.socket.destroy();
-      res.writeHead(injected.status, { 'content-type': 'application/json', ...injected.headers });
-      res.end(injected.rawBody ?? JSON.stringify(injected.body ?? {}));
-      return;
-    }
+    if (injected && serveFault(req, res, injected)) return;
     if (req.headers.authorization !== `Bearer ${this.token}`) {
       return this.json(res, 403, { detail: 'Token invalid/expired' });
     }

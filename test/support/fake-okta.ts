@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type FaultInjector, serveFault } from './faults.js';
 import { LoopbackServer } from './loopback-server.js';
 
 /**
@@ -40,18 +41,7 @@ export interface FakeApp {
   groups: Set<string>;
 }
 
-export interface InjectedResponse {
-  status: number;
-  body?: unknown;
-  /** Sent as is instead of JSON (malformed bodies). */
-  rawBody?: string;
-  headers?: Record<string, string>;
-  /** Destroy the socket instead of answering. */
-  drop?: boolean;
-  delayMs?: number;
-}
-
-export type FaultInjector = (request: { method: string; path: string; query: URLSearchParams; n: number }) => InjectedResponse | undefined;
+export type { FaultInjector, InjectedResponse } from './faults.js';
 
 const T0 = '2024-01-01T00:00:00.000Z';
 
@@ -219,16 +209,7 @@ export class FakeOkta extends LoopbackServer {
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
     const n = this.requests.length;
     const injected = this.fault?.({ method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, n });
-    if (injected) {
-      const send = () => {
-        if (injected.drop) return req.socket.destroy();
-        res.writeHead(injected.status, { 'content-type': 'application/json', date: new Date().toUTCString(), ...injected.headers });
-        res.end(injected.rawBody ?? JSON.stringify(injected.body ?? {}));
-      };
-      if (injected.delayMs) setTimeout(send, injected.delayMs);
-      else send();
-      return;
-    }
+    if (injected && serveFault(req, res, injected)) return;
     if (req.headers.authorization !== `SSWS ${this.token}`) {
       return this.error(res, 401, 'E0000011', 'Invalid token provided');
     }
