@@ -1,4 +1,5 @@
 import { type Job, Worker } from 'bullmq';
+import pRetry from 'p-retry';
 import { handleReconcile } from '../../jobs/reconcile.job.js';
 import { handleScheduleTick } from '../../jobs/schedule-tick.job.js';
 import type { Config } from '../config.js';
@@ -60,6 +61,15 @@ export async function startWorker(deps: WorkerDeps): Promise<DirsyncWorker> {
   worker.on('closed', () => {
     clearInterval(sweeper);
     connection.disconnect();
+  });
+  // Redis may come back empty (restarted without persistence): put back what Postgres knows,
+  // the recorded runs' jobs and every schedule, each time the connection is made again.
+  let connections = 0;
+  connection.on('ready', () => {
+    if (++connections === 1) return;
+    pRetry(() => recover(deps), { retries: 5, minTimeout: 500 })
+      .then(() => deps.log.info('redis is back: recorded runs re-enqueued and schedules re-created'))
+      .catch((error: unknown) => deps.log.warn({ err: (error as Error).message }, 'could not restore the queue after redis came back'));
   });
   worker.on('failed', (job, error) => deps.log.error({ jobId: job?.id, job: job?.name, err: error.message }, 'job failed'));
   worker.on('error', (error) => deps.log.warn({ err: error.message }, 'worker connection problem; retrying'));

@@ -54,8 +54,8 @@ export class CliHarness {
     });
   }
 
-  async json<T = unknown>(args: string[]): Promise<T> {
-    const result = await this.run([...args, '--json']);
+  async json<T = unknown>(args: string[], extra: Record<string, string> = {}): Promise<T> {
+    const result = await this.run([...args, '--json'], extra);
     if (result.code !== 0) throw new Error(`dirsync ${args.join(' ')} failed (${result.code}): ${result.stderr}`);
     return JSON.parse(result.stdout) as T;
   }
