@@ -1,5 +1,5 @@
 import type { JsonObject } from '../core/model.js';
-import { type Plan, type PlanCounts, type UserDeprovision, zeroCounts } from '../core/plan.js';
+import { CHANGE_KINDS, type Plan, type PlanCounts, type UserDeprovision, zeroCounts } from '../core/plan.js';
 import type { DeprovisionMode, Policy } from '../core/policy.js';
 import { membershipId } from '../core/safety.js';
 import type { Db } from '../db/database.js';
@@ -69,31 +69,31 @@ export async function recordPlan(db: Db, runId: string, plan: Plan, policy: Poli
 function steps(plan: Plan, policy: Policy): Step[] {
   return [
     step('groupsCreated', plan.groupsCreated, (r, s, b) => r.upsertGroups(s, b), (g) =>
-      change('group.created', g.externalId, g.name, { description: g.description }),
+      change(CHANGE_KINDS.groupsCreated, g.externalId, g.name, { description: g.description }),
     ),
     step('groupsUpdated', plan.groupsUpdated, (r, s, b) => r.upsertGroups(s, b.map((u) => u.group)), (u) =>
-      change('group.updated', u.group.externalId, u.group.name, { changed: [...u.changed] }),
+      change(CHANGE_KINDS.groupsUpdated, u.group.externalId, u.group.name, { changed: [...u.changed] }),
     ),
     step('usersCreated', plan.usersCreated, (r, s, b) => r.grantAccess(s, b), (u) =>
-      change('user.created', u.externalId, u.userName, { email: u.email, status: u.status }),
+      change(CHANGE_KINDS.usersCreated, u.externalId, u.userName, { email: u.email, status: u.status }),
     ),
     step('usersReprovisioned', plan.usersReprovisioned, (r, s, b) => r.grantAccess(s, b), (u) =>
-      change('user.reprovisioned', u.externalId, u.userName, { status: u.status }),
+      change(CHANGE_KINDS.usersReprovisioned, u.externalId, u.userName, { status: u.status }),
     ),
     step('usersUpdated', plan.usersUpdated, (r, s, b) => r.updateUsers(s, b.map((u) => u.user)), (u) =>
-      change('user.updated', u.user.externalId, u.user.userName, { changed: [...u.changed] }),
+      change(CHANGE_KINDS.usersUpdated, u.user.externalId, u.user.userName, { changed: [...u.changed] }),
     ),
     step('membershipsAdded', plan.membershipsAdded, (r, s, b) => r.addMemberships(s, b), (m) =>
-      change('membership.added', membershipId(m), `${m.userName} in ${m.groupName}`, null),
+      change(CHANGE_KINDS.membershipsAdded, membershipId(m), `${m.userName} in ${m.groupName}`, null),
     ),
     step('membershipsRemoved', plan.membershipsRemoved, (r, s, b) => r.removeMemberships(s, b), (m) =>
-      change('membership.removed', membershipId(m), `${m.userName} in ${m.groupName}`, null),
+      change(CHANGE_KINDS.membershipsRemoved, membershipId(m), `${m.userName} in ${m.groupName}`, null),
     ),
     step('usersDeprovisioned', plan.usersDeprovisioned, (r, s, b) => deprovision(r, s, b, policy.deprovisionMode), (d) =>
-      change('user.deprovisioned', d.externalId, d.userName, { reason: d.reason, status: d.user?.status ?? null, mode: policy.deprovisionMode }),
+      change(CHANGE_KINDS.usersDeprovisioned, d.externalId, d.userName, { reason: d.reason, status: d.user?.status ?? null, mode: policy.deprovisionMode }),
     ),
     step('groupsDeleted', plan.groupsDeleted, (r, s, b) => r.deleteGroups(s, b.map((g) => g.externalId)), (g) =>
-      change('group.deleted', g.externalId, g.name, null),
+      change(CHANGE_KINDS.groupsDeleted, g.externalId, g.name, null),
     ),
   ];
 }

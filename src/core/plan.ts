@@ -74,6 +74,25 @@ export const PLAN_KINDS = [
   'membershipsRemoved',
 ] as const satisfies readonly (keyof Plan)[];
 
+/** The change-log kind each operation is recorded under. */
+export const CHANGE_KINDS = {
+  usersCreated: 'user.created',
+  usersUpdated: 'user.updated',
+  usersDeprovisioned: 'user.deprovisioned',
+  usersReprovisioned: 'user.reprovisioned',
+  groupsCreated: 'group.created',
+  groupsUpdated: 'group.updated',
+  groupsDeleted: 'group.deleted',
+  membershipsAdded: 'membership.added',
+  membershipsRemoved: 'membership.removed',
+} as const satisfies { readonly [K in keyof Plan]: string };
+
+export function addCounts(a: PlanCounts, b: PlanCounts): PlanCounts {
+  const sum = {} as Record<keyof Plan, number>;
+  for (const kind of PLAN_KINDS) sum[kind] = a[kind] + b[kind];
+  return sum;
+}
+
 export function planCounts(plan: Plan): PlanCounts {
   const counts = {} as Record<keyof Plan, number>;
   for (const kind of PLAN_KINDS) counts[kind] = plan[kind].length;

@@ -12,8 +12,11 @@ export function createDb(databaseUrl: string, options: { max?: number } = {}): D
     // A dead Postgres must fail a query, not hang the run forever.
     connectionTimeoutMillis: 10_000,
   });
-  // An idle client losing its connection (Postgres restarted) must not crash the process.
+  // A client losing its connection (Postgres restarted) must not crash the process: idle ones
+  // report on the pool; checked-out ones (inside a transaction, between two queries) on
+  // themselves, and their next query fails, which is where the error is handled.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import type { JsonObject } from '../core/model.js';
-import type { PlanCounts } from '../core/plan.js';
+import { CHANGE_KINDS, PLAN_KINDS, type PlanCounts } from '../core/plan.js';
 import type { Db } from './database.js';
 import type { RunChangeRow, RunRow, RunStatus, RunTrigger } from './schema.js';
 
@@ -141,6 +141,38 @@ export class RunRepository {
       if ((error as { code?: string }).code === '23505') return { kind: 'busy' };
       throw error;
     }
+  }
+
+  /**
+   * What earlier attempts of this run applied, by kind: a run taken over after its worker died
+   * or Postgres went away continues from committed batches, and its counts must include them.
+   */
+  async appliedCounts(runId: string): Promise<PlanCounts> {
+    const rows = await this.db
+      .selectFrom('run_changes')
+      .select(['kind', (eb) => eb.fn.countAll<string>().as('n')])
+      .where('run_id', '=', runId)
+      .where('applied', '=', true)
+      .groupBy('kind')
+      .execute();
+    const byKind = new Map(rows.map((r) => [r.kind, Number(r.n)]));
+    const counts = {} as Record<keyof PlanCounts, number>;
+    for (const kind of PLAN_KINDS) counts[kind] = byKind.get(CHANGE_KINDS[kind]) ?? 0;
+    return counts;
+  }
+
+  /**
+   * Gives up this attempt of a running run after an unexpected error (Postgres went away):
+   * its heartbeat is made stale so the job's retry takes it over at once, instead of waiting
+   * out the stale period as for a dead worker.
+   */
+  async abandonAttempt(runId: string, why: string): Promise<void> {
+    await this.db
+      .updateTable('runs')
+      .set({ heartbeat_at: sql`'epoch'::timestamptz`, error: `an attempt stopped: ${why}; retrying` })
+      .where('id', '=', runId)
+      .where('status', '=', 'running')
+      .execute();
   }
 
   /** Runs recorded but not started (for at least `olderThanMs`), oldest first: to re-enqueue after Redis lost their jobs. */

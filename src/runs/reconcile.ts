@@ -1,11 +1,12 @@
 import type { Config } from '../config.js';
 import { type Connector, IdpReadError } from '../connectors/connector.js';
 import { type ConnectorSettings, createConnector } from '../connectors/index.js';
-import { type Plan, type PlanCounts, plan as diff, planCounts, totalChanges, zeroCounts } from '../core/plan.js';
+import { type Plan, type PlanCounts, addCounts, plan as diff, planCounts, totalChanges } from '../core/plan.js';
 import type { Policy } from '../core/policy.js';
 import { gate } from '../core/safety.js';
 import { SnapshotError, completeSnapshot } from '../core/snapshot.js';
 import type { LocalState, Snapshot } from '../core/model.js';
+import pRetry from 'p-retry';
 import { applyPlan, recordPlan } from '../apply/apply-plan.js';
 import { DecryptionError } from '../crypto.js';
 import type { Db } from '../db/database.js';
@@ -13,7 +14,7 @@ import { DirectoryRepository } from '../db/directory.repository.js';
 import type { Integration } from '../db/integration.repository.js';
 import { RunRepository, type RunSummary } from '../db/run.repository.js';
 import { IntegrationService } from '../integrations/integration.service.js';
-import type { Credentials } from '../integrations/credentials.js';
+import { type Credentials, scrubCredentials } from '../integrations/credentials.js';
 import type { Logger } from '../log.js';
 
 /** How often every group's members are read in full, whatever their versions say. */
@@ -56,7 +57,9 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
   const log = deps.log.child({ runId, integrationId: run.integrationId });
   const started = Date.now();
   const stats: Record<string, number> = {};
-  let applied: PlanCounts = zeroCounts();
+  // A run taken over from an attempt that died keeps what that attempt committed.
+  const prior = await runs.appliedCounts(runId);
+  let applied: PlanCounts = prior;
 
   // What the heartbeat reports: the connector's counters while reading, then changes applied.
   let progress: () => Record<string, number> = () => ({});
@@ -106,6 +109,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
         }
       }
     } catch (error) {
+      scrubCredentials(error, credentials);
       if (!(error instanceof IdpReadError || error instanceof SnapshotError)) throw error;
       Object.assign(stats, connector.stats, { readMs: Date.now() - readStart });
       log.warn({ err: error.message }, 'IdP read failed; nobody deprovisioned');
@@ -142,7 +146,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
         pending,
         approved,
       });
-      applied = await applyPlan(
+      applied = addCounts(prior, await applyPlan(
         deps.db,
         { tenantId: integration.tenantId, integrationId: integration.id, runId },
         gated.apply,
@@ -154,7 +158,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
             await deps.afterBatch?.();
           },
         },
-      );
+      ));
       if (totalChanges(applied) >= LARGE_WRITE) await directory.refreshStatistics();
       await recordPlan(deps.db, runId, gated.held, policy);
       await runs.recordStale(runId, gated.stale, run.approvesRunId);
@@ -187,6 +191,13 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
     await runs.finish(runId, { status: 'succeeded', counts: applied, stats });
     log.info({ counts: applied, stats }, 'run succeeded');
     return { kind: 'finished', run: (await runs.find(runId))! };
+  } catch (error) {
+    // Postgres went away (or anything unforeseen): the queue retries the job; let the retry
+    // take the run over at once. Postgres gets a few seconds to come back; after that the run
+    // is taken over once its heartbeat is stale.
+    await pRetry(() => runs.abandonAttempt(runId, (error as Error).message), { retries: 5, minTimeout: 200, maxTimeout: 2_000 }).catch(() => {});
+    log.warn({ err: (error as Error).message }, 'run attempt stopped; the queue retries it');
+    throw error;
   } finally {
     clearInterval(heartbeat);
   }

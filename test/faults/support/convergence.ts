@@ -2,23 +2,10 @@ import { sql } from 'kysely';
 import type { Config } from '../../../src/config.js';
 import { createConnector } from '../../../src/connectors/index.js';
 import type { Snapshot } from '../../../src/core/model.js';
-import { PLAN_KINDS, totalChanges } from '../../../src/core/plan.js';
+import { CHANGE_KINDS, PLAN_KINDS, totalChanges } from '../../../src/core/plan.js';
 import type { Db } from '../../../src/db/database.js';
 import { IntegrationService } from '../../../src/integrations/integration.service.js';
 import { runNow } from '../../support/fixtures.js';
-
-/** Change-log kinds per plan count, as apply writes them. */
-const CHANGE_KIND: Record<(typeof PLAN_KINDS)[number], string> = {
-  usersCreated: 'user.created',
-  usersUpdated: 'user.updated',
-  usersDeprovisioned: 'user.deprovisioned',
-  usersReprovisioned: 'user.reprovisioned',
-  groupsCreated: 'group.created',
-  groupsUpdated: 'group.updated',
-  groupsDeleted: 'group.deleted',
-  membershipsAdded: 'membership.added',
-  membershipsRemoved: 'membership.removed',
-};
 
 export interface ConvergenceReport {
   /** Every way local state differs from the IdP's projection; empty when converged. */
@@ -163,7 +150,7 @@ async function checkChangeLog(db: Db, integrationId: string): Promise<string[]> 
     if (run.dry_run || !run.counts) continue;
     for (const kind of PLAN_KINDS) {
       const counted = run.counts[kind] ?? 0;
-      const inLog = logged.get(`${run.id}|${CHANGE_KIND[kind]}`) ?? 0;
+      const inLog = logged.get(`${run.id}|${CHANGE_KINDS[kind]}`) ?? 0;
       if (counted !== inLog) errors.push(`run ${run.id} (${run.status}): ${kind} counted ${counted}, change log has ${inLog}`);
     }
   }
