@@ -1,0 +1,116 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Db, createDb } from '../../src/db/database.js';
+import { CliHarness } from '../support/cli.js';
+import { testConfig } from '../support/env.js';
+import { FakeOkta } from '../support/fake-okta.js';
+import { checkConvergence } from './support/convergence.js';
+import { ROUNDS, random, recordFigures } from './support/figures.js';
+import { DirsyncProcess } from './support/processes.js';
+
+/**
+ * Two worker processes on one Redis, several integrations, triggers fired in bursts: at most
+ * one run per integration at any moment, and every integration still gets its runs.
+ */
+
+const APP = '0oaTwo';
+const INTEGRATIONS = 4;
+const cli = new CliHarness();
+const config = testConfig({ DATABASE_URL: cli.dbUrl, DIRSYNC_QUEUE: cli.queue });
+let okta: FakeOkta;
+let db: Db;
+const integrationIds: string[] = [];
+const workers: DirsyncProcess[] = [];
+
+beforeAll(async () => {
+  okta = await new FakeOkta().start();
+  okta.maxPageSize = 50;
+  okta.responseDelayMs = 10;
+  const app = okta.addApp(APP);
+  for (let i = 0; i < 400; i++) app.users.add(okta.addUser(`w${i}@two.test`).id);
+  expect((await cli.run(['migrate'])).code).toBe(0);
+  for (let i = 0; i < INTEGRATIONS; i++) {
+    await cli.json(['tenant', 'create', `two${i}`]);
+    const created = await cli.json<{ id: string }>([
+      'integration', 'create', '--tenant', `two${i}`, '--provider', 'okta', '--base-url', okta.url, '--token', okta.token,
+      '--okta-app-id', APP, '--threshold', '100',
+    ]);
+    integrationIds.push(created.id);
+  }
+  db = createDb(cli.dbUrl);
+  workers.push(await new DirsyncProcess(cli).start(), await new DirsyncProcess(cli).start());
+}, 120_000);
+
+afterAll(async () => {
+  for (const w of workers) await w.stop();
+  await db?.destroy();
+  await okta?.stop();
+  await cli.stop();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('two workers on one Redis', () => {
+  it(`never run one integration twice at once, and run every integration (${ROUNDS} waves)`, async () => {
+    let maxRunning = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const rows = await db
+          .selectFrom('runs')
+          .select(['integration_id', db.fn.countAll<string>().as('n')])
+          .where('status', '=', 'running')
+          .groupBy('integration_id')
+          .execute();
+        for (const r of rows) maxRunning = Math.max(maxRunning, Number(r.n));
+        await sleep(25);
+      }
+    })();
+
+    let triggers = 0;
+    try {
+      for (let wave = 0; wave < ROUNDS; wave++) {
+        const rnd = random();
+        for (const id of [...okta.users.keys()].slice(0, 40)) okta.updateUser(id, { profile: { title: `wave ${wave} ${rnd.int(0, 1e6)}` } });
+        // Bursts of triggers for every integration, all at once.
+        const bursts = integrationIds.flatMap((id) => Array.from({ length: 3 }, () => cli.run(['sync', id])));
+        const results = await Promise.all(bursts);
+        triggers += results.length;
+        for (const r of results) expect(r.code, r.stderr).toBe(0);
+        // Wait for every integration's queue of runs to drain.
+        const deadline = Date.now() + 120_000;
+        for (;;) {
+          const open = await db.selectFrom('runs').select('id').where('status', 'in', ['queued', 'running']).execute();
+          if (open.length === 0) break;
+          if (Date.now() > deadline) throw new Error(`runs still open: ${open.length}\n${workers.map((w) => w.log.slice(-2000)).join('\n---\n')}`);
+          await sleep(100);
+        }
+      }
+    } finally {
+      sampling = false;
+      await sampler;
+    }
+
+    const runs = await db.selectFrom('runs').select(['integration_id', 'status', 'started_at', 'finished_at']).orderBy('started_at').execute();
+    // A burst coalesces: one run, plus at most one follow-up, per integration and wave.
+    expect(runs.length).toBeLessThanOrEqual(INTEGRATIONS * ROUNDS * 2);
+    for (const id of integrationIds) {
+      const mine = runs.filter((r) => r.integration_id === id);
+      expect(mine.filter((r) => r.status === 'succeeded').length).toBeGreaterThanOrEqual(ROUNDS);
+      for (let i = 1; i < mine.length; i++) expect(mine[i]!.started_at!.getTime()).toBeGreaterThanOrEqual(mine[i - 1]!.finished_at!.getTime());
+      const report = await checkConvergence(db, config, id);
+      expect(report.mismatches).toEqual([]);
+      expect(report.changeLogErrors).toEqual([]);
+    }
+    expect(maxRunning).toBe(1);
+    const started = workers.map((w) => (w.log.match(/"run started"/g) ?? []).length);
+    recordFigures({
+      scenario: 'two workers on one Redis, bursts of triggers for 4 integrations',
+      rounds: ROUNDS,
+      faults: triggers,
+      runs: runs.length,
+      changesLost: 0,
+      wrongfulDeprovisions: 0,
+      note: `${triggers} triggers became ${runs.length} runs; runs started per worker: ${started.join(' / ')}; at most ${maxRunning} run per integration at once`,
+    });
+  }, 300_000);
+});
