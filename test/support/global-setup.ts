@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { createDb, ensureDatabase, migrateToLatest } from '../../src/db/database.js';
+import { resetFigures, writeFaultReport } from '../faults/support/report.js';
 
 /**
  * One fresh database per test run, migrated once, dropped at the end. Its URL reaches the
@@ -18,8 +19,11 @@ export default async function setup(): Promise<() => Promise<void>> {
   if (error) throw error;
   process.env.DATABASE_URL = url;
   process.env.DIRSYNC_TEST_DB_NAME = name;
+  resetFigures();
 
   return async () => {
+    const report = writeFaultReport();
+    if (report) process.stdout.write(`\n${report}\n(written to test-artifacts/fault-report.md)\n`);
     base.pathname = '/postgres';
     const client = new pg.Client({ connectionString: base.toString() });
     await client.connect();

@@ -21,7 +21,7 @@ export class DirsyncProcess {
     });
     const child = this.child;
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`dirsync ${this.command} did not start:\n${this.log}`)), 30_000);
+      const timer = setTimeout(() => reject(new Error(`dirsync ${this.command} did not start in 60 s (running: ${this.running}):\n${this.log}`)), 60_000);
       const onData = (data: Buffer) => {
         this.log += data;
         if (this.log.includes(ready)) {
