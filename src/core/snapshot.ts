@@ -6,10 +6,30 @@ export class SnapshotError extends Error {
 }
 
 /**
+ * A required text field of an IdP record: a non-blank string, or a SnapshotError saying what
+ * came instead, e.g. `requireText(12345, 'Okta user 00u1', 'profile.login')` throws
+ * "Okta user 00u1 has a profile.login that is a number (12345), not a string".
+ */
+export function requireText(value: unknown, record: string, field: string): string {
+  if (typeof value === 'string' && value.trim() !== '') return value;
+  if (value === undefined || value === null || typeof value === 'string') throw new SnapshotError(`${record} has no ${field}`);
+  const kind = Array.isArray(value) ? 'an array' : typeof value === 'object' ? 'an object' : `a ${typeof value} (${String(value)})`;
+  throw new SnapshotError(`${record} has ${/^[aeio]/i.test(field) ? 'an' : 'a'} ${field} that is ${kind}, not a string`);
+}
+
+/**
+ * The longest userName accepted, in code points. userNames are unique through a btree index
+ * on lower(user_name), whose entries cannot exceed 2704 bytes; at 4 bytes a code point at
+ * most, 512 always fit, and IdPs cap logins far lower (Okta 100, authentik 150).
+ */
+export const MAX_USER_NAME_LENGTH = 512;
+
+/**
  * Collects what a connector reads, page by page, into a Snapshot and checks the invariants
- * the planner relies on. A record seen twice (pages shift while the IdP changes) keeps its
- * last version; two different IdP users with one userName (case-insensitively) would be one
- * person locally, so that is an error naming both.
+ * the planner and the database rely on. A record seen twice (pages shift while the IdP
+ * changes) keeps its last version; two different IdP users with one userName
+ * (case-insensitively) would be one person locally, so that is an error naming both, as are
+ * a userName too long to index and text Postgres cannot store (NUL, lone surrogates).
  */
 export class SnapshotBuilder {
   private readonly users = new Map<string, DirectoryUser>();
@@ -52,7 +72,14 @@ export class SnapshotBuilder {
   build(): Snapshot {
     const byName = new Map<string, string>();
     for (const user of this.users.values()) {
-      const key = user.userName.toLowerCase();
+      checkStorable(user, `IdP user ${user.externalId}`);
+      const length = [...user.userName].length;
+      if (length > MAX_USER_NAME_LENGTH) {
+        throw new SnapshotError(
+          `IdP user ${user.externalId} has a userName of ${length} characters; at most ${MAX_USER_NAME_LENGTH} fit the index that keeps userNames unique: shorten it in the IdP`,
+        );
+      }
+      const key = userNameKey(user.userName);
       const other = byName.get(key);
       if (other !== undefined) {
         throw new SnapshotError(
@@ -61,6 +88,7 @@ export class SnapshotBuilder {
       }
       byName.set(key, user.externalId);
     }
+    for (const group of this.groups.values()) checkStorable(group, `IdP group ${group.externalId}`);
     const memberships = new Map<string, ReadonlySet<string>>();
     for (const groupId of this.groups.keys()) {
       // Members outside the scope are not the tenant's users: drop them here, once.
@@ -70,6 +98,43 @@ export class SnapshotBuilder {
     const unreadMembers = new Set([...this.unread].filter((g) => this.groups.has(g)));
     return unreadMembers.size > 0 ? { users: this.users, groups: this.groups, memberships, unreadMembers } : { users: this.users, groups: this.groups, memberships };
   }
+}
+
+/**
+ * The userName as Postgres's lower() folds it, which is what the users table keeps unique:
+ * code point by code point, so a final capital sigma folds to σ (toLowerCase gives ς by
+ * context) and İ to i (toLowerCase gives i + a combining dot). Two userNames Postgres folds
+ * alike but toLowerCase does not would reach the database as one user and fail the apply.
+ */
+function userNameKey(userName: string): string {
+  let key = '';
+  for (const c of userName) key += c === '\u0130' ? 'i' : c.toLowerCase();
+  return key;
+}
+
+// NUL, and a lone surrogate (which Postgres would store as U+FFFD, so two names could merge).
+const UNSTORABLE = /[\0\p{Cs}]/u;
+
+/** Postgres cannot store every string exactly: name the first field that holds what it cannot, so the run fails before writing. */
+function checkStorable(record: object, what: string): void {
+  const found = unstorable(record, '');
+  if (!found) return;
+  const kind = found.char === '\0' ? 'a NUL character' : 'a lone surrogate (text that is not valid Unicode)';
+  throw new SnapshotError(`${what} has ${kind} in ${found.path}, which Postgres cannot store: remove it in the IdP`);
+}
+
+function unstorable(value: unknown, path: string): { path: string; char: string } | undefined {
+  if (typeof value === 'string') {
+    const char = UNSTORABLE.exec(value)?.[0];
+    return char === undefined ? undefined : { path, char };
+  }
+  if (value === null || typeof value !== 'object') return undefined;
+  for (const [key, v] of Object.entries(value)) {
+    const at = path ? `${path}.${key}` : key;
+    const found = unstorable(key, at) ?? unstorable(v, at);
+    if (found) return found;
+  }
+  return undefined;
 }
 
 /**

@@ -210,6 +210,7 @@ async function fail(
   stats: Record<string, number>,
   counts: PlanCounts,
 ): Promise<ReconcileOutcome> {
-  await runs.finish(runId, { status: 'failed', counts, stats, error });
+  // Messages quote IdP values, and Postgres cannot store a NUL in text: the run would never be recorded as failed.
+  await runs.finish(runId, { status: 'failed', counts, stats, error: error.replaceAll('\0', '\\0') });
   return { kind: 'finished', run: (await runs.find(runId))! };
 }

@@ -169,6 +169,8 @@ export class FakeAuthentik extends LoopbackServer {
   readonly requests: string[] = [];
   fault: FaultInjector | undefined;
   maxPageSize: number | undefined;
+  /** Rewrites a listing's items (in wire format, before paging): malformed or duplicated records. */
+  rewriteList: ((path: string, items: Record<string, unknown>[]) => Record<string, unknown>[]) | undefined;
   private seq = 0;
 
   addUser(username: string, opts: Partial<Omit<AkUser, 'username'>> = {}): AkUser {
@@ -255,11 +257,11 @@ export class FakeAuthentik extends LoopbackServer {
     const path = url.pathname;
     if (path === '/api/v3/core/users/') {
       const list = [...this.users.values()].sort((a, b) => a.pk - b.pk).map((u) => akUserJson(u, this.url));
-      return this.json(res, 200, akPage(list, page, pageSize));
+      return this.json(res, 200, akPage(this.rewriteList?.(path, list) ?? list, page, pageSize));
     }
     if (path === '/api/v3/core/groups/') {
       const list = [...this.groups.values()].sort((a, b) => a.name.localeCompare(b.name)).map(akGroupJson);
-      return this.json(res, 200, akPage(list, page, pageSize));
+      return this.json(res, 200, akPage(this.rewriteList?.(path, list) ?? list, page, pageSize));
     }
     const app = path.match(/^\/api\/v3\/core\/applications\/([^/]+)\/$/);
     if (app) {

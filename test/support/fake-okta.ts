@@ -59,6 +59,8 @@ export class FakeOkta extends LoopbackServer {
   maxPageSize: number | undefined;
   /** Delays every answer (a slow IdP). */
   responseDelayMs = 0;
+  /** Rewrites a listing's items (in wire format, before paging): malformed or duplicated records. */
+  rewriteList: ((path: string, items: Record<string, unknown>[]) => Record<string, unknown>[]) | undefined;
   private seq = 0;
 
   // ---- directory mutations -------------------------------------------------------------
@@ -260,7 +262,8 @@ export class FakeOkta extends LoopbackServer {
   }
 
   /** One page of `list`, with Okta's Link headers: `self` always, `next` unless it is the last page. */
-  private page(res: ServerResponse, url: URL, list: unknown[], defaultLimit: number, maxLimit = defaultLimit): void {
+  private page(res: ServerResponse, url: URL, all: Record<string, unknown>[], defaultLimit: number, maxLimit = defaultLimit): void {
+    const list = this.rewriteList?.(url.pathname, all) ?? all;
     const limit = Math.min(Number(url.searchParams.get('limit') ?? defaultLimit) || defaultLimit, maxLimit, this.maxPageSize ?? Infinity);
     const after = url.searchParams.get('after');
     const start = after ? Number(Buffer.from(after, 'base64url').toString()) : 0;

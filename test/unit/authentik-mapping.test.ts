@@ -39,6 +39,13 @@ describe('authentik mapping', () => {
     expect(() => toDirectoryUser({ ...base, isActive: 'maybe' })).toThrow(SnapshotError);
     expect(() => toDirectoryUser({ ...base, username: '' })).toThrow('authentik user 7 has no username');
     expect(() => toDirectoryUser({ ...base, pk: undefined })).toThrow('authentik user without a pk');
+    expect(() => toDirectoryUser({ ...base, username: 12345 })).toThrow('authentik user 7 has a username that is a number (12345), not a string');
+    expect(() => toDirectoryGroup({ pk: 'g-1', name: null })).toThrow('authentik group g-1 has no name');
+  });
+
+  it('reads numbers in name and email as their text, and blank ones as absent', () => {
+    expect(toDirectoryUser({ ...base, name: 42, email: 7 })).toMatchObject({ displayName: '42', email: '7' });
+    expect(toDirectoryUser({ ...base, name: '  ', email: '' })).toMatchObject({ displayName: null, email: null });
   });
 
   it('maps groups with their attributes, description from attributes', () => {

@@ -1,6 +1,6 @@
 import { fingerprint, toJson } from '../../core/fingerprint.js';
 import type { DirectoryGroup, DirectoryUser, JsonObject } from '../../core/model.js';
-import { SnapshotError } from '../../core/snapshot.js';
+import { SnapshotError, requireText } from '../../core/snapshot.js';
 
 /** User types that are not people: never part of a tenant's directory. */
 export const SERVICE_ACCOUNT_TYPES = new Set(['service_account', 'internal_service_account']);
@@ -37,13 +37,13 @@ export function toDirectoryUser(raw: AuthentikUserLike): DirectoryUser {
   const pk = raw.pk;
   if (typeof pk !== 'number' && !(typeof pk === 'string' && pk !== '')) throw new SnapshotError('authentik user without a pk');
   const id = String(pk);
-  if (typeof raw.username !== 'string' || raw.username.trim() === '') throw new SnapshotError(`authentik user ${id} has no username`);
+  const userName = requireText(raw.username, `authentik user ${id}`, 'username');
   const attributes = asObject(toJson(raw.attributes ?? {}));
-  const name = typeof raw.name === 'string' && raw.name.trim() !== '' ? raw.name.trim() : null;
+  const name = optionalString(raw.name)?.trim() || null;
   const [splitGiven, splitFamily] = splitName(name);
   const fields = {
-    userName: raw.username,
-    email: typeof raw.email === 'string' && raw.email !== '' ? raw.email : null,
+    userName,
+    email: optionalString(raw.email) || null,
     givenName: pick(attributes, GIVEN_KEYS) ?? splitGiven,
     familyName: pick(attributes, FAMILY_KEYS) ?? splitFamily,
     displayName: name,
@@ -61,15 +61,15 @@ export function toDirectoryUser(raw: AuthentikUserLike): DirectoryUser {
 
 export function toDirectoryGroup(raw: AuthentikGroupLike): DirectoryGroup {
   if (typeof raw.pk !== 'string' || raw.pk === '') throw new SnapshotError('authentik group without a pk');
-  if (typeof raw.name !== 'string' || raw.name.trim() === '') throw new SnapshotError(`authentik group ${raw.pk} has no name`);
+  const name = requireText(raw.name, `authentik group ${raw.pk}`, 'name');
   const attributes = asObject(toJson(raw.attributes ?? {}));
   const description = typeof attributes.description === 'string' ? attributes.description : null;
   return {
     externalId: raw.pk,
-    name: raw.name,
+    name,
     description,
     attributes,
-    fingerprint: fingerprint({ name: raw.name, description, attributes }),
+    fingerprint: fingerprint({ name, description, attributes }),
   };
 }
 
@@ -79,6 +79,13 @@ function parseActive(value: unknown, id: string): boolean {
   if (typeof value === 'boolean') return value;
   if (typeof value === 'string' && /^(true|false)$/i.test(value.trim())) return value.trim().toLowerCase() === 'true';
   throw new SnapshotError(`authentik user ${id} has is_active ${JSON.stringify(value)}, which is not true or false`);
+}
+
+/** As the Okta mapping reads text fields: numbers and booleans become their text, anything else that is not a string is absent. */
+function optionalString(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return null;
 }
 
 function splitName(name: string | null): [string | null, string | null] {

@@ -1,6 +1,6 @@
 import { fingerprint, toJson } from '../../core/fingerprint.js';
 import type { DirectoryGroup, DirectoryUser, JsonObject } from '../../core/model.js';
-import { SnapshotError } from '../../core/snapshot.js';
+import { requireText } from '../../core/snapshot.js';
 
 /** Okta statuses that take access away (SPEC: deactivated, suspended or deprovisioned). */
 const INACTIVE_STATUSES = new Set(['SUSPENDED', 'DEPROVISIONED']);
@@ -25,10 +25,11 @@ interface OktaGroupLike {
  * PASSWORD_EXPIRED and LOCKED_OUT users still hold access; SUSPENDED and DEPROVISIONED do not.
  */
 export function toDirectoryUser(raw: OktaUserLike): DirectoryUser {
-  const id = requireString(raw.id, 'Okta user without an id');
   const profile = asObject(toJson(raw.profile ?? {}));
-  const userName = requireString(profile.login, `Okta user ${id} has no profile.login`);
-  const status = typeof raw.status === 'string' && raw.status ? raw.status : 'ACTIVE';
+  const id = requireText(raw.id, typeof profile.login === 'string' ? `Okta user ${profile.login}` : 'an Okta user', 'id');
+  const userName = requireText(profile.login, `Okta user ${id}`, 'profile.login');
+  // A status that is not text could stand for SUSPENDED: reading it as ACTIVE would restore access.
+  const status = raw.status === undefined || raw.status === null || raw.status === '' ? 'ACTIVE' : requireText(raw.status, `Okta user ${id}`, 'status');
   const givenName = optionalString(profile.firstName);
   const familyName = optionalString(profile.lastName);
   const fields = {
@@ -49,9 +50,9 @@ export function toDirectoryUser(raw: OktaUserLike): DirectoryUser {
 }
 
 export function toDirectoryGroup(raw: OktaGroupLike): DirectoryGroup {
-  const id = requireString(raw.id, 'Okta group without an id');
   const profile = asObject(toJson(raw.profile ?? {}));
-  const name = requireString(profile.name, `Okta group ${id} has no profile.name`);
+  const id = requireText(raw.id, typeof profile.name === 'string' ? `Okta group ${profile.name}` : 'an Okta group', 'id');
+  const name = requireText(profile.name, `Okta group ${id}`, 'profile.name');
   const description = optionalString(profile.description);
   const attributes: JsonObject = typeof raw.type === 'string' ? { ...profile, type: raw.type } : profile;
   return {
@@ -70,11 +71,7 @@ function timestamp(value: unknown): string | null {
   return Number.isFinite(time) ? new Date(time).toISOString() : null;
 }
 
-function requireString(value: unknown, message: string): string {
-  if (typeof value === 'string' && value.trim() !== '') return value;
-  throw new SnapshotError(message);
-}
-
+/** Numbers and booleans in a text field become their text; anything else that is not a string counts as absent. */
 function optionalString(value: unknown): string | null {
   if (typeof value === 'string') return value;
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);

@@ -1,0 +1,695 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config.js';
+import { zeroCounts } from '../../src/core/plan.js';
+import type { Db } from '../../src/db/database.js';
+import { DirectoryRepository } from '../../src/db/directory.repository.js';
+import type { RunSummary } from '../../src/db/run.repository.js';
+import { createTestDatabase, testConfig, uniqueSlug } from '../support/env.js';
+import { type AkGroup, FakeAuthentik } from '../support/fake-authentik.js';
+import { type FakeApp, type FakeGroup, FakeOkta } from '../support/fake-okta.js';
+import { type TestIntegration, createAuthentikIntegration, createOktaIntegration, runNow } from '../support/fixtures.js';
+import { checkConvergence } from './support/convergence.js';
+import { recordFigures } from './support/figures.js';
+
+/**
+ * Bad IdP data, served in each IdP's real wire format so the real SDKs parse it: missing and
+ * null fields, wrong types, very long and non-ASCII text, logins that differ only in case,
+ * members outside the scope, and records repeated across pages. Every case is either handled
+ * (and the test name says how) or fails the run with a sentence naming the record and field,
+ * with nothing changed and nobody deprovisioned. Handled cases end with the convergence check.
+ */
+
+const APP = '0oaBadData';
+type Json = Record<string, unknown>;
+
+let db: Db;
+let config: Config;
+let drop: () => Promise<void>;
+const fakes: { stop(): Promise<void> }[] = [];
+
+beforeAll(async () => {
+  const created = await createTestDatabase();
+  ({ db, drop } = created);
+  config = testConfig({ DATABASE_URL: created.url });
+});
+afterEach(async () => {
+  await Promise.all(fakes.splice(0).map((f) => f.stop()));
+});
+afterAll(async () => drop());
+
+const deps = () => ({ db, config });
+
+// ---- text that stresses storage and comparison ---------------------------------------------
+
+/** ZWJ sequences, skin tones, flags: several code points per visible character. */
+const EMOJI = '👩🏽‍💻🏳️‍🌈🇯🇵🧑‍🤝‍🧑';
+const CJK = '山田太郎中文字符漢字테스트';
+/** Decomposed (NFD) letters: they must be kept as sent, never normalized. */
+const COMBINING = 'Zoe\u0308 A\u030Angstro\u0308m Jose\u0301';
+/** Hebrew and Arabic with explicit direction marks and embeddings. */
+const RTL = '\u202Bשלום עולם\u202C مرحبا\u200F';
+
+/**
+ * `n` code points drawn from `alphabet` by a fixed pseudo-random sequence: no repeating
+ * pattern, so Postgres cannot compress it away (a cycled pattern would fit any index).
+ */
+function long(alphabet: string, n = 10_000): string {
+  const points = [...alphabet];
+  let state = 0x9e3779b9;
+  return Array.from({ length: n }, (_, i) => {
+    let c: string;
+    // No space at either end: authentik's name is read trimmed.
+    do {
+      state = (Math.imul(state, 1_103_515_245) + 12_345) >>> 0;
+      c = points[(state >>> 8) % points.length]!;
+    } while ((i === 0 || i === n - 1) && c.trim() === '');
+    return c;
+  }).join('');
+}
+
+// ---- what a run may not touch, and the figures ----------------------------------------------
+
+interface Tally {
+  faults: number;
+  changesLost: number;
+  wrongfulDeprovisions: number;
+  readonly integrations: string[];
+}
+
+const newTally = (): Tally => ({ faults: 0, changesLost: 0, wrongfulDeprovisions: 0, integrations: [] });
+
+async function record(scenario: string, tally: Tally): Promise<void> {
+  const runs = tally.integrations.length
+    ? Number((await db.selectFrom('runs').select((eb) => eb.fn.countAll<string>().as('n')).where('integration_id', 'in', tally.integrations).executeTakeFirstOrThrow()).n)
+    : 0;
+  recordFigures({ scenario, rounds: 1, faults: tally.faults, runs, changesLost: tally.changesLost, wrongfulDeprovisions: tally.wrongfulDeprovisions });
+}
+
+/** What a run could change for the tenant: users with their access and groups, groups with their members, locks. */
+async function tenantState(t: TestIntegration) {
+  const directory = new DirectoryRepository(db);
+  const locks = await db.selectFrom('locks').select(['external_id', 'reason']).where('tenant_id', '=', t.tenantId).orderBy('external_id').execute();
+  return { users: await directory.listTenantUsers(t.tenantId), groups: await directory.listTenantGroups(t.tenantId), locks };
+}
+
+async function deprovisions(t: TestIntegration): Promise<string[]> {
+  const rows = await db
+    .selectFrom('run_changes as c')
+    .innerJoin('runs as r', 'r.id', 'c.run_id')
+    .select('c.external_id')
+    .where('r.integration_id', '=', t.integrationId)
+    .where('c.kind', '=', 'user.deprovisioned')
+    .where('c.applied', '=', true)
+    .execute();
+  return rows.map((r) => r.external_id);
+}
+
+/** Runs once with the bad data in place: the run must fail naming it, and change nothing at all. */
+async function expectFailedRun(t: TestIntegration, message: RegExp): Promise<RunSummary> {
+  const before = await tenantState(t);
+  const deprovisionedBefore = await deprovisions(t);
+  const run = await runNow(deps(), t.integrationId);
+  expect(run.status).toBe('failed');
+  expect(run.error).toMatch(message);
+  expect(run.error).toMatch(/Nothing was changed\.$/);
+  expect(run.counts).toEqual(zeroCounts());
+  expect(await tenantState(t)).toEqual(before);
+  expect(await deprovisions(t)).toEqual(deprovisionedBefore);
+  return run;
+}
+
+async function expectSucceeded(t: TestIntegration): Promise<RunSummary> {
+  const run = await runNow(deps(), t.integrationId);
+  expect(run.error).toBeNull();
+  expect(run.status).toBe('succeeded');
+  return run;
+}
+
+/** The convergence check after a handled case; also that a second run plans nothing. */
+async function expectConverged(tally: Tally, t: TestIntegration, keptActive: Iterable<string>): Promise<void> {
+  const report = await checkConvergence(db, config, t.integrationId, keptActive);
+  tally.changesLost += report.mismatches.length;
+  tally.wrongfulDeprovisions += report.wrongfulDeprovisions.length;
+  expect(report.mismatches).toEqual([]);
+  expect(report.wrongfulDeprovisions).toEqual([]);
+  expect(report.changeLogErrors).toEqual([]);
+  expect(report.pendingChanges).toBe(0);
+  expect((await expectSucceeded(t)).counts).toEqual(zeroCounts());
+}
+
+// ---- Okta -------------------------------------------------------------------------------------
+
+interface OktaDirectory {
+  okta: FakeOkta;
+  app: FakeApp;
+  domain: string;
+  eng: FakeGroup;
+  ops: FakeGroup;
+  t: TestIntegration;
+  /** Rewrites one user's raw JSON wherever Okta serves it (app users, group members, user listings). */
+  patchUser(id: string, patch: ((json: Json) => void) | undefined): void;
+}
+
+/**
+ * Ann (assigned directly), Bob (through Engineering) and Cat (through Ops), in pages of two.
+ * Zed is in the org but not assigned.
+ */
+async function oktaDirectory(tally: Tally): Promise<OktaDirectory> {
+  const okta = await new FakeOkta().start();
+  fakes.push(okta);
+  okta.maxPageSize = 2;
+  const domain = `${uniqueSlug('bad')}.test`;
+  const app = okta.addApp(APP);
+  okta.addUser(`ann.lee@${domain}`, { id: '00uAnn' });
+  okta.addUser(`bob.king@${domain}`, { id: '00uBob' });
+  okta.addUser(`cat.ray@${domain}`, { id: '00uCat' });
+  okta.addUser(`zed.out@${domain}`, { id: '00uZed' });
+  const eng = okta.addGroup('Engineering', { id: '00gEng' });
+  const ops = okta.addGroup('Ops', { id: '00gOps' });
+  okta.addMember(eng.id, '00uAnn');
+  okta.addMember(eng.id, '00uBob');
+  okta.addMember(ops.id, '00uCat');
+  app.users.add('00uAnn');
+  app.groups.add(eng.id);
+  app.groups.add(ops.id);
+  const patches = new Map<string, (json: Json) => void>();
+  const serialize = okta.userJson.bind(okta);
+  okta.userJson = (u) => {
+    const patch = patches.get(u.id);
+    if (!patch) return serialize(u);
+    // The serialized profile is the fake's own object: patch a copy.
+    const json = structuredClone(serialize(u));
+    patch(json);
+    return json;
+  };
+  const t = await createOktaIntegration(db, config, okta, { appId: APP });
+  tally.integrations.push(t.integrationId);
+  return {
+    okta,
+    app,
+    domain,
+    eng,
+    ops,
+    t,
+    patchUser: (id, patch) => (patch ? patches.set(id, patch) : patches.delete(id)),
+  };
+}
+
+/** The same org read whole (no app): users go through the SDK's own models instead of `_embedded`. */
+async function orgWide(tally: Tally, okta: FakeOkta): Promise<TestIntegration> {
+  const t = await createOktaIntegration(db, config, okta);
+  tally.integrations.push(t.integrationId);
+  return t;
+}
+
+const profileOf = (json: Json) => json.profile as Json;
+
+describe('bad Okta data', () => {
+  const tally = newTally();
+  afterAll(() => record('bad IdP data: Okta', tally));
+
+  it('stores null or missing email, firstName, lastName and displayName as null; displayName falls back to "firstName lastName"', async () => {
+    const d = await oktaDirectory(tally);
+    const { okta, domain } = d;
+    okta.updateUser('00uAnn', { profile: { email: null, displayName: null } });
+    okta.updateUser('00uBob', { profile: { firstName: null, lastName: undefined, displayName: 'Bobby' } });
+    d.patchUser('00uCat', (json) => {
+      json.profile = { login: profileOf(json).login };
+    });
+    tally.faults += 3;
+    const wholeOrg = await orgWide(tally, okta);
+    for (const t of [d.t, wholeOrg]) {
+      await expectSucceeded(t);
+      const users = await new DirectoryRepository(db).listTenantUsers(t.tenantId);
+      expect(users.filter((u) => !u.userName.startsWith('zed'))).toEqual([
+        { userName: `ann.lee@${domain}`, email: null, givenName: 'Ann', familyName: 'Lee', displayName: 'Ann Lee', active: true, locked: false, groups: ['Engineering'] },
+        { userName: `bob.king@${domain}`, email: `bob.king@${domain}`, givenName: null, familyName: null, displayName: 'Bobby', active: true, locked: false, groups: ['Engineering'] },
+        { userName: `cat.ray@${domain}`, email: null, givenName: null, familyName: null, displayName: null, active: true, locked: false, groups: ['Ops'] },
+      ]);
+      await expectConverged(tally, t, ['00uAnn', '00uBob', '00uCat']);
+    }
+
+    // A field the IdP empties is emptied locally too: the IdP is the source of what it holds.
+    okta.updateUser('00uAnn', { profile: { email: `ann.lee@${domain}` } });
+    await expectSucceeded(d.t);
+    okta.updateUser('00uAnn', { profile: { email: null } });
+    tally.faults += 1;
+    expect((await expectSucceeded(d.t)).counts).toEqual({ ...zeroCounts(), usersUpdated: 1 });
+    expect((await tenantState(d.t)).users[0]).toMatchObject({ userName: `ann.lee@${domain}`, email: null });
+    await expectConverged(tally, d.t, ['00uAnn', '00uBob', '00uCat']);
+  });
+
+  it.each([
+    ['null', (p: Json) => void (p.login = null), /Okta user 00uCat has no profile\.login/],
+    ['missing', (p: Json) => void delete p.login, /Okta user 00uCat has no profile\.login/],
+    ['blank', (p: Json) => void (p.login = '   '), /Okta user 00uCat has no profile\.login/],
+    ['a number', (p: Json) => void (p.login = 12345), /Okta user 00uCat has a profile\.login that is a number \(12345\), not a string/],
+    ['an object', (p: Json) => void (p.login = { value: 'cat' }), /Okta user 00uCat has a profile\.login that is an object, not a string/],
+  ])('fails the run naming the user when profile.login is %s, app-scoped or org-wide', async (_, patch, message) => {
+    const d = await oktaDirectory(tally);
+    const wholeOrg = await orgWide(tally, d.okta);
+    await expectSucceeded(d.t);
+    await expectSucceeded(wholeOrg);
+    d.patchUser('00uCat', (json) => patch(profileOf(json)));
+    // Bob leaves the scope at the same time: a run that read the bad data must not act on it.
+    d.okta.removeMember(d.eng.id, '00uBob');
+    tally.faults += 1;
+    await expectFailedRun(d.t, message);
+    await expectFailedRun(wholeOrg, message);
+
+    d.patchUser('00uCat', undefined);
+    expect((await expectSucceeded(d.t)).counts).toMatchObject({ usersDeprovisioned: 1 });
+    await expectConverged(tally, d.t, ['00uAnn', '00uCat']);
+  });
+
+  it('fails the run naming the group when an assigned group has no profile.name', async () => {
+    const d = await oktaDirectory(tally);
+    await expectSucceeded(d.t);
+    const name = d.ops.profile.name;
+    (d.ops.profile as Json).name = null;
+    tally.faults += 1;
+    await expectFailedRun(d.t, /Okta group 00gOps has no profile\.name/);
+    d.ops.profile.name = name;
+    await expectConverged(tally, d.t, ['00uAnn', '00uBob', '00uCat']);
+  });
+
+  it('fails the run naming the user when status is not text, rather than reading it as ACTIVE', async () => {
+    const d = await oktaDirectory(tally);
+    await expectSucceeded(d.t);
+    d.okta.updateUser('00uBob', { status: 'SUSPENDED' });
+    await expectSucceeded(d.t);
+    expect((await tenantState(d.t)).users[1]).toMatchObject({ userName: `bob.king@${d.domain}`, active: false, locked: true });
+    d.patchUser('00uBob', (json) => void (json.status = 0));
+    tally.faults += 1;
+    await expectFailedRun(d.t, /Okta user 00uBob has a status that is a number \(0\), not a string/);
+    d.patchUser('00uBob', (json) => void (json.status = { value: 'ACTIVE' }));
+    tally.faults += 1;
+    await expectFailedRun(d.t, /Okta user 00uBob has a status that is an object, not a string/);
+    d.patchUser('00uBob', undefined);
+    await expectConverged(tally, d.t, ['00uAnn', '00uCat']);
+  });
+
+  it('turns numbers and booleans in name and email fields into their text', async () => {
+    const d = await oktaDirectory(tally);
+    d.okta.updateUser('00uCat', { profile: { firstName: 42, lastName: false, displayName: 3.5, email: 7 } });
+    tally.faults += 1;
+    await expectSucceeded(d.t);
+    expect((await tenantState(d.t)).users[2]).toMatchObject({ givenName: '42', familyName: 'false', displayName: '3.5', email: '7' });
+    await expectConverged(tally, d.t, ['00uAnn', '00uBob', '00uCat']);
+  });
+
+  it('stores 10,000-character and non-ASCII names, emails and group names exactly as sent', async () => {
+    const d = await oktaDirectory(tally);
+    const { okta, domain } = d;
+    const given = long(`${CJK}${EMOJI}${COMBINING}`);
+    const family = long(RTL);
+    const email = `${long(`${CJK}${COMBINING}`)}@${domain}`;
+    const login = `${CJK}.${EMOJI}.${COMBINING}.ÅSA.${RTL}@${domain}`;
+    okta.updateUser('00uCat', { profile: { login, email, firstName: given, lastName: family, displayName: null } });
+    okta.updateUser('00uBob', { profile: { displayName: `${EMOJI} ${RTL}` } });
+    const groupName = long(`${EMOJI}${CJK}${RTL}`);
+    d.ops.profile.name = groupName;
+    d.ops.profile.description = long(COMBINING);
+    tally.faults += 3;
+    await expectSucceeded(d.t);
+    const state = await tenantState(d.t);
+    const cat = state.users.find((u) => u.userName === login);
+    expect(cat).toEqual({ userName: login, email, givenName: given, familyName: family, displayName: `${given} ${family}`, active: true, locked: false, groups: [groupName] });
+    expect(state.users.find((u) => u.userName === `bob.king@${domain}`)?.displayName).toBe(`${EMOJI} ${RTL}`);
+    expect(state.groups.map((g) => g.name).sort()).toEqual(['Engineering', groupName].sort());
+    const description = await db.selectFrom('groups').select('description').where('integration_id', '=', d.t.integrationId).where('external_id', '=', '00gOps').executeTakeFirstOrThrow();
+    expect(description.description).toBe(long(COMBINING));
+    await expectConverged(tally, d.t, ['00uAnn', '00uBob', '00uCat']);
+  });
+
+  it('fails the run naming the user when a login is too long to index (10,000 characters)', async () => {
+    const d = await oktaDirectory(tally);
+    await expectSucceeded(d.t);
+    d.okta.updateUser('00uCat', { profile: { login: `${long(CJK)}@${d.domain}` } });
+    d.okta.removeMember(d.eng.id, '00uBob');
+    tally.faults += 1;
+    await expectFailedRun(d.t, /IdP user 00uCat has a userName of 100\d\d characters; at most 512/);
+  });
+
+  it('fails the run naming the record and field when a value holds a NUL character or a lone surrogate, which Postgres cannot store', async () => {
+    const d = await oktaDirectory(tally);
+    await expectSucceeded(d.t);
+    d.okta.updateUser('00uCat', { profile: { displayName: 'Cat\u0000Ray' } });
+    d.okta.removeMember(d.eng.id, '00uBob');
+    tally.faults += 1;
+    await expectFailedRun(d.t, /IdP user 00uCat has a NUL character in displayName/);
+    d.okta.updateUser('00uCat', { profile: { displayName: 'Cat Ray', costCenter: { code: 'x\u0000' } } });
+    tally.faults += 1;
+    await expectFailedRun(d.t, /IdP user 00uCat has a NUL character in attributes\.costCenter\.code/);
+    d.ops.profile.name = 'Ops\u0000';
+    d.okta.updateUser('00uCat', { profile: { costCenter: null } });
+    tally.faults += 1;
+    await expectFailedRun(d.t, /IdP group 00gOps has a NUL character in name/);
+    // A lone surrogate would be stored as U+FFFD: not as sent, and two such logins would merge.
+    d.ops.profile.name = 'Ops';
+    d.okta.updateUser('00uCat', { profile: { login: `cat\ud800@${d.domain}` } });
+    tally.faults += 1;
+    await expectFailedRun(d.t, /IdP user 00uCat has a lone surrogate \(text that is not valid Unicode\) in userName/);
+    // The message quotes the id itself: it is recorded with the NUL spelled out.
+    d.okta.updateUser('00uCat', { profile: { login: `cat.ray@${d.domain}` } });
+    d.patchUser('00uCat', (json) => void (json.id = '00u\u0000Cat'));
+    tally.faults += 1;
+    await expectFailedRun(d.t, /^IdP user 00u\\0Cat has a NUL character in externalId/);
+    d.patchUser('00uCat', undefined);
+
+    d.okta.updateUser('00uCat', { profile: { login: `cat.ray@${d.domain}` } });
+    expect((await expectSucceeded(d.t)).counts).toMatchObject({ usersDeprovisioned: 1 });
+    await expectConverged(tally, d.t, ['00uAnn', '00uCat']);
+  });
+
+  it('fails the run naming both users when two logins differ only in case, and deprovisions nobody', async () => {
+    const d = await oktaDirectory(tally);
+    const { okta, app, domain } = d;
+    await expectSucceeded(d.t);
+    app.users.add(okta.addUser(`ANN.LEE@${domain}`, { id: '00uAnnUpper' }).id);
+    okta.removeMember(d.eng.id, '00uBob');
+    tally.faults += 1;
+    await expectFailedRun(d.t, new RegExp(`IdP users 00uAnn and 00uAnnUpper have the same userName "ANN\\.LEE@${domain.replace(/\./g, '\\.')}" \\(compared case-insensitively\\)`));
+
+    // Case folds Postgres applies where JavaScript's toLowerCase differs: dotted capital I
+    // (İ lowers to i, not i + combining dot) and a final capital sigma (Σ lowers to σ, not ς).
+    okta.users.delete('00uAnnUpper');
+    app.users.delete('00uAnnUpper');
+    app.users.add(okta.addUser(`ivy@${domain}`, { id: '00uIvy' }).id);
+    app.users.add(okta.addUser(`İVY@${domain}`, { id: '00uIvyDot' }).id);
+    tally.faults += 1;
+    await expectFailedRun(d.t, /IdP users 00uIvy and 00uIvyDot have the same userName "İVY@/);
+    okta.updateUser('00uIvyDot', { profile: { login: `ΟΔΥΣ@${domain}` } });
+    app.users.add(okta.addUser(`οδυσ@${domain}`, { id: '00uOdys' }).id);
+    okta.users.delete('00uIvy');
+    app.users.delete('00uIvy');
+    tally.faults += 1;
+    await expectFailedRun(d.t, /IdP users 00uIvyDot and 00uOdys have the same userName "οδυσ@/);
+
+    // Renamed in the IdP: the run goes through, and only now is Bob's departure acted on.
+    okta.updateUser('00uOdys', { profile: { login: `odys@${domain}` } });
+    expect((await expectSucceeded(d.t)).counts).toMatchObject({ usersCreated: 2, usersDeprovisioned: 1 });
+    await expectConverged(tally, d.t, ['00uAnn', '00uCat', '00uIvyDot', '00uOdys']);
+    expect(await deprovisions(d.t)).toEqual(['00uBob']);
+  });
+
+  it('drops a group member the app user listing does not include, and does not create that user', async () => {
+    const d = await oktaDirectory(tally);
+    const { okta, domain } = d;
+    okta.addUser(`dan.wu@${domain}`, { id: '00uDan' });
+    okta.addMember(d.eng.id, '00uDan');
+    // Okta lists Dan in Engineering, but the app's assignments do not (yet) include him.
+    okta.rewriteList = (path, items) => (path === `/api/v1/apps/${APP}/users` ? items.filter((i) => i.id !== '00uDan') : items);
+    tally.faults += 1;
+    expect((await expectSucceeded(d.t)).counts).toMatchObject({ usersCreated: 3, membershipsAdded: 3 });
+    const state = await tenantState(d.t);
+    expect(state.users.map((u) => u.userName)).not.toContain(`dan.wu@${domain}`);
+    expect(state.groups.find((g) => g.name === 'Engineering')?.members).toEqual([`ann.lee@${domain}`, `bob.king@${domain}`]);
+    await expectConverged(tally, d.t, ['00uAnn', '00uBob', '00uCat']);
+  });
+
+  it('reads a user listed identically on two pages once', async () => {
+    const d = await oktaDirectory(tally);
+    // Pages of two: the repeat lands on the last page, the original on the first.
+    d.okta.rewriteList = (path, items) => (path === `/api/v1/apps/${APP}/users` || path === `/api/v1/apps/${APP}/groups` ? [...items, structuredClone(items[0]!)] : items);
+    tally.faults += 2;
+    const run = await expectSucceeded(d.t);
+    expect(run.counts).toEqual({ ...zeroCounts(), usersCreated: 3, groupsCreated: 2, membershipsAdded: 3 });
+    expect(run.stats).toMatchObject({ idpUsers: 3, idpGroups: 2 });
+    await expectConverged(tally, d.t, ['00uAnn', '00uBob', '00uCat']);
+  });
+
+  it('keeps the copy read last when a user appears on two pages with different data (the listing moved while it was read)', async () => {
+    const d = await oktaDirectory(tally);
+    await expectSucceeded(d.t);
+    d.okta.updateUser('00uCat', { profile: { firstName: 'Catherine', displayName: 'Catherine Ray' } });
+    // An older copy on the first page, the current one on the last.
+    d.okta.rewriteList = (path, items) => {
+      if (path !== `/api/v1/apps/${APP}/users`) return items;
+      const stale = structuredClone(items.find((i) => i.id === '00uCat')!);
+      Object.assign(profileOf((stale._embedded as Json).user as Json), { firstName: 'Cat', displayName: 'Cat Ray', login: 'someone.else@example.test' });
+      return [stale, ...items];
+    };
+    tally.faults += 1;
+    expect((await expectSucceeded(d.t)).counts).toEqual({ ...zeroCounts(), usersUpdated: 1 });
+    expect((await tenantState(d.t)).users[2]).toMatchObject({ userName: `cat.ray@${d.domain}`, givenName: 'Catherine', displayName: 'Catherine Ray' });
+    d.okta.rewriteList = undefined;
+    await expectConverged(tally, d.t, ['00uAnn', '00uBob', '00uCat']);
+  });
+});
+
+// ---- authentik ----------------------------------------------------------------------------------
+
+interface AuthentikDirectory {
+  ak: FakeAuthentik;
+  domain: string;
+  eng: AkGroup;
+  ops: AkGroup;
+  t: TestIntegration;
+  /** Rewrites one user's raw JSON in the users listing. */
+  patchUser(pk: number, patch: ((json: Json) => void) | undefined): void;
+}
+
+/** Ann (11, bound directly), Bob (12, through Engineering), Cat (13, through Ops), in pages of two; Zed (14) unbound. */
+async function authentikDirectory(tally: Tally, mode: 'any' | 'all' = 'any'): Promise<AuthentikDirectory> {
+  const ak = await new FakeAuthentik().start();
+  fakes.push(ak);
+  ak.maxPageSize = 2;
+  const domain = `${uniqueSlug('bad')}.test`;
+  ak.addUser(`ann.lee@${domain}`, { pk: 11 });
+  ak.addUser(`bob.king@${domain}`, { pk: 12 });
+  ak.addUser(`cat.ray@${domain}`, { pk: 13 });
+  ak.addUser(`zed.out@${domain}`, { pk: 14 });
+  const eng = ak.addGroup('Engineering');
+  const ops = ak.addGroup('Ops');
+  ak.addMember(eng.pk, 11);
+  ak.addMember(eng.pk, 12);
+  ak.addMember(ops.pk, 13);
+  ak.addApp('crm', mode);
+  if (mode === 'any') {
+    ak.bind('crm', { user: 11 });
+    ak.bind('crm', { group: ops.pk });
+  }
+  ak.bind('crm', { group: eng.pk });
+  const patches = new Map<number, (json: Json) => void>();
+  ak.rewriteList = (path, items) => {
+    if (path !== '/api/v3/core/users/') return items;
+    return items.map((item) => {
+      const patch = patches.get(item.pk as number);
+      if (!patch) return item;
+      // Groups and attributes are the fake's own arrays and objects: patch a copy.
+      const json = structuredClone(item);
+      patch(json);
+      return json;
+    });
+  };
+  const t = await createAuthentikIntegration(db, config, ak, { app: 'crm' });
+  tally.integrations.push(t.integrationId);
+  return { ak, domain, eng, ops, t, patchUser: (pk, patch) => (patch ? patches.set(pk, patch) : patches.delete(pk)) };
+}
+
+describe('bad authentik data', () => {
+  const tally = newTally();
+  afterAll(() => record('bad IdP data: authentik', tally));
+
+  it('stores a null or empty name and a null or missing email as null, taking given and family names from attributes when there', async () => {
+    const d = await authentikDirectory(tally);
+    const { domain } = d;
+    d.patchUser(11, (json) => {
+      json.name = null;
+      json.email = null;
+    });
+    d.patchUser(12, (json) => {
+      json.name = '';
+      delete json.email;
+      json.attributes = { given_name: 'Robert', sn: 'King' };
+    });
+    d.patchUser(13, (json) => {
+      json.name = '   ';
+      json.email = '';
+      json.attributes = null;
+    });
+    tally.faults += 3;
+    await expectSucceeded(d.t);
+    expect((await tenantState(d.t)).users).toEqual([
+      { userName: `ann.lee@${domain}`, email: null, givenName: null, familyName: null, displayName: null, active: true, locked: false, groups: ['Engineering'] },
+      { userName: `bob.king@${domain}`, email: null, givenName: 'Robert', familyName: 'King', displayName: null, active: true, locked: false, groups: ['Engineering'] },
+      { userName: `cat.ray@${domain}`, email: null, givenName: null, familyName: null, displayName: null, active: true, locked: false, groups: ['Ops'] },
+    ]);
+    await expectConverged(tally, d.t, ['11', '12', '13']);
+  });
+
+  it.each([
+    ['null', null, /authentik user 13 has no username/],
+    ['empty', '', /authentik user 13 has no username/],
+    ['a number', 12345, /authentik user 13 has a username that is a number \(12345\), not a string/],
+  ])('fails the run naming the user when username is %s', async (_, username, message) => {
+    const d = await authentikDirectory(tally);
+    await expectSucceeded(d.t);
+    d.patchUser(13, (json) => void (json.username = username));
+    d.ak.removeMember(d.eng.pk, 12);
+    tally.faults += 1;
+    await expectFailedRun(d.t, message);
+    d.patchUser(13, undefined);
+    expect((await expectSucceeded(d.t)).counts).toMatchObject({ usersDeprovisioned: 1 });
+    await expectConverged(tally, d.t, ['11', '13']);
+  });
+
+  it('fails the run naming the group when a bound group has an empty name', async () => {
+    const d = await authentikDirectory(tally);
+    await expectSucceeded(d.t);
+    d.ops.name = '';
+    tally.faults += 1;
+    await expectFailedRun(d.t, new RegExp(`authentik group ${d.ops.pk} has no name`));
+    d.ops.name = 'Ops';
+    await expectConverged(tally, d.t, ['11', '12', '13']);
+  });
+
+  it('reads is_active "False" as false and "True" as true (a non-empty string is truthy in JavaScript)', async () => {
+    const d = await authentikDirectory(tally);
+    await expectSucceeded(d.t);
+    d.ak.updateUser(12, { is_active: 'False' });
+    tally.faults += 1;
+    expect((await expectSucceeded(d.t)).counts).toEqual({ ...zeroCounts(), usersDeprovisioned: 1 });
+    expect((await tenantState(d.t)).users[1]).toMatchObject({ userName: `bob.king@${d.domain}`, active: false, locked: true });
+    await expectConverged(tally, d.t, ['11', '13']);
+
+    d.ak.updateUser(12, { is_active: 'True' });
+    d.ak.updateUser(13, { is_active: ' true ' });
+    tally.faults += 2;
+    expect((await expectSucceeded(d.t)).counts).toEqual({ ...zeroCounts(), usersReprovisioned: 1 });
+    expect((await tenantState(d.t)).users.map((u) => u.active)).toEqual([true, true, true]);
+    await expectConverged(tally, d.t, ['11', '13']);
+  });
+
+  it.each([
+    ['"yes"', 'yes', /authentik user 12 has is_active "yes", which is not true or false/],
+    ['1', 1, /authentik user 12 has is_active 1, which is not true or false/],
+    ['"0"', '0', /authentik user 12 has is_active "0", which is not true or false/],
+  ])('fails the run naming the user when is_active is %s', async (_, value, message) => {
+    const d = await authentikDirectory(tally);
+    await expectSucceeded(d.t);
+    d.patchUser(12, (json) => void (json.is_active = value));
+    // Cat is deactivated at the same time: a run that read the bad data must not act on it.
+    d.ak.updateUser(13, { is_active: false });
+    tally.faults += 1;
+    await expectFailedRun(d.t, message);
+  });
+
+  it('turns a number given as name or email into its text', async () => {
+    const d = await authentikDirectory(tally);
+    d.patchUser(13, (json) => {
+      json.name = 42;
+      json.email = 7;
+    });
+    tally.faults += 1;
+    await expectSucceeded(d.t);
+    expect((await tenantState(d.t)).users[2]).toMatchObject({ email: '7', displayName: '42', givenName: '42', familyName: null });
+    await expectConverged(tally, d.t, ['11', '12', '13']);
+  });
+
+  it('stores 10,000-character and non-ASCII names, emails, usernames and group names exactly as sent', async () => {
+    const d = await authentikDirectory(tally);
+    // No space in the family name: it is what follows the last space of `name`.
+    const name = `${long(`${CJK}${EMOJI}${COMBINING}`)} ${long(RTL.replace(/ /g, ''))}`;
+    const email = `${long(`${CJK}${COMBINING}`)}@${d.domain}`;
+    const username = `${CJK}.${EMOJI}.${COMBINING}.ÅSA.${RTL}@${d.domain}`;
+    d.ak.updateUser(13, { username, name, email });
+    d.ak.updateUser(12, { attributes: { givenName: `${RTL} ${EMOJI}`, familyName: long(COMBINING) } });
+    const groupName = long(`${EMOJI}${CJK}${RTL}`);
+    d.ops.name = groupName;
+    tally.faults += 3;
+    await expectSucceeded(d.t);
+    const state = await tenantState(d.t);
+    expect(state.users.find((u) => u.userName === username)).toEqual({
+      userName: username,
+      email,
+      givenName: long(`${CJK}${EMOJI}${COMBINING}`),
+      familyName: long(RTL.replace(/ /g, '')),
+      displayName: name,
+      active: true,
+      locked: false,
+      groups: [groupName],
+    });
+    expect(state.users.find((u) => u.userName === `bob.king@${d.domain}`)).toMatchObject({ givenName: `${RTL} ${EMOJI}`, familyName: long(COMBINING) });
+    expect(state.groups.map((g) => g.name).sort()).toEqual(['Engineering', groupName].sort());
+    await expectConverged(tally, d.t, ['11', '12', '13']);
+  });
+
+  it('fails the run naming the user when a username is too long to index (10,000 characters)', async () => {
+    const d = await authentikDirectory(tally);
+    await expectSucceeded(d.t);
+    d.ak.updateUser(13, { username: long(`${CJK}${EMOJI}`) });
+    d.ak.removeMember(d.eng.pk, 12);
+    tally.faults += 1;
+    await expectFailedRun(d.t, /IdP user 13 has a userName of 10000 characters; at most 512/);
+  });
+
+  it('fails the run naming both users when two usernames differ only in case, and deprovisions nobody', async () => {
+    const d = await authentikDirectory(tally);
+    const { ak, domain } = d;
+    await expectSucceeded(d.t);
+    ak.addUser(`Ann.Lee@${domain}`, { pk: 21 });
+    ak.bind('crm', { user: 21 });
+    ak.removeMember(d.eng.pk, 12);
+    tally.faults += 1;
+    await expectFailedRun(d.t, new RegExp(`IdP users 11 and 21 have the same userName "Ann\\.Lee@${domain.replace(/\./g, '\\.')}" \\(compared case-insensitively\\)`));
+
+    ak.updateUser(21, { username: `ΟΔΥΣ@${domain}` });
+    ak.addUser(`οδυσ@${domain}`, { pk: 22 });
+    ak.bind('crm', { user: 22 });
+    tally.faults += 1;
+    await expectFailedRun(d.t, /IdP users 21 and 22 have the same userName "οδυσ@/);
+
+    ak.updateUser(22, { username: `odys@${domain}` });
+    expect((await expectSucceeded(d.t)).counts).toMatchObject({ usersCreated: 2, usersDeprovisioned: 1 });
+    await expectConverged(tally, d.t, ['11', '13', '21', '22']);
+    expect(await deprovisions(d.t)).toEqual(['12']);
+  });
+
+  it('drops a member of a bound group whom the application does not admit, and does not create that user', async () => {
+    // Engine mode "all": members of Engineering, except Bob (a negated user binding).
+    const d = await authentikDirectory(tally, 'all');
+    d.ak.bind('crm', { user: 12, negate: true });
+    tally.faults += 1;
+    expect((await expectSucceeded(d.t)).counts).toEqual({ ...zeroCounts(), usersCreated: 1, groupsCreated: 1, membershipsAdded: 1 });
+    expect(await tenantState(d.t)).toMatchObject({
+      users: [{ userName: `ann.lee@${d.domain}`, groups: ['Engineering'] }],
+      groups: [{ name: 'Engineering', members: [`ann.lee@${d.domain}`] }],
+    });
+    await expectConverged(tally, d.t, ['11']);
+  });
+
+  it('reads a user or group listed identically on two pages once', async () => {
+    const d = await authentikDirectory(tally);
+    const patch = d.ak.rewriteList!;
+    d.ak.rewriteList = (path, items) => {
+      const list = patch(path, items);
+      return [...list, structuredClone(list[0]!)];
+    };
+    tally.faults += 2;
+    const run = await expectSucceeded(d.t);
+    expect(run.counts).toEqual({ ...zeroCounts(), usersCreated: 3, groupsCreated: 2, membershipsAdded: 3 });
+    expect(run.stats).toMatchObject({ idpUsers: 3, idpGroups: 2 });
+    await expectConverged(tally, d.t, ['11', '12', '13']);
+  });
+
+  it('keeps the copy read last when a user appears on two pages with different data (the listing moved while it was read)', async () => {
+    const d = await authentikDirectory(tally);
+    await expectSucceeded(d.t);
+    d.ak.updateUser(13, { name: 'Catherine Ray' });
+    d.ak.addMember(d.eng.pk, 13);
+    const patch = d.ak.rewriteList!;
+    d.ak.rewriteList = (path, items) => {
+      const list = patch(path, items);
+      if (path !== '/api/v3/core/users/') return list;
+      const stale = { ...structuredClone(list.find((u) => u.pk === 13)!), name: 'Cat Ray', groups: [d.ops.pk], is_active: false };
+      return [stale, ...list];
+    };
+    tally.faults += 1;
+    expect((await expectSucceeded(d.t)).counts).toEqual({ ...zeroCounts(), usersUpdated: 1, membershipsAdded: 1 });
+    expect((await tenantState(d.t)).users[2]).toMatchObject({ displayName: 'Catherine Ray', active: true, groups: ['Engineering', 'Ops'] });
+    d.ak.rewriteList = patch;
+    await expectConverged(tally, d.t, ['11', '12', '13']);
+  });
+});
