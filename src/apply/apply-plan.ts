@@ -34,7 +34,8 @@ interface Batch {
  * (integration, external id) and converges when repeated: after a crash at any point, the
  * next run re-plans from what was committed and finishes the job with no duplicates.
  *
- * Order: groups and users first, so memberships can reference them; removals last.
+ * Order: groups and users first, so memberships can reference them; updates before creates,
+ * so a login a renamed user gave up is free for the new user who takes it; removals last.
  * Returns the counts of what was applied (all of the plan unless it throws).
  */
 export async function applyPlan(
@@ -74,14 +75,14 @@ function steps(plan: Plan, policy: Policy): Step[] {
     step('groupsUpdated', plan.groupsUpdated, (r, s, b) => r.upsertGroups(s, b.map((u) => u.group)), (u) =>
       change(CHANGE_KINDS.groupsUpdated, u.group.externalId, u.group.name, { changed: [...u.changed] }),
     ),
+    step('usersUpdated', plan.usersUpdated, (r, s, b) => r.updateUsers(s, b.map((u) => u.user)), (u) =>
+      change(CHANGE_KINDS.usersUpdated, u.user.externalId, u.user.userName, { changed: [...u.changed] }),
+    ),
     step('usersCreated', plan.usersCreated, (r, s, b) => r.grantAccess(s, b), (u) =>
       change(CHANGE_KINDS.usersCreated, u.externalId, u.userName, { email: u.email, status: u.status }),
     ),
     step('usersReprovisioned', plan.usersReprovisioned, (r, s, b) => r.grantAccess(s, b), (u) =>
       change(CHANGE_KINDS.usersReprovisioned, u.externalId, u.userName, { status: u.status }),
-    ),
-    step('usersUpdated', plan.usersUpdated, (r, s, b) => r.updateUsers(s, b.map((u) => u.user)), (u) =>
-      change(CHANGE_KINDS.usersUpdated, u.user.externalId, u.user.userName, { changed: [...u.changed] }),
     ),
     step('membershipsAdded', plan.membershipsAdded, (r, s, b) => r.addMemberships(s, b), (m) =>
       change(CHANGE_KINDS.membershipsAdded, membershipId(m), `${m.userName} in ${m.groupName}`, null),

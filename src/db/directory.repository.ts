@@ -113,6 +113,18 @@ export class DirectoryRepository {
   async grantAccess(scope: WriteScope, users: readonly DirectoryUser[]): Promise<void> {
     if (users.length === 0) return;
     const c = userColumns(users);
+    // A login is one person: when the IdP gives it to a new account (the old one deleted), this
+    // integration's access row for that person moves to the new IdP id instead of clashing.
+    await sql`
+      update tenant_access ta set external_id = i.external_id, updated_at = now()
+      from unnest(${c.externalId}::text[], ${c.userName}::text[]) as i(external_id, user_name)
+      join users u on u.user_name_key = lower(i.user_name)
+      where ta.tenant_id = ${scope.tenantId}::uuid and ta.integration_id = ${scope.integrationId}::uuid
+        and ta.user_id = u.id and ta.external_id <> i.external_id
+        and not exists (
+          select 1 from tenant_access t2
+          where t2.integration_id = ${scope.integrationId}::uuid and t2.external_id = i.external_id)
+    `.execute(this.db);
     await sql`
       with input as (
         select * from unnest(${c.externalId}::text[], ${c.userName}::text[], ${c.email}::text[],

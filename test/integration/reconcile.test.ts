@@ -152,6 +152,47 @@ describe('reconcile against a fake Okta and real Postgres', () => {
     expect((await runNow(deps(), t.integrationId)).counts).toEqual(zeroCounts());
   });
 
+  it('gives a login to a new person once its owner was renamed, in the same run', async () => {
+    await runNow(deps(), t.integrationId);
+    okta.updateUser('00uAnn', { profile: { login: `ann.old@${domain}`, email: `ann.old@${domain}` } });
+    const newAnn = okta.addUser(`ann.lee@${domain}`, { id: '00uAnn2' });
+    okta.apps.get(APP)!.users.add(newAnn.id);
+    const run = await runNow(deps(), t.integrationId);
+    expect(run).toMatchObject({ status: 'succeeded', error: null });
+    expect(run.counts).toEqual({ ...zeroCounts(), usersCreated: 1, usersUpdated: 1 });
+    const names = (await users()).map((u) => [u.userName, u.active]);
+    expect(names).toEqual(expect.arrayContaining([[`ann.old@${domain}`, true], [`ann.lee@${domain}`, true]]));
+    expect((await runNow(deps(), t.integrationId)).counts).toEqual(zeroCounts());
+  });
+
+  it('gives a login to a new person after its owner left, in a later run or the same one', async () => {
+    await runNow(deps(), t.integrationId);
+    // Ann leaves, suspended: her access row and her lock stay.
+    okta.updateUser('00uAnn', { status: 'SUSPENDED' });
+    expect((await runNow(deps(), t.integrationId)).counts).toEqual({ ...zeroCounts(), usersDeprovisioned: 1 });
+    // Okta logins are unique: the old account is deleted, and a new Ann joins with its login (another case).
+    const remove = (id: string) => {
+      okta.users.delete(id);
+      okta.apps.get(APP)!.users.delete(id);
+      for (const members of okta.members.values()) members.delete(id);
+    };
+    remove('00uAnn');
+    okta.apps.get(APP)!.users.add(okta.addUser(`ANN.LEE@${domain}`, { id: '00uAnn2' }).id);
+    let run = await runNow(deps(), t.integrationId);
+    expect(run).toMatchObject({ status: 'succeeded', error: null });
+    const ann = async () => (await users()).filter((u) => u.userName.toLowerCase() === `ann.lee@${domain}`);
+    expect(await ann()).toEqual([expect.objectContaining({ active: true, locked: false })]);
+    expect((await runNow(deps(), t.integrationId)).counts).toEqual(zeroCounts());
+
+    // And again, with the leaving and the joining in one run.
+    remove('00uAnn2');
+    okta.apps.get(APP)!.users.add(okta.addUser(`ann.lee@${domain}`, { id: '00uAnn3' }).id);
+    run = await runNow(deps(), t.integrationId);
+    expect(run).toMatchObject({ status: 'succeeded', error: null });
+    expect(await ann()).toEqual([expect.objectContaining({ active: true, locked: false })]);
+    expect((await runNow(deps(), t.integrationId)).counts).toEqual(zeroCounts());
+  });
+
   it('adopts a user who already exists locally, whatever the case of their userName', async () => {
     const existing = await db.insertInto('users').values({ user_name: `ANN.LEE@${domain}`, updated_at: new Date() }).returning('id').executeTakeFirstOrThrow();
     await runNow(deps(), t.integrationId);
