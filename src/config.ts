@@ -39,7 +39,7 @@ const schema = z.object({
     .string()
     .default('redis://127.0.0.1:6379')
     .refine((v) => /^rediss?:\/\//.test(v) && URL.canParse(v), 'is not a valid redis:// URL'),
-  PORT: z.coerce.number().int('must be a whole number').min(1, 'must be 1-65535').max(65535, 'must be 1-65535').default(3000),
+  PORT: z.coerce.number({ message: 'must be a port number (1-65535)' }).int('must be a whole number').min(1, 'must be 1-65535').max(65535, 'must be 1-65535').default(3000),
   DIRSYNC_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   DIRSYNC_ENCRYPTION_KEY: z
     .string()

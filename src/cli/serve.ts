@@ -16,11 +16,27 @@ export async function serve(parts: { http: boolean; worker: boolean }): Promise<
   const redis = createRedis(config.redisUrl, 'client');
   redis.on('error', (error) => log.warn({ err: error.message }, 'redis connection problem; retrying'));
   const queue = createQueue(config.queueName, redis);
-  const worker = parts.worker ? await startWorker({ db, config, log, queue }) : undefined;
-  const server = parts.http ? buildServer({ db, config, redis, queue, log }) : undefined;
-  if (server) {
-    await server.listen({ port: config.port, host: '0.0.0.0' });
-    log.info({ port: config.port }, 'http server listening');
+  // The connection's listener above logs these; without one BullMQ prints each with its stack.
+  queue.on('error', () => {});
+  let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
+  let server: ReturnType<typeof buildServer> | undefined;
+  try {
+    worker = parts.worker ? await startWorker({ db, config, log, queue }) : undefined;
+    server = parts.http ? buildServer({ db, config, redis, queue, log }) : undefined;
+    if (server) {
+      await server.listen({ port: config.port, host: '0.0.0.0' });
+      log.info({ port: config.port }, 'http server listening');
+    }
+  } catch (error) {
+    // Open connections would keep the process alive after its error is reported; closing them
+    // is not a connection problem worth a log line after that one sentence.
+    redis.removeAllListeners('error').on('error', () => {});
+    await server?.close().catch(() => {});
+    await worker?.close().catch(() => {});
+    await queue.close().catch(() => {});
+    redis.disconnect();
+    await db.destroy().catch(() => {});
+    throw error;
   }
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

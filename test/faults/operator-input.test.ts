@@ -1,0 +1,386 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CliHarness, type CliResult, type RunSummaryJson } from '../support/cli.js';
+import { TEST_KEY } from '../support/env.js';
+import { FakeOkta } from '../support/fake-okta.js';
+import { recordFigures } from './support/figures.js';
+
+/**
+ * Every command of the CLI given a missing, unknown or malformed argument, option or setting:
+ * each must answer with exactly one sentence on stderr, print nothing on stdout, exit non-zero,
+ * and leave the data (every row of every table, and the queue) exactly as it was. Then a
+ * worker with the wrong DIRSYNC_ENCRYPTION_KEY: its runs must fail saying so, not as an IdP
+ * authentication failure.
+ */
+
+const cli = new CliHarness();
+const TOKEN = `okta-${randomBytes(12).toString('hex')}`;
+const WRONG_KEY = randomBytes(32).toString('base64');
+const ZERO = '00000000-0000-0000-0000-000000000000';
+
+let okta: FakeOkta;
+let id: string;
+let disabledId: string;
+let queuedRunId: string;
+let faults = 0;
+
+type Case = readonly [args: string[], expected: RegExp, env?: Record<string, string>];
+
+/** Runs `fn` over `items`, `limit` at a time: every spawn costs a core for half a second. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await fn(items[i]!);
+      }
+    }),
+  );
+  return results;
+}
+
+/** Everything a command could change: every row of every table, and the queue's keys and jobs. */
+async function dumpData(): Promise<string> {
+  const client = new pg.Client({ connectionString: cli.dbUrl });
+  await client.connect();
+  const parts: string[] = [];
+  try {
+    const { rows: tables } = await client.query<{ name: string }>(
+      `select table_name as name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE' order by 1`,
+    );
+    for (const { name } of tables) {
+      const { rows } = await client.query<{ row: string }>(`select t::text as row from "${name}" t order by 1`);
+      parts.push(`-- ${name}`, ...rows.map((r) => r.row));
+    }
+  } finally {
+    await client.end();
+  }
+  const redis = new Redis('redis://127.0.0.1:6379');
+  try {
+    for (const key of (await redis.keys(`bull:${cli.queue}:*`)).sort()) {
+      const type = await redis.type(key);
+      const value =
+        type === 'list' ? await redis.lrange(key, 0, -1) : type === 'zset' ? await redis.zrange(key, 0, -1) : type === 'set' ? (await redis.smembers(key)).sort() : type;
+      parts.push(`${key} ${JSON.stringify(value)}`);
+    }
+  } finally {
+    redis.disconnect();
+  }
+  return parts.join('\n');
+}
+
+/** Asserts the one-sentence answer of every case, then returns how many there were. */
+async function expectOneSentence(cases: readonly Case[]): Promise<number> {
+  const results = await mapLimit(cases, 6, ([args, , env]) => cli.run(args, env));
+  const wrong: string[] = [];
+  cases.forEach(([args, expected], i) => {
+    const r = results[i] as CliResult;
+    const lines = r.stderr.trim().split('\n');
+    const ok = r.code !== 0 && r.stdout === '' && lines.length === 1 && /^dirsync: \S.*\S$/.test(lines[0]!) && expected.test(lines[0]!);
+    if (!ok) wrong.push(`dirsync ${args.join(' ')} -> exit ${r.code}, stdout ${JSON.stringify(r.stdout)}, stderr ${JSON.stringify(r.stderr)} (expected ${expected})`);
+  });
+  expect(wrong).toEqual([]);
+  faults += cases.length;
+  return cases.length;
+}
+
+beforeAll(async () => {
+  okta = await new FakeOkta().start();
+  okta.token = TOKEN;
+  okta.addUser('ann.lee@input.test', { id: '00uAnn' });
+  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.json(['tenant', 'create', 'acme']);
+  const [created, other] = await Promise.all([
+    cli.json<{ id: string }>(['integration', 'create', '--tenant', 'acme', '--provider', 'okta', '--base-url', okta.url, '--token', TOKEN]),
+    cli.json<{ id: string }>(['integration', 'create', '--tenant', 'acme', '--provider', 'authentik', '--base-url', 'https://auth.input.test', '--token', TOKEN]),
+  ]);
+  id = created.id;
+  disabledId = other.id;
+  await cli.json(['integration', 'disable', disabledId]);
+  // No worker runs yet: this run stays queued, which is not a state `run approve` accepts.
+  queuedRunId = (await cli.json<{ id: string }>(['sync', id])).id;
+}, 120_000);
+
+let worker: ChildProcess | undefined;
+
+afterAll(async () => {
+  if (worker && worker.exitCode === null) {
+    const exited = new Promise((resolve) => worker!.once('exit', resolve));
+    worker.kill('SIGTERM');
+    await exited;
+  }
+  await okta?.stop();
+  await cli.stop();
+});
+
+describe('bad operator input', () => {
+  let before: string;
+  let requestsBefore: number;
+
+  beforeAll(async () => {
+    before = await dumpData();
+    requestsBefore = okta.requests.length;
+  });
+
+  it('the program itself and service commands', async () => {
+    const pgDown = 'postgres://postgres@127.0.0.1:1/dirsync';
+    const noTables = new URL(process.env.DATABASE_URL!);
+    noTables.pathname = '/postgres';
+    const noDatabase = new URL(process.env.DATABASE_URL!);
+    noDatabase.pathname = `/${cli.dbName}_missing`;
+    await expectOneSentence([
+      [[], /^dirsync: missing command: `dirsync --help` lists the commands$/],
+      [['frobnicate'], /^dirsync: unknown command 'frobnicate'$/],
+      [['tenants'], /^dirsync: unknown command 'tenants' \(did you mean tenant\?\)$/],
+      [['--bogus'], /^dirsync: unknown option '--bogus'$/],
+      [['migrate', 'extra'], /too many arguments for 'migrate'/],
+      [['migrate'], /^dirsync: DATABASE_URL is not a valid postgres:\/\/ URL\.$/, { DATABASE_URL: 'mysql://x' }],
+      [['migrate'], /^dirsync: DATABASE_URL is not a valid postgres:\/\/ URL\.$/, { DATABASE_URL: 'postgres://[bad' }],
+      [['migrate'], /^dirsync: Cannot connect to PostgreSQL at 127\.0\.0\.1:1 \(connection refused\): is it running, and is DATABASE_URL right\?$/, { DATABASE_URL: pgDown }],
+      [['migrate'], /^dirsync: Cannot connect to PostgreSQL at nohost\.invalid:5432 \(unknown host\)/, { DATABASE_URL: 'postgres://postgres@nohost.invalid/dirsync' }],
+      [['migrate'], /^dirsync: PostgreSQL refused the login \(role "nobody" does not exist\): check the user and password in DATABASE_URL\.$/, { DATABASE_URL: 'postgres://nobody@127.0.0.1:5432/dirsync' }],
+      [['tenant', 'list'], /^dirsync: Cannot connect to PostgreSQL at 127\.0\.0\.1:1/, { DATABASE_URL: pgDown }],
+      [['tenant', 'list'], /^dirsync: database ".*_missing" does not exist\. Run `dirsync migrate` first, which creates it\.$/, { DATABASE_URL: noDatabase.toString() }],
+      [['tenant', 'list'], /^dirsync: The database has no dirsync tables yet: run `dirsync migrate` first\.$/, { DATABASE_URL: noTables.toString() }],
+      [['tenant', 'list'], /^dirsync: LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent\.$/, { LOG_LEVEL: 'loud' }],
+      [['tenant', 'list'], /^dirsync: PORT must be a port number \(1-65535\)\.$/, { PORT: 'abc' }],
+      [['tenant', 'list'], /^dirsync: DIRSYNC_QUEUE may contain only letters, digits, - and _\.$/, { DIRSYNC_QUEUE: 'a b' }],
+      [['tenant', 'list'], /^dirsync: DIRSYNC_PUBLIC_URL is not a valid URL\.$/, { DIRSYNC_PUBLIC_URL: 'nope' }],
+      [['tenant', 'list'], /^dirsync: DIRSYNC_ALLOW_HTTP must be true or false\.$/, { DIRSYNC_ALLOW_HTTP: 'maybe' }],
+      [['tenant', 'list'], /^dirsync: DIRSYNC_ENCRYPTION_KEY must be 32 random bytes in base64/, { DIRSYNC_ENCRYPTION_KEY: 'c2hvcnQ=' }],
+      [['tenant', 'list'], /^dirsync: DIRSYNC_ADMIN_TOKEN must be at least 16 characters\.$/, { DIRSYNC_ADMIN_TOKEN: 'short' }],
+      [['start', 'extra'], /too many arguments for 'start'/],
+      [['worker', '--bogus'], /^dirsync: unknown option '--bogus'$/],
+      [['server', 'x'], /too many arguments for 'server'/],
+      [['start'], /^dirsync: PORT must be 1-65535\.$/, { PORT: '99999' }],
+      [['worker'], /^dirsync: DIRSYNC_ENCRYPTION_KEY is not set: generate one with `openssl rand -base64 32`/, { DIRSYNC_ENCRYPTION_KEY: '' }],
+      [['start'], /^dirsync: Cannot connect to PostgreSQL at 127\.0\.0\.1:1/, { DATABASE_URL: pgDown }],
+      // The fake IdP holds a port on 127.0.0.1: the server cannot have it too.
+      [['server'], /^dirsync: Port \d+ is already in use: stop whatever listens there, or set PORT to a free port\.$/, { PORT: new URL(okta.url).port }],
+    ]);
+  }, 180_000);
+
+  it('tenant commands', async () => {
+    await expectOneSentence([
+      [['tenant'], /^dirsync: missing command: `dirsync tenant` takes create or list \(`dirsync tenant --help` explains them\)$/],
+      [['tenant', 'frob'], /^dirsync: unknown command 'frob'$/],
+      [['tenant', 'create'], /^dirsync: missing required argument 'slug'$/],
+      [['tenant', 'create', 'Bad_Slug'], /^dirsync: tenant slug "Bad_Slug" is not valid: use lowercase letters, digits and dashes/],
+      [['tenant', 'create', '-dash'], /unknown option '-dash'/],
+      [['tenant', 'create', 'acme'], /^dirsync: tenant "acme" already exists\.$/],
+      [['tenant', 'create', 'x', '--name'], /^dirsync: option '--name <name>' argument missing$/],
+      [['tenant', 'create', 'a', 'b'], /too many arguments for 'create'/],
+      [['tenant', 'list', 'extra'], /too many arguments for 'list'/],
+      [['tenant', 'list', '--bogus'], /^dirsync: unknown option '--bogus'$/],
+    ]);
+  }, 180_000);
+
+  it('integration create', async () => {
+    const create = (...more: string[]) => ['integration', 'create', '--tenant', 'acme', ...more];
+    const okta_ = (...more: string[]) => create('--provider', 'okta', '--base-url', 'https://acme.okta.test', '--token', 'tok-123456789', ...more);
+    await expectOneSentence([
+      [['integration'], /^dirsync: missing command: `dirsync integration` takes create, update, list, show, enable, disable, delete or rotate-webhook-secret/],
+      [['integration', 'frob'], /^dirsync: unknown command 'frob'$/],
+      [['integration', 'create'], /^dirsync: required option '--tenant <slug>' not specified$/],
+      [create(), /^dirsync: required option '--provider <provider>' not specified$/],
+      [create('--provider', 'foo'), /^dirsync: --provider must be one of okta, authentik, not "foo"\.$/],
+      [['integration', 'create', '--tenant', 'nope', '--provider', 'okta'], /^dirsync: tenant "nope" does not exist: create it with `dirsync tenant create nope`\.$/],
+      [create('--provider', 'okta'), /^dirsync: --base-url is required: the Okta org URL/],
+      [create('--provider', 'authentik', '--base-url', 'https://auth.test'), /^dirsync: --token is required: an authentik API token/],
+      [create('--provider', 'okta', '--base-url', 'https://acme.okta.test'), /^dirsync: --token is required: an Okta API token/],
+      [create('--provider', 'okta', '--base-url', 'x', '--token', 't'), /^dirsync: --base-url "x" is not a URL/],
+      [create('--provider', 'okta', '--base-url', 'ftp://x', '--token', 't'), /^dirsync: --base-url ftp:\/\/x must be an https:\/\/ URL\.$/],
+      [create('--provider', 'okta', '--base-url', 'http://acme.okta.test', '--token', 't'), /uses http:\/\/, which would send the token in clear/, { DIRSYNC_ALLOW_HTTP: 'false' }],
+      [create('--provider', 'okta', '--base-url', 'https://x', '--token', ''), /^dirsync: --token must not be empty\.$/],
+      [create('--provider', 'okta', '--base-url', 'https://x', '--token'), /^dirsync: option '--token <token>' argument missing$/],
+      [okta_('--threshold', 'abc'), /^dirsync: --threshold must be a percentage above 0 and at most 100, not "abc"\.$/],
+      [okta_('--threshold', '0'), /--threshold must be a percentage/],
+      [okta_('--threshold', '101'), /--threshold must be a percentage/],
+      [okta_('--deprovision', 'nuke'), /^dirsync: --deprovision must be suspend, remove-access or delete, not "nuke"\.$/],
+      [okta_('--authentik-app', 'wiki'), /^dirsync: --authentik-app applies only to authentik integrations\.$/],
+      [create('--provider', 'authentik', '--base-url', 'https://auth.test', '--token', 't', '--okta-app-id', '0oa1'), /^dirsync: --okta-app-id applies only to okta integrations\.$/],
+      [okta_('--okta-app-id', 'a/b'), /^dirsync: --okta-app-id "a\/b" is not an Okta app id/],
+      [create('--provider', 'authentik', '--base-url', 'https://auth.test', '--token', 't', '--authentik-app', 'a b'), /is not an application slug/],
+      [okta_('--every', 'often'), /^dirsync: --every "often" is not a duration/],
+      [okta_('--every', '1s'), /^dirsync: --every 1s is too frequent: the minimum is 1m\.$/],
+      [okta_('--every', '1h', '--cron', '0 * * * *'), /^dirsync: give either --every or --cron, not both\.$/],
+      [okta_('--cron', 'nope'), /^dirsync: --cron "nope" is not a valid cron expression/],
+      [okta_('--bogus'), /^dirsync: unknown option '--bogus'$/],
+      [okta_('extra'), /too many arguments for 'create'/],
+      [okta_(), /^dirsync: DIRSYNC_ENCRYPTION_KEY is not set/, { DIRSYNC_ENCRYPTION_KEY: '' }],
+      [okta_(), /^dirsync: DIRSYNC_ENCRYPTION_KEY must be 32 random bytes in base64/, { DIRSYNC_ENCRYPTION_KEY: 'not a key' }],
+      [okta_(), /^dirsync: cannot connect to Redis at redis:\/\/127\.0\.0\.1:1\/?: is it running, and is REDIS_URL right\?$/, { REDIS_URL: 'redis://127.0.0.1:1' }],
+      [okta_(), /^dirsync: REDIS_URL is not a valid redis:\/\/ URL\.$/, { REDIS_URL: 'http://x' }],
+    ]);
+  }, 180_000);
+
+  it('integration update, show, list, enable, disable, delete and rotate-webhook-secret', async () => {
+    const notFound = (what: string) => new RegExp(`^dirsync: integration ${what} does not exist: \`dirsync integration list\` shows the ids\\.$`);
+    await expectOneSentence([
+      [['integration', 'update'], /^dirsync: missing required argument 'id'$/],
+      [['integration', 'update', id], /^dirsync: nothing to update: give at least one option, such as --token or --every\.$/],
+      [['integration', 'update', ZERO, '--every', '1h'], notFound(ZERO)],
+      [['integration', 'update', 'nope', '--every', '1h'], notFound('nope')],
+      [['integration', 'update', id, '--tenant', 'acme'], /^dirsync: unknown option '--tenant'$/],
+      [['integration', 'update', id, '--provider', 'authentik'], /^dirsync: unknown option '--provider'$/],
+      [['integration', 'update', id, '--base-url', 'ftp://x'], /must be an https:\/\/ URL/],
+      [['integration', 'update', id, '--threshold', '0'], /--threshold must be a percentage/],
+      [['integration', 'update', id, '--token', '  '], /^dirsync: --token must not be empty\.$/],
+      [['integration', 'update', id, '--every', 'often'], /--every "often" is not a duration/],
+      [['integration', 'update', id, '--cron', 'nope'], /--cron "nope" is not a valid cron expression/],
+      [['integration', 'update', id, '--authentik-app', 'wiki'], /--authentik-app applies only to authentik integrations/],
+      [['integration', 'update', id, '--every', '1h', '--token', 'new-token-123'], /^dirsync: DIRSYNC_ENCRYPTION_KEY is not set/, { DIRSYNC_ENCRYPTION_KEY: '' }],
+      [['integration', 'update', id, '--every', '1h'], /^dirsync: cannot connect to Redis/, { REDIS_URL: 'redis://127.0.0.1:1' }],
+      [['integration', 'update', id, 'extra', '--every', '1h'], /too many arguments for 'update'/],
+      [['integration', 'show'], /^dirsync: missing required argument 'id'$/],
+      [['integration', 'show', ZERO], notFound(ZERO)],
+      [['integration', 'show', 'nope'], notFound('nope')],
+      [['integration', 'show', id, 'extra'], /too many arguments for 'show'/],
+      [['integration', 'list', '--tenant', 'nope'], /^dirsync: tenant "nope" does not exist/],
+      [['integration', 'list', '--tenant'], /^dirsync: option '--tenant <slug>' argument missing$/],
+      [['integration', 'list', 'extra'], /too many arguments for 'list'/],
+      [['integration', 'enable'], /^dirsync: missing required argument 'id'$/],
+      [['integration', 'enable', ZERO], notFound(ZERO)],
+      [['integration', 'enable', 'nope'], notFound('nope')],
+      [['integration', 'enable', disabledId], /^dirsync: cannot connect to Redis/, { REDIS_URL: 'redis://127.0.0.1:1' }],
+      [['integration', 'disable'], /^dirsync: missing required argument 'id'$/],
+      [['integration', 'disable', 'nope'], notFound('nope')],
+      [['integration', 'disable', ZERO, '--bogus'], /^dirsync: unknown option '--bogus'$/],
+      [['integration', 'delete'], /^dirsync: missing required argument 'id'$/],
+      [['integration', 'delete', ZERO], notFound(ZERO)],
+      [['integration', 'delete', 'nope'], notFound('nope')],
+      [['integration', 'delete', id], /^dirsync: cannot connect to Redis/, { REDIS_URL: 'redis://127.0.0.1:1' }],
+      [['integration', 'rotate-webhook-secret'], /^dirsync: missing required argument 'id'$/],
+      [['integration', 'rotate-webhook-secret', ZERO], notFound(ZERO)],
+      [['integration', 'rotate-webhook-secret', 'nope'], notFound('nope')],
+    ]);
+  }, 180_000);
+
+  it('sync, runs, run show and run approve', async () => {
+    await expectOneSentence([
+      [['sync'], /^dirsync: missing required argument 'integration-id'$/],
+      [['sync', ZERO], /^dirsync: integration 0{8}-.* does not exist/],
+      [['sync', 'nope', '--wait'], /^dirsync: integration nope does not exist/],
+      [['sync', disabledId], new RegExp(`^dirsync: integration ${disabledId} is disabled: enable it with \`dirsync integration enable ${disabledId}\`\\.$`)],
+      [['sync', id, '--timeout', 'abc', '--wait'], /^dirsync: --timeout must be a number of seconds, not "abc"\.$/],
+      [['sync', id, '--timeout', '-1'], /^dirsync: --timeout must be a number of seconds, not "-1"\.$/],
+      [['sync', id, '--bogus'], /^dirsync: unknown option '--bogus'$/],
+      [['sync', id, 'extra'], /too many arguments for 'sync'/],
+      [['sync', id], /^dirsync: cannot connect to Redis at redis:\/\/127\.0\.0\.1:1/, { REDIS_URL: 'redis://127.0.0.1:1' }],
+      [['sync', id], /^dirsync: REDIS_URL is not a valid redis:\/\/ URL\.$/, { REDIS_URL: 'http://x' }],
+      [['runs'], /^dirsync: missing required argument 'integration-id'$/],
+      [['runs', ZERO], /^dirsync: integration 0{8}-.* does not exist/],
+      [['runs', 'nope'], /^dirsync: integration nope does not exist/],
+      [['runs', id, '--limit', '0'], /^dirsync: --limit must be a whole number from 1 to 1000, not "0"\.$/],
+      [['runs', id, '--limit', 'x'], /--limit must be a whole number from 1 to 1000, not "x"/],
+      [['runs', id, '--limit', '1001'], /--limit must be a whole number from 1 to 1000, not "1001"/],
+      [['runs', id, '--limit'], /^dirsync: option '--limit <n>' argument missing$/],
+      [['run'], /^dirsync: missing command: `dirsync run` takes approve or show \(`dirsync run --help` explains them\)$/],
+      [['run', 'frob'], /^dirsync: unknown command 'frob'$/],
+      [['run', 'show'], /^dirsync: missing required argument 'run-id'$/],
+      [['run', 'show', 'nope'], /^dirsync: run nope does not exist: `dirsync runs <integration-id>` lists the runs\.$/],
+      [['run', 'show', ZERO], /^dirsync: run 0{8}-.* does not exist/],
+      [['run', 'show', queuedRunId, 'extra'], /too many arguments for 'show'/],
+      [['run', 'approve'], /^dirsync: missing required argument 'run-id'$/],
+      [['run', 'approve', 'nope'], /^dirsync: run nope does not exist/],
+      [['run', 'approve', ZERO], /^dirsync: run 0{8}-.* does not exist/],
+      [['run', 'approve', queuedRunId], new RegExp(`^dirsync: run ${queuedRunId} is queued, not held: only a held run can be approved\\.$`)],
+      [['run', 'approve', queuedRunId, '--timeout', 'x'], /^dirsync: --timeout must be a number of seconds, not "x"\.$/],
+      [['run', 'approve', queuedRunId], /^dirsync: cannot connect to Redis/, { REDIS_URL: 'redis://127.0.0.1:1' }],
+    ]);
+  }, 180_000);
+
+  it('users, groups and webhooks', async () => {
+    await expectOneSentence([
+      [['users'], /^dirsync: required option '--tenant <slug>' not specified$/],
+      [['users', '--tenant'], /^dirsync: option '--tenant <slug>' argument missing$/],
+      [['users', '--tenant', 'NOPE'], /^dirsync: tenant "NOPE" does not exist: `dirsync tenant list` shows the tenants\.$/],
+      [['users', '--tenant', 'acme', 'extra'], /too many arguments for 'users'/],
+      [['groups'], /^dirsync: required option '--tenant <slug>' not specified$/],
+      [['groups', '--tenant', 'nope'], /^dirsync: tenant "nope" does not exist/],
+      [['groups', '--tenant', 'acme', '--bogus'], /^dirsync: unknown option '--bogus'$/],
+      [['webhooks'], /^dirsync: missing required argument 'integration-id'$/],
+      [['webhooks', ZERO], /^dirsync: integration 0{8}-.* does not exist/],
+      [['webhooks', 'nope'], /^dirsync: integration nope does not exist/],
+      [['webhooks', id, '--limit', '-5'], /^dirsync: --limit must be a whole number from 1 to 1000, not "-5"\.$/],
+    ]);
+  }, 180_000);
+
+  it('left every row and the queue exactly as they were, and never called the IdP', async () => {
+    expect(await dumpData()).toBe(before);
+    expect(okta.requests.length).toBe(requestsBefore);
+  });
+});
+
+describe('a worker with the wrong DIRSYNC_ENCRYPTION_KEY', () => {
+  /** Both workers' output, stdout and stderr. */
+  let log = '';
+
+  async function startWorker(key: string): Promise<void> {
+    let own = '';
+    worker = spawn(process.execPath, [cli.bin, 'worker'], { env: cli.env({ DIRSYNC_ENCRYPTION_KEY: key, LOG_LEVEL: 'info' }), stdio: ['ignore', 'pipe', 'pipe'] });
+    for (const stream of [worker.stdout!, worker.stderr!]) stream.on('data', (d) => ((own += d), (log += d)));
+    // Loading the worker takes seconds, many more on a machine busy with other suites.
+    const deadline = Date.now() + 60_000;
+    while (!own.includes('worker started') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(own).toContain('worker started');
+  }
+
+  async function stopWorker(): Promise<void> {
+    const exited = new Promise((resolve) => worker!.once('exit', resolve));
+    worker!.kill('SIGTERM');
+    await exited;
+  }
+
+  it('fails its runs saying the key is wrong, without calling the IdP, and a worker with the right key recovers', async () => {
+    expect(WRONG_KEY).not.toBe(TEST_KEY);
+    const requestsBefore = okta.requests.length;
+    await startWorker(WRONG_KEY);
+    const [asJson, asText] = await Promise.all([cli.run(['sync', id, '--wait', '--json']), cli.run(['sync', id, '--wait'])]);
+    expect(asJson.code).toBe(1);
+    const run = JSON.parse(asJson.stdout) as RunSummaryJson;
+    expect(run.status).toBe('failed');
+    const keyMessage = /^cannot read the integration's credentials: stored credentials were encrypted with a different DIRSYNC_ENCRYPTION_KEY than the one configured/;
+    expect(run.error).toMatch(keyMessage);
+    expect(run.error).not.toMatch(/HTTP|401|403|rejected|token/i);
+    expect(asText.code).toBe(1);
+    expect(asText.stdout).toMatch(/error: +cannot read the integration's credentials: stored credentials were encrypted with a different DIRSYNC_ENCRYPTION_KEY/);
+    // The run queued before any worker ran fails the same way.
+    const queued = await cli.json<RunSummaryJson>(['run', 'show', queuedRunId]);
+    expect(queued).toMatchObject({ status: 'failed' });
+    expect(queued.error).toMatch(keyMessage);
+    expect(okta.requests.length).toBe(requestsBefore);
+    expect(log).not.toContain(TOKEN);
+    await stopWorker();
+
+    await startWorker(TEST_KEY);
+    const recovered = await cli.json<RunSummaryJson>(['sync', id, '--wait']);
+    expect(recovered).toMatchObject({ status: 'succeeded', error: null });
+    expect(recovered.counts.usersCreated).toBe(1);
+    await stopWorker();
+    faults += 3;
+
+    const client = new pg.Client({ connectionString: cli.dbUrl });
+    await client.connect();
+    const runs = Number((await client.query<{ n: string }>('select count(*) as n from runs')).rows[0]!.n);
+    await client.end();
+    const redis = new Redis('redis://127.0.0.1:6379');
+    const keys = await redis.keys(`bull:${cli.queue}:*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+    recordFigures({
+      scenario: 'operator input: missing, unknown and malformed arguments and settings',
+      rounds: 1,
+      faults,
+      runs,
+      changesLost: 0,
+      wrongfulDeprovisions: 0,
+      note: 'every command answers one sentence on stderr with a non-zero exit and changes nothing; a wrong encryption key fails runs as such',
+    });
+  }, 180_000);
+});
