@@ -105,6 +105,28 @@ describe('reconcile against a fake authentik and real Postgres', () => {
     expect((await groups()).find((g) => g.name === 'Engineering')?.members).toContain(`dan.wu@${domain}`);
   });
 
+  it('fails, deprovisioning nobody, when a user is deleted while the users are paged', async () => {
+    expect((await runNow(deps(), t.integrationId)).status).toBe('succeeded');
+    // Pages of 2: deleting the first user as page 2 is asked for shifts a user off page 2 unread.
+    ak.maxPageSize = 2;
+    const first = [...ak.users.values()].sort((a, b) => a.pk - b.pk)[0]!;
+    let deleted = false;
+    ak.fault = ({ path, query }) => {
+      if (!deleted && path === '/api/v3/core/users/' && query.get('page') === '2') {
+        ak.users.delete(first.pk);
+        deleted = true;
+      }
+      return undefined;
+    };
+    const run = await runNow(deps(), t.integrationId);
+    ak.fault = undefined;
+    expect(run.status).toBe('failed');
+    expect(run.error).toMatch(/changed while it was being read/);
+    expect(run.counts?.usersDeprovisioned ?? 0).toBe(0);
+    ak.maxPageSize = undefined;
+    expect((await runNow(deps(), t.integrationId)).counts?.usersDeprovisioned).toBe(1);
+  });
+
   it('fails a run whose reads fail and deprovisions nobody', async () => {
     await runNow(deps(), t.integrationId);
     ak.unbind(opsBinding);

@@ -19,7 +19,7 @@ export interface AuthentikConnectorOptions {
 const PAGE_SIZE = 500;
 
 interface Page<T> {
-  pagination: { next: number };
+  pagination: { next: number; count?: number };
   results: T[];
 }
 
@@ -117,17 +117,33 @@ export class AuthentikConnector implements Connector {
   private async *pages<T>(endpoint: string, signal: AbortSignal | undefined, fetchPage: (page: number) => Promise<Page<T>>): AsyncGenerator<T> {
     let page = 1;
     const seen = new Set<number>();
+    // Pages are numbered, not cursors: an item deleted or added mid-read shifts the rest, and
+    // one item would slip between two pages unread, then be deprovisioned. A count that moves
+    // (or does not match what was read) fails the read instead.
+    let total: number | undefined;
+    let read = 0;
+    const shifted = (now: number) =>
+      new IdpReadError(`authentik ${endpoint} changed while it was being read (${total} items when the read began, ${now} by page ${page}); the next run reads it again`);
     for (;;) {
       const current = page;
       const result = await this.request(`${endpoint}?page=${current}`, signal, () => fetchPage(current));
       if (!result || !Array.isArray(result.results) || typeof result.pagination?.next !== 'number') {
         throw new IdpReadError(`authentik ${endpoint} page ${current} is not a paginated list`);
       }
+      const count = result.pagination.count;
+      if (typeof count === 'number') {
+        total ??= count;
+        if (count !== total) throw shifted(count);
+      }
+      read += result.results.length;
       this.stats.records += result.results.length;
       yield* result.results;
       seen.add(current);
       const next = result.pagination.next;
-      if (!next) return;
+      if (!next) {
+        if (total !== undefined && read !== total) throw shifted(read);
+        return;
+      }
       if (seen.has(next)) throw new IdpReadError(`authentik ${endpoint} paginates in a loop (page ${current} points back to page ${next})`);
       page = next;
     }
