@@ -112,8 +112,8 @@ function transientFaults(rnd: ReturnType<typeof random>, share: number, maxInARo
   return { fault, injected: () => injected };
 }
 
-async function expectConverged(integrationId: string, kept: Set<string>) {
-  const report = await checkConvergence(db, config, integrationId, kept);
+async function expectConverged(integrationId: string, kept: Set<string>, since?: Date) {
+  const report = await checkConvergence(db, config, integrationId, kept, since);
   expect(report.mismatches).toEqual([]);
   expect(report.wrongfulDeprovisions).toEqual([]);
   expect(report.changeLogErrors).toEqual([]);
@@ -150,6 +150,7 @@ describe('Okta faults', () => {
       expect((await run(integrationId)).status).toBe('succeeded');
       for (let round = 0; round < ROUNDS; round++) {
         const rnd = random();
+        const since = new Date();
         const before = activeInScope(okta);
         churn(okta, rnd);
         const kept = new Set([...before].filter((id) => activeInScope(okta).has(id)));
@@ -162,7 +163,7 @@ describe('Okta faults', () => {
         expect(result.error, `seed ${rnd.seed}`).toBeNull();
         expect(result.status).toBe('succeeded');
         expect(result.stats?.retries ?? 0).toBeGreaterThan(0);
-        const report = await expectConverged(integrationId, kept);
+        const report = await expectConverged(integrationId, kept, since);
         lost += report.mismatches.length;
         wrongful += report.wrongfulDeprovisions.length;
       }

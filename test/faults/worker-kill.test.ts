@@ -99,6 +99,7 @@ describe('worker killed with SIGKILL mid-run', () => {
     try {
       for (let round = 0; round < ROUNDS; round++) {
         const rnd = random();
+        const since = new Date();
         const before = activeInScope();
         if (round > 0) churn(rnd);
         const kept = new Set([...before].filter((id) => activeInScope().has(id)));
@@ -128,7 +129,7 @@ describe('worker killed with SIGKILL mid-run', () => {
         const nextStats = (await runRow(next.id)).stats as Record<string, number> | null;
         if (nextStats?.readMs) estimate = { readMs: nextStats.readMs, applyMs: Math.max(50, nextStats.applyMs ?? 0) };
 
-        const report = await checkConvergence(db, config, integrationId, kept);
+        const report = await checkConvergence(db, config, integrationId, kept, since);
         expect(report.mismatches, `seed ${rnd.seed}`).toEqual([]);
         expect(report.wrongfulDeprovisions).toEqual([]);
         expect(report.changeLogErrors).toEqual([]);

@@ -23,13 +23,16 @@ export interface ConvergenceReport {
  * with its projection: users and their attributes, access and active flags, groups,
  * memberships and locks; no duplicate rows; every run's counts equal its applied change
  * rows; and a dry run plans nothing. `keptActive` are the external ids the scenario never
- * took out of scope or deactivated: any deprovision of one of them is wrongful.
+ * took out of scope or deactivated since `since`: any deprovision of one of them by a run
+ * queued from then on is wrongful.
  */
 export async function checkConvergence(
   db: Db,
   config: Config,
   integrationId: string,
   keptActive: Iterable<string> = [],
+  /** Only runs queued from then on count for wrongful deprovisions (a scenario's round). */
+  since = new Date(0),
 ): Promise<ConvergenceReport> {
   const service = new IntegrationService(db, config);
   const integration = await service.get(integrationId);
@@ -44,6 +47,7 @@ export async function checkConvergence(
     .where('r.integration_id', '=', integrationId)
     .where('c.kind', '=', 'user.deprovisioned')
     .where('c.applied', '=', true)
+    .where('r.queued_at', '>=', since)
     .execute();
   const wrongfulDeprovisions = deprovisioned.map((d) => d.external_id).filter((id) => kept.has(id));
 
