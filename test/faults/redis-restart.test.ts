@@ -49,11 +49,6 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await server?.stop();
-  await db?.destroy();
-  await okta?.stop();
-  await cli.stop();
-  await redis.destroy();
   recordFigures({
     scenario: 'Redis restarted empty (idle, with webhooks arriving, mid-run)',
     rounds: 1,
@@ -63,6 +58,11 @@ afterAll(async () => {
     wrongfulDeprovisions: 0,
     note: `${refused} webhook deliveries answered 503 while Redis was down, all accepted when delivered again`,
   });
+  await server?.stop();
+  await db?.destroy();
+  await okta?.stop();
+  await cli.stop();
+  await redis.destroy();
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
