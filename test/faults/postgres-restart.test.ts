@@ -5,6 +5,7 @@ import { testConfig } from '../support/env.js';
 import { FakeOkta } from '../support/fake-okta.js';
 import { checkConvergence } from './support/convergence.js';
 import { ROUNDS, random, recordFigures } from './support/figures.js';
+import { populateOktaOrg } from './support/org.js';
 import { DirsyncProcess } from './support/processes.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 
@@ -29,14 +30,7 @@ beforeAll(async () => {
   okta = await new FakeOkta().start();
   okta.maxPageSize = 200;
   okta.responseDelayMs = 5;
-  const app = okta.addApp(APP);
-  const users = Array.from({ length: USERS }, (_, i) => okta.addUser(`p${i}@pg.test`));
-  for (const [i, u] of users.entries()) if (i % 2 === 0) app.users.add(u.id);
-  for (let j = 0; j < 20; j++) {
-    const g = okta.addGroup(`Squad ${j}`);
-    for (const [i, u] of users.entries()) if ((i + j) % 5 === 0) okta.addMember(g.id, u.id);
-    app.groups.add(g.id);
-  }
+  populateOktaOrg(okta, { appId: APP, users: USERS, groups: 20, domain: 'pg.test', memberEvery: 5 });
   expect((await cli.run(['migrate'])).code).toBe(0);
   await cli.json(['tenant', 'create', 'pg']);
   integrationId = (

@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -9,6 +8,7 @@ import { FakeAuthentik } from '../support/fake-authentik.js';
 import { FakeOkta } from '../support/fake-okta.js';
 import { authentikMappedBody, oktaDelivery } from '../support/webhook-bodies.js';
 import { recordFigures } from './support/figures.js';
+import { DirsyncProcess } from './support/processes.js';
 
 /**
  * Drives the whole product with known secrets and looks for them everywhere an operator or an
@@ -139,36 +139,12 @@ const admin = (path: string, init: RequestInit & { issues?: string } = {}) =>
 
 // `dirsync start` at debug level, with stdout and stderr kept apart: pino writes to stderr, but
 // anything printed to stdout (a stray console.log) counts just as much.
-let server: ChildProcess | undefined;
-let serverStdout = '';
-let serverStderr = '';
+let server: DirsyncProcess | undefined;
 
-async function startServer(): Promise<void> {
-  server = spawn(process.execPath, [cli.bin, 'start'], {
-    env: cli.env({ LOG_LEVEL: 'debug', DIRSYNC_ADMIN_TOKEN: ADMIN_TOKEN }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  server.stdout!.on('data', (d) => (serverStdout += d));
-  server.stderr!.on('data', (d) => (serverStderr += d));
-  // Loading the server takes seconds, many more on a machine busy with other suites.
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${cli.port}/healthz`)).ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`dirsync start did not come up:\n${serverStderr}`);
-}
-
-async function stopServer(): Promise<void> {
-  if (!server || server.exitCode !== null) return;
-  const exited = new Promise((resolve) => server!.once('exit', resolve));
-  server.kill('SIGTERM');
-  await exited;
-}
+const startServer = async () => {
+  server = await new DirsyncProcess(cli, 'start', { LOG_LEVEL: 'debug', DIRSYNC_ADMIN_TOKEN: ADMIN_TOKEN }).start();
+};
+const stopServer = async () => server?.stop();
 
 let okta: FakeOkta;
 let ak: FakeAuthentik;
@@ -427,10 +403,11 @@ describe('secrets never leak', () => {
       await new Promise((r) => setTimeout(r, 200));
     }
     await stopServer();
-    expect(serverStderr).toContain('run succeeded');
-    expect(serverStderr).toContain('worker started');
-    expect(serverStderr).toContain('stopped');
-    seen.push({ label: 'dirsync start: stdout', text: serverStdout }, { label: 'dirsync start: stderr (logs)', text: serverStderr });
+    const serverLog = server?.log ?? '';
+    expect(serverLog).toContain('run succeeded');
+    expect(serverLog).toContain('worker started');
+    expect(serverLog).toContain('stopped');
+    seen.push({ label: 'dirsync start: stdout and stderr (logs)', text: serverLog });
   }, 180_000);
 
   it('shows a webhook secret only where it is issued, and nothing else anywhere', async () => {

@@ -5,6 +5,7 @@ import { testConfig } from '../support/env.js';
 import { FakeOkta } from '../support/fake-okta.js';
 import { checkConvergence } from './support/convergence.js';
 import { ROUNDS, random, recordFigures } from './support/figures.js';
+import { populateOktaOrg } from './support/org.js';
 import { DirsyncProcess } from './support/processes.js';
 
 /**
@@ -27,14 +28,7 @@ beforeAll(async () => {
   // Pages of 200 and a little latency: a run reads for seconds, long enough to be killed in.
   okta.maxPageSize = 200;
   okta.responseDelayMs = 5;
-  const app = okta.addApp(APP);
-  const users = Array.from({ length: USERS }, (_, i) => okta.addUser(`k${i}@kill.test`));
-  for (const [i, u] of users.entries()) if (i % 2 === 0) app.users.add(u.id);
-  for (let j = 0; j < 30; j++) {
-    const g = okta.addGroup(`Team ${j}`);
-    for (const [i, u] of users.entries()) if ((i + j) % 6 === 0) okta.addMember(g.id, u.id);
-    if (j % 3 !== 0) app.groups.add(g.id);
-  }
+  populateOktaOrg(okta, { appId: APP, users: USERS, groups: 30, domain: 'kill.test', memberEvery: 6, assignGroup: (j) => j % 3 !== 0 });
   expect((await cli.run(['migrate'])).code).toBe(0);
   await cli.json(['tenant', 'create', 'kill']);
   const created = await cli.json<{ id: string }>([
