@@ -20,6 +20,27 @@ export async function serve(parts: { http: boolean; worker: boolean }): Promise<
   queue.on('error', () => {});
   let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
   let server: ReturnType<typeof buildServer> | undefined;
+  // Closes everything even if one part fails (the first failure is thrown at the end), so a
+  // failed start-up exits instead of hanging on what stayed open.
+  const close = async (step: (what: string) => void) => {
+    const closers: [string | undefined, () => unknown][] = [
+      ['http server closed', () => server?.close()],
+      ['worker closed', () => worker?.close()],
+      ['queue closed', () => queue.close()],
+      [undefined, () => redis.disconnect()],
+      [undefined, () => db.destroy()],
+    ];
+    let failure: unknown;
+    for (const [done, closeOne] of closers) {
+      try {
+        await closeOne();
+        if (done) step(done);
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    if (failure) throw failure;
+  };
   try {
     worker = parts.worker ? await startWorker({ db, config, log, queue }) : undefined;
     server = parts.http ? buildServer({ db, config, redis, queue, log }) : undefined;
@@ -31,11 +52,7 @@ export async function serve(parts: { http: boolean; worker: boolean }): Promise<
     // Open connections would keep the process alive after its error is reported; closing them
     // is not a connection problem worth a log line after that one sentence.
     redis.removeAllListeners('error').on('error', () => {});
-    await server?.close().catch(() => {});
-    await worker?.close().catch(() => {});
-    await queue.close().catch(() => {});
-    redis.disconnect();
-    await db.destroy().catch(() => {});
+    await close(() => {}).catch(() => {});
     throw error;
   }
   await new Promise<void>((resolve) => {
@@ -46,14 +63,6 @@ export async function serve(parts: { http: boolean; worker: boolean }): Promise<
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
-  await server?.close();
-  log.info('http server closed');
-  await worker?.close();
-  log.info('worker closed');
-  await queue.close();
-  log.info('queue closed');
-  redis.disconnect();
-  await db.destroy();
+  await close((what) => log.info(what));
   log.info('stopped');
 }
-

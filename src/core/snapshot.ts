@@ -17,6 +17,13 @@ export function requireText(value: unknown, record: string, field: string): stri
   throw new SnapshotError(`${record} has ${/^[aeio]/i.test(field) ? 'an' : 'a'} ${field} that is ${kind}, not a string`);
 }
 
+/** An optional text field of an IdP record: numbers and booleans become their text; anything else that is not a string is absent. */
+export function optionalText(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return null;
+}
+
 /**
  * The longest userName accepted, in code points. userNames are unique through a btree index
  * on lower(user_name), whose entries cannot exceed 2704 bytes; at 4 bytes a code point at

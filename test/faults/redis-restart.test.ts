@@ -7,7 +7,7 @@ import { FakeOkta } from '../support/fake-okta.js';
 import { oktaDelivery } from '../support/webhook-bodies.js';
 import { checkConvergence } from './support/convergence.js';
 import { recordFigures } from './support/figures.js';
-import { DirsyncProcess } from './support/processes.js';
+import { DirsyncProcess } from '../support/processes.js';
 import { PrivateRedis } from './support/redis-server.js';
 
 /**

@@ -8,7 +8,7 @@ import { FakeAuthentik } from '../support/fake-authentik.js';
 import { FakeOkta } from '../support/fake-okta.js';
 import { authentikMappedBody, oktaDelivery } from '../support/webhook-bodies.js';
 import { recordFigures } from './support/figures.js';
-import { DirsyncProcess } from './support/processes.js';
+import { DirsyncProcess } from '../support/processes.js';
 
 /**
  * Drives the whole product with known secrets and looks for them everywhere an operator or an

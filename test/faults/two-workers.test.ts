@@ -5,7 +5,7 @@ import { testConfig } from '../support/env.js';
 import { FakeOkta } from '../support/fake-okta.js';
 import { checkConvergence } from './support/convergence.js';
 import { ROUNDS, random, recordFigures } from './support/figures.js';
-import { DirsyncProcess } from './support/processes.js';
+import { DirsyncProcess } from '../support/processes.js';
 
 /**
  * Two worker processes on one Redis, several integrations, triggers fired in bursts: at most

@@ -6,7 +6,7 @@ import { FakeOkta } from '../support/fake-okta.js';
 import { checkConvergence } from './support/convergence.js';
 import { ROUNDS, random, recordFigures } from './support/figures.js';
 import { populateOktaOrg } from './support/org.js';
-import { DirsyncProcess } from './support/processes.js';
+import { DirsyncProcess } from '../support/processes.js';
 
 /**
  * `dirsync worker` is killed with SIGKILL at random points of a large run, during the reads

@@ -1,9 +1,10 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { TEST_KEY } from './env.js';
+import { DirsyncProcess } from './processes.js';
 
 export interface CliResult {
   code: number;
@@ -21,8 +22,7 @@ export class CliHarness {
   readonly queue = `cli-${randomBytes(4).toString('hex')}`;
   readonly port = 20_000 + Math.floor(Math.random() * 20_000);
   readonly dbUrl: string;
-  serverLog = '';
-  private server: ChildProcess | undefined;
+  private server: DirsyncProcess | undefined;
 
   constructor() {
     if (!existsSync('dist/src/cli/main.js')) throw new Error('build first: npm run build (npm test does)');
@@ -60,28 +60,18 @@ export class CliHarness {
     return JSON.parse(result.stdout) as T;
   }
 
-  /** `dirsync start` in the background, resolved once /healthz answers. */
+  /** `dirsync start` in the background, resolved once it listens. */
   async start(): Promise<void> {
-    this.server = spawn(process.execPath, [this.bin, 'start'], { env: this.env({ LOG_LEVEL: 'info' }), stdio: ['ignore', 'pipe', 'pipe'] });
-    this.server.stderr!.on('data', (d) => (this.serverLog += d));
-    const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline) {
-      try {
-        if ((await fetch(`http://127.0.0.1:${this.port}/healthz`)).ok) return;
-      } catch {
-        // not up yet
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`dirsync start did not come up:\n${this.serverLog}`);
+    this.server = await new DirsyncProcess(this, 'start').start();
+  }
+
+  /** What `dirsync start` logged. */
+  get serverLog(): string {
+    return this.server?.log ?? '';
   }
 
   async stop(): Promise<void> {
-    if (this.server && this.server.exitCode === null) {
-      const exited = new Promise((resolve) => this.server!.once('exit', resolve));
-      this.server.kill('SIGTERM');
-      await exited;
-    }
+    await this.server?.stop();
     const admin = new URL(process.env.DATABASE_URL!);
     admin.pathname = '/postgres';
     const client = new pg.Client({ connectionString: admin.toString() });

@@ -1,6 +1,6 @@
 import { fingerprint, toJson } from '../../core/fingerprint.js';
 import type { DirectoryGroup, DirectoryUser, JsonObject } from '../../core/model.js';
-import { SnapshotError, requireText } from '../../core/snapshot.js';
+import { SnapshotError, optionalText, requireText } from '../../core/snapshot.js';
 
 /** User types that are not people: never part of a tenant's directory. */
 export const SERVICE_ACCOUNT_TYPES = new Set(['service_account', 'internal_service_account']);
@@ -39,11 +39,11 @@ export function toDirectoryUser(raw: AuthentikUserLike): DirectoryUser {
   const id = String(pk);
   const userName = requireText(raw.username, `authentik user ${id}`, 'username');
   const attributes = asObject(toJson(raw.attributes ?? {}));
-  const name = optionalString(raw.name)?.trim() || null;
+  const name = optionalText(raw.name)?.trim() || null;
   const [splitGiven, splitFamily] = splitName(name);
   const fields = {
     userName,
-    email: optionalString(raw.email) || null,
+    email: optionalText(raw.email) || null,
     givenName: pick(attributes, GIVEN_KEYS) ?? splitGiven,
     familyName: pick(attributes, FAMILY_KEYS) ?? splitFamily,
     displayName: name,
@@ -81,12 +81,6 @@ function parseActive(value: unknown, id: string): boolean {
   throw new SnapshotError(`authentik user ${id} has is_active ${JSON.stringify(value)}, which is not true or false`);
 }
 
-/** As the Okta mapping reads text fields: numbers and booleans become their text, anything else that is not a string is absent. */
-function optionalString(value: unknown): string | null {
-  if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  return null;
-}
 
 function splitName(name: string | null): [string | null, string | null] {
   if (!name) return [null, null];

@@ -1,6 +1,6 @@
 import { fingerprint, toJson } from '../../core/fingerprint.js';
 import type { DirectoryGroup, DirectoryUser, JsonObject } from '../../core/model.js';
-import { requireText } from '../../core/snapshot.js';
+import { optionalText, requireText } from '../../core/snapshot.js';
 
 /** Okta statuses that take access away (SPEC: deactivated, suspended or deprovisioned). */
 const INACTIVE_STATUSES = new Set(['SUSPENDED', 'DEPROVISIONED']);
@@ -30,14 +30,14 @@ export function toDirectoryUser(raw: OktaUserLike): DirectoryUser {
   const userName = requireText(profile.login, `Okta user ${id}`, 'profile.login');
   // A status that is not text could stand for SUSPENDED: reading it as ACTIVE would restore access.
   const status = raw.status === undefined || raw.status === null || raw.status === '' ? 'ACTIVE' : requireText(raw.status, `Okta user ${id}`, 'status');
-  const givenName = optionalString(profile.firstName);
-  const familyName = optionalString(profile.lastName);
+  const givenName = optionalText(profile.firstName);
+  const familyName = optionalText(profile.lastName);
   const fields = {
     userName,
-    email: optionalString(profile.email),
+    email: optionalText(profile.email),
     givenName,
     familyName,
-    displayName: optionalString(profile.displayName) ?? (joinName(givenName, familyName) || null),
+    displayName: optionalText(profile.displayName) ?? (joinName(givenName, familyName) || null),
   };
   return {
     externalId: id,
@@ -53,7 +53,7 @@ export function toDirectoryGroup(raw: OktaGroupLike): DirectoryGroup {
   const profile = asObject(toJson(raw.profile ?? {}));
   const id = requireText(raw.id, typeof profile.name === 'string' ? `Okta group ${profile.name}` : 'an Okta group', 'id');
   const name = requireText(profile.name, `Okta group ${id}`, 'profile.name');
-  const description = optionalString(profile.description);
+  const description = optionalText(profile.description);
   const attributes: JsonObject = typeof raw.type === 'string' ? { ...profile, type: raw.type } : profile;
   return {
     externalId: id,
@@ -71,12 +71,6 @@ function timestamp(value: unknown): string | null {
   return Number.isFinite(time) ? new Date(time).toISOString() : null;
 }
 
-/** Numbers and booleans in a text field become their text; anything else that is not a string counts as absent. */
-function optionalString(value: unknown): string | null {
-  if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  return null;
-}
 
 function asObject(value: unknown): JsonObject {
   return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as JsonObject) : {};

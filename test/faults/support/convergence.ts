@@ -108,9 +108,11 @@ async function compareState(
 
   const groups = await db.selectFrom('groups').select(['id', 'external_id', 'name']).where('integration_id', '=', integrationId).execute();
   const groupIds = new Map(groups.map((g) => [g.id, g.external_id]));
-  if (groupIds.size !== new Set(groups.map((g) => g.external_id)).size) problems.push('duplicate group rows');
+  
+  const groupRows = new Map(groups.map((g) => [g.external_id, g]));
+  if (groupRows.size !== groups.length) problems.push('duplicate group rows');
   for (const g of snapshot.groups.values()) {
-    const row = groups.find((r) => r.external_id === g.externalId);
+    const row = groupRows.get(g.externalId);
     if (!row) problems.push(`group ${g.name}: missing`);
     else if (row.name !== g.name) problems.push(`group ${g.name}: named ${row.name}`);
   }

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import type { CliHarness } from '../../support/cli.js';
+import type { CliHarness } from './cli.js';
 
 /** A `dirsync worker` (or `start`) process of the harness's, which tests may kill at will. */
 export class DirsyncProcess {
