@@ -1,4 +1,5 @@
 import type { Snapshot } from '../core/model.js';
+import type { Problem, ProblemKind } from './problems.js';
 
 /** Counters a connector keeps while it reads, recorded on the run. */
 export interface ReadStats {
@@ -28,7 +29,8 @@ export interface ReadHints {
   readonly membersVersions: ReadonlyMap<string, string>;
 }
 
-export interface Connector {
+/** What a run needs of a connector: reading the IdP. */
+export interface SnapshotSource {
   readSnapshot(signal?: AbortSignal, hints?: ReadHints): Promise<Snapshot>;
   /**
    * The groups each of these users belongs to (user external id -> group external ids): how a
@@ -39,15 +41,31 @@ export interface Connector {
   readonly stats: ReadStats;
 }
 
+export interface Connector extends SnapshotSource {
+  /**
+   * Reads one page from every endpoint a sync uses, each once without retries, and says per
+   * endpoint whether it works: `integration test`.
+   */
+  check(signal?: AbortSignal): Promise<EndpointCheck[]>;
+}
+
+/** One endpoint's answer in `integration test`. */
+export type EndpointCheck =
+  | { readonly endpoint: string; readonly ok: true; readonly note?: string }
+  | { readonly endpoint: string; readonly ok: false; readonly problem: ProblemKind | 'not-checked' | 'failed'; readonly message: string };
+
 /** Reading the IdP failed for good. The run fails with this message and deprovisions nobody. */
 export class IdpReadError extends Error {
   override name = 'IdpReadError';
+  /** What it means for the admin, when the connector could tell. */
+  readonly problem: Problem | undefined;
   constructor(
     message: string,
     readonly status?: number,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; problem?: Problem | undefined },
   ) {
     super(message, options);
+    this.problem = options?.problem;
   }
 }
 

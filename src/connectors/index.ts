@@ -17,11 +17,12 @@ export function createConnector(integration: Integration, credentials: Credentia
     case 'okta':
       return new OktaConnector({
         orgUrl: integration.baseUrl,
-        token: credentials.token,
+        credentials,
         appId: integration.oktaAppId,
         ...settings,
       });
     case 'authentik':
+      if (credentials.kind !== 'token') throw new Error(`authentik integration ${integration.id} holds ${credentials.kind} credentials; it needs an API token`);
       return new AuthentikConnector({
         baseUrl: integration.baseUrl,
         token: credentials.token,

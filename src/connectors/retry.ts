@@ -1,6 +1,7 @@
 import pRetry, { AbortError } from 'p-retry';
 import { SnapshotError } from '../core/snapshot.js';
 import { IdpReadError, type ReadStats, type RetryOptions } from './connector.js';
+import type { Problem } from './problems.js';
 
 export interface RetryPolicy {
   readonly retry: RetryOptions;
@@ -17,6 +18,8 @@ export interface RetryPolicy {
   readonly describeError: (error: unknown) => string;
   /** Extra wait the IdP asked for (Retry-After), in ms. */
   readonly retryAfterMs?: (error: unknown) => number | undefined;
+  /** What a failure that outlasted its retries means for the admin. */
+  readonly problem?: (error: unknown) => Problem | undefined;
 }
 
 /**
@@ -52,10 +55,12 @@ export async function withRetry<T>(fn: () => Promise<T>, policy: RetryPolicy): P
     );
   } catch (error) {
     if (error instanceof IdpReadError || error instanceof SnapshotError) throw error;
+    const problem = policy.problem?.(error);
+    const attempts = policy.retry.retries + 1;
     throw new IdpReadError(
-      `${policy.describeRequest} failed after ${policy.retry.retries + 1} attempts: ${policy.describeError(error)}`,
+      `${policy.describeRequest} failed${attempts > 1 ? ` after ${attempts} attempts` : ''}: ${policy.describeError(error)}${problem ? `; ${problem.message}` : ''}`,
       statusOf(error),
-      { cause: error },
+      { cause: error, problem },
     );
   }
 }

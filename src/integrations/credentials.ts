@@ -1,7 +1,24 @@
 import { decrypt, encrypt } from '../crypto.js';
 
 /** What an integration authenticates with. Stored encrypted; never logged or returned. */
-export type Credentials = { readonly kind: 'token'; readonly token: string };
+export type Credentials = TokenCredentials | OktaPrivateKeyCredentials;
+
+/** An Okta SSWS API token or an authentik API token. */
+export interface TokenCredentials {
+  readonly kind: 'token';
+  readonly token: string;
+}
+
+/** An Okta OAuth 2.0 service app: client credentials signed with its private key. */
+export interface OktaPrivateKeyCredentials {
+  readonly kind: 'okta-private-key';
+  readonly clientId: string;
+  /** The private key as JWK JSON text (see parseOktaPrivateKey). */
+  readonly privateKey: string;
+  readonly keyId: string | null;
+}
+
+export type CredentialKind = Credentials['kind'];
 
 export function sealCredentials(key: Buffer, integrationId: string, credentials: Credentials): Buffer {
   return encrypt(key, JSON.stringify(credentials), integrationId);
@@ -11,14 +28,24 @@ export function openCredentials(key: Buffer, integrationId: string, envelope: Bu
   return JSON.parse(decrypt(key, envelope, integrationId)) as Credentials;
 }
 
+/** The secret strings in credentials: what must never appear in an error, a log or a response. */
+function secretsOf(credentials: Credentials): string[] {
+  if (credentials.kind === 'token') return [credentials.token];
+  const jwk = JSON.parse(credentials.privateKey) as Record<string, unknown>;
+  // The private members of an RSA or EC JWK; the public ones (n, e, x, y) may be shown.
+  const members = ['d', 'p', 'q', 'dp', 'dq', 'qi'].map((name) => jwk[name]).filter((v): v is string => typeof v === 'string');
+  return [credentials.privateKey, ...members];
+}
+
 /**
- * Removes the token from an error's message and stack, in place. IdP errors are quoted in run
+ * Removes secrets from an error's message and stack, in place. IdP errors are quoted in run
  * errors and logs, and an IdP or a proxy in front of it may echo the Authorization header back.
  */
 export function scrubCredentials<T>(error: T, credentials: Credentials): T {
-  // A token this short is not a real one, and replacing it would garble the message.
-  if (!(error instanceof Error) || credentials.token.length < 8) return error;
-  const scrub = (text: string) => text.split(credentials.token).join('[redacted]');
+  if (!(error instanceof Error)) return error;
+  // A secret this short is not a real one, and replacing it would garble the message.
+  const secrets = secretsOf(credentials).filter((s) => s.length >= 8);
+  const scrub = (text: string) => secrets.reduce((t, s) => t.split(s).join('[redacted]'), text);
   error.message = scrub(error.message);
   if (error.stack) error.stack = scrub(error.stack);
   return error;

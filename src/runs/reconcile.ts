@@ -1,5 +1,5 @@
 import type { Config } from '../config.js';
-import { type Connector, IdpReadError } from '../connectors/connector.js';
+import { IdpReadError, type SnapshotSource } from '../connectors/connector.js';
 import { type ConnectorSettings, createConnector } from '../connectors/index.js';
 import { type Plan, type PlanCounts, addCounts, plan as diff, planCounts, totalChanges } from '../core/plan.js';
 import type { Policy } from '../core/policy.js';
@@ -28,7 +28,7 @@ export interface ReconcileDeps {
   readonly config: Config;
   readonly log: Logger;
   /** Tests swap in their own connector (fault injection); production builds one per provider. */
-  readonly connectorFor?: (integration: Integration, credentials: Credentials) => Connector;
+  readonly connectorFor?: (integration: Integration, credentials: Credentials) => SnapshotSource;
   readonly connectorSettings?: ConnectorSettings;
   readonly heartbeatMs?: number;
   readonly batchSize?: number;

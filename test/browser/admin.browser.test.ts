@@ -90,7 +90,7 @@ describe('/admin in a real browser', () => {
     await expect.poll(() => rows.count()).toBe(2);
     const umbrella = rows.filter({ hasText: 'umbrella' });
     expect(await umbrella.locator('.status').textContent()).toBe('failed');
-    expect(await umbrella.locator('.error').textContent()).toMatch(/HTTP 401 E0000011.*check that it is valid/);
+    expect(await umbrella.locator('.error').textContent()).toMatch(/HTTP 401 E0000011.*Okta rejected the API token/);
     const initech = rows.filter({ hasText: 'initech' });
     expect(await initech.locator('.status').textContent()).toBe('held');
     await page.screenshot({ path: `${ARTIFACTS}/admin-integrations.png`, fullPage: true });

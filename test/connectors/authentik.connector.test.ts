@@ -151,18 +151,26 @@ describe('AuthentikConnector', () => {
       .reply(502, '<html>Bad Gateway</html>', { 'content-type': 'text/html' });
     const error = await connector().readSnapshot().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(IdpReadError);
-    expect((error as Error).message).toBe('authentik GET /api/v3/core/users/?page=2 failed after 3 attempts: HTTP 502');
+    expect((error as Error).message).toBe(
+      'authentik GET /api/v3/core/users/?page=2 failed after 3 attempts: HTTP 502; authentik answered with a server error (502): try again later',
+    );
   });
 
   it('says when the token is rejected, without retrying', async () => {
     const scope = nock(AK).get('/api/v3/core/users/').query(true).reply(403, { detail: 'Token invalid/expired' });
-    await expect(connector().readSnapshot()).rejects.toThrow(/HTTP 403; the token's user lacks the permissions/);
+    // authentik answers an invalid token with 403, not 401: its detail says which 403 it is.
+    await expect(connector().readSnapshot()).rejects.toThrow(/HTTP 403; authentik rejected the API token: it is invalid or expired/);
     expect(scope.isDone()).toBe(true);
+  });
+
+  it("says when the token's user may not read", async () => {
+    nock(AK).get('/api/v3/core/users/').query(true).reply(403, { detail: 'You do not have permission to perform this action.' });
+    await expect(connector().readSnapshot()).rejects.toThrow(/HTTP 403; the token's user may not read this \(authentik: "You do not have permission/);
   });
 
   it('names an unknown application', async () => {
     nock(AK).get('/api/v3/core/applications/crm/').reply(404, { detail: 'No Application matches the given query.' });
-    await expect(connector('crm').readSnapshot()).rejects.toThrow('authentik GET /api/v3/core/applications/crm/ failed: HTTP 404; no application with slug "crm": check --authentik-app');
+    await expect(connector('crm').readSnapshot()).rejects.toThrow('authentik GET /api/v3/core/applications/crm/ failed: HTTP 404; authentik has no application with slug "crm": check --authentik-app');
   });
 
   it('rejects a body that is not a paginated list', async () => {

@@ -81,7 +81,7 @@ function links(path: string, next?: string): Record<string, string[]> {
 }
 
 function connector(appId?: string) {
-  return new OktaConnector({ orgUrl: ORG, token: 'test-token', appId, retry: FAST_RETRY });
+  return new OktaConnector({ orgUrl: ORG, credentials: { kind: 'token', token: 'test-token' }, appId, retry: FAST_RETRY });
 }
 
 beforeAll(() => nock.disableNetConnect());
@@ -256,7 +256,7 @@ describe('OktaConnector, app-scoped', () => {
     const error = await connector(APP).readSnapshot().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(IdpReadError);
     expect((error as IdpReadError).status).toBe(401);
-    expect((error as Error).message).toMatch(/HTTP 401 E0000011.*check that it is valid/);
+    expect((error as Error).message).toMatch(/HTTP 401 E0000011.*Okta rejected the API token: it is invalid, expired or revoked/);
     expect(scope.isDone()).toBe(true);
   });
 
@@ -265,7 +265,7 @@ describe('OktaConnector, app-scoped', () => {
       .get(`/api/v1/apps/${APP}/users`)
       .query(true)
       .reply(404, { errorCode: 'E0000007', errorSummary: `Not found: Resource not found: ${APP} (AppInstance)`, errorCauses: [] }, rate());
-    await expect(connector(APP).readSnapshot()).rejects.toThrow(/HTTP 404 E0000007.*Okta app id/);
+    await expect(connector(APP).readSnapshot()).rejects.toThrow(/HTTP 404 E0000007.*Okta has no app with id 0oa1app: check --okta-app-id/);
   });
 
   it('rejects a user without a login as bad data', async () => {

@@ -133,7 +133,9 @@ describe('reconcile against a fake authentik and real Postgres', () => {
     ak.fault = ({ path, query }) => (path === '/api/v3/core/users/' && query.get('page') === '2' ? { status: 503, body: { detail: 'down' } } : undefined);
     const run = await runNow(deps(), t.integrationId);
     expect(run.status).toBe('failed');
-    expect(run.error).toBe('authentik GET /api/v3/core/users/?page=2 failed after 2 attempts: HTTP 503. Nothing was changed.');
+    expect(run.error).toBe(
+      'authentik GET /api/v3/core/users/?page=2 failed after 2 attempts: HTTP 503; authentik answered with a server error (503): try again later. Nothing was changed.',
+    );
     expect((await users()).every((u) => u.active)).toBe(true);
   });
 

@@ -260,10 +260,10 @@ describe('safety threshold', () => {
     o.okta.apps.delete('0oaApp');
     const gone = await runNow(deps(), t.integrationId);
     expect(gone.status).toBe('failed');
-    expect(gone.error).toMatch(/HTTP 404 E0000007.*Okta app id/);
+    expect(gone.error).toMatch(/HTTP 404 E0000007.*Okta has no app with id 0oaApp: check --okta-app-id/);
     o.okta.fault = () => ({ status: 403, body: { errorCode: 'E0000006', errorSummary: 'You do not have permission to perform the requested action' } });
     const forbidden = await runNow(deps(), t.integrationId);
-    expect(forbidden.error).toMatch(/HTTP 403 E0000006.*lacks the rights/);
+    expect(forbidden.error).toMatch(/HTTP 403 E0000006.*the API token's admin may not read this/);
     expect((await new DirectoryRepository(db).listTenantUsers(t.tenantId)).every((u) => u.active && !u.locked)).toBe(true);
   });
 

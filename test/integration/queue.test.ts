@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Connector, ReadStats } from '../../src/connectors/connector.js';
+import type { ReadStats, SnapshotSource } from '../../src/connectors/connector.js';
 import { emptyReadStats } from '../../src/connectors/connector.js';
 import type { Snapshot } from '../../src/core/model.js';
 import type { Db } from '../../src/db/database.js';
@@ -48,7 +48,7 @@ function setup() {
 }
 
 /** A connector that blocks until released and records how many reads overlap. */
-class GatedConnector implements Connector {
+class GatedConnector implements SnapshotSource {
   static active = 0;
   static maxActive = 0;
   static reads = 0;

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Connector, ReadStats } from '../../src/connectors/connector.js';
+import type { ReadStats, SnapshotSource } from '../../src/connectors/connector.js';
 import { emptyReadStats } from '../../src/connectors/connector.js';
 import { createConnector } from '../../src/connectors/index.js';
 import type { Snapshot } from '../../src/core/model.js';
@@ -232,10 +232,10 @@ describe('webhook receiver', () => {
 });
 
 /** A connector that reads the IdP at once but holds its snapshot back until released. */
-class HeldConnector implements Connector {
+class HeldConnector implements SnapshotSource {
   static gate: Promise<void> = Promise.resolve();
   static reads = 0;
-  constructor(private readonly inner: Connector) {}
+  constructor(private readonly inner: SnapshotSource) {}
   get stats(): ReadStats {
     return this.inner.stats ?? emptyReadStats();
   }

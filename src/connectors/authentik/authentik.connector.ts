@@ -1,9 +1,11 @@
 import { Configuration, CoreApi, PoliciesApi, ResponseError } from '@goauthentik/api';
 import type { Snapshot } from '../../core/model.js';
 import { SnapshotBuilder } from '../../core/snapshot.js';
-import { type Connector, DEFAULT_RETRY, IdpReadError, type ReadStats, type RetryOptions, emptyReadStats } from '../connector.js';
+import { type CheckStep, NO_RETRY, runChecks } from '../check.js';
+import { type Connector, DEFAULT_RETRY, type EndpointCheck, IdpReadError, type ReadStats, type RetryOptions, emptyReadStats } from '../connector.js';
 import { type RetryPolicy, statusOf, withRetry } from '../retry.js';
 import { type AuthentikGroupLike, type AuthentikUserLike, SERVICE_ACCOUNT_TYPES, toDirectoryGroup, toDirectoryUser } from './authentik.mapping.js';
+import { authentikProblem } from './authentik.problems.js';
 import { type Binding, appScope, effectiveMembers } from './authentik.scope.js';
 
 export interface AuthentikConnectorOptions {
@@ -34,6 +36,7 @@ export class AuthentikConnector implements Connector {
   private readonly core: CoreApi;
   private readonly policies: PoliciesApi;
   private readonly retry: RetryOptions;
+  private readonly details = new WeakMap<Response, string>();
 
   constructor(private readonly options: AuthentikConnectorOptions) {
     this.retry = options.retry ?? DEFAULT_RETRY;
@@ -49,6 +52,12 @@ export class AuthentikConnector implements Connector {
         {
           post: async ({ response }) => {
             if (response.status === 429) this.stats.rateLimited += 1;
+            // authentik says why in `detail` ("Token invalid/expired" is a 403 too); the SDK's
+            // ResponseError keeps the response but not its body.
+            if (response.status >= 400) {
+              const body = (await response.clone().json().catch(() => undefined)) as { detail?: unknown } | undefined;
+              if (typeof body?.detail === 'string') this.details.set(response, body.detail);
+            }
             return response;
           },
         },
@@ -149,13 +158,51 @@ export class AuthentikConnector implements Connector {
     }
   }
 
+  async check(signal?: AbortSignal): Promise<EndpointCheck[]> {
+    const slug = this.options.appSlug;
+    const steps: CheckStep[] = [];
+    let appPk: string | undefined;
+    if (slug) {
+      steps.push({
+        endpoint: `/api/v3/core/applications/${slug}/`,
+        gate: true,
+        run: async () => {
+          appPk = (await this.core.coreApplicationsRetrieve({ slug })).pk;
+        },
+      });
+      steps.push({ endpoint: '/api/v3/policies/bindings/', run: () => this.policies.policiesBindingsList({ target: appPk!, page: 1, pageSize: 1 }) });
+    }
+    steps.push({
+      endpoint: '/api/v3/core/users/',
+      run: async () => {
+        const page = await this.core.coreUsersList({ page: 1, pageSize: 1, includeGroups: false, includeRoles: false });
+        // authentik filters listings by the token user's object permissions rather than refusing.
+        if (page.pagination.count === 0) return { note: "no users visible: if there are users, the token's user lacks the permission to view them" };
+        return undefined;
+      },
+    });
+    steps.push({ endpoint: '/api/v3/core/groups/', run: () => this.core.coreGroupsList({ page: 1, pageSize: 1, includeUsers: false }) });
+    return runChecks(steps, (step) => withRetry(step.run, { ...this.policy(`GET ${step.endpoint}`, signal), retry: NO_RETRY }));
+  }
+
   private request<T>(describeRequest: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
-    const policy: RetryPolicy = {
+    return withRetry(fn, this.policy(describeRequest, signal));
+  }
+
+  private policy(describeRequest: string, signal: AbortSignal | undefined): RetryPolicy {
+    const problem = (error: unknown) =>
+      authentikProblem(error, { baseUrl: this.options.baseUrl, endpoint: describeRequest, appSlug: this.options.appSlug, detail: this.detailOf(error) });
+    return {
       retry: this.retry,
       stats: this.stats,
       signal,
       describeRequest: `authentik ${describeRequest}`,
-      permanent: (error) => permanentAuthentikError(error, describeRequest, this.options.appSlug),
+      permanent: (error) => {
+        const status = statusOf(error);
+        if (status === undefined || status === 429 || status >= 500) return undefined;
+        const found = problem(error);
+        return new IdpReadError(`authentik ${describeRequest} failed: HTTP ${status}; ${found?.message ?? 'authentik refused the request'}`, status, { cause: error, problem: found });
+      },
       describeError: (error) => {
         const status = statusOf(error);
         return status !== undefined ? `HTTP ${status}` : ((error as Error)?.message ?? String(error));
@@ -167,25 +214,13 @@ export class AuthentikConnector implements Connector {
         const seconds = Number(header);
         return Number.isFinite(seconds) ? seconds * 1000 : Math.max(0, Date.parse(header) - Date.now());
       },
+      problem,
     };
-    return withRetry(fn, policy);
   }
-}
 
-function permanentAuthentikError(error: unknown, endpoint: string, appSlug: string | null | undefined): IdpReadError | undefined {
-  const status = statusOf(error);
-  if (status === undefined || status === 429 || status >= 500) return undefined;
-  const hint =
-    status === 401
-      ? 'authentik rejected the token: check that it is valid and not expired'
-      : status === 403
-        ? "the token's user lacks the permissions to read this (it needs to view users, groups, applications and policy bindings)"
-        : status === 404 && endpoint.includes('/core/applications/')
-          ? `no application with slug "${appSlug}": check --authentik-app`
-          : status === 404
-            ? 'not found: check the base URL (the authentik address, without /api/v3)'
-            : 'authentik refused the request';
-  return new IdpReadError(`authentik ${endpoint} failed: HTTP ${status}; ${hint}`, status, { cause: error });
+  private detailOf(error: unknown): string | undefined {
+    return error instanceof ResponseError ? this.details.get(error.response) : undefined;
+  }
 }
 
 function stringList(value: unknown): string[] {

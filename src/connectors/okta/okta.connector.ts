@@ -1,14 +1,18 @@
 import okta from '@okta/okta-sdk-nodejs';
 import type { Snapshot } from '../../core/model.js';
 import { SnapshotBuilder, SnapshotError } from '../../core/snapshot.js';
-import { type Connector, DEFAULT_RETRY, IdpReadError, type ReadHints, type ReadStats, type RetryOptions, emptyReadStats } from '../connector.js';
+import { type CheckStep, NO_RETRY, runChecks } from '../check.js';
+import { type Connector, DEFAULT_RETRY, type EndpointCheck, IdpReadError, type ReadHints, type ReadStats, type RetryOptions, emptyReadStats } from '../connector.js';
 import { type RetryPolicy, forEachConcurrently, statusOf, withRetry } from '../retry.js';
+import type { Credentials } from '../../integrations/credentials.js';
 import { OktaRequestExecutor } from './okta.executor.js';
+import { OktaTokenError, adaptTokenRequests, oktaScopes, requestAccessToken, sdkAuthConfig } from './okta.oauth.js';
+import { type OktaContext, oktaProblem } from './okta.problems.js';
 import { toDirectoryGroup, toDirectoryUser } from './okta.mapping.js';
 
 export interface OktaConnectorOptions {
   readonly orgUrl: string;
-  readonly token: string;
+  readonly credentials: Credentials;
   /** Scope to the users and groups assigned to this Okta app; without it, the whole org. */
   readonly appId?: string | null;
   readonly retry?: RetryOptions;
@@ -16,6 +20,8 @@ export interface OktaConnectorOptions {
   readonly requestTimeoutMs?: number;
   /** Group member listings read at once. */
   readonly concurrency?: number;
+  /** 429s the SDK retries itself after X-Rate-Limit-Reset (default 3). */
+  readonly max429Retries?: number;
 }
 
 // The largest page sizes Okta allows, to spend the fewest requests of the org's rate limit.
@@ -50,20 +56,20 @@ export class OktaConnector implements Connector {
 
   constructor(private readonly options: OktaConnectorOptions) {
     this.retry = options.retry ?? DEFAULT_RETRY;
+    const executor = new OktaRequestExecutor({
+      rateLimitShare: options.rateLimitShare ?? 0.5,
+      requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+      max429Retries: options.max429Retries ?? 3,
+      stats: this.stats,
+    });
     this.client = new okta.Client({
       orgUrl: options.orgUrl.replace(/\/+$/, ''),
-      // Explicit, so an okta.yaml or OKTA_CLIENT_* variables on the machine cannot change it.
-      authorizationMode: 'SSWS',
-      token: options.token,
+      ...sdkAuthConfig(options.credentials, options.appId),
       // The SDK caches single-resource GETs forever by default; a reconciler must not.
       cacheMiddleware: null,
-      requestExecutor: new OktaRequestExecutor({
-        rateLimitShare: options.rateLimitShare ?? 0.5,
-        requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
-        max429Retries: 3,
-        stats: this.stats,
-      }),
+      requestExecutor: executor,
     } as ConstructorParameters<typeof okta.Client>[0]);
+    adaptTokenRequests(this.client, executor);
   }
 
   async readSnapshot(signal?: AbortSignal, hints?: ReadHints): Promise<Snapshot> {
@@ -120,6 +126,87 @@ export class OktaConnector implements Connector {
     return groups;
   }
 
+  async check(signal?: AbortSignal): Promise<EndpointCheck[]> {
+    const c = this.client;
+    const appId = this.options.appId;
+    const steps: CheckStep[] = [];
+    if (this.options.credentials.kind === 'okta-private-key') {
+      steps.push({ endpoint: '/oauth2/v1/token', method: 'POST', gate: true, run: () => requestAccessToken(c) });
+    }
+    // The ids of a group and a user found on the way, to try the per-group and per-user listings.
+    let groupId: string | undefined;
+    let userId: string | undefined;
+    const first = async <T>(open: () => Promise<unknown>): Promise<T | undefined> => {
+      const { value } = await (await open() as Pager<T>).next();
+      return value ?? undefined;
+    };
+    if (appId) {
+      steps.push({
+        endpoint: `/api/v1/apps/${appId}/users`,
+        run: async () => {
+          userId ??= (await first<AppUserLike>(() => c.applicationApi.listApplicationUsers({ appId, expand: 'user', limit: 1 })))?.id;
+        },
+      });
+      steps.push({
+        endpoint: `/api/v1/apps/${appId}/groups`,
+        run: async () => {
+          groupId ??= (await first<AppGroupLike>(() => c.applicationApi.listApplicationGroupAssignments({ appId, expand: 'group', limit: 1 })))?.id;
+        },
+      });
+    } else {
+      steps.push({
+        endpoint: '/api/v1/users',
+        run: async () => {
+          userId ??= (await first<{ id?: string }>(() => c.userApi.listUsers({ limit: 1 })))?.id;
+        },
+      });
+      steps.push({ endpoint: '/api/v1/users?filter=status eq "DEPROVISIONED"', run: () => first(() => c.userApi.listUsers({ filter: 'status eq "DEPROVISIONED"', limit: 1 })) });
+      steps.push({
+        endpoint: '/api/v1/groups',
+        run: async () => {
+          groupId ??= (await first<{ id?: string }>(() => c.groupApi.listGroups({ limit: 1 })))?.id;
+        },
+      });
+    }
+    steps.push({
+      endpoint: '/api/v1/groups/{groupId}/users',
+      run: async () => (groupId ? first(() => c.groupApi.listGroupUsers({ groupId: groupId!, limit: 1 })) : { note: 'no group in scope to try it with' }),
+    });
+    steps.push({
+      endpoint: '/api/v1/users/{userId}/groups',
+      run: async () => (userId ? first(() => c.userApi.listUserGroups({ userId: userId! })) : { note: 'no user in scope to try it with' }),
+    });
+    return runChecks(steps, (step) =>
+      withRetry(step.run, { ...this.policy(step.endpoint, signal), retry: NO_RETRY, permanent: (error) => this.permanentError(error, step.endpoint) }),
+    );
+  }
+
+  private policy(endpoint: string, signal: AbortSignal | undefined): RetryPolicy {
+    return {
+      retry: this.retry,
+      stats: this.stats,
+      signal,
+      describeRequest: `Okta GET ${endpoint}`,
+      permanent: (error) => this.permanentError(error, endpoint),
+      describeError: describe,
+      problem: (error) => oktaProblem(error, this.context(endpoint)),
+    };
+  }
+
+  /** 429, 5xx, network failures and unparseable bodies are worth retrying; other 4xx are not. */
+  private permanentError(error: unknown, endpoint: string): IdpReadError | undefined {
+    const status = statusOf(error);
+    if (status === undefined || status === 429 || status >= 500) return undefined;
+    const problem = oktaProblem(error, this.context(endpoint));
+    const request = error instanceof OktaTokenError ? 'Okta POST /oauth2/v1/token' : `Okta GET ${endpoint}`;
+    return new IdpReadError(`${request} failed: ${describe(error)}; ${problem?.message ?? 'Okta refused the request'}`, status, { cause: error, problem });
+  }
+
+  private context(endpoint: string): OktaContext {
+    const { orgUrl, credentials, appId } = this.options;
+    return { orgUrl, endpoint: endpoint.split('?')[0]!, auth: credentials.kind, appId, scopes: oktaScopes(appId) };
+  }
+
   /** Pages through one listing. A failed page is fetched again: the SDK keeps its cursor until a page succeeds. */
   private async readAll<T>(
     endpoint: string,
@@ -127,14 +214,7 @@ export class OktaConnector implements Connector {
     signal: AbortSignal | undefined,
     onItem: (item: T) => void,
   ): Promise<void> {
-    const policy: RetryPolicy = {
-      retry: this.retry,
-      stats: this.stats,
-      signal,
-      describeRequest: `Okta GET ${endpoint}`,
-      permanent: (error) => permanentOktaError(error, endpoint),
-      describeError: describe,
-    };
+    const policy = this.policy(endpoint, signal);
     const pager = (await withRetry(open, policy)) as Pager<T>;
     const nextWithCursorKept = async () => {
       // The SDK's Collection moves its cursor to the next page *before* parsing the body, so
@@ -162,23 +242,9 @@ export class OktaConnector implements Connector {
 }
 
 function describe(error: unknown): string {
+  if (error instanceof OktaTokenError) return `HTTP ${error.status}${error.body?.error ? ` ${error.body.error}` : ''}`;
   const status = statusOf(error);
   const e = error as { errorCode?: string; errorSummary?: string; message?: string };
   if (status !== undefined) return `HTTP ${status}${e.errorCode ? ` ${e.errorCode}` : ''}${e.errorSummary ? ` (${e.errorSummary})` : ''}`;
   return e?.message ?? String(error);
-}
-
-/** 429, 5xx, network failures and unparseable bodies are worth retrying; other 4xx are not. */
-function permanentOktaError(error: unknown, endpoint: string): IdpReadError | undefined {
-  const status = statusOf(error);
-  if (status === undefined || status === 429 || status >= 500) return undefined;
-  const hint =
-    status === 401
-      ? 'Okta rejected the API token: check that it is valid and not expired'
-      : status === 403
-        ? 'the API token lacks the rights to read this (it needs read access to users, groups and apps)'
-        : status === 404
-          ? 'not found: check the org URL and the Okta app id'
-          : 'Okta refused the request';
-  return new IdpReadError(`Okta GET ${endpoint} failed: ${describe(error)}; ${hint}`, status, { cause: error });
 }

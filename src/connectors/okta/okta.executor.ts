@@ -23,6 +23,20 @@ export interface OktaExecutorOptions {
 type SdkRequest = Parameters<InstanceType<typeof DefaultRequestExecutor>['fetch']>[0];
 type SdkResponse = Awaited<ReturnType<InstanceType<typeof DefaultRequestExecutor>['fetch']>>;
 
+/** An OAuth 2.0 error response (RFC 6749 section 5.2), as Okta's token endpoint sends it. */
+export interface OAuthErrorBody {
+  error?: string;
+  error_description?: string;
+}
+
+/** A refused token request, as it came over the wire. */
+export interface TokenFailure {
+  readonly status: number;
+  readonly body: OAuthErrorBody | undefined;
+  /** DPoP-Nonce: the nonce Okta demands in the next proof. */
+  readonly nonce: string | null;
+}
+
 /**
  * The Okta SDK's executor, plus what dirsync needs around every request: a per-request
  * timeout, request counters, and pacing from X-Rate-Limit-Remaining so a sync stays within
@@ -31,6 +45,7 @@ type SdkResponse = Awaited<ReturnType<InstanceType<typeof DefaultRequestExecutor
  */
 export class OktaRequestExecutor extends DefaultRequestExecutor {
   private readonly buckets = new Map<string, Bucket>();
+  private tokenFailure: TokenFailure | undefined;
 
   constructor(private readonly options: OktaExecutorOptions) {
     super({ maxRetries: options.max429Retries, requestTimeout: 0 });
@@ -43,7 +58,29 @@ export class OktaRequestExecutor extends DefaultRequestExecutor {
     // node-fetch 2 reads `timeout` from the request; the SDK's typings do not list it.
     (request as SdkRequest & { timeout?: number }).timeout = this.options.requestTimeoutMs;
     this.options.stats.requests += 1;
-    return super.fetch(request);
+    const response = await super.fetch(request);
+    if (isTokenRequest(request.url ?? '')) {
+      // The SDK does not report a refused token request faithfully (see adaptTokenRequests): keep it.
+      this.tokenFailure =
+        response.status >= 400
+          ? {
+              status: response.status,
+              body: (await response
+                .clone()
+                .json()
+                .catch(() => undefined)) as OAuthErrorBody | undefined,
+              nonce: response.headers.get('dpop-nonce'),
+            }
+          : undefined;
+    }
+    return response;
+  }
+
+  /** The last refused token request, once. */
+  takeTokenFailure(): TokenFailure | undefined {
+    const failure = this.tokenFailure;
+    this.tokenFailure = undefined;
+    return failure;
   }
 
   override parseResponse(request: SdkRequest, response: SdkResponse) {
@@ -93,6 +130,10 @@ export class OktaRequestExecutor extends DefaultRequestExecutor {
 export function bucketOf(url: string): string {
   const path = new URL(url).pathname.split('/').slice(0, 4).join('/');
   return path;
+}
+
+function isTokenRequest(url: string): boolean {
+  return url.split('?')[0]!.endsWith('/oauth2/v1/token');
 }
 
 function sleep(ms: number): Promise<void> {
