@@ -1,10 +1,14 @@
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { UserError } from '../errors.js';
+import { type ConnectionReport, VerificationError, describeReport } from '../integrations/connection-check.js';
 import { type IntegrationOptions, IntegrationService } from '../integrations/integration.service.js';
 import { removeSchedule, syncSchedule } from '../queue/queue.js';
 import { emit, jsonOption, table } from './output.js';
 import { withContext } from './run-command.js';
 
-interface OptionFlags extends IntegrationOptions {
+interface OptionFlags extends Omit<IntegrationOptions, 'oktaPrivateKey'> {
+  oktaPrivateKeyFile?: string;
   json?: boolean;
 }
 
@@ -12,6 +16,10 @@ function addIntegrationOptions(command: Command): Command {
   return command
     .option('--base-url <url>', 'IdP address, such as https://example.okta.com or https://auth.example.com')
     .option('--token <token>', 'API token (Okta SSWS token, authentik API token)')
+    .option('--okta-client-id <id>', 'Okta OAuth service app: its client id (instead of --token)')
+    .option('--okta-private-key-file <path>', "Okta OAuth service app: file with its private key (PEM or JWK, RSA)")
+    .option('--okta-key-id <kid>', "Okta OAuth service app: the key id (kid) of the app's public key, when the key file has none")
+    .option('--no-verify', 'store without first checking the IdP accepts these settings')
     .option('--okta-app-id <id>', 'scope to the users and groups assigned to this Okta app')
     .option('--authentik-app <slug>', 'scope to the users and groups bound to this authentik application')
     .option('--deprovision <mode>', 'what deprovisioning does: suspend (default), remove-access or delete')
@@ -21,6 +29,35 @@ function addIntegrationOptions(command: Command): Command {
     .addOption(jsonOption());
 }
 
+
+/** The service's options from the flags: the key file read here, so the service never touches paths. */
+function integrationOptions({ oktaPrivateKeyFile, json: _json, ...rest }: OptionFlags): IntegrationOptions {
+  if (oktaPrivateKeyFile === undefined) return rest;
+  try {
+    return { ...rest, oktaPrivateKey: readFileSync(oktaPrivateKeyFile, 'utf8') };
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (error as Error).message;
+    throw new UserError(`cannot read --okta-private-key-file ${oktaPrivateKeyFile}: ${why}`);
+  }
+}
+
+/** Shows why a check refused the settings (stdout with --json), then lets the error end the command. */
+async function showingFailedCheck<T>(json: boolean | undefined, body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (error) {
+    if (error instanceof VerificationError) {
+      if (json) process.stdout.write(`${JSON.stringify({ check: error.report }, null, 2)}\n`);
+      else process.stderr.write(`${describeReport(error.report)}\n`);
+    }
+    throw error;
+  }
+}
+
+function checkedLine(check: ConnectionReport | null): string {
+  return check ? `checked ${check.checks.length} IdP endpoints: all ok` : 'not checked against the IdP (--no-verify)';
+}
 
 export function registerIntegrationCommands(program: Command): void {
   const integration = program.command('integration').description('connect tenants to identity providers');
@@ -36,12 +73,15 @@ export function registerIntegrationCommands(program: Command): void {
       // Redis first: an integration must not be stored without its schedule.
       const queue = await ctx.queue();
       const service = new IntegrationService(ctx.db, ctx.config);
-      const { integration: created, webhookSecret } = await service.create(opts);
+      const { integration: created, webhookSecret, check } = await showingFailedCheck(opts.json, () =>
+        service.create({ ...integrationOptions(opts), tenant: opts.tenant, provider: opts.provider }),
+      );
       await syncSchedule(queue, created);
-      const view = { ...service.view(created), webhookSecret };
+      const view = { ...service.view(created), webhookSecret, check };
       emit(opts.json, view, () =>
         [
           `created integration ${created.id} (${created.provider} for tenant ${created.tenantSlug}, ${view.schedule})`,
+          checkedLine(check),
           `webhook URL:    ${view.webhookUrl}`,
           `webhook secret: ${webhookSecret}`,
           '(the secret is shown only now; rotate it with `dirsync integration rotate-webhook-secret`)',
@@ -55,11 +95,29 @@ export function registerIntegrationCommands(program: Command): void {
       withContext(async (ctx) => {
         const queue = await ctx.queue();
         const service = new IntegrationService(ctx.db, ctx.config);
-        const updated = await service.update(id, opts);
+        const { integration: updated, check } = await showingFailedCheck(opts.json, () => service.update(id, integrationOptions(opts)));
         await syncSchedule(queue, updated);
-        emit(opts.json, service.view(updated), () => `updated integration ${id}`);
+        emit(opts.json, { ...service.view(updated), check }, () => (check ? `updated integration ${id}; ${checkedLine(check)}` : `updated integration ${id}`));
       }),
   );
+
+  integration
+    .command('test <id>')
+    .description('read one page from every IdP endpoint a sync uses, and say which work')
+    .addOption(jsonOption())
+    .action((id: string, opts: { json?: boolean }) =>
+      withContext(async (ctx) => {
+        const service = new IntegrationService(ctx.db, ctx.config);
+        const integration = await service.get(id);
+        const report = await service.test(id);
+        const { provider, baseUrl, auth } = service.view(integration);
+        emit(opts.json, { id, provider, baseUrl, auth, ...report }, () => describeReport(report));
+        if (!report.ok) {
+          const failed = report.checks.filter((c) => !c.ok && c.problem !== 'not-checked').length;
+          throw new UserError(`${failed} of ${report.checks.length} endpoints failed the check`);
+        }
+      }),
+    );
 
   integration
     .command('list')

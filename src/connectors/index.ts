@@ -9,10 +9,16 @@ export interface ConnectorSettings {
   readonly requestTimeoutMs?: number;
   /** Okta only: share of each rate-limit bucket a sync may use. */
   readonly rateLimitShare?: number;
+  /** Okta only: 429s the SDK waits out and retries itself. */
+  readonly max429Retries?: number;
 }
 
 /** The one place that knows which connector serves which provider. */
-export function createConnector(integration: Integration, credentials: Credentials, settings: ConnectorSettings = {}): Connector {
+export function createConnector(
+  integration: Pick<Integration, 'id' | 'provider' | 'baseUrl' | 'oktaAppId' | 'authentikApp'>,
+  credentials: Credentials,
+  settings: ConnectorSettings = {},
+): Connector {
   switch (integration.provider) {
     case 'okta':
       return new OktaConnector({
@@ -27,7 +33,8 @@ export function createConnector(integration: Integration, credentials: Credentia
         baseUrl: integration.baseUrl,
         token: credentials.token,
         appSlug: integration.authentikApp,
-        ...settings,
+        ...(settings.retry && { retry: settings.retry }),
+        ...(settings.requestTimeoutMs !== undefined && { requestTimeoutMs: settings.requestTimeoutMs }),
       });
   }
 }

@@ -1,4 +1,5 @@
 import type { DeprovisionMode } from '../core/policy.js';
+import type { CredentialKind } from '../integrations/credentials.js';
 import type { Db } from './database.js';
 import type { IntegrationRow, IntegrationRowUpdate, NewIntegrationRow, Provider } from './schema.js';
 
@@ -13,6 +14,9 @@ export interface Integration {
   readonly tenantSlug: string;
   readonly provider: Provider;
   readonly baseUrl: string;
+  /** How it authenticates; the credentials themselves are never here. */
+  readonly credentialKind: CredentialKind;
+  readonly oktaClientId: string | null;
   readonly oktaAppId: string | null;
   readonly authentikApp: string | null;
   readonly deprovisionMode: DeprovisionMode;
@@ -71,6 +75,8 @@ export class IntegrationRepository {
         't.slug as tenant_slug',
         'i.provider',
         'i.base_url',
+        'i.credential_kind',
+        'i.okta_client_id',
         'i.okta_app_id',
         'i.authentik_app',
         'i.deprovision_mode',
@@ -99,6 +105,8 @@ function toIntegration(row: ListedRow): Integration {
     tenantSlug: row.tenant_slug,
     provider: row.provider,
     baseUrl: row.base_url,
+    credentialKind: row.credential_kind,
+    oktaClientId: row.okta_client_id,
     oktaAppId: row.okta_app_id,
     authentikApp: row.authentik_app,
     deprovisionMode: row.deprovision_mode,

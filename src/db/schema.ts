@@ -1,6 +1,7 @@
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
 import type { JsonObject } from '../core/model.js';
 import type { DeprovisionMode } from '../core/policy.js';
+import type { CredentialKind } from '../integrations/credentials.js';
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
@@ -33,6 +34,8 @@ export interface IntegrationsTable {
   schedule_cron: string | null;
   enabled: ColumnType<boolean, boolean | undefined, boolean>;
   webhook_secret_hash: string;
+  credential_kind: ColumnType<CredentialKind, CredentialKind | undefined, CredentialKind>;
+  okta_client_id: string | null;
   created_at: Generated<Date>;
   updated_at: Timestamp;
 }

@@ -46,16 +46,30 @@ const page = {
 const integrationOptions = {
   baseUrl: { type: 'string' },
   token: { type: 'string', description: 'write-only: never returned' },
+  oktaClientId: { type: 'string', description: 'Okta OAuth service app client id (instead of token)' },
+  oktaPrivateKey: { type: 'string', description: "Okta OAuth service app private key, PEM or JWK (RSA); write-only: never returned" },
+  oktaKeyId: { type: 'string', description: "key id (kid) of the service app's public key" },
   oktaAppId: { type: 'string' },
   authentikApp: { type: 'string' },
   deprovision: { type: 'string', enum: ['suspend', 'remove-access', 'delete'] },
   threshold: { type: 'number', exclusiveMinimum: 0, maximum: 100 },
   every: { type: 'string', description: 'duration such as 15m, 1h, 1d' },
   cron: { type: 'string', description: 'five-field cron expression, UTC' },
+  verify: { type: 'boolean', default: true, description: 'check the IdP accepts a new address or credentials before storing them' },
 } as const;
 const errorResponse = {
   type: 'object',
-  properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } },
+  properties: {
+    error: {
+      type: 'object',
+      properties: {
+        code: { type: 'string' },
+        message: { type: 'string' },
+        // verification_failed: what each IdP endpoint answered
+        check: { type: 'object', additionalProperties: true },
+      },
+    },
+  },
 } as const;
 
 interface Page {
@@ -159,19 +173,30 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
             summary: 'Connect a tenant to an IdP; the webhook secret is returned once',
             body: {
               type: 'object',
-              required: ['tenant', 'provider', 'baseUrl', 'token'],
+              required: ['tenant', 'provider', 'baseUrl'],
               properties: { tenant: { type: 'string' }, provider: { type: 'string', enum: ['okta', 'authentik'] }, ...integrationOptions },
               additionalProperties: false,
             },
-            response: { 400: errorResponse },
+            response: { 400: errorResponse, 422: errorResponse },
           },
         },
         async (request, reply) => {
           const service = integrations();
           const body = request.body;
-          const { integration, webhookSecret } = await service.create({ ...body, threshold: body.threshold?.toString() });
+          const { integration, webhookSecret, check } = await service.create({ ...body, threshold: body.threshold?.toString() });
           await syncSchedule(deps.queue, integration);
-          return reply.code(201).send({ ...service.view(integration), webhookSecret });
+          return reply.code(201).send({ ...service.view(integration), webhookSecret, check });
+        },
+      );
+
+      api.post<{ Params: { id: string } }>(
+        '/integrations/:id/test',
+        { schema: { tags: ['integrations'], summary: 'Read one page from every IdP endpoint a sync uses; report each', params: idParam } },
+        async (request) => {
+          const service = integrations();
+          const view = service.view(await service.get(request.params.id));
+          const report = await service.test(request.params.id);
+          return { id: view.id, provider: view.provider, baseUrl: view.baseUrl, auth: view.auth, ...report };
         },
       );
 
@@ -188,13 +213,14 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
             summary: "Change an integration's settings or token",
             params: idParam,
             body: { type: 'object', properties: integrationOptions, additionalProperties: false, minProperties: 1 },
+            response: { 400: errorResponse, 422: errorResponse },
           },
         },
         async (request) => {
           const service = integrations();
-          const updated = await service.update(request.params.id, { ...request.body, threshold: request.body.threshold?.toString() });
+          const { integration: updated, check } = await service.update(request.params.id, { ...request.body, threshold: request.body.threshold?.toString() });
           await syncSchedule(deps.queue, updated);
-          return service.view(updated);
+          return { ...service.view(updated), check };
         },
       );
 

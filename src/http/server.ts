@@ -8,6 +8,7 @@ import { registerWebhookRoutes } from './webhook.routes.js';
 import swagger from '@fastify/swagger';
 import { ConfigError, type Config } from '../config.js';
 import { NotFoundError, UserError } from '../errors.js';
+import { VerificationError } from '../integrations/connection-check.js';
 import { registerAdminApi } from './admin-api.routes.js';
 import { registerAdminPages } from './admin-pages.js';
 import { createMetrics } from './metrics.js';
@@ -35,6 +36,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   // large 413; anything unexpected (Postgres away) 503, so that an IdP delivers again instead
   // of dropping the event. The admin API wraps them as {"error": {"code", "message"}}.
   app.setErrorHandler((error: Error & { statusCode?: number; validation?: unknown }, request, response) => {
+    if (error instanceof VerificationError && request.url.startsWith('/api/')) {
+      return response.code(422).send({ error: { code: 'verification_failed', message: error.message, check: error.report } });
+    }
     const status =
       error instanceof NotFoundError ? 404 : error instanceof UserError || error instanceof ConfigError ? 400 : error.statusCode && error.statusCode < 500 ? error.statusCode : 503;
     if (status >= 500) deps.log.error({ err: error.message, url: request.url }, 'request failed');

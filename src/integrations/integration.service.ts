@@ -9,18 +9,26 @@ import type { IntegrationRowUpdate, Provider } from '../db/schema.js';
 import { TenantRepository } from '../db/tenant.repository.js';
 import { NotFoundError, UserError } from '../errors.js';
 import { isUuid } from '../db/run.repository.js';
-import { type Credentials, openCredentials, sealCredentials } from './credentials.js';
+import { type ConnectionReport, type ConnectionTarget, VerificationError, checkConnection } from './connection-check.js';
+import { type CredentialKind, type Credentials, openCredentials, sealCredentials } from './credentials.js';
+import { parseOktaPrivateKey } from './okta-private-key.js';
 import { InvalidScheduleError, describeSchedule, parseSchedule } from './schedule.js';
 
 export interface IntegrationOptions {
   baseUrl?: string | undefined;
   token?: string | undefined;
+  /** Okta service app: its client id, private key (PEM or JWK text) and key id. */
+  oktaClientId?: string | undefined;
+  oktaPrivateKey?: string | undefined;
+  oktaKeyId?: string | undefined;
   oktaAppId?: string | undefined;
   authentikApp?: string | undefined;
   deprovision?: string | undefined;
   threshold?: string | undefined;
   every?: string | undefined;
   cron?: string | undefined;
+  /** false stores without checking the IdP first (--no-verify). */
+  verify?: boolean | undefined;
 }
 
 export interface CreateIntegrationInput extends IntegrationOptions {
@@ -34,6 +42,9 @@ export interface IntegrationView {
   tenant: string;
   provider: Provider;
   baseUrl: string;
+  /** token (an API token) or okta-private-key (an Okta OAuth service app) */
+  auth: CredentialKind;
+  oktaClientId: string | null;
   oktaAppId: string | null;
   authentikApp: string | null;
   deprovisionMode: DeprovisionMode;
@@ -60,7 +71,7 @@ export class IntegrationService {
     this.tenants = new TenantRepository(db);
   }
 
-  async create(input: CreateIntegrationInput): Promise<{ integration: Integration; webhookSecret: string }> {
+  async create(input: CreateIntegrationInput): Promise<{ integration: Integration; webhookSecret: string; check: ConnectionReport | null }> {
     const tenant = await this.tenants.findBySlug(input.tenant);
     if (!tenant) throw new NotFoundError(`tenant "${input.tenant}" does not exist: create it with \`dirsync tenant create ${input.tenant}\``);
     if (!(PROVIDERS as readonly string[]).includes(input.provider)) {
@@ -74,25 +85,29 @@ export class IntegrationService {
           : '--base-url is required: the authentik address, such as https://auth.example.com',
       );
     }
-    if (input.token === undefined) {
+    const key = requireEncryptionKey(this.config);
+    const fields = this.validate(provider, input);
+    const credentials = await this.newCredentials(provider, input, undefined);
+    if (!credentials) {
       throw new UserError(
         provider === 'okta'
-          ? '--token is required: an Okta API token with read access to users, groups and apps'
+          ? '--token or --okta-client-id with --okta-private-key-file is required: an Okta API token, or an OAuth service app granted okta.users.read, okta.groups.read (and okta.apps.read with --okta-app-id)'
           : '--token is required: an authentik API token of a user who may view users, groups, applications and policy bindings',
       );
     }
-    const key = requireEncryptionKey(this.config);
-    const fields = this.validate(provider, input);
     const id = randomUUID();
+    const target = { id, provider, baseUrl: fields.base_url ?? '', oktaAppId: fields.okta_app_id ?? null, authentikApp: fields.authentik_app ?? null };
+    // Before anything is stored: a typo is caught now, not at the first scheduled run.
+    const check = input.verify === false ? null : await this.verify(target, credentials);
     const webhookSecret = newSecret();
     await this.integrations.insert({
       id,
       tenant_id: tenant.id,
       provider,
-      base_url: fields.base_url ?? '',
-      credentials: sealCredentials(key, id, { kind: 'token', token: input.token }),
-      okta_app_id: fields.okta_app_id ?? null,
-      authentik_app: fields.authentik_app ?? null,
+      base_url: target.baseUrl,
+      ...this.credentialColumns(key, id, credentials),
+      okta_app_id: target.oktaAppId,
+      authentik_app: target.authentikApp,
       deprovision_mode: fields.deprovision_mode ?? 'suspend',
       threshold_percent: fields.threshold_percent ?? null,
       schedule_every_ms: fields.schedule_every_ms ?? null,
@@ -100,18 +115,39 @@ export class IntegrationService {
       webhook_secret_hash: hashSecret(webhookSecret),
       updated_at: new Date(),
     });
-    return { integration: await this.get(id), webhookSecret };
+    return { integration: await this.get(id), webhookSecret, check };
   }
 
-  async update(id: string, options: IntegrationOptions): Promise<Integration> {
+  /**
+   * Changes settings; a change to how dirsync reaches the IdP (address, credentials, app) is
+   * checked against the IdP first unless `verify` is false.
+   */
+  async update(id: string, options: IntegrationOptions): Promise<{ integration: Integration; check: ConnectionReport | null }> {
     const existing = await this.get(id);
     const changes: IntegrationRowUpdate = this.validate(existing.provider, options);
-    if (options.token !== undefined) {
-      changes.credentials = sealCredentials(requireEncryptionKey(this.config), id, { kind: 'token', token: options.token });
-    }
+    const newCredentials = await this.newCredentials(existing.provider, options, existing.credentialKind === 'okta-private-key' ? () => this.credentials(id) : undefined);
+    if (newCredentials) Object.assign(changes, this.credentialColumns(requireEncryptionKey(this.config), id, newCredentials));
     if (Object.keys(changes).length === 0) throw new UserError('nothing to update: give at least one option, such as --token or --every');
+    let check: ConnectionReport | null = null;
+    const reconnects = newCredentials !== undefined || changes.base_url !== undefined || changes.okta_app_id !== undefined || changes.authentik_app !== undefined;
+    if (reconnects && options.verify !== false) {
+      const target = {
+        id,
+        provider: existing.provider,
+        baseUrl: changes.base_url ?? existing.baseUrl,
+        oktaAppId: changes.okta_app_id === undefined ? existing.oktaAppId : changes.okta_app_id,
+        authentikApp: changes.authentik_app === undefined ? existing.authentikApp : changes.authentik_app,
+      };
+      check = await this.verify(target, newCredentials ?? (await this.credentials(id)));
+    }
     await this.integrations.update(id, changes);
-    return this.get(id);
+    return { integration: await this.get(id), check };
+  }
+
+  /** Reads one page from every endpoint a sync uses (`dirsync integration test`). */
+  async test(id: string): Promise<ConnectionReport> {
+    const integration = await this.get(id);
+    return checkConnection(integration, await this.credentials(id));
   }
 
   async setEnabled(id: string, enabled: boolean): Promise<Integration> {
@@ -158,6 +194,8 @@ export class IntegrationService {
       tenant: integration.tenantSlug,
       provider: integration.provider,
       baseUrl: integration.baseUrl,
+      auth: integration.credentialKind,
+      oktaClientId: integration.oktaClientId,
       oktaAppId: integration.oktaAppId,
       authentikApp: integration.authentikApp,
       deprovisionMode: integration.deprovisionMode,
@@ -170,10 +208,55 @@ export class IntegrationService {
     };
   }
 
+  private async verify(target: ConnectionTarget, credentials: Credentials): Promise<ConnectionReport> {
+    const report = await checkConnection(target, credentials);
+    if (!report.ok) throw new VerificationError(report);
+    return report;
+  }
+
+  private credentialColumns(key: Buffer, id: string, credentials: Credentials) {
+    return {
+      credentials: sealCredentials(key, id, credentials),
+      credential_kind: credentials.kind,
+      okta_client_id: credentials.kind === 'okta-private-key' ? credentials.clientId : null,
+    };
+  }
+
+  /**
+   * The credentials the options give, or undefined when they give none. An update may change
+   * one part of a service app's credentials (a new key, a new key id): `current` reads the rest.
+   */
+  private async newCredentials(provider: Provider, o: IntegrationOptions, current: (() => Promise<Credentials>) | undefined): Promise<Credentials | undefined> {
+    const oauth = o.oktaClientId !== undefined || o.oktaPrivateKey !== undefined || o.oktaKeyId !== undefined;
+    if (o.token !== undefined) {
+      if (oauth) throw new UserError('give either --token or an Okta service app (--okta-client-id, --okta-private-key-file), not both');
+      if (o.token.trim() === '') throw new UserError('--token must not be empty');
+      return { kind: 'token', token: o.token };
+    }
+    if (!oauth) return undefined;
+    if (provider !== 'okta') throw new UserError('--okta-client-id, --okta-private-key-file and --okta-key-id apply only to okta integrations');
+    if (o.oktaClientId !== undefined && !/^[A-Za-z0-9_-]{1,100}$/.test(o.oktaClientId)) {
+      throw new UserError(`--okta-client-id "${o.oktaClientId}" is not an Okta client id (such as 0oa1b2c3d4E5F6g7h8i9)`);
+    }
+    const build = (clientId: string | undefined, privateKey: string | undefined, keyId: string | undefined): Credentials => {
+      if (clientId === undefined || privateKey === undefined) {
+        throw new UserError('an Okta service app needs both --okta-client-id and --okta-private-key-file');
+      }
+      const parsed = parseOktaPrivateKey(privateKey, keyId);
+      return { kind: 'okta-private-key', clientId, privateKey: parsed.jwk, keyId: parsed.keyId };
+    };
+    const existing = o.oktaClientId === undefined || o.oktaPrivateKey === undefined ? await current?.() : undefined;
+    if (existing?.kind === 'okta-private-key') {
+      // A new key brings its own key id (or none); the stored one belongs to the old key.
+      const keyId = o.oktaKeyId ?? (o.oktaPrivateKey === undefined ? (existing.keyId ?? undefined) : undefined);
+      return build(o.oktaClientId ?? existing.clientId, o.oktaPrivateKey ?? existing.privateKey, keyId);
+    }
+    return build(o.oktaClientId, o.oktaPrivateKey, o.oktaKeyId);
+  }
+
   private validate(provider: Provider, o: IntegrationOptions): IntegrationRowUpdate {
     const changes: IntegrationRowUpdate = {};
     if (o.baseUrl !== undefined) changes.base_url = this.validateBaseUrl(o.baseUrl);
-    if (o.token !== undefined && o.token.trim() === '') throw new UserError('--token must not be empty');
     if (o.oktaAppId !== undefined) {
       if (provider !== 'okta') throw new UserError('--okta-app-id applies only to okta integrations');
       if (!/^[A-Za-z0-9]+$/.test(o.oktaAppId)) throw new UserError(`--okta-app-id "${o.oktaAppId}" is not an Okta app id (such as 0oa1b2c3d4E5F6g7h8i9)`);

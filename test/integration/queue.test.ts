@@ -124,11 +124,11 @@ describe('queue and worker (real Redis)', () => {
     const { config, queue } = setup();
     const t = await createOktaIntegration(db, config, okta, { appId: '0oaQ' });
     const service = new IntegrationService(db, config);
-    await syncSchedule(queue, await service.update(t.integrationId, { every: '15m' }));
+    await syncSchedule(queue, (await service.update(t.integrationId, { every: '15m' })).integration);
     let scheduler = await queue.getJobScheduler(schedulerId(t.integrationId));
     expect(scheduler).toMatchObject({ every: 900_000, name: 'schedule-tick' });
 
-    await syncSchedule(queue, await service.update(t.integrationId, { cron: '0 3 * * *' }));
+    await syncSchedule(queue, (await service.update(t.integrationId, { cron: '0 3 * * *' })).integration);
     scheduler = await queue.getJobScheduler(schedulerId(t.integrationId));
     expect(scheduler).toMatchObject({ pattern: '0 3 * * *' });
 

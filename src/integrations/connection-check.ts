@@ -1,0 +1,45 @@
+import type { EndpointCheck } from '../connectors/connector.js';
+import { type ConnectorSettings, createConnector } from '../connectors/index.js';
+import type { Integration } from '../db/integration.repository.js';
+import { UserError } from '../errors.js';
+import type { Credentials } from './credentials.js';
+
+/** What `integration test` reports: every endpoint a sync uses, each ok or with its problem. */
+export interface ConnectionReport {
+  readonly ok: boolean;
+  readonly checks: readonly EndpointCheck[];
+}
+
+/** What a connection needs; an integration not stored yet has all of it too. */
+export type ConnectionTarget = Pick<Integration, 'id' | 'provider' | 'baseUrl' | 'oktaAppId' | 'authentikApp'>;
+
+// An admin is waiting: a shorter timeout than a sync's, and a 429 is reported, not waited out.
+const CHECK_SETTINGS: ConnectorSettings = { requestTimeoutMs: 15_000, max429Retries: 0 };
+
+export async function checkConnection(target: ConnectionTarget, credentials: Credentials, settings: ConnectorSettings = CHECK_SETTINGS): Promise<ConnectionReport> {
+  const checks = await createConnector(target, credentials, settings).check();
+  return { ok: checks.every((c) => c.ok), checks };
+}
+
+/** `integration create` or `update` refused because the check failed; nothing was stored. */
+export class VerificationError extends UserError {
+  override name = 'VerificationError';
+  constructor(readonly report: ConnectionReport) {
+    const failed = report.checks.filter((c) => !c.ok && c.problem !== 'not-checked').length;
+    super(
+      `the IdP check failed at ${failed} endpoint${failed === 1 ? '' : 's'}, so nothing was stored: fix the settings, or store them unchecked (--no-verify; "verify": false in the API)`,
+    );
+  }
+}
+
+/** The report as lines for a terminal: one per endpoint. */
+export function describeReport(report: ConnectionReport): string {
+  const width = Math.max(...report.checks.map((c) => c.endpoint.length));
+  return report.checks
+    .map((c) => {
+      const mark = c.ok ? 'ok     ' : c.problem === 'not-checked' ? 'skipped' : 'FAILED ';
+      const text = c.ok ? (c.note ?? '') : c.message;
+      return `${mark}  ${c.endpoint.padEnd(width)}  ${text}`.trimEnd();
+    })
+    .join('\n');
+}
