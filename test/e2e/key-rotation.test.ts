@@ -34,11 +34,11 @@ beforeAll(async () => {
   app.users.add(okta.addUser('ann.lee@rotation.test', { id: '00uAnn' }).id);
   expect((await cli.run(['migrate'])).code).toBe(0);
   await cli.json(['tenant', 'create', 'acme']);
-  const create = (key: Record<string, string>, token: string) =>
-    cli.json<{ id: string }>(['integration', 'create', '--tenant', 'acme', '--provider', 'okta', '--base-url', okta.url, '--token', token, '--okta-app-id', '0oaRot'], key);
-  oktaId = (await create(OLD, TOKEN)).id;
+  const create = (key: Record<string, string>) =>
+    cli.json<{ id: string }>(['integration', 'create', '--tenant', 'acme', '--provider', 'okta', '--base-url', okta.url, '--token', TOKEN, '--okta-app-id', '0oaRot'], key);
+  oktaId = (await create(OLD)).id;
   // Credentials sealed under a key nobody kept: what reencrypt must report, not choke on.
-  strangerId = (await create({ DIRSYNC_ENCRYPTION_KEY: STRANGER_KEY }, 'tok-lost-key')).id;
+  strangerId = (await create({ DIRSYNC_ENCRYPTION_KEY: STRANGER_KEY })).id;
 }, 120_000);
 
 afterAll(async () => {

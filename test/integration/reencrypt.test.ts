@@ -1,10 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { requireKeyring } from '../../src/config.js';
-import { DecryptionError, isUnderCurrentKey } from '../../src/crypto.js';
+import { DecryptionError, hashSecret, isUnderCurrentKey, newSecret } from '../../src/crypto.js';
 import type { Db } from '../../src/db/database.js';
 import { IntegrationRepository } from '../../src/db/integration.repository.js';
 import { TenantRepository } from '../../src/db/tenant.repository.js';
+import { sealCredentials } from '../../src/integrations/credentials.js';
 import { IntegrationService } from '../../src/integrations/integration.service.js';
 import { type ReencryptOutcome, reencryptCredentials } from '../../src/integrations/reencrypt.js';
 import { createTestDatabase, testConfig, uniqueSlug } from '../support/env.js';
@@ -17,7 +18,7 @@ const STRANGER_KEY = randomBytes(32).toString('base64');
 let db: Db;
 let dropDb: () => Promise<void>;
 let url: string;
-let tenant: string;
+let tenantId: string;
 
 /** The config of a process started with these keys. */
 const withKeys = (key: string, previous?: string) =>
@@ -25,21 +26,32 @@ const withKeys = (key: string, previous?: string) =>
 
 beforeEach(async () => {
   ({ db, url, drop: dropDb } = await createTestDatabase());
-  tenant = uniqueSlug('rot');
-  await new TenantRepository(db).create(tenant, tenant);
+  const slug = uniqueSlug('rot');
+  tenantId = (await new TenantRepository(db).create(slug, slug))!.id;
 });
 afterEach(async () => {
   await dropDb();
 });
 
-/** Integrations created by a process whose DIRSYNC_ENCRYPTION_KEY was `key`: id to token. */
+/**
+ * Integrations as a process whose DIRSYNC_ENCRYPTION_KEY was `key` stores them (rows written
+ * directly: `integration create` would also check an IdP): id to token.
+ */
 async function createIntegrations(key: string, count: number): Promise<Map<string, string>> {
-  const service = new IntegrationService(db, withKeys(key));
+  const integrations = new IntegrationRepository(db);
   const tokens = new Map<string, string>();
   for (let i = 0; i < count; i++) {
+    const id = randomUUID();
     const token = `tok-${randomBytes(8).toString('hex')}`;
-    const { integration } = await service.create({ tenant, provider: 'okta', baseUrl: 'https://acme.okta.test', token });
-    tokens.set(integration.id, token);
+    await integrations.insert({
+      id,
+      tenant_id: tenantId,
+      provider: 'okta',
+      base_url: 'https://acme.okta.test',
+      credentials: sealCredentials(Buffer.from(key, 'base64'), id, { kind: 'token', token }),
+      webhook_secret_hash: hashSecret(newSecret()),
+    });
+    tokens.set(id, token);
   }
   return tokens;
 }
@@ -119,7 +131,9 @@ describe('re-encrypting credentials under a new key', () => {
     const report = await reencryptCredentials(db, requireKeyring(rotating), {
       afterIntegration: async (id) => {
         // An admin sets a new token on the last integration while the pass is under way.
-        if (id === ids[0]) await new IntegrationService(db, rotating).update(ids[2]!, { token: 'tok-set-meanwhile' });
+        if (id !== ids[0]) return;
+        const sealed = sealCredentials(requireKeyring(rotating).current, ids[2]!, { kind: 'token', token: 'tok-set-meanwhile' });
+        await new IntegrationRepository(db).update(ids[2]!, { credentials: sealed });
       },
     });
     expect(report).toEqual({ reencrypted: 2, alreadyCurrent: 1, failed: 0, failures: [] });
