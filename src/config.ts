@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import dotenv from 'dotenv';
 import { z } from 'zod';
+import type { Keyring } from './crypto.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -11,6 +12,8 @@ export interface Config {
   readonly adminToken: string | undefined;
   /** 32 bytes; undefined until a command that touches credentials asks for it. */
   readonly encryptionKey: Buffer | undefined;
+  /** Older keys that still decrypt during a key rotation; never used to encrypt. */
+  readonly previousEncryptionKeys: readonly Buffer[];
   readonly allowHttp: boolean;
   readonly logLevel: (typeof LOG_LEVELS)[number];
   /** BullMQ queue name; tests give each run its own. */
@@ -30,6 +33,14 @@ const boolish = z
   .refine((v) => ['true', 'false', '1', '0', 'yes', 'no', ''].includes(v), 'must be true or false')
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
+const KEY_FORMAT = 'must be 32 random bytes in base64, as `openssl rand -base64 32` prints';
+
+/** A 32-byte key from its base64 text, or undefined if the text is not exactly that. */
+function decodeKey(text: string): Buffer | undefined {
+  const key = Buffer.from(text, 'base64');
+  return key.length === 32 && key.toString('base64') === text.trim() ? key : undefined;
+}
+
 const schema = z.object({
   DATABASE_URL: z
     .string()
@@ -46,12 +57,31 @@ const schema = z.object({
     .optional()
     .transform((v, ctx) => {
       if (v === undefined || v === '') return undefined;
-      const key = Buffer.from(v, 'base64');
-      if (key.length !== 32 || key.toString('base64') !== v.trim()) {
-        ctx.addIssue({ code: 'custom', message: 'must be 32 random bytes in base64, as `openssl rand -base64 32` prints' });
+      const key = decodeKey(v);
+      if (!key) {
+        ctx.addIssue({ code: 'custom', message: KEY_FORMAT });
         return z.NEVER;
       }
       return key;
+    }),
+  // Comma-separated; a bad entry is named by its position, never by its value.
+  DIRSYNC_ENCRYPTION_KEY_PREVIOUS: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const entries = (v ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+      const keys = entries.map(decodeKey);
+      const bad = keys.flatMap((key, i) => (key ? [] : [i + 1]));
+      if (bad.length > 0) {
+        const which = bad.length === 1 ? `key ${bad[0]} is` : `keys ${bad.slice(0, -1).join(', ')} and ${bad.at(-1)} are`;
+        const message =
+          entries.length === 1
+            ? `${KEY_FORMAT} (several old keys: separate them with commas)`
+            : `has ${entries.length} comma-separated keys and ${which} not 32 random bytes in base64, as \`openssl rand -base64 32\` prints`;
+        ctx.addIssue({ code: 'custom', message });
+        return z.NEVER;
+      }
+      return keys.filter((key): key is Buffer => key !== undefined);
     }),
   DIRSYNC_ALLOW_HTTP: boolish.default(false),
   LOG_LEVEL: z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
@@ -88,6 +118,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, envFile = '.env
     port: e.PORT,
     adminToken: e.DIRSYNC_ADMIN_TOKEN,
     encryptionKey: e.DIRSYNC_ENCRYPTION_KEY,
+    previousEncryptionKeys: Object.freeze(e.DIRSYNC_ENCRYPTION_KEY_PREVIOUS),
     allowHttp: e.DIRSYNC_ALLOW_HTTP,
     logLevel: e.LOG_LEVEL,
     queueName: e.DIRSYNC_QUEUE,
@@ -104,3 +135,7 @@ export function requireEncryptionKey(config: Config): Buffer {
   return config.encryptionKey;
 }
 
+/** The current key and the previous ones: what decrypts stored credentials. */
+export function requireKeyring(config: Config): Keyring {
+  return { current: requireEncryptionKey(config), previous: config.previousEncryptionKeys };
+}

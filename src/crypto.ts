@@ -25,23 +25,51 @@ export function encrypt(key: Buffer, plaintext: string, context: string): Buffer
   return Buffer.concat([Buffer.from([VERSION]), keyId(key), iv, cipher.getAuthTag(), body]);
 }
 
-export function decrypt(key: Buffer, envelope: Buffer, context: string): string {
+/**
+ * The key that encrypts (DIRSYNC_ENCRYPTION_KEY) and older keys that still decrypt while a
+ * rotation is under way (DIRSYNC_ENCRYPTION_KEY_PREVIOUS).
+ *
+ * @example
+ * const keys: Keyring = { current: newKey, previous: [oldKey] };
+ * decrypt(keys, sealedUnderOldKey, integrationId); // reads
+ * isUnderCurrentKey(keys, sealedUnderOldKey); // false: `dirsync reencrypt` re-seals it
+ */
+export interface Keyring {
+  readonly current: Buffer;
+  readonly previous: readonly Buffer[];
+}
+
+/** Whether the envelope names the current key, so re-encrypting it would change nothing. */
+export function isUnderCurrentKey(keys: Keyring, envelope: Buffer): boolean {
+  return envelope.length >= HEADER && envelope[0] === VERSION && keyId(keys.current).equals(envelope.subarray(1, 5));
+}
+
+/** Decrypts with the key of the keyring that the envelope's key id names. */
+export function decrypt(keys: Keyring, envelope: Buffer, context: string): string {
   if (envelope.length < HEADER || envelope[0] !== VERSION) {
     throw new DecryptionError('stored credentials are not in a format this version of dirsync can read');
   }
-  if (!keyId(key).equals(envelope.subarray(1, 5))) {
+  const id = envelope.subarray(1, 5);
+  const candidates = [keys.current, ...keys.previous].filter((key) => keyId(key).equals(id));
+  if (candidates.length === 0) {
     throw new DecryptionError(
-      'stored credentials were encrypted with a different DIRSYNC_ENCRYPTION_KEY than the one configured',
+      keys.previous.length === 0
+        ? 'stored credentials were encrypted with a different DIRSYNC_ENCRYPTION_KEY than the one configured: if the key was changed, put the old one in DIRSYNC_ENCRYPTION_KEY_PREVIOUS'
+        : 'stored credentials were encrypted with a key that is neither DIRSYNC_ENCRYPTION_KEY nor one of DIRSYNC_ENCRYPTION_KEY_PREVIOUS: add that key to DIRSYNC_ENCRYPTION_KEY_PREVIOUS, or enter the credentials again with `dirsync integration update`',
     );
   }
-  const decipher = createDecipheriv('aes-256-gcm', key, envelope.subarray(5, 17));
-  decipher.setAAD(Buffer.from(context, 'utf8'));
-  decipher.setAuthTag(envelope.subarray(17, HEADER));
-  try {
-    return Buffer.concat([decipher.update(envelope.subarray(HEADER)), decipher.final()]).toString('utf8');
-  } catch {
-    throw new DecryptionError('stored credentials failed their integrity check (tampered or copied from another integration)');
+  // Two keys sharing a 4-byte id is unlikely but possible: the authentication tag tells them apart.
+  for (const key of candidates) {
+    const decipher = createDecipheriv('aes-256-gcm', key, envelope.subarray(5, 17));
+    decipher.setAAD(Buffer.from(context, 'utf8'));
+    decipher.setAuthTag(envelope.subarray(17, HEADER));
+    try {
+      return Buffer.concat([decipher.update(envelope.subarray(HEADER)), decipher.final()]).toString('utf8');
+    } catch {
+      // Try the next key with this id, if any.
+    }
   }
+  throw new DecryptionError('stored credentials failed their integrity check (tampered or copied from another integration)');
 }
 
 export function newSecret(): string {

@@ -4,6 +4,7 @@ import { DecryptionError } from '../crypto.js';
 import { UserError } from '../errors.js';
 import { registerDirectoryCommands } from './directory.command.js';
 import { registerIntegrationCommands } from './integration.command.js';
+import { registerReencryptCommand } from './reencrypt.command.js';
 import { registerServiceCommands } from './service.command.js';
 import { registerSyncCommands } from './sync.command.js';
 import { registerTenantCommands } from './tenant.command.js';
@@ -48,6 +49,7 @@ export function buildProgram(): Command {
   registerSyncCommands(program);
   registerDirectoryCommands(program);
   registerWebhookCommands(program);
+  registerReencryptCommand(program);
   for (const command of allCommands(program)) command.exitOverride().configureOutput(program.configureOutput());
   return program;
 }

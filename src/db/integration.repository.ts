@@ -65,6 +65,23 @@ export class IntegrationRepository {
     return row?.credentials;
   }
 
+  /** Every integration's id, oldest first. */
+  async listIds(): Promise<string[]> {
+    const rows = await this.db.selectFrom('integrations').select('id').orderBy('created_at').orderBy('id').execute();
+    return rows.map((r) => r.id);
+  }
+
+  /** The sealed credentials, the row locked until the caller's transaction ends. */
+  async lockCredentials(id: string): Promise<Buffer | undefined> {
+    const row = await this.db.selectFrom('integrations').select('credentials').where('id', '=', id).forUpdate().executeTakeFirst();
+    return row?.credentials;
+  }
+
+  /** Replaces the sealed credentials alone: re-encrypting changes no setting, so updated_at stays. */
+  async replaceCredentials(id: string, credentials: Buffer): Promise<void> {
+    await this.db.updateTable('integrations').set({ credentials }).where('id', '=', id).execute();
+  }
+
   private base() {
     return this.db
       .selectFrom('integrations as i')

@@ -1,4 +1,4 @@
-import { decrypt, encrypt } from '../crypto.js';
+import { type Keyring, decrypt, encrypt } from '../crypto.js';
 
 /** What an integration authenticates with. Stored encrypted; never logged or returned. */
 export type Credentials = TokenCredentials | OktaPrivateKeyCredentials;
@@ -24,8 +24,9 @@ export function sealCredentials(key: Buffer, integrationId: string, credentials:
   return encrypt(key, JSON.stringify(credentials), integrationId);
 }
 
-export function openCredentials(key: Buffer, integrationId: string, envelope: Buffer): Credentials {
-  return JSON.parse(decrypt(key, envelope, integrationId)) as Credentials;
+/** Opens credentials sealed under the current key or, mid-rotation, under a previous one. */
+export function openCredentials(keys: Keyring, integrationId: string, envelope: Buffer): Credentials {
+  return JSON.parse(decrypt(keys, envelope, integrationId)) as Credentials;
 }
 
 /** The secret strings in credentials: what must never appear in an error, a log or a response. */

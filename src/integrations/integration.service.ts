@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.js';
-import { requireEncryptionKey } from '../config.js';
+import { requireEncryptionKey, requireKeyring } from '../config.js';
 import { type DeprovisionMode, isDeprovisionMode } from '../core/policy.js';
 import { hashSecret, newSecret } from '../crypto.js';
 import type { Db } from '../db/database.js';
@@ -185,7 +185,7 @@ export class IntegrationService {
   async credentials(id: string): Promise<Credentials> {
     const envelope = await this.integrations.loadCredentials(id);
     if (!envelope) throw new NotFoundError(`integration ${id} does not exist`);
-    return openCredentials(requireEncryptionKey(this.config), id, envelope);
+    return openCredentials(requireKeyring(this.config), id, envelope);
   }
 
   view(integration: Integration): IntegrationView {
