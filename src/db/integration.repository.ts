@@ -84,7 +84,9 @@ export class IntegrationRepository {
   }
 }
 
-type ListedRow = Omit<IntegrationRow, 'credentials' | 'webhook_secret_hash'> & { tenant_slug: string };
+type ListedRow = Omit<IntegrationRow, 'credentials' | 'webhook_secret_hash' | 'webhook_secret_previous_hash' | 'webhook_secret_previous_expires_at'> & {
+  tenant_slug: string;
+};
 
 function toIntegration(row: ListedRow): Integration {
   const schedule: Schedule | null =

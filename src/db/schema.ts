@@ -33,6 +33,9 @@ export interface IntegrationsTable {
   schedule_cron: string | null;
   enabled: ColumnType<boolean, boolean | undefined, boolean>;
   webhook_secret_hash: string;
+  /** The secret the last rotation retired, accepted until its expiry (as of the database's clock). */
+  webhook_secret_previous_hash: string | null;
+  webhook_secret_previous_expires_at: NullableTimestamp;
   created_at: Generated<Date>;
   updated_at: Timestamp;
 }
