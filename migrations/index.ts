@@ -3,6 +3,7 @@ import * as initial from './2026-11-25T0000-initial.js';
 import * as deprovisionModes from './2026-11-25T0100-deprovision-modes.js';
 import * as webhooks from './2026-11-25T0200-webhooks.js';
 import * as memberVersions from './2026-11-25T0300-member-versions.js';
+import * as webhookSecretGrace from './2026-11-25T0400-webhook-secret-grace.js';
 import * as credentialKind from './2026-11-25T0500-credential-kind.js';
 
 /**
@@ -14,5 +15,6 @@ export const migrations: Record<string, Migration> = {
   '2026-11-25T0100-deprovision-modes': deprovisionModes,
   '2026-11-25T0200-webhooks': webhooks,
   '2026-11-25T0300-member-versions': memberVersions,
+  '2026-11-25T0400-webhook-secret-grace': webhookSecretGrace,
   '2026-11-25T0500-credential-kind': credentialKind,
 };

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import dotenv from 'dotenv';
 import { z } from 'zod';
 import type { Keyring } from './crypto.js';
+import { GRACE_RULE, parseGrace } from './integrations/webhook-secret-grace.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -20,6 +21,8 @@ export interface Config {
   readonly queueName: string;
   /** Public base URL that webhook URLs are built on. */
   readonly publicUrl: string;
+  /** How long a rotated webhook secret keeps working when the rotation names no grace period. */
+  readonly webhookSecretGraceMs: number;
 }
 
 export class ConfigError extends Error {
@@ -93,6 +96,17 @@ const schema = z.object({
     .string()
     .optional()
     .refine((v) => v === undefined || URL.canParse(v), 'is not a valid URL'),
+  DIRSYNC_WEBHOOK_SECRET_GRACE: z
+    .string()
+    .default('24h')
+    .transform((v, ctx) => {
+      const ms = parseGrace(v);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: `${GRACE_RULE}, not "${v}"` });
+        return z.NEVER;
+      }
+      return ms;
+    }),
 });
 
 /**
@@ -123,6 +137,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, envFile = '.env
     logLevel: e.LOG_LEVEL,
     queueName: e.DIRSYNC_QUEUE,
     publicUrl: (e.DIRSYNC_PUBLIC_URL ?? `http://127.0.0.1:${e.PORT}`).replace(/\/+$/, ''),
+    webhookSecretGraceMs: e.DIRSYNC_WEBHOOK_SECRET_GRACE,
   });
 }
 

@@ -86,3 +86,13 @@ export function secretMatches(presented: string, storedHash: string): boolean {
   const b = Buffer.from(storedHash, 'hex');
   return a.length === b.length && timingSafeEqual(a, b);
 }
+
+/**
+ * Whether a presented secret matches the current secret's hash or, during a rotation's grace
+ * period, the previous one's. Both are compared in constant time, whichever matches.
+ */
+export function secretMatchesEither(presented: string, hashes: { secretHash: string; previousSecretHash: string | null }): boolean {
+  const current = secretMatches(presented, hashes.secretHash);
+  const previous = hashes.previousSecretHash !== null && secretMatches(presented, hashes.previousSecretHash);
+  return current || previous;
+}

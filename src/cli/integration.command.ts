@@ -181,13 +181,21 @@ export function registerIntegrationCommands(program: Command): void {
 
   integration
     .command('rotate-webhook-secret <id>')
-    .description('issue a new webhook secret; the old one stops working')
+    .description('issue a new webhook secret; the old one keeps working for a grace period (only the last one retired is kept)')
+    .option('--grace <duration>', 'how long the old secret keeps working, such as 15m, 1h or 7d (at most 30d); 0 stops it at once (default: DIRSYNC_WEBHOOK_SECRET_GRACE, or 24h)')
     .addOption(jsonOption())
-    .action((id: string, opts: { json?: boolean }) =>
+    .action((id: string, opts: { grace?: string; json?: boolean }) =>
       withContext(async (ctx) => {
         const service = new IntegrationService(ctx.db, ctx.config);
-        const webhookSecret = await service.rotateWebhookSecret(id);
-        emit(opts.json, { id, webhookSecret }, () => `new webhook secret for ${id}: ${webhookSecret}`);
+        const rotation = await service.rotateWebhookSecret(id, opts.grace);
+        const until = rotation.previousSecretValidUntil;
+        // The secret goes last, so that scripts reading the text can take the end of it.
+        emit(opts.json, rotation, () =>
+          [
+            until ? `the old webhook secret still works until ${until}: give the IdP the new one before then` : 'the old webhook secret no longer works',
+            `new webhook secret for ${id}: ${rotation.webhookSecret}`,
+          ].join('\n'),
+        );
       }),
     );
 }

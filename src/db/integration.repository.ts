@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { DeprovisionMode } from '../core/policy.js';
 import type { CredentialKind } from '../integrations/credentials.js';
 import type { Db } from './database.js';
@@ -23,6 +24,8 @@ export interface Integration {
   readonly thresholdPercent: number | null;
   readonly schedule: Schedule | null;
   readonly enabled: boolean;
+  /** Until when the webhook secret retired by the last rotation still works; null when none does. */
+  readonly previousWebhookSecretValidUntil: string | null;
   readonly createdAt: string;
   readonly updatedAt: string;
 }
@@ -58,6 +61,28 @@ export class IntegrationRepository {
     if (tenantId) query = query.where('i.tenant_id', '=', tenantId);
     const rows = await query.orderBy('t.slug').orderBy('i.created_at').execute();
     return rows.map(toIntegration);
+  }
+
+  /**
+   * Replaces the webhook secret's hash in one statement. With a grace period the replaced hash
+   * becomes the previous one, valid until now() plus the grace (a previous one still valid is
+   * dropped); without, no previous secret is left. Returns that expiry, or undefined if there is
+   * no such integration.
+   */
+  async rotateWebhookSecret(id: string, secretHash: string, graceMs: number): Promise<{ previousExpiresAt: Date | null } | undefined> {
+    const row = await this.db
+      .updateTable('integrations')
+      // Right-hand sides read the row as it was: the previous hash is the one being replaced.
+      .set((eb) => ({
+        webhook_secret_previous_hash: graceMs > 0 ? eb.ref('webhook_secret_hash') : null,
+        webhook_secret_previous_expires_at: graceMs > 0 ? sql<Date>`now() + ${graceMs} * interval '1 millisecond'` : null,
+        webhook_secret_hash: secretHash,
+        updated_at: sql<Date>`now()`,
+      }))
+      .where('id', '=', id)
+      .returning('webhook_secret_previous_expires_at')
+      .executeTakeFirst();
+    return row && { previousExpiresAt: row.webhook_secret_previous_expires_at };
   }
 
   async loadCredentials(id: string): Promise<Buffer | undefined> {
@@ -101,13 +126,19 @@ export class IntegrationRepository {
         'i.schedule_every_ms',
         'i.schedule_cron',
         'i.enabled',
+        sql<Date | null>`case when i.webhook_secret_previous_expires_at > now() then i.webhook_secret_previous_expires_at end`.as(
+          'previous_webhook_secret_valid_until',
+        ),
         'i.created_at',
         'i.updated_at',
       ]);
   }
 }
 
-type ListedRow = Omit<IntegrationRow, 'credentials' | 'webhook_secret_hash'> & { tenant_slug: string };
+type ListedRow = Omit<IntegrationRow, 'credentials' | 'webhook_secret_hash' | 'webhook_secret_previous_hash' | 'webhook_secret_previous_expires_at'> & {
+  tenant_slug: string;
+  previous_webhook_secret_valid_until: Date | null;
+};
 
 function toIntegration(row: ListedRow): Integration {
   const schedule: Schedule | null =
@@ -130,6 +161,7 @@ function toIntegration(row: ListedRow): Integration {
     thresholdPercent: row.threshold_percent,
     schedule,
     enabled: row.enabled,
+    previousWebhookSecretValidUntil: row.previous_webhook_secret_valid_until?.toISOString() ?? null,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
   };

@@ -36,6 +36,9 @@ export interface IntegrationsTable {
   webhook_secret_hash: string;
   credential_kind: ColumnType<CredentialKind, CredentialKind | undefined, CredentialKind>;
   okta_client_id: string | null;
+  /** The secret the last rotation retired, accepted until its expiry (as of the database's clock). */
+  webhook_secret_previous_hash: string | null;
+  webhook_secret_previous_expires_at: NullableTimestamp;
   created_at: Generated<Date>;
   updated_at: Timestamp;
 }

@@ -8,6 +8,8 @@ export interface WebhookTarget {
   enabled: boolean;
   oktaAppId: string | null;
   secretHash: string;
+  /** The secret the last rotation retired, while its grace period lasts (by the database's clock). */
+  previousSecretHash: string | null;
 }
 
 export interface WebhookDelivery {
@@ -28,17 +30,29 @@ export interface WebhookDelivery {
  */
 const ASYNC_COMMIT = sql`async_commit as materialized (select set_config('synchronous_commit', 'off', true))`;
 
+/** The previous secret's hash while its grace period lasts, null after: expired is the same as absent. */
+const PREVIOUS_SECRET_HASH = sql<string | null>`case when webhook_secret_previous_expires_at > now() then webhook_secret_previous_hash end`.as(
+  'previous_secret_hash',
+);
+
 export class WebhookRepository {
   constructor(private readonly db: Db) {}
 
   async findTarget(integrationId: string): Promise<WebhookTarget | undefined> {
     const row = await this.db
       .selectFrom('integrations')
-      .select(['id', 'provider', 'enabled', 'okta_app_id', 'webhook_secret_hash'])
+      .select(['id', 'provider', 'enabled', 'okta_app_id', 'webhook_secret_hash', PREVIOUS_SECRET_HASH])
       .where('id', '=', integrationId)
       .executeTakeFirst();
     return (
-      row && { id: row.id, provider: row.provider, enabled: row.enabled, oktaAppId: row.okta_app_id, secretHash: row.webhook_secret_hash }
+      row && {
+        id: row.id,
+        provider: row.provider,
+        enabled: row.enabled,
+        oktaAppId: row.okta_app_id,
+        secretHash: row.webhook_secret_hash,
+        previousSecretHash: row.previous_secret_hash,
+      }
     );
   }
 
@@ -49,22 +63,38 @@ export class WebhookRepository {
    */
   async coalesce(delivery: {
     integrationId: string;
-    /** sha256 of the presented secret: nothing is written unless it matches and the integration is enabled. */
+    /**
+     * sha256 of the presented secret: nothing is written unless it matches the current secret,
+     * or the previous one within its grace period, and the integration is enabled.
+     */
     secretHash: string;
     source: Provider;
     eventTypes: readonly string[];
     eventIds: readonly string[];
     relevant: boolean;
-  }): Promise<{ target: { enabled: boolean; secretHash: string } | undefined; fresh: string[]; joinedRunId: string | null }> {
+  }): Promise<{
+    target: { enabled: boolean; secretHash: string; previousSecretHash: string | null } | undefined;
+    fresh: string[];
+    joinedRunId: string | null;
+  }> {
     const ids = [...new Set(delivery.eventIds)];
     // Only bookkeeping is written here (the run it joins is already durable), so the statement
     // does not wait for the WAL flush (see ASYNC_COMMIT): a crash could lose the last few of
     // these rows, and with them at worst the dedupe of a redelivery, which costs one extra run.
-    const { rows } = await sql<{ enabled: boolean | null; secret_hash: string | null; fresh: string[] | null; joined: string | null }>`
+    // The previous secret's expiry is read with this statement's now(), so the caller's check
+    // of the hashes it returns agrees with what the statement allowed.
+    const { rows } = await sql<{
+      enabled: boolean | null;
+      secret_hash: string | null;
+      previous_secret_hash: string | null;
+      fresh: string[] | null;
+      joined: string | null;
+    }>`
       with ${ASYNC_COMMIT}, target as (
-        select enabled, webhook_secret_hash from integrations where id = ${delivery.integrationId}::uuid
+        select enabled, webhook_secret_hash, ${PREVIOUS_SECRET_HASH} from integrations where id = ${delivery.integrationId}::uuid
       ), allowed as (
-        select 1 from target where enabled and webhook_secret_hash = ${delivery.secretHash}
+        select 1 from target
+        where enabled and (webhook_secret_hash = ${delivery.secretHash} or previous_secret_hash = ${delivery.secretHash})
       ), ev as (
         insert into webhook_events (integration_id, event_id)
         select ${delivery.integrationId}::uuid, e from unnest(${ids}::text[]) as e
@@ -84,11 +114,15 @@ export class WebhookRepository {
         returning run_id
       )
       select (select enabled from target) as enabled, (select webhook_secret_hash from target) as secret_hash,
+        (select previous_secret_hash from target) as previous_secret_hash,
         (select array_agg(event_id) from ev) as fresh, (select run_id from joined) as joined
       from async_commit
     `.execute(this.db);
     const row = rows[0];
-    const target = row && row.secret_hash !== null ? { enabled: row.enabled === true, secretHash: row.secret_hash } : undefined;
+    const target =
+      row && row.secret_hash !== null
+        ? { enabled: row.enabled === true, secretHash: row.secret_hash, previousSecretHash: row.previous_secret_hash }
+        : undefined;
     return { target, fresh: row?.fresh ?? [], joinedRunId: row?.joined ?? null };
   }
 

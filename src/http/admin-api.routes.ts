@@ -247,10 +247,25 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         );
       }
 
-      api.post<{ Params: { id: string } }>(
+      api.post<{ Params: { id: string }; Body: { grace?: string } | undefined }>(
         '/integrations/:id/rotate-webhook-secret',
-        { schema: { tags: ['integrations'], summary: 'Issue a new webhook secret (returned once)', params: idParam } },
-        async (request) => ({ id: request.params.id, webhookSecret: await integrations().rotateWebhookSecret(request.params.id) }),
+        {
+          schema: {
+            tags: ['integrations'],
+            summary: 'Issue a new webhook secret (returned once); the old one keeps working for a grace period',
+            params: idParam,
+            body: {
+              type: 'object',
+              properties: { grace: { type: 'string', description: '0, or a duration such as 15m, 1h or 7d (at most 30d); default DIRSYNC_WEBHOOK_SECRET_GRACE' } },
+              additionalProperties: false,
+            },
+          },
+          // The body is optional: a request without one is validated as {}.
+          preValidation: async (request) => {
+            request.body ??= {};
+          },
+        },
+        async (request) => integrations().rotateWebhookSecret(request.params.id, request.body?.grace),
       );
 
       api.get<{ Params: { id: string }; Querystring: Page }>(

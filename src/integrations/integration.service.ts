@@ -13,6 +13,7 @@ import { type ConnectionReport, type ConnectionTarget, VerificationError, checkC
 import { type CredentialKind, type Credentials, openCredentials, sealCredentials } from './credentials.js';
 import { parseOktaPrivateKey } from './okta-private-key.js';
 import { InvalidScheduleError, describeSchedule, parseSchedule } from './schedule.js';
+import { GRACE_RULE, parseGrace } from './webhook-secret-grace.js';
 
 export interface IntegrationOptions {
   baseUrl?: string | undefined;
@@ -52,8 +53,17 @@ export interface IntegrationView {
   schedule: string;
   enabled: boolean;
   webhookUrl: string;
+  /** Until when the webhook secret retired by the last rotation still works; null when none does. */
+  previousWebhookSecretValidUntil: string | null;
   createdAt: string;
   updatedAt: string;
+}
+
+/** What a rotation returns: the new secret (shown only now) and until when the old one works. */
+export interface WebhookSecretRotation {
+  id: string;
+  webhookSecret: string;
+  previousSecretValidUntil: string | null;
 }
 
 const PROVIDERS: readonly Provider[] = ['okta', 'authentik'];
@@ -156,11 +166,20 @@ export class IntegrationService {
     return this.get(id);
   }
 
-  async rotateWebhookSecret(id: string): Promise<string> {
+  /**
+   * Issues a new webhook secret. The old one keeps working for `grace` (`0`, or a duration such
+   * as `1h`; DIRSYNC_WEBHOOK_SECRET_GRACE when not given), so the IdP can be switched over
+   * without dropping events. Only one old secret is kept: one retired by an earlier rotation
+   * stops working now, even if its grace period had not ended.
+   */
+  async rotateWebhookSecret(id: string, grace?: string): Promise<WebhookSecretRotation> {
+    const graceMs = grace === undefined ? this.config.webhookSecretGraceMs : parseGrace(grace);
+    if (graceMs === undefined) throw new UserError(`--grace ${GRACE_RULE}, not "${grace}"`);
     await this.get(id);
     const secret = newSecret();
-    await this.integrations.update(id, { webhook_secret_hash: hashSecret(secret) });
-    return secret;
+    const rotated = await this.integrations.rotateWebhookSecret(id, hashSecret(secret), graceMs);
+    if (!rotated) throw new NotFoundError(`integration ${id} does not exist: \`dirsync integration list\` shows the ids`);
+    return { id, webhookSecret: secret, previousSecretValidUntil: rotated.previousExpiresAt?.toISOString() ?? null };
   }
 
   async delete(id: string): Promise<Integration> {
@@ -203,6 +222,7 @@ export class IntegrationService {
       schedule: describeSchedule(integration.schedule),
       enabled: integration.enabled,
       webhookUrl: `${this.config.publicUrl}/webhooks/${integration.id}`,
+      previousWebhookSecretValidUntil: integration.previousWebhookSecretValidUntil,
       createdAt: integration.createdAt,
       updatedAt: integration.updatedAt,
     };

@@ -1,4 +1,4 @@
-import { hashSecret, secretMatches } from '../crypto.js';
+import { hashSecret, secretMatchesEither } from '../crypto.js';
 import type { Db } from '../db/database.js';
 import type { Provider } from '../db/schema.js';
 import { RunRepository, isUuid } from '../db/run.repository.js';
@@ -42,12 +42,15 @@ type Authorized =
   | { readonly ok: true; readonly target: NonNullable<Awaited<ReturnType<WebhookRepository['findTarget']>>> }
   | { readonly ok: false; readonly reply: WebhookReply };
 
-/** Unknown integration 404, wrong or missing secret 401, disabled 403: in that order. */
+/**
+ * Unknown integration 404, wrong or missing secret 401, disabled 403: in that order. A
+ * rotated-out secret counts as right until its grace period ends, then as wrong.
+ */
 export async function authorize(db: Db, integrationId: string, authorization: string | undefined): Promise<Authorized> {
   const target = isUuid(integrationId) ? await new WebhookRepository(db).findTarget(integrationId) : undefined;
   if (!target) return { ok: false, reply: reply(404, { error: `no integration ${integrationId}` }) };
   const secret = presentedSecret(authorization);
-  if (!secret || !secretMatches(secret, target.secretHash)) {
+  if (!secret || !secretMatchesEither(secret, target)) {
     return { ok: false, reply: reply(401, { error: 'missing or wrong webhook secret in the Authorization header' }) };
   }
   if (!target.enabled) return { ok: false, reply: reply(403, { error: 'the integration is disabled' }) };
@@ -90,7 +93,7 @@ export async function receiveWebhook(
   // queued run's job was enqueued by whoever queued it.
   const { target, fresh, joinedRunId } = await webhooks.coalesce({ ...record, secretHash: hashSecret(secret), relevant: signal.relevant });
   if (!target) return reply(404, { error: `no integration ${integrationId}` });
-  if (!secret || !secretMatches(secret, target.secretHash)) {
+  if (!secret || !secretMatchesEither(secret, target)) {
     return reply(401, { error: 'missing or wrong webhook secret in the Authorization header' });
   }
   if (!target.enabled) return reply(403, { error: 'the integration is disabled' });

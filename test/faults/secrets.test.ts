@@ -288,7 +288,7 @@ describe('secrets never leak', () => {
 
   it('takes webhook deliveries with the right secret and refuses wrong ones without recording them', async () => {
     const firstOktaSecret = secrets.get('Okta webhook secret')!;
-    const rotated = await issuing('rotated Okta webhook secret', ['integration', 'rotate-webhook-secret', oktaId, '--json'], (stdout) => (JSON.parse(stdout) as { webhookSecret: string }).webhookSecret);
+    const rotated = await issuing('rotated Okta webhook secret', ['integration', 'rotate-webhook-secret', oktaId, '--grace', '0', '--json'], (stdout) => (JSON.parse(stdout) as { webhookSecret: string }).webhookSecret);
     const akSecret = secrets.get('authentik webhook secret')!;
     const hook = (id: string) => `/webhooks/${id}`;
     const post = (id: string, authorization: string, body: unknown) =>

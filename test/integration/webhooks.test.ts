@@ -57,7 +57,7 @@ async function setup(redisUrl = 'redis://127.0.0.1:6379') {
   });
   const service = new IntegrationService(db, config);
   const t = await createOktaIntegration(db, config, okta, { appId: '0oaW' });
-  const secret = await service.rotateWebhookSecret(t.integrationId);
+  const { webhookSecret: secret } = await service.rotateWebhookSecret(t.integrationId);
   const post = (body: unknown, authorization: string | undefined = secret, id = t.integrationId) =>
     app.inject({ method: 'POST', url: `/webhooks/${id}`, headers: authorization ? { authorization } : {}, payload: body as object });
   return { config, queue, app, t, secret, post, service };
@@ -221,7 +221,7 @@ describe('webhook receiver', () => {
     cleanups.push(() => ak.stop());
     const { app, config, service } = await setup();
     const t = await createAuthentikIntegration(db, config, ak);
-    const secret = await service.rotateWebhookSecret(t.integrationId);
+    const { webhookSecret: secret } = await service.rotateWebhookSecret(t.integrationId);
     const post = (body: object) => app.inject({ method: 'POST', url: `/webhooks/${t.integrationId}`, headers: { authorization: `Bearer ${secret}` }, payload: body });
     expect((await post(authentikDefaultBody())).json().outcome).toBe('triggered');
     expect((await post(authentikMappedBody('model_deleted', { app: 'authentik_core', model_name: 'group', pk: 'g', name: 'Ops' }))).json().outcome).toBe('triggered');
