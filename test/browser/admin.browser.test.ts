@@ -52,7 +52,7 @@ beforeAll(async () => {
 
   // A second tenant whose token Okta rejects: its last run failed, and says why.
   const bad = await createOktaIntegration(db, config, okta, { appId: '0oaUi', tenantSlug: 'umbrella' });
-  await new IntegrationService(db, config).update(bad.integrationId, { token: 'revoked-token' });
+  await new IntegrationService(db, config).update(bad.integrationId, { token: 'revoked-token', verify: false });
   expect((await runNow({ db, config }, bad.integrationId)).status).toBe('failed');
 
   app = buildServer({ db, config, redis, queue, log: silentLog });
