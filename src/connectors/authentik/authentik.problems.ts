@@ -17,6 +17,10 @@ export function authentikProblem(error: unknown, ctx: AuthentikContext): Problem
   const status = statusOf(error);
   if (status === undefined) return undefined;
   const said = ctx.detail ? ` (authentik: "${ctx.detail}")` : '';
+  // authentik's API explains every refusal in a JSON `detail`; a bare 4xx comes from another server.
+  if (status >= 400 && status < 500 && status !== 429 && ctx.detail === undefined) {
+    return { kind: 'wrong-url', message: `${ctx.baseUrl} answered ${status} without authentik's error body, so it is not authentik's API: check --base-url is the authentik address, without /api/v3` };
+  }
   if (status === 429) return { kind: 'rate-limited', message: 'authentik is rate-limiting these requests (429): wait and try again' };
   if (status >= 500) return { kind: 'idp-error', message: `authentik answered with a server error (${status}): try again later` };
   // authentik answers an unknown or expired token with 403, not 401; its detail tells them apart.

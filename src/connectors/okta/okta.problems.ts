@@ -25,6 +25,8 @@ export function oktaProblem(error: unknown, ctx: OktaContext): Problem | undefin
   const e = error as { errorCode?: string; headers?: { get?: (name: string) => string | null } };
   if (status === 429) return { kind: 'rate-limited', message: 'Okta is rate-limiting these requests (429): other clients are using up the org\'s rate limit; wait for it to reset and try again' };
   if (status >= 500) return { kind: 'idp-error', message: `Okta answered with a server error (${status}): try again later` };
+  // Every refusal of Okta's API carries an Okta error code (E0000011, ...): one without is another server.
+  if (!e.errorCode) return { kind: 'wrong-url', message: `${ctx.orgUrl} answered ${status} without an Okta error code, so it is not Okta's API: check --base-url is the Okta org URL` };
   if (status === 401) {
     return ctx.auth === 'token'
       ? { kind: 'unauthorized', message: 'Okta rejected the API token: it is invalid, expired or revoked (tokens lapse after 30 days unused); create a new one' }
