@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UserError } from '../errors.js';
-import { type ConnectionReport, VerificationError, describeReport } from '../integrations/connection-check.js';
+import { type ConnectionReport, VerificationError, describeReport, failedCount } from '../integrations/connection-check.js';
 import { type IntegrationOptions, IntegrationService } from '../integrations/integration.service.js';
 import { removeSchedule, syncSchedule } from '../queue/queue.js';
 import { emit, jsonOption, table } from './output.js';
@@ -107,15 +107,9 @@ export function registerIntegrationCommands(program: Command): void {
     .addOption(jsonOption())
     .action((id: string, opts: { json?: boolean }) =>
       withContext(async (ctx) => {
-        const service = new IntegrationService(ctx.db, ctx.config);
-        const integration = await service.get(id);
-        const report = await service.test(id);
-        const { provider, baseUrl, auth } = service.view(integration);
-        emit(opts.json, { id, provider, baseUrl, auth, ...report }, () => describeReport(report));
-        if (!report.ok) {
-          const failed = report.checks.filter((c) => !c.ok && c.problem !== 'not-checked').length;
-          throw new UserError(`${failed} of ${report.checks.length} endpoints failed the check`);
-        }
+        const result = await new IntegrationService(ctx.db, ctx.config).test(id);
+        emit(opts.json, result, () => describeReport(result));
+        if (!result.ok) throw new UserError(`${failedCount(result)} of ${result.checks.length} endpoints failed the check`);
       }),
     );
 
@@ -130,8 +124,8 @@ export function registerIntegrationCommands(program: Command): void {
         const views = (await service.list(opts.tenant)).map((i) => service.view(i));
         emit(opts.json, views, () =>
           table(
-            ['id', 'tenant', 'provider', 'baseUrl', 'schedule', 'enabled'],
-            views.map((v) => [v.id, v.tenant, v.provider, v.baseUrl, v.schedule, v.enabled]),
+            ['id', 'tenant', 'provider', 'auth', 'baseUrl', 'schedule', 'enabled'],
+            views.map((v) => [v.id, v.tenant, v.provider, v.auth, v.baseUrl, v.schedule, v.enabled]),
           ),
         );
       }),
@@ -145,7 +139,8 @@ export function registerIntegrationCommands(program: Command): void {
       withContext(async (ctx) => {
         const service = new IntegrationService(ctx.db, ctx.config);
         const view = service.view(await service.get(id));
-        emit(opts.json, view, () => Object.entries(view).map(([k, v]) => `${k.padEnd(16)} ${v ?? '-'}`).join('\n'));
+        const width = Math.max(...Object.keys(view).map((k) => k.length));
+        emit(opts.json, view, () => Object.entries(view).map(([k, v]) => `${k.padEnd(width)}  ${v ?? '-'}`).join('\n'));
       }),
     );
 

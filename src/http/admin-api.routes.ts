@@ -192,12 +192,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
       api.post<{ Params: { id: string } }>(
         '/integrations/:id/test',
         { schema: { tags: ['integrations'], summary: 'Read one page from every IdP endpoint a sync uses; report each', params: idParam } },
-        async (request) => {
-          const service = integrations();
-          const view = service.view(await service.get(request.params.id));
-          const report = await service.test(request.params.id);
-          return { id: view.id, provider: view.provider, baseUrl: view.baseUrl, auth: view.auth, ...report };
-        },
+        async (request) => integrations().test(request.params.id),
       );
 
       api.get<{ Params: { id: string } }>('/integrations/:id', { schema: { tags: ['integrations'], summary: 'One integration', params: idParam } }, async (request) => {

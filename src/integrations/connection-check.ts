@@ -1,5 +1,5 @@
 import type { EndpointCheck } from '../connectors/connector.js';
-import { type ConnectorSettings, createConnector } from '../connectors/index.js';
+import type { ConnectorSettings } from '../connectors/index.js';
 import type { Integration } from '../db/integration.repository.js';
 import { UserError } from '../errors.js';
 import type { Credentials } from './credentials.js';
@@ -17,15 +17,23 @@ export type ConnectionTarget = Pick<Integration, 'id' | 'provider' | 'baseUrl' |
 const CHECK_SETTINGS: ConnectorSettings = { requestTimeoutMs: 15_000, max429Retries: 0 };
 
 export async function checkConnection(target: ConnectionTarget, credentials: Credentials, settings: ConnectorSettings = CHECK_SETTINGS): Promise<ConnectionReport> {
+  // Loaded here, not at the top: the IdP SDKs take most of a second to load, and every CLI
+  // command imports this module though few talk to an IdP.
+  const { createConnector } = await import('../connectors/index.js');
   const checks = await createConnector(target, credentials, settings).check();
   return { ok: checks.every((c) => c.ok), checks };
+}
+
+/** Endpoints that failed, not counting those not tried because an earlier one failed. */
+export function failedCount(report: ConnectionReport): number {
+  return report.checks.filter((c) => !c.ok && c.problem !== 'not-checked').length;
 }
 
 /** `integration create` or `update` refused because the check failed; nothing was stored. */
 export class VerificationError extends UserError {
   override name = 'VerificationError';
   constructor(readonly report: ConnectionReport) {
-    const failed = report.checks.filter((c) => !c.ok && c.problem !== 'not-checked').length;
+    const failed = failedCount(report);
     super(
       `the IdP check failed at ${failed} endpoint${failed === 1 ? '' : 's'}, so nothing was stored: fix the settings, or store them unchecked (--no-verify; "verify": false in the API)`,
     );

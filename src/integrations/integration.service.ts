@@ -66,6 +66,14 @@ export interface WebhookSecretRotation {
   previousSecretValidUntil: string | null;
 }
 
+/** What `integration test` answers. */
+export interface IntegrationTestResult extends ConnectionReport {
+  readonly id: string;
+  readonly provider: Provider;
+  readonly baseUrl: string;
+  readonly auth: CredentialKind;
+}
+
 const PROVIDERS: readonly Provider[] = ['okta', 'authentik'];
 
 /** Validates and stores integrations; encrypts credentials under DIRSYNC_ENCRYPTION_KEY. */
@@ -155,9 +163,10 @@ export class IntegrationService {
   }
 
   /** Reads one page from every endpoint a sync uses (`dirsync integration test`). */
-  async test(id: string): Promise<ConnectionReport> {
+  async test(id: string): Promise<IntegrationTestResult> {
     const integration = await this.get(id);
-    return checkConnection(integration, await this.credentials(id));
+    const report = await checkConnection(integration, await this.credentials(id));
+    return { id, provider: integration.provider, baseUrl: integration.baseUrl, auth: integration.credentialKind, ...report };
   }
 
   async setEnabled(id: string, enabled: boolean): Promise<Integration> {

@@ -97,7 +97,7 @@ beforeAll(async () => {
   await cli.json(['tenant', 'create', 'acme']);
   const [created, other] = await Promise.all([
     cli.json<{ id: string }>(['integration', 'create', '--tenant', 'acme', '--provider', 'okta', '--base-url', okta.url, '--token', TOKEN]),
-    cli.json<{ id: string }>(['integration', 'create', '--tenant', 'acme', '--provider', 'authentik', '--base-url', 'https://auth.input.test', '--token', TOKEN]),
+    cli.json<{ id: string }>(['integration', 'create', '--tenant', 'acme', '--provider', 'authentik', '--base-url', 'https://auth.input.test', '--token', TOKEN, '--no-verify']),
   ]);
   id = created.id;
   disabledId = other.id;
@@ -184,7 +184,7 @@ describe('bad operator input', () => {
     const create = (...more: string[]) => ['integration', 'create', '--tenant', 'acme', ...more];
     const okta_ = (...more: string[]) => create('--provider', 'okta', '--base-url', 'https://acme.okta.test', '--token', 'tok-123456789', ...more);
     await expectOneSentence([
-      [['integration'], /^dirsync: missing command: `dirsync integration` takes create, update, list, show, enable, disable, delete or rotate-webhook-secret/],
+      [['integration'], /^dirsync: missing command: `dirsync integration` takes create, update, test, list, show, enable, disable, delete or rotate-webhook-secret/],
       [['integration', 'frob'], /^dirsync: unknown command 'frob'$/],
       [['integration', 'create'], /^dirsync: required option '--tenant <slug>' not specified$/],
       [create(), /^dirsync: required option '--provider <provider>' not specified$/],
@@ -192,7 +192,7 @@ describe('bad operator input', () => {
       [['integration', 'create', '--tenant', 'nope', '--provider', 'okta'], /^dirsync: tenant "nope" does not exist: create it with `dirsync tenant create nope`\.$/],
       [create('--provider', 'okta'), /^dirsync: --base-url is required: the Okta org URL/],
       [create('--provider', 'authentik', '--base-url', 'https://auth.test'), /^dirsync: --token is required: an authentik API token/],
-      [create('--provider', 'okta', '--base-url', 'https://acme.okta.test'), /^dirsync: --token is required: an Okta API token/],
+      [create('--provider', 'okta', '--base-url', 'https://acme.okta.test'), /^dirsync: --token or --okta-client-id with --okta-private-key-file is required: an Okta API token, or an OAuth service app/],
       [create('--provider', 'okta', '--base-url', 'x', '--token', 't'), /^dirsync: --base-url "x" is not a URL/],
       [create('--provider', 'okta', '--base-url', 'ftp://x', '--token', 't'), /^dirsync: --base-url ftp:\/\/x must be an https:\/\/ URL\.$/],
       [create('--provider', 'okta', '--base-url', 'http://acme.okta.test', '--token', 't'), /uses http:\/\/, which would send the token in clear/, { DIRSYNC_ALLOW_HTTP: 'false' }],

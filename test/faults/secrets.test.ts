@@ -1,4 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +12,7 @@ import { FakeOkta } from '../support/fake-okta.js';
 import { authentikMappedBody, oktaDelivery } from '../support/webhook-bodies.js';
 import { recordFigures } from './support/figures.js';
 import { DirsyncProcess } from '../support/processes.js';
+import { serviceAppKey } from '../support/okta-oauth.js';
 
 /**
  * Drives the whole product with known secrets and looks for them everywhere an operator or an
@@ -30,6 +34,8 @@ const AK_WRONG = `akWRONG${hex(16)}`;
 const ADMIN_TOKEN = `admin-${hex(16)}`;
 const WRONG_WEBHOOK_SECRET = `wrongHOOK${hex(16)}`;
 const ENCRYPTION_KEY = TEST_KEY;
+const SERVICE_APP_KEY = serviceAppKey('rsa');
+const SERVICE_APP_KEY_FILE = path.join(mkdtempSync(path.join(tmpdir(), 'dirsync-secrets-')), 'service-app.pem');
 
 /** Everything the product must never show; webhook secrets are added as they are issued. */
 const secrets = new Map<string, string>([
@@ -42,6 +48,8 @@ const secrets = new Map<string, string>([
   ['DIRSYNC_ADMIN_TOKEN', ADMIN_TOKEN],
   ['wrong webhook secret', WRONG_WEBHOOK_SECRET],
   ['DIRSYNC_ENCRYPTION_KEY', ENCRYPTION_KEY],
+  ["Okta service app's private key (JWK d)", (JSON.parse(SERVICE_APP_KEY.privateJwk) as { d: string }).d],
+  ["Okta service app's private key (PEM)", SERVICE_APP_KEY.privatePem.split('\n')[1]!],
 ]);
 
 /** The ways a secret could be written down: as is, in base64, and as hex (how Postgres prints bytea). */
@@ -150,6 +158,7 @@ let okta: FakeOkta;
 let ak: FakeAuthentik;
 let oktaId: string;
 let akId: string;
+let serviceAppId: string;
 let apiId: string;
 const runIds: string[] = [];
 
@@ -165,6 +174,8 @@ beforeAll(async () => {
   app.users.add(ann.id);
   app.users.add(bob.id);
   app.groups.add(eng.id);
+  okta.serviceApp = { clientId: '0oaSecretsSvc', publicKey: SERVICE_APP_KEY.publicKey, grantedScopes: new Set(['okta.users.read', 'okta.groups.read', 'okta.apps.read']), dpop: true };
+  writeFileSync(SERVICE_APP_KEY_FILE, SERVICE_APP_KEY.privatePem, { mode: 0o600 });
 
   ak = await new FakeAuthentik().start();
   ak.token = AK_TOKEN;
@@ -194,6 +205,15 @@ describe('secrets never leak', () => {
       oktaId = created.id;
       return created.webhookSecret;
     });
+    await issuing(
+      'service app webhook secret',
+      ['integration', 'create', '--tenant', 'globex', '--provider', 'okta', '--base-url', okta.url, '--okta-client-id', '0oaSecretsSvc', '--okta-private-key-file', SERVICE_APP_KEY_FILE, '--okta-app-id', '0oaSecrets', '--json'],
+      (stdout) => {
+        const created = JSON.parse(stdout) as { id: string; webhookSecret: string };
+        serviceAppId = created.id;
+        return created.webhookSecret;
+      },
+    );
     // The human rendering prints the secret on its own line.
     await issuing('authentik webhook secret', ['integration', 'create', '--tenant', 'globex', '--provider', 'authentik', '--base-url', ak.url, '--token', AK_TOKEN, '--authentik-app', 'wiki'], (stdout) => {
       akId = /^created integration ([0-9a-f-]{36})/m.exec(stdout)![1]!;
@@ -233,11 +253,23 @@ describe('secrets never leak', () => {
     expect(first).toMatchObject({ status: 'succeeded', error: null });
     expect(second).toMatchObject({ status: 'succeeded', error: null });
     runIds.push(first.id, second.id);
+    // The service app, with DPoP: its key signs assertions and proofs, and is never written down.
+    const viaServiceApp = await json<RunSummaryJson>(['sync', serviceAppId, '--wait']);
+    expect(viaServiceApp).toMatchObject({ status: 'succeeded', error: null });
+    runIds.push(viaServiceApp.id);
 
-    // The IdPs refuse a wrong token: the runs fail, saying the token was refused, without showing it.
-    await Promise.all([
+    // A wrong token is refused by the IdP check before it is stored, without being shown.
+    const refused = await Promise.all([
       dirsync(['integration', 'update', oktaId, '--token', OKTA_WRONG]),
       dirsync(['integration', 'update', akId, '--token', AK_WRONG]),
+    ]);
+    expect(refused.map((r) => r.code)).toEqual([1, 1]);
+    expect(refused[0]!.stderr).toMatch(/Okta rejected the API token/);
+    expect(refused[1]!.stderr).toMatch(/authentik rejected the API token/);
+    // Stored unchecked, the IdPs refuse it: the runs fail, saying the token was refused, without showing it.
+    await Promise.all([
+      dirsync(['integration', 'update', oktaId, '--token', OKTA_WRONG, '--no-verify']),
+      dirsync(['integration', 'update', akId, '--token', AK_WRONG, '--no-verify']),
     ]);
     const [oktaFailed, akFailed] = await Promise.all([dirsync(['sync', oktaId, '--wait', '--json']), dirsync(['sync', akId, '--wait'])]);
     expect(oktaFailed.code).toBe(1);
@@ -326,7 +358,8 @@ describe('secrets never leak', () => {
     // One more integration through the API: the token goes in, only the webhook secret comes out.
     const created = await admin('/api/v1/integrations', {
       method: 'POST',
-      body: JSON.stringify({ tenant: 'acme', provider: 'okta', baseUrl: okta.url, token: OKTA_TOKEN_API }),
+      // A token the fake Okta does not know: stored unchecked, so it must not leak either.
+      body: JSON.stringify({ tenant: 'acme', provider: 'okta', baseUrl: okta.url, token: OKTA_TOKEN_API, verify: false }),
       issues: 'API-created webhook secret',
     });
     expect(created.status).toBe(201);
@@ -423,7 +456,7 @@ describe('secrets never leak', () => {
       for (const name of leaks(text)) problems.push(`${s.label}: shows the ${name}`);
     }
     expect(problems).toEqual([]);
-    expect(issuedCount).toBe(6);
+    expect(issuedCount).toBe(7);
     expect(seen.length).toBeGreaterThan(120);
   });
 
