@@ -2,12 +2,11 @@ import type { FastifyInstance, InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/database.js';
 import { RunRepository } from '../../src/db/run.repository.js';
-import { buildServer } from '../../src/http/server.js';
-import { type DirsyncQueue, createQueue } from '../../src/queue/queue.js';
-import { createRedis } from '../../src/queue/redis.js';
+import type { DirsyncQueue } from '../../src/queue/queue.js';
 import { reconcile } from '../../src/runs/reconcile.js';
 import { createTestDatabase, silentLog, testConfig, uniqueSlug } from '../support/env.js';
 import { FakeOkta } from '../support/fake-okta.js';
+import { startTestServer } from '../support/test-server.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 let db: Db;
@@ -22,19 +21,10 @@ beforeAll(async () => {
   const created = await createTestDatabase();
   ({ db, drop: dropDb } = created);
   config = testConfig({ DATABASE_URL: created.url, DIRSYNC_ADMIN_TOKEN: ADMIN });
-  const redis = createRedis(config.redisUrl, 'client');
-  queue = createQueue(config.queueName, redis);
-  app = buildServer({ db, config, redis, queue, log: silentLog });
-  await app.ready();
+  ({ app, queue, close } = await startTestServer(db, config));
   okta = await new FakeOkta().start();
   const apps = okta.addApp('0oaApi');
   for (let i = 0; i < 3; i++) apps.users.add(okta.addUser(`api${i}@${uniqueSlug()}.test`).id);
-  close = async () => {
-    await app.close();
-    await queue.obliterate({ force: true });
-    await queue.close();
-    redis.disconnect();
-  };
 });
 afterAll(async () => {
   await close();
@@ -191,8 +181,8 @@ describe('admin API', () => {
 
 describe('admin API without a token configured', () => {
   it('is off, and says how to turn it on', async () => {
-    const off = buildServer({ db, config: testConfig({ DATABASE_URL: process.env.DATABASE_URL! }), redis: createRedis('redis://127.0.0.1:6379', 'client'), queue, log: silentLog });
-    const res = await off.inject({ method: 'GET', url: '/api/v1/tenants', headers: { authorization: 'Bearer anything' } });
+    const off = await startTestServer(db, testConfig({ DATABASE_URL: process.env.DATABASE_URL! }));
+    const res = await off.app.inject({ method: 'GET', url: '/api/v1/tenants', headers: { authorization: 'Bearer anything' } });
     expect(res.statusCode).toBe(503);
     expect(res.json().error.message).toMatch(/set DIRSYNC_ADMIN_TOKEN/);
     await off.close();

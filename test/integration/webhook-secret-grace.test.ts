@@ -4,12 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/database.js';
 import { WebhookRepository } from '../../src/db/webhook.repository.js';
 import { UserError } from '../../src/errors.js';
-import { buildServer } from '../../src/http/server.js';
 import { IntegrationService } from '../../src/integrations/integration.service.js';
-import { type DirsyncQueue, createQueue } from '../../src/queue/queue.js';
-import { createRedis } from '../../src/queue/redis.js';
-import { createTestDatabase, silentLog, testConfig } from '../support/env.js';
+import type { DirsyncQueue } from '../../src/queue/queue.js';
+import { createTestDatabase, testConfig } from '../support/env.js';
 import { FakeOkta } from '../support/fake-okta.js';
+import { startTestServer } from '../support/test-server.js';
 import { createOktaIntegration } from '../support/fixtures.js';
 import { oktaDelivery } from '../support/webhook-bodies.js';
 
@@ -31,17 +30,8 @@ beforeAll(async () => {
   okta = await new FakeOkta().start();
   okta.addApp('0oaGrace');
   config = testConfig({ DATABASE_URL: dbUrl, DIRSYNC_ADMIN_TOKEN: ADMIN });
-  const redis = createRedis(config.redisUrl, 'client');
-  queue = createQueue(config.queueName, redis);
-  app = buildServer({ db, config, redis, queue, log: silentLog });
-  await app.ready();
+  ({ app, queue, close } = await startTestServer(db, config));
   service = new IntegrationService(db, config);
-  close = async () => {
-    await app.close();
-    await queue.obliterate({ force: true });
-    await queue.close();
-    redis.disconnect();
-  };
 });
 afterAll(async () => {
   await close();
