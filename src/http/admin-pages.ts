@@ -222,7 +222,7 @@ ${run.error ? `<p class="error" role="alert">${h(run.error)}</p>` : ''}${approve
 
 function row(i: Integration, last: RunSummary | undefined, next: number | null): string {
   const when = last ? (last.finishedAt ?? last.queuedAt).replace('T', ' ').slice(0, 19) : '';
-  return `<tr><td><a href="/admin/integrations/${h(i.id)}">${h(i.tenantSlug)}</a>${i.enabled ? '' : ' <span class="muted">(disabled)</span>'}</td><td>${h(i.provider)}</td>
+  return `<tr><td><a href="/admin/integrations/${h(i.id)}">${h(i.tenantSlug)}</a>${i.enabled ? '' : ' <span class="muted">(disabled)</span>'}</td><td>${h(i.provider)} <span class="muted">${i.credentialKind === 'okta-private-key' ? 'service app' : 'API token'}</span></td>
 <td>${h(describeSchedule(i.schedule))}</td><td>${next ? h(new Date(next).toISOString().replace('T', ' ').slice(0, 19)) : '<span class="muted">–</span>'}</td>
 <td>${last ? `<a href="/admin/runs/${h(last.id)}">${status(last)}</a> <span class="muted">${h(when)}</span>${last.error ? `<div class="error">${h(last.error)}</div>` : ''}` : '<span class="muted">never</span>'}</td>
 <td>${last ? counts(last.counts) : ''}</td><td>${syncButton(i)}</td></tr>`;

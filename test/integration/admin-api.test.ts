@@ -100,11 +100,36 @@ describe('admin API', () => {
     expect(listed.json().items.map((i: { id: string }) => i.id)).toEqual([integrationId]);
   });
 
+  it('checks the IdP before storing, and on demand (POST /integrations/{id}/test)', async () => {
+    expect((await call({ method: 'POST', url: `/api/v1/integrations/${integrationId}/test` })).json()).toMatchObject({
+      id: integrationId,
+      provider: 'okta',
+      auth: 'token',
+      ok: true,
+      checks: expect.arrayContaining([{ endpoint: 'GET /api/v1/apps/0oaApi/users', ok: true }]),
+    });
+    const refused = await call({ method: 'POST', url: '/api/v1/integrations', payload: { tenant: slug, provider: 'okta', baseUrl: okta.url, token: 'not-the-token' } });
+    expect(refused.statusCode).toBe(422);
+    expect(refused.json().error).toMatchObject({
+      code: 'verification_failed',
+      message: expect.stringMatching(/^the IdP check failed at 1 endpoint, so nothing was stored/),
+      check: { ok: false, checks: expect.arrayContaining([expect.objectContaining({ ok: false, problem: 'unauthorized' })]) },
+    });
+    expect(JSON.stringify(refused.json())).not.toContain('not-the-token');
+    const patched = await call({ method: 'PATCH', url: `/api/v1/integrations/${integrationId}`, payload: { oktaAppId: '0oaGone' } });
+    expect(patched.statusCode).toBe(422);
+    expect(patched.json().error.check.checks[0]).toMatchObject({ problem: 'not-found' });
+    // Nothing changed: the app id is the one that passed.
+    expect((await call({ method: 'GET', url: `/api/v1/integrations/${integrationId}` })).json()).toMatchObject({ oktaAppId: '0oaApi' });
+  });
+
   it('answers bad integration input with a 4xx naming the problem', async () => {
     const cases: [InjectOptions, number, RegExp][] = [
       [{ method: 'POST', url: '/api/v1/integrations', payload: { tenant: slug, provider: 'ldap', baseUrl: 'https://x', token: 't' } }, 400, /provider/],
       [{ method: 'POST', url: '/api/v1/integrations', payload: { tenant: 'nope', provider: 'okta', baseUrl: 'https://x', token: 't' } }, 404, /tenant "nope" does not exist/],
       [{ method: 'POST', url: '/api/v1/integrations', payload: { tenant: slug, provider: 'okta', baseUrl: 'not a url', token: 't' } }, 400, /is not a URL/],
+      [{ method: 'POST', url: '/api/v1/integrations', payload: { tenant: slug, provider: 'okta', baseUrl: 'https://x' } }, 400, /--token or --okta-client-id/],
+      [{ method: 'POST', url: '/api/v1/integrations', payload: { tenant: slug, provider: 'okta', baseUrl: 'https://x', oktaClientId: '0oa1', oktaPrivateKey: 'nope' } }, 400, /is not a private key/],
       [{ method: 'PATCH', url: `/api/v1/integrations/${integrationId}`, payload: { every: 'often' } }, 400, /is not a duration/],
       [{ method: 'PATCH', url: `/api/v1/integrations/${integrationId}`, payload: { threshold: 150 } }, 400, /threshold/],
       [{ method: 'PATCH', url: `/api/v1/integrations/${integrationId}`, payload: { colour: 'red' } }, 400, /additional properties|colour/],
