@@ -172,6 +172,16 @@ describe('Okta service app (OAuth 2.0, private key)', () => {
     expect((error as Error).message).not.toContain(jwk.d);
   });
 
+  it('keeps the access token out of an error that echoes it', async () => {
+    tokenEndpoint(rsa, () => [200, { token_type: 'Bearer', expires_in: 3600, access_token: 'at-secret-echoed-123' }]);
+    nock(ORG)
+      .get('/api/v1/users').query(true)
+      .reply(400, { errorCode: 'E0000001', errorSummary: 'Api validation failed: Authorization: Bearer at-secret-echoed-123', errorCauses: [] }, rate());
+    const error = await connector(credentials(rsa.privatePem)).readSnapshot().catch((e: unknown) => e);
+    expect((error as Error).message).toContain('Authorization: Bearer [redacted]');
+    expect((error as Error).message).not.toContain('at-secret-echoed-123');
+  });
+
   it("names the scope an API call needs when the token lacks it (403 insufficient_scope)", async () => {
     tokenEndpoint(rsa, () => [200, { token_type: 'Bearer', expires_in: 3600, access_token: 'at-3' }]);
     nock(ORG)

@@ -53,6 +53,8 @@ export class OktaConnector implements Connector {
   readonly stats: ReadStats = emptyReadStats();
   private readonly client: InstanceType<typeof okta.Client>;
   private readonly retry: RetryOptions;
+  /** Access tokens issued to a service app during this read: secrets an echoing IdP or proxy could put in an error. */
+  private readonly accessTokens: string[] = [];
 
   constructor(private readonly options: OktaConnectorOptions) {
     this.retry = options.retry ?? DEFAULT_RETRY;
@@ -69,7 +71,7 @@ export class OktaConnector implements Connector {
       cacheMiddleware: null,
       requestExecutor: executor,
     } as ConstructorParameters<typeof okta.Client>[0]);
-    adaptTokenRequests(this.client, executor);
+    adaptTokenRequests(this.client, executor, (token) => this.accessTokens.push(token));
   }
 
   async readSnapshot(signal?: AbortSignal, hints?: ReadHints): Promise<Snapshot> {
@@ -188,7 +190,7 @@ export class OktaConnector implements Connector {
       signal,
       describeRequest: `Okta GET ${endpoint}`,
       permanent: (error) => this.permanentError(error, endpoint),
-      describeError: describe,
+      describeError: (error) => this.describe(error),
       problem: (error) => oktaProblem(error, this.context(endpoint)),
     };
   }
@@ -199,7 +201,12 @@ export class OktaConnector implements Connector {
     if (status === undefined || status === 429 || status >= 500) return undefined;
     const problem = oktaProblem(error, this.context(endpoint));
     const request = error instanceof OktaTokenError ? 'Okta POST /oauth2/v1/token' : `Okta GET ${endpoint}`;
-    return new IdpReadError(`${request} failed: ${describe(error)}; ${problem?.message ?? 'Okta refused the request'}`, status, { cause: error, problem });
+    return new IdpReadError(`${request} failed: ${this.describe(error)}; ${problem?.message ?? 'Okta refused the request'}`, status, { cause: error, problem });
+  }
+
+  /** How a failure reads in a run's error, without any access token it may echo. */
+  private describe(error: unknown): string {
+    return this.accessTokens.reduce((text, token) => text.split(token).join('[redacted]'), describe(error));
   }
 
   private context(endpoint: string): OktaContext {

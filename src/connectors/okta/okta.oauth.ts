@@ -57,8 +57,9 @@ type Client = InstanceType<typeof okta.Client>;
  * Okta's error, and nothing is cached. The same holds should a fixed SDK throw instead.
  * DPoP: a `use_dpop_nonce` demand is answered with the nonce, and a token Okta issued as
  * DPoP-bound (token_type, RFC 9449) switches the SDK to DPoP proofs on every call.
+ * `onToken` hears of every access token issued, so errors can be scrubbed of it.
  */
-export function adaptTokenRequests(client: Client, executor: OktaRequestExecutor): void {
+export function adaptTokenRequests(client: Client, executor: OktaRequestExecutor, onToken: (accessToken: string) => void): void {
   const oauth = (client as unknown as { oauth?: SdkOAuth }).oauth;
   if (!oauth) return;
   const getAccessToken = oauth.getAccessToken.bind(oauth);
@@ -71,6 +72,7 @@ export function adaptTokenRequests(client: Client, executor: OktaRequestExecutor
     }
     if (typeof token?.access_token === 'string') {
       if (token.token_type === 'DPoP') oauth.isDPoP = true;
+      onToken(token.access_token);
       return token;
     }
     oauth.clearCachedAccessToken();
