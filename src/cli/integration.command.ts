@@ -55,8 +55,11 @@ async function showingFailedCheck<T>(json: boolean | undefined, body: () => Prom
   }
 }
 
+/** What the check found, for create and update; notes (an endpoint not tried, nothing visible) in full. */
 function checkedLine(check: ConnectionReport | null): string {
-  return check ? `checked ${check.checks.length} IdP endpoints: all ok` : 'not checked against the IdP (--no-verify)';
+  if (!check) return 'not checked against the IdP (--no-verify)';
+  const line = `checked ${check.checks.length} IdP endpoints: all ok`;
+  return check.checks.some((c) => c.ok && c.note) ? `${line}, with notes:\n${describeReport(check)}` : line;
 }
 
 export function registerIntegrationCommands(program: Command): void {
@@ -183,7 +186,7 @@ export function registerIntegrationCommands(program: Command): void {
       withContext(async (ctx) => {
         const service = new IntegrationService(ctx.db, ctx.config);
         const rotation = await service.rotateWebhookSecret(id, opts.grace);
-        const until = rotation.previousSecretValidUntil;
+        const until = rotation.previousWebhookSecretValidUntil;
         // The secret goes last, so that scripts reading the text can take the end of it.
         emit(opts.json, rotation, () =>
           [

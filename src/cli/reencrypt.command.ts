@@ -4,7 +4,7 @@ import { type ReencryptReport, reencryptCredentials } from '../integrations/reen
 import { emit, jsonOption, table } from './output.js';
 import { withContext } from './run-command.js';
 
-function describeReport(report: ReencryptReport): string {
+function describeReencryption(report: ReencryptReport): string {
   const lines = [`re-encrypted ${report.reencrypted}, already current ${report.alreadyCurrent}, failed ${report.failed}`];
   if (report.failed > 0) {
     lines.push(
@@ -28,7 +28,7 @@ export function registerReencryptCommand(program: Command): void {
       withContext(async (ctx) => {
         const keys = requireKeyring(ctx.config);
         const report = await reencryptCredentials(ctx.db, keys);
-        emit(opts.json, report, () => describeReport(report));
+        emit(opts.json, report, () => describeReencryption(report));
         if (report.failed > 0) process.exitCode = 1;
       }),
     );

@@ -9,7 +9,7 @@ export interface CheckStep {
   /** Nothing else can be checked if this fails (the token request). */
   readonly gate?: boolean;
   /** Resolves with a note when the endpoint could not be tried but nothing is wrong (no group to list). */
-  readonly run: () => Promise<{ note: string } | unknown>;
+  readonly run: () => Promise<string | void>;
 }
 
 /** A check answers at once: a retry would only hide from the admin what a sync would meet. */
@@ -19,7 +19,7 @@ export const NO_RETRY: RetryOptions = Object.freeze({ retries: 0, minTimeoutMs: 
 const BLOCKING: ReadonlySet<ProblemKind> = new Set(['wrong-url', 'tls', 'timeout', 'unreachable', 'unauthorized']);
 
 /** Runs the steps in order and reports each; see Connector.check. */
-export async function runChecks(steps: readonly CheckStep[], attempt: (step: CheckStep) => Promise<unknown>): Promise<EndpointCheck[]> {
+export async function runChecks(steps: readonly CheckStep[], attempt: (step: CheckStep) => Promise<string | void>): Promise<EndpointCheck[]> {
   const results: EndpointCheck[] = [];
   let blocked: string | undefined;
   for (const step of steps) {
@@ -29,8 +29,7 @@ export async function runChecks(steps: readonly CheckStep[], attempt: (step: Che
       continue;
     }
     try {
-      const outcome = await attempt(step);
-      const note = (outcome as { note?: unknown } | undefined)?.note;
+      const note = await attempt(step);
       results.push(typeof note === 'string' ? { endpoint, ok: true, note } : { endpoint, ok: true });
     } catch (error) {
       const problem = error instanceof IdpReadError ? error.problem : undefined;

@@ -64,7 +64,8 @@ export function networkProblem(error: unknown, baseUrl: string): Problem | undef
   if (code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
     return { kind: 'unreachable', message: `the connection to ${host} failed (${code}): check the network path to it` };
   }
-  if (error instanceof SyntaxError) {
+  // JSON.parse's SyntaxError (fetch), or node-fetch 2's FetchError of type invalid-json (Okta SDK).
+  if (error instanceof SyntaxError || type === 'invalid-json') {
     return { kind: 'bad-response', message: `the answer from ${host} is not JSON, so this is not the IdP's API: check --base-url` };
   }
   return undefined;

@@ -2,7 +2,7 @@ import type { EndpointCheck } from '../connectors/connector.js';
 import type { ConnectorSettings } from '../connectors/index.js';
 import type { Integration } from '../db/integration.repository.js';
 import { UserError } from '../errors.js';
-import type { Credentials } from './credentials.js';
+import { type Credentials, redactCredentials } from './credentials.js';
 
 /** What `integration test` reports: every endpoint a sync uses, each ok or with its problem. */
 export interface ConnectionReport {
@@ -20,7 +20,10 @@ export async function checkConnection(target: ConnectionTarget, credentials: Cre
   // Loaded here, not at the top: the IdP SDKs take most of a second to load, and every CLI
   // command imports this module though few talk to an IdP.
   const { createConnector } = await import('../connectors/index.js');
-  const checks = await createConnector(target, credentials, settings).check();
+  // An IdP or a proxy may echo the Authorization header into an error this report quotes.
+  const checks = (await createConnector(target, credentials, settings).check()).map((c) =>
+    c.ok ? c : { ...c, message: redactCredentials(c.message, credentials) },
+  );
   return { ok: checks.every((c) => c.ok), checks };
 }
 

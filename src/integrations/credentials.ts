@@ -33,9 +33,17 @@ export function openCredentials(keys: Keyring, integrationId: string, envelope: 
 function secretsOf(credentials: Credentials): string[] {
   if (credentials.kind === 'token') return [credentials.token];
   const jwk = JSON.parse(credentials.privateKey) as Record<string, unknown>;
-  // The private members of an RSA or EC JWK; the public ones (n, e, x, y) may be shown.
+  // The private members of an RSA JWK; the public ones (n, e) may be shown.
   const members = ['d', 'p', 'q', 'dp', 'dq', 'qi'].map((name) => jwk[name]).filter((v): v is string => typeof v === 'string');
   return [credentials.privateKey, ...members];
+}
+
+/** `text` with every secret of the credentials replaced by [redacted]. */
+export function redactCredentials(text: string, credentials: Credentials): string {
+  // A secret this short is not a real one, and replacing it would garble the text.
+  return secretsOf(credentials)
+    .filter((secret) => secret.length >= 8)
+    .reduce((t, secret) => t.split(secret).join('[redacted]'), text);
 }
 
 /**
@@ -44,10 +52,7 @@ function secretsOf(credentials: Credentials): string[] {
  */
 export function scrubCredentials<T>(error: T, credentials: Credentials): T {
   if (!(error instanceof Error)) return error;
-  // A secret this short is not a real one, and replacing it would garble the message.
-  const secrets = secretsOf(credentials).filter((s) => s.length >= 8);
-  const scrub = (text: string) => secrets.reduce((t, s) => t.split(s).join('[redacted]'), text);
-  error.message = scrub(error.message);
-  if (error.stack) error.stack = scrub(error.stack);
+  error.message = redactCredentials(error.message, credentials);
+  if (error.stack) error.stack = redactCredentials(error.stack, credentials);
   return error;
 }

@@ -63,7 +63,7 @@ export interface IntegrationView {
 export interface WebhookSecretRotation {
   id: string;
   webhookSecret: string;
-  previousSecretValidUntil: string | null;
+  previousWebhookSecretValidUntil: string | null;
 }
 
 /** What `integration test` answers. */
@@ -188,7 +188,7 @@ export class IntegrationService {
     const secret = newSecret();
     const rotated = await this.integrations.rotateWebhookSecret(id, hashSecret(secret), graceMs);
     if (!rotated) throw new NotFoundError(`integration ${id} does not exist: \`dirsync integration list\` shows the ids`);
-    return { id, webhookSecret: secret, previousSecretValidUntil: rotated.previousExpiresAt?.toISOString() ?? null };
+    return { id, webhookSecret: secret, previousWebhookSecretValidUntil: rotated.previousExpiresAt?.toISOString() ?? null };
   }
 
   async delete(id: string): Promise<Integration> {

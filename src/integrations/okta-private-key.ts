@@ -14,9 +14,18 @@ export function parseOktaPrivateKey(text: string, keyId: string | undefined, sou
   let givenKid: string | undefined;
   try {
     if (trimmed.startsWith('{')) {
-      const parsed = JSON.parse(trimmed) as JsonWebKey & { keys?: JsonWebKey[]; kid?: string };
+      let parsed: JsonWebKey & { keys?: JsonWebKey[]; kid?: string };
+      try {
+        parsed = JSON.parse(trimmed) as typeof parsed;
+      } catch {
+        // Not the parser's message: it quotes the text around the mistake, which is key material.
+        throw new UserError(`${source} starts like a JWK but is not valid JSON`);
+      }
       // The Admin Console's download is sometimes a whole key set with the one key in it.
-      const jwk = Array.isArray(parsed.keys) && parsed.keys.length === 1 ? (parsed.keys[0] as JsonWebKey & { kid?: string }) : parsed;
+      if (Array.isArray(parsed.keys) && parsed.keys.length !== 1) {
+        throw new UserError(`${source} holds a key set of ${parsed.keys.length} keys: give the one private key of the service app`);
+      }
+      const jwk = Array.isArray(parsed.keys) ? (parsed.keys[0] as JsonWebKey & { kid?: string }) : parsed;
       if (jwk.d === undefined) throw new UserError(`${source} holds a public key: give the private key (the JWK with a "d" member)`);
       givenKid = typeof jwk.kid === 'string' ? jwk.kid : undefined;
       key = createPrivateKey({ key: jwk, format: 'jwk' });
@@ -35,7 +44,10 @@ export function parseOktaPrivateKey(text: string, keyId: string | undefined, sou
   }
   const alg = algorithmOf(key, source);
   const kid = keyId ?? givenKid ?? null;
-  if (kid !== null && !/^[\x21-\x7e]{1,200}$/.test(kid)) throw new UserError(`--okta-key-id "${kid}" is not a key id (printable characters, no spaces)`);
+  if (kid !== null && !/^[\x21-\x7e]{1,200}$/.test(kid)) {
+    const from = keyId === undefined ? `the "kid" in ${source}` : '--okta-key-id';
+    throw new UserError(`${from} "${kid}" is not a key id (printable characters, no spaces)`);
+  }
   const jwk = { ...key.export({ format: 'jwk' }), alg, ...(kid === null ? {} : { kid }) };
   return { jwk: JSON.stringify(jwk), keyId: kid };
 }

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { type Server, createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -7,8 +8,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ConnectionTarget, checkConnection, describeReport } from '../../src/integrations/connection-check.js';
 import type { Credentials } from '../../src/integrations/credentials.js';
+import { parseOktaPrivateKey } from '../../src/integrations/okta-private-key.js';
 import { FakeAuthentik } from '../support/fake-authentik.js';
 import { FakeOkta } from '../support/fake-okta.js';
+import { serviceAppKey } from '../support/okta-oauth.js';
 
 // `integration test` against fake IdPs speaking the real wire format: every problem an admin
 // can meet is reported at the endpoint where it happens, in words that say what to fix.
@@ -129,6 +132,34 @@ describe('integration test, Okta', () => {
     expect(other.checks[0]).toMatchObject({ problem: 'wrong-url', message: `${authentik.url} answered 403 without an Okta error code, so it is not Okta's API: check --base-url is the Okta org URL` });
   });
 
+  it('never quotes back a token the IdP echoes', async () => {
+    okta.fault = () => ({ status: 400, body: { errorCode: 'E0000001', errorSummary: `Api validation failed: Authorization: SSWS ${okta.token}` } });
+    try {
+      const report = await checkConnection(oktaTarget(), token(okta.token));
+      expect(report.checks[0]!.ok).toBe(false);
+      expect(JSON.stringify(report)).not.toContain(okta.token);
+      expect(JSON.stringify(report)).toContain('SSWS [redacted]');
+    } finally {
+      okta.fault = undefined;
+    }
+  });
+
+  it('says a service app points at something that is not Okta (an HTML 404 at the token endpoint)', async () => {
+    const site = createHttpServer((_req, res) => {
+      res.writeHead(404, { 'content-type': 'text/html' });
+      res.end('<!DOCTYPE html><html><body>Not found</body></html>');
+    });
+    await new Promise<void>((resolve) => site.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(site.address() as AddressInfo).port}`;
+      const { jwk } = parseOktaPrivateKey(serviceAppKey('rsa').privatePem, undefined);
+      const report = await checkConnection(oktaTarget({ baseUrl: url }), { kind: 'okta-private-key', clientId: '0oaX', privateKey: jwk, keyId: null });
+      expect(report.checks[0]).toMatchObject({ endpoint: 'POST /oauth2/v1/token', problem: 'wrong-url', message: `${url} has no Okta token endpoint: check --base-url is the Okta org URL` });
+    } finally {
+      await new Promise((resolve) => site.close(resolve));
+    }
+  });
+
   it('names a TLS failure', async () => {
     const report = await checkConnection(oktaTarget({ baseUrl: tlsUrl }), token('t'));
     expect(report.checks[0]).toMatchObject({ problem: 'tls', message: expect.stringMatching(/^TLS failure talking to 127\.0\.0\.1:\d+: its certificate is self-signed \(DEPTH_ZERO_SELF_SIGNED_CERT\)/) });
@@ -165,6 +196,17 @@ describe('integration test, authentik', () => {
       const report = await checkConnection(akTarget(), token(authentik.token));
       expect(report.checks[1]).toMatchObject({ endpoint: 'GET /api/v3/policies/bindings/', problem: 'forbidden' });
       expect(report.checks[2]!.ok).toBe(true);
+    } finally {
+      authentik.fault = undefined;
+    }
+  });
+
+  it('never quotes back a token authentik echoes in its detail', async () => {
+    authentik.fault = () => ({ status: 403, body: { detail: `Token invalid/expired: Bearer ${authentik.token}` } });
+    try {
+      const report = await checkConnection(akTarget(), token(authentik.token));
+      expect(report.checks[0]).toMatchObject({ problem: 'unauthorized' });
+      expect(JSON.stringify(report)).not.toContain(authentik.token);
     } finally {
       authentik.fault = undefined;
     }

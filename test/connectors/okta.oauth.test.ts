@@ -172,6 +172,27 @@ describe('Okta service app (OAuth 2.0, private key)', () => {
     expect((error as Error).message).not.toContain(jwk.d);
   });
 
+  it('asks for one new token when concurrent reads find theirs expired', async () => {
+    let issued = 0;
+    tokenEndpoint(rsa, () => [200, { token_type: 'Bearer', expires_in: 3600, access_token: `at-${++issued}` }]);
+    const groups = ['00g1', '00g2', '00g3', '00g4'].map((id) => ({ ...group, id }));
+    nock(ORG)
+      .get('/api/v1/users').query(true).reply(200, [user], rate())
+      .get('/api/v1/users').query(true).reply(200, [], rate())
+      .get('/api/v1/groups').query(true).reply(200, groups, rate())
+      .get(/\/api\/v1\/groups\/00g\d\/users/)
+      .times(8)
+      .reply(function () {
+        // The first token expires as the member reads start: each read is refused once.
+        return this.req.headers.authorization === 'Bearer at-1'
+          ? [401, { errorCode: 'E0000011', errorSummary: 'Invalid token provided', errorCauses: [] }, rate()]
+          : [200, [user], rate()];
+      });
+    const snapshot = await connector(credentials(rsa.privatePem)).readSnapshot();
+    expect(snapshot.groups.size).toBe(4);
+    expect(issued).toBeLessThanOrEqual(2);
+  });
+
   it('keeps the access token out of an error that echoes it', async () => {
     tokenEndpoint(rsa, () => [200, { token_type: 'Bearer', expires_in: 3600, access_token: 'at-secret-echoed-123' }]);
     nock(ORG)

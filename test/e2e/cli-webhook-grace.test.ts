@@ -16,7 +16,7 @@ let id: string;
 interface Rotation {
   id: string;
   webhookSecret: string;
-  previousSecretValidUntil: string | null;
+  previousWebhookSecretValidUntil: string | null;
 }
 
 beforeAll(async () => {
@@ -73,13 +73,13 @@ describe('dirsync integration rotate-webhook-secret --grace', () => {
     expect(none.stdout).toMatch(new RegExp(`^the old webhook secret no longer works\nnew webhook secret for ${id}: [A-Za-z0-9_-]{40,}\n$`));
   });
 
-  it('--json prints {id, webhookSecret, previousSecretValidUntil}; the old secret works until then, and not after', async () => {
+  it('--json prints {id, webhookSecret, previousWebhookSecretValidUntil}; the old secret works until then, and not after', async () => {
     const { webhookSecret: old } = await rotate('--grace', '0');
     const rotation = await rotate('--grace', '1h');
-    expect(Object.keys(rotation)).toEqual(['id', 'webhookSecret', 'previousSecretValidUntil']);
+    expect(Object.keys(rotation)).toEqual(['id', 'webhookSecret', 'previousWebhookSecretValidUntil']);
     expect(rotation.id).toBe(id);
-    expect(fromNow(rotation.previousSecretValidUntil)).toBeGreaterThan(HOUR - 60_000);
-    expect(await validUntil()).toBe(rotation.previousSecretValidUntil);
+    expect(fromNow(rotation.previousWebhookSecretValidUntil)).toBeGreaterThan(HOUR - 60_000);
+    expect(await validUntil()).toBe(rotation.previousWebhookSecretValidUntil);
     expect(await deliver(old)).toBe(200);
     expect(await deliver(rotation.webhookSecret)).toBe(200);
 
@@ -93,7 +93,7 @@ describe('dirsync integration rotate-webhook-secret --grace', () => {
   it('--grace 0 stops the old secret at once', async () => {
     const { webhookSecret: old } = await rotate('--grace', '1h');
     const rotation = await rotate('--grace', '0');
-    expect(rotation.previousSecretValidUntil).toBeNull();
+    expect(rotation.previousWebhookSecretValidUntil).toBeNull();
     expect(await validUntil()).toBeNull();
     expect(await deliver(old)).toBe(401);
     expect(await deliver(rotation.webhookSecret)).toBe(200);
@@ -109,10 +109,10 @@ describe('dirsync integration rotate-webhook-secret --grace', () => {
   });
 
   it('defaults to DIRSYNC_WEBHOOK_SECRET_GRACE, else 24h', async () => {
-    expect(fromNow((await rotate()).previousSecretValidUntil)).toBeGreaterThan(24 * HOUR - 60_000);
+    expect(fromNow((await rotate()).previousWebhookSecretValidUntil)).toBeGreaterThan(24 * HOUR - 60_000);
     const short = await cli.json<Rotation>(['integration', 'rotate-webhook-secret', id], { DIRSYNC_WEBHOOK_SECRET_GRACE: '30m' });
-    expect(fromNow(short.previousSecretValidUntil)).toBeGreaterThan(30 * 60_000 - 60_000);
-    expect(fromNow(short.previousSecretValidUntil)).toBeLessThanOrEqual(30 * 60_000);
+    expect(fromNow(short.previousWebhookSecretValidUntil)).toBeGreaterThan(30 * 60_000 - 60_000);
+    expect(fromNow(short.previousWebhookSecretValidUntil)).toBeLessThanOrEqual(30 * 60_000);
   });
 
   it('refuses a bad --grace or DIRSYNC_WEBHOOK_SECRET_GRACE with one sentence, changing nothing', async () => {

@@ -192,7 +192,7 @@ describe('admin API', () => {
   it('lists webhook deliveries, rotates the secret, disables, enables and deletes', async () => {
     expect((await call({ method: 'GET', url: `/api/v1/integrations/${integrationId}/webhooks` })).json()).toEqual({ items: [], next: null });
     const rotated = await call({ method: 'POST', url: `/api/v1/integrations/${integrationId}/rotate-webhook-secret` });
-    expect(rotated.json()).toEqual({ id: integrationId, webhookSecret: expect.any(String), previousSecretValidUntil: expect.any(String) });
+    expect(rotated.json()).toEqual({ id: integrationId, webhookSecret: expect.any(String), previousWebhookSecretValidUntil: expect.any(String) });
     expect((await call({ method: 'POST', url: `/api/v1/integrations/${integrationId}/disable` })).json()).toMatchObject({ enabled: false });
     expect(await queue.getJobScheduler(`schedule-${integrationId}`)).toBeUndefined();
     const refused = await call({ method: 'POST', url: `/api/v1/integrations/${integrationId}/sync`, payload: {} });

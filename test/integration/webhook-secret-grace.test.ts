@@ -61,10 +61,10 @@ describe('webhook secret rotation with a grace period', () => {
     const id = await newIntegration();
     const { webhookSecret: old } = await service.rotateWebhookSecret(id, '0');
     const rotation = await service.rotateWebhookSecret(id, '1h');
-    expect(rotation).toEqual({ id, webhookSecret: expect.any(String), previousSecretValidUntil: expect.any(String) });
-    expect(fromNow(rotation.previousSecretValidUntil)).toBeGreaterThan(HOUR - 60_000);
-    expect(fromNow(rotation.previousSecretValidUntil)).toBeLessThanOrEqual(HOUR);
-    expect(service.view(await service.get(id)).previousWebhookSecretValidUntil).toBe(rotation.previousSecretValidUntil);
+    expect(rotation).toEqual({ id, webhookSecret: expect.any(String), previousWebhookSecretValidUntil: expect.any(String) });
+    expect(fromNow(rotation.previousWebhookSecretValidUntil)).toBeGreaterThan(HOUR - 60_000);
+    expect(fromNow(rotation.previousWebhookSecretValidUntil)).toBeLessThanOrEqual(HOUR);
+    expect(service.view(await service.get(id)).previousWebhookSecretValidUntil).toBe(rotation.previousWebhookSecretValidUntil);
 
     // Within the window: both secrets, bare or as a bearer token, on every path that checks one.
     for (const secret of [old, rotation.webhookSecret]) {
@@ -100,7 +100,7 @@ describe('webhook secret rotation with a grace period', () => {
     const id = await newIntegration();
     const { webhookSecret: old } = await service.rotateWebhookSecret(id, '1h');
     const rotation = await service.rotateWebhookSecret(id, '0');
-    expect(rotation.previousSecretValidUntil).toBeNull();
+    expect(rotation.previousWebhookSecretValidUntil).toBeNull();
     expect(await previousColumns(id)).toEqual({ webhook_secret_previous_hash: null, webhook_secret_previous_expires_at: null });
     expect((await deliver(id, old)).statusCode).toBe(401);
     expect((await verify(id, old)).statusCode).toBe(401);
@@ -113,7 +113,7 @@ describe('webhook secret rotation with a grace period', () => {
     const { webhookSecret: first } = await service.rotateWebhookSecret(id, '0');
     const { webhookSecret: second } = await service.rotateWebhookSecret(id, '1h');
     const third = await service.rotateWebhookSecret(id, '2h');
-    expect(fromNow(third.previousSecretValidUntil)).toBeGreaterThan(2 * HOUR - 60_000);
+    expect(fromNow(third.previousWebhookSecretValidUntil)).toBeGreaterThan(2 * HOUR - 60_000);
     expect((await deliver(id, first)).statusCode).toBe(401);
     expect((await deliver(id, second)).statusCode).toBe(200);
     expect((await deliver(id, third.webhookSecret)).statusCode).toBe(200);
@@ -121,13 +121,13 @@ describe('webhook secret rotation with a grace period', () => {
 
   it('takes the default grace period from DIRSYNC_WEBHOOK_SECRET_GRACE, else 24 hours', async () => {
     const id = await newIntegration();
-    expect(fromNow((await service.rotateWebhookSecret(id)).previousSecretValidUntil)).toBeGreaterThan(24 * HOUR - 60_000);
+    expect(fromNow((await service.rotateWebhookSecret(id)).previousWebhookSecretValidUntil)).toBeGreaterThan(24 * HOUR - 60_000);
     const short = new IntegrationService(db, testConfig({ DATABASE_URL: dbUrl, DIRSYNC_WEBHOOK_SECRET_GRACE: '15m' }));
-    const until = (await short.rotateWebhookSecret(id)).previousSecretValidUntil;
+    const until = (await short.rotateWebhookSecret(id)).previousWebhookSecretValidUntil;
     expect(fromNow(until)).toBeGreaterThan(15 * 60_000 - 60_000);
     expect(fromNow(until)).toBeLessThanOrEqual(15 * 60_000);
     const none = new IntegrationService(db, testConfig({ DATABASE_URL: dbUrl, DIRSYNC_WEBHOOK_SECRET_GRACE: '0' }));
-    expect((await none.rotateWebhookSecret(id)).previousSecretValidUntil).toBeNull();
+    expect((await none.rotateWebhookSecret(id)).previousWebhookSecretValidUntil).toBeNull();
   });
 
   it('refuses a bad grace period with one sentence and changes nothing', async () => {
@@ -147,18 +147,18 @@ describe('webhook secret rotation with a grace period', () => {
     const url = `/api/v1/integrations/${id}/rotate-webhook-secret`;
     const first = await api('POST', url, { grace: '0' });
     expect(first.statusCode).toBe(200);
-    expect(first.json()).toEqual({ id, webhookSecret: expect.any(String), previousSecretValidUntil: null });
+    expect(first.json()).toEqual({ id, webhookSecret: expect.any(String), previousWebhookSecretValidUntil: null });
 
     const second = await api('POST', url, { grace: '1h' });
-    expect(second.json()).toEqual({ id, webhookSecret: expect.any(String), previousSecretValidUntil: expect.any(String) });
-    expect(fromNow(second.json().previousSecretValidUntil)).toBeGreaterThan(HOUR - 60_000);
-    expect((await api('GET', `/api/v1/integrations/${id}`)).json().previousWebhookSecretValidUntil).toBe(second.json().previousSecretValidUntil);
+    expect(second.json()).toEqual({ id, webhookSecret: expect.any(String), previousWebhookSecretValidUntil: expect.any(String) });
+    expect(fromNow(second.json().previousWebhookSecretValidUntil)).toBeGreaterThan(HOUR - 60_000);
+    expect((await api('GET', `/api/v1/integrations/${id}`)).json().previousWebhookSecretValidUntil).toBe(second.json().previousWebhookSecretValidUntil);
     expect((await deliver(id, first.json().webhookSecret)).statusCode).toBe(200);
 
     const noBody = await api('POST', url);
     expect(noBody.statusCode).toBe(200);
-    expect(fromNow(noBody.json().previousSecretValidUntil)).toBeGreaterThan(24 * HOUR - 60_000);
-    expect((await api('POST', url, {})).json().previousSecretValidUntil).toEqual(expect.any(String));
+    expect(fromNow(noBody.json().previousWebhookSecretValidUntil)).toBeGreaterThan(24 * HOUR - 60_000);
+    expect((await api('POST', url, {})).json().previousWebhookSecretValidUntil).toEqual(expect.any(String));
 
     const bad = await api('POST', url, { grace: 'soon' });
     expect(bad.statusCode).toBe(400);

@@ -39,8 +39,20 @@ describe('parseOktaPrivateKey', () => {
       [encrypted, /passphrase-protected/],
       [ec.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), /is an EC key: dirsync needs an RSA key/],
       [short.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), /shorter than 2048 bits/],
-      ['{"kty":"RSA","d":"x"', /is not a private key dirsync can read/],
+      ['{"kty":"RSA","d":"x"', /starts like a JWK but is not valid JSON$/],
+      [JSON.stringify({ keys: [rsa.privateKey.export({ format: 'jwk' }), rsa.privateKey.export({ format: 'jwk' })] }), /holds a key set of 2 keys/],
     ];
     for (const [text, message] of cases) expect(() => parseOktaPrivateKey(text, undefined), text.slice(0, 30)).toThrow(message);
+  });
+
+  it('never quotes key material back in an error', () => {
+    const d = (rsa.privateKey.export({ format: 'jwk' }) as { d: string }).d;
+    const broken = JSON.stringify(rsa.privateKey.export({ format: 'jwk' })).replace('"d":', '"d" ');
+    expect(() => parseOktaPrivateKey(broken, undefined)).toThrow(/not valid JSON/);
+    try {
+      parseOktaPrivateKey(broken, undefined);
+    } catch (error) {
+      expect((error as Error).message).not.toContain(d.slice(0, 12));
+    }
   });
 });

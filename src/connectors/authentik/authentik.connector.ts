@@ -170,18 +170,28 @@ export class AuthentikConnector implements Connector {
           appPk = (await this.core.coreApplicationsRetrieve({ slug })).pk;
         },
       });
-      steps.push({ endpoint: '/api/v3/policies/bindings/', run: () => this.policies.policiesBindingsList({ target: appPk!, page: 1, pageSize: 1 }) });
+      steps.push({
+        endpoint: '/api/v3/policies/bindings/',
+        run: async () => {
+          await this.policies.policiesBindingsList({ target: appPk!, page: 1, pageSize: 1 });
+        },
+      });
     }
     steps.push({
       endpoint: '/api/v3/core/users/',
       run: async () => {
         const page = await this.core.coreUsersList({ page: 1, pageSize: 1, includeGroups: false, includeRoles: false });
         // authentik filters listings by the token user's object permissions rather than refusing.
-        if (page.pagination.count === 0) return { note: "no users visible: if there are users, the token's user lacks the permission to view them" };
+        if (page.pagination.count === 0) return "no users visible: if there are users, the token's user lacks the permission to view them";
         return undefined;
       },
     });
-    steps.push({ endpoint: '/api/v3/core/groups/', run: () => this.core.coreGroupsList({ page: 1, pageSize: 1, includeUsers: false }) });
+    steps.push({
+      endpoint: '/api/v3/core/groups/',
+      run: async () => {
+        await this.core.coreGroupsList({ page: 1, pageSize: 1, includeUsers: false });
+      },
+    });
     return runChecks(steps, (step) => withRetry(step.run, { ...this.policy(`GET ${step.endpoint}`, signal), retry: NO_RETRY }));
   }
 

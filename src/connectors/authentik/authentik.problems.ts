@@ -17,8 +17,9 @@ export function authentikProblem(error: unknown, ctx: AuthentikContext): Problem
   const status = statusOf(error);
   if (status === undefined) return undefined;
   const said = ctx.detail ? ` (authentik: "${ctx.detail}")` : '';
-  // authentik's API explains every refusal in a JSON `detail`; a bare 4xx comes from another server.
-  if (status >= 400 && status < 500 && status !== 429 && ctx.detail === undefined) {
+  // authentik's API explains a refusal of a token, a permission or a path in a JSON `detail`;
+  // one without it comes from another server. (Its 400s name fields instead: not judged here.)
+  if ((status === 401 || status === 403 || status === 404) && ctx.detail === undefined) {
     return { kind: 'wrong-url', message: `${ctx.baseUrl} answered ${status} without authentik's error body, so it is not authentik's API: check --base-url is the authentik address, without /api/v3` };
   }
   if (status === 429) return { kind: 'rate-limited', message: 'authentik is rate-limiting these requests (429): wait and try again' };

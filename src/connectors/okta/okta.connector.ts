@@ -133,7 +133,14 @@ export class OktaConnector implements Connector {
     const appId = this.options.appId;
     const steps: CheckStep[] = [];
     if (this.options.credentials.kind === 'okta-private-key') {
-      steps.push({ endpoint: '/oauth2/v1/token', method: 'POST', gate: true, run: () => requestAccessToken(c) });
+      steps.push({
+        endpoint: '/oauth2/v1/token',
+        method: 'POST',
+        gate: true,
+        run: async () => {
+          await requestAccessToken(c);
+        },
+      });
     }
     // The ids of a group and a user found on the way, to try the per-group and per-user listings.
     let groupId: string | undefined;
@@ -162,7 +169,12 @@ export class OktaConnector implements Connector {
           userId ??= (await first<{ id?: string }>(() => c.userApi.listUsers({ limit: 1 })))?.id;
         },
       });
-      steps.push({ endpoint: '/api/v1/users?filter=status eq "DEPROVISIONED"', run: () => first(() => c.userApi.listUsers({ filter: 'status eq "DEPROVISIONED"', limit: 1 })) });
+      steps.push({
+        endpoint: '/api/v1/users?filter=status eq "DEPROVISIONED"',
+        run: async () => {
+          await first(() => c.userApi.listUsers({ filter: 'status eq "DEPROVISIONED"', limit: 1 }));
+        },
+      });
       steps.push({
         endpoint: '/api/v1/groups',
         run: async () => {
@@ -172,25 +184,29 @@ export class OktaConnector implements Connector {
     }
     steps.push({
       endpoint: '/api/v1/groups/{groupId}/users',
-      run: async () => (groupId ? first(() => c.groupApi.listGroupUsers({ groupId: groupId!, limit: 1 })) : { note: 'no group in scope to try it with' }),
+      run: async () => {
+        if (!groupId) return 'no group in scope to try it with';
+        await first(() => c.groupApi.listGroupUsers({ groupId: groupId!, limit: 1 }));
+      },
     });
     steps.push({
       endpoint: '/api/v1/users/{userId}/groups',
-      run: async () => (userId ? first(() => c.userApi.listUserGroups({ userId: userId! })) : { note: 'no user in scope to try it with' }),
+      run: async () => {
+        if (!userId) return 'no user in scope to try it with';
+        await first(() => c.userApi.listUserGroups({ userId: userId! }));
+      },
     });
-    return runChecks(steps, (step) =>
-      withRetry(step.run, { ...this.policy(step.endpoint, signal), retry: NO_RETRY, permanent: (error) => this.permanentError(error, step.endpoint) }),
-    );
+    return runChecks(steps, (step) => withRetry(step.run, { ...this.policy(step.endpoint, signal, step.method), retry: NO_RETRY }));
   }
 
-  private policy(endpoint: string, signal: AbortSignal | undefined): RetryPolicy {
+  private policy(endpoint: string, signal: AbortSignal | undefined, method = 'GET'): RetryPolicy {
     return {
       retry: this.retry,
       stats: this.stats,
       signal,
-      describeRequest: `Okta GET ${endpoint}`,
+      describeRequest: `Okta ${method} ${endpoint}`,
       permanent: (error) => this.permanentError(error, endpoint),
-      describeError: (error) => this.describe(error),
+      describeError: (error) => this.errorText(error),
       problem: (error) => oktaProblem(error, this.context(endpoint)),
     };
   }
@@ -201,11 +217,11 @@ export class OktaConnector implements Connector {
     if (status === undefined || status === 429 || status >= 500) return undefined;
     const problem = oktaProblem(error, this.context(endpoint));
     const request = error instanceof OktaTokenError ? 'Okta POST /oauth2/v1/token' : `Okta GET ${endpoint}`;
-    return new IdpReadError(`${request} failed: ${this.describe(error)}; ${problem?.message ?? 'Okta refused the request'}`, status, { cause: error, problem });
+    return new IdpReadError(`${request} failed: ${this.errorText(error)}; ${problem?.message ?? 'Okta refused the request'}`, status, { cause: error, problem });
   }
 
   /** How a failure reads in a run's error, without any access token it may echo. */
-  private describe(error: unknown): string {
+  private errorText(error: unknown): string {
     return this.accessTokens.reduce((text, token) => text.split(token).join('[redacted]'), describe(error));
   }
 

@@ -63,12 +63,16 @@ export function adaptTokenRequests(client: Client, executor: OktaRequestExecutor
   const oauth = (client as unknown as { oauth?: SdkOAuth }).oauth;
   if (!oauth) return;
   const getAccessToken = oauth.getAccessToken.bind(oauth);
-  oauth.getAccessToken = async (nonce: string | null = null): Promise<AccessToken> => {
+  const request = async (nonce: string | null): Promise<AccessToken> => {
     let token: AccessToken | undefined;
     try {
       token = await getAccessToken(nonce);
     } catch (error) {
-      if (statusOf(error) === undefined) throw error; // network: worded by networkProblem
+      // A refusal whose body is not JSON (another server at this address) fails in the SDK's
+      // json(); the status was recorded all the same. Without one, it is a network failure.
+      const refused = statusOf(error) === undefined ? executor.takeTokenFailure() : undefined;
+      if (refused) throw new OktaTokenError(refused.status, refused.body, { cause: error });
+      if (statusOf(error) === undefined) throw error;
     }
     if (typeof token?.access_token === 'string') {
       if (token.token_type === 'DPoP') oauth.isDPoP = true;
@@ -82,6 +86,16 @@ export function adaptTokenRequests(client: Client, executor: OktaRequestExecutor
       return oauth.getAccessToken(failure.nonce);
     }
     throw new OktaTokenError(failure?.status ?? 0, failure?.body ?? (token as OAuthErrorBody | undefined));
+  };
+  // Concurrent reads that find the token expired all ask for a new one: one request serves them
+  // all, and the executor's record of a refusal belongs to that one request.
+  let inFlight: Promise<AccessToken> | undefined;
+  oauth.getAccessToken = (nonce: string | null = null): Promise<AccessToken> => {
+    if (nonce !== null) return request(nonce);
+    inFlight ??= request(null).finally(() => {
+      inFlight = undefined;
+    });
+    return inFlight;
   };
 }
 

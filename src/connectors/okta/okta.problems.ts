@@ -77,7 +77,7 @@ function tokenProblem(error: OktaTokenError, ctx: OktaContext): Problem {
     return { kind: 'unauthorized', message: `the app may not use the client credentials grant${quoted}: it must be an API Services app that authenticates with a public/private key` };
   }
   if (code === 'invalid_dpop_proof' || code === 'use_dpop_nonce') {
-    return { kind: 'unauthorized', message: `Okta refused dirsync's DPoP proof${quoted}; DPoP needs an RSA key` };
+    return { kind: 'unauthorized', message: `Okta refused dirsync's DPoP proof${quoted}` };
   }
   if (error.status === 404) return { kind: 'wrong-url', message: `${ctx.orgUrl} has no Okta token endpoint: check --base-url is the Okta org URL` };
   return { kind: 'unauthorized', message: `Okta issued no access token (HTTP ${error.status}${code ? ` ${code}` : ''})${quoted}` };
