@@ -1,8 +1,7 @@
 import { sql } from 'kysely';
 import type { DeprovisionMode } from '../core/policy.js';
-import type { CredentialKind } from '../integrations/credentials.js';
 import type { Db } from './database.js';
-import type { IntegrationRow, IntegrationRowUpdate, NewIntegrationRow, Provider } from './schema.js';
+import type { CredentialKind, IntegrationRow, IntegrationRowUpdate, NewIntegrationRow, Provider } from './schema.js';
 
 export type Schedule =
   | { readonly kind: 'every'; readonly ms: number }

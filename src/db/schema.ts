@@ -1,7 +1,6 @@
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
 import type { JsonObject } from '../core/model.js';
 import type { DeprovisionMode } from '../core/policy.js';
-import type { CredentialKind } from '../integrations/credentials.js';
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
@@ -9,6 +8,8 @@ type Json<T> = ColumnType<T, string, string>;
 type NullableJson<T> = ColumnType<T | null, string | null | undefined, string | null>;
 
 export type Provider = 'okta' | 'authentik';
+/** How an integration authenticates (the credentials themselves are sealed in `credentials`). */
+export type CredentialKind = 'token' | 'okta-private-key';
 export type RunTrigger = 'schedule' | 'webhook' | 'manual';
 export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'held';
 

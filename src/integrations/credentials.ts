@@ -18,7 +18,7 @@ export interface OktaPrivateKeyCredentials {
   readonly keyId: string | null;
 }
 
-export type CredentialKind = Credentials['kind'];
+export type { CredentialKind } from '../db/schema.js';
 
 export function sealCredentials(key: Buffer, integrationId: string, credentials: Credentials): Buffer {
   return encrypt(key, JSON.stringify(credentials), integrationId);
