@@ -150,6 +150,18 @@ describe('Okta service app (OAuth 2.0, private key)', () => {
     expect(proofs).toHaveLength(4);
   });
 
+  it('says so when Okta keeps demanding a new DPoP nonce', async () => {
+    const seen = tokenEndpoint(rsa, () => [
+      400,
+      { error: 'use_dpop_nonce', error_description: 'Authorization server requires nonce in DPoP proof.' },
+      { 'DPoP-Nonce': `nonce-${Math.random()}` },
+    ]);
+    const error = await connector(credentials(rsa.privatePem)).readSnapshot().catch((e: unknown) => e);
+    expect((error as IdpReadError).problem?.kind).toBe('unauthorized');
+    expect((error as Error).message).toMatch(/Okta refused dirsync's DPoP proof \(Okta: "Authorization server requires nonce in DPoP proof\."\)/);
+    expect(seen).toHaveLength(2); // the first demand is answered once, not in a loop
+  });
+
   it('names the scope Okta refuses to grant, and does not retry', async () => {
     const seen = tokenEndpoint(rsa, () => [400, { error: 'invalid_scope', error_description: 'The following scopes are not allowed: okta.groups.read' }]);
     const error = await connector(credentials(rsa.privatePem)).readSnapshot().catch((e: unknown) => e);

@@ -1,7 +1,7 @@
 import type okta from '@okta/okta-sdk-nodejs';
 import type { Credentials } from '../../integrations/credentials.js';
 import { statusOf } from '../retry.js';
-import type { OAuthErrorBody, OktaRequestExecutor } from './okta.executor.js';
+import type { OAuthErrorBody, OktaRequestExecutor, TokenFailure } from './okta.executor.js';
 
 /**
  * The Okta API scopes a sync needs, and no more: reading users and groups, and reading an
@@ -65,14 +65,16 @@ export function adaptTokenRequests(client: Client, executor: OktaRequestExecutor
   const getAccessToken = oauth.getAccessToken.bind(oauth);
   const request = async (nonce: string | null): Promise<AccessToken> => {
     let token: AccessToken | undefined;
+    let failure: TokenFailure | undefined;
     try {
       token = await getAccessToken(nonce);
     } catch (error) {
-      // A refusal whose body is not JSON (another server at this address) fails in the SDK's
-      // json(); the status was recorded all the same. Without one, it is a network failure.
-      const refused = statusOf(error) === undefined ? executor.takeTokenFailure() : undefined;
-      if (refused) throw new OktaTokenError(refused.status, refused.body, { cause: error });
-      if (statusOf(error) === undefined) throw error;
+      // Already explained: the nonce retry below, called back through the SDK.
+      if (error instanceof OktaTokenError) throw error;
+      // A refusal the SDK did throw (a body that is not JSON, or a fixed SDK) was recorded;
+      // nothing recorded means no answer at all, a network failure for networkProblem to word.
+      failure = executor.takeTokenFailure();
+      if (!failure) throw error;
     }
     if (typeof token?.access_token === 'string') {
       if (token.token_type === 'DPoP') oauth.isDPoP = true;
@@ -80,7 +82,7 @@ export function adaptTokenRequests(client: Client, executor: OktaRequestExecutor
       return token;
     }
     oauth.clearCachedAccessToken();
-    const failure = executor.takeTokenFailure();
+    failure ??= executor.takeTokenFailure();
     if (failure?.body?.error === 'use_dpop_nonce' && failure.nonce && nonce === null) {
       oauth.isDPoP = true;
       return oauth.getAccessToken(failure.nonce);
@@ -90,11 +92,22 @@ export function adaptTokenRequests(client: Client, executor: OktaRequestExecutor
   // Concurrent reads that find the token expired all ask for a new one: one request serves them
   // all, and the executor's record of a refusal belongs to that one request.
   let inFlight: Promise<AccessToken> | undefined;
+  // The SDK answers every nonce demand with another request, without end: one is answered.
+  let noncesAnswered = 0;
   oauth.getAccessToken = (nonce: string | null = null): Promise<AccessToken> => {
-    if (nonce !== null) return request(nonce);
-    inFlight ??= request(null).finally(() => {
-      inFlight = undefined;
-    });
+    if (nonce !== null) {
+      if (++noncesAnswered > 1) {
+        const failure = executor.takeTokenFailure();
+        return Promise.reject(new OktaTokenError(failure?.status ?? 400, failure?.body));
+      }
+      return request(nonce);
+    }
+    if (!inFlight) {
+      noncesAnswered = 0;
+      inFlight = request(null).finally(() => {
+        inFlight = undefined;
+      });
+    }
     return inFlight;
   };
 }
