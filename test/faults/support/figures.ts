@@ -2,7 +2,7 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 
 /**
- * The fault suite's figures: each scenario appends one line to test-artifacts/faults/, and
+ * The fault suite's figures: each scenario appends one line under test-artifacts/faults/, and
  * the suite's teardown (test/faults/support/report.ts) sums them into fault-report.md.
  */
 export interface ScenarioFigures {
@@ -21,11 +21,17 @@ export interface ScenarioFigures {
   readonly note?: string;
 }
 
-export const FIGURES_DIR = path.resolve('test-artifacts/faults');
+/**
+ * This test run's own folder (named for its database, which global setup makes unique), so
+ * two runs at once on one checkout neither wipe nor count each other's figures.
+ */
+export function figuresDir(): string {
+  return path.resolve('test-artifacts/faults', process.env.DIRSYNC_TEST_DB_NAME ?? 'default');
+}
 
 export function recordFigures(figures: ScenarioFigures): void {
-  mkdirSync(FIGURES_DIR, { recursive: true });
-  appendFileSync(path.join(FIGURES_DIR, `figures-${process.pid}.jsonl`), `${JSON.stringify({ ...figures, at: new Date().toISOString() })}\n`);
+  mkdirSync(figuresDir(), { recursive: true });
+  appendFileSync(path.join(figuresDir(), `figures-${process.pid}.jsonl`), `${JSON.stringify({ ...figures, at: new Date().toISOString() })}\n`);
 }
 
 /** How often randomised scenarios repeat: few in CI, more with `npm run test:faults`. */

@@ -1,10 +1,10 @@
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { FIGURES_DIR, type ScenarioFigures } from './figures.js';
+import { type ScenarioFigures, figuresDir } from './figures.js';
 
-/** Forgets the figures of earlier test runs. */
+/** Starts this run's figures afresh. */
 export function resetFigures(): void {
-  rmSync(FIGURES_DIR, { recursive: true, force: true });
+  rmSync(figuresDir(), { recursive: true, force: true });
 }
 
 /**
@@ -12,11 +12,13 @@ export function resetFigures(): void {
  * in docs/RELIABILITY.md) and returns it, or nothing when no fault scenario ran.
  */
 export function writeFaultReport(): string | undefined {
-  if (!existsSync(FIGURES_DIR)) return undefined;
-  const all = readdirSync(FIGURES_DIR)
+  const dir = figuresDir();
+  if (!existsSync(dir)) return undefined;
+  const all = readdirSync(dir)
     .filter((f) => f.endsWith('.jsonl'))
-    .flatMap((f) => readFileSync(path.join(FIGURES_DIR, f), 'utf8').trim().split('\n').filter(Boolean))
+    .flatMap((f) => readFileSync(path.join(dir, f), 'utf8').trim().split('\n').filter(Boolean))
     .map((line) => JSON.parse(line) as ScenarioFigures);
+  rmSync(dir, { recursive: true, force: true });
   if (all.length === 0) return undefined;
   const sum = (pick: (f: ScenarioFigures) => number) => all.reduce((n, f) => n + pick(f), 0);
   const lines = [
