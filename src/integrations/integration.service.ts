@@ -66,13 +66,8 @@ export interface WebhookSecretRotation {
   previousWebhookSecretValidUntil: string | null;
 }
 
-/** What `integration test` answers. */
-export interface IntegrationTestResult extends ConnectionReport {
-  readonly id: string;
-  readonly provider: Provider;
-  readonly baseUrl: string;
-  readonly auth: CredentialKind;
-}
+/** What `integration test` answers: which integration, and the report. */
+export type IntegrationTestResult = Pick<IntegrationView, 'id' | 'provider' | 'baseUrl' | 'auth'> & ConnectionReport;
 
 const PROVIDERS: readonly Provider[] = ['okta', 'authentik'];
 

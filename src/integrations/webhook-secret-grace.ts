@@ -1,7 +1,7 @@
 import { InvalidScheduleError, parseDuration } from './schedule.js';
 
 /** The longest grace period: a rotation is meant to retire the old secret, not to keep two. */
-export const MAX_GRACE_MS = 30 * 86_400_000;
+const MAX_GRACE_MS = 30 * 86_400_000;
 
 /** What a grace period must be, completing a sentence that starts with its name. */
 export const GRACE_RULE = 'must be 0 or a duration of at most 30d, such as 15m, 1h or 7d';

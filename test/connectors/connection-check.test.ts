@@ -5,7 +5,7 @@ import { type Server, createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type ConnectionTarget, checkConnection, describeReport } from '../../src/integrations/connection-check.js';
 import type { Credentials } from '../../src/integrations/credentials.js';
 import { parseOktaPrivateKey } from '../../src/integrations/okta-private-key.js';
@@ -57,6 +57,12 @@ beforeAll(async () => {
   tlsUrl = `https://127.0.0.1:${(tls.address() as AddressInfo).port}`;
 });
 
+// A test's injected fault ends with it.
+afterEach(() => {
+  okta.fault = undefined;
+  authentik.fault = undefined;
+});
+
 afterAll(async () => {
   await okta?.stop();
   await authentik?.stop();
@@ -102,25 +108,17 @@ describe('integration test, Okta', () => {
 
   it('says when the token may not read (403)', async () => {
     okta.fault = ({ path: p }) => (p === '/api/v1/apps/0oaCheck/groups' ? { status: 403, body: { errorCode: 'E0000006', errorSummary: 'You do not have permission to perform the requested action' } } : undefined);
-    try {
-      const report = await checkConnection(oktaTarget(), token(okta.token));
-      const failed = report.checks.filter((c) => !c.ok);
-      expect(failed.map((c) => [c.endpoint, !c.ok && c.problem])).toEqual([['GET /api/v1/apps/0oaCheck/groups', 'forbidden']]);
-    } finally {
-      okta.fault = undefined;
-    }
+    const report = await checkConnection(oktaTarget(), token(okta.token));
+    const failed = report.checks.filter((c) => !c.ok);
+    expect(failed.map((c) => [c.endpoint, !c.ok && c.problem])).toEqual([['GET /api/v1/apps/0oaCheck/groups', 'forbidden']]);
   });
 
   it('reports a rate limit at once instead of waiting it out', async () => {
     okta.fault = () => ({ status: 429, body: { errorCode: 'E0000047', errorSummary: 'API call exceeded rate limit due to too many requests.' }, headers: { 'x-rate-limit-reset': String(Math.floor(Date.now() / 1000) + 60) } });
-    try {
-      const started = Date.now();
-      const report = await checkConnection(oktaTarget(), token(okta.token));
-      expect(Date.now() - started).toBeLessThan(10_000);
-      expect(report.checks[0]).toMatchObject({ problem: 'rate-limited', message: expect.stringMatching(/^Okta is rate-limiting these requests \(429\)/) });
-    } finally {
-      okta.fault = undefined;
-    }
+    const started = Date.now();
+    const report = await checkConnection(oktaTarget(), token(okta.token));
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(report.checks[0]).toMatchObject({ problem: 'rate-limited', message: expect.stringMatching(/^Okta is rate-limiting these requests \(429\)/) });
   });
 
   it('says a URL is wrong: nothing listening, a host that does not resolve, or not an Okta API', async () => {
@@ -134,14 +132,10 @@ describe('integration test, Okta', () => {
 
   it('never quotes back a token the IdP echoes', async () => {
     okta.fault = () => ({ status: 400, body: { errorCode: 'E0000001', errorSummary: `Api validation failed: Authorization: SSWS ${okta.token}` } });
-    try {
-      const report = await checkConnection(oktaTarget(), token(okta.token));
-      expect(report.checks[0]!.ok).toBe(false);
-      expect(JSON.stringify(report)).not.toContain(okta.token);
-      expect(JSON.stringify(report)).toContain('SSWS [redacted]');
-    } finally {
-      okta.fault = undefined;
-    }
+    const report = await checkConnection(oktaTarget(), token(okta.token));
+    expect(report.checks[0]!.ok).toBe(false);
+    expect(JSON.stringify(report)).not.toContain(okta.token);
+    expect(JSON.stringify(report)).toContain('SSWS [redacted]');
   });
 
   it('says a service app points at something that is not Okta (an HTML 404 at the token endpoint)', async () => {
@@ -192,24 +186,16 @@ describe('integration test, authentik', () => {
 
   it("says when the token's user may not view bindings (403)", async () => {
     authentik.fault = ({ path: p }) => (p.startsWith('/api/v3/policies/') ? { status: 403, body: { detail: 'You do not have permission to perform this action.' } } : undefined);
-    try {
-      const report = await checkConnection(akTarget(), token(authentik.token));
-      expect(report.checks[1]).toMatchObject({ endpoint: 'GET /api/v3/policies/bindings/', problem: 'forbidden' });
-      expect(report.checks[2]!.ok).toBe(true);
-    } finally {
-      authentik.fault = undefined;
-    }
+    const report = await checkConnection(akTarget(), token(authentik.token));
+    expect(report.checks[1]).toMatchObject({ endpoint: 'GET /api/v3/policies/bindings/', problem: 'forbidden' });
+    expect(report.checks[2]!.ok).toBe(true);
   });
 
   it('never quotes back a token authentik echoes in its detail', async () => {
     authentik.fault = () => ({ status: 403, body: { detail: `Token invalid/expired: Bearer ${authentik.token}` } });
-    try {
-      const report = await checkConnection(akTarget(), token(authentik.token));
-      expect(report.checks[0]).toMatchObject({ problem: 'unauthorized' });
-      expect(JSON.stringify(report)).not.toContain(authentik.token);
-    } finally {
-      authentik.fault = undefined;
-    }
+    const report = await checkConnection(akTarget(), token(authentik.token));
+    expect(report.checks[0]).toMatchObject({ problem: 'unauthorized' });
+    expect(JSON.stringify(report)).not.toContain(authentik.token);
   });
 
   it('says when the base URL has no authentik API', async () => {

@@ -145,55 +145,42 @@ export class OktaConnector implements Connector {
     // The ids of a group and a user found on the way, to try the per-group and per-user listings.
     let groupId: string | undefined;
     let userId: string | undefined;
-    const first = async <T>(open: () => Promise<unknown>): Promise<T | undefined> => {
-      const { value } = await (await open() as Pager<T>).next();
-      return value ?? undefined;
+    // One page of a listing (its first request), and the id of its first item.
+    const firstId = async (open: () => Promise<unknown>): Promise<string | undefined> => {
+      const { value } = await ((await open()) as Pager<{ id?: unknown }>).next();
+      return typeof value?.id === 'string' ? value.id : undefined;
     };
+    const listing = (endpoint: string, open: () => Promise<unknown>, found: (id: string | undefined) => void = () => {}): CheckStep => ({
+      endpoint,
+      run: async () => found(await firstId(open)),
+    });
+    const foundUser = (id: string | undefined) => void (userId ??= id);
+    const foundGroup = (id: string | undefined) => void (groupId ??= id);
     if (appId) {
-      steps.push({
-        endpoint: `/api/v1/apps/${appId}/users`,
-        run: async () => {
-          userId ??= (await first<AppUserLike>(() => c.applicationApi.listApplicationUsers({ appId, expand: 'user', limit: 1 })))?.id;
-        },
-      });
-      steps.push({
-        endpoint: `/api/v1/apps/${appId}/groups`,
-        run: async () => {
-          groupId ??= (await first<AppGroupLike>(() => c.applicationApi.listApplicationGroupAssignments({ appId, expand: 'group', limit: 1 })))?.id;
-        },
-      });
+      // App users' and app group assignments' ids are the users' and groups' ids.
+      steps.push(
+        listing(`/api/v1/apps/${appId}/users`, () => c.applicationApi.listApplicationUsers({ appId, expand: 'user', limit: 1 }), foundUser),
+        listing(`/api/v1/apps/${appId}/groups`, () => c.applicationApi.listApplicationGroupAssignments({ appId, expand: 'group', limit: 1 }), foundGroup),
+      );
     } else {
-      steps.push({
-        endpoint: '/api/v1/users',
-        run: async () => {
-          userId ??= (await first<{ id?: string }>(() => c.userApi.listUsers({ limit: 1 })))?.id;
-        },
-      });
-      steps.push({
-        endpoint: '/api/v1/users?filter=status eq "DEPROVISIONED"',
-        run: async () => {
-          await first(() => c.userApi.listUsers({ filter: 'status eq "DEPROVISIONED"', limit: 1 }));
-        },
-      });
-      steps.push({
-        endpoint: '/api/v1/groups',
-        run: async () => {
-          groupId ??= (await first<{ id?: string }>(() => c.groupApi.listGroups({ limit: 1 })))?.id;
-        },
-      });
+      steps.push(
+        listing('/api/v1/users', () => c.userApi.listUsers({ limit: 1 }), foundUser),
+        listing('/api/v1/users?filter=status eq "DEPROVISIONED"', () => c.userApi.listUsers({ filter: 'status eq "DEPROVISIONED"', limit: 1 })),
+        listing('/api/v1/groups', () => c.groupApi.listGroups({ limit: 1 }), foundGroup),
+      );
     }
     steps.push({
       endpoint: '/api/v1/groups/{groupId}/users',
       run: async () => {
         if (!groupId) return 'no group in scope to try it with';
-        await first(() => c.groupApi.listGroupUsers({ groupId: groupId!, limit: 1 }));
+        await firstId(() => c.groupApi.listGroupUsers({ groupId: groupId!, limit: 1 }));
       },
     });
     steps.push({
       endpoint: '/api/v1/users/{userId}/groups',
       run: async () => {
         if (!userId) return 'no user in scope to try it with';
-        await first(() => c.userApi.listUserGroups({ userId: userId! }));
+        await firstId(() => c.userApi.listUserGroups({ userId: userId! }));
       },
     });
     return runChecks(steps, (step) => withRetry(step.run, { ...this.policy(step.endpoint, signal, step.method), retry: NO_RETRY }));
