@@ -75,12 +75,13 @@ async function dbFloor(users: number, groups: number, memberships: number): Prom
     members: `floor_members_${suffix}`,
   };
   await client.query(`create table ${tables.users} (like users including all)`);
-  await client.query(`create table ${tables.access} (like tenant_access including all)`);
+  await client.query(`create table ${tables.access} (like accounts including all)`);
   await client.query(`create table ${tables.groups} (like groups including all)`);
   await client.query(`create table ${tables.members} (like group_memberships including all)`);
   const tenant = randomUUID();
   const integration = randomUUID();
   const userIds = dir.users.map(() => randomUUID());
+  const accountIds = dir.users.map(() => randomUUID());
   const groupIds = dir.groups.map(() => randomUUID());
   const copy = async (sqlText: string, rows: Iterable<string>) => {
     const stream = client.query(copyFrom(sqlText));
@@ -94,12 +95,12 @@ async function dbFloor(users: number, groups: number, memberships: number): Prom
     })(),
   );
   await copy(
-    `copy ${tables.access} (tenant_id, user_id, integration_id, external_id, user_name, email, given_name, family_name, display_name, active, idp_status, attributes, fingerprint) from stdin`,
+    `copy ${tables.access} (id, tenant_id, user_id, integration_id, external_id, user_name, email, given_name, family_name, display_name, active, idp_status, attributes, fingerprint) from stdin`,
     (function* () {
       for (let i = 0; i < dir.users.length; i++) {
         const u = dir.users[i]!;
         const attrs = esc(JSON.stringify({ login: u.login, email: u.email, firstName: u.firstName, lastName: u.lastName, department: u.department }));
-        yield `${tenant}\t${userIds[i]}\t${integration}\t${u.id}\t${esc(u.login)}\t${esc(u.email)}\t${u.firstName}\t${u.lastName}\t${u.firstName} ${u.lastName}\tt\tACTIVE\t${attrs}\tfingerprint-of-${i}\n`;
+        yield `${accountIds[i]}\t${tenant}\t${userIds[i]}\t${integration}\t${u.id}\t${esc(u.login)}\t${esc(u.email)}\t${u.firstName}\t${u.lastName}\t${u.firstName} ${u.lastName}\tt\tACTIVE\t${attrs}\tfingerprint-of-${i}\n`;
       }
     })(),
   );
@@ -110,9 +111,9 @@ async function dbFloor(users: number, groups: number, memberships: number): Prom
     })(),
   );
   await copy(
-    `copy ${tables.members} (group_id, user_id) from stdin`,
+    `copy ${tables.members} (group_id, account_id) from stdin`,
     (function* () {
-      for (let g = 0; g < dir.members.length; g++) for (const u of dir.members[g]!) yield `${groupIds[g]}\t${userIds[u]}\n`;
+      for (let g = 0; g < dir.members.length; g++) for (const u of dir.members[g]!) yield `${groupIds[g]}\t${accountIds[u]}\n`;
     })(),
   );
   const rows = dir.users.length * 2 + dir.groups.length + dir.members.reduce((n, m) => n + m.length, 0);

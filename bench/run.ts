@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     await new TenantRepository(db).create('bench', 'bench');
     const { integration } = await new IntegrationService(db, config).create({ tenant: 'bench', provider: 'okta', baseUrl: url, token: 'bench-token', oktaAppId: '0oaBench', threshold: '100' });
     const reset = async () => {
-      await sql`truncate runs, run_changes, tenant_access, groups, group_memberships, locks, users cascade`.execute(db);
+      await sql`truncate runs, run_changes, accounts, groups, group_memberships, locks, users cascade`.execute(db);
       await bench('reset');
     };
 

@@ -181,7 +181,7 @@ async function waitFor(check: () => Promise<boolean>, everyMs = 20, timeoutMs = 
 
 async function countActive(db: ReturnType<typeof createDb>, integrationId: string): Promise<number> {
   const row = await db
-    .selectFrom('tenant_access')
+    .selectFrom('accounts')
     .select((eb) => eb.fn.countAll<string>().as('n'))
     .where('integration_id', '=', integrationId)
     .where('active', '=', true)
@@ -190,7 +190,7 @@ async function countActive(db: ReturnType<typeof createDb>, integrationId: strin
 }
 
 async function isActive(db: ReturnType<typeof createDb>, integrationId: string, externalId: string): Promise<boolean | undefined> {
-  const row = await db.selectFrom('tenant_access').select('active').where('integration_id', '=', integrationId).where('external_id', '=', externalId).executeTakeFirst();
+  const row = await db.selectFrom('accounts').select('active').where('integration_id', '=', integrationId).where('external_id', '=', externalId).executeTakeFirst();
   return row?.active;
 }
 

@@ -1,7 +1,7 @@
-import type { JsonObject } from '../core/model.js';
-import { CHANGE_KINDS, type Plan, type PlanCounts, type UserDeprovision, zeroCounts } from '../core/plan.js';
+import { changeLogId, destructive, membershipDetail } from '../core/approvals.js';
+import type { JsonObject, SkippedRecord } from '../core/model.js';
+import { CHANGE_KINDS, type Membership, type Plan, type PlanCounts, type PlanKind, type UserDeprovision, zeroCounts } from '../core/plan.js';
 import type { DeprovisionMode, Policy } from '../core/policy.js';
-import { membershipId } from '../core/safety.js';
 import type { Db } from '../db/database.js';
 import { DirectoryRepository, type WriteScope } from '../db/directory.repository.js';
 import { type NewRunChange, RunRepository } from '../db/run.repository.js';
@@ -9,34 +9,57 @@ import { type NewRunChange, RunRepository } from '../db/run.repository.js';
 /** Operations per transaction: large enough that round trips do not dominate, small enough to keep transactions short. */
 const DEFAULT_BATCH = 2_000;
 
+/**
+ * SQLSTATE classes of errors that one record's data causes (a value Postgres cannot take, a
+ * constraint one record breaks, a program limit such as an over-long index entry): the batch
+ * is retried record by record and only the records that still fail are skipped. Anything else
+ * (connection lost, serialization) is an outage, thrown for the queue to retry.
+ * https://www.postgresql.org/docs/current/errcodes-appendix.html
+ */
+const RECORD_ERROR_CLASSES = new Set(['22', '23', '54']);
+
 export interface ApplyOptions {
   /** Operations per transaction. */
   readonly batchSize?: number;
   /** Called after each committed batch (progress, heartbeats, and crash tests). */
-  readonly afterBatch?: (kind: keyof Plan, applied: number) => Promise<void> | void;
+  readonly afterBatch?: (kind: PlanKind, applied: number) => Promise<void> | void;
+}
+
+export interface ApplyResult {
+  readonly counts: PlanCounts;
+  /** Records the database refused, each skipped with the reason (SPEC "Per-record isolation"). */
+  readonly skipped: readonly SkippedRecord[];
 }
 
 /** One kind of operation, cut into batches; the item type is closed over so steps can share a list. */
 interface Step {
-  readonly kind: keyof Plan;
+  readonly kind: PlanKind;
   batches(size: number): Iterable<Batch>;
 }
 
 interface Batch {
   readonly size: number;
   readonly changes: NewRunChange[];
-  write(repo: DirectoryRepository, scope: WriteScope): Promise<void>;
+  /** Writes the batch; returns the change-log ids of items it refused (per-record conflicts). */
+  write(repo: DirectoryRepository, scope: WriteScope): Promise<readonly string[]>;
+  /** The batch as single-item batches, for when one of its records fails. */
+  items(): Batch[];
+  /** The same item in a form more likely to apply (a deprovision without its attribute refresh), if any. */
+  fallback?(): Batch | undefined;
+  describe(): SkippedRecord;
 }
 
 /**
  * Applies a plan in batches. Each batch is one transaction holding both the state change and
  * its change-log rows, so the log never claims more than happened. Every write is keyed by
- * (integration, external id) and converges when repeated: after a crash at any point, the
- * next run re-plans from what was committed and finishes the job with no duplicates.
+ * (integration, IdP id) and converges when repeated: after a crash at any point, the next run
+ * re-plans from what was committed and finishes the job with no duplicates.
+ *
+ * A batch that fails on one record's data is applied again record by record; a record that
+ * still fails is skipped and returned, and everything else applies.
  *
  * Order: groups and users first, so memberships can reference them; updates before creates,
  * so a login a renamed user gave up is free for the new user who takes it; removals last.
- * Returns the counts of what was applied (all of the plan unless it throws).
  */
 export async function applyPlan(
   db: Db,
@@ -44,30 +67,69 @@ export async function applyPlan(
   plan: Plan,
   policy: Policy,
   options: ApplyOptions = {},
-): Promise<PlanCounts> {
-  const applied: Record<keyof Plan, number> = { ...zeroCounts() };
+): Promise<ApplyResult> {
+  const applied: Record<PlanKind, number> = { ...zeroCounts() };
+  const skipped: SkippedRecord[] = [];
+  const commit = async (batch: Batch): Promise<number> => {
+    return db.transaction().execute(async (trx) => {
+      const refused = new Set(await batch.write(new DirectoryRepository(trx), scope));
+      const changes = batch.changes.filter((c) => !refused.has(c.externalId));
+      await new RunRepository(trx).recordChanges(scope.runId, changes, 'applied');
+      for (const c of batch.changes) {
+        if (refused.has(c.externalId)) skipped.push({ kind: c.kind.startsWith('group.') ? 'group' : 'user', externalId: c.externalId, subject: c.subject, reason: `${c.subject}: ${REFUSED}` });
+      }
+      return changes.length;
+    });
+  };
   for (const step of steps(plan, policy)) {
     for (const batch of step.batches(options.batchSize ?? DEFAULT_BATCH)) {
-      await db.transaction().execute(async (trx) => {
-        await batch.write(new DirectoryRepository(trx), scope);
-        await new RunRepository(trx).recordChanges(scope.runId, batch.changes, true);
-      });
-      applied[step.kind] += batch.size;
+      try {
+        applied[step.kind] += await commit(batch);
+      } catch (error) {
+        if (!isRecordError(error)) throw error;
+        for (const item of batch.items()) {
+          applied[step.kind] += await commitItem(item, commit, skipped, error);
+        }
+      }
       await options.afterBatch?.(step.kind, applied[step.kind]);
     }
   }
-  return applied;
+  return { counts: applied, skipped };
 }
 
-/** Records planned operations as changes that were not applied (dry runs, held operations). */
-export async function recordPlan(db: Db, runId: string, plan: Plan, policy: Policy, batchSize = 1000): Promise<void> {
+const REFUSED = 'another enabled integration of this tenant took an account with this userName while the run was applying';
+
+async function commitItem(item: Batch, commit: (b: Batch) => Promise<number>, skipped: SkippedRecord[], batchError: unknown): Promise<number> {
+  let error: unknown = batchError;
+  for (const attempt of [item, item.fallback?.()]) {
+    if (!attempt) continue;
+    try {
+      return await commit(attempt);
+    } catch (e) {
+      if (!isRecordError(e)) throw e;
+      error = e;
+    }
+  }
+  const record = item.describe();
+  skipped.push({ ...record, reason: `${record.reason}: Postgres refused it (${(error as Error).message.replaceAll('\0', '\\0')})` });
+  return 0;
+}
+
+function isRecordError(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === 'string' && RECORD_ERROR_CLASSES.has(code.slice(0, 2));
+}
+
+/** Records planned operations as changes not applied: `planned` for a dry run, `held` for a held plan. */
+export async function recordPlan(db: Db, runId: string, plan: Plan, policy: Policy, state: 'planned' | 'held', batchSize = 1000): Promise<void> {
   const runs = new RunRepository(db);
   for (const step of steps(plan, policy)) {
-    for (const batch of step.batches(batchSize)) await runs.recordChanges(runId, batch.changes, false);
+    for (const batch of step.batches(batchSize)) await runs.recordChanges(runId, batch.changes, state);
   }
 }
 
 function steps(plan: Plan, policy: Policy): Step[] {
+  const mode = policy.deprovisionMode;
   return [
     step('groupsCreated', plan.groupsCreated, (r, s, b) => r.upsertGroups(s, b), (g) =>
       change(CHANGE_KINDS.groupsCreated, g.externalId, g.name, { description: g.description }),
@@ -79,38 +141,64 @@ function steps(plan: Plan, policy: Policy): Step[] {
       change(CHANGE_KINDS.usersUpdated, u.user.externalId, u.user.userName, { changed: [...u.changed] }),
     ),
     step('usersCreated', plan.usersCreated, (r, s, b) => r.grantAccess(s, b), (u) =>
-      change(CHANGE_KINDS.usersCreated, u.externalId, u.userName, { email: u.email, status: u.status }),
+      change(CHANGE_KINDS.usersCreated, u.externalId, u.userName, { email: u.email, status: u.status, ...(u.adopts ? { adopted: u.adopts } : {}) }),
     ),
     step('usersReprovisioned', plan.usersReprovisioned, (r, s, b) => r.grantAccess(s, b), (u) =>
-      change(CHANGE_KINDS.usersReprovisioned, u.externalId, u.userName, { status: u.status }),
+      change(CHANGE_KINDS.usersReprovisioned, u.externalId, u.userName, { status: u.status, ...(u.adopts ? { adopted: u.adopts } : {}) }),
     ),
     step('membershipsAdded', plan.membershipsAdded, (r, s, b) => r.addMemberships(s, b), (m) =>
-      change(CHANGE_KINDS.membershipsAdded, membershipId(m), `${m.userName} in ${m.groupName}`, null),
+      change(CHANGE_KINDS.membershipsAdded, membershipId(m), `${m.userName} in ${m.groupName}`, membershipDetail(m)),
     ),
     step('membershipsRemoved', plan.membershipsRemoved, (r, s, b) => r.removeMemberships(s, b), (m) =>
-      change(CHANGE_KINDS.membershipsRemoved, membershipId(m), `${m.userName} in ${m.groupName}`, null),
+      change(CHANGE_KINDS.membershipsRemoved, membershipId(m), `${m.userName} in ${m.groupName}`, {
+        ...membershipDetail(m),
+        ...(m.with ? { with: m.with === 'group' ? 'group deleted' : 'account removed' } : {}),
+      }),
     ),
-    step('usersDeprovisioned', plan.usersDeprovisioned, (r, s, b) => deprovision(r, s, b, policy.deprovisionMode), (d) =>
-      change(CHANGE_KINDS.usersDeprovisioned, d.externalId, d.userName, { reason: d.reason, status: d.user?.status ?? null, mode: policy.deprovisionMode }),
+    step(
+      'usersDeprovisioned',
+      plan.usersDeprovisioned,
+      (r, s, b) => deprovision(r, s, b, mode),
+      (d) => change(CHANGE_KINDS.usersDeprovisioned, d.externalId, d.userName, { reason: d.reason, status: d.user?.status ?? null, mode }),
+      // A record whose attributes Postgres refuses is still deprovisioned: bad data never keeps anyone in.
+      (d) => (d.user ? { ...d, user: null } : undefined),
     ),
     step('groupsDeleted', plan.groupsDeleted, (r, s, b) => r.deleteGroups(s, b.map((g) => g.externalId)), (g) =>
-      change(CHANGE_KINDS.groupsDeleted, g.externalId, g.name, null),
+      change(CHANGE_KINDS.groupsDeleted, g.externalId, g.name, { members: g.members }),
     ),
   ];
 }
 
 function step<T>(
-  kind: keyof Plan,
+  kind: PlanKind,
   items: readonly T[],
-  write: (repo: DirectoryRepository, scope: WriteScope, batch: readonly T[]) => Promise<void>,
+  write: (repo: DirectoryRepository, scope: WriteScope, batch: readonly T[]) => Promise<readonly string[] | void>,
   describe: (item: T) => NewRunChange,
+  fallback?: (item: T) => T | undefined,
 ): Step {
+  const batchOf = (batch: readonly T[]): Batch => {
+    const changes = batch.map(describe);
+    return {
+      size: batch.length,
+      changes,
+      write: async (repo, scope) => (await write(repo, scope, batch)) ?? [],
+      items: () => batch.map((item) => batchOf([item])),
+      fallback: () => {
+        const better = batch.length === 1 && fallback ? fallback(batch[0]!) : undefined;
+        return better === undefined ? undefined : batchOf([better]);
+      },
+      describe: () => ({
+        kind: kind.startsWith('group') ? 'group' : 'user',
+        externalId: changes[0]?.externalId ?? null,
+        subject: changes[0]?.subject ?? '',
+        reason: `${changes[0]?.kind ?? kind} of ${changes[0]?.subject ?? '?'}`,
+      }),
+    };
+  };
   return {
     kind,
     *batches(size) {
-      for (const batch of chunks(items, size)) {
-        yield { size: batch.length, changes: batch.map(describe), write: (repo, scope) => write(repo, scope, batch) };
-      }
+      for (const batch of chunks(items, size)) yield batchOf(batch);
     },
   };
 }
@@ -129,6 +217,10 @@ function deprovision(
     case 'delete':
       return repo.removeAccess(scope, batch, true);
   }
+}
+
+function membershipId(m: Membership): string {
+  return changeLogId(destructive.membershipRemove(m));
 }
 
 function change(kind: string, externalId: string, subject: string, detail: JsonObject | null): NewRunChange {

@@ -55,6 +55,10 @@ export function describeRun(run: RunSummary): string {
   if (run.approvesRunId) lines.push(`  approves:  run ${run.approvesRunId}`);
   if (run.approvedByRunId) lines.push(`  approved:  ${run.approvedAt} by run ${run.approvedByRunId}`);
   if (run.error) lines.push(`  error:     ${run.error}`);
+  if (run.warnings.length > 0) {
+    lines.push(`  warnings:  ${run.warnings.length} records skipped, left as they were:`);
+    for (const w of run.warnings) lines.push(`    - ${w.subject}${w.externalId && w.externalId !== w.subject ? ` (${w.externalId})` : ''}: ${w.reason}`);
+  }
   return lines.join('\n');
 }
 

@@ -40,14 +40,44 @@ export interface DirectoryGroup {
 }
 
 /**
+ * An IdP record in scope that cannot be taken as it is (SPEC "Per-record isolation"): a value
+ * Postgres cannot store, an over-long or missing login, a clash with another record. It is
+ * evidence that the record exists, so it is never deprovisioned for being unreadable.
+ */
+export interface SkippedRecord {
+  readonly kind: 'user' | 'group';
+  /** The IdP's id, or null when even that could not be read. */
+  readonly externalId: string | null;
+  /** What an admin knows the record by: a login or group name when readable, else the id. */
+  readonly subject: string;
+  /** One sentence: what is wrong and where to fix it. */
+  readonly reason: string;
+  /**
+   * A user whose status could be read: whether that status keeps access. A status that
+   * deprovisions still applies, so bad data never keeps anyone in. Absent when unreadable.
+   */
+  readonly active?: boolean;
+}
+
+/**
  * Everything one integration's scope contains at one moment. Only complete snapshots
  * exist: a connector that could not read every page throws instead of returning one.
  */
 export interface Snapshot {
   readonly users: ReadonlyMap<string, DirectoryUser>;
   readonly groups: ReadonlyMap<string, DirectoryGroup>;
-  /** group externalId -> member user externalIds (members outside the scope already dropped). */
+  /**
+   * group externalId -> member user externalIds. Members outside the scope are already
+   * dropped; members skipped as unreadable are kept (they are in scope).
+   */
   readonly memberships: ReadonlyMap<string, ReadonlySet<string>>;
+  /** Records in scope that could not be taken as they are; empty when all could. */
+  readonly skipped: readonly SkippedRecord[];
+  /**
+   * Why the read looks incomplete although every page answered (authentik bindings naming
+   * groups the groups listing lacks): every destructive operation is then held.
+   */
+  readonly suspicious: readonly string[];
   /**
    * Groups whose members were not re-read because their version matched what the tenant
    * already holds. Only `completeSnapshot` may see these; the planner needs them filled in.
@@ -55,10 +85,21 @@ export interface Snapshot {
   readonly unreadMembers?: ReadonlySet<string>;
 }
 
-/** What the tenant holds locally for one integration, keyed by the IdP's external ids. */
+/** A tenant account this integration owns, keyed by the IdP's external id. */
 export interface LocalUser extends UserFields {
-  /** Tenant access is active; false means deprovisioned (suspend mode keeps the row). */
+  /** The account is active; false means deprovisioned (suspend mode keeps the account). */
   readonly active: boolean;
+}
+
+/**
+ * A tenant account this integration does not own, found by normalized userName: adopted when
+ * unowned (no owner, or a disabled one), a per-record conflict when another enabled
+ * integration owns it (SPEC "Adoption").
+ */
+export interface OtherAccount {
+  readonly accountId: string;
+  /** The integration that owns it, when that integration is enabled; null when nobody enabled does. */
+  readonly ownedByEnabled: string | null;
 }
 
 export interface LocalGroup {
@@ -77,11 +118,26 @@ export interface LocalState {
    * are still locked: when the IdP provisions them again, that is a reprovision, not a create.
    */
   readonly lockedOut: ReadonlySet<string>;
+  /** The tenant's accounts other integrations own or nobody does, by normalized userName. */
+  readonly others: ReadonlyMap<string, OtherAccount>;
 }
 
 export const USER_FIELDS = ['userName', 'email', 'givenName', 'familyName', 'displayName'] as const;
 export type UserField = (typeof USER_FIELDS)[number];
 
 export function emptyLocalState(): LocalState {
-  return { users: new Map(), groups: new Map(), memberships: new Map(), lockedOut: new Set() };
+  return { users: new Map(), groups: new Map(), memberships: new Map(), lockedOut: new Set(), others: new Map() };
+}
+
+/**
+ * A userName as people are matched by it (SPEC: "normalized userName, Unicode
+ * case-insensitive"): NFC, then lower-cased code point by code point, as Postgres's
+ * lower(normalize(x, NFC)) keys people and accounts. Code point by code point because that is
+ * how Postgres folds: a final capital sigma becomes σ (toLowerCase gives ς by context), and İ
+ * becomes i (toLowerCase gives i + a combining dot).
+ */
+export function userNameKey(userName: string): string {
+  let key = '';
+  for (const c of userName.normalize('NFC')) key += c === '\u0130' ? 'i' : c.toLowerCase();
+  return key;
 }

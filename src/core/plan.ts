@@ -4,13 +4,20 @@ import type {
   LocalGroup,
   LocalState,
   LocalUser,
+  SkippedRecord,
   Snapshot,
   UserField,
 } from './model.js';
-import { USER_FIELDS } from './model.js';
+import { USER_FIELDS, userNameKey } from './model.js';
 import type { Policy } from './policy.js';
 
 export type DeprovisionReason = 'out-of-scope' | 'idp-status';
+
+/** A user to grant access to: a new account, or (adopts) an account nobody enabled owns yet. */
+export interface UserGrant extends DirectoryUser {
+  /** The account this identity adopts (SPEC "Adoption"), or null for a new account. */
+  readonly adopts: string | null;
+}
 
 export interface UserUpdate {
   readonly user: DirectoryUser;
@@ -34,6 +41,8 @@ export interface GroupUpdate {
 export interface GroupDelete {
   readonly externalId: string;
   readonly name: string;
+  /** Members the group takes with it; each is also a removal in `membershipsRemoved`. */
+  readonly members: number;
 }
 
 export interface Membership {
@@ -42,6 +51,11 @@ export interface Membership {
   /** Names for the change log; ids are what apply matches on. */
   readonly groupName: string;
   readonly userName: string;
+  /**
+   * A removal that goes with its group's deletion, or with its account's removal (a
+   * deprovision in remove-access or delete mode): held exactly when that operation is.
+   */
+  readonly with?: 'group' | 'account';
 }
 
 /**
@@ -49,18 +63,23 @@ export interface Membership {
  * One list per kind, so apply can run each kind as set-based batches and counts are lengths.
  */
 export interface Plan {
-  readonly usersCreated: readonly DirectoryUser[];
+  readonly usersCreated: readonly UserGrant[];
   readonly usersUpdated: readonly UserUpdate[];
-  readonly usersReprovisioned: readonly DirectoryUser[];
+  readonly usersReprovisioned: readonly UserGrant[];
   readonly usersDeprovisioned: readonly UserDeprovision[];
   readonly groupsCreated: readonly DirectoryGroup[];
   readonly groupsUpdated: readonly GroupUpdate[];
   readonly groupsDeleted: readonly GroupDelete[];
   readonly membershipsAdded: readonly Membership[];
   readonly membershipsRemoved: readonly Membership[];
+  /** Records left as they are, and why: the run's warnings (SPEC "Per-record isolation"). */
+  readonly skipped: readonly SkippedRecord[];
 }
 
-export type PlanCounts = { readonly [K in keyof Plan]: number };
+/** One of the plan's operation kinds (every list but `skipped`). */
+export type PlanKind = (typeof PLAN_KINDS)[number];
+
+export type PlanCounts = { readonly [K in PlanKind]: number };
 
 export const PLAN_KINDS = [
   'usersCreated',
@@ -85,16 +104,16 @@ export const CHANGE_KINDS = {
   groupsDeleted: 'group.deleted',
   membershipsAdded: 'membership.added',
   membershipsRemoved: 'membership.removed',
-} as const satisfies { readonly [K in keyof Plan]: string };
+} as const satisfies { readonly [K in PlanKind]: string };
 
 export function addCounts(a: PlanCounts, b: PlanCounts): PlanCounts {
-  const sum = {} as Record<keyof Plan, number>;
+  const sum = {} as Record<PlanKind, number>;
   for (const kind of PLAN_KINDS) sum[kind] = a[kind] + b[kind];
   return sum;
 }
 
 export function planCounts(plan: Plan): PlanCounts {
-  const counts = {} as Record<keyof Plan, number>;
+  const counts = {} as Record<PlanKind, number>;
   for (const kind of PLAN_KINDS) counts[kind] = plan[kind].length;
   return counts;
 }
@@ -119,6 +138,7 @@ export function emptyPlan(): Plan {
     groupsDeleted: [],
     membershipsAdded: [],
     membershipsRemoved: [],
+    skipped: [],
   };
 }
 
@@ -130,40 +150,85 @@ export function isEmptyPlan(plan: Plan): boolean {
  * Diffs the tenant's local state against a complete snapshot of the IdP scope.
  * Pure: the same inputs always give the same plan, in a deterministic order.
  *
+ * Identity is the IdP id alone (SPEC "Identity: accounts and people"): a login that changed
+ * is an update of the same account; a login a new IdP id took is a new account that inherits
+ * nothing. A new identity whose login matches an account nobody enabled owns adopts it; one
+ * whose login another enabled integration's account holds is skipped as a conflict. Skipped
+ * records are never deprovisioned for being unreadable, but a readable status that
+ * deprovisions still applies. Memberships mirror the IdP in every mode.
+ *
  * @example
- *   const p = plan(await repo.loadLocalState(id), await connector.snapshot(), { deprovisionMode: 'suspend' });
+ *   const p = plan(await repo.loadLocalState(id), await connector.readSnapshot(), { deprovisionMode: 'suspend' });
  *   p.usersCreated.length // users to grant access to
  */
 export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Plan {
-  const usersCreated: DirectoryUser[] = [];
+  const usersCreated: UserGrant[] = [];
   const usersUpdated: UserUpdate[] = [];
-  const usersReprovisioned: DirectoryUser[] = [];
+  const usersReprovisioned: UserGrant[] = [];
   const usersDeprovisioned: UserDeprovision[] = [];
+  const skipped: SkippedRecord[] = [...snapshot.skipped];
+  const skippedUsers = new Map<string, SkippedRecord>();
+  const skippedGroups = new Set<string>();
+  for (const record of snapshot.skipped) {
+    if (record.externalId === null) continue;
+    if (record.kind === 'user') skippedUsers.set(record.externalId, record);
+    else skippedGroups.add(record.externalId);
+  }
 
-  // Users who hold a local row once the plan is applied; only they can be group members.
+  // Accounts of this integration once the plan is applied; only they can be group members.
   const rowsAfter = new Set<string>();
-  // Deprovisioned users that keep their row and memberships (suspend mode, left the scope).
-  const frozenMembers = new Set<string>();
-
   const keepsRow = policy.deprovisionMode === 'suspend';
-  for (const user of sorted(snapshot.users)) {
-    const existing = local.users.get(user.externalId);
+  // Accounts that go in remove-access and delete modes: their memberships go with them.
+  const removedAccounts = new Set<string>();
+  const deprovision = (externalId: string, userName: string, reason: DeprovisionReason, user: DirectoryUser | null) => {
+    usersDeprovisioned.push({ externalId, userName, reason, user });
+    if (keepsRow) rowsAfter.add(externalId);
+    else removedAccounts.add(externalId);
+  };
+  /** The enabled integration that owns another account with this login, if any. */
+  const claimedElsewhere = (user: DirectoryUser) => local.others.get(userNameKey(user.userName))?.ownedByEnabled ?? null;
+  const conflict = (user: DirectoryUser, owner: string): SkippedRecord => ({
+    kind: 'user',
+    externalId: user.externalId,
+    subject: user.userName,
+    reason: `userName "${user.userName}" belongs to an account of integration ${owner}, another enabled integration of this tenant: disable one of the two, or take the user out of one IdP`,
+    active: user.active,
+  });
+
+  for (const externalId of [...new Set([...snapshot.users.keys(), ...skippedUsers.keys()])].sort()) {
+    const existing = local.users.get(externalId);
+    let user = snapshot.users.get(externalId) ?? null;
+    let readable: SkippedRecord | undefined = skippedUsers.get(externalId);
+    if (user) {
+      const owner = existing && userNameKey(existing.userName) === userNameKey(user.userName) ? null : claimedElsewhere(user);
+      if (owner !== null) {
+        readable = conflict(user, owner);
+        skipped.push(readable);
+        user = null;
+      }
+    }
+    if (!user) {
+      // Skipped: kept as it is, unless its readable status deprovisions.
+      if (!existing) continue;
+      if (existing.active && readable?.active === false) deprovision(externalId, existing.userName, 'idp-status', null);
+      else rowsAfter.add(externalId);
+      continue;
+    }
     if (!existing) {
       // An inactive user the tenant does not have gets nothing: there is no access to take away.
-      if (user.active) {
-        (local.lockedOut.has(user.externalId) ? usersReprovisioned : usersCreated).push(user);
-        rowsAfter.add(user.externalId);
-      }
+      if (!user.active) continue;
+      const grant: UserGrant = { ...user, adopts: local.others.get(userNameKey(user.userName))?.accountId ?? null };
+      (local.lockedOut.has(externalId) ? usersReprovisioned : usersCreated).push(grant);
+      rowsAfter.add(externalId);
       continue;
     }
     if (existing.active && !user.active) {
-      usersDeprovisioned.push({ externalId: user.externalId, userName: user.userName, reason: 'idp-status', user });
-      if (keepsRow) rowsAfter.add(user.externalId);
+      deprovision(externalId, user.userName, 'idp-status', user);
       continue;
     }
-    rowsAfter.add(user.externalId);
+    rowsAfter.add(externalId);
     if (!existing.active && user.active) {
-      usersReprovisioned.push(user);
+      usersReprovisioned.push({ ...user, adopts: null });
       continue;
     }
     const changed = userChanges(existing, user);
@@ -171,67 +236,52 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
   }
 
   for (const existing of sorted(local.users)) {
-    if (snapshot.users.has(existing.externalId)) continue;
-    if (existing.active) {
-      usersDeprovisioned.push({
-        externalId: existing.externalId,
-        userName: existing.userName,
-        reason: 'out-of-scope',
-        user: null,
-      });
-      if (!keepsRow) continue;
-    }
-    // Suspended now, or deprovisioned by an earlier run (whatever the mode was then): the
-    // row and its memberships stay as they are; a later change of mode is not retroactive.
-    rowsAfter.add(existing.externalId);
-    frozenMembers.add(existing.externalId);
+    if (snapshot.users.has(existing.externalId) || skippedUsers.has(existing.externalId)) continue;
+    if (existing.active) deprovision(existing.externalId, existing.userName, 'out-of-scope', null);
+    // Deprovisioned by an earlier run (whatever the mode was then): the account stays.
+    else rowsAfter.add(existing.externalId);
   }
 
   const groupsCreated: DirectoryGroup[] = [];
   const groupsUpdated: GroupUpdate[] = [];
   const groupsDeleted: GroupDelete[] = [];
-  for (const group of sorted(snapshot.groups)) {
-    const existing = local.groups.get(group.externalId);
-    if (!existing) {
-      groupsCreated.push(group);
-      continue;
-    }
-    const changed = groupChanges(existing, group);
-    if (changed.length > 0) groupsUpdated.push({ group, changed });
-  }
-  for (const existing of sorted(local.groups)) {
-    if (!snapshot.groups.has(existing.externalId)) {
-      groupsDeleted.push({ externalId: existing.externalId, name: existing.name });
-    }
-  }
-
   const membershipsAdded: Membership[] = [];
   const membershipsRemoved: Membership[] = [];
   const userName = (id: string) => snapshot.users.get(id)?.userName ?? local.users.get(id)?.userName ?? id;
   for (const group of sorted(snapshot.groups)) {
-    const groupExternalId = group.externalId;
+    const existing = local.groups.get(group.externalId);
+    if (!existing) groupsCreated.push(group);
+    else {
+      const changed = groupChanges(existing, group);
+      if (changed.length > 0) groupsUpdated.push({ group, changed });
+    }
     const member = (userExternalId: string): Membership => ({
-      groupExternalId,
+      groupExternalId: group.externalId,
       userExternalId,
       groupName: group.name,
       userName: userName(userExternalId),
     });
-    const have = local.memberships.get(groupExternalId) ?? EMPTY;
-    const want = new Set<string>();
-    for (const userExternalId of snapshot.memberships.get(groupExternalId) ?? EMPTY) {
-      if (rowsAfter.has(userExternalId)) want.add(userExternalId);
-    }
-    for (const userExternalId of have) {
-      if (frozenMembers.has(userExternalId)) want.add(userExternalId);
-    }
-    for (const userExternalId of [...want].sort()) {
+    const have = local.memberships.get(group.externalId) ?? EMPTY;
+    const want = [...(snapshot.memberships.get(group.externalId) ?? EMPTY)].filter((id) => rowsAfter.has(id));
+    const wanted = new Set(want);
+    for (const userExternalId of want.sort()) {
       if (!have.has(userExternalId)) membershipsAdded.push(member(userExternalId));
     }
     for (const userExternalId of [...have].sort()) {
-      if (!want.has(userExternalId)) membershipsRemoved.push(member(userExternalId));
+      if (wanted.has(userExternalId)) continue;
+      const removal = member(userExternalId);
+      membershipsRemoved.push(removedAccounts.has(userExternalId) ? { ...removal, with: 'account' } : removal);
     }
   }
-  // Memberships of deleted groups go with the group; they are not counted twice.
+  for (const existing of sorted(local.groups)) {
+    // A group skipped as unreadable is evidence that it exists: kept, with its members as they are.
+    if (snapshot.groups.has(existing.externalId) || skippedGroups.has(existing.externalId)) continue;
+    const members = [...(local.memberships.get(existing.externalId) ?? EMPTY)].sort();
+    groupsDeleted.push({ externalId: existing.externalId, name: existing.name, members: members.length });
+    for (const userExternalId of members) {
+      membershipsRemoved.push({ groupExternalId: existing.externalId, userExternalId, groupName: existing.name, userName: userName(userExternalId), with: 'group' });
+    }
+  }
 
   return {
     usersCreated,
@@ -243,6 +293,7 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
     groupsDeleted,
     membershipsAdded,
     membershipsRemoved,
+    skipped,
   };
 }
 

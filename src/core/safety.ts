@@ -1,35 +1,31 @@
+import { type DestructiveOp, DestructiveSet, destructive } from './approvals.js';
+import type { LocalState, Snapshot } from './model.js';
 import type { GroupDelete, Membership, Plan, UserDeprovision } from './plan.js';
-import { emptyPlan } from './plan.js';
 
-/** Default share of the tenant's active users a run may deprovision without approval (Okta's own import safeguard). */
+/** Default share of a kind's current count a run may remove without approval (Okta's own import safeguard is 20%). */
 export const DEFAULT_THRESHOLD_PERCENT = 20;
-/** Deprovisioning this many users or fewer never needs approval, whatever the share. */
-export const MINIMUM_HELD_USERS = 5;
+/** Removing this many of a kind or fewer never needs approval, whatever the share. */
+export const MINIMUM_HELD = 5;
+/** Skipped records a run tolerates: more than max(this, 1% of the scope) fail it as suspicious (SPEC "Safety"). */
+export const MINIMUM_SUSPICIOUS_SKIPS = 10;
 
-/** Change-log identity of a destructive operation: its kind and external id, as run_changes stores them. */
-export type DestructiveKey = `${'user.deprovisioned' | 'group.deleted' | 'membership.removed'}:${string}`;
-
-export function membershipId(m: Pick<Membership, 'groupExternalId' | 'userExternalId'>): string {
-  return `${m.groupExternalId}/${m.userExternalId}`;
+/** The tenant's counts before a run: each destructive kind's threshold is a share of its count. */
+export interface TenantCounts {
+  readonly activeUsers: number;
+  readonly groups: number;
+  readonly memberships: number;
 }
 
-export const keyOf = {
-  deprovision: (d: UserDeprovision): DestructiveKey => `user.deprovisioned:${d.externalId}`,
-  groupDelete: (g: GroupDelete): DestructiveKey => `group.deleted:${g.externalId}`,
-  membershipRemove: (m: Membership): DestructiveKey => `membership.removed:${membershipId(m)}`,
-};
-
 export interface SafetyContext {
-  /** Share of active users above which deprovisions wait for approval; null means the default. */
+  /** Share of each kind above which its removals wait for approval; null means the default. */
   readonly thresholdPercent: number | null;
-  /** The tenant's active users before this run. */
-  readonly activeUsers: number;
-  /** How many users the snapshot holds (zero while the tenant has users is suspicious). */
-  readonly snapshotUsers: number;
+  readonly current: TenantCounts;
+  /** Why the read looks like a listing that vanished: every destructive operation is held, whatever the threshold. */
+  readonly suspicious: readonly string[];
   /** Destructive operations earlier held runs still wait on: later runs must not apply them behind the admin's back. */
-  readonly pending: ReadonlySet<string>;
+  readonly pending: DestructiveSet;
   /** Destructive operations an admin approved (an approval run); they bypass the threshold. */
-  readonly approved: ReadonlySet<string>;
+  readonly approved: DestructiveSet;
 }
 
 export interface GatedPlan {
@@ -40,64 +36,125 @@ export interface GatedPlan {
   /** Why anything is held, in words for the run record; empty when nothing is. */
   readonly reasons: readonly string[];
   /** Approved operations the fresh plan no longer contains (the IdP changed since): not applied. */
-  readonly stale: readonly string[];
+  readonly stale: readonly DestructiveOp[];
+}
+
+/**
+ * Why a complete read still cannot be trusted to remove anything (SPEC "Safety": a listing
+ * that comes back empty, or a scope that vanished): the connector's own suspicions, and a
+ * users or groups listing that is empty while this integration's tenant state is not.
+ */
+export function vanishedListings(local: LocalState, snapshot: Snapshot): string[] {
+  const reasons = [...snapshot.suspicious];
+  const skippedOf = (kind: 'user' | 'group') => snapshot.skipped.filter((r) => r.kind === kind).length;
+  const activeUsers = [...local.users.values()].filter((u) => u.active).length;
+  if (snapshot.users.size + skippedOf('user') === 0 && activeUsers > 0) {
+    reasons.push(`the IdP listed no users at all, while the tenant has ${activeUsers} active users from it`);
+  }
+  if (snapshot.groups.size + skippedOf('group') === 0 && local.groups.size > 0) {
+    reasons.push(`the IdP listed no groups at all, while the tenant has ${local.groups.size} groups from it`);
+  }
+  return reasons;
+}
+
+/**
+ * More skipped records than a few bad ones (max(10, 1% of the scope)) means something is wrong
+ * with the read as a whole: the sentence to fail the run with, or undefined.
+ */
+export function tooManySkipped(snapshot: Snapshot): string | undefined {
+  const scope = snapshot.users.size + snapshot.groups.size + snapshot.skipped.length;
+  const limit = Math.max(MINIMUM_SUSPICIOUS_SKIPS, Math.floor(scope / 100));
+  if (snapshot.skipped.length <= limit) return undefined;
+  const examples = snapshot.skipped.slice(0, 3).map((r) => r.reason).join('; ');
+  return `${snapshot.skipped.length} of ${scope} IdP records cannot be taken as they are, more than the ${limit} a run tolerates, so the read is suspicious (for example: ${examples})`;
 }
 
 /**
  * Splits a plan into what may apply now and what must wait for approval (SPEC "Safety").
- * Creates and updates always apply: new hires are never blocked by a suspicious mass removal.
+ * Every destructive kind is guarded on its own: user deprovisions against active users, group
+ * deletions against groups, membership removals (those a deleted group takes along included)
+ * against memberships; a kind is held when it removes more than the threshold's share *and*
+ * more than MINIMUM_HELD. A deleted group and the removals it takes along are held or applied
+ * together. Creates and updates always apply: new hires are never blocked.
  */
 export function gate(plan: Plan, ctx: SafetyContext): GatedPlan {
-  const approvedSeen = new Set<string>();
-  const classify = <T>(items: readonly T[], key: (item: T) => DestructiveKey) => {
+  const approvedSeen = new DestructiveSet();
+  const split = <T>(items: readonly T[], op: (item: T) => DestructiveOp) => {
     const approved: T[] = [];
     const pending: T[] = [];
     const other: T[] = [];
     for (const item of items) {
-      const k = key(item);
-      if (ctx.approved.has(k)) {
+      const o = op(item);
+      if (ctx.approved.has(o)) {
         approved.push(item);
-        approvedSeen.add(k);
-      } else if (ctx.pending.has(k)) pending.push(item);
+        approvedSeen.add(o);
+      } else if (ctx.pending.has(o)) pending.push(item);
       else other.push(item);
     }
     return { approved, pending, other };
   };
-  const deprovisions = classify(plan.usersDeprovisioned, keyOf.deprovision);
-  const groupDeletes = classify(plan.groupsDeleted, keyOf.groupDelete);
-  const removals = classify(plan.membershipsRemoved, keyOf.membershipRemove);
+  const deprovisions = split(plan.usersDeprovisioned, destructive.deprovision);
+  const deletions = split(plan.groupsDeleted, destructive.groupDelete);
+  const removals = split(plan.membershipsRemoved, destructive.membershipRemove);
 
   const reasons: string[] = [];
-  const pendingCount = deprovisions.pending.length + groupDeletes.pending.length + removals.pending.length;
-  if (pendingCount > 0) {
-    reasons.push(`${pendingCount} removals are still waiting for approval of an earlier held run`);
-  }
+  const pendingCount = deprovisions.pending.length + deletions.pending.length + removals.pending.length;
+  if (pendingCount > 0) reasons.push(`${pendingCount} removals are still waiting for approval of an earlier held run`);
   const percent = ctx.thresholdPercent ?? DEFAULT_THRESHOLD_PERCENT;
-  const count = deprovisions.other.length;
-  let holdOthers = false;
-  if (count > MINIMUM_HELD_USERS && count > (ctx.activeUsers * percent) / 100) {
-    holdOthers = true;
-    reasons.push(
-      `the plan deprovisions ${count} of the tenant's ${ctx.activeUsers} active users, more than the ${percent}% threshold`,
-    );
+  const exceeds = (n: number, base: number, what: string, of: string): boolean => {
+    if (!(n > MINIMUM_HELD && n > (base * percent) / 100)) return false;
+    reasons.push(`the plan ${what} ${n} of the tenant's ${base} ${of}, more than the ${percent}% threshold`);
+    return true;
+  };
+  const vanished = ctx.suspicious.length > 0;
+  for (const why of ctx.suspicious) reasons.push(`${why}: held whatever the threshold`);
+  const holdUsers = exceeds(deprovisions.other.length, ctx.current.activeUsers, 'deprovisions', 'active users') || vanished;
+  const holdGroups = exceeds(deletions.other.length, ctx.current.groups, 'deletes', 'groups') || vanished;
+  // Removals that go with an account follow its deprovision; they do not count on their own.
+  const counted = removals.other.filter((m) => m.with !== 'account').length;
+  const holdMembers = exceeds(counted, ctx.current.memberships, 'removes', 'group memberships') || vanished;
+
+  // A group deletion takes its memberships with it: held when either kind is.
+  const heldGroups = new Set<string>();
+  const appliedDeletions: GroupDelete[] = [...deletions.approved];
+  const heldDeletions: GroupDelete[] = [...deletions.pending];
+  for (const g of deletions.pending) heldGroups.add(g.externalId);
+  for (const g of deletions.other) {
+    if (holdGroups || (holdMembers && g.members > 0)) {
+      heldDeletions.push(g);
+      heldGroups.add(g.externalId);
+    } else appliedDeletions.push(g);
   }
-  if (count > 0 && ctx.snapshotUsers === 0) {
-    holdOthers = true;
-    reasons.push(`the IdP returned no users at all, which would deprovision ${count}`);
+  const appliedDeprovisions: UserDeprovision[] = [...deprovisions.approved, ...(holdUsers ? [] : deprovisions.other)];
+  const heldDeprovisions: UserDeprovision[] = [...deprovisions.pending, ...(holdUsers ? deprovisions.other : [])];
+  const heldAccounts = new Set(heldDeprovisions.map((d) => d.externalId));
+  const appliedRemovals: Membership[] = [];
+  const heldRemovals: Membership[] = [...removals.pending];
+  const followsHeld = (m: Membership) =>
+    (m.with === 'group' && heldGroups.has(m.groupExternalId)) || (m.with === 'account' && heldAccounts.has(m.userExternalId));
+  for (const m of removals.approved) (followsHeld(m) ? heldRemovals : appliedRemovals).push(m);
+  for (const m of removals.other) {
+    const held = m.with === undefined ? holdMembers : followsHeld(m);
+    (held ? heldRemovals : appliedRemovals).push(m);
   }
 
-  const held = {
-    ...emptyPlan(),
-    usersDeprovisioned: [...deprovisions.pending, ...(holdOthers ? deprovisions.other : [])],
-    groupsDeleted: [...groupDeletes.pending, ...(holdOthers ? groupDeletes.other : [])],
-    membershipsRemoved: [...removals.pending, ...(holdOthers ? removals.other : [])],
+  const held: Plan = {
+    usersCreated: [],
+    usersUpdated: [],
+    usersReprovisioned: [],
+    usersDeprovisioned: heldDeprovisions,
+    groupsCreated: [],
+    groupsUpdated: [],
+    groupsDeleted: heldDeletions,
+    membershipsAdded: [],
+    membershipsRemoved: heldRemovals,
+    skipped: [],
   };
-  const apply: Plan = {
-    ...plan,
-    usersDeprovisioned: [...deprovisions.approved, ...(holdOthers ? [] : deprovisions.other)],
-    groupsDeleted: [...groupDeletes.approved, ...(holdOthers ? [] : groupDeletes.other)],
-    membershipsRemoved: [...removals.approved, ...(holdOthers ? [] : removals.other)],
-  };
-  const stale = [...ctx.approved].filter((k) => !approvedSeen.has(k)).sort();
-  return { apply, held, reasons, stale };
+  const apply: Plan = { ...plan, usersDeprovisioned: appliedDeprovisions, groupsDeleted: appliedDeletions, membershipsRemoved: appliedRemovals };
+  const stale = [...ctx.approved].filter((op) => !approvedSeen.has(op));
+  return { apply, held, reasons: heldCount(held) > 0 ? reasons : [], stale };
+}
+
+function heldCount(held: Plan): number {
+  return held.usersDeprovisioned.length + held.groupsDeleted.length + held.membershipsRemoved.length;
 }

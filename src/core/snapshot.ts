@@ -1,4 +1,4 @@
-import type { DirectoryGroup, DirectoryUser, LocalState, Snapshot } from './model.js';
+import { type DirectoryGroup, type DirectoryUser, type LocalState, type SkippedRecord, type Snapshot, userNameKey } from './model.js';
 
 /** The IdP data cannot be reconciled as it stands; the run fails and changes nothing. */
 export class SnapshotError extends Error {
@@ -6,15 +6,29 @@ export class SnapshotError extends Error {
 }
 
 /**
- * A required text field of an IdP record: a non-blank string, or a SnapshotError saying what
+ * One IdP record cannot be taken as it is: the record is skipped with this reason, and the rest
+ * of the read goes on (SPEC "Per-record isolation"). Carries what could still be read of it.
+ */
+export class RecordError extends SnapshotError {
+  override name = 'RecordError';
+  constructor(
+    message: string,
+    readonly record: { readonly externalId: string | null; readonly subject: string; readonly active?: boolean },
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A required text field of an IdP record: a non-blank string, or a RecordError saying what
  * came instead, e.g. `requireText(12345, 'Okta user 00u1', 'profile.login')` throws
  * "Okta user 00u1 has a profile.login that is a number (12345), not a string".
  */
-export function requireText(value: unknown, record: string, field: string): string {
+export function requireText(value: unknown, record: string, field: string, known: RecordError['record'] = { externalId: null, subject: record }): string {
   if (typeof value === 'string' && value.trim() !== '') return value;
-  if (value === undefined || value === null || typeof value === 'string') throw new SnapshotError(`${record} has no ${field}`);
+  if (value === undefined || value === null || typeof value === 'string') throw new RecordError(`${record} has no ${field}`, known);
   const kind = Array.isArray(value) ? 'an array' : typeof value === 'object' ? 'an object' : `a ${typeof value} (${String(value)})`;
-  throw new SnapshotError(`${record} has ${/^[aeio]/i.test(field) ? 'an' : 'a'} ${field} that is ${kind}, not a string`);
+  throw new RecordError(`${record} has ${/^[aeio]/i.test(field) ? 'an' : 'a'} ${field} that is ${kind}, not a string`, known);
 }
 
 /** An optional text field of an IdP record: numbers and booleans become their text; anything else that is not a string is absent. */
@@ -26,33 +40,59 @@ export function optionalText(value: unknown): string | null {
 
 /**
  * The longest userName accepted, in code points. userNames are unique through a btree index
- * on lower(user_name), whose entries cannot exceed 2704 bytes; at 4 bytes a code point at
+ * on their normalized form, whose entries cannot exceed 2704 bytes; at 4 bytes a code point at
  * most, 512 always fit, and IdPs cap logins far lower (Okta 100, authentik 150).
  */
 export const MAX_USER_NAME_LENGTH = 512;
 
 /**
- * Collects what a connector reads, page by page, into a Snapshot and checks the invariants
- * the planner and the database rely on. A record seen twice (pages shift while the IdP
- * changes) keeps its last version; two different IdP users with one userName
- * (case-insensitively) would be one person locally, so that is an error naming both, as are
- * a userName too long to index and text Postgres cannot store (NUL, lone surrogates).
+ * Collects what a connector reads, page by page, into a Snapshot. A record seen twice (pages
+ * shift while the IdP changes) keeps its last version. Records that cannot be taken as they
+ * are (a mapping error, text Postgres cannot store such as NUL or a lone surrogate, a userName
+ * too long to index, two IdP users whose userNames normalize alike) are skipped with a reason,
+ * never dropped silently: each is evidence that the record exists.
  */
 export class SnapshotBuilder {
   private readonly users = new Map<string, DirectoryUser>();
   private readonly groups = new Map<string, DirectoryGroup>();
   private readonly members = new Map<string, Set<string>>();
   private readonly unread = new Set<string>();
+  private readonly skippedUsers = new Map<string, SkippedRecord>();
+  private readonly skippedGroups = new Map<string, SkippedRecord>();
+  private readonly unidentified: SkippedRecord[] = [];
+  private readonly suspicions: string[] = [];
 
   addUser(user: DirectoryUser): void {
+    this.skippedUsers.delete(user.externalId);
     this.users.set(user.externalId, user);
   }
 
+  /** Maps a raw IdP user and adds it, or records it as skipped when it cannot be taken. */
+  addUserFrom<T>(raw: T, map: (raw: T) => DirectoryUser): void {
+    try {
+      this.addUser(map(raw));
+    } catch (error) {
+      if (!(error instanceof RecordError)) throw error;
+      this.skip('user', error);
+    }
+  }
+
+  /** Maps a raw IdP group and adds it, or records it as skipped when it cannot be taken. */
+  addGroupFrom<T>(raw: T, map: (raw: T) => DirectoryGroup): void {
+    try {
+      this.addGroup(map(raw));
+    } catch (error) {
+      if (!(error instanceof RecordError)) throw error;
+      this.skip('group', error);
+    }
+  }
+
   hasUser(externalId: string): boolean {
-    return this.users.has(externalId);
+    return this.users.has(externalId) || this.skippedUsers.has(externalId);
   }
 
   addGroup(group: DirectoryGroup): void {
+    this.skippedGroups.delete(group.externalId);
     this.groups.set(group.externalId, group);
     if (!this.members.has(group.externalId)) this.members.set(group.externalId, new Set());
   }
@@ -61,8 +101,9 @@ export class SnapshotBuilder {
     return this.groups.get(externalId);
   }
 
+  /** Groups in scope, skipped ones included: their members are read like any other's. */
   groupIds(): string[] {
-    return [...this.groups.keys()];
+    return [...this.groups.keys(), ...this.skippedGroups.keys()];
   }
 
   /** The group's members were not read: its version matched what the tenant holds. */
@@ -76,58 +117,101 @@ export class SnapshotBuilder {
     set.add(userExternalId);
   }
 
-  build(): Snapshot {
-    const byName = new Map<string, string>();
-    for (const user of this.users.values()) {
-      checkStorable(user, `IdP user ${user.externalId}`);
-      const length = [...user.userName].length;
-      if (length > MAX_USER_NAME_LENGTH) {
-        throw new SnapshotError(
-          `IdP user ${user.externalId} has a userName of ${length} characters; at most ${MAX_USER_NAME_LENGTH} fit the index that keeps userNames unique: shorten it in the IdP`,
-        );
-      }
-      const key = userNameKey(user.userName);
-      const other = byName.get(key);
-      if (other !== undefined) {
-        throw new SnapshotError(
-          `IdP users ${other} and ${user.externalId} have the same userName "${user.userName}" (compared case-insensitively); rename one in the IdP`,
-        );
-      }
-      byName.set(key, user.externalId);
-    }
-    for (const group of this.groups.values()) checkStorable(group, `IdP group ${group.externalId}`);
-    const memberships = new Map<string, ReadonlySet<string>>();
-    for (const groupId of this.groups.keys()) {
-      // Members outside the scope are not the tenant's users: drop them here, once.
-      const inScope = new Set([...(this.members.get(groupId) ?? [])].filter((id) => this.users.has(id)));
-      memberships.set(groupId, inScope);
-    }
-    const unreadMembers = new Set([...this.unread].filter((g) => this.groups.has(g)));
-    return unreadMembers.size > 0 ? { users: this.users, groups: this.groups, memberships, unreadMembers } : { users: this.users, groups: this.groups, memberships };
+  /** The read looks incomplete although every page answered: hold every destructive operation. */
+  suspect(reason: string): void {
+    this.suspicions.push(reason);
   }
-}
 
-/**
- * The userName as Postgres's lower() folds it, which is what the users table keeps unique:
- * code point by code point, so a final capital sigma folds to σ (toLowerCase gives ς by
- * context) and İ to i (toLowerCase gives i + a combining dot). Two userNames Postgres folds
- * alike but toLowerCase does not would reach the database as one user and fail the apply.
- */
-function userNameKey(userName: string): string {
-  let key = '';
-  for (const c of userName) key += c === '\u0130' ? 'i' : c.toLowerCase();
-  return key;
+  build(): Snapshot {
+    const users = new Map<string, DirectoryUser>();
+    const byKey = new Map<string, DirectoryUser[]>();
+    for (const user of this.users.values()) {
+      const problem = storableProblem(user, `IdP user ${user.externalId}`);
+      const length = [...user.userName].length;
+      if (problem) {
+        this.skippedUsers.set(user.externalId, {
+          kind: 'user',
+          externalId: user.externalId,
+          subject: printable(user.userName),
+          reason: problem.reason,
+          ...(problem.path === 'status' ? {} : { active: user.active }),
+        });
+      } else if (length > MAX_USER_NAME_LENGTH) {
+        this.skippedUsers.set(user.externalId, {
+          kind: 'user',
+          externalId: user.externalId,
+          subject: `${[...user.userName].slice(0, 40).join('')}...`,
+          reason: `IdP user ${user.externalId} has a userName of ${length} characters; at most ${MAX_USER_NAME_LENGTH} fit the index that keeps userNames unique: shorten it in the IdP`,
+          active: user.active,
+        });
+      } else {
+        const key = userNameKey(user.userName);
+        byKey.set(key, [...(byKey.get(key) ?? []), user]);
+      }
+    }
+    for (const clash of byKey.values()) {
+      if (clash.length === 1) {
+        users.set(clash[0]!.externalId, clash[0]!);
+        continue;
+      }
+      // Which of them is the person cannot be told from the data: none is taken until the IdP says.
+      const ids = clash.map((u) => u.externalId).sort();
+      for (const user of clash) {
+        this.skippedUsers.set(user.externalId, {
+          kind: 'user',
+          externalId: user.externalId,
+          subject: user.userName,
+          reason: `IdP users ${ids.join(' and ')} have the same userName "${user.userName}" (compared case-insensitively); rename one in the IdP`,
+          active: user.active,
+        });
+      }
+    }
+    const groups = new Map<string, DirectoryGroup>();
+    for (const group of this.groups.values()) {
+      const problem = storableProblem(group, `IdP group ${group.externalId}`);
+      if (problem) this.skippedGroups.set(group.externalId, { kind: 'group', externalId: group.externalId, subject: printable(group.name), reason: problem.reason });
+      else groups.set(group.externalId, group);
+    }
+    const memberships = new Map<string, ReadonlySet<string>>();
+    const inScope = (id: string) => users.has(id) || this.skippedUsers.has(id);
+    for (const groupId of [...groups.keys(), ...this.skippedGroups.keys()]) {
+      // Members outside the scope are not the tenant's users: drop them here, once.
+      memberships.set(groupId, new Set([...(this.members.get(groupId) ?? [])].filter(inScope)));
+    }
+    const unreadMembers = new Set([...this.unread].filter((g) => groups.has(g)));
+    const skipped = [...this.skippedUsers.values(), ...this.skippedGroups.values(), ...this.unidentified];
+    return {
+      users,
+      groups,
+      memberships,
+      skipped,
+      suspicious: [...this.suspicions],
+      ...(unreadMembers.size > 0 ? { unreadMembers } : {}),
+    };
+  }
+
+  private skip(kind: 'user' | 'group', error: RecordError): void {
+    const record: SkippedRecord = { kind, ...error.record, reason: error.message };
+    if (record.externalId === null) this.unidentified.push(record);
+    else if (kind === 'user') this.skippedUsers.set(record.externalId, record);
+    else this.skippedGroups.set(record.externalId, record);
+  }
 }
 
 // NUL, and a lone surrogate (which Postgres would store as U+FFFD, so two names could merge).
 const UNSTORABLE = /[\0\p{Cs}]/u;
 
-/** Postgres cannot store every string exactly: name the first field that holds what it cannot, so the run fails before writing. */
-function checkStorable(record: object, what: string): void {
+/** Text Postgres cannot store exactly, shown with the offending characters escaped. */
+function printable(text: string): string {
+  return text.replace(/[\0\p{Cs}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Postgres cannot store every string exactly: the first field that holds what it cannot, in words. */
+function storableProblem(record: object, what: string): { path: string; reason: string } | undefined {
   const found = unstorable(record, '');
-  if (!found) return;
+  if (!found) return undefined;
   const kind = found.char === '\0' ? 'a NUL character' : 'a lone surrogate (text that is not valid Unicode)';
-  throw new SnapshotError(`${what} has ${kind} in ${found.path}, which Postgres cannot store: remove it in the IdP`);
+  return { path: found.path, reason: `${what} has ${kind} in ${found.path}, which Postgres cannot store: remove it in the IdP` };
 }
 
 function unstorable(value: unknown, path: string): { path: string; char: string } | undefined {
@@ -154,12 +238,14 @@ export function completeSnapshot(snapshot: Snapshot, local: LocalState, groupsOf
   const unread = snapshot.unreadMembers;
   if (!unread || unread.size === 0) return snapshot;
   const memberships = new Map(snapshot.memberships);
+  const skippedUsers = new Set(snapshot.skipped.flatMap((r) => (r.kind === 'user' && r.externalId !== null ? [r.externalId] : [])));
+  const inScope = (userId: string) => snapshot.users.has(userId) || skippedUsers.has(userId);
   for (const groupId of unread) {
-    memberships.set(groupId, new Set([...(local.memberships.get(groupId) ?? [])].filter((u) => snapshot.users.has(u))));
+    memberships.set(groupId, new Set([...(local.memberships.get(groupId) ?? [])].filter(inScope)));
   }
   for (const [userId, groups] of groupsOf ?? []) {
-    if (!snapshot.users.has(userId)) continue;
+    if (!inScope(userId)) continue;
     for (const groupId of groups) if (unread.has(groupId)) (memberships.get(groupId) as Set<string>).add(userId);
   }
-  return { users: snapshot.users, groups: snapshot.groups, memberships };
+  return { users: snapshot.users, groups: snapshot.groups, memberships, skipped: snapshot.skipped, suspicious: snapshot.suspicious };
 }

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
-import type { DirectoryGroup, DirectoryUser, LocalGroup, LocalState, LocalUser } from '../core/model.js';
-import type { Membership } from '../core/plan.js';
+import type { DirectoryGroup, DirectoryUser, LocalGroup, LocalState, LocalUser, OtherAccount } from '../core/model.js';
+import type { Membership, UserGrant } from '../core/plan.js';
+import type { TenantCounts } from '../core/safety.js';
 import type { Db } from './database.js';
 
 /** Which integration, in which tenant, a write belongs to, and the run that makes it. */
@@ -10,7 +11,10 @@ export interface WriteScope {
   readonly runId: string;
 }
 
+/** A tenant account as SPEC's `dirsync users` prints it. */
 export interface TenantUserView {
+  /** The account's id (one per IdP identity). */
+  id: string;
   userName: string;
   email: string | null;
   givenName: string | null;
@@ -21,23 +25,30 @@ export interface TenantUserView {
   groups: string[];
 }
 
+/** A group as SPEC's `dirsync groups` prints it: members are its accounts' userNames. */
 export interface TenantGroupView {
+  id: string;
   name: string;
   members: string[];
 }
 
+// The key people and accounts are matched by: see userNameKey in src/core/model.ts.
+const KEY = (column: string) => sql.raw(`lower(normalize(${column}, NFC))`);
+
 /**
- * The tenant's directory state: global users, tenant access, groups, memberships, locks.
- * Every write is one set-based statement per batch (unnest of column arrays), keyed by
- * (integration, external id) so repeating it converges instead of duplicating.
+ * The tenant's directory state (SPEC "Identity: accounts and people"): tenant accounts keyed
+ * by (integration, IdP id) with that IdP's attributes, the people they link to by normalized
+ * userName, groups, memberships on accounts, and locks per IdP identity. Every write is one
+ * set-based statement per batch (unnest of column arrays), keyed by (integration, IdP id), so
+ * repeating it converges instead of duplicating.
  */
 export class DirectoryRepository {
   constructor(private readonly db: Db) {}
 
-  async loadLocalState(integrationId: string): Promise<LocalState> {
-    const [userRows, groupRows, memberRows, lockedRows] = await Promise.all([
+  async loadLocalState(integrationId: string, tenantId: string): Promise<LocalState> {
+    const [userRows, groupRows, memberRows, lockedRows, otherRows] = await Promise.all([
       this.db
-        .selectFrom('tenant_access')
+        .selectFrom('accounts')
         .select(['external_id', 'user_name', 'email', 'given_name', 'family_name', 'display_name', 'active', 'fingerprint'])
         .where('integration_id', '=', integrationId)
         .execute(),
@@ -49,12 +60,10 @@ export class DirectoryRepository {
       this.db
         .selectFrom('group_memberships as gm')
         .innerJoin('groups as g', 'g.id', 'gm.group_id')
-        .innerJoin('tenant_access as ta', (join) =>
-          join.onRef('ta.user_id', '=', 'gm.user_id').onRef('ta.tenant_id', '=', 'g.tenant_id'),
-        )
-        .select(['g.external_id as group_external_id', 'ta.external_id as user_external_id'])
+        .innerJoin('accounts as a', 'a.id', 'gm.account_id')
+        .select(['g.external_id as group_external_id', 'a.external_id as user_external_id'])
         .where('g.integration_id', '=', integrationId)
-        .where('ta.integration_id', '=', integrationId)
+        .where('a.integration_id', '=', integrationId)
         .execute(),
       this.db
         .selectFrom('locks as l')
@@ -64,19 +73,26 @@ export class DirectoryRepository {
         .where(({ not, exists, selectFrom }) =>
           not(
             exists(
-              selectFrom('tenant_access as ta')
-                .select('ta.id')
-                .whereRef('ta.integration_id', '=', 'l.integration_id')
-                .whereRef('ta.external_id', '=', 'l.external_id'),
+              selectFrom('accounts as a')
+                .select('a.id')
+                .whereRef('a.integration_id', '=', 'l.integration_id')
+                .whereRef('a.external_id', '=', 'l.external_id'),
             ),
           ),
         )
         .execute(),
+      this.db
+        .selectFrom('accounts as a')
+        .leftJoin('integrations as i', 'i.id', 'a.integration_id')
+        .select(['a.id', 'a.user_name_key', 'a.active', 'a.updated_at', 'i.enabled', 'a.integration_id'])
+        .where('a.tenant_id', '=', tenantId)
+        .where(sql<boolean>`a.integration_id is distinct from ${integrationId}::uuid`)
+        .execute(),
     ]);
     const users = new Map<string, LocalUser>();
     for (const r of userRows) {
-      users.set(r.external_id, {
-        externalId: r.external_id,
+      users.set(r.external_id as string, {
+        externalId: r.external_id as string,
         userName: r.user_name,
         email: r.email,
         givenName: r.given_name,
@@ -88,76 +104,125 @@ export class DirectoryRepository {
     }
     const groups = new Map<string, LocalGroup>();
     for (const r of groupRows) {
-      groups.set(r.external_id, {
-        externalId: r.external_id,
-        name: r.name,
-        description: r.description,
-        fingerprint: r.fingerprint,
-      });
+      groups.set(r.external_id, { externalId: r.external_id, name: r.name, description: r.description, fingerprint: r.fingerprint });
     }
     const memberships = new Map<string, Set<string>>();
     for (const r of memberRows) {
       let members = memberships.get(r.group_external_id);
       if (!members) memberships.set(r.group_external_id, (members = new Set()));
-      members.add(r.user_external_id);
+      members.add(r.user_external_id as string);
     }
     const lockedOut = new Set(lockedRows.map((r) => r.external_id as string));
-    return { users, groups, memberships, lockedOut };
+    // Per login: another enabled integration's account wins (a conflict); else the account to
+    // adopt is the active one, then the most recently updated.
+    const rank = (r: (typeof otherRows)[number]) => [r.enabled === true ? 1 : 0, r.active ? 1 : 0, r.updated_at.getTime()] as const;
+    const best = new Map<string, (typeof otherRows)[number]>();
+    for (const r of otherRows) {
+      const known = best.get(r.user_name_key);
+      if (!known || compareRank(rank(r), rank(known)) > 0) best.set(r.user_name_key, r);
+    }
+    const others = new Map<string, OtherAccount>();
+    for (const [key, r] of best) others.set(key, { accountId: r.id, ownedByEnabled: r.enabled === true ? r.integration_id : null });
+    return { users, groups, memberships, lockedOut, others };
   }
 
   /**
-   * Grants (or restores) tenant access and lifts the user's lock. The global user is matched
-   * case-insensitively by userName, so a user that already exists (an SSO login, another
-   * tenant) is adopted, never duplicated. Serves creates and reprovisions alike.
+   * Grants (or restores) access: a new account for each IdP identity, or the account it adopts
+   * (nobody enabled owns it), linked to the person of its userName (created if needed); the
+   * identity's lock is lifted. An adopted account keeps no membership of another integration's
+   * groups: it holds only what its new IdP identity has. Serves creates and reprovisions alike.
+   *
+   * Returns the IdP ids refused because, by the time this batch runs, another enabled
+   * integration of the tenant owns an account with that login (the planner saw none): a
+   * per-record conflict, recorded as a warning, never retried as an outage.
    */
-  async grantAccess(scope: WriteScope, users: readonly DirectoryUser[]): Promise<void> {
-    if (users.length === 0) return;
+  async grantAccess(scope: WriteScope, users: readonly UserGrant[]): Promise<string[]> {
+    if (users.length === 0) return [];
     const c = userColumns(users);
-    // A login is one person: when the IdP gives it to a new account (the old one deleted), this
-    // integration's access row for that person moves to the new IdP id instead of clashing.
-    await sql`
-      update tenant_access ta set external_id = i.external_id, updated_at = now()
-      from unnest(${c.externalId}::text[], ${c.userName}::text[]) as i(external_id, user_name)
-      join users u on u.user_name_key = lower(i.user_name)
-      where ta.tenant_id = ${scope.tenantId}::uuid and ta.integration_id = ${scope.integrationId}::uuid
-        and ta.user_id = u.id and ta.external_id <> i.external_id
-        and not exists (
-          select 1 from tenant_access t2
-          where t2.integration_id = ${scope.integrationId}::uuid and t2.external_id = i.external_id)
-    `.execute(this.db);
-    await sql`
+    // Grants in one tenant take turns, so two integrations cannot both claim one login at once.
+    await sql`select pg_advisory_xact_lock(hashtextextended(${`dirsync.accounts:${scope.tenantId}`}, 0))`.execute(this.db);
+    const { rows } = await sql<{ external_id: string }>`
       with input as (
         select * from unnest(${c.externalId}::text[], ${c.userName}::text[], ${c.email}::text[],
           ${c.givenName}::text[], ${c.familyName}::text[], ${c.displayName}::text[], ${c.active}::boolean[],
-          ${c.status}::text[], ${c.attributes}::jsonb[], ${c.fingerprint}::text[])
+          ${c.status}::text[], ${c.attributes}::jsonb[], ${c.fingerprint}::text[], ${users.map((u) => u.adopts)}::uuid[])
           as t(external_id, user_name, email, given_name, family_name, display_name, active, idp_status,
-               attributes, fingerprint)
-      ), global_users as (
-        insert into users (user_name) select user_name from input
+               attributes, fingerprint, adopts)
+      ), refused as (
+        select i.external_id from input i
+        where not exists (select 1 from accounts mine
+                          where mine.integration_id = ${scope.integrationId}::uuid and mine.external_id = i.external_id)
+          and exists (select 1 from accounts o join integrations oi on oi.id = o.integration_id
+                      where o.tenant_id = ${scope.tenantId}::uuid and o.user_name_key = ${KEY('i.user_name')}
+                        and o.integration_id <> ${scope.integrationId}::uuid and oi.enabled)
+      ), accepted as (
+        select i.*, ${KEY('i.user_name')} as key from input i where i.external_id not in (select external_id from refused)
+      ), people as (
+        insert into users (user_name) select distinct on (key) user_name from accepted order by key, external_id
         on conflict (user_name_key) do update set updated_at = users.updated_at
         returning id, user_name_key
-      ), access as (
-        insert into tenant_access (tenant_id, user_id, integration_id, external_id, user_name, email, given_name,
+      ), adopted as (
+        -- Only an account nobody enabled owns: checked again here, as the owner may have changed.
+        update accounts a set integration_id = ${scope.integrationId}::uuid, external_id = i.external_id
+        from accepted i
+        where a.id = i.adopts and a.tenant_id = ${scope.tenantId}::uuid
+          and (a.integration_id is null or not exists (select 1 from integrations oi where oi.id = a.integration_id and oi.enabled))
+          and not exists (select 1 from accounts mine
+                          where mine.integration_id = ${scope.integrationId}::uuid and mine.external_id = i.external_id)
+        returning a.id, a.external_id
+      ), upserted as (
+        insert into accounts (tenant_id, user_id, integration_id, external_id, user_name, email, given_name,
           family_name, display_name, active, idp_status, attributes, fingerprint)
-        select ${scope.tenantId}::uuid, g.id, ${scope.integrationId}::uuid, i.external_id, i.user_name, i.email,
+        select ${scope.tenantId}::uuid, p.id, ${scope.integrationId}::uuid, i.external_id, i.user_name, i.email,
           i.given_name, i.family_name, i.display_name, i.active, i.idp_status, i.attributes, i.fingerprint
-        from input i join global_users g on g.user_name_key = lower(i.user_name)
+        from accepted i join people p on p.user_name_key = i.key
+        where i.external_id not in (select external_id from adopted)
         on conflict (integration_id, external_id) do update set
           user_id = excluded.user_id, user_name = excluded.user_name, email = excluded.email,
           given_name = excluded.given_name, family_name = excluded.family_name,
           display_name = excluded.display_name, active = excluded.active, idp_status = excluded.idp_status,
           attributes = excluded.attributes, fingerprint = excluded.fingerprint, deprovisioned_at = null,
           updated_at = now()
-        returning user_id, external_id
+        returning id, external_id
+      ), unlocked as (
+        delete from locks l
+        where l.integration_id = ${scope.integrationId}::uuid and l.external_id in (select external_id from accepted)
       )
-      -- By user, and by IdP id: delete mode may have removed the global user the lock names.
-      delete from locks l where l.tenant_id = ${scope.tenantId}::uuid and (
-        l.user_id in (select user_id from access)
-        or (l.integration_id = ${scope.integrationId}::uuid and l.external_id in (select external_id from access)))
+      select external_id from refused
     `.execute(this.db);
+    // The adopted accounts take the identity's attributes now that they are this integration's
+    // (a data-modifying CTE cannot update a row twice); their other integrations' memberships
+    // and their own lock go.
+    await sql`
+      with input as (
+        select * from unnest(${c.externalId}::text[], ${c.userName}::text[], ${c.email}::text[],
+          ${c.givenName}::text[], ${c.familyName}::text[], ${c.displayName}::text[], ${c.active}::boolean[],
+          ${c.status}::text[], ${c.attributes}::jsonb[], ${c.fingerprint}::text[], ${users.map((u) => u.adopts)}::uuid[])
+          as t(external_id, user_name, email, given_name, family_name, display_name, active, idp_status,
+               attributes, fingerprint, adopts)
+        where adopts is not null
+      ), adopted as (
+        update accounts a set user_id = p.id, user_name = i.user_name, email = i.email, given_name = i.given_name,
+          family_name = i.family_name, display_name = i.display_name, active = i.active, idp_status = i.idp_status,
+          attributes = i.attributes, fingerprint = i.fingerprint, deprovisioned_at = null, updated_at = now()
+        from input i join users p on p.user_name_key = ${KEY('i.user_name')}
+        where a.id = i.adopts and a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id
+        returning a.id
+      ), foreign_memberships as (
+        delete from group_memberships gm using groups g
+        where gm.account_id in (select id from adopted) and g.id = gm.group_id
+          and g.integration_id is distinct from ${scope.integrationId}::uuid
+      )
+      delete from locks l where l.account_id in (select id from adopted)
+    `.execute(this.db);
+    return rows.map((r) => r.external_id);
   }
 
-  /** Refreshes attributes of users the tenant already has; `active` is left alone. */
+  /**
+   * Refreshes attributes of accounts the integration owns; `active` is left alone. A changed
+   * login relinks the account to the person of the new login (created if needed): the person
+   * of the old login is never renamed, so nothing one tenant's IdP does renames another's.
+   */
   async updateUsers(scope: WriteScope, users: readonly DirectoryUser[]): Promise<void> {
     if (users.length === 0) return;
     const c = userColumns(users);
@@ -167,25 +232,27 @@ export class DirectoryRepository {
           ${c.givenName}::text[], ${c.familyName}::text[], ${c.displayName}::text[], ${c.status}::text[],
           ${c.attributes}::jsonb[], ${c.fingerprint}::text[])
           as t(external_id, user_name, email, given_name, family_name, display_name, idp_status, attributes, fingerprint)
-      ), updated as (
-        update tenant_access ta set user_name = i.user_name, email = i.email, given_name = i.given_name,
-          family_name = i.family_name, display_name = i.display_name, idp_status = i.idp_status,
-          attributes = i.attributes, fingerprint = i.fingerprint, updated_at = now()
-        from input i
-        where ta.integration_id = ${scope.integrationId}::uuid and ta.external_id = i.external_id
-        returning ta.user_id, i.user_name
+      ), renamed as (
+        select i.user_name, ${KEY('i.user_name')} as key from input i
+        join accounts a on a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id
+        where a.user_name_key <> ${KEY('i.user_name')}
+      ), people as (
+        insert into users (user_name) select distinct on (key) user_name from renamed order by key, user_name
+        on conflict (user_name_key) do update set updated_at = users.updated_at
+        returning id, user_name_key
       )
-      -- A changed login renames the global user, unless that name already belongs to someone else.
-      update users u set user_name = up.user_name, updated_at = now()
-      from updated up
-      where u.id = up.user_id and u.user_name <> up.user_name
-        and not exists (select 1 from users o where o.user_name_key = lower(up.user_name) and o.id <> u.id)
+      update accounts a set user_name = i.user_name, email = i.email, given_name = i.given_name,
+        family_name = i.family_name, display_name = i.display_name, idp_status = i.idp_status,
+        attributes = i.attributes, fingerprint = i.fingerprint, user_id = coalesce(p.id, a.user_id), updated_at = now()
+      from input i left join people p on p.user_name_key = ${KEY('i.user_name')}
+      where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id
     `.execute(this.db);
   }
 
   /**
-   * Suspend mode: access kept but inactive, memberships kept, and a lock recorded so the
-   * host app can end sessions. Users the IdP still lists get their attributes refreshed too.
+   * Suspend mode: the account is kept but inactive, and a lock is recorded for its identity so
+   * the host app can end sessions. Users the IdP still lists get their attributes refreshed
+   * too; memberships are left to mirror the IdP.
    */
   async suspendUsers(
     scope: WriteScope,
@@ -198,26 +265,26 @@ export class DirectoryRepository {
         select * from unnest(${deprovisions.map((d) => d.externalId)}::text[], ${deprovisions.map((d) => d.reason)}::text[])
           as t(external_id, reason)
       ), suspended as (
-        update tenant_access ta set active = false, deprovisioned_at = coalesce(ta.deprovisioned_at, now()), updated_at = now()
+        update accounts a set active = false, deprovisioned_at = coalesce(a.deprovisioned_at, now()), updated_at = now()
         from input i
-        where ta.integration_id = ${scope.integrationId}::uuid and ta.external_id = i.external_id
-        returning ta.tenant_id, ta.user_id, ta.external_id, ta.user_name, i.reason
+        where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id
+        returning a.id, a.tenant_id, a.user_id, a.external_id, a.user_name, i.reason
       )
-      insert into locks (tenant_id, user_id, integration_id, external_id, user_name, reason, run_id)
-      select tenant_id, user_id, ${scope.integrationId}::uuid, external_id, user_name, reason, ${scope.runId}::uuid from suspended
-      on conflict (tenant_id, user_id) do nothing
+      insert into locks (tenant_id, user_id, account_id, integration_id, external_id, user_name, reason, run_id)
+      select tenant_id, user_id, id, ${scope.integrationId}::uuid, external_id, user_name, reason, ${scope.runId}::uuid from suspended
+      on conflict (integration_id, external_id) do nothing
     `.execute(this.db);
   }
 
   /**
-   * remove-access and delete modes: the tenant access and every membership in the tenant's
-   * groups go, a lock is recorded; in delete mode the global user goes too once no tenant
-   * has access left (the lock keeps their id so the host app can still end their sessions).
+   * remove-access and delete modes: the account goes (its memberships with it), a lock is
+   * recorded for its identity; in delete mode the person goes too once no account links to
+   * them (the lock keeps their id so the host app can still end their sessions).
    */
   async removeAccess(
     scope: WriteScope,
     deprovisions: readonly { externalId: string; reason: string }[],
-    deleteOrphanedUsers: boolean,
+    deleteOrphanedPeople: boolean,
   ): Promise<void> {
     if (deprovisions.length === 0) return;
     const { rows } = await sql<{ user_id: string }>`
@@ -225,23 +292,20 @@ export class DirectoryRepository {
         select * from unnest(${deprovisions.map((d) => d.externalId)}::text[], ${deprovisions.map((d) => d.reason)}::text[])
           as t(external_id, reason)
       ), removed as (
-        delete from tenant_access ta using input i
-        where ta.integration_id = ${scope.integrationId}::uuid and ta.external_id = i.external_id
-        returning ta.tenant_id, ta.user_id, ta.external_id, ta.user_name, i.reason
-      ), memberships as (
-        delete from group_memberships gm using groups g, removed r
-        where g.id = gm.group_id and g.tenant_id = r.tenant_id and gm.user_id = r.user_id
+        delete from accounts a using input i
+        where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id
+        returning a.tenant_id, a.user_id, a.external_id, a.user_name, i.reason
       ), locked as (
         insert into locks (tenant_id, user_id, integration_id, external_id, user_name, reason, run_id)
         select tenant_id, user_id, ${scope.integrationId}::uuid, external_id, user_name, reason, ${scope.runId}::uuid from removed
-        on conflict (tenant_id, user_id) do nothing
+        on conflict (integration_id, external_id) do nothing
       )
       select user_id from removed
     `.execute(this.db);
-    if (!deleteOrphanedUsers || rows.length === 0) return;
+    if (!deleteOrphanedPeople || rows.length === 0) return;
     await sql`
       delete from users u where u.id = any(${rows.map((r) => r.user_id)}::uuid[])
-        and not exists (select 1 from tenant_access ta where ta.user_id = u.id)
+        and not exists (select 1 from accounts a where a.user_id = u.id)
     `.execute(this.db);
   }
 
@@ -273,18 +337,18 @@ export class DirectoryRepository {
    * over hundreds of thousands of rows: minutes instead of seconds).
    */
   async refreshStatistics(): Promise<void> {
-    await sql`analyze users, tenant_access, groups, group_memberships`.execute(this.db);
+    await sql`analyze users, accounts, groups, group_memberships`.execute(this.db);
   }
 
-  /** Active tenant access across all of the tenant's integrations (the safety threshold's base). */
-  async countActiveUsers(tenantId: string): Promise<number> {
-    const row = await this.db
-      .selectFrom('tenant_access')
-      .select((eb) => eb.fn.countAll<string>().as('n'))
-      .where('tenant_id', '=', tenantId)
-      .where('active', '=', true)
-      .executeTakeFirstOrThrow();
-    return Number(row.n);
+  /** The tenant's counts before a run: the bases of the safety thresholds. */
+  async countTenant(tenantId: string): Promise<TenantCounts> {
+    const { rows } = await sql<{ active_users: string; groups: string; memberships: string }>`
+      select (select count(*) from accounts where tenant_id = ${tenantId}::uuid and active) as active_users,
+        (select count(*) from groups where tenant_id = ${tenantId}::uuid) as groups,
+        (select count(*) from group_memberships gm join groups g on g.id = gm.group_id where g.tenant_id = ${tenantId}::uuid) as memberships
+    `.execute(this.db);
+    const r = rows[0]!;
+    return { activeUsers: Number(r.active_users), groups: Number(r.groups), memberships: Number(r.memberships) };
   }
 
   async upsertGroups(scope: WriteScope, groups: readonly DirectoryGroup[]): Promise<void> {
@@ -312,12 +376,12 @@ export class DirectoryRepository {
   async addMemberships(scope: WriteScope, memberships: readonly Membership[]): Promise<void> {
     if (memberships.length === 0) return;
     await sql`
-      insert into group_memberships (group_id, user_id)
-      select g.id, ta.user_id
+      insert into group_memberships (group_id, account_id)
+      select g.id, a.id
       from unnest(${memberships.map((m) => m.groupExternalId)}::text[], ${memberships.map((m) => m.userExternalId)}::text[])
         as m(group_external_id, user_external_id)
       join groups g on g.integration_id = ${scope.integrationId}::uuid and g.external_id = m.group_external_id
-      join tenant_access ta on ta.integration_id = ${scope.integrationId}::uuid and ta.external_id = m.user_external_id
+      join accounts a on a.integration_id = ${scope.integrationId}::uuid and a.external_id = m.user_external_id
       on conflict do nothing
     `.execute(this.db);
   }
@@ -328,35 +392,37 @@ export class DirectoryRepository {
       delete from group_memberships gm
       using unnest(${memberships.map((m) => m.groupExternalId)}::text[], ${memberships.map((m) => m.userExternalId)}::text[])
         as m(group_external_id, user_external_id),
-        groups g, tenant_access ta
+        groups g, accounts a
       where g.integration_id = ${scope.integrationId}::uuid and g.external_id = m.group_external_id
-        and ta.integration_id = ${scope.integrationId}::uuid and ta.external_id = m.user_external_id
-        and gm.group_id = g.id and gm.user_id = ta.user_id
+        and a.integration_id = ${scope.integrationId}::uuid and a.external_id = m.user_external_id
+        and gm.group_id = g.id and gm.account_id = a.id
     `.execute(this.db);
   }
 
-  /** The tenant's users as SPEC's `dirsync users` prints them, sorted by userName. */
+  /** The tenant's accounts as SPEC's `dirsync users` prints them, sorted by userName. */
   async listTenantUsers(tenantId: string): Promise<TenantUserView[]> {
     const rows = await this.db
-      .selectFrom('tenant_access as ta')
-      .leftJoin('locks as l', (join) => join.onRef('l.tenant_id', '=', 'ta.tenant_id').onRef('l.user_id', '=', 'ta.user_id'))
+      .selectFrom('accounts as a')
       .select([
-        'ta.user_name',
-        'ta.email',
-        'ta.given_name',
-        'ta.family_name',
-        'ta.display_name',
-        'ta.active',
-        sql<boolean>`l.user_id is not null`.as('locked'),
+        'a.id',
+        'a.user_name',
+        'a.email',
+        'a.given_name',
+        'a.family_name',
+        'a.display_name',
+        'a.active',
+        sql<boolean>`exists (select 1 from locks l where l.account_id = a.id
+          or (l.integration_id = a.integration_id and l.external_id = a.external_id))`.as('locked'),
         sql<string[]>`coalesce((
           select array_agg(g.name order by g.name) from group_memberships gm
-          join groups g on g.id = gm.group_id
-          where gm.user_id = ta.user_id and g.tenant_id = ta.tenant_id), '{}')`.as('groups'),
+          join groups g on g.id = gm.group_id where gm.account_id = a.id), '{}')`.as('groups'),
       ])
-      .where('ta.tenant_id', '=', tenantId)
-      .orderBy(sql`lower(ta.user_name)`)
+      .where('a.tenant_id', '=', tenantId)
+      .orderBy('a.user_name_key')
+      .orderBy('a.id')
       .execute();
     return rows.map((r) => ({
+      id: r.id,
       userName: r.user_name,
       email: r.email,
       givenName: r.given_name,
@@ -368,20 +434,28 @@ export class DirectoryRepository {
     }));
   }
 
+  /** The tenant's groups as SPEC's `dirsync groups` prints them, sorted by name. */
   async listTenantGroups(tenantId: string): Promise<TenantGroupView[]> {
     const rows = await this.db
       .selectFrom('groups as g')
       .select([
+        'g.id',
         'g.name',
         sql<string[]>`coalesce((
-          select array_agg(u.user_name order by lower(u.user_name)) from group_memberships gm
-          join users u on u.id = gm.user_id where gm.group_id = g.id), '{}')`.as('members'),
+          select array_agg(a.user_name order by a.user_name_key, a.id) from group_memberships gm
+          join accounts a on a.id = gm.account_id where gm.group_id = g.id), '{}')`.as('members'),
       ])
       .where('g.tenant_id', '=', tenantId)
       .orderBy('g.name')
+      .orderBy('g.id')
       .execute();
-    return rows.map((r) => ({ name: r.name, members: r.members }));
+    return rows.map((r) => ({ id: r.id, name: r.name, members: r.members }));
   }
+}
+
+function compareRank(a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return 0;
 }
 
 function userColumns(users: readonly DirectoryUser[]) {

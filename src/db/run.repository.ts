@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
+import { type DestructiveOp, type DestructiveSet, changeLogId, destructiveFromChange, membershipDetail } from '../core/approvals.js';
 import type { JsonObject } from '../core/model.js';
 import { CHANGE_KINDS, PLAN_KINDS, type PlanCounts } from '../core/plan.js';
 import type { Db } from './database.js';
-import type { RunChangeRow, RunRow, RunStatus, RunTrigger } from './schema.js';
+import type { ChangeState, RunChangeRow, RunRow, RunStatus, RunTrigger, RunWarning } from './schema.js';
 
 /** A run as SPEC's run summary shows it. */
 export interface RunSummary {
@@ -25,6 +26,8 @@ export interface RunSummary {
   /** For a held run that was approved: when, and by which run. */
   approvedAt: string | null;
   approvedByRunId: string | null;
+  /** Records the run skipped, and why (SPEC "Per-record isolation"). */
+  warnings: RunWarning[];
 }
 
 export interface RunChange {
@@ -32,7 +35,7 @@ export interface RunChange {
   externalId: string;
   subject: string;
   detail: JsonObject | null;
-  applied: boolean;
+  state: ChangeState;
   at: string;
 }
 
@@ -152,7 +155,7 @@ export class RunRepository {
       .selectFrom('run_changes')
       .select(['kind', (eb) => eb.fn.countAll<string>().as('n')])
       .where('run_id', '=', runId)
-      .where('applied', '=', true)
+      .where('state', '=', 'applied')
       .groupBy('kind')
       .execute();
     const byKind = new Map(rows.map((r) => [r.kind, Number(r.n)]));
@@ -216,6 +219,7 @@ export class RunRepository {
       stats: Record<string, number>;
       error?: string;
       heldReason?: string;
+      warnings?: readonly RunWarning[];
     },
   ): Promise<void> {
     await this.db
@@ -227,6 +231,8 @@ export class RunRepository {
         stats: JSON.stringify(outcome.stats),
         error: outcome.error ?? null,
         held_reason: outcome.heldReason ?? null,
+        // Postgres cannot store a NUL in text; warnings quote IdP values.
+        warnings: JSON.stringify(outcome.warnings ?? []).replaceAll('\\u0000', '\\\\0'),
       })
       .where('id', '=', runId)
       .execute();
@@ -252,28 +258,12 @@ export class RunRepository {
   }
 
   /**
-   * Later held runs that hold nothing beyond `approvedKeys` (they held the same removals
-   * again while the admin had not yet approved): the approval settles them too.
+   * Later held runs that hold nothing beyond `approved` (they held the same removals again
+   * while the admin had not yet approved): the approval settles them too.
    */
-  async heldRunsCoveredBy(integrationId: string, approvedKeys: ReadonlySet<string>): Promise<string[]> {
-    const rows = await this.db
-      .selectFrom('runs as r')
-      .select('r.id')
-      .where('r.integration_id', '=', integrationId)
-      .where('r.status', '=', 'held')
-      .where(({ not, exists, selectFrom }) =>
-        not(
-          exists(
-            selectFrom('run_changes as c')
-              .select('c.id')
-              .whereRef('c.run_id', '=', 'r.id')
-              .where('c.applied', '=', false)
-              .where(sql<boolean>`c.kind || ':' || c.external_id <> all(${[...approvedKeys]}::text[])`),
-          ),
-        ),
-      )
-      .execute();
-    return rows.map((r) => r.id);
+  async heldRunsCoveredBy(integrationId: string, approved: DestructiveSet): Promise<string[]> {
+    const held = await this.heldOpsByRun(integrationId);
+    return [...held].filter(([, ops]) => ops.every((op) => approved.has(op))).map(([runId]) => runId);
   }
 
   /** Held runs of the integration an approval of `heldRunId` covers: it and every earlier held run. */
@@ -289,43 +279,40 @@ export class RunRepository {
     return rows.map((r) => r.id);
   }
 
-  /** Destructive operations (as `kind:externalId`) each held run of the integration waits on. */
-  async heldKeysByRun(integrationId: string): Promise<Map<string, Set<string>>> {
+  /** The destructive operations each held run of the integration waits on. */
+  async heldOpsByRun(integrationId: string): Promise<Map<string, DestructiveOp[]>> {
     const rows = await this.db
       .selectFrom('run_changes as c')
       .innerJoin('runs as r', 'r.id', 'c.run_id')
-      .select(['c.run_id', 'c.kind', 'c.external_id'])
+      .select(['c.run_id', 'c.kind', 'c.external_id', 'c.detail'])
       .where('r.integration_id', '=', integrationId)
       .where('r.status', '=', 'held')
       .where('r.dry_run', '=', false)
-      .where('c.applied', '=', false)
+      .where('c.state', '=', 'held')
       .execute();
-    const byRun = new Map<string, Set<string>>();
+    const byRun = new Map<string, DestructiveOp[]>();
     for (const r of rows) {
-      let keys = byRun.get(r.run_id);
-      if (!keys) byRun.set(r.run_id, (keys = new Set()));
-      keys.add(`${r.kind}:${r.external_id}`);
+      const op = destructiveFromChange(r.kind, r.external_id, r.detail);
+      if (!op) continue;
+      let ops = byRun.get(r.run_id);
+      if (!ops) byRun.set(r.run_id, (ops = []));
+      ops.push(op);
     }
     return byRun;
   }
 
-  /** Destructive operations all held runs of the integration wait on. */
-  async heldKeys(integrationId: string): Promise<Set<string>> {
-    return new Set([...(await this.heldKeysByRun(integrationId)).values()].flatMap((keys) => [...keys]));
-  }
-
-  /** Records approved removals that a fresh read no longer warrants, as changes not applied. */
-  async recordStale(runId: string, staleKeys: readonly string[], approvedRunId: string | null): Promise<void> {
-    const changes = staleKeys.map((key) => {
-      const at = key.indexOf(':');
-      return {
-        kind: key.slice(0, at),
-        externalId: key.slice(at + 1),
-        subject: key.slice(at + 1),
-        detail: { skipped: `approved in run ${approvedRunId}, but the IdP no longer warrants it` },
-      };
-    });
-    await this.recordChanges(runId, changes, false);
+  /** Records approved removals that a fresh read no longer warrants, as skipped changes. */
+  async recordStale(runId: string, stale: readonly DestructiveOp[], approvedRunId: string | null): Promise<void> {
+    const changes = stale.map((op) => ({
+      kind: op.kind,
+      externalId: changeLogId(op),
+      subject: changeLogId(op),
+      detail: {
+        ...(op.kind === 'membership.removed' ? membershipDetail(op) : {}),
+        skipped: `approved in run ${approvedRunId}, but the IdP no longer warrants it`,
+      },
+    }));
+    await this.recordChanges(runId, changes, 'skipped');
   }
 
   /** Closes approved held runs: their removals were applied (or found stale) by `approverRunId`. */
@@ -357,11 +344,11 @@ export class RunRepository {
     return rows.map(toSummary);
   }
 
-  async recordChanges(runId: string, changes: readonly NewRunChange[], applied: boolean): Promise<void> {
+  async recordChanges(runId: string, changes: readonly NewRunChange[], state: ChangeState): Promise<void> {
     if (changes.length === 0) return;
     await sql`
-      insert into run_changes (run_id, kind, external_id, subject, detail, applied)
-      select ${runId}::uuid, t.kind, t.external_id, t.subject, t.detail, ${applied}::boolean
+      insert into run_changes (run_id, kind, external_id, subject, detail, state)
+      select ${runId}::uuid, t.kind, t.external_id, t.subject, t.detail, ${state}::text
       from unnest(${changes.map((c) => c.kind)}::text[], ${changes.map((c) => c.externalId)}::text[],
         ${changes.map((c) => c.subject)}::text[], ${changes.map((c) => (c.detail ? JSON.stringify(c.detail) : null))}::jsonb[])
         with ordinality as t(kind, external_id, subject, detail, n)
@@ -382,7 +369,7 @@ export class RunRepository {
       externalId: r.external_id,
       subject: r.subject,
       detail: r.detail,
-      applied: r.applied,
+      state: r.state,
       at: r.created_at.toISOString(),
     }));
   }
@@ -418,5 +405,6 @@ function toSummary(row: RunRow): RunSummary {
     approvesRunId: row.approves_run_id,
     approvedAt: row.approved_at?.toISOString() ?? null,
     approvedByRunId: row.approved_by_run_id,
+    warnings: row.warnings ?? [],
   };
 }

@@ -52,13 +52,20 @@ export interface UsersTable {
   updated_at: Timestamp;
 }
 
-export interface TenantAccessTable {
+/**
+ * A tenant account: the user as one tenant sees them, owned by one IdP identity (integration,
+ * IdP id) and holding that IdP's attributes (SPEC "Identity: accounts and people"). Unowned
+ * (integration_id null) when created outside dirsync or left by a deleted integration.
+ */
+export interface AccountsTable {
   id: Generated<string>;
   tenant_id: string;
+  /** The person (global user) of this account's normalized userName. */
   user_id: string;
-  integration_id: string;
-  external_id: string;
+  integration_id: string | null;
+  external_id: string | null;
   user_name: string;
+  user_name_key: ColumnType<string, never, never>;
   email: string | null;
   given_name: string | null;
   family_name: string | null;
@@ -89,14 +96,18 @@ export interface GroupsTable {
 
 export interface GroupMembershipsTable {
   group_id: string;
-  user_id: string;
+  account_id: string;
   created_at: Generated<Date>;
 }
 
+/** One per deprovisioned IdP identity: the host app ends that person's sessions in that tenant. */
 export interface LocksTable {
+  id: Generated<string>;
   tenant_id: string;
-  /** The global user; kept after delete mode removed that user, so sessions can still be ended. */
+  /** The person; kept after delete mode removed them, so sessions can still be ended. */
   user_id: string;
+  /** The account while it exists (remove-access and delete remove it; the lock stays). */
+  account_id: string | null;
   integration_id: string | null;
   external_id: string | null;
   user_name: string | null;
@@ -125,7 +136,19 @@ export interface RunsTable {
   approved_by_run_id: string | null;
   /** Why a held run's destructive operations wait for approval. */
   held_reason: string | null;
+  /** Records the run skipped (SPEC "Per-record isolation"). */
+  warnings: ColumnType<RunWarning[], string | undefined, string>;
 }
+
+/** A record a run skipped, and why: `{"externalId","subject","reason"}` of the run summary. */
+export interface RunWarning {
+  readonly externalId: string | null;
+  readonly subject: string;
+  readonly reason: string;
+}
+
+/** What became of one change-log row: applied, planned (dry run), held for approval, or skipped. */
+export type ChangeState = 'applied' | 'planned' | 'held' | 'skipped';
 
 export interface RunChangesTable {
   id: Generated<string>;
@@ -134,7 +157,7 @@ export interface RunChangesTable {
   external_id: string;
   subject: string;
   detail: NullableJson<JsonObject>;
-  applied: boolean;
+  state: ChangeState;
   created_at: Generated<Date>;
 }
 
@@ -162,7 +185,7 @@ export interface Database {
   tenants: TenantsTable;
   integrations: IntegrationsTable;
   users: UsersTable;
-  tenant_access: TenantAccessTable;
+  accounts: AccountsTable;
   groups: GroupsTable;
   group_memberships: GroupMembershipsTable;
   locks: LocksTable;

@@ -190,7 +190,7 @@ ${syncButton(integration)}</p>${chart(runs)}
           `Run ${run.queuedAt.replace('T', ' ').slice(0, 19)}`,
           `<p>${status(run)} · ${h(run.trigger)}${run.dryRun ? ' · dry run' : ''} · <a href="/admin/integrations/${h(run.integrationId)}">integration</a>
 ${run.approvesRunId ? ` · approves <a href="/admin/runs/${h(run.approvesRunId)}">run</a>` : ''}${run.approvedByRunId ? ` · approved by <a href="/admin/runs/${h(run.approvedByRunId)}">run</a>` : ''}</p>
-${run.error ? `<p class="error" role="alert">${h(run.error)}</p>` : ''}${approve}
+${run.error ? `<p class="error" role="alert">${h(run.error)}</p>` : ''}${approve}${warningList(run)}
 <p>${counts(run.counts)}${seconds(run) !== null ? ` · ${seconds(run)!.toFixed(2)} s` : ''}${run.stats?.requests ? ` · ${run.stats.requests} IdP requests` : ''}</p>
 <h2>${run.dryRun ? 'Plan' : 'Change log'}</h2>${changeTable(changes, run)}`,
         ),
@@ -230,6 +230,14 @@ function row(i: Integration, last: RunSummary | undefined, next: number | null):
 
 function syncButton(i: Integration): string {
   return i.enabled ? `<form method="post" action="/admin/integrations/${h(i.id)}/sync" class="inline"><button type="submit">Sync now</button></form>` : '';
+}
+
+/** Records the run skipped (SPEC "Per-record isolation"), each with the reason. */
+function warningList(run: RunSummary): string {
+  if (run.warnings.length === 0) return '';
+  return `<div class="banner" role="status"><p>${run.warnings.length} records skipped, left as they were:</p><ul>${run.warnings
+    .map((w) => `<li><strong>${h(w.subject)}</strong>${w.externalId && w.externalId !== w.subject ? ` <span class="muted">${h(w.externalId)}</span>` : ''}: ${h(w.reason)}</li>`)
+    .join('')}</ul></div>`;
 }
 
 function changeTable(changes: RunChange[], run: RunSummary): string {

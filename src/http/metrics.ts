@@ -43,6 +43,20 @@ export function createMetrics(deps: { db: Db; queue: DirsyncQueue }): Registry {
   });
 
   new Counter({
+    name: 'dirsync_records_skipped_total',
+    help: 'IdP records runs skipped because they could not be taken as they are (warnings), by provider',
+    labelNames: ['provider'],
+    registers: [registry],
+    async collect() {
+      const { rows } = await sql<{ provider: string; n: string }>`
+        select i.provider, coalesce(sum(jsonb_array_length(r.warnings)), 0) as n
+        from runs r join integrations i on i.id = r.integration_id where not r.dry_run group by 1`.execute(deps.db);
+      this.reset();
+      for (const r of rows) this.inc({ provider: r.provider }, Number(r.n));
+    },
+  });
+
+  new Counter({
     name: 'dirsync_idp_requests_total',
     help: 'Requests made to IdPs by runs, retries among them, and 429 answers',
     labelNames: ['provider', 'kind'],

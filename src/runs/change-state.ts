@@ -1,11 +1,9 @@
 import type { RunChange, RunSummary } from '../db/run.repository.js';
 
-export type ChangeState = 'applied' | 'planned' | 'skipped' | 'approved' | 'held';
+/** What a change-log row shows: its stored state, with held changes of an approved run shown as approved. */
+export type ChangeStateView = RunChange['state'] | 'approved';
 
 /** What became of one change-log row, as the CLI and the dashboards show it. */
-export function changeState(change: RunChange, run: Pick<RunSummary, 'dryRun' | 'approvedByRunId'>): ChangeState {
-  if (change.applied) return 'applied';
-  if (run.dryRun) return 'planned';
-  if (change.detail?.skipped) return 'skipped';
-  return run.approvedByRunId ? 'approved' : 'held';
+export function changeState(change: Pick<RunChange, 'state'>, run: Pick<RunSummary, 'approvedByRunId'>): ChangeStateView {
+  return change.state === 'held' && run.approvedByRunId ? 'approved' : change.state;
 }

@@ -1,21 +1,24 @@
-import type { Config } from '../config.js';
-import { IdpReadError, type SnapshotSource } from '../connectors/connector.js';
-import { type ConnectorSettings, createConnector } from '../connectors/index.js';
-import { type Plan, type PlanCounts, addCounts, plan as diff, planCounts, totalChanges } from '../core/plan.js';
-import type { Policy } from '../core/policy.js';
-import { gate } from '../core/safety.js';
-import { SnapshotError, completeSnapshot } from '../core/snapshot.js';
-import type { LocalState, Snapshot } from '../core/model.js';
 import pRetry from 'p-retry';
 import { applyPlan, recordPlan } from '../apply/apply-plan.js';
+import type { Config } from '../config.js';
+import { IdpReadError, type ReadStats, type SnapshotSource } from '../connectors/connector.js';
+import { type ConnectorSettings, createConnector } from '../connectors/index.js';
+import { decide } from '../core/decide.js';
+import type { LocalState, SkippedRecord, Snapshot } from '../core/model.js';
+import { type PlanCounts, type PlanKind, addCounts, planCounts, totalChanges } from '../core/plan.js';
+import type { Policy } from '../core/policy.js';
+import type { TenantCounts } from '../core/safety.js';
+import { SnapshotError, completeSnapshot } from '../core/snapshot.js';
 import { DecryptionError } from '../crypto.js';
 import type { Db } from '../db/database.js';
 import { DirectoryRepository } from '../db/directory.repository.js';
 import type { Integration } from '../db/integration.repository.js';
 import { RunRepository, type RunSummary } from '../db/run.repository.js';
-import { IntegrationService } from '../integrations/integration.service.js';
+import type { RunWarning } from '../db/schema.js';
 import { type Credentials, scrubCredentials } from '../integrations/credentials.js';
+import { IntegrationService } from '../integrations/integration.service.js';
 import type { Logger } from '../log.js';
+import { loadApprovals, settleApprovals } from './approvals.js';
 
 /** How often every group's members are read in full, whatever their versions say. */
 const FULL_MEMBER_READ_EVERY_MS = 24 * 3_600_000;
@@ -42,10 +45,12 @@ export type ReconcileOutcome =
   | { readonly kind: 'skipped'; readonly reason: string };
 
 /**
- * One run, start to end: claim it, read the whole scope, diff against the tenant's state,
- * apply (or record, for a dry run), and record the outcome. Failures of the IdP, of its data
- * or of the stored credentials end the run as `failed` with a sentence saying why, and change
- * nothing; anything else (Postgres gone) is thrown for the queue to retry.
+ * One run, start to end, as a thin pipeline: claim it, **read** the whole scope, **decide**
+ * (plan, gate and approvals, pure: src/core/decide.ts), **apply** (or record, for a dry run),
+ * and record the outcome. Failures of the IdP, of its data as a whole or of the stored
+ * credentials end the run as `failed` with a sentence saying why, and change nothing; records
+ * that cannot be taken one by one are skipped with a warning; anything else (Postgres gone)
+ * is thrown for the queue to retry.
  */
 export async function reconcile(deps: ReconcileDeps, runId: string): Promise<ReconcileOutcome> {
   const runs = new RunRepository(deps.db);
@@ -55,142 +60,60 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
   if (claim.kind === 'finished') return { kind: 'skipped', reason: `run ${runId} already ${claim.run.status}` };
   const run = claim.run;
   const log = deps.log.child({ runId, integrationId: run.integrationId });
-  const started = Date.now();
-  const stats: Record<string, number> = {};
-  // A run taken over from an attempt that died keeps what that attempt committed.
-  const prior = await runs.appliedCounts(runId);
-  let applied: PlanCounts = prior;
-
-  // What the heartbeat reports: the connector's counters while reading, then changes applied.
-  let progress: () => Record<string, number> = () => ({});
-  const heartbeat = setInterval(() => {
-    runs.heartbeat(runId, progress()).catch((error: unknown) => log.warn({ err: error }, 'heartbeat failed'));
-  }, deps.heartbeatMs ?? 1_000);
+  const recorder = new RunRecorder(runs, run.id, deps.heartbeatMs ?? 1_000, log);
   try {
     const integrations = new IntegrationService(deps.db, deps.config);
     const integration = await integrations.get(run.integrationId);
-    if (!integration.enabled) return await fail(runs, runId, 'the integration is disabled', stats, applied);
+    if (!integration.enabled) return await recorder.fail('the integration is disabled');
 
-    let credentials: Credentials;
-    try {
-      credentials = await integrations.credentials(integration.id);
-    } catch (error) {
-      if (error instanceof DecryptionError) return await fail(runs, runId, `cannot read the integration's credentials: ${error.message}`, stats, applied);
-      throw error;
-    }
-    const connector = deps.connectorFor
-      ? deps.connectorFor(integration, credentials)
-      : createConnector(integration, credentials, deps.connectorSettings);
+    // Read.
+    const read = await readTenantAndIdp(deps, integrations, integration, recorder);
+    if (read.kind === 'failed') return await recorder.fail(read.error);
+    const { local, snapshot, current } = read;
+    log.info({ provider: integration.provider, dryRun: run.dryRun }, 'run read');
 
-    log.info({ provider: integration.provider, dryRun: run.dryRun }, 'run started');
-    progress = () => ({ reading: 1, requests: connector.stats.requests, records: connector.stats.records });
-    const directory = new DirectoryRepository(deps.db);
+    // Decide.
     const policy: Policy = { deprovisionMode: integration.deprovisionMode };
-    const readStart = Date.now();
-    let snapshot: Snapshot;
-    let planned: Plan;
-    let local: LocalState;
-    let activeUsers: number;
-    try {
-      snapshot = await connector.readSnapshot(undefined, {
-        membersVersions: await directory.loadMemberVersions(integration.id, FULL_MEMBER_READ_EVERY_MS),
-      });
-      [local, activeUsers] = await Promise.all([directory.loadLocalState(integration.id), directory.countActiveUsers(integration.tenantId)]);
-      planned = diff(local, completeSnapshot(snapshot, local), policy);
-      const entering = [...planned.usersCreated, ...planned.usersReprovisioned].map((u) => u.externalId);
-      if (snapshot.unreadMembers && entering.length > 0) {
-        // Users entering the scope may be members of groups that were not re-read: ask for their
-        // groups (one request each), or read every group again if the connector cannot.
-        if (connector.readGroupsOf) {
-          planned = diff(local, completeSnapshot(snapshot, local, await connector.readGroupsOf(entering)), policy);
-        } else {
-          snapshot = await connector.readSnapshot();
-          planned = diff(local, snapshot, policy);
-        }
-      }
-    } catch (error) {
-      scrubCredentials(error, credentials);
-      if (!(error instanceof IdpReadError || error instanceof SnapshotError)) throw error;
-      Object.assign(stats, connector.stats, { readMs: Date.now() - readStart });
-      log.warn({ err: error.message }, 'IdP read failed; nobody deprovisioned');
-      return await fail(runs, runId, `${error.message}. Nothing was changed.`, stats, applied);
-    }
-    Object.assign(stats, connector.stats, {
-      readMs: Date.now() - readStart,
-      idpUsers: snapshot.users.size,
-      idpGroups: snapshot.groups.size,
-      membersSkipped: snapshot.unreadMembers?.size ?? 0,
-    });
+    const approvals = await loadApprovals(runs, run);
+    const decision = decide({ local, snapshot, policy, thresholdPercent: integration.thresholdPercent, current, ...approvals });
+    if (decision.kind === 'fail') return await recorder.fail(`${decision.reason}. Nothing was changed.`);
+    recorder.planned(totalChanges(planCounts(decision.plan)));
 
-    const applyStart = Date.now();
-    const appliedSoFar: Partial<Record<string, number>> = {};
-    progress = () => ({
-      ...stats,
-      planned: totalChanges(planCounts(planned)),
-      applied: Object.values(appliedSoFar).reduce((n: number, c) => n + (c ?? 0), 0),
-    });
+    // Apply.
+    const scope = { tenantId: integration.tenantId, integrationId: integration.id, runId };
     if (run.dryRun) {
-      await recordPlan(deps.db, runId, planned, policy);
-      applied = planCounts(planned);
-    } else {
-      const approvedRuns = run.approvesRunId ? await runs.heldRunsUpTo(run.approvesRunId) : [];
-      const held = await runs.heldKeysByRun(integration.id);
-      const keysOf = (include: (runId: string) => boolean) =>
-        new Set([...held].flatMap(([heldRunId, keys]) => (include(heldRunId) ? [...keys] : [])));
-      const approved = keysOf((id) => approvedRuns.includes(id));
-      const pending = new Set([...keysOf((id) => !approvedRuns.includes(id))].filter((k) => !approved.has(k)));
-      const gated = gate(planned, {
-        thresholdPercent: integration.thresholdPercent,
-        activeUsers,
-        snapshotUsers: snapshot.users.size,
-        pending,
-        approved,
-      });
-      applied = addCounts(prior, await applyPlan(
-        deps.db,
-        { tenantId: integration.tenantId, integrationId: integration.id, runId },
-        gated.apply,
-        policy,
-        {
-          batchSize: deps.batchSize,
-          afterBatch: async (kind, count) => {
-            appliedSoFar[kind] = count;
-            await deps.afterBatch?.();
-          },
-        },
-      ));
-      if (totalChanges(applied) >= LARGE_WRITE) await directory.refreshStatistics();
-      await recordPlan(deps.db, runId, gated.held, policy);
-      await runs.recordStale(runId, gated.stale, run.approvesRunId);
-      if (run.approvesRunId) {
-        const covered = await runs.heldRunsCoveredBy(integration.id, approved);
-        await runs.markApproved([...new Set([...approvedRuns, ...covered])], runId);
-      }
-      const heldCount = totalChanges(planCounts(gated.held));
-      if (heldCount > 0) {
-        stats.held = heldCount;
-        stats.applyMs = Date.now() - applyStart;
-        stats.totalMs = Date.now() - started;
-        const heldReason = `${heldCount} removals wait for approval (\`dirsync run approve ${runId}\`): ${gated.reasons.join('; ')}.`;
-        // Membership versions are not recorded: with removals held, the members are not as read.
-        await runs.finish(runId, { status: 'held', counts: applied, stats, heldReason });
-        log.warn({ counts: applied, held: heldCount, reasons: gated.reasons }, 'run held for approval');
-        return { kind: 'finished', run: (await runs.find(runId))! };
-      }
-      if (gated.stale.length > 0) stats.approvedStale = gated.stale.length;
+      await recordPlan(deps.db, runId, decision.plan, policy, 'planned');
+      return await recorder.finish('succeeded', planCounts(decision.plan), decision.skipped);
+    }
+    const result = await applyPlan(deps.db, scope, decision.gated.apply, policy, {
+      batchSize: deps.batchSize,
+      afterBatch: async (kind, count) => {
+        recorder.applied(kind, count);
+        await deps.afterBatch?.();
+      },
+    });
+    const counts = recorder.withEarlierAttempts(result.counts);
+    if (totalChanges(counts) >= LARGE_WRITE) await new DirectoryRepository(deps.db).refreshStatistics();
+    await recordPlan(deps.db, runId, decision.gated.held, policy, 'held');
+    await settleApprovals(runs, run, approvals, decision.gated.stale);
+    const skipped = [...decision.skipped, ...result.skipped];
+    const held = totalChanges(planCounts(decision.gated.held));
+    if (held > 0) {
+      // Membership versions are not recorded: with removals held, the members are not as read.
+      const reason = `${held} removals wait for approval (\`dirsync run approve ${runId}\`): ${decision.gated.reasons.join('; ')}.`;
+      return await recorder.finish('held', counts, skipped, { held, reason });
+    }
+    if (decision.gated.stale.length > 0) recorder.stat('approvedStale', decision.gated.stale.length);
+    if (result.skipped.length === 0) {
       // Everything read was applied: next time, groups whose membership version is unchanged need not be re-read.
-      await directory.recordMemberVersions(
+      await new DirectoryRepository(deps.db).recordMemberVersions(
         integration.id,
         [...snapshot.groups.values()].flatMap((g) =>
           g.membersVersion && !snapshot.unreadMembers?.has(g.externalId) ? [{ externalId: g.externalId, version: g.membersVersion }] : [],
         ),
       );
     }
-    stats.applyMs = Date.now() - applyStart;
-    stats.totalMs = Date.now() - started;
-    await runs.finish(runId, { status: 'succeeded', counts: applied, stats });
-    log.info({ counts: applied, stats }, 'run succeeded');
-    return { kind: 'finished', run: (await runs.find(runId))! };
+    return await recorder.finish('succeeded', counts, skipped);
   } catch (error) {
     // Postgres went away (or anything unforeseen): the queue retries the job; let the retry
     // take the run over at once. Postgres gets a few seconds to come back; after that the run
@@ -199,18 +122,155 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
     log.warn({ err: (error as Error).message }, 'run attempt stopped; the queue retries it');
     throw error;
   } finally {
-    clearInterval(heartbeat);
+    recorder.stop();
   }
 }
 
-async function fail(
-  runs: RunRepository,
-  runId: string,
-  error: string,
-  stats: Record<string, number>,
-  counts: PlanCounts,
-): Promise<ReconcileOutcome> {
-  // Messages quote IdP values, and Postgres cannot store a NUL in text: the run would never be recorded as failed.
-  await runs.finish(runId, { status: 'failed', counts, stats, error: error.replaceAll('\0', '\\0') });
-  return { kind: 'finished', run: (await runs.find(runId))! };
+type ReadResult =
+  | { readonly kind: 'read'; readonly local: LocalState; readonly snapshot: Snapshot; readonly current: TenantCounts }
+  | { readonly kind: 'failed'; readonly error: string };
+
+/**
+ * The read step: the integration's whole scope from the IdP, and the tenant's state. Members
+ * of groups whose version did not change are taken from the tenant's state; users entering
+ * the scope get theirs read from the IdP (or every group is read again if the connector
+ * cannot). An IdP that cannot be read, or credentials that cannot be opened, fail the run.
+ */
+async function readTenantAndIdp(deps: ReconcileDeps, integrations: IntegrationService, integration: Integration, recorder: RunRecorder): Promise<ReadResult> {
+  let credentials: Credentials;
+  try {
+    credentials = await integrations.credentials(integration.id);
+  } catch (error) {
+    if (error instanceof DecryptionError) return { kind: 'failed', error: `cannot read the integration's credentials: ${error.message}` };
+    throw error;
+  }
+  const connector = deps.connectorFor ? deps.connectorFor(integration, credentials) : createConnector(integration, credentials, deps.connectorSettings);
+  recorder.reading(connector.stats);
+  const directory = new DirectoryRepository(deps.db);
+  const readStart = Date.now();
+  try {
+    let snapshot = await connector.readSnapshot(undefined, {
+      membersVersions: await directory.loadMemberVersions(integration.id, FULL_MEMBER_READ_EVERY_MS),
+    });
+    const [local, current] = await Promise.all([directory.loadLocalState(integration.id, integration.tenantId), directory.countTenant(integration.tenantId)]);
+    let complete = completeSnapshot(snapshot, local);
+    if (snapshot.unreadMembers) {
+      // Users entering the scope may be members of groups that were not re-read.
+      const entering = [...snapshot.users.values()].filter((u) => !local.users.get(u.externalId)?.active).map((u) => u.externalId);
+      if (entering.length > 0) {
+        if (connector.readGroupsOf) complete = completeSnapshot(snapshot, local, await connector.readGroupsOf(entering));
+        else complete = snapshot = await connector.readSnapshot();
+      }
+    }
+    recorder.read(connector.stats, Date.now() - readStart, snapshot);
+    return { kind: 'read', local, snapshot: complete, current };
+  } catch (error) {
+    scrubCredentials(error, credentials);
+    if (!(error instanceof IdpReadError || error instanceof SnapshotError)) throw error;
+    recorder.read(connector.stats, Date.now() - readStart);
+    deps.log.warn({ err: error.message, runId: recorder.runId }, 'IdP read failed; nobody deprovisioned');
+    return { kind: 'failed', error: `${error.message}. Nothing was changed.` };
+  }
+}
+
+/**
+ * Owns a running run's record: its heartbeat (with progress), its statistics, and its end.
+ * A run taken over from an attempt that died keeps what that attempt committed.
+ */
+class RunRecorder {
+  private readonly started = Date.now();
+  private readonly stats: Record<string, number> = {};
+  private progress: () => Record<string, number> = () => ({});
+  private readonly appliedSoFar: Partial<Record<PlanKind, number>> = {};
+  private prior: Promise<PlanCounts>;
+  private readonly heartbeat: NodeJS.Timeout;
+  private applyStart = 0;
+
+  constructor(
+    private readonly runs: RunRepository,
+    readonly runId: string,
+    heartbeatMs: number,
+    private readonly log: Logger,
+  ) {
+    this.prior = runs.appliedCounts(runId);
+    this.prior.catch(() => {});
+    this.heartbeat = setInterval(() => {
+      runs.heartbeat(runId, this.progress()).catch((error: unknown) => log.warn({ err: error }, 'heartbeat failed'));
+    }, heartbeatMs);
+  }
+
+  reading(connectorStats: ReadStats): void {
+    this.progress = () => ({ reading: 1, requests: connectorStats.requests, records: connectorStats.records });
+  }
+
+  read(connectorStats: ReadStats, readMs: number, snapshot?: Snapshot): void {
+    Object.assign(this.stats, connectorStats, { readMs });
+    if (snapshot) {
+      Object.assign(this.stats, {
+        idpUsers: snapshot.users.size,
+        idpGroups: snapshot.groups.size,
+        membersSkipped: snapshot.unreadMembers?.size ?? 0,
+        recordsSkipped: snapshot.skipped.length,
+      });
+    }
+  }
+
+  planned(total: number): void {
+    this.applyStart = Date.now();
+    this.progress = () => ({
+      ...this.stats,
+      planned: total,
+      applied: Object.values(this.appliedSoFar).reduce((n: number, c) => n + (c ?? 0), 0),
+    });
+  }
+
+  applied(kind: PlanKind, count: number): void {
+    this.appliedSoFar[kind] = count;
+  }
+
+  stat(name: string, value: number): void {
+    this.stats[name] = value;
+  }
+
+  /** This attempt's counts plus what earlier attempts of the run committed. */
+  withEarlierAttempts(counts: PlanCounts): PlanCounts {
+    return this.priorCounts ? addCounts(this.priorCounts, counts) : counts;
+  }
+
+  private priorCounts: PlanCounts | undefined;
+
+  async finish(status: 'succeeded' | 'held', counts: PlanCounts, skipped: readonly SkippedRecord[], held?: { held: number; reason: string }): Promise<ReconcileOutcome> {
+    await this.loadPrior();
+    if (held) this.stats.held = held.held;
+    this.stats.recordsSkipped = skipped.length;
+    this.stats.applyMs = Date.now() - (this.applyStart || this.started);
+    this.stats.totalMs = Date.now() - this.started;
+    const warnings = skipped.map(toWarning);
+    await this.runs.finish(this.runId, { status, counts, stats: this.stats, heldReason: held?.reason, warnings });
+    if (held) this.log.warn({ counts, held: held.held, reason: held.reason }, 'run held for approval');
+    else this.log.info({ counts, stats: this.stats, skipped: warnings.length }, 'run succeeded');
+    return { kind: 'finished', run: (await this.runs.find(this.runId))! };
+  }
+
+  async fail(error: string): Promise<ReconcileOutcome> {
+    const counts = await this.loadPrior();
+    this.stats.totalMs = Date.now() - this.started;
+    // Messages quote IdP values, and Postgres cannot store a NUL in text: the run would never be recorded as failed.
+    await this.runs.finish(this.runId, { status: 'failed', counts, stats: this.stats, error: error.replaceAll('\0', '\\0') });
+    return { kind: 'finished', run: (await this.runs.find(this.runId))! };
+  }
+
+  stop(): void {
+    clearInterval(this.heartbeat);
+  }
+
+  private async loadPrior(): Promise<PlanCounts> {
+    this.priorCounts ??= await this.prior;
+    return this.priorCounts;
+  }
+}
+
+/** A skipped record as the run summary's warning: `{"externalId","subject","reason"}`. */
+function toWarning(record: SkippedRecord): RunWarning {
+  return { externalId: record.externalId, subject: record.subject, reason: record.reason };
 }

@@ -99,7 +99,7 @@ async function deprovisions(t: TestIntegration): Promise<string[]> {
     .select('c.external_id')
     .where('r.integration_id', '=', t.integrationId)
     .where('c.kind', '=', 'user.deprovisioned')
-    .where('c.applied', '=', true)
+    .where('c.state', '=', 'applied')
     .execute();
   return rows.map((r) => r.external_id);
 }

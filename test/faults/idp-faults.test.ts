@@ -124,15 +124,15 @@ async function expectConverged(integrationId: string, kept: Set<string>, since?:
 /** Everything a failed run must leave untouched. */
 async function tenantState(integrationId: string) {
   const [access, groups, members, locks] = await Promise.all([
-    db.selectFrom('tenant_access').select(['external_id', 'active', 'email', 'given_name']).where('integration_id', '=', integrationId).orderBy('external_id').execute(),
+    db.selectFrom('accounts').select(['external_id', 'active', 'email', 'given_name']).where('integration_id', '=', integrationId).orderBy('external_id').execute(),
     db.selectFrom('groups').select(['external_id', 'name']).where('integration_id', '=', integrationId).orderBy('external_id').execute(),
     db
       .selectFrom('group_memberships as m')
       .innerJoin('groups as g', 'g.id', 'm.group_id')
-      .select(['g.external_id', 'm.user_id'])
+      .select(['g.external_id', 'm.account_id'])
       .where('g.integration_id', '=', integrationId)
       .orderBy('g.external_id')
-      .orderBy('m.user_id')
+      .orderBy('m.account_id')
       .execute(),
     db.selectFrom('locks').select(['user_id']).where('integration_id', '=', integrationId).orderBy('user_id').execute(),
   ]);

@@ -152,7 +152,7 @@ describe('Redis restarts', () => {
     expect(accepted.outcome).toBe('triggered');
     runs += 1;
     expect((await finished(accepted.runId)).status).toBe('succeeded');
-    const row = await db.selectFrom('tenant_access').select('active').where('integration_id', '=', integrationId).where('external_id', '=', target).executeTakeFirstOrThrow();
+    const row = await db.selectFrom('accounts').select('active').where('integration_id', '=', integrationId).where('external_id', '=', target).executeTakeFirstOrThrow();
     expect(row.active).toBe(false);
     await expectConverged();
   }, 120_000);

@@ -148,7 +148,7 @@ describe('worker killed with SIGKILL mid-run', () => {
     expect(maxRunning).toBeLessThanOrEqual(1);
     // No global user twice, no access twice: the convergence check compares counts too.
     const dupes = await db
-      .selectFrom('tenant_access')
+      .selectFrom('accounts')
       .select(['external_id', db.fn.countAll<string>().as('n')])
       .where('integration_id', '=', integrationId)
       .groupBy('external_id')

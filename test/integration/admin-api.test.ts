@@ -252,7 +252,7 @@ describe('/admin pages', () => {
     const created = await call({ method: 'POST', url: '/api/v1/integrations', payload: { tenant: slug, provider: 'okta', baseUrl: okta.url, token: 't', verify: false } });
     const runs = new RunRepository(db);
     const { run } = await runs.trigger(created.json().id, 'manual', true);
-    await runs.recordChanges(run.id, [{ kind: 'user.created', externalId: '00u1', subject: '<img src=x onerror=alert(1)>', detail: null }], false);
+    await runs.recordChanges(run.id, [{ kind: 'user.created', externalId: '00u1', subject: '<img src=x onerror=alert(1)>', detail: null }], 'planned');
     const page = await call({ method: 'GET', url: `/admin/runs/${run.id}` });
     expect(page.body).not.toContain('<img src=x');
     expect(page.body).toContain('&#60;img src=x onerror=alert(1)&#62;');

@@ -42,7 +42,7 @@ async function org(n: number, appId = '0oaApp') {
 
 async function tables(t: TestIntegration) {
   const access = await db
-    .selectFrom('tenant_access')
+    .selectFrom('accounts')
     .select(['external_id', 'active', 'user_id'])
     .where('tenant_id', '=', t.tenantId)
     .orderBy('external_id')
@@ -51,7 +51,8 @@ async function tables(t: TestIntegration) {
   const memberships = await db
     .selectFrom('group_memberships as gm')
     .innerJoin('groups as g', 'g.id', 'gm.group_id')
-    .select(['g.external_id as group', 'gm.user_id'])
+    .innerJoin('accounts as a', 'a.id', 'gm.account_id')
+    .select(['g.external_id as group', 'a.user_id'])
     .where('g.tenant_id', '=', t.tenantId)
     .execute();
   return { access, locks, memberships };
@@ -227,7 +228,7 @@ describe('safety threshold', () => {
     expect(approval.counts).toMatchObject({ usersDeprovisioned: 6 });
     expect(approval.stats).toMatchObject({ approvedStale: 4 });
     const changes = await new RunRepository(db).listChanges(approval.id);
-    const skipped = changes.filter((c) => !c.applied);
+    const skipped = changes.filter((c) => c.state === 'skipped');
     expect(skipped.map((c) => c.externalId)).toEqual(o.ids.slice(0, 4));
     expect(skipped[0]!.detail).toEqual({ skipped: `approved in run ${held.id}, but the IdP no longer warrants it` });
     const active = (await new DirectoryRepository(db).listTenantUsers(t.tenantId)).filter((u) => u.active);
@@ -249,7 +250,7 @@ describe('safety threshold', () => {
     o.app.users.clear();
     const run = await runNow(deps(), t.integrationId);
     expect(run.status).toBe('held');
-    expect(run.heldReason).toMatch(/the IdP returned no users at all, which would deprovision 3/);
+    expect(run.heldReason).toMatch(/the IdP listed no users at all, while the tenant has 3 active users from it: held whatever the threshold/);
     expect((await new DirectoryRepository(db).listTenantUsers(t.tenantId)).every((u) => u.active)).toBe(true);
   });
 
@@ -275,6 +276,6 @@ describe('safety threshold', () => {
     const dry = await runNow(deps(), t.integrationId, { dryRun: true });
     expect(dry).toMatchObject({ status: 'succeeded', dryRun: true, counts: expect.objectContaining({ usersDeprovisioned: 10 }) });
     // A dry run is not a held plan: later runs are not blocked by it.
-    expect(await new RunRepository(db).heldKeys(t.integrationId)).toEqual(new Set());
+    expect(await new RunRepository(db).heldOpsByRun(t.integrationId)).toEqual(new Map());
   });
 });

@@ -60,7 +60,7 @@ class GatedConnector implements SnapshotSource {
     GatedConnector.maxActive = Math.max(GatedConnector.maxActive, GatedConnector.active);
     await this.gate;
     GatedConnector.active -= 1;
-    return { users: new Map(), groups: new Map(), memberships: new Map() };
+    return { users: new Map(), groups: new Map(), memberships: new Map(), skipped: [], suspicious: [] };
   }
 }
 

@@ -69,7 +69,7 @@ describe('reconcile against a fake Okta and real Postgres', () => {
     ]);
     const changes = await new RunRepository(db).listChanges(run.id);
     expect(changes).toHaveLength(8);
-    expect(changes.every((c) => c.applied)).toBe(true);
+    expect(changes.every((c) => c.state === 'applied')).toBe(true);
     expect(run.stats).toMatchObject({ idpUsers: 3, idpGroups: 2 });
   });
 
@@ -198,7 +198,7 @@ describe('reconcile against a fake Okta and real Postgres', () => {
     await runNow(deps(), t.integrationId);
     const rows = await db.selectFrom('users').select(['id']).where(sql<string>`lower(user_name)`, '=', `ann.lee@${domain}`).execute();
     expect(rows).toEqual([existing]);
-    const access = await db.selectFrom('tenant_access').select('user_id').where('external_id', '=', '00uAnn').where('tenant_id', '=', t.tenantId).executeTakeFirstOrThrow();
+    const access = await db.selectFrom('accounts').select('user_id').where('external_id', '=', '00uAnn').where('tenant_id', '=', t.tenantId).executeTakeFirstOrThrow();
     expect(access.user_id).toBe(existing.id);
   });
 
@@ -208,7 +208,7 @@ describe('reconcile against a fake Okta and real Postgres', () => {
     expect(run.counts).toMatchObject({ usersCreated: 3, groupsCreated: 2, membershipsAdded: 3 });
     const changes = await new RunRepository(db).listChanges(run.id);
     expect(changes).toHaveLength(8);
-    expect(changes.every((c) => !c.applied)).toBe(true);
+    expect(changes.every((c) => c.state === 'planned')).toBe(true);
     expect(await users()).toEqual([]);
   });
 
@@ -261,7 +261,7 @@ async function stamp() {
   const id = t.tenantId;
   const { rows } = await sql<{ t: string; n: string; last: Date | null }>`
     select 'users' as t, count(*) as n, max(u.updated_at) as last from users u join tenant_access ta on ta.user_id = u.id and ta.tenant_id = ${id}
-    union all select 'tenant_access', count(*), max(updated_at) from tenant_access where tenant_id = ${id}
+    union all select 'accounts', count(*), max(updated_at) from tenant_access where tenant_id = ${id}
     union all select 'groups', count(*), max(updated_at) from groups where tenant_id = ${id}
     union all select 'group_memberships', count(*), max(gm.created_at) from group_memberships gm join groups g on g.id = gm.group_id and g.tenant_id = ${id}
     union all select 'locks', count(*), max(created_at) from locks where tenant_id = ${id}

@@ -35,6 +35,8 @@ export function snapshot(users: DirectoryUser[], groups: DirectoryGroup[], membe
     memberships: new Map(
       groups.map((g) => [g.externalId, new Set((members[g.externalId] ?? []).filter((id) => userMap.has(id)))]),
     ),
+    skipped: [],
+    suspicious: [],
   };
 }
 
@@ -66,5 +68,6 @@ export function local(
     groups: new Map(groups.map((g) => [g.externalId, g])),
     memberships: new Map(Object.entries(members).map(([g, m]) => [g, new Set(m)])),
     lockedOut: new Set(lockedOut),
+    others: new Map(),
   };
 }

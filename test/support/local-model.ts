@@ -30,5 +30,5 @@ export function applyInMemory(state: LocalState, plan: Plan, policy: Policy): Lo
     }
   }
   for (const g of plan.groupsDeleted) groups.delete(g.externalId), memberships.delete(g.externalId);
-  return { users, groups, memberships, lockedOut };
+  return { users, groups, memberships, lockedOut, others: state.others };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { toDirectoryGroup, toDirectoryUser } from '../../src/connectors/authentik/authentik.mapping.js';
-import { SnapshotError } from '../../src/core/snapshot.js';
+import { RecordError, SnapshotError } from '../../src/core/snapshot.js';
 
 const base = { pk: 7, username: 'ann', name: 'Ann Marie Lee', email: 'ann@x.test', isActive: true, attributes: {} };
 
@@ -38,9 +38,21 @@ describe('authentik mapping', () => {
   it('rejects values that are not users', () => {
     expect(() => toDirectoryUser({ ...base, isActive: 'maybe' })).toThrow(SnapshotError);
     expect(() => toDirectoryUser({ ...base, username: '' })).toThrow('authentik user 7 has no username');
-    expect(() => toDirectoryUser({ ...base, pk: undefined })).toThrow('authentik user without a pk');
+    expect(() => toDirectoryUser({ ...base, pk: undefined })).toThrow(/^authentik user .* has no pk$/);
     expect(() => toDirectoryUser({ ...base, username: 12345 })).toThrow('authentik user 7 has a username that is a number (12345), not a string');
     expect(() => toDirectoryGroup({ pk: 'g-1', name: null })).toThrow('authentik group g-1 has no name');
+  });
+
+  it('says what can still be read of a record it rejects: the id, and a status that deprovisions', () => {
+    const error = (() => {
+      try {
+        toDirectoryUser({ ...base, username: '', isActive: false });
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(error).toBeInstanceOf(RecordError);
+    expect((error as RecordError).record).toEqual({ externalId: '7', subject: '7', active: false });
   });
 
   it('reads numbers in name and email as their text, and blank ones as absent', () => {

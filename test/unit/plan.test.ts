@@ -58,11 +58,11 @@ describe('plan', () => {
     expect(p.membershipsRemoved).toEqual([]);
   });
 
-  it('deprovisions a user who left the scope, keeping memberships in suspend mode', () => {
+  it('deprovisions a user who left the scope; in suspend mode too, memberships mirror the IdP', () => {
     const ann = user('u1');
     const p = plan(local([localUser(ann)], [localGroup(group('g1'))], { g1: ['u1'] }), snapshot([], [group('g1')]), suspend);
     expect(p.usersDeprovisioned).toEqual([{ externalId: 'u1', userName: 'u1@example.com', reason: 'out-of-scope', user: null }]);
-    expect(p.membershipsRemoved).toEqual([]);
+    expect(p.membershipsRemoved).toEqual([{ groupExternalId: 'g1', userExternalId: 'u1', groupName: 'group-g1', userName: 'u1@example.com' }]);
   });
 
   it('removes the memberships of a deprovisioned user in remove-access mode', () => {
@@ -71,7 +71,7 @@ describe('plan', () => {
       deprovisionMode: 'remove-access',
     });
     expect(p.usersDeprovisioned).toHaveLength(1);
-    expect(p.membershipsRemoved.map((m) => m.userExternalId)).toEqual(['u1']);
+    expect(p.membershipsRemoved.map((m) => [m.userExternalId, m.with])).toEqual([['u1', 'account']]);
   });
 
   it('does not deprovision a user twice', () => {
@@ -84,7 +84,7 @@ describe('plan', () => {
     const before = user('u1', { active: false });
     const after = user('u1', { email: 'back@example.com' });
     const p = plan(local([localUser(before, false)], []), snapshot([after], []), suspend);
-    expect(p.usersReprovisioned).toEqual([after]);
+    expect(p.usersReprovisioned).toEqual([{ ...after, adopts: null }]);
     expect(p.usersUpdated).toEqual([]);
   });
 
@@ -97,9 +97,13 @@ describe('plan', () => {
       suspend,
     );
     expect(p.groupsUpdated).toEqual([{ group: expect.objectContaining({ name: 'Renamed' }), changed: ['name'] }]);
-    expect(p.groupsDeleted).toEqual([{ externalId: 'g2', name: 'group-g2' }]);
+    expect(p.groupsDeleted).toEqual([{ externalId: 'g2', name: 'group-g2', members: 1 }]);
     expect(p.membershipsAdded.map((m) => [m.groupExternalId, m.userExternalId])).toEqual([['g1', 'u2']]);
-    expect(p.membershipsRemoved.map((m) => [m.groupExternalId, m.userExternalId])).toEqual([['g1', 'u1']]);
+    // The deleted group's membership is a removal of its own, in the counts and the change log.
+    expect(p.membershipsRemoved.map((m) => [m.groupExternalId, m.userExternalId, m.with])).toEqual([
+      ['g1', 'u1', undefined],
+      ['g2', 'u1', 'group'],
+    ]);
   });
 
   it('is deterministic whatever the insertion order', () => {
@@ -115,16 +119,119 @@ describe('plan, deprovision modes', () => {
   it('reprovisions a user whose access an earlier run removed, rather than creating them', () => {
     const ann = user('u1');
     const p = plan(local([], [], {}, ['u1']), snapshot([ann], []), { deprovisionMode: 'remove-access' });
-    expect(p.usersReprovisioned).toEqual([ann]);
+    expect(p.usersReprovisioned).toEqual([{ ...ann, adopts: null }]);
     expect(p.usersCreated).toEqual([]);
   });
 
-  it('does not apply a new mode to users an earlier run suspended', () => {
+  it('does not apply a new mode to users an earlier run suspended (their memberships still mirror the IdP)', () => {
     const ann = user('u1', { active: false });
     const p = plan(local([localUser(ann, false)], [localGroup(group('g1'))], { g1: ['u1'] }), snapshot([], [group('g1')]), {
       deprovisionMode: 'delete',
     });
     expect(p.usersDeprovisioned).toEqual([]);
+    expect(p.membershipsRemoved.map((m) => [m.userExternalId, m.with])).toEqual([['u1', undefined]]);
+  });
+});
+
+describe('plan, identity by IdP id (SPEC "Identity: accounts and people")', () => {
+  const others = (entries: Record<string, { accountId: string; ownedByEnabled: string | null }>) => new Map(Object.entries(entries));
+
+  it('a renamed login is an update of the same account, memberships untouched', () => {
+    const ann = user('u1', { userName: 'ann@x.test' });
+    const p = plan(local([localUser(ann)], [localGroup(group('g1'))], { g1: ['u1'] }), snapshot([user('u1', { userName: 'anne@x.test' })], [group('g1')], { g1: ['u1'] }), suspend);
+    expect(p.usersUpdated.map((u) => [u.user.externalId, u.changed])).toEqual([['u1', ['userName']]]);
+    expect(p.usersCreated).toEqual([]);
+    expect(p.membershipsAdded).toEqual([]);
     expect(p.membershipsRemoved).toEqual([]);
+  });
+
+  it('two accounts swapping logins are two updates, each keeping its own memberships', () => {
+    const a = user('u1', { userName: 'a@x.test' });
+    const b = user('u2', { userName: 'b@x.test' });
+    const p = plan(
+      local([localUser(a), localUser(b)], [localGroup(group('gA')), localGroup(group('gB'))], { gA: ['u1'], gB: ['u2'] }),
+      snapshot([user('u1', { userName: 'b@x.test' }), user('u2', { userName: 'a@x.test' })], [group('gA'), group('gB')], { gA: ['u1'], gB: ['u2'] }),
+      suspend,
+    );
+    expect(p.usersUpdated.map((u) => [u.user.externalId, u.user.userName])).toEqual([['u1', 'b@x.test'], ['u2', 'a@x.test']]);
+    expect(p.membershipsAdded).toEqual([]);
+    expect(p.membershipsRemoved).toEqual([]);
+  });
+
+  it('a login reused by a new IdP identity is a new account that inherits nothing', () => {
+    // jane@ (u1) was in Admins, left it, was deactivated and deleted; a new u9 gets jane@, in Staff only.
+    const oldJane = user('u1', { userName: 'jane@x.test', active: false });
+    const p = plan(
+      local([localUser(oldJane, false)], [localGroup(group('admins')), localGroup(group('staff'))], { admins: [] }),
+      snapshot([user('u9', { userName: 'jane@x.test' })], [group('admins'), group('staff')], { staff: ['u9'] }),
+      suspend,
+    );
+    expect(p.usersCreated.map((u) => [u.externalId, u.adopts])).toEqual([['u9', null]]);
+    expect(p.usersReprovisioned).toEqual([]);
+    expect(p.membershipsAdded.map((m) => [m.groupExternalId, m.userExternalId])).toEqual([['staff', 'u9']]);
+  });
+
+  it('adopts an account with the same normalized login that no enabled integration owns', () => {
+    const p = plan(
+      { ...local([], []), others: others({ 'ann@x.test': { accountId: 'acc-1', ownedByEnabled: null } }) },
+      snapshot([user('u1', { userName: 'ANN@x.test' })], []),
+      suspend,
+    );
+    expect(p.usersCreated.map((u) => [u.externalId, u.adopts])).toEqual([['u1', 'acc-1']]);
+  });
+
+  it("skips a user whose login another enabled integration's account holds, as a conflict", () => {
+    const p = plan(
+      { ...local([], [group('g1')].map(localGroup)), others: others({ 'ann@x.test': { accountId: 'acc-1', ownedByEnabled: 'int-2' } }) },
+      snapshot([user('u1', { userName: 'ann@x.test' }), user('u2')], [group('g1')], { g1: ['u1', 'u2'] }),
+      suspend,
+    );
+    expect(p.usersCreated.map((u) => u.externalId)).toEqual(['u2']);
+    expect(p.membershipsAdded.map((m) => m.userExternalId)).toEqual(['u2']);
+    expect(p.skipped).toEqual([expect.objectContaining({ externalId: 'u1', reason: expect.stringMatching(/belongs to an account of integration int-2, another enabled integration/) })]);
+  });
+
+  it('keeps a renamed account as it was when its new login belongs to another enabled integration', () => {
+    const ann = user('u1', { userName: 'ann@x.test' });
+    const p = plan(
+      { ...local([localUser(ann)], []), others: others({ 'bob@x.test': { accountId: 'acc-2', ownedByEnabled: 'int-2' } }) },
+      snapshot([user('u1', { userName: 'bob@x.test' })], []),
+      suspend,
+    );
+    expect(p.usersUpdated).toEqual([]);
+    expect(p.usersDeprovisioned).toEqual([]);
+    expect(p.skipped).toHaveLength(1);
+  });
+});
+
+describe('plan, per-record isolation (SPEC "Safety")', () => {
+  const bad = (externalId: string, active?: boolean) => ({ kind: 'user' as const, externalId, subject: externalId, reason: 'has a NUL character', ...(active === undefined ? {} : { active }) });
+
+  it('never deprovisions a skipped user, and keeps its memberships as the IdP lists them', () => {
+    const ann = user('u1');
+    const p = plan(
+      local([localUser(ann)], [localGroup(group('g1'))], { g1: ['u1'] }),
+      { ...snapshot([], [group('g1')]), memberships: new Map([['g1', new Set(['u1'])]]), skipped: [bad('u1', true)] },
+      suspend,
+    );
+    expect(p.usersDeprovisioned).toEqual([]);
+    expect(p.membershipsRemoved).toEqual([]);
+    expect(p.skipped).toEqual([bad('u1', true)]);
+  });
+
+  it('still deprovisions a skipped user whose readable status deprovisions', () => {
+    const ann = user('u1');
+    const p = plan(local([localUser(ann)], []), { ...snapshot([], []), skipped: [bad('u1', false)] }, suspend);
+    expect(p.usersDeprovisioned).toEqual([{ externalId: 'u1', userName: 'u1@example.com', reason: 'idp-status', user: null }]);
+  });
+
+  it('does not create a skipped user, nor delete a skipped group', () => {
+    const p = plan(
+      local([], [localGroup(group('g1'))]),
+      { ...snapshot([], []), skipped: [bad('u1', true), { kind: 'group', externalId: 'g1', subject: 'g1', reason: 'NUL' }] },
+      suspend,
+    );
+    expect(p.usersCreated).toEqual([]);
+    expect(p.groupsDeleted).toEqual([]);
   });
 });

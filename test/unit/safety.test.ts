@@ -1,27 +1,28 @@
 import { describe, expect, it } from 'vitest';
+import { DestructiveSet, destructive } from '../../src/core/approvals.js';
 import { emptyLocalState } from '../../src/core/model.js';
 import { type Plan, plan } from '../../src/core/plan.js';
-import { DEFAULT_POLICY } from '../../src/core/policy.js';
-import { type SafetyContext, gate, keyOf } from '../../src/core/safety.js';
+import { DEFAULT_POLICY, type Policy } from '../../src/core/policy.js';
+import { type SafetyContext, gate, tooManySkipped, vanishedListings } from '../../src/core/safety.js';
 import { group, local, localGroup, localUser, snapshot, user } from '../support/builders.js';
 
-/** A tenant of `size` active users of whom the IdP still has `kept`, plus `hires` new ones. */
-function scenario(size: number, kept: number, hires = 0): Plan {
+/** A tenant of `size` active users of whom the IdP still has `kept`, plus `hires` new ones; everyone in g1. */
+function scenario(size: number, kept: number, hires = 0, policy: Policy = DEFAULT_POLICY): Plan {
   const users = Array.from({ length: size }, (_, i) => user(`u${String(i).padStart(3, '0')}`));
   const newHires = Array.from({ length: hires }, (_, i) => user(`new${i}`));
   return plan(
     local(users.map((u) => localUser(u)), [localGroup(group('g1'))], { g1: users.map((u) => u.externalId) }),
     snapshot([...users.slice(0, kept), ...newHires], [group('g1')], { g1: users.slice(0, kept).map((u) => u.externalId) }),
-    DEFAULT_POLICY,
+    policy,
   );
 }
 
 const ctx = (over: Partial<SafetyContext> = {}): SafetyContext => ({
   thresholdPercent: null,
-  activeUsers: 100,
-  snapshotUsers: 100,
-  pending: new Set(),
-  approved: new Set(),
+  current: { activeUsers: 100, groups: 1, memberships: 100 },
+  suspicious: [],
+  pending: new DestructiveSet(),
+  approved: new DestructiveSet(),
   ...over,
 });
 
@@ -34,31 +35,92 @@ describe('gate', () => {
     [10, 5, null, false], // 50%, but only 5 users
     [10, 4, null, true], // 6 users and 60%
   ])('tenant of %i keeping %i with threshold %s: held=%s', (size, kept, threshold, held) => {
-    const result = gate(scenario(size, kept), ctx({ activeUsers: size, snapshotUsers: kept, thresholdPercent: threshold }));
+    const result = gate(scenario(size, kept), ctx({ current: { activeUsers: size, groups: 1, memberships: size }, thresholdPercent: threshold }));
     expect(result.held.usersDeprovisioned.length > 0).toBe(held);
     expect(result.apply.usersDeprovisioned.length).toBe(held ? 0 : size - kept);
     expect(result.reasons.length > 0).toBe(held);
   });
 
-  it('holds every destructive operation but lets creates through', () => {
-    const p = scenario(100, 70, 3);
-    const result = gate(p, ctx({ snapshotUsers: 73 }));
+  it('holds every destructive kind past its threshold but lets creates through', () => {
+    const result = gate(scenario(100, 70, 3), ctx());
     expect(result.apply.usersCreated).toHaveLength(3);
     expect(result.apply.usersDeprovisioned).toEqual([]);
     expect(result.apply.membershipsRemoved).toEqual([]);
     expect(result.held.usersDeprovisioned).toHaveLength(30);
-    expect(result.reasons).toEqual(["the plan deprovisions 30 of the tenant's 100 active users, more than the 20% threshold"]);
+    expect(result.held.membershipsRemoved).toHaveLength(30);
+    expect(result.reasons).toEqual([
+      "the plan deprovisions 30 of the tenant's 100 active users, more than the 20% threshold",
+      "the plan removes 30 of the tenant's 100 group memberships, more than the 20% threshold",
+    ]);
   });
 
-  it('holds an empty snapshot even in a tiny tenant', () => {
-    const result = gate(scenario(3, 0), ctx({ activeUsers: 3, snapshotUsers: 0 }));
+  it('guards membership removals on their own: a group emptied while its users stay', () => {
+    const users = Array.from({ length: 10 }, (_, i) => user(`u${i}`));
+    const p = plan(
+      local(users.map((u) => localUser(u)), [localGroup(group('g1'))], { g1: users.map((u) => u.externalId) }),
+      snapshot(users, [group('g1')], { g1: [] }),
+      DEFAULT_POLICY,
+    );
+    const result = gate(p, ctx({ current: { activeUsers: 10, groups: 1, memberships: 10 } }));
+    expect(result.held.membershipsRemoved).toHaveLength(10);
+    expect(result.apply.membershipsRemoved).toEqual([]);
+  });
+
+  it('counts and holds the memberships a deleted group takes with it, with the group', () => {
+    // Two app groups of 10 members each unassigned while their users stay: 2 deletions (under
+    // the minimum) but 20 memberships, so the deletions wait with their memberships.
+    const users = Array.from({ length: 20 }, (_, i) => user(`u${String(i).padStart(2, '0')}`));
+    const ids = users.map((u) => u.externalId);
+    const p = plan(
+      local(users.map((u) => localUser(u)), [localGroup(group('gA')), localGroup(group('gB'))], { gA: ids.slice(0, 10), gB: ids.slice(10) }),
+      snapshot(users, []),
+      DEFAULT_POLICY,
+    );
+    expect(p.groupsDeleted.map((g) => [g.externalId, g.members])).toEqual([['gA', 10], ['gB', 10]]);
+    expect(p.membershipsRemoved).toHaveLength(20);
+    const result = gate(p, ctx({ current: { activeUsers: 20, groups: 2, memberships: 20 } }));
+    expect(result.apply.groupsDeleted).toEqual([]);
+    expect(result.apply.membershipsRemoved).toEqual([]);
+    expect(result.held.groupsDeleted).toHaveLength(2);
+    expect(result.held.membershipsRemoved).toHaveLength(20);
+  });
+
+  it('applies a small group deletion with its memberships together', () => {
+    const users = [user('u1'), user('u2')];
+    const p = plan(
+      local(users.map((u) => localUser(u)), [localGroup(group('gA')), localGroup(group('gB'))], { gA: ['u1', 'u2'], gB: ['u1'] }),
+      snapshot(users, [group('gB')], { gB: ['u1'] }),
+      DEFAULT_POLICY,
+    );
+    const result = gate(p, ctx({ current: { activeUsers: 2, groups: 2, memberships: 3 } }));
+    expect(result.apply.groupsDeleted.map((g) => g.externalId)).toEqual(['gA']);
+    expect(result.apply.membershipsRemoved.map((m) => [m.groupExternalId, m.userExternalId, m.with])).toEqual([
+      ['gA', 'u1', 'group'],
+      ['gA', 'u2', 'group'],
+    ]);
+  });
+
+  it('holds a vanished listing whatever the threshold', () => {
+    const result = gate(scenario(3, 0), ctx({ current: { activeUsers: 3, groups: 1, memberships: 3 }, suspicious: ['the IdP listed no users at all'] }));
     expect(result.held.usersDeprovisioned).toHaveLength(3);
-    expect(result.reasons).toEqual(['the IdP returned no users at all, which would deprovision 3']);
+    expect(result.held.membershipsRemoved).toHaveLength(3);
+    expect(result.reasons).toEqual(['the IdP listed no users at all: held whatever the threshold']);
+  });
+
+  it('keeps a removal that goes with an account with that account', () => {
+    const p = scenario(100, 70, 0, { deprovisionMode: 'remove-access' });
+    expect(p.membershipsRemoved.every((m) => m.with === 'account')).toBe(true);
+    const held = gate(p, ctx());
+    // Only the deprovisions count: the removals follow them.
+    expect(held.reasons).toEqual(["the plan deprovisions 30 of the tenant's 100 active users, more than the 20% threshold"]);
+    expect(held.held.membershipsRemoved).toHaveLength(30);
+    const small = gate(scenario(100, 95, 0, { deprovisionMode: 'remove-access' }), ctx());
+    expect(small.apply.membershipsRemoved).toHaveLength(5);
   });
 
   it('keeps holding removals an earlier held run waits on, even under the threshold', () => {
     const p = scenario(100, 98);
-    const pending = new Set([keyOf.deprovision(p.usersDeprovisioned[0]!)]);
+    const pending = new DestructiveSet([destructive.deprovision(p.usersDeprovisioned[0]!)]);
     const result = gate(p, ctx({ pending }));
     expect(result.held.usersDeprovisioned.map((d) => d.externalId)).toEqual(['u098']);
     expect(result.apply.usersDeprovisioned.map((d) => d.externalId)).toEqual(['u099']);
@@ -66,15 +128,44 @@ describe('gate', () => {
 
   it('applies approved removals past the threshold and reports approved ones that went stale', () => {
     const p = scenario(100, 70);
-    const approved = new Set([...p.usersDeprovisioned.map(keyOf.deprovision), 'user.deprovisioned:gone']);
+    const gone = { kind: 'user.deprovisioned', externalId: 'gone' } as const;
+    const approved = new DestructiveSet([...p.usersDeprovisioned.map(destructive.deprovision), ...p.membershipsRemoved.map(destructive.membershipRemove), gone]);
     const result = gate(p, ctx({ approved }));
     expect(result.apply.usersDeprovisioned).toHaveLength(30);
     expect(result.held.usersDeprovisioned).toEqual([]);
-    expect(result.stale).toEqual(['user.deprovisioned:gone']);
+    expect(result.stale).toEqual([gone]);
   });
 
   it('passes a first run straight through', () => {
     const p = plan(emptyLocalState(), snapshot([user('u1')], []), DEFAULT_POLICY);
-    expect(gate(p, ctx({ activeUsers: 0, snapshotUsers: 1 })).apply).toEqual(p);
+    expect(gate(p, ctx({ current: { activeUsers: 0, groups: 0, memberships: 0 } })).apply).toEqual(p);
+  });
+});
+
+describe('vanished listings', () => {
+  const u = user('u1');
+  it('an empty users or groups listing while the tenant has some is suspicious', () => {
+    const state = local([localUser(u)], [localGroup(group('g1'))]);
+    expect(vanishedListings(state, snapshot([], []))).toEqual([
+      'the IdP listed no users at all, while the tenant has 1 active users from it',
+      'the IdP listed no groups at all, while the tenant has 1 groups from it',
+    ]);
+    expect(vanishedListings(state, snapshot([u], [group('g1')]))).toEqual([]);
+    expect(vanishedListings(emptyLocalState(), snapshot([], []))).toEqual([]);
+  });
+
+  it("carries the connector's own suspicions", () => {
+    expect(vanishedListings(emptyLocalState(), { ...snapshot([], []), suspicious: ['bindings name group X'] })).toEqual(['bindings name group X']);
+  });
+});
+
+describe('too many skipped records', () => {
+  const skipped = (n: number) => Array.from({ length: n }, (_, i) => ({ kind: 'user' as const, externalId: `bad${i}`, subject: `bad${i}`, reason: 'NUL' }));
+  it('tolerates up to max(10, 1% of the scope)', () => {
+    const users = Array.from({ length: 2000 }, (_, i) => user(`u${i}`));
+    expect(tooManySkipped({ ...snapshot(users.slice(0, 50), []), skipped: skipped(10) })).toBeUndefined();
+    expect(tooManySkipped({ ...snapshot(users.slice(0, 50), []), skipped: skipped(11) })).toMatch(/^11 of 61 IdP records cannot be taken/);
+    expect(tooManySkipped({ ...snapshot(users, []), skipped: skipped(20) })).toBeUndefined();
+    expect(tooManySkipped({ ...snapshot(users, []), skipped: skipped(21) })).toMatch(/more than the 20 a run tolerates/);
   });
 });

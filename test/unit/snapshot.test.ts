@@ -23,35 +23,57 @@ describe('SnapshotBuilder', () => {
     ['dotted capital I, which Postgres lowers to a plain i', 'İvy@x.test', 'ivy@x.test'],
     ['final capital sigma, which Postgres lowers to σ', 'ΟΔΥΣ@x.test', 'οδυσ@x.test'],
     ['non-ASCII case', 'ÅSA@x.test', 'åsa@x.test'],
-  ])('rejects two users whose userNames differ only in %s', (_, a, b) => {
-    expect(() => build([user('1', a), user('2', b)])).toThrow(`IdP users 1 and 2 have the same userName "${b}"`);
+    ['decomposed and precomposed accents (normalized to NFC)', 'Jose\u0301@x.test', 'José@x.test'],
+  ])('skips both users whose userNames differ only in %s, naming the clash', (_, a, b) => {
+    const built = build([user('1', a), user('2', b), user('3', 'other@x.test')]);
+    expect([...built.users.keys()]).toEqual(['3']);
+    expect(built.skipped.map((r) => [r.externalId, r.reason])).toEqual([
+      ['1', `IdP users 1 and 2 have the same userName "${a}" (compared case-insensitively); rename one in the IdP`],
+      ['2', `IdP users 1 and 2 have the same userName "${b}" (compared case-insensitively); rename one in the IdP`],
+    ]);
   });
 
-  it.each([
-    ['a final small sigma and a small sigma', 'οδυς@x.test', 'οδυσ@x.test'],
-    ['decomposed and precomposed accents', 'Jose\u0301@x.test', 'José@x.test'],
-  ])('keeps users apart whose userNames differ in %s, as Postgres does', (_, a, b) => {
-    expect(build([user('1', a), user('2', b)]).users.size).toBe(2);
+  it('keeps users apart whose userNames differ in a final small sigma and a small sigma, as Postgres does', () => {
+    expect(build([user('1', 'οδυς@x.test'), user('2', 'οδυσ@x.test')]).users.size).toBe(2);
   });
 
   it('keeps the last copy of a record read twice', () => {
     expect(build([user('1', 'a@x.test', { displayName: 'Old' }), user('1', 'a@x.test', { displayName: 'New' })]).users.get('1')?.displayName).toBe('New');
   });
 
-  it('rejects a userName too long to index, counting code points', () => {
+  /** The one skipped record's reason, with the rest of the read intact. */
+  function skippedReason(users: DirectoryUser[], groups: DirectoryGroup[] = []): string {
+    const built = build([...users, user('ok', 'ok@x.test')], groups);
+    expect(built.users.has('ok')).toBe(true);
+    expect(built.skipped).toHaveLength(1);
+    return built.skipped[0]!.reason;
+  }
+
+  it('skips a userName too long to index, counting code points', () => {
     expect(build([user('1', '😀'.repeat(MAX_USER_NAME_LENGTH))]).users.size).toBe(1);
-    expect(() => build([user('1', '😀'.repeat(MAX_USER_NAME_LENGTH + 1))])).toThrow(`IdP user 1 has a userName of ${MAX_USER_NAME_LENGTH + 1} characters`);
+    expect(skippedReason([user('1', '😀'.repeat(MAX_USER_NAME_LENGTH + 1))])).toMatch(`IdP user 1 has a userName of ${MAX_USER_NAME_LENGTH + 1} characters`);
   });
 
-  it('names the field holding a NUL character, in values and keys', () => {
-    expect(() => build([user('1', 'a@x.test', { familyName: 'L\u0000' })])).toThrow('IdP user 1 has a NUL character in familyName');
-    expect(() => build([user('1', 'a@x.test', { attributes: { emails: ['a', 'b\u0000'] } })])).toThrow('IdP user 1 has a NUL character in attributes.emails.1');
-    expect(() => build([user('1', 'a@x.test', { attributes: { 'k\u0000': 1 } })])).toThrow('IdP user 1 has a NUL character in attributes.k\u0000');
-    expect(() => build([], [group('g1', 'Ops', { description: '\u0000' })])).toThrow('IdP group g1 has a NUL character in description');
+  it('skips a record holding a NUL character, naming the field, in values and keys', () => {
+    expect(skippedReason([user('1', 'a@x.test', { familyName: 'L\u0000' })])).toMatch('IdP user 1 has a NUL character in familyName');
+    expect(skippedReason([user('1', 'a@x.test', { attributes: { emails: ['a', 'b\u0000'] } })])).toMatch('IdP user 1 has a NUL character in attributes.emails.1');
+    expect(skippedReason([user('1', 'a@x.test', { attributes: { 'k\u0000': 1 } })])).toMatch('IdP user 1 has a NUL character in attributes.k\u0000');
+    expect(skippedReason([], [group('g1', 'Ops', { description: '\u0000' })])).toMatch('IdP group g1 has a NUL character in description');
   });
 
-  it('names the field holding a lone surrogate, and accepts paired ones', () => {
-    expect(() => build([user('1', 'a\ud800@x.test')])).toThrow('IdP user 1 has a lone surrogate (text that is not valid Unicode) in userName');
+  it('skips a record holding a lone surrogate, and accepts paired ones', () => {
+    expect(skippedReason([user('1', 'a\ud800@x.test')])).toMatch('IdP user 1 has a lone surrogate (text that is not valid Unicode) in userName');
     expect(build([user('1', 'a😀@x.test', { displayName: '\ud83d\ude00' })]).users.size).toBe(1);
+  });
+
+  it('keeps what a skipped user\'s status says, and its memberships in scope', () => {
+    const b = new SnapshotBuilder();
+    b.addUser(user('1', 'a@x.test', { active: false, status: 'SUSPENDED', attributes: { note: 'x\u0000' } }));
+    b.addGroup(group('g1', 'Ops'));
+    b.addMember('g1', '1');
+    b.addMember('g1', 'out-of-scope');
+    const built = b.build();
+    expect(built.skipped).toEqual([expect.objectContaining({ kind: 'user', externalId: '1', active: false })]);
+    expect([...built.memberships.get('g1')!]).toEqual(['1']);
   });
 });

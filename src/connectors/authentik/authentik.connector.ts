@@ -111,13 +111,24 @@ export class AuthentikConnector implements Connector {
 
     const snapshot = new SnapshotBuilder();
     for (const u of users) {
-      if (scope.users === 'all' || scope.users.has(String(u.pk))) snapshot.addUser(toDirectoryUser(u));
+      if (scope.users === 'all' || scope.users.has(String(u.pk))) snapshot.addUserFrom(u, toDirectoryUser);
     }
     for (const g of groups) {
-      if (scope.groups === 'all' || scope.groups.has(String(g.pk))) snapshot.addGroup(toDirectoryGroup(g));
+      if (scope.groups === 'all' || scope.groups.has(String(g.pk))) snapshot.addGroupFrom(g, toDirectoryGroup);
     }
     for (const [groupId, members] of effectiveMembers(userGroups, groupParents)) {
       for (const userId of members) snapshot.addMember(groupId, userId);
+    }
+    if (scope.groups !== 'all') {
+      // authentik answers 200 with an empty list when the token may not view groups: a bound
+      // group missing from the listing means the read cannot be trusted to delete anything.
+      const listed = new Set(groups.map((g) => String(g.pk)));
+      const missing = [...scope.groups].filter((g) => !listed.has(g)).sort();
+      if (missing.length > 0) {
+        snapshot.suspect(
+          `application ${slug}'s policy bindings name ${missing.length} group(s) that the groups listing lacks (${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}); check that the token's user may view groups`,
+        );
+      }
     }
     return snapshot.build();
   }

@@ -1,6 +1,6 @@
 import { fingerprint, toJson } from '../../core/fingerprint.js';
 import type { DirectoryGroup, DirectoryUser, JsonObject } from '../../core/model.js';
-import { SnapshotError, optionalText, requireText } from '../../core/snapshot.js';
+import { RecordError, optionalText, requireText } from '../../core/snapshot.js';
 
 /** User types that are not people: never part of a tenant's directory. */
 export const SERVICE_ACCOUNT_TYPES = new Set(['service_account', 'internal_service_account']);
@@ -35,9 +35,14 @@ const FAMILY_KEYS = ['familyName', 'family_name', 'sn', 'surname', 'lastName', '
  */
 export function toDirectoryUser(raw: AuthentikUserLike): DirectoryUser {
   const pk = raw.pk;
-  if (typeof pk !== 'number' && !(typeof pk === 'string' && pk !== '')) throw new SnapshotError('authentik user without a pk');
+  const named = typeof raw.username === 'string' ? `authentik user ${raw.username}` : 'an authentik user';
+  if (typeof pk !== 'number' && !(typeof pk === 'string' && pk !== '')) {
+    throw new RecordError(`${named} has no pk`, { externalId: null, subject: typeof raw.username === 'string' ? raw.username : '(no username)' });
+  }
   const id = String(pk);
-  const userName = requireText(raw.username, `authentik user ${id}`, 'username');
+  // The status first: a record that is bad elsewhere still deprovisions when it says inactive.
+  const active = parseActive(raw.isActive, id);
+  const userName = requireText(raw.username, `authentik user ${id}`, 'username', { externalId: id, subject: id, active });
   const attributes = asObject(toJson(raw.attributes ?? {}));
   const name = optionalText(raw.name)?.trim() || null;
   const [splitGiven, splitFamily] = splitName(name);
@@ -48,7 +53,6 @@ export function toDirectoryUser(raw: AuthentikUserLike): DirectoryUser {
     familyName: pick(attributes, FAMILY_KEYS) ?? splitFamily,
     displayName: name,
   };
-  const active = parseActive(raw.isActive, id);
   return {
     externalId: id,
     ...fields,
@@ -60,8 +64,10 @@ export function toDirectoryUser(raw: AuthentikUserLike): DirectoryUser {
 }
 
 export function toDirectoryGroup(raw: AuthentikGroupLike): DirectoryGroup {
-  if (typeof raw.pk !== 'string' || raw.pk === '') throw new SnapshotError('authentik group without a pk');
-  const name = requireText(raw.name, `authentik group ${raw.pk}`, 'name');
+  if (typeof raw.pk !== 'string' || raw.pk === '') {
+    throw new RecordError('an authentik group has no pk', { externalId: null, subject: typeof raw.name === 'string' ? raw.name : '(no name)' });
+  }
+  const name = requireText(raw.name, `authentik group ${raw.pk}`, 'name', { externalId: raw.pk, subject: raw.pk });
   const attributes = asObject(toJson(raw.attributes ?? {}));
   const description = typeof attributes.description === 'string' ? attributes.description : null;
   return {
@@ -78,7 +84,7 @@ function parseActive(value: unknown, id: string): boolean {
   if (value === undefined || value === null) return true; // authentik's default
   if (typeof value === 'boolean') return value;
   if (typeof value === 'string' && /^(true|false)$/i.test(value.trim())) return value.trim().toLowerCase() === 'true';
-  throw new SnapshotError(`authentik user ${id} has is_active ${JSON.stringify(value)}, which is not true or false`);
+  throw new RecordError(`authentik user ${id} has is_active ${JSON.stringify(value)}, which is not true or false`, { externalId: id, subject: id });
 }
 
 

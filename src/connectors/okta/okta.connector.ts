@@ -1,6 +1,6 @@
 import okta from '@okta/okta-sdk-nodejs';
 import type { Snapshot } from '../../core/model.js';
-import { SnapshotBuilder, SnapshotError } from '../../core/snapshot.js';
+import { RecordError, SnapshotBuilder } from '../../core/snapshot.js';
 import { type CheckStep, NO_RETRY, runChecks } from '../check.js';
 import { type Connector, DEFAULT_RETRY, type EndpointCheck, IdpReadError, type ReadHints, type ReadStats, type RetryOptions, emptyReadStats } from '../connector.js';
 import { type RetryPolicy, forEachConcurrently, statusOf, withRetry } from '../retry.js';
@@ -81,22 +81,26 @@ export class OktaConnector implements Connector {
     if (appId) {
       const path = `/api/v1/apps/${appId}`;
       await this.readAll(`${path}/users`, () => c.applicationApi.listApplicationUsers({ appId, expand: 'user', limit: PAGE.appUsers }), signal, (appUser: AppUserLike) => {
-        const user = appUser._embedded?.user;
-        if (!user) throw new SnapshotError(`Okta app user ${appUser.id ?? '?'} came without its embedded user (expand=user)`);
-        snapshot.addUser(toDirectoryUser(user));
+        snapshot.addUserFrom(appUser, (a) => {
+          const user = a._embedded?.user;
+          if (!user) throw new RecordError(`Okta app user ${a.id ?? '?'} came without its embedded user (expand=user)`, { externalId: typeof a.id === 'string' ? a.id : null, subject: a.id ?? '?' });
+          return toDirectoryUser(user);
+        });
       });
       await this.readAll(`${path}/groups`, () => c.applicationApi.listApplicationGroupAssignments({ appId, expand: 'group', limit: PAGE.appGroups }), signal, (assignment: AppGroupLike) => {
-        const group = assignment._embedded?.group;
-        if (!group) throw new SnapshotError(`Okta app group ${assignment.id ?? '?'} came without its embedded group (expand=group)`);
-        snapshot.addGroup(toDirectoryGroup(group));
+        snapshot.addGroupFrom(assignment, (a) => {
+          const group = a._embedded?.group;
+          if (!group) throw new RecordError(`Okta app group ${a.id ?? '?'} came without its embedded group (expand=group)`, { externalId: typeof a.id === 'string' ? a.id : null, subject: a.id ?? '?' });
+          return toDirectoryGroup(group);
+        });
       });
     } else {
-      const addUser = (user: unknown) => snapshot.addUser(toDirectoryUser(user as object));
+      const addUser = (user: unknown) => snapshot.addUserFrom(user as object, toDirectoryUser);
       await this.readAll('/api/v1/users', () => c.userApi.listUsers({ limit: PAGE.users }), signal, addUser);
       // The plain listing omits DEPROVISIONED users; a status filter returns them.
       await this.readAll('/api/v1/users?filter=status eq "DEPROVISIONED"', () => c.userApi.listUsers({ filter: 'status eq "DEPROVISIONED"', limit: PAGE.users }), signal, addUser);
       await this.readAll('/api/v1/groups', () => c.groupApi.listGroups({ limit: PAGE.groups }), signal, (group: unknown) =>
-        snapshot.addGroup(toDirectoryGroup(group as object)),
+        snapshot.addGroupFrom(group as object, toDirectoryGroup),
       );
     }
 

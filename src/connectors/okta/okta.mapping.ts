@@ -26,10 +26,12 @@ interface OktaGroupLike {
  */
 export function toDirectoryUser(raw: OktaUserLike): DirectoryUser {
   const profile = asObject(toJson(raw.profile ?? {}));
-  const id = requireText(raw.id, typeof profile.login === 'string' ? `Okta user ${profile.login}` : 'an Okta user', 'id');
-  const userName = requireText(profile.login, `Okta user ${id}`, 'profile.login');
-  // A status that is not text could stand for SUSPENDED: reading it as ACTIVE would restore access.
-  const status = raw.status === undefined || raw.status === null || raw.status === '' ? 'ACTIVE' : requireText(raw.status, `Okta user ${id}`, 'status');
+  const login = typeof profile.login === 'string' ? profile.login : null;
+  const id = requireText(raw.id, login ? `Okta user ${login}` : 'an Okta user', 'id', { externalId: null, subject: login ?? '(no login)' });
+  // A status that is not text could stand for SUSPENDED: the record is skipped, never read as ACTIVE.
+  const status = raw.status === undefined || raw.status === null || raw.status === '' ? 'ACTIVE' : requireText(raw.status, `Okta user ${id}`, 'status', { externalId: id, subject: login ?? id });
+  // The status first: a record that is bad elsewhere still deprovisions when its status says so.
+  const userName = requireText(profile.login, `Okta user ${id}`, 'profile.login', { externalId: id, subject: id, active: !INACTIVE_STATUSES.has(status) });
   const givenName = optionalText(profile.firstName);
   const familyName = optionalText(profile.lastName);
   const fields = {
@@ -51,8 +53,9 @@ export function toDirectoryUser(raw: OktaUserLike): DirectoryUser {
 
 export function toDirectoryGroup(raw: OktaGroupLike): DirectoryGroup {
   const profile = asObject(toJson(raw.profile ?? {}));
-  const id = requireText(raw.id, typeof profile.name === 'string' ? `Okta group ${profile.name}` : 'an Okta group', 'id');
-  const name = requireText(profile.name, `Okta group ${id}`, 'profile.name');
+  const groupName = typeof profile.name === 'string' ? profile.name : null;
+  const id = requireText(raw.id, groupName ? `Okta group ${groupName}` : 'an Okta group', 'id', { externalId: null, subject: groupName ?? '(no name)' });
+  const name = requireText(profile.name, `Okta group ${id}`, 'profile.name', { externalId: id, subject: id });
   const description = optionalText(profile.description);
   const attributes: JsonObject = typeof raw.type === 'string' ? { ...profile, type: raw.type } : profile;
   return {

@@ -46,7 +46,7 @@ export async function checkConvergence(
     .select('c.external_id')
     .where('r.integration_id', '=', integrationId)
     .where('c.kind', '=', 'user.deprovisioned')
-    .where('c.applied', '=', true)
+    .where('c.state', '=', 'applied')
     .where('r.queued_at', '>=', since)
     .execute();
   const wrongfulDeprovisions = deprovisioned.map((d) => d.external_id).filter((id) => kept.has(id));
@@ -65,13 +65,14 @@ async function compareState(
 ): Promise<string[]> {
   const problems: string[] = [];
   const access = await db
-    .selectFrom('tenant_access as ta')
+    .selectFrom('accounts as ta')
     .innerJoin('users as u', 'u.id', 'ta.user_id')
-    .select(['ta.external_id', 'ta.user_id', 'u.user_name as global_name', 'ta.user_name', 'ta.email', 'ta.given_name', 'ta.family_name', 'ta.display_name', 'ta.active'])
+    .select(['ta.id', 'ta.external_id', 'ta.user_id', 'u.user_name as global_name', 'ta.user_name', 'ta.email', 'ta.given_name', 'ta.family_name', 'ta.display_name', 'ta.active'])
     .where('ta.integration_id', '=', integrationId)
-    .execute();
+    .execute()
+    .then((rows) => rows.map((r) => ({ ...r, external_id: r.external_id as string })));
   const locked = new Set(
-    (await db.selectFrom('locks').select('user_id').where('tenant_id', '=', tenantId).execute()).map((l) => l.user_id),
+    (await db.selectFrom('locks').select('external_id').where('tenant_id', '=', tenantId).where('integration_id', '=', integrationId).execute()).map((l) => l.external_id),
   );
   const byExternal = new Map(access.map((a) => [a.external_id, a]));
   if (byExternal.size !== access.length) problems.push('duplicate tenant access rows');
@@ -103,7 +104,7 @@ async function compareState(
       if (mode !== 'suspend') problems.push(`user ${row.user_name}: out of scope but still has access`);
       else if (row.active) problems.push(`user ${row.user_name}: out of scope but active`);
     }
-    if (row.active === locked.has(row.user_id)) problems.push(`user ${row.user_name}: active=${row.active} but locked=${locked.has(row.user_id)}`);
+    if (row.active === locked.has(row.external_id)) problems.push(`user ${row.user_name}: active=${row.active} but locked=${locked.has(row.external_id)}`);
   }
 
   const groups = await db.selectFrom('groups').select(['id', 'external_id', 'name']).where('integration_id', '=', integrationId).execute();
@@ -118,21 +119,20 @@ async function compareState(
   }
   for (const row of groups) if (!snapshot.groups.has(row.external_id)) problems.push(`group ${row.name}: deleted in the IdP but still here`);
 
-  const userExternal = new Map(access.map((a) => [a.user_id, a.external_id]));
+  const userExternal = new Map(access.map((a) => [a.id, a.external_id]));
   const members = await db
     .selectFrom('group_memberships')
-    .select(['group_id', 'user_id'])
+    .select(['group_id', 'account_id'])
     .where('group_id', 'in', groups.length ? groups.map((g) => g.id) : ['00000000-0000-0000-0000-000000000000'])
     .execute();
-  const have = new Set(members.map((m) => `${groupIds.get(m.group_id)}|${userExternal.get(m.user_id) ?? `unknown user ${m.user_id}`}`));
+  const have = new Set(members.map((m) => `${groupIds.get(m.group_id)}|${userExternal.get(m.account_id) ?? `unknown account ${m.account_id}`}`));
   const want = new Set<string>();
   for (const [groupId, users] of snapshot.memberships) {
     for (const userId of users) if (hasAccess(userId)) want.add(`${groupId}|${userId}`);
   }
   for (const m of want) if (!have.has(m)) problems.push(`membership ${m}: missing`);
-  // Suspend keeps an out-of-scope user's memberships as they were (SPEC), so only in-scope ones are compared.
-  const outOfScope = (m: string) => mode === 'suspend' && !snapshot.users.has(m.slice(m.indexOf('|') + 1));
-  for (const m of have) if (!want.has(m) && !outOfScope(m)) problems.push(`membership ${m}: not in the IdP`);
+  // Memberships mirror the IdP in every mode (SPEC "Group").
+  for (const m of have) if (!want.has(m)) problems.push(`membership ${m}: not in the IdP`);
 
   const duplicateUsers = await sql<{ n: number }>`select count(*)::int as n from (select user_name_key from users group by 1 having count(*) > 1) d`.execute(db);
   if (duplicateUsers.rows[0]!.n > 0) problems.push(`${duplicateUsers.rows[0]!.n} global users duplicated`);
@@ -147,7 +147,7 @@ async function checkChangeLog(db: Db, integrationId: string): Promise<string[]> 
     .innerJoin('runs as r', 'r.id', 'c.run_id')
     .select(['c.run_id', 'c.kind', (eb) => eb.fn.countAll<string>().as('n')])
     .where('r.integration_id', '=', integrationId)
-    .where('c.applied', '=', true)
+    .where('c.state', '=', 'applied')
     .groupBy(['c.run_id', 'c.kind'])
     .execute();
   const logged = new Map(rows.map((r) => [`${r.run_id}|${r.kind}`, Number(r.n)]));

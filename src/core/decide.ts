@@ -1,0 +1,42 @@
+import type { DestructiveSet } from './approvals.js';
+import type { LocalState, SkippedRecord, Snapshot } from './model.js';
+import { type Plan, plan } from './plan.js';
+import type { Policy } from './policy.js';
+import { type GatedPlan, type TenantCounts, gate, tooManySkipped, vanishedListings } from './safety.js';
+
+export interface DecideInput {
+  readonly local: LocalState;
+  /** A complete snapshot (unread groups' members filled in). */
+  readonly snapshot: Snapshot;
+  readonly policy: Policy;
+  readonly thresholdPercent: number | null;
+  /** The tenant's counts before the run: the thresholds' bases. */
+  readonly current: TenantCounts;
+  /** Destructive operations earlier held runs wait on, and those an admin approved. */
+  readonly pending: DestructiveSet;
+  readonly approved: DestructiveSet;
+}
+
+export type Decision =
+  /** The read as a whole cannot be trusted: the run fails and changes nothing. */
+  | { readonly kind: 'fail'; readonly reason: string }
+  /** The full plan (what a dry run records), what applies now and what waits, and the records skipped. */
+  | { readonly kind: 'plan'; readonly plan: Plan; readonly gated: GatedPlan; readonly skipped: readonly SkippedRecord[] };
+
+/**
+ * The decide step of a run (read, decide, apply): the plan, the safety gate and the approvals,
+ * with no IO. Fails the run when more records were skipped than a few bad ones explain.
+ */
+export function decide(input: DecideInput): Decision {
+  const suspicious = tooManySkipped(input.snapshot);
+  if (suspicious) return { kind: 'fail', reason: suspicious };
+  const planned = plan(input.local, input.snapshot, input.policy);
+  const gated = gate(planned, {
+    thresholdPercent: input.thresholdPercent,
+    current: input.current,
+    suspicious: vanishedListings(input.local, input.snapshot),
+    pending: input.pending,
+    approved: input.approved,
+  });
+  return { kind: 'plan', plan: planned, gated, skipped: planned.skipped };
+}
