@@ -156,7 +156,7 @@ async function readTenantAndIdp(deps: ReconcileDeps, integrations: IntegrationSe
     let complete = completeSnapshot(snapshot, local);
     if (snapshot.unreadMembers) {
       // Users entering the scope may be members of groups that were not re-read.
-      const entering = [...snapshot.users.values()].filter((u) => !local.users.get(u.externalId)?.active).map((u) => u.externalId);
+      const entering = [...snapshot.users.values()].filter((u) => u.active && !local.users.get(u.externalId)?.active).map((u) => u.externalId);
       if (entering.length > 0) {
         if (connector.readGroupsOf) complete = completeSnapshot(snapshot, local, await connector.readGroupsOf(entering));
         else complete = snapshot = await connector.readSnapshot();

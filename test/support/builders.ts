@@ -71,3 +71,8 @@ export function local(
     others: new Map(),
   };
 }
+
+/** `dirsync users`/`groups` entries without their generated `id`, for comparing with expected values. */
+export function withoutIds<T extends { id: string }>(rows: readonly T[]): Omit<T, 'id'>[] {
+  return rows.map(({ id: _id, ...rest }) => rest);
+}
