@@ -31,7 +31,9 @@ import {
  */
 
 const SEED = process.env.DIRSYNC_PROPERTY_SEED !== undefined ? Number(process.env.DIRSYNC_PROPERTY_SEED) : randomInt(2 ** 31 - 1);
-const RUNS = Number(process.env.DIRSYNC_PROPERTY_RUNS ?? 5);
+const RUNS = Number(process.env.DIRSYNC_PROPERTY_RUNS ?? 8);
+/** Optional focus while debugging: only these action kinds (comma-separated, e.g. `suspend,member,empty`). */
+const ONLY = process.env.DIRSYNC_PROPERTY_ACTIONS ? new Set(process.env.DIRSYNC_PROPERTY_ACTIONS.split(',')) : undefined;
 
 let config: ReturnType<typeof testConfig>;
 let db: Db;
@@ -124,14 +126,14 @@ class World {
 
   /** Runs an integration as a scheduled full run would, approving it when held, then checks both tenants. */
   async cleanRun(integrationId: string, projection: () => Projection, label: string): Promise<void> {
-    const run = await runNow(deps(), integrationId);
+    const run = await this.attempt(label, () => runNow(deps(), integrationId));
     const outcome = this.model.cleanRun(integrationId, projection());
     const d = outcome.destructive;
     this.log.push(`  run ${label}: ${run.status} ${JSON.stringify(run.counts)}; model destructive ${JSON.stringify(d)}`);
     if (run.status === 'held') {
       // Holding with nothing destructive to hold is not what SPEC's gate does.
       this.expect(d.deprovisions + d.groupDeletions + d.membershipRemovals, `run ${label} held with nothing destructive in SPEC's plan`).toBeGreaterThan(0);
-      const approval = await approveNow(deps(), run.id);
+      const approval = await this.attempt(`approval of ${label}`, () => approveNow(deps(), run.id));
       this.log.push(`  approved: ${approval.status} ${JSON.stringify(approval.counts)}`);
       this.expect(approval.status, `approval of ${label}: ${approval.error}`).toBe('succeeded');
     } else {
@@ -151,7 +153,7 @@ class World {
     };
     let run;
     try {
-      run = await runNow(deps(), integrationId);
+      run = await this.attempt(label, () => runNow(deps(), integrationId));
     } finally {
       fake.fault = undefined;
     }
@@ -159,7 +161,7 @@ class World {
     this.expect(run.status, `${label}: an empty ${path} while the tenant had data must be held (SPEC Safety)`).toBe('held');
     // Nothing was read that is new, and absence is not evidence: the tables are as they were.
     await this.checkTables(`${label} (held)`);
-    const approval = await approveNow(deps(), run.id);
+    const approval = await this.attempt(`approval of ${label}`, () => approveNow(deps(), run.id));
     this.log.push(`  approved after the listing recovered: ${approval.status} ${JSON.stringify(approval.counts)}`);
     this.expect(approval.status, `approval of ${label}: ${approval.error}`).toBe('succeeded');
     this.model.cleanRun(integrationId, projection());
@@ -200,6 +202,15 @@ class World {
           entry.groups.every((g) => groups.has(g)),
       );
       if (!own && !anyBad) this.expect(entry, `${label}: an active account none of its tenant's IdP identities has as it is`).toBeUndefined();
+    }
+  }
+
+  /** A run that throws (instead of finishing as failed) is reported with the history so far. */
+  async attempt<T>(label: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      throw new Error(`${label} threw: ${(error as Error).message}\nhistory:\n${this.log.join('\n')}`, { cause: error });
     }
   }
 
@@ -252,6 +263,7 @@ async function runHistory(h: History): Promise<void> {
     await w.cleanRun(tb.integrationId, projB, 'B initial');
 
     for (const action of h.actions) {
+      if (ONLY && !ONLY.has(action.k)) continue;
       const done = applyOkta(w, action);
       if (!done) continue;
       w.log.push(`- ${done}`);
@@ -270,7 +282,7 @@ async function runHistory(h: History): Promise<void> {
       await w.checkOwnIdentity('B', tb.tenantId, [projB()]);
     }
 
-    if (!h.migrate) return;
+    if (!h.migrate || (ONLY && !ONLY.has('migrate'))) return;
     // IdP migration: tenant A's Okta integration is disabled, an authentik integration
     // provisions the same logins (their state mirrored), and takes over.
     ak = await new FakeAuthentik().start();
@@ -315,6 +327,7 @@ async function runHistory(h: History): Promise<void> {
     await w.checkOwnIdentity('A after migration', ta.tenantId, [projC()]);
 
     for (const action of h.akActions) {
+      if (ONLY && !ONLY.has(action.k)) continue;
       const done = applyAk(w, akw, action);
       if (!done) continue;
       w.log.push(`- ${done}`);
