@@ -208,7 +208,11 @@ function compare(p: Projection, mode: string, users: Entry[], groups: { name: st
     const actual = remaining.splice(i, 1)[0]!;
     const want = good.filter((r) => p.members.get(g.id)?.has(r.id) && present.has(r.userName!)).map((r) => r.userName!).sort();
     const have = actual.members.filter((m) => !badNames.has(m) && (goodNames.has(m) || unmatched > loginless)).sort();
-    if (JSON.stringify(have) !== JSON.stringify(want)) problems.push(`group ${g.name}: members ${JSON.stringify(have)}, the IdP says ${JSON.stringify(want)}`);
+    const extra = have.filter((m) => !want.includes(m));
+    const missing = want.filter((m) => !have.includes(m));
+    if (extra.length || missing.length || have.length !== want.length) {
+      problems.push(`group ${g.name}: members not in the IdP ${JSON.stringify(extra)}, missing ${JSON.stringify(missing)}${have.length !== new Set(have).size ? ', a member twice' : ''}`);
+    }
   }
   for (const g of remaining) problems.push(`group ${g.name}: not in the IdP's scope but still here`);
   return problems;
@@ -231,7 +235,21 @@ async function checkChangeLog(db: Db, integrationId: string, applied: string): P
   const rows = await sql<{ run_id: string; kind: string; n: number }>`
     select c.run_id, c.kind, count(*)::int as n from run_changes c join runs r on r.id = c.run_id
     where r.integration_id = ${integrationId} and ${sql.raw(applied)} group by 1, 2`.execute(db);
-  const logged = new Map(rows.rows.map((r) => [`${r.run_id}|${r.kind}`, Number(r.n)]));
+  // SPEC names the event types, not the change log's kinds: membership rows are matched by
+  // meaning (`group.user_added`, `membership.added`, ...), the others by SPEC's names.
+  const kindOf = (kind: string) =>
+    /(member|user_?add|user_?remov)/i.test(kind) && !/^user\./.test(kind)
+      ? /add/i.test(kind)
+        ? 'group.user_added'
+        : /remov|delet/i.test(kind)
+          ? 'group.user_removed'
+          : kind
+      : kind;
+  const logged = new Map<string, number>();
+  for (const r of rows.rows) {
+    const key = `${r.run_id}|${kindOf(r.kind)}`;
+    logged.set(key, (logged.get(key) ?? 0) + Number(r.n));
+  }
   const errors: string[] = [];
   for (const run of runs.rows) {
     if (run.dry_run || !run.counts) continue;
