@@ -93,8 +93,9 @@ export interface LocalUser extends UserFields {
 
 /**
  * A tenant account this integration does not own, found by normalized userName: adopted when
- * unowned (no owner, or a disabled one), a per-record conflict when another enabled
- * integration owns it (SPEC "Adoption").
+ * unowned (no owner, or a disabled one) and not locked, a per-record conflict when another
+ * enabled integration owns it (SPEC "Adoption"). A locked unowned account is not offered: a
+ * new identity with its login gets an account of its own and lifts no lock.
  */
 export interface OtherAccount {
   readonly accountId: string;

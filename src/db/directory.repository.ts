@@ -87,6 +87,10 @@ export class DirectoryRepository {
         .select(['a.id', 'a.user_name_key', 'a.active', 'a.updated_at', 'i.enabled', 'a.integration_id'])
         .where('a.tenant_id', '=', tenantId)
         .where(sql<boolean>`a.integration_id is distinct from ${integrationId}::uuid`)
+        // A locked account is a deprovisioned identity: a new identity with its login starts
+        // fresh rather than lifting that lock (SPEC: a reused login inherits nothing).
+        .where(sql<boolean>`(i.enabled or not exists (select 1 from locks l where l.account_id = a.id
+          or (l.integration_id = a.integration_id and l.external_id = a.external_id)))`)
         .execute(),
     ]);
     const users = new Map<string, LocalUser>();
@@ -128,7 +132,7 @@ export class DirectoryRepository {
 
   /**
    * Grants (or restores) access: a new account for each IdP identity, or the account it adopts
-   * (nobody enabled owns it), linked to the person of its userName (created if needed); the
+   * (nobody enabled owns it, and it is not locked), linked to the person of its userName (created if needed); the
    * identity's lock is lifted. An adopted account keeps no membership of another integration's
    * groups: it holds only what its new IdP identity has. Serves creates and reprovisions alike.
    *
@@ -167,6 +171,8 @@ export class DirectoryRepository {
         from accepted i
         where a.id = i.adopts and a.tenant_id = ${scope.tenantId}::uuid
           and (a.integration_id is null or not exists (select 1 from integrations oi where oi.id = a.integration_id and oi.enabled))
+          and not exists (select 1 from locks l where l.account_id = a.id
+                          or (l.integration_id = a.integration_id and l.external_id = a.external_id))
           and not exists (select 1 from accounts mine
                           where mine.integration_id = ${scope.integrationId}::uuid and mine.external_id = i.external_id)
         returning a.id, a.external_id

@@ -88,12 +88,12 @@ describe('dirsync CLI, end to end', () => {
     expect(run.counts).toEqual({ ...zero, usersCreated: 2, groupsCreated: 2, membershipsAdded: 2 });
 
     expect(await json(['users', '--tenant', 'acme'])).toEqual([
-      { userName: 'ann.lee@e2e.test', email: 'ann.lee@e2e.test', givenName: 'Ann', familyName: 'Lee', displayName: 'Ann Lee', active: true, locked: false, groups: ['Engineering'] },
-      { userName: 'bob.king@e2e.test', email: 'bob.king@e2e.test', givenName: 'Bob', familyName: 'King', displayName: 'Bob King', active: true, locked: false, groups: ['Ops'] },
+      { id: expect.any(String), userName: 'ann.lee@e2e.test', email: 'ann.lee@e2e.test', givenName: 'Ann', familyName: 'Lee', displayName: 'Ann Lee', active: true, locked: false, groups: ['Engineering'] },
+      { id: expect.any(String), userName: 'bob.king@e2e.test', email: 'bob.king@e2e.test', givenName: 'Bob', familyName: 'King', displayName: 'Bob King', active: true, locked: false, groups: ['Ops'] },
     ]);
     expect(await json(['groups', '--tenant', 'acme'])).toEqual([
-      { name: 'Engineering', members: ['ann.lee@e2e.test'] },
-      { name: 'Ops', members: ['bob.king@e2e.test'] },
+      { id: expect.any(String), name: 'Engineering', members: ['ann.lee@e2e.test'] },
+      { id: expect.any(String), name: 'Ops', members: ['bob.king@e2e.test'] },
     ]);
   }, 60_000);
 
@@ -118,16 +118,18 @@ describe('dirsync CLI, end to end', () => {
     okta.apps.get('0oaE2E')!.users.delete('00uAnn');
     okta.apps.get('0oaE2E')!.groups.delete('00gEng');
     const run = await json<Summary>(['sync', integrationId, '--wait']);
-    expect(run.counts).toEqual({ ...zero, usersDeprovisioned: 1, groupsDeleted: 1 });
-    expect(await json(['groups', '--tenant', 'acme'])).toEqual([{ name: 'Ops', members: ['bob.king@e2e.test'] }]);
+    // The group's membership goes with it: counted and in the change log.
+    expect(run.counts).toEqual({ ...zero, usersDeprovisioned: 1, groupsDeleted: 1, membershipsRemoved: 1 });
+    expect(await json(['groups', '--tenant', 'acme'])).toEqual([{ id: expect.any(String), name: 'Ops', members: ['bob.king@e2e.test'] }]);
 
     const shown = await json<{ changes: { kind: string; subject: string }[] }>(['run', 'show', run.id]);
     expect(shown.changes.map((c) => [c.kind, c.subject])).toEqual([
+      ['membership.removed', 'ann.lee@e2e.test in Engineering'],
       ['user.deprovisioned', 'ann.lee@e2e.test'],
       ['group.deleted', 'Engineering'],
     ]);
     const human = await dirsync(['run', 'show', run.id]);
-    expect(human.stdout).toMatch(/changes: +1 users deprovisioned, 1 groups deleted/);
+    expect(human.stdout).toMatch(/changes: +1 users deprovisioned, 1 groups deleted, 1 memberships removed/);
     expect(human.stdout).toMatch(/user\.deprovisioned +ann\.lee@e2e\.test +applied +mode=suspend reason=out-of-scope/);
   }, 60_000);
 
