@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../support/wait.js';
 import { CliHarness, type RunSummaryJson, ZERO_COUNTS } from '../support/cli.js';
 import { type AkBinding, type AkGroup, FakeAuthentik } from '../support/fake-authentik.js';
 import { authentikMappedBody } from '../support/webhook-bodies.js';
@@ -99,13 +100,9 @@ describe('dirsync CLI with authentik, end to end', () => {
     });
     expect(res.status).toBe(200);
     const { runId } = (await res.json()) as { runId: string };
-    const started = Date.now();
-    let groups: { name: string }[] = [];
-    const onlyDesign = () => groups.length === 1 && groups[0]!.name === 'Design';
-    while (!onlyDesign() && Date.now() - started < 10_000) {
-      groups = await cli.json<{ name: string }[]>(['groups', '--tenant', 'globex']);
-      if (!onlyDesign()) await new Promise((r) => setTimeout(r, 100));
-    }
+    // The run the notification queued is what the wait is for; then the groups are read once.
+    await waitFor(`webhook run ${runId} to finish`, async () => !['queued', 'running'].includes((await cli.json<{ status: string }>(['run', 'show', runId])).status), { timeoutMs: 10_000, intervalMs: 100 });
+    const groups = await cli.json<{ name: string }[]>(['groups', '--tenant', 'globex']);
     expect(groups.map((g) => g.name)).toEqual(['Design']);
     expect(await cli.json(['run', 'show', runId])).toMatchObject({ trigger: 'webhook', status: 'succeeded' });
   }, 60_000);

@@ -4,6 +4,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CliHarness, type RunSummaryJson, ZERO_COUNTS } from '../support/cli.js';
 import { FakeOkta } from '../support/fake-okta.js';
+import { waitFor } from '../support/wait.js';
 import { oktaDelivery } from '../support/webhook-bodies.js';
 
 // The CLI exactly as automation calls it: the built bin in a child process, against real
@@ -224,12 +225,9 @@ describe('dirsync CLI, end to end', () => {
     });
     expect(res.status).toBe(200);
     const { runId } = (await res.json()) as { runId: string };
-    let bob: { active: boolean; locked: boolean } | undefined;
-    while (Date.now() - started < 10_000) {
-      bob = (await json<{ userName: string; active: boolean; locked: boolean }[]>(['users', '--tenant', 'acme'])).find((u) => u.userName === 'bob.king@e2e.test');
-      if (bob && !bob.active) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    // The run the delivery queued is what the wait is for; then the user is read once.
+    await waitFor(`webhook run ${runId} to finish`, async () => !['queued', 'running'].includes((await json<Summary>(['run', 'show', runId])).status), { timeoutMs: 10_000 - (Date.now() - started), intervalMs: 100 });
+    const bob = (await json<{ userName: string; active: boolean; locked: boolean }[]>(['users', '--tenant', 'acme'])).find((u) => u.userName === 'bob.king@e2e.test');
     expect(bob).toMatchObject({ active: false, locked: true });
     expect(await json(['run', 'show', runId])).toMatchObject({ trigger: 'webhook', status: 'succeeded' });
     const deliveries = await json<{ outcome: string; runId: string; eventTypes: string[] }[]>(['webhooks', integrationId]);
@@ -258,14 +256,11 @@ describe('dirsync CLI, end to end', () => {
     const updated = await json<{ schedule: string }>(['integration', 'update', integrationId, '--every', '1h']);
     expect(updated.schedule).toBe('every 1h');
     // BullMQ fires an `every` scheduler at once, then every hour.
-    const deadline = Date.now() + 20_000;
-    let scheduled: Summary | undefined;
-    while (!scheduled && Date.now() < deadline) {
-      const runs = await json<Summary[]>(['runs', integrationId]);
-      scheduled = runs.find((r) => r.trigger === 'schedule' && r.status === 'succeeded');
-      if (!scheduled) await new Promise((r) => setTimeout(r, 200));
-    }
-    expect(scheduled?.counts).toMatchObject({ usersCreated: 0, usersDeprovisioned: 0 });
+    const scheduled = await waitFor('a scheduled run to succeed', async () => (await json<Summary[]>(['runs', integrationId])).find((r) => r.trigger === 'schedule' && r.status === 'succeeded'), {
+      timeoutMs: 20_000,
+      intervalMs: 200,
+    });
+    expect(scheduled.counts).toMatchObject({ usersCreated: 0, usersDeprovisioned: 0 });
   }, 60_000);
 
   it('the server log never contains the token', () => {

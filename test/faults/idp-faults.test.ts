@@ -9,7 +9,7 @@ import { FakeOkta } from '../support/fake-okta.js';
 import type { FaultInjector, InjectedResponse } from '../support/faults.js';
 import { createAuthentikIntegration, createOktaIntegration } from '../support/fixtures.js';
 import { checkConvergence } from './support/convergence.js';
-import { ROUNDS, random, recordFigures } from './support/figures.js';
+import { ROUNDS, type Rng, random, recordFigures, scenarioSeed } from './support/figures.js';
 
 /**
  * The IdP misbehaves while dirsync reads it: 429 storms, 5xx, timeouts, connections dropped
@@ -65,7 +65,7 @@ function activeInScope(okta: FakeOkta): Set<string> {
 }
 
 /** A few of every kind of change: profile edits, suspensions, new hires, unassignments, membership moves. */
-function churn(okta: FakeOkta, rnd: ReturnType<typeof random>): void {
+function churn(okta: FakeOkta, rnd: Rng): void {
   const ids = [...okta.users.keys()];
   const pick = () => ids[rnd.int(0, ids.length - 1)]!;
   const groups = [...okta.groups.keys()];
@@ -81,7 +81,7 @@ function churn(okta: FakeOkta, rnd: ReturnType<typeof random>): void {
   }
 }
 
-const TRANSIENT: readonly ((rnd: ReturnType<typeof random>) => InjectedResponse)[] = [
+const TRANSIENT: readonly ((rnd: Rng) => InjectedResponse)[] = [
   () => ({ status: 500, body: { errorCode: 'E0000009', errorSummary: 'Internal Server Error' } }),
   () => ({ status: 502, rawBody: '<html>Bad Gateway</html>', headers: { 'content-type': 'text/html' } }),
   () => ({ status: 503, body: { errorCode: 'E0000009', errorSummary: 'Service Unavailable' } }),
@@ -95,7 +95,7 @@ const TRANSIENT: readonly ((rnd: ReturnType<typeof random>) => InjectedResponse)
  * Faults on a share of requests, never more than `maxInARow` times in a row for one URL (so
  * retries can get through); counts what it injected.
  */
-function transientFaults(rnd: ReturnType<typeof random>, share: number, maxInARow = 2) {
+function transientFaults(rnd: Rng, share: number, maxInARow = 2) {
   const streak = new Map<string, number>();
   let injected = 0;
   const fault: FaultInjector = ({ path, query }) => {
@@ -142,6 +142,7 @@ async function tenantState(integrationId: string) {
 describe('Okta faults', () => {
   it(`transient 5xx, timeouts, dropped connections, cut and malformed pages end in a converged run (${ROUNDS} rounds)`, async () => {
     const { okta, integrationId } = await oktaOrg();
+    const seeds = scenarioSeed('Okta transient faults');
     let faults = 0;
     let runs = 0;
     let lost = 0;
@@ -149,7 +150,8 @@ describe('Okta faults', () => {
     try {
       expect((await run(integrationId)).status).toBe('succeeded');
       for (let round = 0; round < ROUNDS; round++) {
-        const rnd = random();
+        const rnd = seeds.round(round);
+        const label = seeds.label(round);
         const since = new Date();
         const before = activeInScope(okta);
         churn(okta, rnd);
@@ -160,16 +162,18 @@ describe('Okta faults', () => {
         runs += 1;
         okta.fault = undefined;
         faults += injector.injected();
-        expect(result.error, `seed ${rnd.seed}`).toBeNull();
-        expect(result.status).toBe('succeeded');
-        expect(result.stats?.retries ?? 0).toBeGreaterThan(0);
+        expect(result.error, label).toBeNull();
+        expect(result.status, label).toBe('succeeded');
+        // The faults hit this run's reads (the only requests made while they were on), and were retried.
+        expect(injector.injected(), label).toBeGreaterThan(0);
+        expect(result.stats?.retries ?? 0, label).toBeGreaterThan(0);
         const report = await expectConverged(integrationId, kept, since);
         lost += report.mismatches.length;
         wrongful += report.wrongfulDeprovisions.length;
       }
     } finally {
       await okta.stop();
-      recordFigures({ scenario: 'Okta: transient 500/502/503, timeouts, drops, cut and malformed pages', rounds: ROUNDS, faults, runs, changesLost: lost, wrongfulDeprovisions: wrongful });
+      recordFigures({ scenario: 'Okta: transient 500/502/503, timeouts, drops, cut and malformed pages', rounds: ROUNDS, faults, runs, changesLost: lost, wrongfulDeprovisions: wrongful, note: `seed ${seeds.seed}; every fault during a run's reads` });
     }
   }, 120_000);
 
@@ -177,7 +181,7 @@ describe('Okta faults', () => {
     const { okta, integrationId } = await oktaOrg();
     try {
       expect((await run(integrationId)).status).toBe('succeeded');
-      churn(okta, random());
+      churn(okta, scenarioSeed('Okta 429 storm').round(0));
       // Every request for the next 2 seconds is refused, with the bucket's reset at the end of it.
       const stormEnds = Math.ceil((Date.now() + 2_000) / 1000);
       let refused = 0;
@@ -259,13 +263,15 @@ describe('authentik faults', () => {
 
   it(`honours Retry-After, and rides out 5xx, drops, cut and malformed pages (${ROUNDS} rounds)`, async () => {
     const { ak, integrationId, users } = await authentikOrg();
+    const seeds = scenarioSeed('authentik transient faults');
     let faults = 0;
     let lost = 0;
     let runs = 0;
     try {
       expect((await run(integrationId)).status).toBe('succeeded');
       for (let round = 0; round < ROUNDS; round++) {
-        const rnd = random();
+        const rnd = seeds.round(round);
+        const label = seeds.label(round);
         const target = users[rnd.int(0, users.length - 1)]!;
         ak.updateUser(target.pk, { name: `Renamed ${rnd.int(0, 1e6)}` });
         const injector = transientFaults(rnd, 0.3);
@@ -283,14 +289,15 @@ describe('authentik faults', () => {
         runs += 1;
         ak.fault = undefined;
         faults += injector.injected() + limited;
-        expect(result.status, `seed ${rnd.seed}: ${result.error}`).toBe('succeeded');
+        expect(result.status, `${label}: ${result.error}`).toBe('succeeded');
+        expect(limited, label).toBe(1);
         expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
         const report = await expectConverged(integrationId, new Set(users.map((u) => String(u.pk))));
         lost += report.mismatches.length;
       }
     } finally {
       await ak.stop();
-      recordFigures({ scenario: 'authentik: 429 with Retry-After, 5xx, timeouts, drops, cut and malformed pages', rounds: ROUNDS, faults, runs, changesLost: lost, wrongfulDeprovisions: 0 });
+      recordFigures({ scenario: 'authentik: 429 with Retry-After, 5xx, timeouts, drops, cut and malformed pages', rounds: ROUNDS, faults, runs, changesLost: lost, wrongfulDeprovisions: 0, note: `seed ${seeds.seed}; every fault during a run's reads` });
     }
   }, 120_000);
 });

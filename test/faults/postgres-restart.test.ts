@@ -4,15 +4,19 @@ import { CliHarness, type RunSummaryJson } from '../support/cli.js';
 import { testConfig } from '../support/env.js';
 import { FakeOkta } from '../support/fake-okta.js';
 import { checkConvergence } from './support/convergence.js';
-import { ROUNDS, random, recordFigures } from './support/figures.js';
+import { ROUNDS, type RunPhase, phaseNote, recordFigures, scenarioSeed } from './support/figures.js';
+import { runPhase } from './support/phase.js';
 import { populateOktaOrg } from './support/org.js';
 import { DirsyncProcess } from '../support/processes.js';
 import { TcpProxy } from './support/tcp-proxy.js';
+import { waitFor } from '../support/wait.js';
 
 /**
  * Postgres goes away in the middle of a run, as in a restart: every connection of the worker
- * drops and new ones are refused for a while. The run either fails or is retried cleanly,
- * and the next run converges with a change log that adds up.
+ * drops and new ones are refused for a while. The outage is aimed alternately at the run's
+ * reads (at a random request of the run's, from the fake IdP) and at its apply (once a batch
+ * has committed), and each round asserts it hit the run there. The run either fails or is
+ * retried cleanly, and the next run converges with a change log that adds up.
  */
 
 const APP = '0oaPg';
@@ -62,25 +66,43 @@ async function runRow(id: string) {
 
 describe('Postgres restarted during a run', () => {
   it(`the run fails or retries cleanly and the next converges (${ROUNDS} rounds)`, async () => {
+    const seeds = scenarioSeed('Postgres restarted during a run');
     const outcomes: string[] = [];
+    const phases: RunPhase[] = [];
     let runs = 0;
     let lost = 0;
-    let estimateMs = 1_500;
+    // IdP requests of the last clean run, to aim outages inside the read.
+    let readRequests = 10;
     const recoveries: number[] = [];
     try {
       for (let round = 0; round < ROUNDS; round++) {
-        const rnd = random();
+        const rnd = seeds.round(round);
+        const label = seeds.label(round);
         if (round > 0) {
           const ids = [...okta.users.keys()];
           for (let i = 0; i < USERS / 4; i++) okta.updateUser(ids[rnd.int(0, ids.length - 1)]!, { profile: { title: `T${rnd.int(0, 1e6)}` } });
           for (let i = 0; i < 30; i++) okta.apps.get(APP)!.users.add(okta.addUser(`new${rnd.int(0, 1e9)}@pg.test`).id);
         }
+        // Even rounds: the outage starts as the fake IdP receives the run's k-th request; odd rounds:
+        // once the run's first batch has committed.
+        const aim: RunPhase = round % 2 === 0 ? 'reading' : 'applying';
+        const k = rnd.int(1, Math.max(1, Math.floor(readRequests * 0.6)));
+        let seen = 0;
+        let reachedK!: () => void;
+        const atRequestK = new Promise<void>((resolve) => (reachedK = resolve));
+        if (aim === 'reading') okta.fault = () => void (++seen === k && reachedK());
         const runId = (await cli.run(['sync', integrationId])).stdout.trim();
-        while ((await runRow(runId)).status === 'queued') await sleep(10);
-        await sleep(rnd.int(0, estimateMs));
+        if (aim === 'reading') await atRequestK;
+        else await waitFor(`a batch of run ${runId} to commit`, async () => ((await runPhase(db, runId)) === 'reading' ? undefined : true), { timeoutMs: 120_000, intervalMs: 5 });
+        okta.fault = undefined;
         const downMs = rnd.int(300, 3_000);
         const outageStarted = Date.now();
-        await proxy.outage(downMs);
+        const outage = proxy.outage(downMs);
+        // The worker's connections are cut from here on: what Postgres shows is where the outage landed.
+        const hit = await runPhase(db, runId);
+        phases.push(hit);
+        await outage;
+        expect(hit, `${label}: the outage was aimed at the run's ${aim}`).toBe(aim);
         runs += 1;
 
         // The run ends one way or the other: retried to success, or failed with a reason.
@@ -98,12 +120,12 @@ describe('Postgres restarted during a run', () => {
 
         const next = await cli.json<RunSummaryJson>(['sync', integrationId, '--wait']);
         runs += 1;
-        expect(next.status, `seed ${rnd.seed}: ${next.error}`).toBe('succeeded');
+        expect(next.status, `${label}: ${next.error}`).toBe('succeeded');
         const stats = (await runRow(next.id)).stats as Record<string, number> | null;
-        if (stats?.totalMs) estimateMs = stats.totalMs;
+        if (stats?.requests) readRequests = stats.requests;
 
         const report = await checkConvergence(db, config, integrationId);
-        expect(report.mismatches, `seed ${rnd.seed}`).toEqual([]);
+        expect(report.mismatches, label).toEqual([]);
         expect(report.changeLogErrors).toEqual([]);
         expect(report.pendingChanges).toBe(0);
         lost += report.mismatches.length;
@@ -116,7 +138,7 @@ describe('Postgres restarted during a run', () => {
         runs,
         changesLost: lost,
         wrongfulDeprovisions: 0,
-        note: `interrupted runs: ${outcomes.filter((o) => o === 'succeeded').length} retried to success, ${outcomes.filter((o) => o === 'failed').length} failed; interrupted run settled ${recoveries.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(', ')} after the outage began`,
+        note: `seed ${seeds.seed}; ${phaseNote(phases)}; interrupted runs: ${outcomes.filter((o) => o === 'succeeded').length} retried to success, ${outcomes.filter((o) => o === 'failed').length} failed; interrupted run settled ${recoveries.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(', ')} after the outage began`,
       });
     }
   }, 600_000);

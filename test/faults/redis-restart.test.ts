@@ -7,6 +7,7 @@ import { FakeOkta } from '../support/fake-okta.js';
 import { oktaDelivery } from '../support/webhook-bodies.js';
 import { checkConvergence } from './support/convergence.js';
 import { recordFigures } from './support/figures.js';
+import { runPhase } from './support/phase.js';
 import { DirsyncProcess } from '../support/processes.js';
 import { PrivateRedis } from './support/redis-server.js';
 
@@ -161,13 +162,19 @@ describe('Redis restarts', () => {
     okta.responseDelayMs = 150;
     for (const id of [...okta.users.keys()].slice(10, 60)) okta.updateUser(id, { profile: { title: 'Moved' } });
     const runId = (await cli.run(['sync', integrationId], env)).stdout.trim();
-    await until('the run to start', async () => {
+    const requestsBefore = okta.requests.length;
+    // Redis goes down once the run is reading (it has asked the IdP for two pages), not after a guessed delay.
+    await until('the run to be reading', async () => {
       const run = await db.selectFrom('runs').select('status').where('id', '=', runId).executeTakeFirst();
-      return run?.status === 'running' || undefined;
+      return (run?.status === 'running' && okta.requests.length >= requestsBefore + 2) || undefined;
     });
-    await sleep(300);
-    await redis.restart(500);
+    await redis.stop();
+    // Redis is down: the fault hit the run only if the run was still going then.
+    const hit = await runPhase(db, runId);
+    await sleep(500);
+    await redis.start();
     restarts += 1;
+    expect(hit, 'Redis went down after the run had ended: the scenario tested nothing').not.toBe('after the run ended');
     runs += 1;
     const during = await finished(runId);
     expect(['succeeded', 'failed']).toContain(during.status);

@@ -4,7 +4,7 @@ import { CliHarness } from '../support/cli.js';
 import { testConfig } from '../support/env.js';
 import { FakeOkta } from '../support/fake-okta.js';
 import { checkConvergence } from './support/convergence.js';
-import { ROUNDS, random, recordFigures } from './support/figures.js';
+import { ROUNDS, recordFigures, scenarioSeed } from './support/figures.js';
 import { DirsyncProcess } from '../support/processes.js';
 
 /**
@@ -67,9 +67,10 @@ describe('two workers on one Redis', () => {
     })();
 
     let triggers = 0;
+    const seeds = scenarioSeed('two workers');
     try {
       for (let wave = 0; wave < ROUNDS; wave++) {
-        const rnd = random();
+        const rnd = seeds.round(wave);
         for (const id of [...okta.users.keys()].slice(0, 40)) okta.updateUser(id, { profile: { title: `wave ${wave} ${rnd.int(0, 1e6)}` } });
         // Bursts of triggers for every integration, all at once.
         const bursts = integrationIds.flatMap((id) => Array.from({ length: 3 }, () => cli.run(['sync', id])));
@@ -110,7 +111,7 @@ describe('two workers on one Redis', () => {
       runs: runs.length,
       changesLost: 0,
       wrongfulDeprovisions: 0,
-      note: `${triggers} triggers became ${runs.length} runs; runs started per worker: ${started.join(' / ')}; at most ${maxRunning} run per integration at once`,
+      note: `seed ${seeds.seed}; ${triggers} triggers became ${runs.length} runs; runs started per worker: ${started.join(' / ')}; at most ${maxRunning} run per integration at once`,
     });
   }, 300_000);
 });

@@ -4,13 +4,17 @@ import { CliHarness, type RunSummaryJson } from '../support/cli.js';
 import { testConfig } from '../support/env.js';
 import { FakeOkta } from '../support/fake-okta.js';
 import { checkConvergence } from './support/convergence.js';
-import { ROUNDS, random, recordFigures } from './support/figures.js';
+import { ROUNDS, type Rng, type RunPhase, phaseNote, recordFigures, scenarioSeed } from './support/figures.js';
+import { runPhase } from './support/phase.js';
 import { populateOktaOrg } from './support/org.js';
 import { DirsyncProcess } from '../support/processes.js';
+import { waitFor } from '../support/wait.js';
 
 /**
  * `dirsync worker` is killed with SIGKILL at random points of a large run, during the reads
- * and during the apply, and started again. The run it held is found abandoned, the next run
+ * (at a random request of the run's, from the fake IdP) and during the apply (as soon as a
+ * batch has committed, with more to come), and started again. Each round asserts the kill hit
+ * the phase it was aimed at: a kill after the run ended would test nothing. The run it held is found abandoned, the next run
  * converges, nothing is duplicated, and never do two runs of one integration run at once.
  */
 
@@ -54,7 +58,7 @@ function activeInScope(): Set<string> {
 }
 
 /** Enough change that the apply takes a while too: a fifth of the users renamed, hires, suspensions, moves. */
-function churn(rnd: ReturnType<typeof random>): void {
+function churn(rnd: Rng): void {
   const ids = [...okta.users.keys()];
   const pick = () => ids[rnd.int(0, ids.length - 1)]!;
   const app = okta.apps.get(APP)!;
@@ -84,47 +88,58 @@ describe('worker killed with SIGKILL mid-run', () => {
       }
     })();
 
-    const phases = { reading: 0, applying: 0, finished: 0 };
+    const seeds = scenarioSeed('worker SIGKILLed mid-run');
+    const phases: RunPhase[] = [];
     let lost = 0;
     let wrongful = 0;
     let runs = 0;
-    // Where the last clean run spent its time, to aim odd rounds' kills at the apply.
-    let estimate = { readMs: 800, applyMs: 800 };
+    // IdP requests of the last clean run, to aim read kills inside the read.
+    let readRequests = 10;
     try {
       for (let round = 0; round < ROUNDS; round++) {
-        const rnd = random();
+        const rnd = seeds.round(round);
+        const label = seeds.label(round);
         const since = new Date();
         const before = activeInScope();
         if (round > 0) churn(rnd);
         const kept = new Set([...before].filter((id) => activeInScope().has(id)));
+        // Even rounds kill while reading, odd rounds while applying.
+        const aim: RunPhase = round % 2 === 0 ? 'reading' : 'applying';
+        // Reading: the kill comes when the fake IdP receives the run's k-th request, well before its last.
+        const k = rnd.int(1, Math.max(1, Math.floor(readRequests * 0.6)));
+        let seen = 0;
+        let reachedK!: () => void;
+        const atRequestK = new Promise<void>((resolve) => (reachedK = resolve));
+        if (aim === 'reading') okta.fault = () => void (++seen === k && reachedK());
 
         const queued = await cli.run(['sync', integrationId]);
         const runId = queued.stdout.trim();
         expect(runId, queued.stderr).toMatch(/^[0-9a-f-]{36}$/);
-        while ((await runRow(runId)).status === 'queued') await sleep(10);
-        const aimAtApply = round % 2 === 1;
-        const delay = aimAtApply ? estimate.readMs + rnd.int(0, estimate.applyMs) : rnd.int(0, estimate.readMs);
-        await sleep(delay);
-        const atKill = await runRow(runId);
+        if (aim === 'reading') {
+          await atRequestK;
+        } else {
+          // Applying: as soon as the first batch of the run's changes has committed.
+          await waitFor(`a batch of run ${runId} to commit`, async () => ((await runPhase(db, runId)) === 'reading' ? undefined : true), { timeoutMs: 120_000, intervalMs: 5 });
+        }
         await worker.kill();
+        okta.fault = undefined;
         runs += 1;
-        const stats = (atKill.stats ?? {}) as Record<string, number>;
-        if (atKill.status !== 'running') phases.finished += 1;
-        else if (stats.reading) phases.reading += 1;
-        else phases.applying += 1;
+        // Nobody writes the run's row or change log after the kill, so this is where the kill landed.
+        const hit = await runPhase(db, runId);
+        phases.push(hit);
+        expect(hit, `${label}: the kill was aimed at the run's ${aim}`).toBe(aim);
 
         worker = await new DirsyncProcess(cli).start();
         // The run the dead worker held is abandoned once its heartbeat is stale; the next run converges.
         const next = await cli.json<RunSummaryJson>(['sync', integrationId, '--wait']);
         runs += 1;
-        expect(next.status, `seed ${rnd.seed}: ${next.error}`).toBe('succeeded');
-        const killed = await runRow(runId);
-        if (atKill.status === 'running') expect(killed).toMatchObject({ status: 'failed', error: expect.stringMatching(/abandoned|worker/i) });
+        expect(next.status, `${label}: ${next.error}`).toBe('succeeded');
+        expect(await runRow(runId), label).toMatchObject({ status: 'failed', error: expect.stringMatching(/abandoned|worker/i) });
         const nextStats = (await runRow(next.id)).stats as Record<string, number> | null;
-        if (nextStats?.readMs) estimate = { readMs: nextStats.readMs, applyMs: Math.max(50, nextStats.applyMs ?? 0) };
+        if (nextStats?.requests) readRequests = nextStats.requests;
 
         const report = await checkConvergence(db, config, integrationId, kept, since);
-        expect(report.mismatches, `seed ${rnd.seed}`).toEqual([]);
+        expect(report.mismatches, label).toEqual([]);
         expect(report.wrongfulDeprovisions).toEqual([]);
         expect(report.changeLogErrors).toEqual([]);
         expect(report.pendingChanges).toBe(0);
@@ -142,7 +157,7 @@ describe('worker killed with SIGKILL mid-run', () => {
         runs,
         changesLost: lost,
         wrongfulDeprovisions: wrongful,
-        note: `killed while reading ${phases.reading}, while applying ${phases.applying}, after the run ended ${phases.finished} (last clean run: read ${estimate.readMs} ms, apply ${estimate.applyMs} ms); at most ${maxRunning} run(s) at once`,
+        note: `seed ${seeds.seed}; ${phaseNote(phases)}; at most ${maxRunning} run(s) at once`,
       });
     }
     expect(maxRunning).toBeLessThanOrEqual(1);

@@ -61,12 +61,40 @@ describe('admin API auth', () => {
   });
 });
 
-describe('admin API', () => {
-  let slug: string;
-  let integrationId: string;
+/** A tenant of its own, made through the API. */
+async function newTenant(): Promise<string> {
+  const slug = uniqueSlug('api');
+  const res = await call({ method: 'POST', url: '/api/v1/tenants', payload: { slug, name: 'API Corp' } });
+  expect(res.statusCode, res.body).toBe(201);
+  return slug;
+}
 
+/** A tenant with an Okta integration of its own on the fake org's app 0oaApi (3 users), made through the API. */
+async function newIntegration(): Promise<{ slug: string; integrationId: string }> {
+  const slug = await newTenant();
+  const res = await call({ method: 'POST', url: '/api/v1/integrations', payload: { tenant: slug, provider: 'okta', baseUrl: okta.url, token: okta.token, oktaAppId: '0oaApi' } });
+  expect(res.statusCode, res.body).toBe(201);
+  return { slug, integrationId: res.json().id as string };
+}
+
+/** Queues a run through the API and runs it here; returns its id. */
+async function syncNow(integrationId: string): Promise<string> {
+  const queued = await call({ method: 'POST', url: `/api/v1/integrations/${integrationId}/sync`, payload: {} });
+  expect(queued.statusCode, queued.body).toBe(202);
+  expect((await reconcile({ db, config, log: silentLog }, queued.json().id)).kind).toBe('finished');
+  return queued.json().id as string;
+}
+
+/** A sample's value in Prometheus text, 0 when absent. */
+function sample(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
+// Each test makes the tenants, integrations and runs it needs: none relies on another having run.
+describe('admin API', () => {
   it('creates and lists tenants, refusing bad and duplicate slugs', async () => {
-    slug = uniqueSlug('api');
+    const slug = uniqueSlug('api');
     const created = await call({ method: 'POST', url: '/api/v1/tenants', payload: { slug, name: 'API Corp' } });
     expect(created.statusCode).toBe(201);
     expect(created.json()).toMatchObject({ slug, name: 'API Corp' });
@@ -75,11 +103,19 @@ describe('admin API', () => {
     expect(bad.statusCode).toBe(400);
     expect(bad.json().error.code).toBe('bad_request');
     expect((await call({ method: 'POST', url: '/api/v1/tenants', payload: { name: 'x' } })).statusCode).toBe(400);
-    const list = await call({ method: 'GET', url: '/api/v1/tenants?limit=1' });
-    expect(list.json()).toMatchObject({ items: [expect.objectContaining({ slug })], next: null });
+    // Pages of one, followed to the end, list it once.
+    const seen: string[] = [];
+    for (let offset: number | null = 0; offset !== null; ) {
+      const page = (await call({ method: 'GET', url: `/api/v1/tenants?limit=1&offset=${offset}` })).json() as { items: { slug: string }[]; next: number | null };
+      expect(page.items).toHaveLength(1);
+      seen.push(...page.items.map((t) => t.slug));
+      offset = page.next;
+    }
+    expect(seen.filter((s) => s === slug)).toHaveLength(1);
   });
 
   it('creates an integration with write-only credentials, and updates, lists and shows it', async () => {
+    const slug = await newTenant();
     const res = await call({
       method: 'POST',
       url: '/api/v1/integrations',
@@ -89,7 +125,7 @@ describe('admin API', () => {
     const body = res.json();
     expect(body).toMatchObject({ tenant: slug, provider: 'okta', thresholdPercent: 30, webhookSecret: expect.any(String) });
     expect(JSON.stringify(body)).not.toContain(okta.token);
-    integrationId = body.id;
+    const integrationId = body.id as string;
 
     const patched = await call({ method: 'PATCH', url: `/api/v1/integrations/${integrationId}`, payload: { every: '2h', deprovision: 'remove-access' } });
     expect(patched.json()).toMatchObject({ schedule: 'every 2h', deprovisionMode: 'remove-access' });
@@ -101,6 +137,7 @@ describe('admin API', () => {
   });
 
   it('checks the IdP before storing, and on demand (POST /integrations/{id}/test)', async () => {
+    const { slug, integrationId } = await newIntegration();
     expect((await call({ method: 'POST', url: `/api/v1/integrations/${integrationId}/test` })).json()).toMatchObject({
       id: integrationId,
       provider: 'okta',
@@ -124,6 +161,7 @@ describe('admin API', () => {
   });
 
   it('answers bad integration input with a 4xx naming the problem', async () => {
+    const { slug, integrationId } = await newIntegration();
     const cases: [InjectOptions, number, RegExp][] = [
       [{ method: 'POST', url: '/api/v1/integrations', payload: { tenant: slug, provider: 'ldap', baseUrl: 'https://x', token: 't' } }, 400, /provider/],
       [{ method: 'POST', url: '/api/v1/integrations', payload: { tenant: 'nope', provider: 'okta', baseUrl: 'https://x', token: 't' } }, 404, /tenant "nope" does not exist/],
@@ -146,6 +184,7 @@ describe('admin API', () => {
   });
 
   it('syncs now (and dry-runs), lists runs, shows a run with its change log', async () => {
+    const { slug, integrationId } = await newIntegration();
     const queued = await call({ method: 'POST', url: `/api/v1/integrations/${integrationId}/sync`, payload: {} });
     expect(queued.statusCode).toBe(202);
     expect(queued.json()).toMatchObject({ status: 'queued', trigger: 'manual', dryRun: false });
@@ -169,20 +208,27 @@ describe('admin API', () => {
   });
 
   it('approves only held runs', async () => {
-    const notHeld = await call({ method: 'GET', url: `/api/v1/integrations/${integrationId}/runs` });
-    const succeeded = notHeld.json().items.find((r: { status: string }) => r.status === 'succeeded');
-    const res = await call({ method: 'POST', url: `/api/v1/runs/${succeeded.id}/approve` });
+    const { integrationId } = await newIntegration();
+    const succeeded = await syncNow(integrationId);
+    expect((await call({ method: 'GET', url: `/api/v1/runs/${succeeded}` })).json()).toMatchObject({ status: 'succeeded' });
+    const res = await call({ method: 'POST', url: `/api/v1/runs/${succeeded}/approve` });
     expect(res.statusCode).toBe(400);
     expect(res.json().error.message).toMatch(/is succeeded, not held/);
   });
 
   it('/metrics exposes runs, changes, IdP requests, webhook deliveries and queue depth in Prometheus format', async () => {
+    // Totals cover the whole database: what this test's own run adds is what it checks.
+    const runsSeries = 'dirsync_runs_total{status="succeeded",trigger="manual",dry_run="false"}';
+    const createdSeries = 'dirsync_changes_applied_total{kind="usersCreated"}';
+    const before = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    const { integrationId } = await newIntegration();
+    await syncNow(integrationId);
     const res = await app.inject({ method: 'GET', url: '/metrics' });
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
     const text = res.body;
-    expect(text).toMatch(/^dirsync_runs_total\{status="succeeded",trigger="manual",dry_run="false"\} 1$/m);
-    expect(text).toMatch(/^dirsync_changes_applied_total\{kind="usersCreated"\} 3$/m);
+    expect(sample(text, runsSeries) - sample(before, runsSeries)).toBe(1);
+    expect(sample(text, createdSeries) - sample(before, createdSeries)).toBe(3);
     expect(text).toMatch(/^dirsync_idp_requests_total\{provider="okta",kind="request"\} [1-9]\d*$/m);
     expect(text).toMatch(/^# TYPE dirsync_webhook_deliveries_total counter$/m);
     expect(text).toMatch(/^dirsync_queue_jobs\{state="waiting"\} \d+$/m);
@@ -190,6 +236,9 @@ describe('admin API', () => {
   });
 
   it('lists webhook deliveries, rotates the secret, disables, enables and deletes', async () => {
+    const { integrationId } = await newIntegration();
+    expect((await call({ method: 'PATCH', url: `/api/v1/integrations/${integrationId}`, payload: { every: '2h' } })).statusCode).toBe(200);
+    expect(await queue.getJobScheduler(`schedule-${integrationId}`)).toBeDefined();
     expect((await call({ method: 'GET', url: `/api/v1/integrations/${integrationId}/webhooks` })).json()).toEqual({ items: [], next: null });
     const rotated = await call({ method: 'POST', url: `/api/v1/integrations/${integrationId}/rotate-webhook-secret` });
     expect(rotated.json()).toEqual({ id: integrationId, webhookSecret: expect.any(String), previousWebhookSecretValidUntil: expect.any(String) });

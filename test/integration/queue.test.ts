@@ -13,6 +13,7 @@ import { requestRun } from '../../src/runs/trigger.js';
 import { silentLog, testConfig, createTestDatabase } from '../support/env.js';
 import { FakeOkta } from '../support/fake-okta.js';
 import { createOktaIntegration } from '../support/fixtures.js';
+import { waitFor } from '../support/wait.js';
 
 let db: Db;
 let okta: FakeOkta;
@@ -64,16 +65,6 @@ class GatedConnector implements SnapshotSource {
   }
 }
 
-async function waitFor<T>(fn: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const start = Date.now();
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined) return value;
-    if (Date.now() - start > timeoutMs) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 const finished = (id: string) => async () => {
   const run = await new RunRepository(db).find(id);
   return run && ['succeeded', 'failed', 'held'].includes(run.status) ? run : undefined;
@@ -98,7 +89,7 @@ describe('queue and worker (real Redis)', () => {
     await worker(config, queue, gate);
 
     const first = await requestRun({ db, config, queue }, t.integrationId, 'manual');
-    await waitFor(async () => ((await new RunRepository(db).find(first.run.id))?.status === 'running' ? true : undefined));
+    await waitFor('the first run to be running', async () => (await new RunRepository(db).find(first.run.id))?.status === 'running');
 
     const followUps: RunSummary[] = [];
     for (let i = 0; i < 5; i++) followUps.push((await requestRun({ db, config, queue }, t.integrationId, 'webhook')).run);
@@ -107,12 +98,17 @@ describe('queue and worker (real Redis)', () => {
     // A dry run is its own run, but still waits its turn.
     const dry = await requestRun({ db, config, queue }, t.integrationId, 'manual', { dryRun: true });
 
-    await new Promise((r) => setTimeout(r, 500));
+    // Both waiting runs were handed to a worker and stepped aside (their jobs moved to delayed,
+    // jobs/reconcile.job.ts): had exclusivity failed, one of them would be reading now.
+    for (const id of [followUps[0]!.id, dry.run.id]) {
+      await waitFor(`run ${id} to be tried and put off while the first runs`, async () => (await queue.getJobState(id)) === 'delayed');
+    }
     expect(GatedConnector.maxActive).toBe(1);
+    expect(GatedConnector.reads).toBe(1);
     release();
 
     for (const id of [first.run.id, followUps[0]!.id, dry.run.id]) {
-      expect((await waitFor(finished(id))).status).toBe('succeeded');
+      expect((await waitFor(`run ${id} to finish`, finished(id))).status).toBe('succeeded');
     }
     expect(GatedConnector.maxActive).toBe(1);
     expect(GatedConnector.reads).toBe(3);
@@ -141,7 +137,7 @@ describe('queue and worker (real Redis)', () => {
     const t = await createOktaIntegration(db, config, okta, { appId: '0oaQ' });
     await worker(config, queue, Promise.resolve());
     await queue.add('schedule-tick', { integrationId: t.integrationId });
-    const run = await waitFor(async () => {
+    const run = await waitFor('the scheduled run to succeed', async () => {
       const [latest] = await new RunRepository(db).listForIntegration(t.integrationId, 1);
       return latest && latest.status === 'succeeded' ? latest : undefined;
     });
@@ -154,7 +150,7 @@ describe('queue and worker (real Redis)', () => {
     // Recorded in Postgres, but Redis never got the job (it was down).
     const { run } = await new RunRepository(db).trigger(t.integrationId, 'manual', false);
     await worker(config, queue, Promise.resolve());
-    expect((await waitFor(finished(run.id))).status).toBe('succeeded');
+    expect((await waitFor(`run ${run.id} to finish`, finished(run.id))).status).toBe('succeeded');
   });
 
   it('refuses to queue a run for a disabled integration', async () => {

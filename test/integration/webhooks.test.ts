@@ -18,6 +18,7 @@ import { createTestDatabase, silentLog, testConfig, uniqueSlug } from '../suppor
 import { FakeAuthentik } from '../support/fake-authentik.js';
 import { FakeOkta } from '../support/fake-okta.js';
 import { createAuthentikIntegration, createOktaIntegration, runNow } from '../support/fixtures.js';
+import { waitFor } from '../support/wait.js';
 import { authentikDefaultBody, authentikMappedBody, oktaDelivery } from '../support/webhook-bodies.js';
 
 let db: Db;
@@ -57,6 +58,9 @@ async function setup(redisUrl = 'redis://127.0.0.1:6379') {
   });
   const service = new IntegrationService(db, config);
   const t = await createOktaIntegration(db, config, okta, { appId: '0oaW' });
+  // The test's integration goes with its runs: no run a test leaves queued is picked up by a
+  // worker another test starts (a worker re-enqueues every queued run it finds in Postgres).
+  cleanups.push(() => service.delete(t.integrationId));
   const { webhookSecret: secret } = await service.rotateWebhookSecret(t.integrationId);
   const post = (body: unknown, authorization: string | undefined = secret, id = t.integrationId) =>
     app.inject({ method: 'POST', url: `/webhooks/${id}`, headers: authorization ? { authorization } : {}, payload: body as object });
@@ -221,6 +225,7 @@ describe('webhook receiver', () => {
     cleanups.push(() => ak.stop());
     const { app, config, service } = await setup();
     const t = await createAuthentikIntegration(db, config, ak);
+    cleanups.push(() => service.delete(t.integrationId));
     const { webhookSecret: secret } = await service.rotateWebhookSecret(t.integrationId);
     const post = (body: object) => app.inject({ method: 'POST', url: `/webhooks/${t.integrationId}`, headers: { authorization: `Bearer ${secret}` }, payload: body });
     expect((await post(authentikDefaultBody())).json().outcome).toBe('triggered');
@@ -263,7 +268,7 @@ describe('a webhook during a full run', () => {
       config,
       log: silentLog,
       queue,
-      // Runs left queued by the tests above are recovered by this worker too: only this test's are held.
+      // Only this test's runs are held (other tests' integrations are gone with their runs).
       connectorFor: (integration, credentials) => {
         const connector = createConnector(integration, credentials);
         return integration.id === t.integrationId ? new HeldConnector(connector) : connector;
@@ -275,7 +280,7 @@ describe('a webhook during a full run', () => {
     const full = await post(oktaDelivery([{ eventType: 'user.account.update_profile' }]));
     expect(full.json()).toMatchObject({ outcome: 'triggered' });
     const running = async () => (await new RunRepository(db).find(full.json().runId))?.status === 'running';
-    while (HeldConnector.reads === 0 || !(await running())) await new Promise((r) => setTimeout(r, 20));
+    await waitFor('the full run to be reading', async () => HeldConnector.reads > 0 && (await running()));
 
     // Ann is deactivated in Okta; its event hook arrives while that run is in flight.
     okta.updateUser(ann.id, { status: 'SUSPENDED' });
@@ -284,11 +289,9 @@ describe('a webhook during a full run', () => {
     release();
 
     const ids = [full.json().runId as string, event.json().runId as string];
-    for (;;) {
-      const runs = await Promise.all(ids.map((id) => new RunRepository(db).find(id)));
-      if (runs.every((r) => r?.status === 'succeeded')) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitFor('both runs to succeed', async () => (await Promise.all(ids.map((id) => new RunRepository(db).find(id)))).every((r) => r?.status === 'succeeded'), {
+      timeoutMs: 20_000,
+    });
     const [first, second] = await Promise.all(ids.map((id) => new RunRepository(db).find(id)));
     // The stale run applied nothing that undoes the event; the run the event asked for read after it.
     expect(Date.parse(second!.startedAt!)).toBeGreaterThanOrEqual(Date.parse(first!.finishedAt!));

@@ -140,6 +140,32 @@ export function akAppJson(a: AkApp) {
   };
 }
 
+/**
+ * authentik's default page size: REST_FRAMEWORK["PAGE_SIZE"] in authentik/root/settings.py. Its
+ * Pagination class (authentik/api/pagination.py) sets no max_page_size, so any positive `page_size`
+ * is served as asked.
+ */
+export const AK_DEFAULT_PAGE_SIZE = 100;
+
+/**
+ * The page number and size DRF's PageNumberPagination serves for a request, or undefined where it
+ * answers 404 {"detail": "Invalid page."} (rest_framework/pagination.py, paginate_queryset: Django's
+ * Paginator.page raises InvalidPage for a page that is not an integer, is below 1, or is past the last
+ * page, except page 1 of an empty list; DRF turns that into NotFound(invalid_page_message)). "last" is
+ * the last page (last_page_strings). get_page_size takes `page_size` only as a strictly positive
+ * integer and falls back to the default page size otherwise.
+ */
+export function akPageOf(query: URLSearchParams, count: number, maxPageSize = Infinity): { page: number; pageSize: number } | undefined {
+  const rawSize = query.get('page_size');
+  const asked = rawSize !== null && /^\s*\+?\d+\s*$/.test(rawSize) ? Number(rawSize) : 0;
+  const pageSize = Math.min(asked > 0 ? asked : AK_DEFAULT_PAGE_SIZE, maxPageSize);
+  const totalPages = Math.max(1, Math.ceil(count / pageSize));
+  const rawPage = query.get('page') ?? '1';
+  const page = rawPage === 'last' ? totalPages : /^\s*[-+]?\d+\s*$/.test(rawPage) ? Number(rawPage) : NaN;
+  if (!Number.isInteger(page) || page < 1 || page > totalPages) return undefined;
+  return { page, pageSize };
+}
+
 /** authentik's paginated envelope for one page of `all`. */
 export function akPage<T>(all: T[], page: number, pageSize: number) {
   const totalPages = Math.max(1, Math.ceil(all.length / pageSize));
@@ -252,16 +278,19 @@ export class FakeAuthentik extends LoopbackServer {
       return this.json(res, 403, { detail: 'Token invalid/expired' });
     }
     const q = url.searchParams;
-    const page = Number(q.get('page') ?? 1);
-    const pageSize = Math.min(Number(q.get('page_size') ?? 20), this.maxPageSize ?? Infinity);
     const path = url.pathname;
+    const paged = (list: unknown[]) => {
+      const at = akPageOf(q, list.length, this.maxPageSize);
+      if (!at) return this.json(res, 404, { detail: 'Invalid page.' });
+      return this.json(res, 200, akPage(list, at.page, at.pageSize));
+    };
     if (path === '/api/v3/core/users/') {
       const list = [...this.users.values()].sort((a, b) => a.pk - b.pk).map((u) => akUserJson(u, this.url));
-      return this.json(res, 200, akPage(this.rewriteList?.(path, list) ?? list, page, pageSize));
+      return paged(this.rewriteList?.(path, list) ?? list);
     }
     if (path === '/api/v3/core/groups/') {
       const list = [...this.groups.values()].sort((a, b) => a.name.localeCompare(b.name)).map(akGroupJson);
-      return this.json(res, 200, akPage(this.rewriteList?.(path, list) ?? list, page, pageSize));
+      return paged(this.rewriteList?.(path, list) ?? list);
     }
     const app = path.match(/^\/api\/v3\/core\/applications\/([^/]+)\/$/);
     if (app) {
@@ -269,9 +298,21 @@ export class FakeAuthentik extends LoopbackServer {
       return found ? this.json(res, 200, akAppJson(found)) : this.json(res, 404, { detail: 'No Application matches the given query.' });
     }
     if (path === '/api/v3/policies/bindings/') {
+      // authentik/policies/api/bindings.py: the viewset's queryset is PolicyBinding.objects.all(),
+      // ordered by ("target", "order"), and `target` is a plain django-filter field of PolicyBindingFilter.
+      // So a listing without `target` is every binding of every application, flow, source... (a
+      // connector that forgets the filter reads other applications' bindings as this one's), and a
+      // `target` naming no bindable object fails the filterset's validation: DjangoFilterBackend raises
+      // it as a 400 with the field's ModelChoiceField error.
       const target = q.get('target');
-      const list = this.bindings.filter((b) => !target || b.target === target).map(akBindingJson);
-      return this.json(res, 200, akPage(list, page, pageSize));
+      if (target !== null && ![...this.apps.values()].some((a) => a.pk === target)) {
+        return this.json(res, 400, { target: ['Select a valid choice. That choice is not one of the available choices.'] });
+      }
+      const list = this.bindings
+        .filter((b) => target === null || b.target === target)
+        .sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : a.order - b.order))
+        .map(akBindingJson);
+      return paged(list);
     }
     return this.json(res, 404, { detail: 'Not found.' });
   }

@@ -89,6 +89,8 @@ export class FakeOkta extends LoopbackServer {
   readonly tokenRequests: FakeTokenRequest[] = [];
   private readonly accessTokens = new Map<string, { scopes: Set<string>; thumbprint: string | undefined }>();
   private readonly dpopNonce = randomBytes(8).toString('hex');
+  /** Cursors this org issued in `next` links: which listing each continues and where. */
+  private readonly cursors = new Map<string, { listing: string; start: number }>();
   private seq = 0;
 
   // ---- directory mutations -------------------------------------------------------------
@@ -191,7 +193,13 @@ export class FakeOkta extends LoopbackServer {
     };
   }
 
-  private appUserJson(appId: string, u: FakeUser, scope: 'USER' | 'GROUP'): Record<string, unknown> {
+  // Okta embeds the user (`_embedded.user`) in an app user, and the group (`_embedded.group`) in an
+  // app group assignment, only when `expand=user` / `expand=group` is asked for; otherwise there is no
+  // `_embedded` at all. Source: the `expand` parameter of listApplicationUsers ("return the corresponding
+  // User object in the _embedded property. Valid value: user") and listApplicationGroupAssignments in
+  // Okta's management OpenAPI spec, as @okta/okta-sdk-nodejs 8.1 carries it
+  // (src/generated/apis/ApplicationApi.js).
+  private appUserJson(appId: string, u: FakeUser, scope: 'USER' | 'GROUP', expand: boolean): Record<string, unknown> {
     return {
       id: u.id,
       externalId: null,
@@ -208,11 +216,11 @@ export class FakeOkta extends LoopbackServer {
         app: { href: `${this.url}/api/v1/apps/${appId}` },
         user: { href: `${this.url}/api/v1/users/${u.id}` },
       },
-      _embedded: { user: this.userJson(u) },
+      ...(expand ? { _embedded: { user: this.userJson(u) } } : {}),
     };
   }
 
-  private appGroupJson(appId: string, g: FakeGroup): Record<string, unknown> {
+  private appGroupJson(appId: string, g: FakeGroup, expand: boolean): Record<string, unknown> {
     return {
       id: g.id,
       lastUpdated: g.lastUpdated,
@@ -222,7 +230,7 @@ export class FakeOkta extends LoopbackServer {
         app: { href: `${this.url}/api/v1/apps/${appId}` },
         group: { href: `${this.url}/api/v1/groups/${g.id}` },
       },
-      _embedded: { group: this.groupJson(g) },
+      ...(expand ? { _embedded: { group: this.groupJson(g) } } : {}),
     };
   }
 
@@ -279,12 +287,14 @@ export class FakeOkta extends LoopbackServer {
         if (!this.apps.has(appId)) return this.error(res, 404, 'E0000007', `Not found: Resource not found: ${appId} (AppInstance)`);
         if (parts[4] === 'users') {
           const scopes = this.appUserScopes(appId);
-          const list = [...scopes.keys()].sort().map((id) => this.appUserJson(appId, this.users.get(id)!, scopes.get(id)!));
+          const expand = expands(q, 'user');
+          const list = [...scopes.keys()].sort().map((id) => this.appUserJson(appId, this.users.get(id)!, scopes.get(id)!, expand));
           return this.page(res, url, list, 50, 500);
         }
         if (parts[4] === 'groups') {
           const app = this.apps.get(appId)!;
-          const list = [...app.groups].sort().map((id) => this.appGroupJson(appId, this.groups.get(id)!));
+          const expand = expands(q, 'group');
+          const list = [...app.groups].sort().map((id) => this.appGroupJson(appId, this.groups.get(id)!, expand));
           return this.page(res, url, list, 20, 200);
         }
       }
@@ -352,17 +362,39 @@ export class FakeOkta extends LoopbackServer {
     res.end(JSON.stringify({ token_type: app.dpop ? 'DPoP' : 'Bearer', expires_in: 3600, access_token: accessToken, scope: scopes.join(' ') }));
   }
 
-  /** One page of `list`, with Okta's Link headers: `self` always, `next` unless it is the last page. */
+  /**
+   * One page of `list`, with Okta's Link headers: `self` always, `next` unless it is the last page.
+   *
+   * Okta's cursors are opaque and only valid as Okta hands them out in a `next` link ("Treat this as an
+   * opaque value obtained through the next link relationship", the `after` parameter in Okta's
+   * management OpenAPI spec, @okta/okta-sdk-nodejs src/generated/apis/*.js). So this fake accepts only a
+   * cursor it issued, and only on the listing it issued it for (same path, same filter and expand): any
+   * other `after` (made up, parsed and edited, taken from another listing) is refused with a 400 rather
+   * than answered as an empty last page, so a paging bug fails the read loudly instead of truncating it.
+   * The exact body Okta sends for a foreign cursor is not documented; the fake answers Okta's generic
+   * validation error (E0000001 "Api validation failed", HTTP 400, Okta's error-code reference) naming
+   * the parameter, as Okta's validation errors do.
+   */
   private page(res: ServerResponse, url: URL, all: Record<string, unknown>[], defaultLimit: number, maxLimit = defaultLimit): void {
+    const listing = listingOf(url);
+    const after = url.searchParams.get('after');
+    let start = 0;
+    if (after !== null) {
+      const cursor = this.cursors.get(after);
+      if (!cursor || cursor.listing !== listing) {
+        return this.error(res, 400, 'E0000001', 'Api validation failed: after', {}, [{ errorSummary: `after: '${after}' is not a cursor of this listing` }]);
+      }
+      start = cursor.start;
+    }
     const list = this.rewriteList?.(url.pathname, all) ?? all;
     const limit = Math.min(Number(url.searchParams.get('limit') ?? defaultLimit) || defaultLimit, maxLimit, this.maxPageSize ?? Infinity);
-    const after = url.searchParams.get('after');
-    const start = after ? Number(Buffer.from(after, 'base64url').toString()) : 0;
     const items = list.slice(start, start + limit);
     const links = [`<${this.url}${url.pathname}${url.search}>; rel="self"`];
     if (start + limit < list.length) {
+      const cursor = randomBytes(12).toString('base64url');
+      this.cursors.set(cursor, { listing, start: start + limit });
       const next = new URL(url.toString());
-      next.searchParams.set('after', Buffer.from(String(start + limit)).toString('base64url'));
+      next.searchParams.set('after', cursor);
       next.searchParams.set('limit', String(limit));
       links.push(`<${this.url}${next.pathname}${next.search}>; rel="next"`);
     }
@@ -370,9 +402,16 @@ export class FakeOkta extends LoopbackServer {
     res.end(JSON.stringify(items));
   }
 
-  private error(res: ServerResponse, status: number, code: string, summary: string, headers: Record<string, string> = {}): void {
+  private error(
+    res: ServerResponse,
+    status: number,
+    code: string,
+    summary: string,
+    headers: Record<string, string> = {},
+    errorCauses: { errorSummary: string }[] = [],
+  ): void {
     res.writeHead(status, { 'content-type': 'application/json', ...headers, ...this.rateHeaders() });
-    res.end(JSON.stringify({ errorCode: code, errorSummary: summary, errorLink: code, errorId: `oae${this.nextId()}`, errorCauses: [] }));
+    res.end(JSON.stringify({ errorCode: code, errorSummary: summary, errorLink: code, errorId: `oae${this.nextId()}`, errorCauses }));
   }
 
   rateHeaders(): Record<string, string> {
@@ -398,6 +437,20 @@ export class FakeOkta extends LoopbackServer {
     if (value === undefined) throw new Error(`fake Okta has no ${String(key)}`);
     return value;
   }
+}
+
+/** Whether `expand` asks for `what` (Okta takes one value; a comma list is tolerated). */
+function expands(q: URLSearchParams, what: string): boolean {
+  return (q.get('expand') ?? '').split(',').map((s) => s.trim()).includes(what);
+}
+
+/** A listing's identity for its cursors: the path and every query parameter but the cursor and page size. */
+function listingOf(url: URL): string {
+  const q = new URLSearchParams(url.searchParams);
+  q.delete('after');
+  q.delete('limit');
+  q.sort();
+  return `${url.pathname}?${q.toString()}`;
 }
 
 function byId(a: { id: string }, b: { id: string }): number {
