@@ -42,7 +42,8 @@ export async function createAuthentikIntegration(
   options: { app?: string; tenantSlug?: string; deprovision?: string } = {},
 ): Promise<TestIntegration> {
   const tenantSlug = options.tenantSlug ?? uniqueSlug();
-  const tenant = (await new TenantRepository(db).create(tenantSlug, tenantSlug))!;
+  const tenants = new TenantRepository(db);
+  const tenant = (await tenants.findBySlug(tenantSlug)) ?? (await tenants.create(tenantSlug, tenantSlug))!;
   const { integration } = await new IntegrationService(db, config).create({
     tenant: tenantSlug,
     provider: 'authentik',
