@@ -92,7 +92,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
         await deps.afterBatch?.();
       },
     });
-    const counts = recorder.withEarlierAttempts(result.counts);
+    const counts = await recorder.withEarlierAttempts(result.counts);
     if (totalChanges(counts) >= LARGE_WRITE) await new DirectoryRepository(deps.db).refreshStatistics();
     await recordPlan(deps.db, runId, decision.gated.held, policy, 'held');
     await settleApprovals(runs, run, approvals, decision.gated.stale);
@@ -233,8 +233,8 @@ class RunRecorder {
   }
 
   /** This attempt's counts plus what earlier attempts of the run committed. */
-  withEarlierAttempts(counts: PlanCounts): PlanCounts {
-    return this.priorCounts ? addCounts(this.priorCounts, counts) : counts;
+  async withEarlierAttempts(counts: PlanCounts): Promise<PlanCounts> {
+    return addCounts(await this.loadPrior(), counts);
   }
 
   private priorCounts: PlanCounts | undefined;

@@ -268,14 +268,22 @@ describe('OktaConnector, app-scoped', () => {
     await expect(connector(APP).readSnapshot()).rejects.toThrow(/HTTP 404 E0000007.*Okta has no app with id 0oa1app: check --okta-app-id/);
   });
 
-  it('rejects a user without a login as bad data', async () => {
-    const broken = oktaUser('00u7', 'x@acme.test');
+  it('skips a user without a login as bad data, keeping its id and status, and reads the rest', async () => {
+    const broken = { ...oktaUser('00u7', 'x@acme.test'), status: 'SUSPENDED' };
     delete (broken.profile as Record<string, unknown>).login;
-    nock(ORG).get(`/api/v1/apps/${APP}/users`).query(true).reply(200, [appUser(APP, broken, 'USER')], rate());
-    await expect(connector(APP).readSnapshot()).rejects.toThrow(SnapshotError);
+    nock(ORG)
+      .get(`/api/v1/apps/${APP}/users`)
+      .query(true)
+      .reply(200, [appUser(APP, broken, 'USER'), appUser(APP, oktaUser('00u8', 'y@acme.test'), 'USER')], rate())
+      .get(`/api/v1/apps/${APP}/groups`)
+      .query(true)
+      .reply(200, [], rate());
+    const snapshot = await connector(APP).readSnapshot();
+    expect([...snapshot.users.keys()]).toEqual(['00u8']);
+    expect(snapshot.skipped).toEqual([{ kind: 'user', externalId: '00u7', subject: '00u7', reason: 'Okta user 00u7 has no profile.login', active: false }]);
   });
 
-  it('rejects two users whose logins differ only in case', async () => {
+  it('skips both users whose logins differ only in case', async () => {
     nock(ORG)
       .get(`/api/v1/apps/${APP}/users`)
       .query(true)
@@ -283,7 +291,12 @@ describe('OktaConnector, app-scoped', () => {
       .get(`/api/v1/apps/${APP}/groups`)
       .query(true)
       .reply(200, [], rate());
-    await expect(connector(APP).readSnapshot()).rejects.toThrow(/00u1 and 00u2 have the same userName/);
+    const snapshot = await connector(APP).readSnapshot();
+    expect(snapshot.users.size).toBe(0);
+    expect(snapshot.skipped.map((r) => [r.externalId, r.reason])).toEqual([
+      ['00u1', expect.stringMatching(/00u1 and 00u2 have the same userName/)],
+      ['00u2', expect.stringMatching(/00u1 and 00u2 have the same userName/)],
+    ]);
   });
 });
 

@@ -470,7 +470,7 @@ describe('secrets never leak', () => {
       const { rows: tables } = await client.query<{ name: string }>(
         `select table_name as name from information_schema.tables where table_schema = 'public' order by 1`,
       );
-      expect(tables.map((t) => t.name)).toEqual(expect.arrayContaining(['integrations', 'runs', 'run_changes', 'webhook_deliveries', 'tenant_access']));
+      expect(tables.map((t) => t.name)).toEqual(expect.arrayContaining(['integrations', 'runs', 'run_changes', 'webhook_deliveries', 'accounts']));
       for (const { name } of tables) {
         const result = await client.query<{ row: string }>(`select t::text as row from "${name}" t`);
         for (const { row } of result.rows) {
