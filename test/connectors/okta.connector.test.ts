@@ -2,7 +2,6 @@ import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IdpReadError } from '../../src/connectors/connector.js';
 import { OktaConnector } from '../../src/connectors/okta/okta.connector.js';
-import { SnapshotError } from '../../src/core/snapshot.js';
 
 // Okta's wire format, as its management API returns it.
 const ORG = 'https://acme.okta.test';
