@@ -5,11 +5,18 @@ import { NotFoundError, UserError } from '../errors.js';
 import { IntegrationService } from '../integrations/integration.service.js';
 import type { Config } from '../config.js';
 import { type DirsyncQueue, enqueueRun } from '../queue/queue.js';
+import { withTimeout } from '../queue/timeout.js';
+
+/** The queue did not take a run's job in time: the caller answers "try again later". */
+export class QueueUnavailableError extends Error {
+  override name = 'QueueUnavailableError';
+}
 
 /**
- * Asks for a run of an integration. Triggers that arrive while a run is queued coalesce into
- * it; one that arrives while a run is in progress queues exactly one follow-up.
- * Returns the run that will serve this trigger.
+ * Asks for a run of an integration: the one way every caller (CLI, admin API, console,
+ * scheduler, webhook) requests one. Triggers that arrive while a run is queued coalesce into
+ * it; one that arrives while a run is in progress queues exactly one follow-up. Returns the
+ * run that will serve this trigger. Refuses a disabled integration.
  */
 export async function requestRun(
   deps: { db: Db; config: Config; queue: DirsyncQueue },
@@ -21,13 +28,29 @@ export async function requestRun(
   if (!integration.enabled) {
     throw new UserError(`integration ${integrationId} is disabled: enable it with \`dirsync integration enable ${integrationId}\``);
   }
+  return queueRun(deps, integrationId, trigger, options);
+}
+
+/**
+ * Records a run (or joins the queued one) and puts it on the queue, for a caller that has
+ * already checked the integration is enabled (the webhook receiver checks it in the same
+ * statement that authenticates the delivery). A run this call created is deleted again if
+ * the queue cannot take it, so a queued run always has its job; with `enqueueTimeoutMs`, a
+ * queue that does not answer in time throws QueueUnavailableError.
+ */
+export async function queueRun(
+  deps: { db: Db; queue: DirsyncQueue },
+  integrationId: string,
+  trigger: RunTrigger,
+  options: { dryRun?: boolean; enqueueTimeoutMs?: number } = {},
+): Promise<{ run: RunSummary; created: boolean }> {
   const runs = new RunRepository(deps.db);
   const result = await runs.trigger(integrationId, trigger, options.dryRun ?? false);
   // Always (re-)add: if an earlier enqueue was lost (Redis away), this repairs it.
   try {
-    await enqueueRun(deps.queue, result.run);
+    const enqueued = enqueueRun(deps.queue, result.run);
+    await (options.enqueueTimeoutMs === undefined ? enqueued : withTimeout(enqueued, options.enqueueTimeoutMs, () => new QueueUnavailableError(`the queue did not answer within ${options.enqueueTimeoutMs} ms`)));
   } catch (error) {
-    // A queued run always has its job: one this call created goes again if Redis refused it.
     if (result.created) await runs.deleteQueued(result.run.id);
     throw error;
   }

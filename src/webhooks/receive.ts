@@ -1,11 +1,13 @@
 import { hashSecret, secretMatchesEither } from '../crypto.js';
 import type { Db } from '../db/database.js';
 import type { Provider } from '../db/schema.js';
-import { RunRepository, isUuid } from '../db/run.repository.js';
+import { isUuid } from '../db/run.repository.js';
 import { WebhookRepository } from '../db/webhook.repository.js';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
-import { type DirsyncQueue, enqueueRun } from '../queue/queue.js';
+import type { DirsyncQueue } from '../queue/queue.js';
+import { QueueUnavailableError, queueRun } from '../runs/trigger.js';
+import { withTimeout } from '../queue/timeout.js';
 import { MalformedWebhookError, type WebhookSignal, readAuthentikNotification, readOktaDelivery } from './events.js';
 
 export interface WebhookDeps {
@@ -18,10 +20,6 @@ export interface WebhookDeps {
 
 /** How long a delivery may wait for the queue before it is refused with 503 (Okta gives up after 3 s). */
 const ENQUEUE_TIMEOUT_MS = 1_500;
-
-class QueueUnavailableError extends Error {
-  override name = 'QueueUnavailableError';
-}
 
 export interface WebhookReply {
   readonly status: number;
@@ -107,7 +105,7 @@ export async function receiveWebhook(
     return reply(200, { outcome: 'ignored' });
   }
   try {
-    const { run } = await requestRunOrUndo(deps, integrationId);
+    const { run } = await queueRun(deps, integrationId, 'webhook', { enqueueTimeoutMs: ENQUEUE_TIMEOUT_MS });
     await webhooks.recordDelivery({ ...record, outcome: 'triggered', runId: run.id });
     return reply(200, { outcome: 'triggered', runId: run.id });
   } catch (error) {
@@ -116,22 +114,6 @@ export async function receiveWebhook(
     await webhooks.forgetEvents(integrationId, fresh);
     return unavailable(deps, integrationId, (error as Error).message);
   }
-}
-
-/**
- * Records a webhook run (or joins the queued one) and enqueues it. A run this call created is
- * deleted again if the queue cannot take it, so a queued run always has its job.
- */
-async function requestRunOrUndo(deps: WebhookDeps, integrationId: string) {
-  const runs = new RunRepository(deps.db);
-  const result = await runs.trigger(integrationId, 'webhook', false);
-  try {
-    await withTimeout(enqueueRun(deps.queue, result.run), ENQUEUE_TIMEOUT_MS);
-  } catch (error) {
-    if (result.created) await runs.deleteQueued(result.run.id);
-    throw error;
-  }
-  return result;
 }
 
 // An integration's provider never changes and its Okta app id rarely does; reading a body
@@ -157,7 +139,7 @@ function unavailable(deps: WebhookDeps, integrationId: string, why: string): Web
 async function queueReady(redis: Redis, ms: number): Promise<boolean> {
   if (redis.status === 'ready') return true;
   if (redis.status === 'end') return false;
-  return withTimeout(nextReady(redis), ms).then(
+  return withTimeout(nextReady(redis), ms, () => new QueueUnavailableError(`the queue did not answer within ${ms} ms`)).then(
     () => true,
     () => false,
   );
@@ -172,14 +154,6 @@ function nextReady(redis: Redis): Promise<void> {
     readyWaits.set(redis, wait);
   }
   return wait;
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new QueueUnavailableError(`the queue did not answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 function isRedisError(error: unknown): boolean {
