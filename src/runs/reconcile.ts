@@ -67,10 +67,10 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
     if (!integration.enabled) return await recorder.fail('the integration is disabled');
 
     // Read.
+    log.info({ provider: integration.provider, dryRun: run.dryRun }, 'run started');
     const read = await readTenantAndIdp(deps, integrations, integration, recorder);
     if (read.kind === 'failed') return await recorder.fail(read.error);
     const { local, snapshot, current } = read;
-    log.info({ provider: integration.provider, dryRun: run.dryRun }, 'run read');
 
     // Decide.
     const policy: Policy = { deprovisionMode: integration.deprovisionMode };
