@@ -196,17 +196,19 @@ export class DirectoryRepository {
       )
       select external_id from refused
     `.execute(this.db);
+    const adopting = users.filter((u) => u.adopts !== null);
+    if (adopting.length === 0) return rows.map((r) => r.external_id);
+    const a = userColumns(adopting);
     // The adopted accounts take the identity's attributes now that they are this integration's
     // (a data-modifying CTE cannot update a row twice); their other integrations' memberships
     // and their own lock go.
     await sql`
       with input as (
-        select * from unnest(${c.externalId}::text[], ${c.userName}::text[], ${c.email}::text[],
-          ${c.givenName}::text[], ${c.familyName}::text[], ${c.displayName}::text[], ${c.active}::boolean[],
-          ${c.status}::text[], ${c.attributes}::jsonb[], ${c.fingerprint}::text[], ${users.map((u) => u.adopts)}::uuid[])
+        select * from unnest(${a.externalId}::text[], ${a.userName}::text[], ${a.email}::text[],
+          ${a.givenName}::text[], ${a.familyName}::text[], ${a.displayName}::text[], ${a.active}::boolean[],
+          ${a.status}::text[], ${a.attributes}::jsonb[], ${a.fingerprint}::text[], ${adopting.map((u) => u.adopts)}::uuid[])
           as t(external_id, user_name, email, given_name, family_name, display_name, active, idp_status,
                attributes, fingerprint, adopts)
-        where adopts is not null
       ), adopted as (
         update accounts a set user_id = p.id, user_name = i.user_name, email = i.email, given_name = i.given_name,
           family_name = i.family_name, display_name = i.display_name, active = i.active, idp_status = i.idp_status,
