@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config.js';
 import { zeroCounts } from '../../src/core/plan.js';
@@ -222,6 +223,57 @@ describe('per-record isolation', () => {
     expect(kims).toEqual([expect.objectContaining({ id: kimBefore.id, userName: `KIM@${d}`, active: true })]);
     const log = await new RunRepository(db).listChanges(adopted.id);
     expect(log.find((c) => c.externalId === '31')).toMatchObject({ kind: 'user.created', detail: expect.objectContaining({ adopted: kimBefore.id }) });
+  });
+});
+
+describe('per-record isolation while applying', () => {
+  it('a record Postgres refuses is retried alone and skipped with a warning; the rest of its batch applies; a refused attribute refresh still deprovisions', async () => {
+    const o = await okta();
+    const d = `${uniqueSlug('refuse')}.test`;
+    const app = o.addApp('0oaRefuse');
+    for (const name of ['amy', 'bea', 'cal', 'dot']) app.users.add(o.addUser(`${name}@${d}`, { id: `00u${name}` }).id);
+    const t = await createOktaIntegration(db, config, o, { appId: '0oaRefuse' });
+    await runNow(deps(), t.integrationId);
+
+    // A constraint only some records break (as a host app's own check might): Postgres refuses
+    // those rows with check_violation, a per-record error, never an outage.
+    await sql`
+      create or replace function refuse_marked() returns trigger language plpgsql as $$
+      begin
+        if new.attributes ? 'refuse' then raise exception 'refused by a check' using errcode = '23514'; end if;
+        return new;
+      end $$`.execute(db);
+    await sql`create trigger refuse_marked before insert or update on accounts for each row execute function refuse_marked()`.execute(db);
+    try {
+      app.users.add(o.addUser(`eve@${d}`, { id: '00ueve', profile: { refuse: true } }).id);
+      app.users.add(o.addUser(`fay@${d}`, { id: '00ufay' }).id);
+      o.updateUser('00uamy', { profile: { title: 'Lead' } });
+      o.updateUser('00ubea', { profile: { title: 'Ops', refuse: true } });
+      o.updateUser('00ucal', { status: 'SUSPENDED', profile: { refuse: true } });
+      const run = await runNow({ ...deps(), batchSize: 10 }, t.integrationId);
+      expect(run.status).toBe('succeeded');
+      expect(run.counts).toMatchObject({ usersCreated: 1, usersUpdated: 1, usersDeprovisioned: 1 });
+      expect(run.warnings.map((w) => [w.externalId, w.reason.replace(/\(.*\)$/, '')])).toEqual([
+        ['00ubea', 'user.updated of bea@' + d + ': Postgres refused it '],
+        ['00ueve', 'user.created of eve@' + d + ': Postgres refused it '],
+      ]);
+      const users = await directory().listTenantUsers(t.tenantId);
+      expect(users.map((u) => [u.userName, u.active])).toEqual([
+        [`amy@${d}`, true],
+        [`bea@${d}`, true],
+        [`cal@${d}`, false], // deprovisioned although its attribute refresh was refused
+        [`dot@${d}`, true],
+        [`fay@${d}`, true],
+      ]);
+      const log = await new RunRepository(db).listChanges(run.id);
+      expect(log.map((c) => [c.kind, c.externalId]).sort()).toEqual([
+        ['user.created', '00ufay'],
+        ['user.deprovisioned', '00ucal'],
+        ['user.updated', '00uamy'],
+      ]);
+    } finally {
+      await sql`drop trigger refuse_marked on accounts`.execute(db);
+    }
   });
 });
 
