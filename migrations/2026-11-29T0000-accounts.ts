@@ -20,7 +20,36 @@ type Db = Kysely<any>;
  *   plus flags; runs get the warnings of records they skipped.
  */
 export async function up(db: Db): Promise<void> {
-  // People: merge those the new key folds together, then re-key.
+  // Every row that hangs on a person today is first tied to its account (unique per tenant and
+  // person in the old model), so merging people below cannot move anything to the wrong account.
+  await sql`alter table tenant_access add column account_id uuid not null default gen_random_uuid()`.execute(db);
+
+  await sql`alter table group_memberships add column account_id uuid`.execute(db);
+  await sql`
+    update group_memberships gm set account_id = ta.account_id
+    from groups g, tenant_access ta
+    where g.id = gm.group_id and ta.tenant_id = g.tenant_id and ta.user_id = gm.user_id
+  `.execute(db);
+  // The old model removed a person's memberships with their access, so none should lack an
+  // account; one that does has nobody in the tenant to hang on.
+  await sql`delete from group_memberships where account_id is null`.execute(db);
+  await sql`alter table group_memberships drop constraint group_memberships_pkey`.execute(db);
+  await sql`drop index group_memberships_user_idx`.execute(db);
+  await sql`alter table group_memberships drop column user_id`.execute(db);
+  await sql`alter table group_memberships alter column account_id set not null`.execute(db);
+
+  await sql`alter table locks drop constraint locks_pkey`.execute(db);
+  await sql`alter table locks add column id bigserial primary key`.execute(db);
+  await sql`alter table locks add column account_id uuid`.execute(db);
+  await sql`
+    update locks l set account_id = ta.account_id from tenant_access ta
+    where ta.tenant_id = l.tenant_id and (
+      (ta.integration_id = l.integration_id and ta.external_id = l.external_id)
+      or (l.external_id is null and ta.user_id = l.user_id))
+  `.execute(db);
+  await sql`alter table tenant_access drop constraint tenant_access_tenant_user_key`.execute(db);
+
+  // People: merge those the new key folds together into the oldest, then re-key.
   await sql`alter table users add column new_key text`.execute(db);
   await sql`update users set new_key = lower(normalize(user_name, NFC))`.execute(db);
   await sql`
@@ -30,12 +59,6 @@ export async function up(db: Db): Promise<void> {
   await sql`delete from person_merge where id = keep`.execute(db);
   await sql`update tenant_access ta set user_id = m.keep from person_merge m where ta.user_id = m.id`.execute(db);
   await sql`update locks l set user_id = m.keep from person_merge m where l.user_id = m.id`.execute(db);
-  // A person's memberships follow to the kept person; a duplicate pair is one membership.
-  await sql`
-    insert into group_memberships (group_id, user_id, created_at)
-    select gm.group_id, m.keep, gm.created_at from group_memberships gm join person_merge m on m.id = gm.user_id
-    on conflict do nothing
-  `.execute(db);
   await sql`delete from users u using person_merge m where u.id = m.id`.execute(db);
   await sql`alter table users drop column user_name_key`.execute(db);
   await sql`alter table users drop column new_key`.execute(db);
@@ -45,10 +68,9 @@ export async function up(db: Db): Promise<void> {
   // Accounts.
   await sql`alter table tenant_access rename to accounts`.execute(db);
   await sql`alter table accounts rename constraint tenant_access_integration_external_key to accounts_integration_external_key`.execute(db);
-  await sql`alter table accounts drop constraint tenant_access_tenant_user_key`.execute(db);
   await sql`alter table accounts drop constraint tenant_access_pkey`.execute(db);
-  await sql`alter table accounts rename column id to legacy_id`.execute(db);
-  await sql`alter table accounts add column id uuid not null default gen_random_uuid()`.execute(db);
+  await sql`alter table accounts drop column id`.execute(db);
+  await sql`alter table accounts rename column account_id to id`.execute(db);
   await sql`alter table accounts add constraint accounts_pkey primary key (id)`.execute(db);
   await sql`alter index tenant_access_user_idx rename to accounts_user_idx`.execute(db);
   await sql`alter table accounts alter column integration_id drop not null`.execute(db);
@@ -62,34 +84,11 @@ export async function up(db: Db): Promise<void> {
   await sql`create index accounts_tenant_user_name_key_idx on accounts (tenant_id, user_name_key)`.execute(db);
   await sql`alter table accounts add constraint accounts_owned_has_external_id check (integration_id is null or external_id is not null)`.execute(db);
 
-  // Memberships on accounts.
-  await sql`alter table group_memberships add column account_id uuid`.execute(db);
-  await sql`
-    update group_memberships gm set account_id = a.id
-    from groups g, accounts a
-    where g.id = gm.group_id and a.tenant_id = g.tenant_id and a.user_id = gm.user_id
-  `.execute(db);
-  // The old model removed a person's memberships with their access, so none should lack an
-  // account; one that does has nobody in the tenant to hang on.
-  await sql`delete from group_memberships where account_id is null`.execute(db);
-  await sql`alter table group_memberships drop constraint group_memberships_pkey`.execute(db);
-  await sql`alter table group_memberships drop column user_id`.execute(db);
-  await sql`alter table group_memberships alter column account_id set not null`.execute(db);
+  // Memberships and locks reference their accounts.
   await sql`alter table group_memberships add constraint group_memberships_pkey primary key (group_id, account_id)`.execute(db);
   await sql`alter table group_memberships add constraint group_memberships_account_id_fkey foreign key (account_id) references accounts (id) on delete cascade`.execute(db);
   await sql`create index group_memberships_account_idx on group_memberships (account_id)`.execute(db);
-  await sql`alter table accounts drop column legacy_id`.execute(db);
-
-  // Locks: one per IdP identity, naming the account while it exists.
-  await sql`alter table locks drop constraint locks_pkey`.execute(db);
-  await sql`alter table locks add column id bigserial primary key`.execute(db);
-  await sql`alter table locks add column account_id uuid references accounts (id) on delete set null`.execute(db);
-  await sql`
-    update locks l set account_id = a.id from accounts a
-    where a.tenant_id = l.tenant_id and (
-      (a.integration_id = l.integration_id and a.external_id = l.external_id)
-      or (l.external_id is null and a.user_id = l.user_id))
-  `.execute(db);
+  await sql`alter table locks add constraint locks_account_id_fkey foreign key (account_id) references accounts (id) on delete set null`.execute(db);
   await sql`drop index locks_integration_external_idx`.execute(db);
   // The old key was the person; should one identity hold two locks, the oldest stands.
   await sql`
@@ -107,7 +106,7 @@ export async function up(db: Db): Promise<void> {
     update run_changes c set state = case
       when c.applied then 'applied'
       when r.dry_run then 'planned'
-      when c.detail ? 'skipped' then 'skipped'
+      when coalesce(c.detail ->> 'skipped', '') not in ('', 'false') then 'skipped'
       else 'held' end
     from runs r where r.id = c.run_id
   `.execute(db);
@@ -152,6 +151,8 @@ export async function down(db: Db): Promise<void> {
   await sql`alter table group_memberships drop column account_id`.execute(db);
   await sql`alter table group_memberships alter column user_id set not null`.execute(db);
   await sql`alter table group_memberships add constraint group_memberships_pkey primary key (group_id, user_id)`.execute(db);
+  await sql`alter table group_memberships add constraint group_memberships_user_id_fkey foreign key (user_id) references users (id) on delete cascade`.execute(db);
+  await sql`create index group_memberships_user_idx on group_memberships (user_id)`.execute(db);
 
   await sql`alter table accounts drop constraint accounts_owned_has_external_id`.execute(db);
   await sql`drop index accounts_tenant_user_name_key_idx`.execute(db);

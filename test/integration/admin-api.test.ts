@@ -1,4 +1,5 @@
 import type { FastifyInstance, InjectOptions } from 'fastify';
+import { zeroCounts } from '../../src/core/plan.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/database.js';
 import { RunRepository } from '../../src/db/run.repository.js';
@@ -293,6 +294,23 @@ describe('/admin pages', () => {
   it('refuse a cross-site form post', async () => {
     const res = await call({ method: 'POST', url: '/admin/runs/x/approve', headers: { origin: 'https://evil.example' } });
     expect(res.statusCode).toBe(403);
+  });
+
+  it("show a run's skipped records (warnings) escaped, in the API and /metrics", async () => {
+    const { integrationId } = await newIntegration();
+    const series = 'dirsync_records_skipped_total{provider="okta"}';
+    const before = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    const runs = new RunRepository(db);
+    const { run } = await runs.trigger(integrationId, 'manual', false);
+    const warning = { externalId: '00uBad', subject: '<b>ann@x.test</b>', reason: 'IdP user 00uBad has a NUL character in attributes.nickName, which Postgres cannot store: remove it in the IdP' };
+    await runs.finish(run.id, { status: 'succeeded', counts: zeroCounts(), stats: {}, warnings: [warning] });
+    const page = await call({ method: 'GET', url: `/admin/runs/${run.id}` });
+    expect(page.body).toContain('1 records skipped, left as they were');
+    expect(page.body).toContain('&#60;b&#62;ann@x.test&#60;/b&#62;');
+    expect(page.body).not.toContain('<b>ann@x.test</b>');
+    expect((await call({ method: 'GET', url: `/api/v1/runs/${run.id}` })).json()).toMatchObject({ warnings: [warning] });
+    const after = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(sample(after, series) - sample(before, series)).toBe(1);
   });
 
   it('escape what they show', async () => {

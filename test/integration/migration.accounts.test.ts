@@ -592,7 +592,7 @@ describe('migration 2026-11-29T0000-accounts: people the new key merges within o
     ]);
     const members = await rows(
       raw,
-      `select g.name, a.external_id from group_memberships gm join groups g on g.id = gm.group_id join accounts a on a.id = gm.account_id order by g.name`,
+      `select g.name, a.external_id from group_memberships gm join groups g on g.id = gm.group_id join accounts a on a.id = gm.account_id order by lower(g.name)`,
     );
     expect(members).toEqual([
       { name: 'authentik group', external_id: 'akJ' },
