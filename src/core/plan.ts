@@ -195,10 +195,35 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
     active: user.active,
   });
 
+  // Two IdP users whose logins normalize alike cannot both be that login: neither is taken
+  // (SnapshotBuilder already skips them; a snapshot from elsewhere is held to the same rule).
+  const byKey = new Map<string, string[]>();
+  for (const user of snapshot.users.values()) {
+    const key = userNameKey(user.userName);
+    byKey.set(key, [...(byKey.get(key) ?? []), user.externalId]);
+  }
+  const clash = (user: DirectoryUser): SkippedRecord | undefined => {
+    const ids = byKey.get(userNameKey(user.userName)) ?? [];
+    if (ids.length < 2) return undefined;
+    return {
+      kind: 'user',
+      externalId: user.externalId,
+      subject: user.userName,
+      reason: `IdP users ${[...ids].sort().join(' and ')} have the same userName "${user.userName}" (compared case-insensitively); rename one in the IdP`,
+      active: user.active,
+    };
+  };
+
   for (const externalId of [...new Set([...snapshot.users.keys(), ...skippedUsers.keys()])].sort()) {
     const existing = local.users.get(externalId);
     let user = snapshot.users.get(externalId) ?? null;
     let readable: SkippedRecord | undefined = skippedUsers.get(externalId);
+    const clashing = user ? clash(user) : undefined;
+    if (clashing) {
+      readable = clashing;
+      skipped.push(clashing);
+      user = null;
+    }
     if (user) {
       const owner = existing && userNameKey(existing.userName) === userNameKey(user.userName) ? null : claimedElsewhere(user);
       if (owner !== null) {
@@ -274,8 +299,16 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
     }
   }
   for (const existing of sorted(local.groups)) {
-    // A group skipped as unreadable is evidence that it exists: kept, with its members as they are.
-    if (snapshot.groups.has(existing.externalId) || skippedGroups.has(existing.externalId)) continue;
+    if (snapshot.groups.has(existing.externalId)) continue;
+    if (skippedGroups.has(existing.externalId)) {
+      // A group skipped as unreadable is evidence that it exists: kept, with its members as
+      // they are, but for accounts that go (their memberships go with them, listed).
+      for (const userExternalId of [...(local.memberships.get(existing.externalId) ?? EMPTY)].sort()) {
+        if (!removedAccounts.has(userExternalId)) continue;
+        membershipsRemoved.push({ groupExternalId: existing.externalId, userExternalId, groupName: existing.name, userName: userName(userExternalId), with: 'account' });
+      }
+      continue;
+    }
     const members = [...(local.memberships.get(existing.externalId) ?? EMPTY)].sort();
     groupsDeleted.push({ externalId: existing.externalId, name: existing.name, members: members.length });
     for (const userExternalId of members) {
