@@ -92,11 +92,14 @@ export function oracle(state: LocalState, snap: Snapshot, policy: Policy, option
   }
 
   // SPEC Adoption / Safety: a record whose login an account of *another enabled* integration
-  // holds is a per-record conflict: skipped, never created or renamed.
+  // holds is a per-record conflict: skipped, never created or renamed. An identity whose own
+  // account already holds that login (created before the other integration was enabled) is
+  // matched to nothing new: SPEC is silent, and taking it neither creates nor renames anything.
   const conflicts = new Set<string>();
   for (const u of snap.users.values()) {
     const other = state.others.get(loginKey(u.userName));
-    if (other && other.ownedByEnabled !== null) conflicts.add(u.externalId);
+    const own = state.users.get(u.externalId);
+    if (other && other.ownedByEnabled !== null && !(own && loginKey(own.userName) === loginKey(u.userName))) conflicts.add(u.externalId);
   }
   const byKey = new Map<string, string[]>();
   for (const u of snap.users.values()) {

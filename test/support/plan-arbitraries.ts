@@ -38,12 +38,17 @@ function spell(name: string, how: Spelling): string {
 
 const login = fc.record({ name: fc.constantFrom(...NAMES), how: fc.constantFrom(...SPELLINGS) }).map(({ name, how }) => spell(name, how));
 
-const profile = fc.record({
+interface Profile {
+  email: string | null;
+  givenName: string | null;
+  dept: string;
+}
+
+const profile: fc.Arbitrary<Profile> = fc.record({
   email: fc.constantFrom(null, 'a@x.io', 'b@x.io'),
   givenName: fc.constantFrom(null, 'A', 'B'),
   dept: fc.constantFrom('x', 'y'),
 });
-type Profile = typeof profile extends fc.Arbitrary<infer T> ? T : never;
 
 function directoryUser(id: string, userName: string, p: Profile, active: boolean): DirectoryUser {
   return user(id, { userName, email: p.email, givenName: p.givenName, familyName: 'T', displayName: null, attributes: { dept: p.dept }, active });
@@ -95,10 +100,11 @@ export const localState: fc.Arbitrary<LocalState> = fc
 // ---------------------------------------------------------------------------------------
 
 const userChange = fc.record({
+  // `absent` first: a counterexample shrinks towards fewer users.
   status: fc.oneof(
+    { weight: 2, arbitrary: fc.constant('absent' as const) },
     { weight: 5, arbitrary: fc.constant('active' as const) },
     { weight: 2, arbitrary: fc.constant('inactive' as const) },
-    { weight: 2, arbitrary: fc.constant('absent' as const) },
     { weight: 1, arbitrary: fc.constant('skipped' as const) },
   ),
   /** keep the login; spell it differently (case, NFC); rename; reuse another account's login. */
@@ -114,8 +120,8 @@ const userChange = fc.record({
 
 const groupChange = fc.record({
   status: fc.oneof(
-    { weight: 5, arbitrary: fc.constant('present' as const) },
     { weight: 1, arbitrary: fc.constant('absent' as const) },
+    { weight: 5, arbitrary: fc.constant('present' as const) },
     { weight: 1, arbitrary: fc.constant('skipped' as const) },
   ),
   rename: fc.option(fc.constantFrom(...GROUP_NAMES), { nil: null }),
