@@ -102,8 +102,9 @@ export function oracle(state: LocalState, snap: Snapshot, policy: Policy, option
     if (other && other.ownedByEnabled !== null && !(own && loginKey(own.userName) === loginKey(u.userName))) conflicts.add(u.externalId);
   }
   const byKey = new Map<string, string[]>();
+  // Logins that normalize alike clash within the read itself, whatever else the tenant holds:
+  // the reader cannot know of conflicts, so a conflicting record still clashes.
   for (const u of snap.users.values()) {
-    if (conflicts.has(u.externalId)) continue;
     const k = loginKey(u.userName);
     byKey.set(k, [...(byKey.get(k) ?? []), u.externalId]);
   }
