@@ -165,7 +165,7 @@ export function registerIntegrationCommands(program: Command): void {
 
   integration
     .command('delete <id>')
-    .description("delete an integration, with the tenant state it provisioned and its run history")
+    .description("delete an integration, with its groups, memberships and run history; its accounts stay, unowned, for another integration to adopt")
     .addOption(jsonOption())
     .action((id: string, opts: { json?: boolean }) =>
       withContext(async (ctx) => {

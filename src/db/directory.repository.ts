@@ -142,17 +142,10 @@ export class DirectoryRepository {
    */
   async grantAccess(scope: WriteScope, users: readonly UserGrant[]): Promise<string[]> {
     if (users.length === 0) return [];
-    const c = userColumns(users);
     // Grants in one tenant take turns, so two integrations cannot both claim one login at once.
     await sql`select pg_advisory_xact_lock(hashtextextended(${`dirsync.accounts:${scope.tenantId}`}, 0))`.execute(this.db);
     const { rows } = await sql<{ external_id: string }>`
-      with input as (
-        select * from unnest(${c.externalId}::text[], ${c.userName}::text[], ${c.email}::text[],
-          ${c.givenName}::text[], ${c.familyName}::text[], ${c.displayName}::text[], ${c.active}::boolean[],
-          ${c.status}::text[], ${c.attributes}::jsonb[], ${c.fingerprint}::text[], ${users.map((u) => u.adopts)}::uuid[])
-          as t(external_id, user_name, email, given_name, family_name, display_name, active, idp_status,
-               attributes, fingerprint, adopts)
-      ), refused as (
+      with input as (${grantRows(users)}), refused as (
         select i.external_id from input i
         where not exists (select 1 from accounts mine
                           where mine.integration_id = ${scope.integrationId}::uuid and mine.external_id = i.external_id)
@@ -198,18 +191,11 @@ export class DirectoryRepository {
     `.execute(this.db);
     const adopting = users.filter((u) => u.adopts !== null);
     if (adopting.length === 0) return rows.map((r) => r.external_id);
-    const a = userColumns(adopting);
     // The adopted accounts take the identity's attributes now that they are this integration's
     // (a data-modifying CTE cannot update a row twice); their other integrations' memberships
     // and their own lock go.
     await sql`
-      with input as (
-        select * from unnest(${a.externalId}::text[], ${a.userName}::text[], ${a.email}::text[],
-          ${a.givenName}::text[], ${a.familyName}::text[], ${a.displayName}::text[], ${a.active}::boolean[],
-          ${a.status}::text[], ${a.attributes}::jsonb[], ${a.fingerprint}::text[], ${adopting.map((u) => u.adopts)}::uuid[])
-          as t(external_id, user_name, email, given_name, family_name, display_name, active, idp_status,
-               attributes, fingerprint, adopts)
-      ), adopted as (
+      with input as (${grantRows(adopting)}), adopted as (
         update accounts a set user_id = p.id, user_name = i.user_name, email = i.email, given_name = i.given_name,
           family_name = i.family_name, display_name = i.display_name, active = i.active, idp_status = i.idp_status,
           attributes = i.attributes, fingerprint = i.fingerprint, deprovisioned_at = null, updated_at = now()
@@ -464,6 +450,17 @@ export class DirectoryRepository {
 function compareRank(a: readonly number[], b: readonly number[]): number {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
   return 0;
+}
+
+/** Grants as rows (external_id, user_name, ..., fingerprint, adopts), for a `with input as (...)`. */
+function grantRows(users: readonly UserGrant[]) {
+  const c = userColumns(users);
+  return sql`
+    select * from unnest(${c.externalId}::text[], ${c.userName}::text[], ${c.email}::text[],
+      ${c.givenName}::text[], ${c.familyName}::text[], ${c.displayName}::text[], ${c.active}::boolean[],
+      ${c.status}::text[], ${c.attributes}::jsonb[], ${c.fingerprint}::text[], ${users.map((u) => u.adopts)}::uuid[])
+      as t(external_id, user_name, email, given_name, family_name, display_name, active, idp_status,
+           attributes, fingerprint, adopts)`;
 }
 
 function userColumns(users: readonly DirectoryUser[]) {
