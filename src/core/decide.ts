@@ -37,6 +37,7 @@ export function decide(input: DecideInput): Decision {
     suspicious: vanishedListings(input.local, input.snapshot),
     pending: input.pending,
     approved: input.approved,
+    unidentified: input.snapshot.skipped.filter((r) => r.kind === 'user' && r.externalId === null).length,
   });
   return { kind: 'plan', plan: planned, gated, skipped: planned.skipped };
 }

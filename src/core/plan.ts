@@ -52,8 +52,9 @@ export interface Membership {
   readonly groupName: string;
   readonly userName: string;
   /**
-   * A removal that goes with its group's deletion, or with its account's removal (a
-   * deprovision in remove-access or delete mode): held exactly when that operation is.
+   * A removal that goes with its group's deletion, or with its account's deprovision (the
+   * account removed in remove-access or delete mode, or the user out of scope): held exactly
+   * when that operation is.
    */
   readonly with?: 'group' | 'account';
 }
@@ -178,12 +179,13 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
   // Accounts of this integration once the plan is applied; only they can be group members.
   const rowsAfter = new Set<string>();
   const keepsRow = policy.deprovisionMode === 'suspend';
-  // Accounts that go in remove-access and delete modes: their memberships go with them.
+  // Accounts whose memberships go because they are deprovisioned: the account goes
+  // (remove-access, delete), or the user left the scope. Those removals follow the deprovision.
   const removedAccounts = new Set<string>();
   const deprovision = (externalId: string, userName: string, reason: DeprovisionReason, user: DirectoryUser | null) => {
     usersDeprovisioned.push({ externalId, userName, reason, user });
     if (keepsRow) rowsAfter.add(externalId);
-    else removedAccounts.add(externalId);
+    if (!keepsRow || reason === 'out-of-scope') removedAccounts.add(externalId);
   };
   /** The enabled integration that owns another account with this login, if any. */
   const claimedElsewhere = (user: DirectoryUser) => local.others.get(userNameKey(user.userName))?.ownedByEnabled ?? null;

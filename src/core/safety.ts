@@ -26,6 +26,8 @@ export interface SafetyContext {
   readonly pending: DestructiveSet;
   /** Destructive operations an admin approved (an approval run); they bypass the threshold. */
   readonly approved: DestructiveSet;
+  /** Skipped user records whose id could not be read: any user missing from the read may be one. */
+  readonly unidentified?: number;
 }
 
 export interface GatedPlan {
@@ -109,6 +111,14 @@ export function gate(plan: Plan, ctx: SafetyContext): GatedPlan {
   const vanished = ctx.suspicious.length > 0;
   for (const why of ctx.suspicious) reasons.push(`${why}: held whatever the threshold`);
   const holdUsers = exceeds(deprovisions.other.length, ctx.current.activeUsers, 'deprovisions', 'active users') || vanished;
+  // A record whose id could not be read may be any user missing from the read: their
+  // deprovisions wait, but a readable status that deprovisions still applies.
+  const unidentified = ctx.unidentified ?? 0;
+  const holdMissing = !holdUsers && unidentified > 0 && deprovisions.other.some((d) => d.reason === 'out-of-scope');
+  if (holdMissing) {
+    reasons.push(`${unidentified} IdP record(s) without a readable id may be users missing from the read, so their deprovisions wait`);
+  }
+  const heldDeprovision = (d: UserDeprovision) => holdUsers || (holdMissing && d.reason === 'out-of-scope');
   const holdGroups = exceeds(deletions.other.length, ctx.current.groups, 'deletes', 'groups') || vanished;
   // Removals that go with an account follow its deprovision; they do not count on their own.
   const counted = removals.other.filter((m) => m.with !== 'account').length;
@@ -125,8 +135,8 @@ export function gate(plan: Plan, ctx: SafetyContext): GatedPlan {
       heldGroups.add(g.externalId);
     } else appliedDeletions.push(g);
   }
-  const appliedDeprovisions: UserDeprovision[] = [...deprovisions.approved, ...(holdUsers ? [] : deprovisions.other)];
-  const heldDeprovisions: UserDeprovision[] = [...deprovisions.pending, ...(holdUsers ? deprovisions.other : [])];
+  const appliedDeprovisions: UserDeprovision[] = [...deprovisions.approved, ...deprovisions.other.filter((d) => !heldDeprovision(d))];
+  const heldDeprovisions: UserDeprovision[] = [...deprovisions.pending, ...deprovisions.other.filter(heldDeprovision)];
   const heldAccounts = new Set(heldDeprovisions.map((d) => d.externalId));
   const appliedRemovals: Membership[] = [];
   const heldRemovals: Membership[] = [...removals.pending];

@@ -126,9 +126,13 @@ export class SnapshotBuilder {
     const users = new Map<string, DirectoryUser>();
     const byKey = new Map<string, DirectoryUser[]>();
     for (const user of this.users.values()) {
-      const problem = storableProblem(user, `IdP user ${user.externalId}`);
+      const problem = storableProblem(user, `IdP user ${printable(user.externalId)}`);
       const length = [...user.userName].length;
-      if (problem) {
+      if (problem?.path === 'externalId') {
+        // An id Postgres cannot store identifies nobody: the record could be any user.
+        this.skippedUsers.delete(user.externalId);
+        this.unidentified.push({ kind: 'user', externalId: null, subject: printable(user.userName), reason: problem.reason });
+      } else if (problem) {
         this.skippedUsers.set(user.externalId, {
           kind: 'user',
           externalId: user.externalId,
@@ -168,8 +172,9 @@ export class SnapshotBuilder {
     }
     const groups = new Map<string, DirectoryGroup>();
     for (const group of this.groups.values()) {
-      const problem = storableProblem(group, `IdP group ${group.externalId}`);
-      if (problem) this.skippedGroups.set(group.externalId, { kind: 'group', externalId: group.externalId, subject: printable(group.name), reason: problem.reason });
+      const problem = storableProblem(group, `IdP group ${printable(group.externalId)}`);
+      if (problem?.path === 'externalId') this.unidentified.push({ kind: 'group', externalId: null, subject: printable(group.name), reason: problem.reason });
+      else if (problem) this.skippedGroups.set(group.externalId, { kind: 'group', externalId: group.externalId, subject: printable(group.name), reason: problem.reason });
       else groups.set(group.externalId, group);
     }
     const memberships = new Map<string, ReadonlySet<string>>();
@@ -203,7 +208,7 @@ const UNSTORABLE = /[\0\p{Cs}]/u;
 
 /** Text Postgres cannot store exactly, shown with the offending characters escaped. */
 function printable(text: string): string {
-  return text.replace(/[\0\p{Cs}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return text.replace(/\0/g, '\\0').replace(/\p{Cs}/gu, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
 }
 
 /** Postgres cannot store every string exactly: the first field that holds what it cannot, in words. */

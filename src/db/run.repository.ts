@@ -231,8 +231,7 @@ export class RunRepository {
         stats: JSON.stringify(outcome.stats),
         error: outcome.error ?? null,
         held_reason: outcome.heldReason ?? null,
-        // Postgres cannot store a NUL in text; warnings quote IdP values.
-        warnings: JSON.stringify(outcome.warnings ?? []).replaceAll('\\u0000', '\\\\0'),
+        warnings: storableJson(outcome.warnings ?? []),
       })
       .where('id', '=', runId)
       .execute();
@@ -382,6 +381,16 @@ export class RunRepository {
       .executeTakeFirstOrThrow();
     return Number(row.n);
   }
+}
+
+/**
+ * JSON Postgres can store: warnings quote IdP values, and jsonb refuses a NUL (\u0000) and a
+ * lone surrogate, so those are spelled out (as \0 and \udXXX) in the strings themselves.
+ */
+function storableJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    typeof v === 'string' ? v.replace(/\0/g, '\\0').replace(/\p{Cs}/gu, (c) => `\\u${c.charCodeAt(0).toString(16)}`) : v,
+  );
 }
 
 export function isUuid(value: string): boolean {

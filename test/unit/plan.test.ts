@@ -62,7 +62,8 @@ describe('plan', () => {
     const ann = user('u1');
     const p = plan(local([localUser(ann)], [localGroup(group('g1'))], { g1: ['u1'] }), snapshot([], [group('g1')]), suspend);
     expect(p.usersDeprovisioned).toEqual([{ externalId: 'u1', userName: 'u1@example.com', reason: 'out-of-scope', user: null }]);
-    expect(p.membershipsRemoved).toEqual([{ groupExternalId: 'g1', userExternalId: 'u1', groupName: 'group-g1', userName: 'u1@example.com' }]);
+    // The removal goes with the deprovision: held exactly when it is.
+    expect(p.membershipsRemoved).toEqual([{ groupExternalId: 'g1', userExternalId: 'u1', groupName: 'group-g1', userName: 'u1@example.com', with: 'account' }]);
   });
 
   it('removes the memberships of a deprovisioned user in remove-access mode', () => {

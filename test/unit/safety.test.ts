@@ -41,17 +41,22 @@ describe('gate', () => {
     expect(result.reasons.length > 0).toBe(held);
   });
 
-  it('holds every destructive kind past its threshold but lets creates through', () => {
+  it('holds deprovisions past the threshold, with the memberships that go with them, but lets creates through', () => {
     const result = gate(scenario(100, 70, 3), ctx());
     expect(result.apply.usersCreated).toHaveLength(3);
     expect(result.apply.usersDeprovisioned).toEqual([]);
     expect(result.apply.membershipsRemoved).toEqual([]);
     expect(result.held.usersDeprovisioned).toHaveLength(30);
     expect(result.held.membershipsRemoved).toHaveLength(30);
-    expect(result.reasons).toEqual([
-      "the plan deprovisions 30 of the tenant's 100 active users, more than the 20% threshold",
-      "the plan removes 30 of the tenant's 100 group memberships, more than the 20% threshold",
-    ]);
+    expect(result.reasons).toEqual(["the plan deprovisions 30 of the tenant's 100 active users, more than the 20% threshold"]);
+  });
+
+  it('holds the deprovisions of users missing from a read that holds a record without a readable id', () => {
+    const p = scenario(100, 99);
+    const result = gate(p, ctx({ unidentified: 1 }));
+    expect(result.held.usersDeprovisioned.map((d) => d.externalId)).toEqual(['u099']);
+    expect(result.held.membershipsRemoved.map((m) => m.userExternalId)).toEqual(['u099']);
+    expect(result.reasons).toEqual(['1 IdP record(s) without a readable id may be users missing from the read, so their deprovisions wait']);
   });
 
   it('guards membership removals on their own: a group emptied while its users stay', () => {
