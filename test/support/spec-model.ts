@@ -56,8 +56,11 @@ export const MAX_LOGIN_LENGTH = 512;
 
 const OKTA_INACTIVE = new Set(['SUSPENDED', 'DEPROVISIONED']);
 
+/** README ("What a run does"): a text field that is a number or a boolean is taken as its text; anything else that is not text is absent. */
 function str(value: unknown): string | null {
-  return typeof value === 'string' ? value : null;
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return null;
 }
 
 function hasNul(value: unknown): boolean {
@@ -144,7 +147,8 @@ export function authentikUser(u: AkUser): ProjectedUser {
     }
     return null;
   };
-  const name = typeof u.name === 'string' ? u.name : '';
+  // README: authentik's `name` is read trimmed, and a blank one is absent; so is an empty email.
+  const name = str(u.name)?.trim() ?? '';
   const cut = name.lastIndexOf(' ');
   // README: givenName/familyName from the source's attributes, failing those from splitting
   // `name` at its last space. SPEC is silent on a name without a space: the whole name is
@@ -155,7 +159,7 @@ export function authentikUser(u: AkUser): ProjectedUser {
   return {
     id: String(u.pk),
     userName: usableLogin(u.username),
-    email: str(u.email),
+    email: str(u.email) || null,
     givenName,
     familyName,
     displayName: name || null,
