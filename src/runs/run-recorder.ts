@@ -1,0 +1,113 @@
+import type { ReadStats } from '../connectors/connector.js';
+import type { SkippedRecord, Snapshot } from '../core/model.js';
+import { type PlanCounts, type PlanKind, addCounts } from '../core/plan.js';
+import type { RunRepository, RunSummary } from '../db/run.repository.js';
+import type { RunWarning } from '../db/schema.js';
+import type { Logger } from '../log.js';
+
+export type ReconcileOutcome =
+  | { readonly kind: 'finished'; readonly run: RunSummary }
+  | { readonly kind: 'busy' }
+  | { readonly kind: 'skipped'; readonly reason: string };
+
+/**
+ * Owns a running run's record: its heartbeat (with progress), its statistics, and its end.
+ * A run taken over from an attempt that died keeps what that attempt committed.
+ */
+export class RunRecorder {
+  private readonly started = Date.now();
+  private readonly stats: Record<string, number> = {};
+  private progress: () => Record<string, number> = () => ({});
+  private readonly appliedSoFar: Partial<Record<PlanKind, number>> = {};
+  private prior: Promise<PlanCounts>;
+  private readonly heartbeat: NodeJS.Timeout;
+  private applyStart = 0;
+
+  constructor(
+    private readonly runs: RunRepository,
+    readonly runId: string,
+    heartbeatMs: number,
+    private readonly log: Logger,
+  ) {
+    this.prior = runs.appliedCounts(runId);
+    this.prior.catch(() => {});
+    this.heartbeat = setInterval(() => {
+      runs.heartbeat(runId, this.progress()).catch((error: unknown) => log.warn({ err: error }, 'heartbeat failed'));
+    }, heartbeatMs);
+  }
+
+  reading(connectorStats: ReadStats): void {
+    this.progress = () => ({ reading: 1, requests: connectorStats.requests, records: connectorStats.records });
+  }
+
+  read(connectorStats: ReadStats, readMs: number, snapshot?: Snapshot): void {
+    Object.assign(this.stats, connectorStats, { readMs });
+    if (snapshot) {
+      Object.assign(this.stats, {
+        idpUsers: snapshot.users.size,
+        idpGroups: snapshot.groups.size,
+        membersSkipped: snapshot.unreadMembers?.size ?? 0,
+        recordsSkipped: snapshot.skipped.length,
+      });
+    }
+  }
+
+  planned(total: number): void {
+    this.applyStart = Date.now();
+    this.progress = () => ({
+      ...this.stats,
+      planned: total,
+      applied: Object.values(this.appliedSoFar).reduce((n: number, c) => n + (c ?? 0), 0),
+    });
+  }
+
+  applied(kind: PlanKind, count: number): void {
+    this.appliedSoFar[kind] = count;
+  }
+
+  stat(name: string, value: number): void {
+    this.stats[name] = value;
+  }
+
+  /** This attempt's counts plus what earlier attempts of the run committed. */
+  async withEarlierAttempts(counts: PlanCounts): Promise<PlanCounts> {
+    return addCounts(await this.loadPrior(), counts);
+  }
+
+  private priorCounts: PlanCounts | undefined;
+
+  async finish(status: 'succeeded' | 'held', counts: PlanCounts, skipped: readonly SkippedRecord[], held?: { held: number; reason: string }): Promise<ReconcileOutcome> {
+    await this.loadPrior();
+    if (held) this.stats.held = held.held;
+    this.stats.recordsSkipped = skipped.length;
+    this.stats.applyMs = Date.now() - (this.applyStart || this.started);
+    this.stats.totalMs = Date.now() - this.started;
+    const warnings = skipped.map(toWarning);
+    await this.runs.finish(this.runId, { status, counts, stats: this.stats, heldReason: held?.reason, warnings });
+    if (held) this.log.warn({ counts, held: held.held, reason: held.reason }, 'run held for approval');
+    else this.log.info({ counts, stats: this.stats, skipped: warnings.length }, 'run succeeded');
+    return { kind: 'finished', run: (await this.runs.find(this.runId))! };
+  }
+
+  async fail(error: string): Promise<ReconcileOutcome> {
+    const counts = await this.loadPrior();
+    this.stats.totalMs = Date.now() - this.started;
+    // Messages quote IdP values, and Postgres cannot store a NUL in text: the run would never be recorded as failed.
+    await this.runs.finish(this.runId, { status: 'failed', counts, stats: this.stats, error: error.replaceAll('\0', '\\0') });
+    return { kind: 'finished', run: (await this.runs.find(this.runId))! };
+  }
+
+  stop(): void {
+    clearInterval(this.heartbeat);
+  }
+
+  private async loadPrior(): Promise<PlanCounts> {
+    this.priorCounts ??= await this.prior;
+    return this.priorCounts;
+  }
+}
+
+/** A skipped record as the run summary's warning: `{"externalId","subject","reason"}`. */
+function toWarning(record: SkippedRecord): RunWarning {
+  return { externalId: record.externalId, subject: record.subject, reason: record.reason };
+}
