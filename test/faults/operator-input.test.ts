@@ -2,7 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { createQueue } from '../../src/queue/queue.js';
 import { CliHarness, type CliResult, type RunSummaryJson } from '../support/cli.js';
 import { TEST_KEY } from '../support/env.js';
 import { FakeOkta } from '../support/fake-okta.js';
@@ -14,18 +15,19 @@ import { recordFigures } from './support/figures.js';
  * and leave the data (every row of every table, and the queue) exactly as it was. Then a
  * worker with the wrong DIRSYNC_ENCRYPTION_KEY: its runs must fail saying so, not as an IdP
  * authentication failure.
+ *
+ * Every test sets up the tenant, integrations, fake Okta and queued run it needs (`fixture`), so
+ * each passes on its own (`it.only`) and in any order; only the database's migration is shared.
  */
 
 const cli = new CliHarness();
-const TOKEN = `okta-${randomBytes(12).toString('hex')}`;
 const WRONG_KEY = randomBytes(32).toString('base64');
 const ZERO = '00000000-0000-0000-0000-000000000000';
 
-let okta: FakeOkta;
-let id: string;
-let disabledId: string;
-let queuedRunId: string;
+/** Faults injected by the tests that ran, for the suite's figures. */
 let faults = 0;
+/** Every Okta token the tests handed the CLI: none may appear in a worker's log. */
+const tokens: string[] = [];
 
 type Case = readonly [args: string[], expected: RegExp, env?: Record<string, string>];
 
@@ -74,8 +76,13 @@ async function dumpData(): Promise<string> {
   return parts.join('\n');
 }
 
-/** Asserts the one-sentence answer of every case, then returns how many there were. */
-async function expectOneSentence(cases: readonly Case[]): Promise<number> {
+/**
+ * Asserts the one-sentence answer of every case, and that the cases left every row and the
+ * queue exactly as they were and never called the IdP; returns how many cases there were.
+ */
+async function expectOneSentence(okta: FakeOkta, cases: readonly Case[]): Promise<number> {
+  const before = await dumpData();
+  const requestsBefore = okta.requests.length;
   const results = await mapLimit(cases, 6, ([args, , env]) => cli.run(args, env));
   const wrong: string[] = [];
   cases.forEach(([args, expected], i) => {
@@ -85,25 +92,14 @@ async function expectOneSentence(cases: readonly Case[]): Promise<number> {
     if (!ok) wrong.push(`dirsync ${args.join(' ')} -> exit ${r.code}, stdout ${JSON.stringify(r.stdout)}, stderr ${JSON.stringify(r.stderr)} (expected ${expected})`);
   });
   expect(wrong).toEqual([]);
+  expect(await dumpData(), 'the commands changed data').toBe(before);
+  expect(okta.requests.length, 'the commands called the IdP').toBe(requestsBefore);
   faults += cases.length;
   return cases.length;
 }
 
 beforeAll(async () => {
-  okta = await new FakeOkta().start();
-  okta.token = TOKEN;
-  okta.addUser('ann.lee@input.test', { id: '00uAnn' });
   expect((await cli.run(['migrate'])).code).toBe(0);
-  await cli.json(['tenant', 'create', 'acme']);
-  const [created, other] = await Promise.all([
-    cli.json<{ id: string }>(['integration', 'create', '--tenant', 'acme', '--provider', 'okta', '--base-url', okta.url, '--token', TOKEN]),
-    cli.json<{ id: string }>(['integration', 'create', '--tenant', 'acme', '--provider', 'authentik', '--base-url', 'https://auth.input.test', '--token', TOKEN, '--no-verify']),
-  ]);
-  id = created.id;
-  disabledId = other.id;
-  await cli.json(['integration', 'disable', disabledId]);
-  // No worker runs yet: this run stays queued, which is not a state `run approve` accepts.
-  queuedRunId = (await cli.json<{ id: string }>(['sync', id])).id;
 }, 120_000);
 
 let worker: ChildProcess | undefined;
@@ -114,26 +110,108 @@ afterAll(async () => {
     worker.kill('SIGTERM');
     await exited;
   }
-  await okta?.stop();
+  const client = new pg.Client({ connectionString: cli.dbUrl });
+  await client.connect();
+  const runs = Number((await client.query<{ n: string }>('select count(*) as n from runs')).rows[0]!.n);
+  await client.end();
+  const redis = new Redis('redis://127.0.0.1:6379');
+  const keys = await redis.keys(`bull:${cli.queue}:*`);
+  if (keys.length) await redis.del(...keys);
+  redis.disconnect();
   await cli.stop();
+  if (faults > 0) {
+    recordFigures({
+      scenario: 'operator input: missing, unknown and malformed arguments and settings',
+      rounds: 1,
+      faults,
+      runs,
+      changesLost: 0,
+      wrongfulDeprovisions: 0,
+      note: 'every command answers one sentence on stderr with a non-zero exit and changes nothing; a wrong encryption key fails runs as such',
+    });
+  }
 });
 
+interface Fixture {
+  okta: FakeOkta;
+  token: string;
+  /** The tenant's slug (when asked for). */
+  tenant: string;
+  /** Its Okta integration. */
+  id: string;
+  /** Its authentik integration, disabled. */
+  disabledId: string;
+  /** A run of the Okta integration left queued: no worker runs, which is not a state `run approve` accepts. */
+  queuedRunId: string;
+}
+
+/**
+ * The queue as any installation that has ever run has it: opened once, so BullMQ has written
+ * its `meta` key. (Opening a BullMQ queue writes that key; a command that connects to the
+ * queue before refusing its input would otherwise show up as a change.)
+ */
+async function queueInUse(): Promise<void> {
+  const redis = new Redis('redis://127.0.0.1:6379', { maxRetriesPerRequest: null });
+  const queue = createQueue(cli.queue, redis);
+  try {
+    await queue.waitUntilReady();
+    await waitForMeta(redis);
+  } finally {
+    await queue.close();
+    redis.disconnect();
+  }
+}
+
+async function waitForMeta(redis: Redis): Promise<void> {
+  for (let i = 0; i < 100 && !(await redis.exists(`bull:${cli.queue}:meta`)); i++) await new Promise((r) => setTimeout(r, 20));
+}
+
+/**
+ * What one test needs, of its own: a fake Okta org (one user, ann) with a token of its own,
+ * stopped when the test ends, and the queue in use; and, as asked, a tenant, an Okta
+ * integration for that org, a disabled authentik integration, and a run queued with no
+ * worker running.
+ */
+async function fixture(options: { tenant?: boolean; integration?: boolean; disabled?: boolean; queued?: boolean } = {}): Promise<Fixture> {
+  const okta = await new FakeOkta().start();
+  onTestFinished(() => okta.stop());
+  const token = `okta-${randomBytes(12).toString('hex')}`;
+  tokens.push(token);
+  okta.token = token;
+  okta.addUser('ann.lee@input.test', { id: '00uAnn' });
+  const f: Fixture = { okta, token, tenant: '', id: '', disabledId: '', queuedRunId: '' };
+  await queueInUse();
+  if (!(options.tenant || options.integration || options.disabled || options.queued)) return f;
+  f.tenant = `acme-${randomBytes(3).toString('hex')}`;
+  await cli.json(['tenant', 'create', f.tenant]);
+  await Promise.all([
+    (async () => {
+      if (options.integration || options.queued) {
+        f.id = (await cli.json<{ id: string }>(['integration', 'create', '--tenant', f.tenant, '--provider', 'okta', '--base-url', okta.url, '--token', token])).id;
+      }
+    })(),
+    (async () => {
+      if (options.disabled) {
+        f.disabledId = (
+          await cli.json<{ id: string }>(['integration', 'create', '--tenant', f.tenant, '--provider', 'authentik', '--base-url', 'https://auth.input.test', '--token', token, '--no-verify'])
+        ).id;
+        await cli.json(['integration', 'disable', f.disabledId]);
+      }
+    })(),
+  ]);
+  if (options.queued) f.queuedRunId = (await cli.json<{ id: string }>(['sync', f.id])).id;
+  return f;
+}
+
 describe('bad operator input', () => {
-  let before: string;
-  let requestsBefore: number;
-
-  beforeAll(async () => {
-    before = await dumpData();
-    requestsBefore = okta.requests.length;
-  });
-
   it('the program itself and service commands', async () => {
+    const { okta } = await fixture();
     const pgDown = 'postgres://postgres@127.0.0.1:1/dirsync';
     const noTables = new URL(process.env.DATABASE_URL!);
     noTables.pathname = '/postgres';
     const noDatabase = new URL(process.env.DATABASE_URL!);
     noDatabase.pathname = `/${cli.dbName}_missing`;
-    await expectOneSentence([
+    await expectOneSentence(okta, [
       [[], /^dirsync: missing command: `dirsync --help` lists the commands$/],
       [['frobnicate'], /^dirsync: unknown command 'frobnicate'$/],
       [['tenants'], /^dirsync: unknown command 'tenants' \(did you mean tenant\?\)$/],
@@ -166,13 +244,14 @@ describe('bad operator input', () => {
   }, 180_000);
 
   it('tenant commands', async () => {
-    await expectOneSentence([
+    const { okta, tenant } = await fixture({ tenant: true });
+    await expectOneSentence(okta, [
       [['tenant'], /^dirsync: missing command: `dirsync tenant` takes create or list \(`dirsync tenant --help` explains them\)$/],
       [['tenant', 'frob'], /^dirsync: unknown command 'frob'$/],
       [['tenant', 'create'], /^dirsync: missing required argument 'slug'$/],
       [['tenant', 'create', 'Bad_Slug'], /^dirsync: tenant slug "Bad_Slug" is not valid: use lowercase letters, digits and dashes/],
       [['tenant', 'create', '-dash'], /unknown option '-dash'/],
-      [['tenant', 'create', 'acme'], /^dirsync: tenant "acme" already exists\.$/],
+      [['tenant', 'create', tenant], new RegExp(`^dirsync: tenant "${tenant}" already exists\\.$`)],
       [['tenant', 'create', 'x', '--name'], /^dirsync: option '--name <name>' argument missing$/],
       [['tenant', 'create', 'a', 'b'], /too many arguments for 'create'/],
       [['tenant', 'list', 'extra'], /too many arguments for 'list'/],
@@ -181,9 +260,10 @@ describe('bad operator input', () => {
   }, 180_000);
 
   it('integration create', async () => {
-    const create = (...more: string[]) => ['integration', 'create', '--tenant', 'acme', ...more];
+    const { okta, tenant } = await fixture({ tenant: true });
+    const create = (...more: string[]) => ['integration', 'create', '--tenant', tenant, ...more];
     const okta_ = (...more: string[]) => create('--provider', 'okta', '--base-url', 'https://acme.okta.test', '--token', 'tok-123456789', ...more);
-    await expectOneSentence([
+    await expectOneSentence(okta, [
       [['integration'], /^dirsync: missing command: `dirsync integration` takes create, update, test, list, show, enable, disable, delete or rotate-webhook-secret/],
       [['integration', 'frob'], /^dirsync: unknown command 'frob'$/],
       [['integration', 'create'], /^dirsync: required option '--tenant <slug>' not specified$/],
@@ -220,13 +300,14 @@ describe('bad operator input', () => {
   }, 180_000);
 
   it('integration update, show, list, enable, disable, delete and rotate-webhook-secret', async () => {
+    const { okta, tenant, id, disabledId } = await fixture({ integration: true, disabled: true });
     const notFound = (what: string) => new RegExp(`^dirsync: integration ${what} does not exist: \`dirsync integration list\` shows the ids\\.$`);
-    await expectOneSentence([
+    await expectOneSentence(okta, [
       [['integration', 'update'], /^dirsync: missing required argument 'id'$/],
       [['integration', 'update', id], /^dirsync: nothing to update: give at least one option, such as --token or --every\.$/],
       [['integration', 'update', ZERO, '--every', '1h'], notFound(ZERO)],
       [['integration', 'update', 'nope', '--every', '1h'], notFound('nope')],
-      [['integration', 'update', id, '--tenant', 'acme'], /^dirsync: unknown option '--tenant'$/],
+      [['integration', 'update', id, '--tenant', tenant], /^dirsync: unknown option '--tenant'$/],
       [['integration', 'update', id, '--provider', 'authentik'], /^dirsync: unknown option '--provider'$/],
       [['integration', 'update', id, '--base-url', 'ftp://x'], /must be an https:\/\/ URL/],
       [['integration', 'update', id, '--threshold', '0'], /--threshold must be a percentage/],
@@ -262,7 +343,8 @@ describe('bad operator input', () => {
   }, 180_000);
 
   it('sync, runs, run show and run approve', async () => {
-    await expectOneSentence([
+    const { okta, id, disabledId, queuedRunId } = await fixture({ integration: true, disabled: true, queued: true });
+    await expectOneSentence(okta, [
       [['sync'], /^dirsync: missing required argument 'integration-id'$/],
       [['sync', ZERO], /^dirsync: integration 0{8}-.* does not exist/],
       [['sync', 'nope', '--wait'], /^dirsync: integration nope does not exist/],
@@ -296,25 +378,21 @@ describe('bad operator input', () => {
   }, 180_000);
 
   it('users, groups and webhooks', async () => {
-    await expectOneSentence([
+    const { okta, tenant, id } = await fixture({ integration: true });
+    await expectOneSentence(okta, [
       [['users'], /^dirsync: required option '--tenant <slug>' not specified$/],
       [['users', '--tenant'], /^dirsync: option '--tenant <slug>' argument missing$/],
       [['users', '--tenant', 'NOPE'], /^dirsync: tenant "NOPE" does not exist: `dirsync tenant list` shows the tenants\.$/],
-      [['users', '--tenant', 'acme', 'extra'], /too many arguments for 'users'/],
+      [['users', '--tenant', tenant, 'extra'], /too many arguments for 'users'/],
       [['groups'], /^dirsync: required option '--tenant <slug>' not specified$/],
       [['groups', '--tenant', 'nope'], /^dirsync: tenant "nope" does not exist/],
-      [['groups', '--tenant', 'acme', '--bogus'], /^dirsync: unknown option '--bogus'$/],
+      [['groups', '--tenant', tenant, '--bogus'], /^dirsync: unknown option '--bogus'$/],
       [['webhooks'], /^dirsync: missing required argument 'integration-id'$/],
       [['webhooks', ZERO], /^dirsync: integration 0{8}-.* does not exist/],
       [['webhooks', 'nope'], /^dirsync: integration nope does not exist/],
       [['webhooks', id, '--limit', '-5'], /^dirsync: --limit must be a whole number from 1 to 1000, not "-5"\.$/],
     ]);
   }, 180_000);
-
-  it('left every row and the queue exactly as they were, and never called the IdP', async () => {
-    expect(await dumpData()).toBe(before);
-    expect(okta.requests.length).toBe(requestsBefore);
-  });
 });
 
 describe('a worker with the wrong DIRSYNC_ENCRYPTION_KEY', () => {
@@ -338,6 +416,7 @@ describe('a worker with the wrong DIRSYNC_ENCRYPTION_KEY', () => {
   }
 
   it('fails its runs saying the key is wrong, without calling the IdP, and a worker with the right key recovers', async () => {
+    const { okta, id, queuedRunId } = await fixture({ integration: true, queued: true });
     expect(WRONG_KEY).not.toBe(TEST_KEY);
     const requestsBefore = okta.requests.length;
     await startWorker(WRONG_KEY);
@@ -355,7 +434,7 @@ describe('a worker with the wrong DIRSYNC_ENCRYPTION_KEY', () => {
     expect(queued).toMatchObject({ status: 'failed' });
     expect(queued.error).toMatch(keyMessage);
     expect(okta.requests.length).toBe(requestsBefore);
-    expect(log).not.toContain(TOKEN);
+    for (const token of tokens) expect(log).not.toContain(token);
     await stopWorker();
 
     await startWorker(TEST_KEY);
@@ -364,23 +443,5 @@ describe('a worker with the wrong DIRSYNC_ENCRYPTION_KEY', () => {
     expect(recovered.counts.usersCreated).toBe(1);
     await stopWorker();
     faults += 3;
-
-    const client = new pg.Client({ connectionString: cli.dbUrl });
-    await client.connect();
-    const runs = Number((await client.query<{ n: string }>('select count(*) as n from runs')).rows[0]!.n);
-    await client.end();
-    const redis = new Redis('redis://127.0.0.1:6379');
-    const keys = await redis.keys(`bull:${cli.queue}:*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
-    recordFigures({
-      scenario: 'operator input: missing, unknown and malformed arguments and settings',
-      rounds: 1,
-      faults,
-      runs,
-      changesLost: 0,
-      wrongfulDeprovisions: 0,
-      note: 'every command answers one sentence on stderr with a non-zero exit and changes nothing; a wrong encryption key fails runs as such',
-    });
   }, 180_000);
 });
