@@ -2,21 +2,12 @@ import { changeLogId, destructive, membershipDetail } from '../core/approvals.js
 import type { JsonObject, SkippedRecord } from '../core/model.js';
 import { CHANGE_KINDS, type Membership, type Plan, type PlanCounts, type PlanKind, type UserDeprovision, zeroCounts } from '../core/plan.js';
 import type { DeprovisionMode, Policy } from '../core/policy.js';
-import type { Db } from '../db/database.js';
+import { type Db, isDataError } from '../db/database.js';
 import { DirectoryRepository, type WriteScope } from '../db/directory.repository.js';
 import { type NewRunChange, RunRepository } from '../db/run.repository.js';
 
 /** Operations per transaction: large enough that round trips do not dominate, small enough to keep transactions short. */
 const DEFAULT_BATCH = 2_000;
-
-/**
- * SQLSTATE classes of errors that one record's data causes (a value Postgres cannot take, a
- * constraint one record breaks, a program limit such as an over-long index entry): the batch
- * is retried record by record and only the records that still fail are skipped. Anything else
- * (connection lost, serialization) is an outage, thrown for the queue to retry.
- * https://www.postgresql.org/docs/current/errcodes-appendix.html
- */
-const RECORD_ERROR_CLASSES = new Set(['22', '23', '54']);
 
 export interface ApplyOptions {
   /** Operations per transaction. */
@@ -86,7 +77,7 @@ export async function applyPlan(
       try {
         applied[step.kind] += await commit(batch);
       } catch (error) {
-        if (!isRecordError(error)) throw error;
+        if (!isDataError(error)) throw error;
         for (const item of batch.items()) {
           applied[step.kind] += await commitItem(item, commit, skipped, error);
         }
@@ -106,18 +97,13 @@ async function commitItem(item: Batch, commit: (b: Batch) => Promise<number>, sk
     try {
       return await commit(attempt);
     } catch (e) {
-      if (!isRecordError(e)) throw e;
+      if (!isDataError(e)) throw e;
       error = e;
     }
   }
   const record = item.describe();
   skipped.push({ ...record, reason: `${record.reason}: Postgres refused it (${(error as Error).message.replaceAll('\0', '\\0')})` });
   return 0;
-}
-
-function isRecordError(error: unknown): boolean {
-  const code = (error as { code?: unknown })?.code;
-  return typeof code === 'string' && RECORD_ERROR_CLASSES.has(code.slice(0, 2));
 }
 
 /** Records planned operations as changes not applied: `planned` for a dry run, `held` for a held plan. */

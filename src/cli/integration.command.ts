@@ -166,11 +166,16 @@ export function registerIntegrationCommands(program: Command): void {
   integration
     .command('delete <id>')
     .description("delete an integration, with its groups, memberships and run history; its accounts stay, unowned, for another integration to adopt")
+    .option('--yes', 'confirm the deletion (required)')
     .addOption(jsonOption())
-    .action((id: string, opts: { json?: boolean }) =>
+    .action((id: string, opts: { json?: boolean; yes?: boolean }) =>
       withContext(async (ctx) => {
         const queue = await ctx.queue();
         const service = new IntegrationService(ctx.db, ctx.config);
+        await service.get(id);
+        if (!opts.yes) {
+          throw new UserError(`integration delete removes integration ${id} with its groups, memberships and run history: run it again with --yes to confirm`);
+        }
         const deleted = await service.delete(id);
         await removeSchedule(queue, id);
         emit(opts.json, service.view(deleted), () => `deleted integration ${id}`);

@@ -51,12 +51,12 @@ export function describeRun(run: RunSummary): string {
     const changes = PLAN_KINDS.filter((k) => (run.counts?.[k] ?? 0) > 0).map((k) => `${run.counts?.[k]} ${LABELS[k]}`);
     lines.push(`  changes:   ${changes.length ? changes.join(', ') : 'none'}`);
   }
-  if (run.heldReason) lines.push(`  held:      ${run.heldReason}`);
+  if (run.heldReason) lines.push(run.approvedByRunId ? `  was held:  ${run.heldReason.replace(/ \(`dirsync run approve [^`]*`\)/, '')}` : `  held:      ${run.heldReason}`);
   if (run.approvesRunId) lines.push(`  approves:  run ${run.approvesRunId}`);
   if (run.approvedByRunId) lines.push(`  approved:  ${run.approvedAt} by run ${run.approvedByRunId}`);
   if (run.error) lines.push(`  error:     ${run.error}`);
   if (run.warnings.length > 0) {
-    lines.push(`  warnings:  ${run.warnings.length} records skipped, left as they were:`);
+    lines.push(`  warnings:  ${run.warnings.length === 1 ? '1 IdP record' : `${run.warnings.length} IdP records`} skipped:`);
     for (const w of run.warnings) lines.push(`    - ${w.subject}${w.externalId && w.externalId !== w.subject ? ` (${w.externalId})` : ''}: ${w.reason}`);
   }
   return lines.join('\n');

@@ -37,6 +37,10 @@ export async function withRetry<T>(fn: () => Promise<T>, policy: RetryPolicy): P
           if (error instanceof SnapshotError) throw new AbortError(error);
           const permanent = policy.permanent(error);
           if (permanent) throw new AbortError(permanent);
+          // p-retry never retries a TypeError (it takes one for a bug), but an SDK parsing a
+          // body that is not what the API promises throws one ("data is not iterable"): that
+          // is a bad answer from the IdP, worth asking again like any other.
+          if (error instanceof TypeError) throw new Error(error.message, { cause: error });
           throw error;
         }
       },

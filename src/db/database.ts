@@ -5,6 +5,20 @@ import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
 
+/**
+ * SQLSTATE classes of errors the data causes, not the database's availability: a value
+ * Postgres cannot take (22), a constraint a row breaks (23), a program limit such as an
+ * over-long index entry (54). Retrying them as an outage would fail the same way forever.
+ * https://www.postgresql.org/docs/current/errcodes-appendix.html
+ */
+const DATA_ERROR_CLASSES = new Set(['22', '23', '54']);
+
+/** Whether a Postgres error is caused by the data (see DATA_ERROR_CLASSES), not by an outage. */
+export function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === 'string' && DATA_ERROR_CLASSES.has(code.slice(0, 2));
+}
+
 export function createDb(databaseUrl: string, options: { max?: number } = {}): Db {
   const pool = new pg.Pool({
     connectionString: databaseUrl,

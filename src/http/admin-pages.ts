@@ -235,7 +235,7 @@ function syncButton(i: Integration): string {
 /** Records the run skipped (SPEC "Per-record isolation"), each with the reason. */
 function warningList(run: RunSummary): string {
   if (run.warnings.length === 0) return '';
-  return `<div class="banner" role="status"><p>${run.warnings.length} records skipped, left as they were:</p><ul>${run.warnings
+  return `<div class="banner" role="status"><p>${run.warnings.length === 1 ? '1 IdP record' : `${run.warnings.length} IdP records`} skipped:</p><ul>${run.warnings
     .map((w) => `<li><strong>${h(w.subject)}</strong>${w.externalId && w.externalId !== w.subject ? ` <span class="muted">${h(w.externalId)}</span>` : ''}: ${h(w.reason)}</li>`)
     .join('')}</ul></div>`;
 }

@@ -10,7 +10,7 @@ import type { Policy } from '../core/policy.js';
 import type { TenantCounts } from '../core/safety.js';
 import { SnapshotError, completeSnapshot } from '../core/snapshot.js';
 import { DecryptionError } from '../crypto.js';
-import type { Db } from '../db/database.js';
+import { type Db, isDataError } from '../db/database.js';
 import { DirectoryRepository } from '../db/directory.repository.js';
 import type { Integration } from '../db/integration.repository.js';
 import { RunRepository } from '../db/run.repository.js';
@@ -112,6 +112,12 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
     }
     return await recorder.finish('succeeded', counts, skipped);
   } catch (error) {
+    // Data Postgres refuses outside the per-record paths would be refused again on every
+    // retry: the run fails for good, saying so, rather than being retried as an outage.
+    if (isDataError(error)) {
+      log.error({ err: (error as Error).message }, 'run failed: Postgres refused its data');
+      return await recorder.fail(`Postgres refused data of this run (${(error as Error).message}). Changes committed before this were kept; the next run converges.`);
+    }
     // Postgres went away (or anything unforeseen): the queue retries the job; let the retry
     // take the run over at once. Postgres gets a few seconds to come back; after that the run
     // is taken over once its heartbeat is stale.

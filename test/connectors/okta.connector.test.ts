@@ -230,6 +230,21 @@ describe('OktaConnector, app-scoped', () => {
     expect([...snap.users.keys()]).toEqual(['00u1', '00u2']);
   });
 
+  it('asks again for a page whose body is JSON but not a list (the SDK throws a TypeError, which p-retry alone would not retry)', async () => {
+    nock(ORG)
+      .get(`/api/v1/apps/${APP}/users`)
+      .query({ expand: 'user', limit: '500' })
+      .reply(200, { errorCode: 'E0000009', errorSummary: 'Internal Server Error' }, rate())
+      .get(`/api/v1/apps/${APP}/users`)
+      .query({ expand: 'user', limit: '500' })
+      .reply(200, [appUser(APP, ann, 'USER')], rate())
+      .get(`/api/v1/apps/${APP}/groups`)
+      .query(true)
+      .reply(200, [], rate());
+    const snap = await connector(APP).readSnapshot();
+    expect([...snap.users.keys()]).toEqual(['00u1']);
+  });
+
   it('fails the whole read when a page keeps failing, naming the endpoint', async () => {
     nock(ORG)
       .get(`/api/v1/apps/${APP}/users`)

@@ -100,7 +100,7 @@ describe('rotating DIRSYNC_ENCRYPTION_KEY', () => {
     expect(asText.stdout).toContain(strangerId);
 
     // The admin gives up on that integration; the next pass has nothing left to fail.
-    expect((await cli.run(['integration', 'delete', strangerId], ROTATING)).code).toBe(0);
+    expect((await cli.run(['integration', 'delete', strangerId, '--yes'], ROTATING)).code).toBe(0);
     const last = await cli.run(['reencrypt', '--json'], ROTATING);
     expect(last.code).toBe(0);
     expect(JSON.parse(last.stdout)).toEqual({ reencrypted: 0, alreadyCurrent: 1, failed: 0, failures: [] });
