@@ -408,7 +408,7 @@ export class DirectoryRepository {
         sql<boolean>`exists (select 1 from locks l where l.account_id = a.id
           or (l.integration_id = a.integration_id and l.external_id = a.external_id))`.as('locked'),
         sql<string[]>`coalesce((
-          select array_agg(g.name order by g.name) from group_memberships gm
+          select array_agg(g.name order by lower(g.name), g.name) from group_memberships gm
           join groups g on g.id = gm.group_id where gm.account_id = a.id), '{}')`.as('groups'),
       ])
       .where('a.tenant_id', '=', tenantId)
@@ -428,7 +428,7 @@ export class DirectoryRepository {
     }));
   }
 
-  /** The tenant's groups as SPEC's `dirsync groups` prints them, sorted by name. */
+  /** The tenant's groups as SPEC's `dirsync groups` prints them, sorted by name, case-insensitively. */
   async listTenantGroups(tenantId: string): Promise<TenantGroupView[]> {
     const rows = await this.db
       .selectFrom('groups as g')
@@ -440,6 +440,7 @@ export class DirectoryRepository {
           join accounts a on a.id = gm.account_id where gm.group_id = g.id), '{}')`.as('members'),
       ])
       .where('g.tenant_id', '=', tenantId)
+      .orderBy(sql`lower(g.name)`)
       .orderBy('g.name')
       .orderBy('g.id')
       .execute();

@@ -336,6 +336,7 @@ describe('bad operator input', () => {
       [['integration', 'delete', ZERO], notFound(ZERO)],
       [['integration', 'delete', 'nope'], notFound('nope')],
       [['integration', 'delete', id], /^dirsync: cannot connect to Redis/, { REDIS_URL: 'redis://127.0.0.1:1' }],
+      [['integration', 'delete', id], /^dirsync: integration delete removes integration [0-9a-f-]+ with its groups, memberships and run history: run it again with --yes to confirm\.$/],
       [['integration', 'rotate-webhook-secret'], /^dirsync: missing required argument 'id'$/],
       [['integration', 'rotate-webhook-secret', ZERO], notFound(ZERO)],
       [['integration', 'rotate-webhook-secret', 'nope'], notFound('nope')],
