@@ -302,10 +302,21 @@ export class RunRepository {
 
   /** Records approved removals that a fresh read no longer warrants, as skipped changes. */
   async recordStale(runId: string, stale: readonly DestructiveOp[], approvedRunId: string | null): Promise<void> {
+    if (stale.length === 0) return;
+    // Named as the held run named them ("ann@x.test in Admins"), not by their ids.
+    const held = await this.db
+      .selectFrom('run_changes as c')
+      .innerJoin('runs as r', 'r.id', 'c.run_id')
+      .innerJoin('runs as me', 'me.integration_id', 'r.integration_id')
+      .select(['c.kind', 'c.external_id', 'c.subject'])
+      .where('me.id', '=', runId)
+      .where('c.state', '=', 'held')
+      .execute();
+    const subjects = new Map(held.map((c) => [`${c.kind} ${c.external_id}`, c.subject]));
     const changes = stale.map((op) => ({
       kind: op.kind,
       externalId: changeLogId(op),
-      subject: changeLogId(op),
+      subject: subjects.get(`${op.kind} ${changeLogId(op)}`) ?? changeLogId(op),
       detail: {
         ...(op.kind === 'membership.removed' ? membershipDetail(op) : {}),
         skipped: `approved in run ${approvedRunId}, but the IdP no longer warrants it`,

@@ -231,6 +231,8 @@ describe('safety threshold', () => {
     const skipped = changes.filter((c) => c.state === 'skipped');
     expect(skipped.map((c) => c.externalId)).toEqual(o.ids.slice(0, 4));
     expect(skipped[0]!.detail).toEqual({ skipped: `approved in run ${held.id}, but the IdP no longer warrants it` });
+    // Named as the held run named them, by login.
+    expect(skipped.map((c) => c.subject)).toEqual(o.ids.slice(0, 4).map((id) => o.okta.users.get(id)!.profile.login));
     const active = (await new DirectoryRepository(db).listTenantUsers(t.tenantId)).filter((u) => u.active);
     expect(active).toHaveLength(14);
   });
