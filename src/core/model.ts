@@ -130,6 +130,8 @@ export function emptyLocalState(): LocalState {
   return { users: new Map(), groups: new Map(), memberships: new Map(), lockedOut: new Set(), others: new Map() };
 }
 
+const ASCII = /^[\x00-\x7f]*$/;
+
 /**
  * A userName as people are matched by it (SPEC: "normalized userName, Unicode
  * case-insensitive"): NFC, then lower-cased code point by code point, as Postgres's
@@ -138,6 +140,8 @@ export function emptyLocalState(): LocalState {
  * becomes i (toLowerCase gives i + a combining dot).
  */
 export function userNameKey(userName: string): string {
+  // ASCII (nearly every login): NFC changes nothing and both fold alike.
+  if (ASCII.test(userName)) return userName.toLowerCase();
   let key = '';
   for (const c of userName.normalize('NFC')) key += c === '\u0130' ? 'i' : c.toLowerCase();
   return key;

@@ -199,14 +199,20 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
 
   // Two IdP users whose logins normalize alike cannot both be that login: neither is taken
   // (SnapshotBuilder already skips them; a snapshot from elsewhere is held to the same rule).
-  const byKey = new Map<string, string[]>();
+  const keyCounts = new Map<string, number>();
   for (const user of snapshot.users.values()) {
     const key = userNameKey(user.userName);
-    byKey.set(key, [...(byKey.get(key) ?? []), user.externalId]);
+    keyCounts.set(key, (keyCounts.get(key) ?? 0) + 1);
+  }
+  const clashing = new Map<string, string[]>();
+  for (const user of snapshot.users.values()) {
+    const key = userNameKey(user.userName);
+    if ((keyCounts.get(key) ?? 0) > 1) clashing.set(key, [...(clashing.get(key) ?? []), user.externalId]);
   }
   const clash = (user: DirectoryUser): SkippedRecord | undefined => {
-    const ids = byKey.get(userNameKey(user.userName)) ?? [];
-    if (ids.length < 2) return undefined;
+    if (clashing.size === 0) return undefined;
+    const ids = clashing.get(userNameKey(user.userName));
+    if (!ids) return undefined;
     return {
       kind: 'user',
       externalId: user.externalId,
@@ -227,7 +233,8 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
       user = null;
     }
     if (user) {
-      const owner = existing && userNameKey(existing.userName) === userNameKey(user.userName) ? null : claimedElsewhere(user);
+      const sameLogin = existing !== undefined && (existing.userName === user.userName || userNameKey(existing.userName) === userNameKey(user.userName));
+      const owner = sameLogin || local.others.size === 0 ? null : claimedElsewhere(user);
       if (owner !== null) {
         readable = conflict(user, owner);
         skipped.push(readable);
@@ -244,7 +251,7 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
     if (!existing) {
       // An inactive user the tenant does not have gets nothing: there is no access to take away.
       if (!user.active) continue;
-      const grant: UserGrant = { ...user, adopts: local.others.get(userNameKey(user.userName))?.accountId ?? null };
+      const grant: UserGrant = { ...user, adopts: local.others.size === 0 ? null : (local.others.get(userNameKey(user.userName))?.accountId ?? null) };
       (local.lockedOut.has(externalId) ? usersReprovisioned : usersCreated).push(grant);
       rowsAfter.add(externalId);
       continue;

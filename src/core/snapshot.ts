@@ -124,7 +124,9 @@ export class SnapshotBuilder {
 
   build(): Snapshot {
     const users = new Map<string, DirectoryUser>();
-    const byKey = new Map<string, DirectoryUser[]>();
+    // One user per key; a second with the same key starts a clash (rare, so kept apart).
+    const byKey = new Map<string, DirectoryUser>();
+    const clashes = new Map<string, DirectoryUser[]>();
     for (const user of this.users.values()) {
       const problem = storableProblem(user, `IdP user ${printable(user.externalId)}`);
       const length = [...user.userName].length;
@@ -150,14 +152,13 @@ export class SnapshotBuilder {
         });
       } else {
         const key = userNameKey(user.userName);
-        byKey.set(key, [...(byKey.get(key) ?? []), user]);
+        const first = byKey.get(key);
+        if (first === undefined) byKey.set(key, user);
+        else clashes.set(key, [...(clashes.get(key) ?? [first]), user]);
       }
     }
-    for (const clash of byKey.values()) {
-      if (clash.length === 1) {
-        users.set(clash[0]!.externalId, clash[0]!);
-        continue;
-      }
+    for (const [key, user] of byKey) if (!clashes.has(key)) users.set(user.externalId, user);
+    for (const clash of clashes.values()) {
       // Which of them is the person cannot be told from the data: none is taken until the IdP says.
       const ids = clash.map((u) => u.externalId).sort();
       for (const user of clash) {
