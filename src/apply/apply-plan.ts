@@ -31,7 +31,7 @@ interface Step {
 interface Batch {
   readonly size: number;
   readonly changes: NewRunChange[];
-  /** Writes the batch; returns the change-log ids of items it refused (per-record conflicts). */
+  /** Writes the batch; returns the IdP ids of users it refused (a grant's per-record conflicts). */
   write(repo: DirectoryRepository, scope: WriteScope): Promise<readonly string[]>;
   /** The batch as single-item batches, for when one of its records fails. */
   items(): Batch[];
@@ -67,7 +67,7 @@ export async function applyPlan(
       const changes = batch.changes.filter((c) => !refused.has(c.externalId));
       await new RunRepository(trx).recordChanges(scope.runId, changes, 'applied');
       for (const c of batch.changes) {
-        if (refused.has(c.externalId)) skipped.push({ kind: c.kind.startsWith('group.') ? 'group' : 'user', externalId: c.externalId, subject: c.subject, reason: `${c.subject}: ${REFUSED}` });
+        if (refused.has(c.externalId)) skipped.push({ kind: 'user', externalId: c.externalId, subject: c.subject, reason: `${c.subject}: ${REFUSED}` });
       }
       return changes.length;
     });
@@ -102,7 +102,7 @@ async function commitItem(item: Batch, commit: (b: Batch) => Promise<number>, sk
     }
   }
   const record = item.describe();
-  skipped.push({ ...record, reason: `${record.reason}: Postgres refused it (${(error as Error).message.replaceAll('\0', '\\0')})` });
+  skipped.push({ ...record, reason: `${record.reason}: Postgres refused it (${(error as Error).message})` });
   return 0;
 }
 

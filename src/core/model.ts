@@ -132,6 +132,11 @@ export function emptyLocalState(): LocalState {
 
 const ASCII = /^[\x00-\x7f]*$/;
 
+/** Why IdP users whose userNames normalize alike are all skipped: which of them is the person cannot be told. */
+export function userNameClash(externalIds: readonly string[], userName: string): string {
+  return `IdP users ${[...externalIds].sort().join(' and ')} have the same userName "${userName}" (compared case-insensitively); rename one in the IdP`;
+}
+
 /**
  * A userName as people are matched by it (SPEC: "normalized userName, Unicode
  * case-insensitive"): NFC, then lower-cased code point by code point, as Postgres's

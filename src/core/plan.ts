@@ -8,7 +8,7 @@ import type {
   Snapshot,
   UserField,
 } from './model.js';
-import { USER_FIELDS, userNameKey } from './model.js';
+import { USER_FIELDS, userNameClash, userNameKey } from './model.js';
 import type { Policy } from './policy.js';
 
 export type DeprovisionReason = 'out-of-scope' | 'idp-status';
@@ -217,7 +217,7 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
       kind: 'user',
       externalId: user.externalId,
       subject: user.userName,
-      reason: `IdP users ${[...ids].sort().join(' and ')} have the same userName "${user.userName}" (compared case-insensitively); rename one in the IdP`,
+      reason: userNameClash(ids, user.userName),
       active: user.active,
     };
   };

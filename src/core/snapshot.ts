@@ -1,4 +1,4 @@
-import { type DirectoryGroup, type DirectoryUser, type LocalState, type SkippedRecord, type Snapshot, userNameKey } from './model.js';
+import { type DirectoryGroup, type DirectoryUser, type LocalState, type SkippedRecord, type Snapshot, userNameClash, userNameKey } from './model.js';
 
 /** The IdP data cannot be reconciled as it stands; the run fails and changes nothing. */
 export class SnapshotError extends Error {
@@ -160,13 +160,13 @@ export class SnapshotBuilder {
     for (const [key, user] of byKey) if (!clashes.has(key)) users.set(user.externalId, user);
     for (const clash of clashes.values()) {
       // Which of them is the person cannot be told from the data: none is taken until the IdP says.
-      const ids = clash.map((u) => u.externalId).sort();
+      const ids = clash.map((u) => u.externalId);
       for (const user of clash) {
         this.skippedUsers.set(user.externalId, {
           kind: 'user',
           externalId: user.externalId,
           subject: user.userName,
-          reason: `IdP users ${ids.join(' and ')} have the same userName "${user.userName}" (compared case-insensitively); rename one in the IdP`,
+          reason: userNameClash(ids, user.userName),
           active: user.active,
         });
       }
@@ -207,8 +207,11 @@ export class SnapshotBuilder {
 // NUL, and a lone surrogate (which Postgres would store as U+FFFD, so two names could merge).
 const UNSTORABLE = /[\0\p{Cs}]/u;
 
-/** Text Postgres cannot store exactly, shown with the offending characters escaped. */
-function printable(text: string): string {
+/**
+ * Text as Postgres can store it: a NUL spelled `\0` and a lone surrogate `\udXXX` (Postgres
+ * refuses both in text and jsonb), for messages and warnings that quote IdP values.
+ */
+export function printable(text: string): string {
   return text.replace(/\0/g, '\\0').replace(/\p{Cs}/gu, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
 }
 

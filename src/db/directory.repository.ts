@@ -35,6 +35,10 @@ export interface TenantGroupView {
 // The key people and accounts are matched by: see userNameKey in src/core/model.ts.
 const KEY = (column: string) => sql.raw(`lower(normalize(${column}, NFC))`);
 
+/** Whether the account `a` is locked: a lock names it, or names its IdP identity (the lock outlives the account). */
+const LOCKED = sql<boolean>`exists (select 1 from locks l where l.account_id = a.id
+  or (l.integration_id = a.integration_id and l.external_id = a.external_id))`;
+
 /**
  * The tenant's directory state (SPEC "Identity: accounts and people"): tenant accounts keyed
  * by (integration, IdP id) with that IdP's attributes, the people they link to by normalized
@@ -81,16 +85,22 @@ export class DirectoryRepository {
           ),
         )
         .execute(),
+      // Per login, one account: another enabled integration's wins (a conflict); else the one to
+      // adopt is the active one, then the most recently updated.
       this.db
         .selectFrom('accounts as a')
         .leftJoin('integrations as i', 'i.id', 'a.integration_id')
-        .select(['a.id', 'a.user_name_key', 'a.active', 'a.updated_at', 'i.enabled', 'a.integration_id'])
+        .distinctOn('a.user_name_key')
+        .select(['a.id', 'a.user_name_key', 'a.integration_id', sql<boolean>`coalesce(i.enabled, false)`.as('owner_enabled')])
         .where('a.tenant_id', '=', tenantId)
         .where(sql<boolean>`a.integration_id is distinct from ${integrationId}::uuid`)
         // A locked account is a deprovisioned identity: a new identity with its login starts
         // fresh rather than lifting that lock (SPEC: a reused login inherits nothing).
-        .where(sql<boolean>`(i.enabled or not exists (select 1 from locks l where l.account_id = a.id
-          or (l.integration_id = a.integration_id and l.external_id = a.external_id)))`)
+        .where(sql<boolean>`(i.enabled or not ${LOCKED})`)
+        .orderBy('a.user_name_key')
+        .orderBy(sql`coalesce(i.enabled, false)`, 'desc')
+        .orderBy('a.active', 'desc')
+        .orderBy('a.updated_at', 'desc')
         .execute(),
     ]);
     const users = new Map<string, LocalUser>();
@@ -117,16 +127,9 @@ export class DirectoryRepository {
       members.add(r.user_external_id as string);
     }
     const lockedOut = new Set(lockedRows.map((r) => r.external_id as string));
-    // Per login: another enabled integration's account wins (a conflict); else the account to
-    // adopt is the active one, then the most recently updated.
-    const rank = (r: (typeof otherRows)[number]) => [r.enabled === true ? 1 : 0, r.active ? 1 : 0, r.updated_at.getTime()] as const;
-    const best = new Map<string, (typeof otherRows)[number]>();
-    for (const r of otherRows) {
-      const known = best.get(r.user_name_key);
-      if (!known || compareRank(rank(r), rank(known)) > 0) best.set(r.user_name_key, r);
-    }
-    const others = new Map<string, OtherAccount>();
-    for (const [key, r] of best) others.set(key, { accountId: r.id, ownedByEnabled: r.enabled === true ? r.integration_id : null });
+    const others = new Map<string, OtherAccount>(
+      otherRows.map((r) => [r.user_name_key, { accountId: r.id, ownedByEnabled: r.owner_enabled ? r.integration_id : null }]),
+    );
     return { users, groups, memberships, lockedOut, others };
   }
 
@@ -164,8 +167,7 @@ export class DirectoryRepository {
         from accepted i
         where a.id = i.adopts and a.tenant_id = ${scope.tenantId}::uuid
           and (a.integration_id is null or not exists (select 1 from integrations oi where oi.id = a.integration_id and oi.enabled))
-          and not exists (select 1 from locks l where l.account_id = a.id
-                          or (l.integration_id = a.integration_id and l.external_id = a.external_id))
+          and not ${LOCKED}
           and not exists (select 1 from accounts mine
                           where mine.integration_id = ${scope.integrationId}::uuid and mine.external_id = i.external_id)
         returning a.id, a.external_id
@@ -405,8 +407,7 @@ export class DirectoryRepository {
         'a.family_name',
         'a.display_name',
         'a.active',
-        sql<boolean>`exists (select 1 from locks l where l.account_id = a.id
-          or (l.integration_id = a.integration_id and l.external_id = a.external_id))`.as('locked'),
+        LOCKED.as('locked'),
         sql<string[]>`coalesce((
           select array_agg(g.name order by lower(g.name), g.name) from group_memberships gm
           join groups g on g.id = gm.group_id where gm.account_id = a.id), '{}')`.as('groups'),
@@ -446,11 +447,6 @@ export class DirectoryRepository {
       .execute();
     return rows.map((r) => ({ id: r.id, name: r.name, members: r.members }));
   }
-}
-
-function compareRank(a: readonly number[], b: readonly number[]): number {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
-  return 0;
 }
 
 /** Grants as rows (external_id, user_name, ..., fingerprint, adopts), for a `with input as (...)`. */

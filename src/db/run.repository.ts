@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
-import { type DestructiveOp, type DestructiveSet, changeLogId, destructiveFromChange, membershipDetail } from '../core/approvals.js';
+import { type DestructiveOp, changeLogId, destructiveFromChange, membershipDetail } from '../core/approvals.js';
 import type { JsonObject } from '../core/model.js';
+import { printable } from '../core/snapshot.js';
 import { CHANGE_KINDS, PLAN_KINDS, type PlanCounts } from '../core/plan.js';
 import type { Db } from './database.js';
 import type { ChangeState, RunChangeRow, RunRow, RunStatus, RunTrigger, RunWarning } from './schema.js';
@@ -229,7 +230,7 @@ export class RunRepository {
         finished_at: sql`now()`,
         counts: JSON.stringify(outcome.counts),
         stats: JSON.stringify(outcome.stats),
-        error: outcome.error ?? null,
+        error: outcome.error === undefined ? null : printable(outcome.error),
         held_reason: outcome.heldReason ?? null,
         warnings: storableJson(outcome.warnings ?? []),
       })
@@ -254,15 +255,6 @@ export class RunRepository {
       .returningAll()
       .executeTakeFirstOrThrow();
     return toSummary(row);
-  }
-
-  /**
-   * Later held runs that hold nothing beyond `approved` (they held the same removals again
-   * while the admin had not yet approved): the approval settles them too.
-   */
-  async heldRunsCoveredBy(integrationId: string, approved: DestructiveSet): Promise<string[]> {
-    const held = await this.heldOpsByRun(integrationId);
-    return [...held].filter(([, ops]) => ops.every((op) => approved.has(op))).map(([runId]) => runId);
   }
 
   /** Held runs of the integration an approval of `heldRunId` covers: it and every earlier held run. */
@@ -399,9 +391,7 @@ export class RunRepository {
  * lone surrogate, so those are spelled out (as \0 and \udXXX) in the strings themselves.
  */
 function storableJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    typeof v === 'string' ? v.replace(/\0/g, '\\0').replace(/\p{Cs}/gu, (c) => `\\u${c.charCodeAt(0).toString(16)}`) : v,
-  );
+  return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'string' ? printable(v) : v));
 }
 
 export function isUuid(value: string): boolean {

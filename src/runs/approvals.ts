@@ -7,7 +7,10 @@ export interface ApprovalContext {
   readonly pending: DestructiveSet;
   /** Approved by this run (an approval run): they bypass the threshold. */
   readonly approved: DestructiveSet;
-  /** The held runs this approval covers. */
+  /**
+   * The held runs this approval settles: every held run up to the approved one, and later ones
+   * that held nothing beyond what it approves (they held the same removals again meanwhile).
+   */
   readonly approvedRuns: readonly string[];
 }
 
@@ -16,11 +19,12 @@ export interface ApprovalContext {
  * approves (when it is an approval run: every held run up to the one approved) and the rest.
  */
 export async function loadApprovals(runs: RunRepository, run: RunSummary): Promise<ApprovalContext> {
-  const approvedRuns = run.approvesRunId ? await runs.heldRunsUpTo(run.approvesRunId) : [];
+  const upTo = run.approvesRunId ? await runs.heldRunsUpTo(run.approvesRunId) : [];
   const held = await runs.heldOpsByRun(run.integrationId);
-  const approved = new DestructiveSet([...held].flatMap(([id, ops]) => (approvedRuns.includes(id) ? ops : [])));
-  const pending = new DestructiveSet([...held].flatMap(([id, ops]) => (approvedRuns.includes(id) ? [] : ops)).filter((op) => !approved.has(op)));
-  return { pending, approved, approvedRuns };
+  const approved = new DestructiveSet([...held].flatMap(([id, ops]) => (upTo.includes(id) ? ops : [])));
+  const pending = new DestructiveSet([...held].flatMap(([id, ops]) => (upTo.includes(id) ? [] : ops)).filter((op) => !approved.has(op)));
+  const covered = upTo.length === 0 ? [] : [...held].filter(([, ops]) => ops.every((op) => approved.has(op))).map(([id]) => id);
+  return { pending, approved, approvedRuns: [...new Set([...upTo, ...covered])] };
 }
 
 /**
@@ -36,6 +40,5 @@ export async function settleApprovals(
 ): Promise<void> {
   if (!run.approvesRunId) return;
   await runs.recordStale(run.id, stale, run.approvesRunId);
-  const covered = await runs.heldRunsCoveredBy(run.integrationId, approvals.approved);
-  await runs.markApproved([...new Set([...approvals.approvedRuns, ...covered])], run.id);
+  await runs.markApproved(approvals.approvedRuns, run.id);
 }

@@ -19,7 +19,8 @@ export class RunRecorder {
   private readonly stats: Record<string, number> = {};
   private progress: () => Record<string, number> = () => ({});
   private readonly appliedSoFar: Partial<Record<PlanKind, number>> = {};
-  private prior: Promise<PlanCounts>;
+  /** What earlier attempts of this run committed, read once when the attempt starts. */
+  private readonly prior: Promise<PlanCounts>;
   private readonly heartbeat: NodeJS.Timeout;
   private applyStart = 0;
 
@@ -71,13 +72,10 @@ export class RunRecorder {
 
   /** This attempt's counts plus what earlier attempts of the run committed. */
   async withEarlierAttempts(counts: PlanCounts): Promise<PlanCounts> {
-    return addCounts(await this.loadPrior(), counts);
+    return addCounts(await this.prior, counts);
   }
 
-  private priorCounts: PlanCounts | undefined;
-
   async finish(status: 'succeeded' | 'held', counts: PlanCounts, skipped: readonly SkippedRecord[], held?: { held: number; reason: string }): Promise<ReconcileOutcome> {
-    await this.loadPrior();
     if (held) this.stats.held = held.held;
     this.stats.recordsSkipped = skipped.length;
     this.stats.applyMs = Date.now() - (this.applyStart || this.started);
@@ -90,20 +88,14 @@ export class RunRecorder {
   }
 
   async fail(error: string): Promise<ReconcileOutcome> {
-    const counts = await this.loadPrior();
+    const counts = await this.prior;
     this.stats.totalMs = Date.now() - this.started;
-    // Messages quote IdP values, and Postgres cannot store a NUL in text: the run would never be recorded as failed.
-    await this.runs.finish(this.runId, { status: 'failed', counts, stats: this.stats, error: error.replaceAll('\0', '\\0') });
+    await this.runs.finish(this.runId, { status: 'failed', counts, stats: this.stats, error });
     return { kind: 'finished', run: (await this.runs.find(this.runId))! };
   }
 
   stop(): void {
     clearInterval(this.heartbeat);
-  }
-
-  private async loadPrior(): Promise<PlanCounts> {
-    this.priorCounts ??= await this.prior;
-    return this.priorCounts;
   }
 }
 
