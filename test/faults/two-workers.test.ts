@@ -67,16 +67,20 @@ describe('two workers on one Redis', () => {
     })();
 
     let triggers = 0;
+    const burstWindows: { start: Date; end: Date }[] = [];
     const seeds = scenarioSeed('two workers');
     try {
       for (let wave = 0; wave < ROUNDS; wave++) {
         const rnd = seeds.round(wave);
         for (const id of [...okta.users.keys()].slice(0, 40)) okta.updateUser(id, { profile: { title: `wave ${wave} ${rnd.int(0, 1e6)}` } });
         // Bursts of triggers for every integration, all at once.
+        const burstStart = new Date();
         const bursts = integrationIds.flatMap((id) => Array.from({ length: 3 }, () => cli.run(['sync', id])));
         const results = await Promise.all(bursts);
+        const burstEnd = new Date();
         triggers += results.length;
         for (const r of results) expect(r.code, r.stderr).toBe(0);
+        burstWindows.push({ start: burstStart, end: burstEnd });
         // Wait for every integration's queue of runs to drain.
         const deadline = Date.now() + 120_000;
         for (;;) {
@@ -92,8 +96,12 @@ describe('two workers on one Redis', () => {
     }
 
     const runs = await db.selectFrom('runs').select(['integration_id', 'status', 'started_at', 'finished_at']).orderBy('started_at').execute();
-    // A burst coalesces: one run, plus at most one follow-up, per integration and wave.
-    expect(runs.length).toBeLessThanOrEqual(INTEGRATIONS * ROUNDS * 2);
+    // A burst coalesces: one run, plus at most one follow-up, per integration and wave, except
+    // where a run of that integration finished while the burst's triggers were still arriving
+    // (a trigger after a run ended rightly starts a new one; CLI start-up spreads a burst out
+    // on a loaded machine).
+    const finishedDuringBursts = runs.filter((r) => r.finished_at && burstWindows.some((w) => r.finished_at! >= w.start && r.finished_at! <= w.end)).length;
+    expect(runs.length).toBeLessThanOrEqual(INTEGRATIONS * ROUNDS * 2 + finishedDuringBursts);
     for (const id of integrationIds) {
       const mine = runs.filter((r) => r.integration_id === id);
       expect(mine.filter((r) => r.status === 'succeeded').length).toBeGreaterThanOrEqual(ROUNDS);
