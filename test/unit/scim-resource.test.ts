@@ -55,6 +55,11 @@ describe('readUserBody', () => {
     expect(resource.emails).toEqual([{ value: 'a@x', primary: true }]);
   });
 
+  it("reads Entra's bare manager id as the manager's value", () => {
+    const { resource } = readUserBody({ ...okta, [ENTERPRISE_USER_SCHEMA]: { manager: '26118915-6090-4610-87e4-49d8ca9f808d' } });
+    expect(resource[ENTERPRISE_USER_SCHEMA]).toEqual({ manager: { value: '26118915-6090-4610-87e4-49d8ca9f808d' } });
+  });
+
   it('takes a missing active as active', () => {
     const { active } = readUserBody({ schemas: [USER_SCHEMA], userName: 'bob' });
     expect(active).toBe(true);
