@@ -17,11 +17,12 @@ let drop: () => Promise<void>;
 let app: FastifyInstance;
 let close: () => Promise<void>;
 let config: Config;
+const ADMIN = 'admin-token-for-scim-tests-0123456';
 
 beforeAll(async () => {
   const created = await createTestDatabase();
   ({ db, drop } = created);
-  config = testConfig({ DATABASE_URL: created.url });
+  config = testConfig({ DATABASE_URL: created.url, DIRSYNC_ADMIN_TOKEN: ADMIN });
   ({ app, close } = await startTestServer(db, config));
 });
 afterAll(async () => {
@@ -241,5 +242,24 @@ describe('SCIM endpoint on the state model', () => {
     expect(huge.statusCode).toBe(413);
     expect((await send(JSON.stringify(userBody('json@x.test')), 'application/json')).statusCode).toBe(201);
     expect((await send('userName=x', 'application/x-www-form-urlencoded')).statusCode).toBe(415);
+  });
+
+  it('is created and its token rotated through the admin API as through the CLI', async () => {
+    const slug = uniqueSlug();
+    await new TenantRepository(db).create(slug, slug);
+    const api = (method: 'POST' | 'GET', url: string, payload?: object) =>
+      app.inject({ method, url, headers: { authorization: `Bearer ${ADMIN}` }, ...(payload ? { payload } : {}) });
+    const created = await api('POST', '/api/v1/integrations', { tenant: slug, provider: 'scim', deprovision: 'delete', threshold: 10 });
+    expect(created.statusCode).toBe(201);
+    const body = JSON.parse(created.body);
+    expect(body).toMatchObject({ provider: 'scim', deprovisionMode: 'delete', thresholdPercent: 10, scimBaseUrl: expect.stringMatching(new RegExp(`/scim/v2/${body.id}$`)) });
+    const scim = (token: string) => app.inject({ method: 'GET', url: `/scim/v2/${body.id}/Users`, headers: { authorization: `Bearer ${token}` } });
+    expect((await scim(body.scimToken)).statusCode).toBe(200);
+    const rotated = JSON.parse((await api('POST', `/api/v1/integrations/${body.id}/rotate-scim-token`, { grace: '0' })).body);
+    expect(rotated).toMatchObject({ id: body.id, previousScimTokenValidUntil: null });
+    expect((await scim(body.scimToken)).statusCode).toBe(401);
+    expect((await scim(rotated.scimToken)).statusCode).toBe(200);
+    const refused = await api('POST', '/api/v1/integrations', { tenant: slug, provider: 'scim', baseUrl: 'https://x.okta.com' });
+    expect([refused.statusCode, JSON.parse(refused.body).error.message]).toEqual([400, expect.stringMatching(/--base-url does not apply to a scim integration/)]);
   });
 });
