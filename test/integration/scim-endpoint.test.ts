@@ -188,6 +188,9 @@ describe('SCIM endpoint on the state model', () => {
     expect(await found(`id eq "${ann.id}"`)).toEqual(['Ann@F.test']);
     expect(await found('meta.lastModified gt "2000-01-01T00:00:00Z"')).toEqual(['Ann@F.test', 'bob@f.test']);
     expect(await found(`userName eq "x\\" or 1=1 --"`)).toEqual([]);
+    // Values some clients send unquoted or single-quoted are read as strings.
+    expect(await found('userName eq ann@f.test')).toEqual(['Ann@F.test']);
+    expect(await found("userName eq 'BOB@f.test'")).toEqual(['bob@f.test']);
     expect(await found(`userName eq "'; drop table scim_users; --"`)).toEqual([]);
     for (const bad of ['userName eq', 'userName zz "a"', 'userName eq "a', '"; select 1', 'emails[type eq "work"', 'user"Name eq "a"']) {
       const r = await s.req('GET', `/Users?filter=${encodeURIComponent(bad)}`);
