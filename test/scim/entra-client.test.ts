@@ -133,8 +133,8 @@ describe('Microsoft Entra provisioning service, replayed', () => {
     expect(account).toMatchObject({ active: false, locked: true });
   });
 
-  // The same shape with "True" re-enables (Entra sends the same op when a user is assigned again or
-  // re-enabled); the lock is lifted.
+  // The same unflagged shape with "True" (the compatibility doc shows only "False"; "True" is its counterpart,
+  // which Entra's default job sends when the user is enabled or assigned again): the lock is lifted.
   it('re-enables on {"op":"Replace","path":"active","value":"True"}: the lock is lifted', async () => {
     const res = await entra.patch(`/Users/${ids.eve}`, { schemas: [PATCH_SCHEMA], Operations: [{ op: 'Replace', path: 'active', value: 'True' }] });
     const r = expectPatched(res, 'User', integration.scimBaseUrl);
@@ -144,12 +144,13 @@ describe('Microsoft Entra provisioning service, replayed', () => {
     expect(account).toMatchObject({ active: true, locked: false });
   });
 
-  // Entra doc, "Disable User" (the documented SCIM-compliant form): {"op":"Replace","path":"active","value":false}.
-  it('disables on {"op":"Replace","path":"active","value":false} and re-enables on a pathless {"active":"True"}', async () => {
+  // Entra doc, "Disable User": {"op":"Replace","path":"active","value":false} (a JSON boolean, Operations before
+  // schemas); the compatibility doc's flagged form re-enables with {"op":"replace","path":"active","value":true}.
+  it('disables on {"op":"Replace","path":"active","value":false} and re-enables on {"op":"replace","path":"active","value":true}', async () => {
     const off = await entra.patch(`/Users/${ids.eve}`, { Operations: [{ op: 'Replace', path: 'active', value: false }], schemas: [PATCH_SCHEMA] });
     expectPatched(off, 'User', integration.scimBaseUrl);
     expect(await waitForUser(cli, TENANT, eve.userName, 'locked again', (u) => u.locked)).toMatchObject({ active: false, locked: true });
-    const on = await entra.patch(`/Users/${ids.eve}`, { schemas: [PATCH_SCHEMA], Operations: [{ op: 'Replace', value: { active: 'True' } }] });
+    const on = await entra.patch(`/Users/${ids.eve}`, { schemas: [PATCH_SCHEMA], Operations: [{ op: 'replace', path: 'active', value: true }] });
     expectPatched(on, 'User', integration.scimBaseUrl);
     expect((await entra.get(`/Users/${ids.eve}`)).body.active).toBe(true);
     expect(await waitForUser(cli, TENANT, eve.userName, 'unlocked again', (u) => !u.locked)).toMatchObject({ active: true, locked: false });
