@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CliHarness } from '../support/cli.js';
 import {
@@ -157,7 +158,7 @@ describe('Okta SCIM 2.0 client, replayed', () => {
     const random = await okta.get(`/Users${filterQuery('userName eq "Runscope999Nobody@atko.com"')}`);
     expect(expectListResponse(random, 0)).toEqual([]);
 
-    const invalid = await okta.get('/Users/010101010101010101010101');
+    const invalid = await okta.get(`/Users/${randomUUID()}`);
     expectScimError(invalid, 404);
 
     const again = await okta.post('/Users', oktaCreateBody(ann));
