@@ -178,6 +178,19 @@ export async function waitForUser(cli: CliHarness, tenant: string, userName: str
   );
 }
 
+/** Polls `dirsync users` until `check` holds for the whole list (one CLI call a poll). */
+export async function waitForUsers(cli: CliHarness, tenant: string, what: string, check: (us: TenantUser[]) => boolean, timeoutMs = 15_000): Promise<TenantUser[]> {
+  let last: TenantUser[] = [];
+  return waitFor(
+    `${what} (dirsync users --tenant ${tenant})`,
+    async () => {
+      last = await tenantUsers(cli, tenant);
+      return check(last) ? last : undefined;
+    },
+    { timeoutMs, intervalMs: 250, context: () => `last dirsync users: ${JSON.stringify(last)}` },
+  );
+}
+
 /** Polls `dirsync groups` until `check` holds for the whole list. */
 export async function waitForGroups(cli: CliHarness, tenant: string, what: string, check: (gs: TenantGroup[]) => boolean, timeoutMs = 15_000): Promise<TenantGroup[]> {
   let last: TenantGroup[] = [];
