@@ -158,6 +158,17 @@ describe('authentik SCIM provider client, replayed', () => {
     expect(account.userName).toBe('dana');
   });
 
+  // authentik up to 2025.6 sent the 409 lookup unquoted: f'userName eq {scim_user.userName}' (fixed in 2025.10,
+  // "providers/scim: fix string formatting for SCIM user filter (#16465)"). RFC 7644 §3.4.2.2 wants a quoted
+  // string, so a server may refuse it with 400 invalidFilter (§3.12) or accept it; dirsync SPEC: bad input is
+  // answered 400, never 5xx.
+  it('answers the unquoted lookup older authentik sends with a match or 400 invalidFilter, never 5xx', async () => {
+    const res = await ak.get('/Users?filter=userName+eq+dana');
+    expect([200, 400], `${res.status} ${res.text}`).toContain(res.status);
+    if (res.status === 400) expectScimError(res, 400, 'invalidFilter');
+    else expect(expectListResponse(res, 1)[0].id).toBe(ids.dana);
+  });
+
   // users.py update: PUT /Users/{scim_id} with the whole mapped user and "id"; authentik stores the JSON response.
   it('applies an update sent as PUT of the whole user', async () => {
     const renamed = { ...dana, name: 'Dana Katherine Scully', email: 'dscully@ak-scim.test' };

@@ -13,7 +13,6 @@ import {
   expectResource,
   expectScimError,
   expectStatus,
-  filterQuery,
   sortedMembers,
   waitForGroups,
   waitForUser,
@@ -40,6 +39,9 @@ const gus = { userName: 'gus.grant@entra-scim.test', objectId: '6c75de36-30fa-4d
 const ids: Record<string, string> = {};
 let groupId: string;
 
+/** Entra's query string, as logged in MicrosoftDocs/azure-docs issue #94189: `?filter=userName+eq+%22...%22`. */
+const entraFilter = (filter: string) => `?${new URLSearchParams({ filter }).toString()}`;
+
 /** Entra's "Create User" request body, with this user's values. */
 function entraCreateBody(u: typeof eve, given: string, family: string) {
   return {
@@ -59,7 +61,8 @@ beforeAll(async () => {
   await cli.json(['tenant', 'create', TENANT]);
   await cli.start();
   integration = await createScimIntegration(cli, TENANT);
-  entra = new ScimClient(integration.scimBaseUrl, integration.scimToken);
+  // MicrosoftDocs/azure-docs issue #12728: Entra's requests carry `Content-Type: application/scim+json; charset=utf-8`.
+  entra = new ScimClient(integration.scimBaseUrl, integration.scimToken, { 'content-type': 'application/scim+json; charset=utf-8' });
 }, 60_000);
 
 afterAll(async () => {
@@ -71,14 +74,14 @@ describe('Microsoft Entra provisioning service, replayed', () => {
   // a ListResponse with totalResults 0; POST /Users (core + enterprise extension schemas, externalId, meta,
   // roles []) answers 201 with the user.
   it('queries by userName, finds nothing, and creates the user', async () => {
-    const none = await entra.get(`/Users${filterQuery(`userName eq "${eve.userName}"`)}`);
+    const none = await entra.get(`/Users${entraFilter(`userName eq "${eve.userName}"`)}`);
     expect(expectListResponse(none, 0)).toEqual([]);
     const res = await entra.post('/Users', entraCreateBody(eve, 'Eve', 'Adams'));
     expectStatus(res, 201);
     const r = expectResource(res, 'User', integration.scimBaseUrl);
     expect(r).toMatchObject({ userName: eve.userName, externalId: eve.objectId, active: true, name: { givenName: 'Eve', familyName: 'Adams' } });
     ids.eve = r.id;
-    const found = await entra.get(`/Users${filterQuery(`userName eq "${eve.userName}"`)}`);
+    const found = await entra.get(`/Users${entraFilter(`userName eq "${eve.userName}"`)}`);
     expect(expectListResponse(found, 1)[0].id).toBe(ids.eve);
     const account = await waitForUser(cli, TENANT, eve.userName, 'the created user in the tenant', () => true);
     expect(account).toMatchObject({ userName: eve.userName, email: eve.userName, givenName: 'Eve', familyName: 'Adams', active: true, locked: false });
@@ -175,7 +178,7 @@ describe('Microsoft Entra provisioning service, replayed', () => {
     expect(g).toMatchObject({ displayName: 'Finance', externalId: '8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159' });
     groupId = g.id;
 
-    const byName = await entra.get(`/Groups?excludedAttributes=members&${filterQuery('displayName eq "Finance"').slice(1)}`);
+    const byName = await entra.get(`/Groups?excludedAttributes=members&${entraFilter('displayName eq "Finance"').slice(1)}`);
     const [found] = expectListResponse(byName, 1);
     expect(found).toMatchObject({ id: groupId, displayName: 'Finance' });
     expect(found).not.toHaveProperty('members');

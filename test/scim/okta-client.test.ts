@@ -265,6 +265,22 @@ describe('Okta SCIM 2.0 client, replayed', () => {
     expect(a.groups).toEqual(['Engineering']);
   });
 
+  // Okta SCIM 2.0 reference, "Retrieve Users": Okta imports page by page with startIndex and count, "the
+  // startIndex becomes startIndex+100"; "The SCIM server must consistently return the same ordering of results
+  // ... regardless of which values are provided for the count and startIndex". RFC 7644 §3.4.2.4.
+  it('pages /Users with startIndex and count in a stable order', async () => {
+    const all = expectListResponse(await okta.get('/Users?startIndex=1&count=100'), 3).map((u: { id: string }) => u.id);
+    expect([...all].sort()).toEqual([ids.ann, ids.bob, ids.cat].sort());
+    const page1 = await okta.get('/Users?startIndex=1&count=2');
+    expect(expectListResponse(page1, 3).map((u: { id: string }) => u.id)).toEqual(all.slice(0, 2));
+    expect(page1.body.startIndex).toBe(1);
+    const page2 = await okta.get('/Users?startIndex=3&count=2');
+    expect(expectListResponse(page2, 3).map((u: { id: string }) => u.id)).toEqual(all.slice(2));
+    expect(page2.body.startIndex).toBe(3);
+    const beyond = await okta.get('/Users?startIndex=4&count=2');
+    expect(expectListResponse(beyond, 3)).toEqual([]);
+  });
+
   // Okta SCIM 2.0 reference, "Update a specific Group name": `PATCH /Groups/<id>`
   // {"schemas":[PatchOp],"Operations":[{"op":"replace","value":{"id":"<id>","displayName":"..."}}]}; 200 or 204.
   it('renames a group on PATCH replace {id, displayName} without a path', async () => {
