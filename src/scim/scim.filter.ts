@@ -69,7 +69,8 @@ function compile(f: Filter, columns: ReadonlyMap<string, Column>, coreSchema: st
     case '[]': {
       const path = attributePath(f.attrPath, coreSchema);
       if (columns === GROUP_COLUMNS && path.length === 1 && path[0]!.toLowerCase() === 'members') return membersMatch(f.valFilter);
-      return sql<SqlBool>`exists (select 1 from jsonb_path_query(resource, ${jsonPath([...path])}::jsonpath) e where ${compileElement(f.valFilter, [])})`;
+      // [*]: each element on its own, so the value filter and what follows it test the same one.
+      return sql<SqlBool>`exists (select 1 from jsonb_path_query(resource, ${`${jsonPath(path)}[*]`}::jsonpath) e where ${compileElement(f.valFilter, [])})`;
     }
     case 'pr': {
       const column = columns.get(f.attrPath.toLowerCase().replace(`${coreSchema.toLowerCase()}:`, ''));
