@@ -178,6 +178,8 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
 
   // Accounts of this integration once the plan is applied; only they can be group members.
   const rowsAfter = new Set<string>();
+  /** Accounts of records that were not taken (skipped, clashing, in conflict): kept as they are. */
+  const untaken = new Set<string>();
   const keepsRow = policy.deprovisionMode === 'suspend';
   // Accounts whose memberships go because they are deprovisioned: the account goes
   // (remove-access, delete), or the user left the scope. Those removals follow the deprovision.
@@ -245,7 +247,10 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
       // Skipped: kept as it is, unless its readable status deprovisions.
       if (!existing) continue;
       if (existing.active && readable?.active === false) deprovision(externalId, existing.userName, 'idp-status', null);
-      else rowsAfter.add(externalId);
+      else {
+        rowsAfter.add(externalId);
+        untaken.add(externalId);
+      }
       continue;
     }
     if (!existing) {
@@ -299,7 +304,8 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
     const want = [...(snapshot.memberships.get(group.externalId) ?? EMPTY)].filter((id) => rowsAfter.has(id));
     const wanted = new Set(want);
     for (const userExternalId of want.sort()) {
-      if (!have.has(userExternalId)) membershipsAdded.push(member(userExternalId));
+      // A record not taken gains nothing: its account stays as it was (what it has, the IdP's removals aside).
+      if (!have.has(userExternalId) && !untaken.has(userExternalId)) membershipsAdded.push(member(userExternalId));
     }
     for (const userExternalId of [...have].sort()) {
       if (wanted.has(userExternalId)) continue;
