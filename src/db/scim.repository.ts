@@ -216,6 +216,26 @@ export class ScimRepository {
     return rows.map((r) => ({ groupId: r.group_id, userId: r.user_id, userName: r.user_name }));
   }
 
+  /** The groups each of these users is a member of (user id -> groups, by displayName), for a User's `groups`. */
+  async groupsOf(userIds: readonly string[]): Promise<Map<string, Array<{ id: string; displayName: string }>>> {
+    const byUser = new Map<string, Array<{ id: string; displayName: string }>>();
+    if (userIds.length === 0) return byUser;
+    const rows = await this.db
+      .selectFrom('scim_group_members as m')
+      .innerJoin('scim_groups as g', 'g.id', 'm.group_id')
+      .select(['m.user_id', 'g.id', 'g.display_name'])
+      .where('m.user_id', 'in', [...userIds])
+      .orderBy('g.created_at')
+      .orderBy('g.id')
+      .execute();
+    for (const r of rows) {
+      let list = byUser.get(r.user_id);
+      if (!list) byUser.set(r.user_id, (list = []));
+      list.push({ id: r.id, displayName: r.display_name });
+    }
+    return byUser;
+  }
+
   async addMembers(groupId: string, userIds: readonly string[]): Promise<void> {
     if (userIds.length === 0) return;
     await this.db

@@ -52,14 +52,14 @@ export function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDeps): v
         }
       });
       scim.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
-        if (error instanceof ScimError) return sendError(reply, error);
-        if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return sendError(reply, new ScimError(413, `the body is larger than ${SCIM_BODY_LIMIT} bytes`));
-        if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return sendError(reply, new ScimError(415, 'send the body as application/scim+json or application/json'));
-        if (error.statusCode && error.statusCode < 500) return sendError(reply, new ScimError(error.statusCode, error.message));
+        if (error instanceof ScimError) return sendScimError(reply, error);
+        if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return sendScimError(reply, new ScimError(413, `the body is larger than ${SCIM_BODY_LIMIT} bytes`));
+        if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return sendScimError(reply, new ScimError(415, 'send the body as application/scim+json or application/json'));
+        if (error.statusCode && error.statusCode < 500) return sendScimError(reply, new ScimError(error.statusCode, error.message));
         deps.log.error({ err: error.message, url: request.url.split('?')[0] }, 'SCIM request failed');
-        return sendError(reply, new ScimError(503, 'temporarily unavailable; try again'));
+        return sendScimError(reply, new ScimError(503, 'temporarily unavailable; try again'));
       });
-      scim.setNotFoundHandler((request, reply) => sendError(reply, notFound(`no SCIM endpoint ${request.method} ${request.url.split('?')[0]}`)));
+      scim.setNotFoundHandler((request, reply) => sendScimError(reply, notFound(`no SCIM endpoint ${request.method} ${request.url.split('?')[0]}`)));
       scim.addHook('onResponse', async (request, reply) => {
         const resource = /\/scim\/v2\/[^/]+\/([A-Za-z]+)/.exec(request.url)?.[1] ?? '';
         const known = ['Users', 'Groups', 'ServiceProviderConfig', 'ResourceTypes', 'Schemas', 'Bulk'].includes(resource) ? resource : 'other';
@@ -131,7 +131,8 @@ function listOf(resources: Record<string, unknown>[]) {
   return { schemas: ['urn:ietf:params:scim:api:messages:2.0:ListResponse'], totalResults: resources.length, itemsPerPage: resources.length, startIndex: 1, Resources: resources };
 }
 
-function sendError(reply: FastifyReply, error: ScimError) {
+/** Answers with the SCIM Error schema (RFC 7644 §3.12), as application/scim+json. */
+export function sendScimError(reply: FastifyReply, error: ScimError) {
   if (error.status === 401) reply.header('www-authenticate', 'Bearer realm="dirsync SCIM"');
   return reply.code(error.status).type(SCIM_JSON).send(error.body);
 }

@@ -1,11 +1,12 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import { sql } from 'kysely';
 import type { Redis } from 'ioredis';
 import type { Db } from '../db/database.js';
 import type { Logger } from '../log.js';
 import type { DirsyncQueue } from '../queue/queue.js';
 import { registerWebhookRoutes } from './webhook.routes.js';
-import { registerScimRoutes } from './scim.routes.js';
+import { registerScimRoutes, sendScimError } from './scim.routes.js';
+import { ScimError } from '../scim/scim.errors.js';
 import swagger from '@fastify/swagger';
 import { ConfigError, type Config } from '../config.js';
 import { NotFoundError, UserError } from '../errors.js';
@@ -31,6 +32,13 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     // Unknown fields are refused, not silently dropped: a typo must not look like success.
     ajv: { customOptions: { removeAdditional: false } },
+    // A malformed or over-long URL is answered before routing: in the format of the API it was meant for.
+    frameworkErrors: (error, request, reply) => {
+      const status = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : 400;
+      const message = status === 414 ? 'a path segment is too long' : 'the URL is malformed';
+      if (request.url.startsWith('/scim/')) return sendScimError(reply as FastifyReply, new ScimError(status, message));
+      return (reply as FastifyReply).code(status).send(request.url.startsWith('/api/') ? { error: { code: 'bad_request', message } } : { error: message });
+    },
   });
 
   // Errors: a person's mistake (bad input, unknown id) is a 4xx naming it; bad JSON 400, too

@@ -1,7 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { type RawBuilder, type SqlBool, sql } from 'kysely';
 import { type Filter, parse } from 'scim2-parse-filter';
 import type { ScimPredicate } from '../db/scim.repository.js';
-import { badRequest } from './scim.errors.js';
+import { ScimError, badRequest } from './scim.errors.js';
 import { ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, USER_SCHEMA } from './scim.schemas.js';
 
 /**
@@ -18,13 +19,44 @@ import { ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, USER_SCHEMA } from './scim.schema
 export function compileFilter(text: string, resourceType: 'User' | 'Group'): ScimPredicate {
   let ast: Filter;
   try {
-    ast = parse(text);
+    ast = parseStrings(text);
   } catch (error) {
+    if (error instanceof ScimError) throw error;
     const lenient = unquotedComparison(text);
     if (!lenient) throw badRequest('invalidFilter', `the filter ${JSON.stringify(text)} cannot be parsed: ${(error as Error).message}`);
     ast = lenient;
   }
   return compile(ast, resourceType === 'User' ? USER_COLUMNS : GROUP_COLUMNS, resourceType === 'User' ? USER_SCHEMA : GROUP_SCHEMA);
+}
+
+/**
+ * Parses with scim2-parse-filter, but with string values decoded as the JSON strings RFC 7644
+ * §3.4.2.2 says they are: the library keeps a backslash before anything but a quote as is, so
+ * `"corp\\alice"` would be `corp\\alice` and `"\\"` an error. Each string is swapped for a
+ * placeholder the library passes through, then put back decoded.
+ */
+function parseStrings(text: string): Filter {
+  const nonce = `s${randomBytes(8).toString('hex')}_`;
+  const values: string[] = [];
+  const masked = text.replace(/"(?:[^"\\]|\\.)*"/g, (literal) => {
+    let value: unknown;
+    try {
+      value = JSON.parse(literal);
+    } catch {
+      throw badRequest('invalidFilter', `${literal} in the filter is not a JSON string`);
+    }
+    values.push(value as string);
+    return `"${nonce}${values.length - 1}"`;
+  });
+  const restore = (f: Filter): Filter => {
+    const node = f as Filter & { compValue?: unknown; filters?: Filter[]; filter?: Filter; valFilter?: Filter };
+    if (typeof node.compValue === 'string' && node.compValue.startsWith(nonce)) node.compValue = values[Number(node.compValue.slice(nonce.length))]!;
+    node.filters?.forEach(restore);
+    if (node.filter) restore(node.filter);
+    if (node.valFilter) restore(node.valFilter);
+    return f;
+  };
+  return restore(parse(masked));
 }
 
 const SIMPLE = /^\s*([A-Za-z][\w.:$-]*)\s+(eq|ne|co|sw|ew|gt|ge|lt|le)\s+(.+?)\s*$/i;

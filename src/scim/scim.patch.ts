@@ -50,7 +50,8 @@ export function applyPatch(resource: JsonObject, operations: readonly PatchOpera
   } catch (error) {
     const code = (error as { scimCode?: string }).scimCode;
     const message = (error as Error).message.replace(/^Invalid SCIM Patch: /, '');
-    throw badRequest(code === 'noTarget' ? 'noTarget' : code === 'invalidPath' ? 'invalidPath' : 'invalidValue', message);
+    const scimType = code === 'noTarget' ? 'noTarget' : code === 'invalidPath' || /\bpath\b/i.test(message) ? 'invalidPath' : 'invalidValue';
+    throw badRequest(scimType, message);
   }
 }
 

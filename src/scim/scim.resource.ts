@@ -21,6 +21,8 @@ export interface MemberRef {
 export function readUserBody(body: unknown): UserWrite {
   const resource = readResource(body, USER_SCHEMA, 'User');
   delete resource.password;
+  // readOnly (RFC 7643 §4.1.2): computed from the Groups' members, whatever the client says.
+  delete resource.groups;
   const userName = resource.userName;
   if (typeof userName !== 'string' || userName.trim() === '') {
     throw badRequest('invalidValue', 'userName is required and must be a non-empty string');
@@ -69,7 +71,33 @@ function readResource(body: unknown, coreSchema: string, kind: string): JsonObje
     if (SERVER_OWNED.has(key)) continue;
     resource[key] = value;
   }
-  return normalize(resource, coreSchema);
+  const normalized = normalize(resource, coreSchema);
+  // Every extension the resource holds is named in `schemas` (RFC 7643 §3), added by a PATCH or not.
+  const named = new Set((normalized.schemas as string[]).map((s) => s.toLowerCase()));
+  const extensions = Object.keys(normalized).filter((k) => /^urn:/i.test(k) && !named.has(k.toLowerCase()) && isObject(normalized[k]));
+  if (extensions.length > 0) normalized.schemas = [...(normalized.schemas as string[]), ...extensions];
+  return normalized;
+}
+
+function isObject(value: JsonValue | undefined): value is JsonObject {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/**
+ * After a PATCH: a value newly marked primary takes the mark from the values that had it
+ * (RFC 7644 §3.5.2: the service provider sets "primary" false on every other value).
+ */
+export function demotePrimaries(before: JsonObject, after: JsonObject): JsonObject {
+  for (const [key, values] of Object.entries(after)) {
+    if (!Array.isArray(values)) continue;
+    const primaries = values.filter((v): v is JsonObject => isObject(v) && v.primary === true);
+    if (primaries.length < 2) continue;
+    const was = Array.isArray(before[key]) ? (before[key] as JsonValue[]).filter((v) => isObject(v) && v.primary === true).map((v) => JSON.stringify(v)) : [];
+    const fresh = primaries.filter((v) => !was.includes(JSON.stringify(v)));
+    if (fresh.length === 0) continue;
+    after[key] = values.map((v) => (isObject(v) && v.primary === true && !fresh.includes(v) ? { ...v, primary: false } : v));
+  }
+  return after;
 }
 
 function externalIdOf(resource: JsonObject): string | null {
@@ -245,8 +273,11 @@ function removePath(object: JsonObject, path: string[]): void {
   }
 }
 
-/** A stored user as SCIM returns it (RFC 7643 §4.1), `meta.location` under `baseUrl`. */
-export function renderUser(user: StoredScimUser, baseUrl: string): JsonObject {
+/**
+ * A stored user as SCIM returns it (RFC 7643 §4.1), `meta.location` under `baseUrl`, with the
+ * groups it is a member of (`groups`, when it has any).
+ */
+export function renderUser(user: StoredScimUser, baseUrl: string, groups: ReadonlyArray<{ id: string; displayName: string }> = []): JsonObject {
   const { schemas, ...rest } = user.resource;
   return {
     schemas: Array.isArray(schemas) ? schemas : [USER_SCHEMA],
@@ -254,6 +285,7 @@ export function renderUser(user: StoredScimUser, baseUrl: string): JsonObject {
     ...rest,
     userName: user.userName,
     active: user.active,
+    ...(groups.length > 0 && { groups: groups.map((g) => ({ value: g.id, display: g.displayName, type: 'direct', $ref: `${baseUrl}/Groups/${g.id}` })) }),
     meta: { resourceType: 'User', created: user.created.toISOString(), lastModified: user.lastModified.toISOString(), location: `${baseUrl}/Users/${user.id}` },
   };
 }

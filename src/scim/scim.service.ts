@@ -1,9 +1,9 @@
 import type { JsonObject } from '../core/model.js';
-import { ScimRepository, type ScimPredicate, type StoredScimGroup, UserNameTakenError } from '../db/scim.repository.js';
+import { ScimRepository, type ScimPredicate, type StoredScimGroup, type StoredScimUser, UserNameTakenError } from '../db/scim.repository.js';
 import { ScimError, badRequest, notFound } from './scim.errors.js';
 import { compileFilter } from './scim.filter.js';
 import { type MemberChange, applyPatch, readPatchBody, splitGroupPatch } from './scim.patch.js';
-import { type MemberRef, type Projection, project, readGroupBody, readUserBody, renderGroup, renderUser } from './scim.resource.js';
+import { type MemberRef, type Projection, demotePrimaries, project, readGroupBody, readUserBody, renderGroup, renderUser } from './scim.resource.js';
 import { GROUP_SCHEMA, LIST_RESPONSE_SCHEMA, MAX_RESULTS, USER_SCHEMA } from './scim.schemas.js';
 import type { Db } from '../db/database.js';
 
@@ -41,13 +41,14 @@ export class ScimService {
     const page = readPage(query);
     const where = filterOf(query.filter, 'User');
     const { total, users } = await this.store.listUsers(t.integrationId, where, page);
-    return listResponse(total, page, users.map((u) => project(renderUser(u, t.baseUrl), query, USER_SCHEMA)));
+    const groups = await this.store.groupsOf(users.map((u) => u.id));
+    return listResponse(total, page, users.map((u) => project(renderUser(u, t.baseUrl, groups.get(u.id)), query, USER_SCHEMA)));
   }
 
   async getUser(t: ScimTarget, id: string, projection: Projection): Promise<JsonObject> {
     const user = UUID.test(id) ? await this.store.findUser(t.integrationId, id) : undefined;
     if (!user) throw notFound(`User ${id} not found`);
-    return project(renderUser(user, t.baseUrl), projection, USER_SCHEMA);
+    return project(await this.render(t, user), projection, USER_SCHEMA);
   }
 
   async createUser(t: ScimTarget, body: unknown): Promise<JsonObject> {
@@ -62,7 +63,7 @@ export class ScimService {
     const user = UUID.test(id) ? await uniqueUserName(() => this.store.replaceUser(t.integrationId, id, write)) : undefined;
     if (!user) throw notFound(`User ${id} not found`);
     await this.changed(t.integrationId);
-    return renderUser(user, t.baseUrl);
+    return this.render(t, user);
   }
 
   async patchUser(t: ScimTarget, id: string, body: unknown): Promise<JsonObject> {
@@ -71,11 +72,12 @@ export class ScimService {
     const user = await this.store.transaction(async (store) => {
       const current = await store.findUser(t.integrationId, id, { forUpdate: true });
       if (!current) throw notFound(`User ${id} not found`);
-      const patched = applyPatch(renderUser(current, t.baseUrl), operations);
+      const before = renderUser(current, t.baseUrl);
+      const patched = demotePrimaries(before, applyPatch(before, operations));
       return uniqueUserName(() => store.replaceUser(t.integrationId, id, readUserBody(patched)));
     });
     await this.changed(t.integrationId);
-    return renderUser(user!, t.baseUrl);
+    return this.render(t, user!);
   }
 
   async deleteUser(t: ScimTarget, id: string): Promise<void> {
@@ -154,6 +156,11 @@ export class ScimService {
     const deleted = UUID.test(id) && (await this.store.deleteGroup(t.integrationId, id));
     if (!deleted) throw notFound(`Group ${id} not found`);
     await this.changed(t.integrationId);
+  }
+
+  /** A user as returned, with the groups it is a member of. */
+  private async render(t: ScimTarget, user: StoredScimUser): Promise<JsonObject> {
+    return renderUser(user, t.baseUrl, (await this.store.groupsOf([user.id])).get(user.id));
   }
 
   private async membersByGroup(groups: readonly StoredScimGroup[]) {
