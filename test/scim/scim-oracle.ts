@@ -118,9 +118,11 @@ export function errorProblems(res: LightMyRequestResponse, status: number | numb
   return problems;
 }
 
-/** RFC 7643 §2.5: unassigned, null and an empty array are the same state. */
+/** RFC 7643 §2.5: unassigned, null and an empty array are the same state (and so is a complex value with no sub-attribute). */
 export function unassigned(v: unknown): boolean {
-  return v === undefined || v === null || (Array.isArray(v) && v.length === 0);
+  if (v === undefined || v === null) return true;
+  if (Array.isArray(v)) return v.length === 0;
+  return typeof v === 'object' && Object.values(v as object).every(unassigned);
 }
 
 function show(v: unknown): string {

@@ -652,6 +652,8 @@ class World {
       }
       // Server-added sub-attributes that say nothing new.
       if (key === 'primary') return value === false;
+      // RFC 7643 §4.1.1: name.formatted may be built by the service provider from the parts.
+      if (key === 'formatted' && path.endsWith('.name')) return typeof value === 'string';
       return false;
     });
     if (actual.id !== user.id) p.push(`${where}.id: expected ${user.id}, got ${show(actual.id)}`);
