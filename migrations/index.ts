@@ -6,6 +6,7 @@ import * as memberVersions from './2026-11-25T0300-member-versions.js';
 import * as webhookSecretGrace from './2026-11-25T0400-webhook-secret-grace.js';
 import * as credentialKind from './2026-11-25T0500-credential-kind.js';
 import * as accounts from './2026-11-29T0000-accounts.js';
+import * as scim from './2026-11-30T0000-scim.js';
 
 /**
  * Every migration, by name (names sort in the order they apply). Listed statically rather
@@ -19,4 +20,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-25T0400-webhook-secret-grace': webhookSecretGrace,
   '2026-11-25T0500-credential-kind': credentialKind,
   '2026-11-29T0000-accounts': accounts,
+  '2026-11-30T0000-scim': scim,
 };

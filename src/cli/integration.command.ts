@@ -70,25 +70,32 @@ export function registerIntegrationCommands(program: Command): void {
       .command('create')
       .description('connect a tenant to an IdP')
       .requiredOption('--tenant <slug>', 'tenant slug')
-      .requiredOption('--provider <provider>', 'okta or authentik'),
+      .requiredOption('--provider <provider>', 'okta, authentik or scim (the IdP pushes to dirsync)'),
   ).action((opts: OptionFlags & { tenant: string; provider: string }) =>
     withContext(async (ctx) => {
       // Redis first: an integration must not be stored without its schedule.
       const queue = await ctx.queue();
       const service = new IntegrationService(ctx.db, ctx.config);
-      const { integration: created, webhookSecret, check } = await showingFailedCheck(opts.json, () =>
+      const { integration: created, issued, check } = await showingFailedCheck(opts.json, () =>
         service.create({ ...integrationOptions(opts), tenant: opts.tenant, provider: opts.provider }),
       );
       await syncSchedule(queue, created);
-      const view = { ...service.view(created), webhookSecret, check };
+      const view = { ...service.view(created), ...issued, check };
       emit(opts.json, view, () =>
-        [
-          `created integration ${created.id} (${created.provider} for tenant ${created.tenantSlug}, ${view.schedule})`,
-          checkedLine(check),
-          `webhook URL:    ${view.webhookUrl}`,
-          `webhook secret: ${webhookSecret}`,
-          '(the secret is shown only now; rotate it with `dirsync integration rotate-webhook-secret`)',
-        ].join('\n'),
+        'scimToken' in issued
+          ? [
+              `created integration ${created.id} (scim for tenant ${created.tenantSlug}): paste these into the IdP's SCIM provisioning settings`,
+              `SCIM base URL: ${view.scimBaseUrl}`,
+              `SCIM token:    ${issued.scimToken}`,
+              '(the token is shown only now; rotate it with `dirsync integration rotate-scim-token`)',
+            ].join('\n')
+          : [
+              `created integration ${created.id} (${created.provider} for tenant ${created.tenantSlug}, ${view.schedule})`,
+              checkedLine(check),
+              `webhook URL:    ${view.webhookUrl}`,
+              `webhook secret: ${issued.webhookSecret}`,
+              '(the secret is shown only now; rotate it with `dirsync integration rotate-webhook-secret`)',
+            ].join('\n'),
       );
     }),
   );
@@ -179,6 +186,25 @@ export function registerIntegrationCommands(program: Command): void {
         const deleted = await service.delete(id);
         await removeSchedule(queue, id);
         emit(opts.json, service.view(deleted), () => `deleted integration ${id}`);
+      }),
+    );
+
+  integration
+    .command('rotate-scim-token <id>')
+    .description("issue a new SCIM bearer token for a scim integration; the old one keeps working for a grace period (only the last one retired is kept)")
+    .option('--grace <duration>', 'how long the old token keeps working, such as 15m, 1h or 7d (at most 30d); 0 stops it at once (default: DIRSYNC_WEBHOOK_SECRET_GRACE, or 24h)')
+    .addOption(jsonOption())
+    .action((id: string, opts: { grace?: string; json?: boolean }) =>
+      withContext(async (ctx) => {
+        const rotation = await new IntegrationService(ctx.db, ctx.config).rotateScimToken(id, opts.grace);
+        const until = rotation.previousScimTokenValidUntil;
+        // The token goes last, so that scripts reading the text can take the end of it.
+        emit(opts.json, rotation, () =>
+          [
+            until ? `the old SCIM token still works until ${until}: paste the new one into the IdP before then` : 'the old SCIM token no longer works',
+            `new SCIM token for ${id}: ${rotation.scimToken}`,
+          ].join('\n'),
+        );
       }),
     );
 

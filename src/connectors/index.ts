@@ -1,4 +1,4 @@
-import type { Integration } from '../db/integration.repository.js';
+import type { PulledIntegration } from '../db/integration.repository.js';
 import type { Credentials } from '../integrations/credentials.js';
 import type { Connector, RetryOptions } from './connector.js';
 import { AuthentikConnector } from './authentik/authentik.connector.js';
@@ -15,7 +15,7 @@ export interface ConnectorSettings {
 
 /** The one place that knows which connector serves which provider. */
 export function createConnector(
-  integration: Pick<Integration, 'id' | 'provider' | 'baseUrl' | 'oktaAppId' | 'authentikApp'>,
+  integration: Pick<PulledIntegration, 'id' | 'provider' | 'baseUrl' | 'oktaAppId' | 'authentikApp'>,
   credentials: Credentials,
   settings: ConnectorSettings = {},
 ): Connector {

@@ -2,7 +2,7 @@ import type { DestructiveSet } from './approvals.js';
 import type { LocalState, SkippedRecord, Snapshot } from './model.js';
 import { type Plan, plan } from './plan.js';
 import type { Policy } from './policy.js';
-import { type GatedPlan, type TenantCounts, gate, tooManySkipped, vanishedListings } from './safety.js';
+import { type GatedPlan, type RecentRemovals, type TenantCounts, gate, tooManySkipped, vanishedListings } from './safety.js';
 
 export interface DecideInput {
   readonly local: LocalState;
@@ -15,6 +15,13 @@ export interface DecideInput {
   /** Destructive operations earlier held runs wait on, and those an admin approved. */
   readonly pending: DestructiveSet;
   readonly approved: DestructiveSet;
+  /**
+   * The snapshot is what the IdP pushed (scim), not a listing read: an empty one is what the
+   * IdP asked for, not a listing that vanished. Mass removals are caught by `recent` instead.
+   */
+  readonly pushed?: boolean;
+  /** Removals applied in the sliding window before this run (scim); see SafetyContext.recent. */
+  readonly recent?: RecentRemovals;
 }
 
 export type Decision =
@@ -34,10 +41,11 @@ export function decide(input: DecideInput): Decision {
   const gated = gate(planned, {
     thresholdPercent: input.thresholdPercent,
     current: input.current,
-    suspicious: vanishedListings(input.local, input.snapshot),
+    suspicious: input.pushed ? [...input.snapshot.suspicious] : vanishedListings(input.local, input.snapshot),
     pending: input.pending,
     approved: input.approved,
     unidentified: input.snapshot.skipped.filter((r) => r.kind === 'user' && r.externalId === null).length,
+    ...(input.recent && { recent: input.recent }),
   });
   return { kind: 'plan', plan: planned, gated, skipped: planned.skipped };
 }

@@ -28,6 +28,21 @@ export interface SafetyContext {
   readonly approved: DestructiveSet;
   /** Skipped user records whose id could not be read: any user missing from the read may be one. */
   readonly unidentified?: number;
+  /**
+   * Removals the integration applied within the sliding window before this run (scim: pushes
+   * arrive one by one, so a mass deactivation is many small runs). They count towards each
+   * kind's threshold, on the counts as they were before them.
+   */
+  readonly recent?: RecentRemovals;
+}
+
+/** Destructive operations applied within a recent window, by kind (see SafetyContext.recent). */
+export interface RecentRemovals {
+  readonly windowMs: number;
+  readonly deprovisions: number;
+  readonly groupDeletions: number;
+  /** Membership removals that count on their own (those that went with a deprovision do not). */
+  readonly membershipRemovals: number;
 }
 
 export interface GatedPlan {
@@ -103,14 +118,19 @@ export function gate(plan: Plan, ctx: SafetyContext): GatedPlan {
   const pendingCount = deprovisions.pending.length + deletions.pending.length + removals.pending.length;
   if (pendingCount > 0) reasons.push(`${pendingCount} removals are still waiting for approval of an earlier held run`);
   const percent = ctx.thresholdPercent ?? DEFAULT_THRESHOLD_PERCENT;
-  const exceeds = (n: number, base: number, what: string, of: string): boolean => {
-    if (!(n > MINIMUM_HELD && n > (base * percent) / 100)) return false;
-    reasons.push(`the plan ${what} ${n} of the tenant's ${base} ${of}, more than the ${percent}% threshold`);
+  const exceeds = (n: number, base: number, recent: number, what: string, of: string): boolean => {
+    if (n === 0) return false;
+    const total = n + recent;
+    const before = base + recent;
+    if (!(total > MINIMUM_HELD && total > (before * percent) / 100)) return false;
+    const window = recent > 0 ? ` (with ${recent} applied in the last ${describeWindow(ctx.recent!.windowMs)}, ${total} of the ${before} there were)` : '';
+    reasons.push(`the plan ${what} ${n} of the tenant's ${base} ${of}${window}, more than the ${percent}% threshold`);
     return true;
   };
   const vanished = ctx.suspicious.length > 0;
   for (const why of ctx.suspicious) reasons.push(`${why}: held whatever the threshold`);
-  const holdUsers = exceeds(deprovisions.other.length, ctx.current.activeUsers, 'deprovisions', 'active users') || vanished;
+  const recent = ctx.recent ?? { windowMs: 0, deprovisions: 0, groupDeletions: 0, membershipRemovals: 0 };
+  const holdUsers = exceeds(deprovisions.other.length, ctx.current.activeUsers, recent.deprovisions, 'deprovisions', 'active users') || vanished;
   // A record whose id could not be read may be any user missing from the read: their
   // deprovisions wait, but a readable status that deprovisions still applies.
   const unidentified = ctx.unidentified ?? 0;
@@ -119,10 +139,10 @@ export function gate(plan: Plan, ctx: SafetyContext): GatedPlan {
     reasons.push(`${unidentified} IdP record(s) without a readable id may be users missing from the read, so their deprovisions wait`);
   }
   const heldDeprovision = (d: UserDeprovision) => holdUsers || (holdMissing && d.reason === 'out-of-scope');
-  const holdGroups = exceeds(deletions.other.length, ctx.current.groups, 'deletes', 'groups') || vanished;
+  const holdGroups = exceeds(deletions.other.length, ctx.current.groups, recent.groupDeletions, 'deletes', 'groups') || vanished;
   // Removals that go with an account follow its deprovision; they do not count on their own.
   const counted = removals.other.filter((m) => m.with !== 'account').length;
-  const holdMembers = exceeds(counted, ctx.current.memberships, 'removes', 'group memberships') || vanished;
+  const holdMembers = exceeds(counted, ctx.current.memberships, recent.membershipRemovals, 'removes', 'group memberships') || vanished;
 
   // A group deletion takes its memberships with it: held when either kind is.
   const heldGroups = new Set<string>();
@@ -163,6 +183,11 @@ export function gate(plan: Plan, ctx: SafetyContext): GatedPlan {
   const apply: Plan = { ...plan, usersDeprovisioned: appliedDeprovisions, groupsDeleted: appliedDeletions, membershipsRemoved: appliedRemovals };
   const stale = [...ctx.approved].filter((op) => !approvedSeen.has(op));
   return { apply, held, reasons: heldCount(held) > 0 ? reasons : [], stale };
+}
+
+function describeWindow(ms: number): string {
+  const minutes = Math.round(ms / 60_000);
+  return minutes === 60 ? 'hour' : `${minutes} minutes`;
 }
 
 function heldCount(held: Plan): number {

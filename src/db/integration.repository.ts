@@ -1,19 +1,27 @@
 import { sql } from 'kysely';
 import type { DeprovisionMode } from '../core/policy.js';
 import type { Db } from './database.js';
-import type { CredentialKind, IntegrationRow, IntegrationRowUpdate, NewIntegrationRow, Provider } from './schema.js';
+import type { CredentialKind, IntegrationRow, IntegrationRowUpdate, NewIntegrationRow, Provider, PulledProvider } from './schema.js';
 
 export type Schedule =
   | { readonly kind: 'every'; readonly ms: number }
   | { readonly kind: 'cron'; readonly pattern: string };
 
-/** An integration as the rest of the code sees it: no credentials, no row shapes. */
-export interface Integration {
+/**
+ * An integration as the rest of the code sees it: no credentials, no row shapes. A pulled
+ * integration (okta, authentik) has the IdP's base URL; a scim one has none (the IdP pushes).
+ */
+export type Integration = IntegrationCommon &
+  ({ readonly provider: PulledProvider; readonly baseUrl: string } | { readonly provider: 'scim'; readonly baseUrl: null });
+
+/** An integration dirsync reads from (okta, authentik). */
+export type PulledIntegration = Extract<Integration, { readonly provider: PulledProvider }>;
+
+interface IntegrationCommon {
   readonly id: string;
   readonly tenantId: string;
   readonly tenantSlug: string;
   readonly provider: Provider;
-  readonly baseUrl: string;
   /** How it authenticates; the credentials themselves are never here. */
   readonly credentialKind: CredentialKind;
   readonly oktaClientId: string | null;
@@ -25,6 +33,8 @@ export interface Integration {
   readonly enabled: boolean;
   /** Until when the webhook secret retired by the last rotation still works; null when none does. */
   readonly previousWebhookSecretValidUntil: string | null;
+  /** scim: until when the token retired by the last rotation still works; null when none does. */
+  readonly previousScimTokenValidUntil: string | null;
   readonly createdAt: string;
   readonly updatedAt: string;
 }
@@ -84,9 +94,45 @@ export class IntegrationRepository {
     return row && { previousExpiresAt: row.webhook_secret_previous_expires_at };
   }
 
+  /** The sealed credentials; undefined when there is no such integration or it holds none (scim). */
+  /** What authenticates a SCIM request: the token hashes (the previous one only within its grace) and whether it is enabled; undefined unless a scim integration. */
+  async findScimAuth(id: string): Promise<{ secretHash: string; previousSecretHash: string | null; enabled: boolean } | undefined> {
+    const row = await this.db
+      .selectFrom('integrations')
+      .select([
+        'scim_token_hash',
+        'enabled',
+        sql<string | null>`case when scim_token_previous_expires_at > now() then scim_token_previous_hash end`.as('previous_hash'),
+      ])
+      .where('id', '=', id)
+      .where('provider', '=', 'scim')
+      .executeTakeFirst();
+    return row?.scim_token_hash ? { secretHash: row.scim_token_hash, previousSecretHash: row.previous_hash, enabled: row.enabled } : undefined;
+  }
+
   async loadCredentials(id: string): Promise<Buffer | undefined> {
     const row = await this.db.selectFrom('integrations').select('credentials').where('id', '=', id).executeTakeFirst();
-    return row?.credentials;
+    return row?.credentials ?? undefined;
+  }
+
+  /**
+   * Replaces a scim integration's token hash in one statement, keeping the replaced one valid
+   * for `graceMs` (as rotateWebhookSecret does). Undefined when no scim integration has this id.
+   */
+  async rotateScimToken(id: string, tokenHash: string, graceMs: number): Promise<{ previousExpiresAt: Date | null } | undefined> {
+    const row = await this.db
+      .updateTable('integrations')
+      .set((eb) => ({
+        scim_token_previous_hash: graceMs > 0 ? eb.ref('scim_token_hash') : null,
+        scim_token_previous_expires_at: graceMs > 0 ? sql<Date>`now() + ${graceMs} * interval '1 millisecond'` : null,
+        scim_token_hash: tokenHash,
+        updated_at: sql<Date>`now()`,
+      }))
+      .where('id', '=', id)
+      .where('provider', '=', 'scim')
+      .returning('scim_token_previous_expires_at')
+      .executeTakeFirst();
+    return row && { previousExpiresAt: row.scim_token_previous_expires_at };
   }
 
   /** Every integration's id, oldest first. */
@@ -98,7 +144,7 @@ export class IntegrationRepository {
   /** The sealed credentials, the row locked until the caller's transaction ends. */
   async lockCredentials(id: string): Promise<Buffer | undefined> {
     const row = await this.db.selectFrom('integrations').select('credentials').where('id', '=', id).forUpdate().executeTakeFirst();
-    return row?.credentials;
+    return row?.credentials ?? undefined;
   }
 
   /** Replaces the sealed credentials alone: re-encrypting changes no setting, so updated_at stays. */
@@ -128,15 +174,20 @@ export class IntegrationRepository {
         sql<Date | null>`case when i.webhook_secret_previous_expires_at > now() then i.webhook_secret_previous_expires_at end`.as(
           'previous_webhook_secret_valid_until',
         ),
+        sql<Date | null>`case when i.scim_token_previous_expires_at > now() then i.scim_token_previous_expires_at end`.as('previous_scim_token_valid_until'),
         'i.created_at',
         'i.updated_at',
       ]);
   }
 }
 
-type ListedRow = Omit<IntegrationRow, 'credentials' | 'webhook_secret_hash' | 'webhook_secret_previous_hash' | 'webhook_secret_previous_expires_at'> & {
+type ListedRow = Omit<
+  IntegrationRow,
+  'credentials' | 'webhook_secret_hash' | 'webhook_secret_previous_hash' | 'webhook_secret_previous_expires_at' | 'scim_token_hash' | 'scim_token_previous_hash' | 'scim_token_previous_expires_at'
+> & {
   tenant_slug: string;
   previous_webhook_secret_valid_until: Date | null;
+  previous_scim_token_valid_until: Date | null;
 };
 
 function toIntegration(row: ListedRow): Integration {
@@ -146,12 +197,13 @@ function toIntegration(row: ListedRow): Integration {
       : row.schedule_cron !== null
         ? { kind: 'cron', pattern: row.schedule_cron }
         : null;
+  // The table's integrations_reach check guarantees the pairing.
+  const reach = row.provider === 'scim' ? { provider: row.provider, baseUrl: null } : { provider: row.provider, baseUrl: row.base_url! };
   return {
     id: row.id,
     tenantId: row.tenant_id,
     tenantSlug: row.tenant_slug,
-    provider: row.provider,
-    baseUrl: row.base_url,
+    ...reach,
     credentialKind: row.credential_kind,
     oktaClientId: row.okta_client_id,
     oktaAppId: row.okta_app_id,
@@ -161,6 +213,7 @@ function toIntegration(row: ListedRow): Integration {
     schedule,
     enabled: row.enabled,
     previousWebhookSecretValidUntil: row.previous_webhook_secret_valid_until?.toISOString() ?? null,
+    previousScimTokenValidUntil: row.previous_scim_token_valid_until?.toISOString() ?? null,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
   };

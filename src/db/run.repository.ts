@@ -4,6 +4,7 @@ import { type DestructiveOp, changeLogId, destructiveFromChange, membershipDetai
 import type { JsonObject } from '../core/model.js';
 import { printable } from '../core/snapshot.js';
 import { CHANGE_KINDS, PLAN_KINDS, type PlanCounts } from '../core/plan.js';
+import type { RecentRemovals } from '../core/safety.js';
 import type { Db } from './database.js';
 import type { ChangeState, RunChangeRow, RunRow, RunStatus, RunTrigger, RunWarning } from './schema.js';
 
@@ -344,6 +345,32 @@ export class RunRepository {
       .limit(limit)
       .execute();
     return rows.map(toSummary);
+  }
+
+  /**
+   * Destructive operations this integration applied within the last `windowMs` (as of the
+   * database's clock), by kind: the sliding window scim pushes are guarded by. Removals that
+   * went with a deprovision are counted with it, not on their own.
+   */
+  async recentRemovals(integrationId: string, windowMs: number): Promise<RecentRemovals> {
+    const rows = await this.db
+      .selectFrom('run_changes as c')
+      .innerJoin('runs as r', 'r.id', 'c.run_id')
+      .select(['c.kind', (eb) => eb.fn.countAll<string>().as('n')])
+      .where('r.integration_id', '=', integrationId)
+      .where('c.state', '=', 'applied')
+      .where('c.kind', 'in', [CHANGE_KINDS.usersDeprovisioned, CHANGE_KINDS.groupsDeleted, CHANGE_KINDS.membershipsRemoved])
+      .where(sql<boolean>`c.created_at > now() - ${windowMs} * interval '1 millisecond'`)
+      .where(sql<boolean>`coalesce(c.detail ->> 'with', '') <> 'account removed'`)
+      .groupBy('c.kind')
+      .execute();
+    const n = (kind: string) => Number(rows.find((r) => r.kind === kind)?.n ?? 0);
+    return {
+      windowMs,
+      deprovisions: n(CHANGE_KINDS.usersDeprovisioned),
+      groupDeletions: n(CHANGE_KINDS.groupsDeleted),
+      membershipRemovals: n(CHANGE_KINDS.membershipsRemoved),
+    };
   }
 
   async recordChanges(runId: string, changes: readonly NewRunChange[], state: ChangeState): Promise<void> {

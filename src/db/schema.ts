@@ -7,10 +7,13 @@ type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefine
 type Json<T> = ColumnType<T, string, string>;
 type NullableJson<T> = ColumnType<T | null, string | null | undefined, string | null>;
 
-export type Provider = 'okta' | 'authentik';
+/** Where an integration's directory comes from: read from Okta or authentik, or pushed over SCIM. */
+export type Provider = 'okta' | 'authentik' | 'scim';
+/** The providers dirsync reads (pulls) from. */
+export type PulledProvider = Exclude<Provider, 'scim'>;
 /** How an integration authenticates (the credentials themselves are sealed in `credentials`). */
 export type CredentialKind = 'token' | 'okta-private-key';
-export type RunTrigger = 'schedule' | 'webhook' | 'manual';
+export type RunTrigger = 'schedule' | 'webhook' | 'manual' | 'scim';
 export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'held';
 
 export interface TenantsTable {
@@ -24,8 +27,10 @@ export interface IntegrationsTable {
   id: string;
   tenant_id: string;
   provider: Provider;
-  base_url: string;
-  credentials: Buffer;
+  /** The IdP's address; null for a scim integration, which the IdP reaches instead. */
+  base_url: string | null;
+  /** Sealed credentials for reading the IdP; null for a scim integration. */
+  credentials: Buffer | null;
   okta_app_id: string | null;
   authentik_app: string | null;
   deprovision_mode: ColumnType<DeprovisionMode, DeprovisionMode | undefined, DeprovisionMode>;
@@ -40,6 +45,10 @@ export interface IntegrationsTable {
   /** The secret the last rotation retired, accepted until its expiry (as of the database's clock). */
   webhook_secret_previous_hash: string | null;
   webhook_secret_previous_expires_at: NullableTimestamp;
+  /** scim only: SHA-256 of the bearer token the IdP presents, and the rotated-out one during its grace. */
+  scim_token_hash: string | null;
+  scim_token_previous_hash: string | null;
+  scim_token_previous_expires_at: NullableTimestamp;
   created_at: Generated<Date>;
   updated_at: Timestamp;
 }
@@ -181,6 +190,40 @@ export interface WebhookEventsTable {
   received_at: Generated<Date>;
 }
 
+/**
+ * A SCIM User resource as the IdP pushed it (RFC 7643 §4.1): `resource` holds every attribute
+ * the client sent except `id`, `meta` and `password`; the columns repeat what is searched on.
+ */
+export interface ScimUsersTable {
+  id: Generated<string>;
+  integration_id: string;
+  user_name: string;
+  user_name_key: ColumnType<string, never, never>;
+  external_id: string | null;
+  active: boolean;
+  resource: Json<JsonObject>;
+  version: ColumnType<string, never, never>;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+/** A SCIM Group resource as pushed (RFC 7643 §4.2), members apart in scim_group_members. */
+export interface ScimGroupsTable {
+  id: Generated<string>;
+  integration_id: string;
+  display_name: string;
+  external_id: string | null;
+  resource: Json<JsonObject>;
+  version: ColumnType<string, never, never>;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export interface ScimGroupMembersTable {
+  group_id: string;
+  user_id: string;
+}
+
 export interface Database {
   tenants: TenantsTable;
   integrations: IntegrationsTable;
@@ -193,6 +236,9 @@ export interface Database {
   run_changes: RunChangesTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_events: WebhookEventsTable;
+  scim_users: ScimUsersTable;
+  scim_groups: ScimGroupsTable;
+  scim_group_members: ScimGroupMembersTable;
 }
 
 export type TenantRow = Selectable<TenantsTable>;

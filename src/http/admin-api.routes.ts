@@ -170,11 +170,11 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         {
           schema: {
             tags: ['integrations'],
-            summary: 'Connect a tenant to an IdP; the webhook secret is returned once',
+            summary: 'Connect a tenant to an IdP; the webhook secret (okta, authentik) or SCIM token (scim) is returned once',
             body: {
               type: 'object',
-              required: ['tenant', 'provider', 'baseUrl'],
-              properties: { tenant: { type: 'string' }, provider: { type: 'string', enum: ['okta', 'authentik'] }, ...integrationOptions },
+              required: ['tenant', 'provider'],
+              properties: { tenant: { type: 'string' }, provider: { type: 'string', enum: ['okta', 'authentik', 'scim'] }, ...integrationOptions },
               additionalProperties: false,
             },
             response: { 400: errorResponse, 422: errorResponse },
@@ -183,9 +183,9 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         async (request, reply) => {
           const service = integrations();
           const body = request.body;
-          const { integration, webhookSecret, check } = await service.create({ ...body, threshold: body.threshold?.toString() });
+          const { integration, issued, check } = await service.create({ ...body, threshold: body.threshold?.toString() });
           await syncSchedule(deps.queue, integration);
-          return reply.code(201).send({ ...service.view(integration), webhookSecret, check });
+          return reply.code(201).send({ ...service.view(integration), ...issued, check });
         },
       );
 
@@ -261,6 +261,26 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
           },
         },
         async (request) => integrations().rotateWebhookSecret(request.params.id, request.body?.grace),
+      );
+
+      api.post<{ Params: { id: string }; Body: { grace?: string } | undefined }>(
+        '/integrations/:id/rotate-scim-token',
+        {
+          schema: {
+            tags: ['integrations'],
+            summary: "Issue a new SCIM bearer token for a scim integration (returned once); the old one keeps working for a grace period",
+            params: idParam,
+            body: {
+              type: 'object',
+              properties: { grace: { type: 'string', description: '0, or a duration such as 15m, 1h or 7d (at most 30d); default DIRSYNC_WEBHOOK_SECRET_GRACE' } },
+              additionalProperties: false,
+            },
+          },
+          preValidation: async (request) => {
+            request.body ??= {};
+          },
+        },
+        async (request) => integrations().rotateScimToken(request.params.id, request.body?.grace),
       );
 
       api.get<{ Params: { id: string }; Querystring: Page }>(

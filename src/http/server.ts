@@ -5,6 +5,7 @@ import type { Db } from '../db/database.js';
 import type { Logger } from '../log.js';
 import type { DirsyncQueue } from '../queue/queue.js';
 import { registerWebhookRoutes } from './webhook.routes.js';
+import { registerScimRoutes } from './scim.routes.js';
 import swagger from '@fastify/swagger';
 import { ConfigError, type Config } from '../config.js';
 import { NotFoundError, UserError } from '../errors.js';
@@ -61,6 +62,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     transform: ({ schema, url }) => ({ schema: url.startsWith('/api/v1/') ? schema : { ...schema, hide: true }, url }),
   });
   registerWebhookRoutes(app, deps);
+  registerScimRoutes(app, { ...deps, publicUrl: deps.config.publicUrl });
   registerAdminApi(app, deps);
   registerAdminPages(app, deps);
 

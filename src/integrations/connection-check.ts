@@ -1,6 +1,6 @@
 import type { EndpointCheck } from '../connectors/connector.js';
 import type { ConnectorSettings } from '../connectors/index.js';
-import type { Integration } from '../db/integration.repository.js';
+import type { PulledIntegration } from '../db/integration.repository.js';
 import { UserError } from '../errors.js';
 import { type Credentials, redactCredentials } from './credentials.js';
 
@@ -11,7 +11,7 @@ export interface ConnectionReport {
 }
 
 /** What a connection needs; an integration not stored yet has all of it too. */
-export type ConnectionTarget = Pick<Integration, 'id' | 'provider' | 'baseUrl' | 'oktaAppId' | 'authentikApp'>;
+export type ConnectionTarget = Pick<PulledIntegration, 'id' | 'provider' | 'baseUrl' | 'oktaAppId' | 'authentikApp'>;
 
 // An admin is waiting: a shorter timeout than a sync's, and a 429 is reported, not waited out.
 const CHECK_SETTINGS: ConnectorSettings = { requestTimeoutMs: 15_000, max429Retries: 0 };

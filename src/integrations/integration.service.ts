@@ -4,8 +4,8 @@ import { requireEncryptionKey, requireKeyring } from '../config.js';
 import { type DeprovisionMode, isDeprovisionMode } from '../core/policy.js';
 import { hashSecret, newSecret } from '../crypto.js';
 import type { Db } from '../db/database.js';
-import { type Integration, IntegrationRepository, type Schedule } from '../db/integration.repository.js';
-import type { IntegrationRowUpdate, Provider } from '../db/schema.js';
+import { type Integration, IntegrationRepository, type PulledIntegration, type Schedule } from '../db/integration.repository.js';
+import type { IntegrationRowUpdate, Provider, PulledProvider } from '../db/schema.js';
 import { TenantRepository } from '../db/tenant.repository.js';
 import { NotFoundError, UserError } from '../errors.js';
 import { isUuid } from '../db/run.repository.js';
@@ -42,7 +42,8 @@ export interface IntegrationView {
   id: string;
   tenant: string;
   provider: Provider;
-  baseUrl: string;
+  /** The IdP's address; null for scim (the IdP pushes to `scimBaseUrl`). */
+  baseUrl: string | null;
   /** token (an API token) or okta-private-key (an Okta OAuth service app) */
   auth: CredentialKind;
   oktaClientId: string | null;
@@ -52,9 +53,14 @@ export interface IntegrationView {
   thresholdPercent: number | null;
   schedule: string;
   enabled: boolean;
-  webhookUrl: string;
+  /** okta, authentik: where the IdP's event hook / notification webhook posts. */
+  webhookUrl?: string;
   /** Until when the webhook secret retired by the last rotation still works; null when none does. */
-  previousWebhookSecretValidUntil: string | null;
+  previousWebhookSecretValidUntil?: string | null;
+  /** scim: what the admin pastes into the IdP as the SCIM base URL (SPEC "HTTP"). */
+  scimBaseUrl?: string;
+  /** scim: until when the token retired by the last rotation still works; null when none does. */
+  previousScimTokenValidUntil?: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -66,10 +72,33 @@ export interface WebhookSecretRotation {
   previousWebhookSecretValidUntil: string | null;
 }
 
+/** What a scim token rotation returns: the new token (shown only now) and until when the old one works. */
+export interface ScimTokenRotation {
+  id: string;
+  scimToken: string;
+  previousScimTokenValidUntil: string | null;
+}
+
+/** The secret a new integration is given, shown only once: a webhook secret, or a scim integration's token. */
+export type IssuedSecret = { readonly webhookSecret: string } | { readonly scimToken: string };
+
 /** What `integration test` answers: which integration, and the report. */
 export type IntegrationTestResult = Pick<IntegrationView, 'id' | 'provider' | 'baseUrl' | 'auth'> & ConnectionReport;
 
-const PROVIDERS: readonly Provider[] = ['okta', 'authentik'];
+const PROVIDERS: readonly Provider[] = ['okta', 'authentik', 'scim'];
+
+/** Options that only make sense for an integration dirsync reads from, by flag. */
+const PULL_ONLY: ReadonlyArray<[keyof IntegrationOptions, string]> = [
+  ['baseUrl', '--base-url'],
+  ['token', '--token'],
+  ['oktaClientId', '--okta-client-id'],
+  ['oktaPrivateKey', '--okta-private-key-file'],
+  ['oktaKeyId', '--okta-key-id'],
+  ['oktaAppId', '--okta-app-id'],
+  ['authentikApp', '--authentik-app'],
+  ['every', '--every'],
+  ['cron', '--cron'],
+];
 
 /** Validates and stores integrations; encrypts credentials under DIRSYNC_ENCRYPTION_KEY. */
 export class IntegrationService {
@@ -84,13 +113,14 @@ export class IntegrationService {
     this.tenants = new TenantRepository(db);
   }
 
-  async create(input: CreateIntegrationInput): Promise<{ integration: Integration; webhookSecret: string; check: ConnectionReport | null }> {
+  async create(input: CreateIntegrationInput): Promise<{ integration: Integration; issued: IssuedSecret; check: ConnectionReport | null }> {
     const tenant = await this.tenants.findBySlug(input.tenant);
     if (!tenant) throw new NotFoundError(`tenant "${input.tenant}" does not exist: create it with \`dirsync tenant create ${input.tenant}\``);
     if (!(PROVIDERS as readonly string[]).includes(input.provider)) {
       throw new UserError(`--provider must be one of ${PROVIDERS.join(', ')}, not "${input.provider}"`);
     }
-    const provider = input.provider as Provider;
+    if (input.provider === 'scim') return this.createScim(tenant.id, input);
+    const provider = input.provider as PulledProvider;
     if (input.baseUrl === undefined) {
       throw new UserError(
         provider === 'okta'
@@ -128,7 +158,39 @@ export class IntegrationService {
       webhook_secret_hash: hashSecret(webhookSecret),
       updated_at: new Date(),
     });
-    return { integration: await this.get(id), webhookSecret, check };
+    return { integration: await this.get(id), issued: { webhookSecret }, check };
+  }
+
+  /**
+   * A scim integration: no address or credentials to check, a bearer token for the IdP to
+   * present (stored as its SHA-256 only, so it is shown once), and no schedule: the IdP pushes.
+   */
+  private async createScim(tenantId: string, input: CreateIntegrationInput): Promise<{ integration: Integration; issued: IssuedSecret; check: null }> {
+    this.refusePullOnly(input);
+    const fields = this.validate('scim', input);
+    const id = randomUUID();
+    const scimToken = newSecret();
+    await this.integrations.insert({
+      id,
+      tenant_id: tenantId,
+      provider: 'scim',
+      base_url: null,
+      credentials: null,
+      deprovision_mode: fields.deprovision_mode ?? 'suspend',
+      threshold_percent: fields.threshold_percent ?? null,
+      // Never presented: nothing posts IdP events to a scim integration.
+      webhook_secret_hash: hashSecret(newSecret()),
+      scim_token_hash: hashSecret(scimToken),
+      updated_at: new Date(),
+    });
+    return { integration: await this.get(id), issued: { scimToken }, check: null };
+  }
+
+  private refusePullOnly(options: IntegrationOptions): void {
+    const given = PULL_ONLY.filter(([key]) => options[key] !== undefined).map(([, flag]) => flag);
+    if (given.length > 0) {
+      throw new UserError(`${given.join(', ')} ${given.length === 1 ? 'does' : 'do'} not apply to a scim integration: the IdP pushes to its SCIM endpoint, so only --deprovision and --threshold can be set`);
+    }
   }
 
   /**
@@ -136,7 +198,14 @@ export class IntegrationService {
    * checked against the IdP first unless `verify` is false.
    */
   async update(id: string, options: IntegrationOptions): Promise<{ integration: Integration; check: ConnectionReport | null }> {
-    const existing = await this.get(id);
+    const existing: Integration = await this.get(id);
+    if (existing.provider === 'scim') {
+      this.refusePullOnly(options);
+      const changes = this.validate('scim', options);
+      if (Object.keys(changes).length === 0) throw new UserError('nothing to update: give --deprovision or --threshold');
+      await this.integrations.update(id, changes);
+      return { integration: await this.get(id), check: null };
+    }
     const changes: IntegrationRowUpdate = this.validate(existing.provider, options);
     const newCredentials = await this.newCredentials(existing.provider, options, existing.credentialKind === 'okta-private-key' ? () => this.credentials(id) : undefined);
     if (newCredentials) Object.assign(changes, this.credentialColumns(requireEncryptionKey(this.config), id, newCredentials));
@@ -159,7 +228,7 @@ export class IntegrationService {
 
   /** Reads one page from every endpoint a sync uses (`dirsync integration test`). */
   async test(id: string): Promise<IntegrationTestResult> {
-    const integration = await this.get(id);
+    const integration = await this.pulled(id, 'has no IdP endpoints to test: the IdP pushes to it, and "Test API Credentials" in the IdP checks the SCIM endpoint and token');
     const report = await checkConnection(integration, await this.credentials(id));
     return { id, provider: integration.provider, baseUrl: integration.baseUrl, auth: integration.credentialKind, ...report };
   }
@@ -179,11 +248,36 @@ export class IntegrationService {
   async rotateWebhookSecret(id: string, grace?: string): Promise<WebhookSecretRotation> {
     const graceMs = grace === undefined ? this.config.webhookSecretGraceMs : parseGrace(grace);
     if (graceMs === undefined) throw new UserError(`--grace ${GRACE_RULE}, not "${grace}"`);
-    await this.get(id);
+    await this.pulled(id, 'takes no webhooks: the IdP pushes over SCIM; rotate its token with `dirsync integration rotate-scim-token`');
     const secret = newSecret();
     const rotated = await this.integrations.rotateWebhookSecret(id, hashSecret(secret), graceMs);
     if (!rotated) throw new NotFoundError(`integration ${id} does not exist: \`dirsync integration list\` shows the ids`);
     return { id, webhookSecret: secret, previousWebhookSecretValidUntil: rotated.previousExpiresAt?.toISOString() ?? null };
+  }
+
+  /**
+   * Issues a new SCIM bearer token for a scim integration. The old one keeps working for
+   * `grace` (as for webhook secrets; DIRSYNC_WEBHOOK_SECRET_GRACE when not given), so the IdP's
+   * provisioning settings can be switched over without failed pushes.
+   */
+  async rotateScimToken(id: string, grace?: string): Promise<ScimTokenRotation> {
+    const graceMs = grace === undefined ? this.config.webhookSecretGraceMs : parseGrace(grace);
+    if (graceMs === undefined) throw new UserError(`--grace ${GRACE_RULE}, not "${grace}"`);
+    const integration = await this.get(id);
+    if (integration.provider !== 'scim') {
+      throw new UserError(`integration ${id} is an ${integration.provider} integration, which has no SCIM token: rotate its webhook secret with \`dirsync integration rotate-webhook-secret\``);
+    }
+    const token = newSecret();
+    const rotated = await this.integrations.rotateScimToken(id, hashSecret(token), graceMs);
+    if (!rotated) throw new NotFoundError(`integration ${id} does not exist: \`dirsync integration list\` shows the ids`);
+    return { id, scimToken: token, previousScimTokenValidUntil: rotated.previousExpiresAt?.toISOString() ?? null };
+  }
+
+  /** The integration, which must be one dirsync reads from; `scimRefusal` completes "integration X (scim) ...". */
+  async pulled(id: string, scimRefusal: string): Promise<PulledIntegration> {
+    const integration = await this.get(id);
+    if (integration.provider === 'scim') throw new UserError(`integration ${id} is a scim integration, which ${scimRefusal}`);
+    return integration;
   }
 
   async delete(id: string): Promise<Integration> {
@@ -212,6 +306,10 @@ export class IntegrationService {
   }
 
   view(integration: Integration): IntegrationView {
+    const reach =
+      integration.provider === 'scim'
+        ? { scimBaseUrl: `${this.config.publicUrl}/scim/v2/${integration.id}`, previousScimTokenValidUntil: integration.previousScimTokenValidUntil }
+        : { webhookUrl: `${this.config.publicUrl}/webhooks/${integration.id}`, previousWebhookSecretValidUntil: integration.previousWebhookSecretValidUntil };
     return {
       id: integration.id,
       tenant: integration.tenantSlug,
@@ -225,8 +323,7 @@ export class IntegrationService {
       thresholdPercent: integration.thresholdPercent,
       schedule: describeSchedule(integration.schedule),
       enabled: integration.enabled,
-      webhookUrl: `${this.config.publicUrl}/webhooks/${integration.id}`,
-      previousWebhookSecretValidUntil: integration.previousWebhookSecretValidUntil,
+      ...reach,
       createdAt: integration.createdAt,
       updatedAt: integration.updatedAt,
     };

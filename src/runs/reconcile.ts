@@ -12,7 +12,9 @@ import { SnapshotError, completeSnapshot } from '../core/snapshot.js';
 import { DecryptionError } from '../crypto.js';
 import { type Db, isDataError } from '../db/database.js';
 import { DirectoryRepository } from '../db/directory.repository.js';
-import type { Integration } from '../db/integration.repository.js';
+import { ScimRepository } from '../db/scim.repository.js';
+import { ScimSnapshotSource } from '../connectors/scim/scim.source.js';
+import type { Integration, PulledIntegration } from '../db/integration.repository.js';
 import { RunRepository } from '../db/run.repository.js';
 import { type Credentials, scrubCredentials } from '../integrations/credentials.js';
 import { IntegrationService } from '../integrations/integration.service.js';
@@ -23,6 +25,9 @@ import { type ReconcileOutcome, RunRecorder } from './run-recorder.js';
 /** How often every group's members are read in full, whatever their versions say. */
 const FULL_MEMBER_READ_EVERY_MS = 24 * 3_600_000;
 
+/** How far back removals a scim integration applied count towards its thresholds (SPEC "Safety"). */
+export const SCIM_REMOVAL_WINDOW_MS = 3_600_000;
+
 /** Changes after which a run refreshes Postgres's statistics (see DirectoryRepository.refreshStatistics). */
 const LARGE_WRITE = 10_000;
 
@@ -31,7 +36,7 @@ export interface ReconcileDeps {
   readonly config: Config;
   readonly log: Logger;
   /** Tests swap in their own connector (fault injection); production builds one per provider. */
-  readonly connectorFor?: (integration: Integration, credentials: Credentials) => SnapshotSource;
+  readonly connectorFor?: (integration: PulledIntegration, credentials: Credentials) => SnapshotSource;
   readonly connectorSettings?: ConnectorSettings;
   readonly heartbeatMs?: number;
   readonly batchSize?: number;
@@ -72,7 +77,10 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
     // Decide.
     const policy: Policy = { deprovisionMode: integration.deprovisionMode };
     const approvals = await loadApprovals(runs, run);
-    const decision = decide({ local, snapshot, policy, thresholdPercent: integration.thresholdPercent, current, ...approvals });
+    // Pushes arrive one at a time: a mass deactivation is many small runs, so removals are
+    // weighed over a sliding window; and an empty push is what the IdP asked for, not a lost listing.
+    const pushed = integration.provider === 'scim' ? { pushed: true, recent: await runs.recentRemovals(integration.id, SCIM_REMOVAL_WINDOW_MS) } : {};
+    const decision = decide({ local, snapshot, policy, thresholdPercent: integration.thresholdPercent, current, ...approvals, ...pushed });
     if (decision.kind === 'fail') return await recorder.fail(`${decision.reason}. Nothing was changed.`);
     recorder.planned(totalChanges(planCounts(decision.plan)));
 
@@ -140,14 +148,9 @@ type ReadResult =
  * cannot). An IdP that cannot be read, or credentials that cannot be opened, fail the run.
  */
 async function readTenantAndIdp(deps: ReconcileDeps, integrations: IntegrationService, integration: Integration, recorder: RunRecorder): Promise<ReadResult> {
-  let credentials: Credentials;
-  try {
-    credentials = await integrations.credentials(integration.id);
-  } catch (error) {
-    if (error instanceof DecryptionError) return { kind: 'failed', error: `cannot read the integration's credentials: ${error.message}` };
-    throw error;
-  }
-  const connector = deps.connectorFor ? deps.connectorFor(integration, credentials) : createConnector(integration, credentials, deps.connectorSettings);
+  const source = await snapshotSourceFor(deps, integrations, integration);
+  if ('error' in source) return { kind: 'failed', error: source.error };
+  const { connector, credentials } = source;
   recorder.reading(connector.stats);
   const directory = new DirectoryRepository(deps.db);
   const readStart = Date.now();
@@ -168,10 +171,31 @@ async function readTenantAndIdp(deps: ReconcileDeps, integrations: IntegrationSe
     recorder.read(connector.stats, Date.now() - readStart, snapshot);
     return { kind: 'read', local, snapshot: complete, current };
   } catch (error) {
-    scrubCredentials(error, credentials);
+    if (credentials) scrubCredentials(error, credentials);
     if (!(error instanceof IdpReadError || error instanceof SnapshotError)) throw error;
     recorder.read(connector.stats, Date.now() - readStart);
     deps.log.warn({ err: error.message, runId: recorder.runId }, 'IdP read failed; nobody deprovisioned');
     return { kind: 'failed', error: `${error.message}. Nothing was changed.` };
   }
+}
+
+/**
+ * Where the run reads the integration's directory: the IdP's API through its connector, or for
+ * a scim integration what the IdP pushed. Stored credentials that cannot be opened fail the run.
+ */
+async function snapshotSourceFor(
+  deps: ReconcileDeps,
+  integrations: IntegrationService,
+  integration: Integration,
+): Promise<{ connector: SnapshotSource; credentials: Credentials | undefined } | { error: string }> {
+  if (integration.provider === 'scim') return { connector: new ScimSnapshotSource(new ScimRepository(deps.db), integration.id), credentials: undefined };
+  let credentials: Credentials;
+  try {
+    credentials = await integrations.credentials(integration.id);
+  } catch (error) {
+    if (error instanceof DecryptionError) return { error: `cannot read the integration's credentials: ${error.message}` };
+    throw error;
+  }
+  const connector = deps.connectorFor ? deps.connectorFor(integration, credentials) : createConnector(integration, credentials, deps.connectorSettings);
+  return { connector, credentials };
 }

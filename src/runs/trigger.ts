@@ -58,6 +58,21 @@ export async function queueRun(
 }
 
 /**
+ * Asks for a run after a SCIM push was stored, for the SCIM endpoint. The push is already
+ * committed, so the run row stays even if the queue cannot take its job (within
+ * `enqueueTimeoutMs`): the worker's sweep enqueues queued runs without a job, and nothing
+ * pushed waits for more than a sweep. A push that joins an already queued run costs no Redis
+ * round trip. Throws when the run could not be recorded or enqueued.
+ */
+export async function queuePushRun(deps: { db: Db; queue: DirsyncQueue }, integrationId: string, enqueueTimeoutMs: number): Promise<RunSummary> {
+  const { run, created } = await new RunRepository(deps.db).trigger(integrationId, 'scim', false);
+  if (created) {
+    await withTimeout(enqueueRun(deps.queue, run), enqueueTimeoutMs, () => new QueueUnavailableError(`the queue did not answer within ${enqueueTimeoutMs} ms`));
+  }
+  return run;
+}
+
+/**
  * Approves a held run: records an approval run and queues it. The approval re-reads the IdP
  * and applies the held removals that are still warranted; those the IdP has since undone are
  * skipped and recorded as such. It covers every held run of the integration up to this one.

@@ -1,0 +1,286 @@
+import { type Expression, type SqlBool, sql } from 'kysely';
+import type { JsonObject } from '../core/model.js';
+import type { Db } from './database.js';
+
+/** A pushed SCIM User as stored: `resource` is every attribute the client sent but id, meta and password. */
+export interface StoredScimUser {
+  readonly id: string;
+  readonly userName: string;
+  readonly externalId: string | null;
+  readonly active: boolean;
+  readonly resource: JsonObject;
+  /** Bumped on every write: the resource's ETag (RFC 7644 §3.14) is W/"<version>". */
+  readonly version: string;
+  readonly created: Date;
+  readonly lastModified: Date;
+}
+
+/** A pushed SCIM Group as stored; its members are read apart (groups may hold thousands). */
+export interface StoredScimGroup {
+  readonly id: string;
+  readonly displayName: string;
+  readonly externalId: string | null;
+  readonly resource: JsonObject;
+  readonly version: string;
+  readonly created: Date;
+  readonly lastModified: Date;
+}
+
+/** A group member as SCIM shows it: the user's id and userName (`value`, `display`). */
+export interface StoredMember {
+  readonly groupId: string;
+  readonly userId: string;
+  readonly userName: string;
+}
+
+export interface UserWrite {
+  readonly userName: string;
+  readonly externalId: string | null;
+  readonly active: boolean;
+  readonly resource: JsonObject;
+}
+
+export interface GroupWrite {
+  readonly displayName: string;
+  readonly externalId: string | null;
+  readonly resource: JsonObject;
+}
+
+/** A filter compiled to SQL over one of the tables (src/scim/scim.filter.ts builds it). */
+export type ScimPredicate = Expression<SqlBool>;
+
+/** Another user of this integration already has the userName (case-insensitively): SCIM 409 uniqueness. */
+export class UserNameTakenError extends Error {
+  override name = 'UserNameTakenError';
+}
+
+const USER_NAME_UNIQUE = 'scim_users_user_name_key';
+
+function isUserNameTaken(error: unknown): boolean {
+  const e = error as { code?: string; constraint?: string };
+  return e?.code === '23505' && e.constraint === USER_NAME_UNIQUE;
+}
+
+/**
+ * What IdPs pushed to scim integrations (the integration's snapshot, read by runs). Every
+ * query is scoped by integration id, so one integration's ids are unknown to another's.
+ */
+export class ScimRepository {
+  constructor(private readonly db: Db) {}
+
+  /** Runs `body` in a transaction with a repository bound to it (read-modify-write of PATCH). */
+  transaction<T>(body: (repo: ScimRepository) => Promise<T>): Promise<T> {
+    return this.db.transaction().execute((trx) => body(new ScimRepository(trx)));
+  }
+
+  /** Stores a new user. Throws UserNameTakenError when the userName is taken in this integration. */
+  async createUser(integrationId: string, user: UserWrite): Promise<StoredScimUser> {
+    try {
+      const row = await this.db
+        .insertInto('scim_users')
+        .values({ integration_id: integrationId, user_name: user.userName, external_id: user.externalId, active: user.active, resource: JSON.stringify(user.resource) })
+        .returning(USER_COLUMNS)
+        .executeTakeFirstOrThrow();
+      return toUser(row);
+    } catch (error) {
+      if (isUserNameTaken(error)) throw new UserNameTakenError(user.userName);
+      throw error;
+    }
+  }
+
+  /** The user; with `forUpdate`, locked until the transaction ends. */
+  async findUser(integrationId: string, id: string, options: { forUpdate?: boolean } = {}): Promise<StoredScimUser | undefined> {
+    let query = this.db.selectFrom('scim_users').select(USER_COLUMNS).where('integration_id', '=', integrationId).where('id', '=', id);
+    if (options.forUpdate) query = query.forUpdate();
+    const row = await query.executeTakeFirst();
+    return row && toUser(row);
+  }
+
+  /** Replaces the user's attributes; undefined if it does not exist. Throws UserNameTakenError. */
+  async replaceUser(integrationId: string, id: string, user: UserWrite): Promise<StoredScimUser | undefined> {
+    try {
+      const row = await this.db
+        .updateTable('scim_users')
+        .set({
+          user_name: user.userName,
+          external_id: user.externalId,
+          active: user.active,
+          resource: JSON.stringify(user.resource),
+          version: sql`version + 1`,
+          updated_at: sql`now()`,
+        } as never)
+        .where('integration_id', '=', integrationId)
+        .where('id', '=', id)
+        .returning(USER_COLUMNS)
+        .executeTakeFirst();
+      return row && toUser(row);
+    } catch (error) {
+      if (isUserNameTaken(error)) throw new UserNameTakenError(user.userName);
+      throw error;
+    }
+  }
+
+  /** Deletes the user (and its memberships); false if it did not exist. */
+  async deleteUser(integrationId: string, id: string): Promise<boolean> {
+    const result = await this.db.deleteFrom('scim_users').where('integration_id', '=', integrationId).where('id', '=', id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+
+  /** One page of the integration's users matching `where`, oldest first, and how many match in all. */
+  async listUsers(integrationId: string, where: ScimPredicate | undefined, page: { offset: number; limit: number }): Promise<{ total: number; users: StoredScimUser[] }> {
+    const base = this.db.selectFrom('scim_users').where('integration_id', '=', integrationId).$if(where !== undefined, (q) => q.where(where!));
+    const [count, rows] = await Promise.all([
+      base.select(sql<string>`count(*)`.as('n')).executeTakeFirstOrThrow(),
+      page.limit === 0 ? [] : base.select(USER_COLUMNS).orderBy('created_at').orderBy('id').offset(page.offset).limit(page.limit).execute(),
+    ]);
+    return { total: Number(count.n), users: rows.map(toUser) };
+  }
+
+  /** Of these ids, those that are not users of this integration. */
+  async missingUsers(integrationId: string, ids: readonly string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const found = await this.db.selectFrom('scim_users').select('id').where('integration_id', '=', integrationId).where('id', 'in', [...ids]).execute();
+    const present = new Set(found.map((r) => r.id));
+    return ids.filter((id) => !present.has(id));
+  }
+
+  async createGroup(integrationId: string, group: GroupWrite): Promise<StoredScimGroup> {
+    const row = await this.db
+      .insertInto('scim_groups')
+      .values({ integration_id: integrationId, display_name: group.displayName, external_id: group.externalId, resource: JSON.stringify(group.resource) })
+      .returning(GROUP_COLUMNS)
+      .executeTakeFirstOrThrow();
+    return toGroup(row);
+  }
+
+  async findGroup(integrationId: string, id: string, options: { forUpdate?: boolean } = {}): Promise<StoredScimGroup | undefined> {
+    let query = this.db.selectFrom('scim_groups').select(GROUP_COLUMNS).where('integration_id', '=', integrationId).where('id', '=', id);
+    if (options.forUpdate) query = query.forUpdate();
+    const row = await query.executeTakeFirst();
+    return row && toGroup(row);
+  }
+
+  async replaceGroup(integrationId: string, id: string, group: GroupWrite): Promise<StoredScimGroup | undefined> {
+    const row = await this.db
+      .updateTable('scim_groups')
+      .set({
+        display_name: group.displayName,
+        external_id: group.externalId,
+        resource: JSON.stringify(group.resource),
+        version: sql`version + 1`,
+        updated_at: sql`now()`,
+      } as never)
+      .where('integration_id', '=', integrationId)
+      .where('id', '=', id)
+      .returning(GROUP_COLUMNS)
+      .executeTakeFirst();
+    return row && toGroup(row);
+  }
+
+  /** Marks a group changed (a member change alone): new version and lastModified. */
+  async touchGroup(groupId: string): Promise<StoredScimGroup> {
+    const row = await this.db
+      .updateTable('scim_groups')
+      .set({ version: sql`version + 1`, updated_at: sql`now()` } as never)
+      .where('id', '=', groupId)
+      .returning(GROUP_COLUMNS)
+      .executeTakeFirstOrThrow();
+    return toGroup(row);
+  }
+
+  async deleteGroup(integrationId: string, id: string): Promise<boolean> {
+    const result = await this.db.deleteFrom('scim_groups').where('integration_id', '=', integrationId).where('id', '=', id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+
+  async listGroups(integrationId: string, where: ScimPredicate | undefined, page: { offset: number; limit: number }): Promise<{ total: number; groups: StoredScimGroup[] }> {
+    const base = this.db.selectFrom('scim_groups').where('integration_id', '=', integrationId).$if(where !== undefined, (q) => q.where(where!));
+    const [count, rows] = await Promise.all([
+      base.select(sql<string>`count(*)`.as('n')).executeTakeFirstOrThrow(),
+      page.limit === 0 ? [] : base.select(GROUP_COLUMNS).orderBy('created_at').orderBy('id').offset(page.offset).limit(page.limit).execute(),
+    ]);
+    return { total: Number(count.n), groups: rows.map(toGroup) };
+  }
+
+  /** The members of these groups, with their userNames, in a stable order. */
+  async membersOf(groupIds: readonly string[]): Promise<StoredMember[]> {
+    if (groupIds.length === 0) return [];
+    const rows = await this.db
+      .selectFrom('scim_group_members as m')
+      .innerJoin('scim_users as u', 'u.id', 'm.user_id')
+      .select(['m.group_id', 'm.user_id', 'u.user_name'])
+      .where('m.group_id', 'in', [...groupIds])
+      .orderBy('u.created_at')
+      .orderBy('u.id')
+      .execute();
+    return rows.map((r) => ({ groupId: r.group_id, userId: r.user_id, userName: r.user_name }));
+  }
+
+  async addMembers(groupId: string, userIds: readonly string[]): Promise<void> {
+    if (userIds.length === 0) return;
+    await this.db
+      .insertInto('scim_group_members')
+      .values([...new Set(userIds)].map((userId) => ({ group_id: groupId, user_id: userId })))
+      .onConflict((oc) => oc.doNothing())
+      .execute();
+  }
+
+  /** Removes these members, or every member when `userIds` is undefined. */
+  async removeMembers(groupId: string, userIds?: readonly string[]): Promise<void> {
+    if (userIds?.length === 0) return;
+    await this.db
+      .deleteFrom('scim_group_members')
+      .where('group_id', '=', groupId)
+      .$if(userIds !== undefined, (q) => q.where('user_id', 'in', [...userIds!]))
+      .execute();
+  }
+
+  /**
+   * Everything pushed to the integration, for a run to read as its snapshot: all users, all
+   * groups and all memberships, in one repeatable-read transaction so the three agree.
+   */
+  async readAll(integrationId: string): Promise<{ users: StoredScimUser[]; groups: StoredScimGroup[]; members: Array<{ groupId: string; userId: string }> }> {
+    return this.db
+      .transaction()
+      .setIsolationLevel('repeatable read')
+      .execute(async (trx) => {
+        const users = await trx.selectFrom('scim_users').select(USER_COLUMNS).where('integration_id', '=', integrationId).execute();
+        const groups = await trx.selectFrom('scim_groups').select(GROUP_COLUMNS).where('integration_id', '=', integrationId).execute();
+        const members = await trx
+          .selectFrom('scim_group_members as m')
+          .innerJoin('scim_groups as g', 'g.id', 'm.group_id')
+          .select(['m.group_id', 'm.user_id'])
+          .where('g.integration_id', '=', integrationId)
+          .execute();
+        return { users: users.map(toUser), groups: groups.map(toGroup), members: members.map((m) => ({ groupId: m.group_id, userId: m.user_id })) };
+      });
+  }
+}
+
+const USER_COLUMNS = ['id', 'user_name', 'external_id', 'active', 'resource', 'version', 'created_at', 'updated_at'] as const;
+const GROUP_COLUMNS = ['id', 'display_name', 'external_id', 'resource', 'version', 'created_at', 'updated_at'] as const;
+
+function toUser(row: { id: string; user_name: string; external_id: string | null; active: boolean; resource: JsonObject; version: string; created_at: Date; updated_at: Date }): StoredScimUser {
+  return {
+    id: row.id,
+    userName: row.user_name,
+    externalId: row.external_id,
+    active: row.active,
+    resource: row.resource,
+    version: String(row.version),
+    created: row.created_at,
+    lastModified: row.updated_at,
+  };
+}
+
+function toGroup(row: { id: string; display_name: string; external_id: string | null; resource: JsonObject; version: string; created_at: Date; updated_at: Date }): StoredScimGroup {
+  return {
+    id: row.id,
+    displayName: row.display_name,
+    externalId: row.external_id,
+    resource: row.resource,
+    version: String(row.version),
+    created: row.created_at,
+    lastModified: row.updated_at,
+  };
+}
