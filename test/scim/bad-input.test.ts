@@ -152,19 +152,20 @@ describe('schemas (RFC 7643 §3: "schemas" is REQUIRED; RFC 7644 §3.5.2 PatchOp
     });
   });
 
-  it('a PATCH without the PatchOp schema, without Operations, with an unknown op, or a remove without path is 400', async () => {
-    await unchanged(async () => {
-      expectError(await a.send('PATCH', `/Users/${ids.alice}`, { Operations: [{ op: 'replace', path: 'displayName', value: 'X' }] }), 400, ['invalidSyntax', 'invalidValue']);
-      expectError(await a.send('PATCH', `/Users/${ids.alice}`, { schemas: [USER_SCHEMA], Operations: [{ op: 'replace', path: 'displayName', value: 'X' }] }), 400, ['invalidSyntax', 'invalidValue']);
-      expectError(await a.send('PATCH', `/Users/${ids.alice}`, { schemas: [PATCH_OP] }), 400, ['invalidSyntax', 'invalidValue']);
-      expectError(await a.send('PATCH', `/Users/${ids.alice}`, { schemas: [PATCH_OP], Operations: [{ op: 'frobnicate', path: 'displayName', value: 'X' }] }), 400, ['invalidSyntax', 'invalidValue']);
-      // RFC 7644 §3.5.2.2: "If "path" is unspecified, the operation fails with HTTP status code 400 and a "scimType" error code of "noTarget"."
-      expectError(await a.send('PATCH', `/Users/${ids.alice}`, { schemas: [PATCH_OP], Operations: [{ op: 'remove' }] }), 400, 'noTarget');
-      // RFC 7644 §3.5.2.3: a replace whose valuePath filter matches no value is 400 noTarget.
-      expectError(await a.send('PATCH', `/Users/${ids.alice}`, { schemas: [PATCH_OP], Operations: [{ op: 'replace', path: 'emails[type eq "home"].value', value: 'h@bad.test' }] }), 400, 'noTarget');
-      // RFC 7644 §3.12 invalidPath: a path that does not parse.
-      expectError(await a.send('PATCH', `/Users/${ids.alice}`, { schemas: [PATCH_OP], Operations: [{ op: 'replace', path: 'emails[type eq "work"', value: 'x' }] }), 400, ['invalidPath', 'invalidFilter']);
-    });
+  const patchCases: [string, Record<string, unknown>, string[]][] = [
+    ['without the PatchOp schema', { Operations: [{ op: 'replace', path: 'displayName', value: 'X' }] }, ['invalidSyntax', 'invalidValue']],
+    ['with the User schema instead of PatchOp', { schemas: [USER_SCHEMA], Operations: [{ op: 'replace', path: 'displayName', value: 'X' }] }, ['invalidSyntax', 'invalidValue']],
+    ['without Operations', { schemas: [PATCH_OP] }, ['invalidSyntax', 'invalidValue']],
+    ['with an unknown op', { schemas: [PATCH_OP], Operations: [{ op: 'frobnicate', path: 'displayName', value: 'X' }] }, ['invalidSyntax', 'invalidValue']],
+    // RFC 7644 §3.5.2.2: "If "path" is unspecified, the operation fails with HTTP status code 400 and a "scimType" error code of "noTarget"."
+    ['remove without path (RFC 7644 §3.5.2.2: noTarget)', { schemas: [PATCH_OP], Operations: [{ op: 'remove' }] }, ['noTarget']],
+    // RFC 7644 §3.5.2.3: a replace whose valuePath filter matches no value is 400 noTarget.
+    ['replace through a valuePath that matches nothing (RFC 7644 §3.5.2.3: noTarget)', { schemas: [PATCH_OP], Operations: [{ op: 'replace', path: 'emails[type eq "home"].value', value: 'h@bad.test' }] }, ['noTarget']],
+    // RFC 7644 §3.12 invalidPath: "The "path" attribute was invalid or malformed (see Figure 7)."
+    ['a path that does not parse (RFC 7644 §3.12: invalidPath)', { schemas: [PATCH_OP], Operations: [{ op: 'replace', path: 'emails[type eq "work"', value: 'x' }] }, ['invalidPath', 'invalidFilter']],
+  ];
+  it.each(patchCases)('a PATCH %s is 400 and changes nothing', async (_what, body, scimTypes) => {
+    await unchanged(async () => expectError(await a.send('PATCH', `/Users/${ids.alice}`, body), 400, scimTypes));
   });
 });
 
@@ -289,12 +290,23 @@ describe('filters (RFC 7644 §3.4.2.2; the string is a JSON string, Figure 1)', 
     expect((await a.send('DELETE', `/Users/${id}`)).statusCode).toBe(204);
   });
 
-  it('SQL in a string is only a string', async () => {
-    for (const f of [`userName eq "x' OR '1'='1"`, `userName eq "'; drop table users; --"`, `userName eq "%"`, `userName eq "\\\\"`]) {
+  it.each([`userName eq "x' OR '1'='1"`, `userName eq "'; drop table users; --"`, `userName eq "%"`, `userName eq "_"`, `userName eq "\\\\"`, `userName eq "CORP\\\\alice"`])(
+    'SQL or escapes in a string are only a string: %s is 200 and matches nothing',
+    async (f) => {
       const res = await list(a, f);
       expect(res.statusCode, `${f}: ${res.body}`).toBe(200);
       expect(json(res).totalResults, f).toBe(0);
-    }
+    },
+  );
+
+  it('a login with a backslash (CORP\\alice, as AD-sourced logins are) is found by its filter (RFC 7644 Figure 1: a JSON string)', async () => {
+    const created = await a.send('POST', '/Users', user('CORP\\alice'));
+    expect(created.statusCode).toBe(201);
+    const id = json(created).id as string;
+    const res = await list(a, `userName eq ${JSON.stringify('corp\\ALICE')}`);
+    const found = res.statusCode === 200 ? ((json(res).Resources ?? []) as Record<string, unknown>[]).map((r) => r.id) : res.body;
+    expect((await a.send('DELETE', `/Users/${id}`)).statusCode).toBe(204);
+    expect(found).toEqual([id]);
   });
 
   it.each([
@@ -331,12 +343,15 @@ describe('filters (RFC 7644 §3.4.2.2; the string is a JSON string, Figure 1)', 
   });
 
   it('a valuePath filter with an escaped quote in a PATCH removes only what it names', async () => {
-    await unchanged(async () => {
-      const res = await a.send('PATCH', `/Groups/${ids.eng}`, { schemas: [PATCH_OP], Operations: [{ op: 'remove', path: 'members[value eq "x\\" or 1=1 --"]' }] });
-      // No member has that value: nothing to remove (2xx, unchanged) or noTarget; never every member.
-      if (res.statusCode >= 400) expectError(res, 400, ['noTarget', 'invalidFilter', 'invalidPath'], false);
-      else expect([200, 204]).toContain(res.statusCode);
-    });
+    const before = await snapshot(a);
+    const res = await a.send('PATCH', `/Groups/${ids.eng}`, { schemas: [PATCH_OP], Operations: [{ op: 'remove', path: 'members[value eq "x\\" or 1=1 --"]' }] });
+    // No member has that value: nothing to remove (2xx) or noTarget; never every member.
+    if (res.statusCode >= 400) {
+      expectError(res, 400, ['noTarget', 'invalidFilter', 'invalidPath'], false);
+      expect(await snapshot(a)).toEqual(before);
+    } else expect([200, 204]).toContain(res.statusCode);
+    const members = ((json(await a.send('GET', `/Groups/${ids.eng}`)).members ?? []) as Record<string, unknown>[]).map((m) => m.value);
+    expect(members.sort()).toEqual([ids.alice, ids.bob].sort());
   });
 });
 
@@ -408,11 +423,15 @@ describe('other integrations and tokens', () => {
     expect(members.sort()).toEqual([ids.alice, ids.bob].sort());
   });
 
-  it('ids that are not ids are 404, not a database error', async () => {
-    for (const id of ['not-a-uuid', "1'; drop table users; --", '00000000-0000-0000-0000-000000000000', '%00', '\u0000', 'a'.repeat(5000)]) {
-      expectError(await a.send('GET', `/Users/${encodeURIComponent(id)}`), 404);
-      expectError(await a.send('GET', `/Groups/${encodeURIComponent(id)}`), 404);
-    }
+  it.each(['not-a-uuid', "1'; drop table users; --", '00000000-0000-0000-0000-000000000000', '%00', '\u0000'])('the id %j is 404, not a database error', async (id) => {
+    expectError(await a.send('GET', `/Users/${encodeURIComponent(id)}`), 404);
+    expectError(await a.send('GET', `/Groups/${encodeURIComponent(id)}`), 404);
+    expectError(await a.send('DELETE', `/Users/${encodeURIComponent(id)}`), 404);
+  });
+
+  it('a 5000-character id is refused (404 or 414) with a SCIM error (RFC 7644 §3.12: "the server SHOULD return a SCIM error response")', async () => {
+    const res = await a.send('GET', `/Users/${'a'.repeat(5000)}`);
+    expectError(res, [404, 414], undefined, false);
   });
 
   it("the token of another integration, a wrong token, or none is 401", async () => {

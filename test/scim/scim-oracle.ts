@@ -39,11 +39,13 @@ export async function createScimIntegration(
     provider: 'scim',
     deprovision: options.deprovision,
     threshold: options.threshold,
-  } as Parameters<IntegrationService['create']>[0])) as unknown as { integration: { id: string }; scimToken: string };
-  if (typeof created.scimToken !== 'string' || created.scimToken === '') {
+  } as Parameters<IntegrationService['create']>[0])) as unknown as { integration: { id: string }; scimToken?: string; issued?: { scimToken?: string } };
+  // The brief promised `scimToken` on the result; the implementation returns it as `issued.scimToken`.
+  const token = created.scimToken ?? created.issued?.scimToken;
+  if (typeof token !== 'string' || token === '') {
     throw new Error(`IntegrationService.create({provider: 'scim'}) returned no scimToken: ${JSON.stringify(Object.keys(created))}`);
   }
-  return { tenantId: tenant.id, tenantSlug, integrationId: created.integration.id, token: created.scimToken };
+  return { tenantId: tenant.id, tenantSlug, integrationId: created.integration.id, token };
 }
 
 export interface Sent {
