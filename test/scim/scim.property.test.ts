@@ -36,6 +36,12 @@ import {
 
 const SEED = process.env.DIRSYNC_SCIM_PROPERTY_SEED !== undefined ? Number(process.env.DIRSYNC_SCIM_PROPERTY_SEED) : randomInt(2 ** 31 - 1);
 const RUNS = Number(process.env.DIRSYNC_SCIM_PROPERTY_RUNS ?? 30);
+/**
+ * Debugging aid only: comma-separated findings to steer around while looking for others
+ * (`patch-primary`: no PATCH adds a primary email; `patch-ext-schemas`: no PATCH adds
+ * the enterprise extension to a user without it). The default generates everything.
+ */
+const AVOID = new Set((process.env.DIRSYNC_SCIM_PROPERTY_AVOID ?? '').split(',').filter(Boolean));
 
 let db: Db;
 let config: Config;
@@ -426,9 +432,9 @@ class World {
         b.name = { ...((b.name as Json) ?? {}), givenName: op.v };
         return { op: { op: name('replace'), path: 'name', value: { givenName: op.v } } };
       case 'addEmail': {
-        const e = this.email({ type: op.type, primary: op.primary });
+        const e = this.email({ type: op.type, primary: op.primary && !AVOID.has('patch-primary') });
         // RFC 7644 §3.5.2: setting "primary" true sets it false on every other value.
-        const rest = emails().map((x) => (op.primary && x.primary === true ? { ...x, primary: false } : x));
+        const rest = emails().map((x) => (e.primary === true && x.primary === true ? { ...x, primary: false } : x));
         b.emails = [...rest, e];
         return { op: { op: name('add'), path: 'emails', value: [e] } };
       }
@@ -470,6 +476,7 @@ class World {
         b.active = bool(op.v);
         return op.noPath ? { op: { op: name('replace'), value: { active: op.v } } } : { op: { op: name('replace'), path: 'active', value: op.v } };
       case 'department':
+        if (AVOID.has('patch-ext-schemas') && b[ENTERPRISE] === undefined) return null;
         b[ENTERPRISE] = { ...((b[ENTERPRISE] as Json) ?? {}), department: op.v };
         return { op: { op: name('replace'), path: `${ENTERPRISE}:department`, value: op.v } };
       case 'userName': {
