@@ -41,6 +41,9 @@ const RUNS = Number(process.env.DIRSYNC_SCIM_PROPERTY_RUNS ?? 30);
  * (`patch-primary`: no PATCH adds a primary email; `patch-ext-schemas`: no PATCH adds
  * the enterprise extension to a user without it). The default generates everything.
  */
+/** What the histories exercised (printed at the end, so that a seed that never reaches a case shows it). */
+const tally = new Map<string, number>();
+const count = (key: string, n = 1) => tally.set(key, (tally.get(key) ?? 0) + n);
 const AVOID = new Set((process.env.DIRSYNC_SCIM_PROPERTY_AVOID ?? '').split(',').filter(Boolean));
 
 let db: Db;
@@ -148,6 +151,8 @@ type Command =
   | { k: 'patchGroup'; target: number; ops: GroupOpSpec[]; opCase: number }
   | { k: 'deleteGroup'; target: number }
   | { k: 'lookup'; target: number; flips: number }
+  /** Deprovision and reprovision one user across runs: active false, run, then back by PATCH or by a PUT without "active". */
+  | { k: 'cycle'; target: number; off: boolean | 'False'; on: 'patch' | 'patchString' | 'putWithoutActive' }
   | { k: 'run' };
 
 const idx = fc.nat(1000);
@@ -177,6 +182,8 @@ const userOp: fc.Arbitrary<UserOpSpec> = fc.oneof(
   fc.record({ k: fc.constant('replaceEmails' as const), emails: profileArb.map((p) => p.emails) }),
   fc.record({ k: fc.constant('removeAttr' as const), attr: fc.constantFrom('displayName' as const, 'title' as const, 'name.familyName' as const, 'name.givenName' as const, 'nickName' as const, 'emails' as const) }),
   fc.record({ k: fc.constant('active' as const), v: boolish, noPath: fc.boolean() }),
+  fc.record({ k: fc.constant('active' as const), v: boolish, noPath: fc.boolean() }),
+  fc.record({ k: fc.constant('active' as const), v: boolish, noPath: fc.boolean() }),
   fc.record({ k: fc.constant('department' as const), v: text }),
   fc.record({ k: fc.constant('userName' as const), name: putName }),
   fc.record({ k: fc.constant('addNoPath' as const), nickName: text, addEmail: fc.boolean() }),
@@ -198,9 +205,10 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ k: fc.constant('createGroup' as const), members }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('putGroup' as const), target: idx, members }) },
   { weight: 3, arbitrary: fc.record({ k: fc.constant('patchGroup' as const), target: idx, ops: fc.array(groupOp, { minLength: 1, maxLength: 3 }), opCase: flips }) },
-  { weight: 1, arbitrary: fc.record({ k: fc.constant('deleteGroup' as const), target: idx }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('deleteGroup' as const), target: idx }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('lookup' as const), target: idx, flips }) },
-  { weight: 1, arbitrary: fc.constant({ k: 'run' as const }) },
+  { weight: 3, arbitrary: fc.constant({ k: 'run' as const }) },
+  { weight: 2, arbitrary: fc.record({ k: fc.constant('cycle' as const), target: idx, off: fc.constantFrom(false as const, 'False' as const), on: fc.constantFrom('patch' as const, 'patchString' as const, 'putWithoutActive' as const) }) },
 );
 
 const history = fc.record({
@@ -280,9 +288,11 @@ class World {
     throw new Error(`${message}\n\nseed ${SEED} (DIRSYNC_SCIM_PROPERTY_SEED=${SEED}), mode ${this.h.mode}, threshold ${this.h.threshold}\nrequests so far (last 40):\n${this.c.transcript()}`);
   }
   expectStatus(res: LightMyRequestResponse, expected: number[], why: string): void {
+    count(`${res.statusCode}`);
     if (!expected.includes(res.statusCode)) this.fail(`expected ${expected.join(' or ')} (${why}), got ${res.statusCode} ${res.body.slice(0, 500)}`);
   }
   expectError(res: LightMyRequestResponse, status: number, scimType: string | undefined, why: string): void {
+    count(`${res.statusCode}${scimType ? ` ${scimType}` : ''}`);
     const p = errorProblems(res, status, scimType);
     if (p.length) this.fail(`expected a SCIM error ${status}${scimType ? ` ${scimType}` : ''} (${why}): ${p.join('; ')}`);
   }
@@ -510,6 +520,7 @@ class World {
       if (spec.k === 'userName' && renamed) continue; // one rename per request keeps the clash check exact
       const made = this.userOp(spec, working, user, i, cmd.opCase);
       if (!made) continue;
+      count(`patch op ${spec.k}`);
       renamed ||= spec.k === 'userName';
       ops.push(made.op);
       conflict ??= made.conflict;
@@ -636,6 +647,29 @@ class World {
       if (u) p.push(...this.userProblems(r, u, 'filtered list'));
     }
     if (p.length) this.fail(p.join('\n'));
+  }
+
+  async cycle(cmd: Extract<Command, { k: 'cycle' }>): Promise<void> {
+    const live = this.live();
+    if (!live.length) return;
+    const user = live[cmd.target % live.length]!;
+    await this.run();
+    await this.patchUser({ k: 'patchUser', target: this.users.indexOf(user), ops: [{ k: 'active', v: cmd.off, noPath: cmd.target % 2 === 0 }], opCase: cmd.target });
+    await this.run();
+    if (cmd.on === 'putWithoutActive') {
+      // RFC 7644 §3.5.1: PUT replaces everything; "active" not sent means active (the contract).
+      const request: Json = { schemas: [USER_SCHEMA, ...[ENTERPRISE, ACME].filter((u) => user.body[u] !== undefined)], ...structuredClone(user.body) };
+      delete request.active;
+      const res = await this.c.send('PUT', `/Users/${user.id}`, request);
+      this.expectStatus(res, [200], 'RFC 7644 §3.5.1: PUT answers 200');
+      const kept = structuredClone(request);
+      delete kept.schemas;
+      user.body = kept;
+      this.checkUser(json(res), user, 'PUT /Users response');
+    } else {
+      await this.patchUser({ k: 'patchUser', target: this.users.indexOf(user), ops: [{ k: 'active', v: cmd.on === 'patch' ? true : 'True', noPath: false }], opCase: cmd.target >> 3 });
+    }
+    await this.run();
   }
 
   // ---- checks -----------------------------------------------------------------------------
@@ -829,7 +863,9 @@ class World {
     this.runs += 1;
     let run = await runNow({ db, config }, this.c.integrationId);
     this.c.log.push(`(run ${run.id}: ${run.status} ${show(run.counts)} ${show(run.warnings)} ${run.error ?? ''})`);
+    for (const [k, v] of Object.entries(run.counts as unknown as Record<string, number>)) if (v) count(k, v);
     if (run.status === 'held') {
+      count('held runs');
       run = await approveNow({ db, config }, run.id);
       this.c.log.push(`(approved: ${run.status} ${show(run.counts)})`);
     }
@@ -891,6 +927,9 @@ async function runHistory(h: History): Promise<void> {
       case 'run':
         await w.run();
         break;
+      case 'cycle':
+        await w.cycle(cmd);
+        break;
     }
   }
   await w.checkReads();
@@ -911,6 +950,7 @@ describe('SCIM service provider against RFC 7643/7644 and SPEC (property)', () =
           endOnFailure: process.env.DIRSYNC_SCIM_PROPERTY_SHRINK !== '1',
         },
       );
+      process.stdout.write(`scim property exercised: ${JSON.stringify(Object.fromEntries([...tally].sort()))}\n`);
     },
     120_000,
   );
