@@ -529,6 +529,69 @@ describe('transport', () => {
   });
 });
 
+describe('odd but valid input', () => {
+  it('attribute names and filter operators are case-insensitive (RFC 7643 §2.1; RFC 7644 §3.4.2.2)', async () => {
+    const res = await a.send('GET', `/Users?filter=${encodeURIComponent('USERNAME EQ "ALICE@BAD.TEST"')}`);
+    expect(res.statusCode, res.body).toBe(200);
+    expect(((json(res).Resources ?? []) as Record<string, unknown>[]).map((r) => r.id)).toEqual([ids.alice]);
+    const patched = await a.send('PATCH', `/Users/${ids.bob}`, { schemas: [PATCH_OP], Operations: [{ op: 'replace', path: 'DISPLAYNAME', value: 'Bob' }] });
+    expect([200, 204], patched.body).toContain(patched.statusCode);
+    expect(json(await a.send('GET', `/Users/${ids.bob}`)).displayName).toBe('Bob');
+  });
+
+  it('read-only attributes a client sends are ignored: a chosen id, meta, and groups (RFC 7643 §3.1, §4.1.2)', async () => {
+    const res = await a.send('POST', '/Users', user('readonly@bad.test', { id: 'client-chosen', meta: { resourceType: 'Group' }, groups: [{ value: ids.eng }] }));
+    expect(res.statusCode, res.body).toBe(201);
+    const body = json(res);
+    expect(body.id).not.toBe('client-chosen');
+    expect((body.meta as Record<string, unknown>).resourceType).toBe('User');
+    const members = ((json(await a.send('GET', `/Groups/${ids.eng}`)).members ?? []) as Record<string, unknown>[]).map((m) => m.value);
+    expect(members).not.toContain(body.id);
+    expect((await a.send('DELETE', `/Users/${body.id as string}`)).statusCode).toBe(204);
+  });
+
+  it('a group member that names no user is refused or dropped, and a run still succeeds (SPEC: per-record isolation)', async () => {
+    const res = await a.send('POST', '/Groups', { schemas: [GROUP_SCHEMA], displayName: 'Ghosts', members: [{ value: '00000000-0000-0000-0000-000000000001' }, { value: 'not-a-uuid' }, { value: ids.alice }] });
+    let gid: string | undefined;
+    if (res.statusCode === 201) {
+      gid = json(res).id as string;
+    } else expectError(res, [400, 404], undefined, false);
+    let run = await runNow({ db, config }, A.integrationId);
+    if (run.status === 'held') run = await approveNow({ db, config }, run.id);
+    expect(run.status, JSON.stringify(run)).toBe('succeeded');
+    if (gid) {
+      const tenant = await new DirectoryRepository(db).listTenantGroups(A.tenantId);
+      expect(tenant.find((g) => g.name === 'Ghosts')?.members).toEqual(['alice@bad.test']);
+      expect((await a.send('DELETE', `/Groups/${gid}`)).statusCode).toBe(204);
+    }
+  });
+});
+
+describe('concurrent pushes', () => {
+  it('of one login in different cases create exactly one user; the rest are 409 uniqueness (RFC 7644 §3.3)', async () => {
+    const names = ['Race@bad.test', 'race@bad.test', 'RACE@bad.test', 'rAce@BAD.test', 'racE@bad.TEST', 'race@Bad.test'];
+    const results = await Promise.all(names.map((n) => a.send('POST', '/Users', user(n))));
+    const created = results.filter((r) => r.statusCode === 201);
+    expect(results.map((r) => r.statusCode).sort()).toEqual([201, 409, 409, 409, 409, 409]);
+    for (const r of results.filter((x) => x.statusCode === 409)) expectError(r, 409, 'uniqueness');
+    const listed = await a.send('GET', `/Users?filter=${encodeURIComponent('userName eq "race@bad.test"')}`);
+    expect(json(listed).totalResults).toBe(1);
+    for (const r of created) expect((await a.send('DELETE', `/Users/${json(r).id as string}`)).statusCode).toBe(204);
+  });
+
+  it('that each add a member to one group all take effect (no lost update)', async () => {
+    const made = await Promise.all(Array.from({ length: 8 }, (_, i) => a.send('POST', '/Users', user(`member${i}@bad.test`))));
+    const memberIds = made.map((r) => json(r).id as string);
+    const g = json(await a.send('POST', '/Groups', { schemas: [GROUP_SCHEMA], displayName: 'Crowd' })).id as string;
+    const patches = await Promise.all(memberIds.map((id) => a.send('PATCH', `/Groups/${g}`, { schemas: [PATCH_OP], Operations: [{ op: 'add', path: 'members', value: [{ value: id }] }] })));
+    expect(patches.map((p) => p.statusCode).every((s) => s === 200 || s === 204), patches.map((p) => `${p.statusCode} ${p.body.slice(0, 100)}`).join('\n')).toBe(true);
+    const members = ((json(await a.send('GET', `/Groups/${g}`)).members ?? []) as Record<string, unknown>[]).map((m) => m.value);
+    expect([...members].sort()).toEqual([...memberIds].sort());
+    expect((await a.send('DELETE', `/Groups/${g}`)).statusCode).toBe(204);
+    for (const id of memberIds) expect((await a.send('DELETE', `/Users/${id}`)).statusCode).toBe(204);
+  });
+});
+
 describe('after all of it', () => {
   it('a run converges the tenant to exactly the users and groups that were accepted', async () => {
     let run = await runNow({ db, config }, A.integrationId);
