@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config.js';
 import type { Db } from '../../src/db/database.js';
 import { DirectoryRepository } from '../../src/db/directory.repository.js';
+import { RunRepository } from '../../src/db/run.repository.js';
 import { IntegrationService } from '../../src/integrations/integration.service.js';
 import { createTestDatabase, testConfig } from '../support/env.js';
 import { approveNow, runNow } from '../support/fixtures.js';
@@ -589,6 +590,57 @@ describe('concurrent pushes', () => {
     expect([...members].sort()).toEqual([...memberIds].sort());
     expect((await a.send('DELETE', `/Groups/${g}`)).statusCode).toBe(204);
     for (const id of memberIds) expect((await a.send('DELETE', `/Users/${id}`)).statusCode).toBe(204);
+  });
+});
+
+describe('a login another integration of the tenant owns (SPEC Identity, Safety)', () => {
+  it('is accepted by this SCIM endpoint, skipped by its run with a warning while the owner is enabled, and adopted once the owner is disabled', async () => {
+    const service = new IntegrationService(db, config);
+    const first = await createScimIntegration(db, config);
+    const second = await createScimIntegration(db, config, { tenantSlug: first.tenantSlug });
+    const c1 = new ScimClient(app, first.integrationId, first.token);
+    const c2 = new ScimClient(app, second.integrationId, second.token);
+    const owned = await c1.send('POST', '/Users', user('Shared@conflict.test', { displayName: 'From first' }));
+    expect(owned.statusCode).toBe(201);
+    const other = await c1.send('POST', '/Users', user('only-first@conflict.test'));
+    expect(other.statusCode).toBe(201);
+    expect((await runNow({ db, config }, first.integrationId)).status).toBe('succeeded');
+    // RFC 7643 §2.2 "server" uniqueness is within one SCIM endpoint: the second endpoint takes the login.
+    const pushed = await c2.send('POST', '/Users', user('shared@CONFLICT.test', { displayName: 'From second' }));
+    expect(pushed.statusCode, pushed.body).toBe(201);
+    const pushedId = json(pushed).id as string;
+    const fresh = await c2.send('POST', '/Users', user('only-second@conflict.test'));
+    expect(fresh.statusCode).toBe(201);
+    let run = await runNow({ db, config }, second.integrationId);
+    if (run.status === 'held') run = await approveNow({ db, config }, run.id);
+    expect(run.status, JSON.stringify(run)).toBe('succeeded');
+    expect(run.warnings.map((w) => w.externalId)).toEqual([pushedId]);
+    const repo = new DirectoryRepository(db);
+    let users = await repo.listTenantUsers(first.tenantId);
+    expect(users.map((u) => [u.userName, u.displayName, u.active]).sort()).toEqual([
+      ['Shared@conflict.test', 'From first', true],
+      ['only-first@conflict.test', null, true],
+      ['only-second@conflict.test', null, true],
+    ]);
+    // SPEC Adoption: an account no enabled integration owns is adopted by the one that provisions it, never duplicated.
+    await service.setEnabled(first.integrationId, false);
+    run = await runNow({ db, config }, second.integrationId);
+    if (run.status === 'held') run = await approveNow({ db, config }, run.id);
+    expect(run.status, JSON.stringify(run)).toBe('succeeded');
+    expect(run.warnings).toEqual([]);
+    users = await repo.listTenantUsers(first.tenantId);
+    const shared = users.filter((u) => u.userName.toLowerCase() === 'shared@conflict.test');
+    expect(shared.map((u) => [u.userName, u.displayName, u.active, u.locked])).toEqual([['shared@CONFLICT.test', 'From second', true, false]]);
+  });
+});
+
+describe('a push asks for a run (SPEC Run: "Triggered by ... a SCIM push")', () => {
+  it('an accepted write leaves a queued run triggered by scim', async () => {
+    const fresh = await createScimIntegration(db, config);
+    const c = new ScimClient(app, fresh.integrationId, fresh.token);
+    expect((await c.send('POST', '/Users', user('trigger@bad.test'))).statusCode).toBe(201);
+    const runs = await new RunRepository(db).listForIntegration(fresh.integrationId, 10);
+    expect(runs.filter((r) => r.trigger === 'scim' && r.status === 'queued').length, JSON.stringify(runs)).toBeGreaterThanOrEqual(1);
   });
 });
 
