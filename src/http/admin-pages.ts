@@ -168,8 +168,8 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
       return reply.type('text/html').send(
         page(
           `${integration.tenantSlug} · ${integration.provider}`,
-          `<p>${h(view.baseUrl)} · ${h(view.schedule)} · deprovision: ${h(view.deprovisionMode)} · ${view.enabled ? 'enabled' : '<strong>disabled</strong>'}
-${syncButton(integration)}</p>${chart(runs)}
+          `<p>${h(view.baseUrl ?? `SCIM base URL: ${view.scimBaseUrl}`)} · ${h(view.schedule)} · deprovision: ${h(view.deprovisionMode)} · ${view.enabled ? 'enabled' : '<strong>disabled</strong>'}
+${syncButton(integration)}${integration.provider === 'scim' ? rotateScimTokenButton(integration) : ''}</p>${chart(runs)}
 <table><thead><tr><th>Queued</th><th>Trigger</th><th>Status</th><th>Duration</th><th>Changes</th><th>Error</th></tr></thead><tbody>${list}</tbody></table>`,
         ),
       );
@@ -202,6 +202,26 @@ ${run.error ? `<p class="error" role="alert">${h(run.error)}</p>` : ''}${approve
       return reply.redirect(`/admin/runs/${run.id}`);
     });
 
+    // The new token is shown on this page only, as the CLI shows it once.
+    admin.post<{ Params: { id: string } }>('/admin/integrations/:id/rotate-scim-token', async (request, reply) => {
+      const service = new IntegrationService(deps.db, deps.config);
+      const rotation = await service.rotateScimToken(request.params.id);
+      const view = service.view(await service.get(rotation.id));
+      const until = rotation.previousScimTokenValidUntil;
+      return reply
+        .header('cache-control', 'no-store')
+        .type('text/html')
+        .send(
+          page(
+            'New SCIM token',
+            `<p>Paste these into the IdP's SCIM provisioning settings. The token is shown only now.</p>
+<table><tr><th>SCIM base URL</th><td><code>${h(view.scimBaseUrl ?? '')}</code></td></tr><tr><th>SCIM token</th><td><code>${h(rotation.scimToken)}</code></td></tr></table>
+<p class="muted">${until ? `The old token keeps working until ${h(until)}.` : 'The old token no longer works.'}</p>
+<p><a href="/admin/integrations/${h(rotation.id)}">Back to the integration</a></p>`,
+          ),
+        );
+    });
+
     admin.post<{ Params: { id: string } }>('/admin/runs/:id/approve', async (request, reply) => {
       const approval = await approveRun(deps, request.params.id);
       return reply.redirect(`/admin/runs/${approval.id}`);
@@ -222,10 +242,14 @@ ${run.error ? `<p class="error" role="alert">${h(run.error)}</p>` : ''}${approve
 
 function row(i: Integration, last: RunSummary | undefined, next: number | null): string {
   const when = last ? (last.finishedAt ?? last.queuedAt).replace('T', ' ').slice(0, 19) : '';
-  return `<tr><td><a href="/admin/integrations/${h(i.id)}">${h(i.tenantSlug)}</a>${i.enabled ? '' : ' <span class="muted">(disabled)</span>'}</td><td>${h(i.provider)} <span class="muted">${i.credentialKind === 'okta-private-key' ? 'service app' : 'API token'}</span></td>
+  return `<tr><td><a href="/admin/integrations/${h(i.id)}">${h(i.tenantSlug)}</a>${i.enabled ? '' : ' <span class="muted">(disabled)</span>'}</td><td>${h(i.provider)} <span class="muted">${i.provider === 'scim' ? 'pushed' : i.credentialKind === 'okta-private-key' ? 'service app' : 'API token'}</span></td>
 <td>${h(describeSchedule(i.schedule))}</td><td>${next ? h(new Date(next).toISOString().replace('T', ' ').slice(0, 19)) : '<span class="muted">–</span>'}</td>
 <td>${last ? `<a href="/admin/runs/${h(last.id)}">${status(last)}</a> <span class="muted">${h(when)}</span>${last.error ? `<div class="error">${h(last.error)}</div>` : ''}` : '<span class="muted">never</span>'}</td>
 <td>${last ? counts(last.counts) : ''}</td><td>${syncButton(i)}</td></tr>`;
+}
+
+function rotateScimTokenButton(i: Integration): string {
+  return ` <form method="post" action="/admin/integrations/${h(i.id)}/rotate-scim-token" class="inline"><button type="submit">Rotate SCIM token</button></form>`;
 }
 
 function syncButton(i: Integration): string {

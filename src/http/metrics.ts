@@ -4,6 +4,7 @@ import { PLAN_KINDS } from '../core/plan.js';
 import type { Db } from '../db/database.js';
 import type { DirsyncQueue } from '../queue/queue.js';
 import { runDuration } from '../runs/run-metrics.js';
+import { scimRequestDuration } from '../scim/scim-metrics.js';
 
 
 /**
@@ -15,6 +16,7 @@ export function createMetrics(deps: { db: Db; queue: DirsyncQueue }): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'dirsync_process_' });
   registry.registerMetric(runDuration);
+  registry.registerMetric(scimRequestDuration);
 
   new Counter({
     name: 'dirsync_runs_total',

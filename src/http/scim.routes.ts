@@ -9,6 +9,7 @@ import { queuePushRun } from '../runs/trigger.js';
 import { ScimError, badRequest, notFound } from '../scim/scim.errors.js';
 import { type ListQuery, ScimService, type ScimTarget } from '../scim/scim.service.js';
 import { readProjection } from '../scim/scim.resource.js';
+import { scimRequestDuration } from '../scim/scim-metrics.js';
 import { resourceTypeDocuments, schemaDocuments, serviceProviderConfig } from '../scim/scim.schemas.js';
 import { presentedSecret } from '../webhooks/receive.js';
 
@@ -59,6 +60,11 @@ export function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDeps): v
         return sendError(reply, new ScimError(503, 'temporarily unavailable; try again'));
       });
       scim.setNotFoundHandler((request, reply) => sendError(reply, notFound(`no SCIM endpoint ${request.method} ${request.url.split('?')[0]}`)));
+      scim.addHook('onResponse', async (request, reply) => {
+        const resource = /\/scim\/v2\/[^/]+\/([A-Za-z]+)/.exec(request.url)?.[1] ?? '';
+        const known = ['Users', 'Groups', 'ServiceProviderConfig', 'ResourceTypes', 'Schemas', 'Bulk'].includes(resource) ? resource : 'other';
+        scimRequestDuration.observe({ method: request.method, resource: known, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+      });
       scim.addHook('onRequest', async (request) => {
         request.scimTarget = await authenticate(deps, (request.params as { integrationId?: string }).integrationId ?? '', request.headers.authorization);
       });

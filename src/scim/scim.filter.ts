@@ -20,9 +20,27 @@ export function compileFilter(text: string, resourceType: 'User' | 'Group'): Sci
   try {
     ast = parse(text);
   } catch (error) {
-    throw badRequest('invalidFilter', `the filter ${JSON.stringify(text)} cannot be parsed: ${(error as Error).message}`);
+    const lenient = unquotedComparison(text);
+    if (!lenient) throw badRequest('invalidFilter', `the filter ${JSON.stringify(text)} cannot be parsed: ${(error as Error).message}`);
+    ast = lenient;
   }
   return compile(ast, resourceType === 'User' ? USER_COLUMNS : GROUP_COLUMNS, resourceType === 'User' ? USER_SCHEMA : GROUP_SCHEMA);
+}
+
+const SIMPLE = /^\s*([A-Za-z][\w.:$-]*)\s+(eq|ne|co|sw|ew|gt|ge|lt|le)\s+(.+?)\s*$/i;
+
+/**
+ * One comparison whose value is not quoted as the RFC's grammar wants, as some clients send
+ * it: `userName eq ann@example.com` (authentik before 2025.10) or `userName eq 'ann'`. The
+ * value is taken as a string, bound as a parameter like any other.
+ */
+function unquotedComparison(text: string): Filter | undefined {
+  const m = SIMPLE.exec(text);
+  if (!m || m[3]!.startsWith('"')) return undefined;
+  const single = /^'(.*)'$/.exec(m[3]!);
+  const value = single ? single[1]! : m[3]!;
+  if (!single && /[\s()\[\]"]/.test(value)) return undefined;
+  return { op: m[2]!.toLowerCase(), attrPath: m[1]!, compValue: value } as Filter;
 }
 
 type Compare = 'eq' | 'ne' | 'co' | 'sw' | 'ew' | 'gt' | 'ge' | 'lt' | 'le';
@@ -69,7 +87,8 @@ function compile(f: Filter, columns: ReadonlyMap<string, Column>, coreSchema: st
     case '[]': {
       const path = attributePath(f.attrPath, coreSchema);
       if (columns === GROUP_COLUMNS && path.length === 1 && path[0]!.toLowerCase() === 'members') return membersMatch(f.valFilter);
-      return sql<SqlBool>`exists (select 1 from jsonb_path_query(resource, ${jsonPath([...path])}::jsonpath) e where ${compileElement(f.valFilter, [])})`;
+      // [*]: each element on its own, so the value filter and what follows it test the same one.
+      return sql<SqlBool>`exists (select 1 from jsonb_path_query(resource, ${`${jsonPath(path)}[*]`}::jsonpath) e where ${compileElement(f.valFilter, [])})`;
     }
     case 'pr': {
       const column = columns.get(f.attrPath.toLowerCase().replace(`${coreSchema.toLowerCase()}:`, ''));

@@ -142,6 +142,8 @@ function normalizeSingle(value: JsonValue, def: AttributeDef, path: string): Jso
       throw badRequest('invalidValue', `${path} must be true or false, not ${JSON.stringify(value)}`);
     }
     case 'complex': {
+      // Entra sends the manager (a reference) as its bare id: read as {"value": id}.
+      if (typeof value === 'string' && def.subAttributes?.some((d) => d.name === 'value')) return { value };
       if (typeof value !== 'object' || Array.isArray(value)) throw badRequest('invalidValue', `${path} must be an object`);
       return normalizeObject(value, def.subAttributes ?? [], `${path}.`);
     }

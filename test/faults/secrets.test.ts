@@ -352,6 +352,25 @@ describe('secrets never leak', () => {
     expect(deliveries.map((d) => d.outcome)).toEqual(['triggered']);
     await Promise.all([dirsync(['webhooks', akId]), dirsync(['webhooks', oktaId])]);
     await issuing('rotated authentik webhook secret', ['integration', 'rotate-webhook-secret', akId], (stdout) => /: (\S+)$/.exec(stdout.trim())![1]!);
+
+    // A scim integration's token: issued once, presented by the IdP, refused when wrong.
+    let scimBase = '';
+    const scimToken = await issuing('SCIM token', ['integration', 'create', '--tenant', 'acme', '--provider', 'scim', '--json'], (stdout) => {
+      const created = JSON.parse(stdout) as { scimBaseUrl: string; scimToken: string };
+      scimBase = new URL(created.scimBaseUrl).pathname;
+      return created.scimToken;
+    });
+    const push = (authorization: string) =>
+      http(`${scimBase}/Users`, {
+        method: 'POST',
+        headers: { authorization, 'content-type': 'application/scim+json' },
+        body: JSON.stringify({ schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: 'scim.secret@acme.test', password: OKTA_WRONG /* never stored */ }),
+      });
+    expect((await push(`Bearer ${WRONG_WEBHOOK_SECRET}`)).status).toBe(401);
+    expect((await push(`Bearer ${scimToken}`)).status).toBe(201);
+    expect((await http(`${scimBase}/Users`, { headers: { authorization: `Bearer ${scimToken}` } })).status).toBe(200);
+    await issuing('rotated SCIM token', ['integration', 'rotate-scim-token', scimBase.split('/').at(-1)!, '--grace', '0', '--json'], (stdout) => (JSON.parse(stdout) as { scimToken: string }).scimToken);
+    expect((await push(`Bearer ${scimToken}`)).status).toBe(401);
   }, 180_000);
 
   it('answers the admin API, pages, metrics and health without a secret in any answer', async () => {
@@ -456,7 +475,7 @@ describe('secrets never leak', () => {
       for (const name of leaks(text)) problems.push(`${s.label}: shows the ${name}`);
     }
     expect(problems).toEqual([]);
-    expect(issuedCount).toBe(7);
+    expect(issuedCount).toBe(9);
     expect(seen.length).toBeGreaterThan(120);
   });
 

@@ -174,3 +174,26 @@ describe('too many skipped records', () => {
     expect(tooManySkipped({ ...snapshot(users, []), skipped: skipped(21) })).toMatch(/more than the 20 a run tolerates/);
   });
 });
+
+describe('gate over a sliding window (scim pushes)', () => {
+  const recent = (deprovisions: number) => ({ windowMs: 3_600_000, deprovisions, groupDeletions: 0, membershipRemovals: 0 });
+
+  it('holds a deprovision that, with those applied in the window, passes the threshold', () => {
+    // 100 users before the window; 20 already deprovisioned one by one; one more makes 21 of 100.
+    const result = gate(scenario(80, 79), ctx({ current: { activeUsers: 80, groups: 1, memberships: 80 }, recent: recent(20) }));
+    expect(result.held.usersDeprovisioned).toHaveLength(1);
+    expect(result.reasons.join(' ')).toMatch(/with 20 applied in the last hour, 21 of the 100 there were/);
+  });
+
+  it('applies one that stays within the threshold with the window counted', () => {
+    const result = gate(scenario(81, 80), ctx({ current: { activeUsers: 81, groups: 1, memberships: 81 }, recent: recent(19) }));
+    expect(result.apply.usersDeprovisioned).toHaveLength(1);
+    expect(result.held.usersDeprovisioned).toHaveLength(0);
+  });
+
+  it('holds nothing of a kind the plan does not remove, however many the window holds', () => {
+    const result = gate(scenario(50, 50, 3), ctx({ current: { activeUsers: 50, groups: 1, memberships: 50 }, recent: recent(40) }));
+    expect(result.reasons).toEqual([]);
+    expect(result.apply.usersCreated).toHaveLength(3);
+  });
+});
