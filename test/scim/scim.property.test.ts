@@ -936,6 +936,37 @@ async function runHistory(h: History): Promise<void> {
   await w.run();
 }
 
+describe('examples the property found, one request each', () => {
+  it('a PATCH that adds a primary email demotes the old primary (RFC 7644 §3.5.2), and the tenant gets the new one', async () => {
+    const t = await createScimIntegration(db, config);
+    const c = new ScimClient(app, t.integrationId, t.token);
+    const created = await c.send('POST', '/Users', { schemas: [USER_SCHEMA], userName: 'prim@ex.test', emails: [{ value: 'old@ex.test', type: 'work', primary: true }] });
+    const id = json(created).id as string;
+    const res = await c.send('PATCH', `/Users/${id}`, { schemas: [PATCH_OP], Operations: [{ op: 'add', path: 'emails', value: [{ value: 'new@ex.test', type: 'home', primary: true }] }] });
+    if (![200, 204].includes(res.statusCode)) throw new Error(`PATCH -> ${res.statusCode} ${res.body}`);
+    const emails = json(await c.send('GET', `/Users/${id}`)).emails as Email[];
+    const primaries = emails.filter((e) => e.primary === true).map((e) => e.value);
+    // "a PATCH operation that sets a value's "primary" sub-attribute to "true" SHALL cause the
+    // server to automatically set "primary" to "false" for any other values in the array."
+    if (show(primaries) !== show(['new@ex.test'])) throw new Error(`primary emails after the PATCH: ${show(primaries)}, expected ["new@ex.test"] (RFC 7644 §3.5.2)`);
+    await runNow({ db, config }, t.integrationId);
+    const [account] = await new DirectoryRepository(db).listTenantUsers(t.tenantId);
+    if (account?.email !== 'new@ex.test') throw new Error(`tenant email ${show(account?.email)}, expected the primary one, "new@ex.test"`);
+  });
+
+  it('a PATCH that sets an enterprise attribute on a user without the extension lists the extension in "schemas" (RFC 7643 §3)', async () => {
+    const t = await createScimIntegration(db, config);
+    const c = new ScimClient(app, t.integrationId, t.token);
+    const id = json(await c.send('POST', '/Users', { schemas: [USER_SCHEMA], userName: 'ext@ex.test' })).id as string;
+    const res = await c.send('PATCH', `/Users/${id}`, { schemas: [PATCH_OP], Operations: [{ op: 'replace', path: `${ENTERPRISE}:department`, value: 'R&D' }] });
+    if (![200, 204].includes(res.statusCode)) throw new Error(`PATCH -> ${res.statusCode} ${res.body}`);
+    const got = json(await c.send('GET', `/Users/${id}`));
+    if ((got[ENTERPRISE] as Json | undefined)?.department !== 'R&D') throw new Error(`department not stored: ${show(got)}`);
+    // "schemas": the URIs of the schemas "that define the attributes present in the current JSON structure".
+    if (!(got.schemas as string[]).includes(ENTERPRISE)) throw new Error(`schemas ${show(got.schemas)} lack ${ENTERPRISE} though the resource carries its attributes (RFC 7643 §3)`);
+  });
+});
+
 describe('SCIM service provider against RFC 7643/7644 and SPEC (property)', () => {
   it(
     'predicts every status and resource of random SCIM pushes, and the tenant after each run',
