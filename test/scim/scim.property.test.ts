@@ -39,7 +39,7 @@ const RUNS = Number(process.env.DIRSYNC_SCIM_PROPERTY_RUNS ?? 30);
 /**
  * Debugging aid only: comma-separated findings to steer around while looking for others
  * (`patch-primary`: no PATCH adds a primary email; `patch-ext-schemas`: no PATCH adds
- * the enterprise extension to a user without it). The default generates everything.
+ * the enterprise extension to a user without it; `user-groups`: a User's "groups" may be absent). The default generates everything.
  */
 /** What the histories exercised (printed at the end, so that a seed that never reaches a case shows it). */
 const tally = new Map<string, number>();
@@ -706,6 +706,11 @@ class World {
     if (!meta || meta.resourceType !== 'User' || typeof meta.location !== 'string' || !meta.location.endsWith(`/Users/${user.id}`)) {
       p.push(`${where}.meta: ${show(meta)}: resourceType "User" and location ending /Users/${user.id} (RFC 7643 §3.1)`);
     }
+    // RFC 7643 §4.1.2 / §7: "groups" is returned by default (the endpoint's own /Schemas says so):
+    // a member's representation lists its groups.
+    if (unassigned(actual.groups) && groupsOf.length && !AVOID.has('user-groups') && !where.startsWith('attributes=')) {
+      p.push(`${where}.groups: absent, but the user is a member of ${show(groupsOf)} (RFC 7643 §4.1.2, "returned": "default")`);
+    }
     if (!unassigned(actual.groups)) {
       const got = (actual.groups as Json[]).map((g) => g.value as string).sort();
       if (show(got) !== show([...groupsOf].sort())) p.push(`${where}.groups: ${show(got)}, but the user is a member of ${show(groupsOf)}`);
@@ -964,6 +969,21 @@ describe('examples the property found, one request each', () => {
     if ((got[ENTERPRISE] as Json | undefined)?.department !== 'R&D') throw new Error(`department not stored: ${show(got)}`);
     // "schemas": the URIs of the schemas "that define the attributes present in the current JSON structure".
     if (!(got.schemas as string[]).includes(ENTERPRISE)) throw new Error(`schemas ${show(got.schemas)} lack ${ENTERPRISE} though the resource carries its attributes (RFC 7643 §3)`);
+  });
+});
+
+describe('a member in its User resource', () => {
+  it('lists the groups it belongs to in "groups" (RFC 7643 §4.1.2; "returned": "default" in RFC 7643 §8.7.1 and in this endpoint\'s own /Schemas)', async () => {
+    const t = await createScimIntegration(db, config);
+    const c = new ScimClient(app, t.integrationId, t.token);
+    const id = json(await c.send('POST', '/Users', { schemas: [USER_SCHEMA], userName: 'member@ex.test' })).id as string;
+    const gid = json(await c.send('POST', '/Groups', { schemas: [GROUP_SCHEMA], displayName: 'Members', members: [{ value: id }] })).id as string;
+    const schemas = json(await c.send('GET', '/Schemas'));
+    const userSchema = ((schemas.Resources ?? schemas) as Json[]).find((r) => r.id === USER_SCHEMA);
+    const declared = ((userSchema?.attributes ?? []) as Json[]).find((a) => a.name === 'groups');
+    const got = json(await c.send('GET', `/Users/${id}`));
+    const values = ((got.groups ?? []) as Json[]).map((g) => g.value);
+    if (show(values) !== show([gid])) throw new Error(`GET /Users/${id} groups ${show(got.groups)}, expected [{value: "${gid}"}]; /Schemas declares groups as ${show(declared)}`);
   });
 });
 
