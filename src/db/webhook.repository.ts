@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from './database.js';
-import type { Provider, PulledProvider, WebhookOutcome } from './schema.js';
+import type { Provider, WebhookOutcome } from './schema.js';
 
 export interface WebhookTarget {
   id: string;
@@ -127,11 +127,9 @@ export class WebhookRepository {
   }
 
   /** What reading a delivery needs before it is authenticated: the provider, and Okta's app id. */
-  /** The provider of an integration that takes webhooks: undefined for none, or a scim one (the IdP pushes over SCIM instead). */
-  async findProvider(integrationId: string): Promise<{ provider: PulledProvider; oktaAppId: string | null } | undefined> {
+  async findProvider(integrationId: string): Promise<{ provider: Provider; oktaAppId: string | null } | undefined> {
     const row = await this.db.selectFrom('integrations').select(['provider', 'okta_app_id']).where('id', '=', integrationId).executeTakeFirst();
-    if (!row || row.provider === 'scim') return undefined;
-    return { provider: row.provider, oktaAppId: row.okta_app_id };
+    return row && { provider: row.provider, oktaAppId: row.okta_app_id };
   }
 
   async forgetEvents(integrationId: string, eventIds: readonly string[]): Promise<void> {

@@ -76,7 +76,7 @@ export function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDeps): v
         });
       });
       const target = (request: FastifyRequest) => request.scimTarget!;
-      type Req = FastifyRequest<{ Params: { id: string }; Querystring: ListQuery }>;
+      type Req = FastifyRequest<{ Params: { id: string }; Querystring: Record<string, unknown> }>;
       const send = (reply: FastifyReply, status: number, body: unknown) => reply.code(status).type(SCIM_JSON).send(body);
       const created = (reply: FastifyReply, body: { meta?: { location?: string } } & Record<string, unknown>) => {
         if (body.meta?.location) reply.header('location', body.meta.location);
@@ -97,7 +97,7 @@ export function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDeps): v
         return send(reply, 200, found);
       });
 
-      scim.get('/Users', async (request: Req, reply) => send(reply, 200, await service.listUsers(target(request), { ...request.query, ...readProjection(request.query) })));
+      scim.get('/Users', async (request: Req, reply) => send(reply, 200, await service.listUsers(target(request), listQuery(request.query))));
       scim.post('/Users', async (request, reply) => created(reply, await service.createUser(target(request), request.body)));
       scim.get('/Users/:id', async (request: Req, reply) => send(reply, 200, await service.getUser(target(request), request.params.id, readProjection(request.query))));
       scim.put('/Users/:id', async (request: Req, reply) => send(reply, 200, await service.replaceUser(target(request), request.params.id, request.body)));
@@ -107,7 +107,7 @@ export function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDeps): v
         return reply.code(204).send();
       });
 
-      scim.get('/Groups', async (request: Req, reply) => send(reply, 200, await service.listGroups(target(request), { ...request.query, ...readProjection(request.query) })));
+      scim.get('/Groups', async (request: Req, reply) => send(reply, 200, await service.listGroups(target(request), listQuery(request.query))));
       scim.post('/Groups', async (request, reply) => created(reply, await service.createGroup(target(request), request.body)));
       scim.get('/Groups/:id', async (request: Req, reply) => send(reply, 200, await service.getGroup(target(request), request.params.id, readProjection(request.query))));
       scim.put('/Groups/:id', async (request: Req, reply) => send(reply, 200, await service.replaceGroup(target(request), request.params.id, request.body)));
@@ -119,12 +119,41 @@ export function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDeps): v
         return reply.code(204).send();
       });
 
+      // POST /.search (RFC 7644 §3.4.3): the list query in a body instead of the URL.
+      for (const [path, list] of [
+        ['/Users/.search', (t: ScimTarget, q: ListQuery) => service.listUsers(t, q)],
+        ['/Groups/.search', (t: ScimTarget, q: ListQuery) => service.listGroups(t, q)],
+      ] as const) {
+        scim.post(path, async (request, reply) => send(reply, 200, await list(target(request), readSearchBody(request.body))));
+      }
+
       scim.post('/Bulk', async () => {
         throw new ScimError(501, 'bulk operations are not supported (ServiceProviderConfig bulk.supported is false)');
       });
     },
     { prefix: '/scim/v2/:integrationId' },
   );
+}
+
+/** The list query parameters (RFC 7644 §3.4.2), all strings as a URL gives them. */
+function listQuery(query: Record<string, unknown>): ListQuery {
+  const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  return { filter: text(query.filter), startIndex: text(query.startIndex), count: text(query.count), ...readProjection(query) };
+}
+
+/** A SearchRequest body (RFC 7644 §3.4.3) as list query parameters. */
+function readSearchBody(body: unknown): ListQuery {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw badRequest('invalidSyntax', 'the body must be a SearchRequest JSON object');
+  const b = body as Record<string, unknown>;
+  const text = (v: unknown, name: string) => {
+    if (v === undefined || v === null) return undefined;
+    if (typeof v === 'string') return v;
+    if (typeof v === 'number' && name !== 'filter') return String(v);
+    if (Array.isArray(v) && v.every((x) => typeof x === 'string') && name.endsWith('ttributes')) return v.join(',');
+    throw badRequest('invalidValue', `${name} has the wrong type`);
+  };
+  const projection = readProjection({ attributes: text(b.attributes, 'attributes'), excludedAttributes: text(b.excludedAttributes, 'excludedAttributes') });
+  return { filter: text(b.filter, 'filter'), startIndex: text(b.startIndex, 'startIndex'), count: text(b.count, 'count'), ...projection };
 }
 
 function listOf(resources: Record<string, unknown>[]) {
@@ -145,7 +174,8 @@ export function sendScimError(reply: FastifyReply, error: ScimError) {
 async function authenticate(deps: ScimRouteDeps, integrationId: string, authorization: string | undefined): Promise<ScimTarget> {
   const found = isUuid(integrationId) ? await new IntegrationRepository(deps.db).findScimAuth(integrationId) : undefined;
   if (!found) throw notFound(`no SCIM integration ${integrationId}`);
-  const token = /^Bearer\s/i.test(authorization ?? '') ? presentedSecret(authorization) : undefined;
+  // `Bearer <token>` (RFC 6750), or the bare token as some IdP settings send what was pasted.
+  const token = presentedSecret(authorization);
   if (!token || !secretMatchesEither(token, found)) throw new ScimError(401, 'missing or wrong SCIM token: send Authorization: Bearer <scimToken>');
   if (!found.enabled) throw new ScimError(403, 'the integration is disabled');
   return { integrationId, baseUrl: `${deps.publicUrl}/scim/v2/${integrationId}` };

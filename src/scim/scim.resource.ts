@@ -56,6 +56,7 @@ export function readMembers(value: JsonValue): MemberRef[] {
 }
 
 function readResource(body: unknown, coreSchema: string, kind: string): JsonObject {
+  if (typeof body === 'string') throw badRequest('invalidSyntax', 'send the body as application/scim+json or application/json');
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw badRequest('invalidSyntax', `the body must be a JSON object: a SCIM ${kind}`);
   const input = body as JsonObject;
   const schemas = input.schemas;

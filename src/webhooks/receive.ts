@@ -68,6 +68,7 @@ export async function receiveWebhook(
   const integrationId = delivery.integrationId;
   const meta = isUuid(integrationId) ? await providerOf(deps.db, integrationId) : undefined;
   if (!meta) return reply(404, { error: `no integration ${integrationId}` });
+  if (meta.provider === 'scim') return reply(404, { error: `integration ${integrationId} is a scim integration, which takes no webhooks: the IdP pushes to its SCIM endpoint` });
   // Rare paths authenticate on their own first: no answer but 401 for a caller without the secret.
   // A client still connecting (a receiver that just started) is given a moment before refusing.
   if (!(await queueReady(deps.redis, ENQUEUE_TIMEOUT_MS))) {

@@ -30,13 +30,14 @@ const okta = {
 };
 
 describe('readUserBody', () => {
-  it("keeps every attribute Okta's create sends but the password, and ignores id and meta", () => {
+  it("keeps every attribute Okta's create sends but the password, and ignores id, meta and the readOnly groups", () => {
     const { resource, userName, externalId, active } = readUserBody({ ...okta, id: 'client-chosen', meta: { resourceType: 'User' } });
     expect({ userName, externalId, active }).toEqual({ userName: 'ann@example.com', externalId: '00u1abc', active: true });
     expect(resource).not.toHaveProperty('password');
     expect(resource).not.toHaveProperty('id');
     expect(resource).not.toHaveProperty('meta');
-    expect(resource).toMatchObject({ name: okta.name, emails: okta.emails, locale: 'en-US', groups: [] });
+    expect(resource).not.toHaveProperty('groups');
+    expect(resource).toMatchObject({ name: okta.name, emails: okta.emails, locale: 'en-US' });
   });
 
   it('keeps the enterprise extension and attributes of schemas it does not know', () => {
