@@ -63,7 +63,9 @@ async function main(): Promise<void> {
   }
   await new TenantRepository(db).create('bench', 'bench');
   const service = new IntegrationService(db, config);
-  const { integration, webhookSecret } = await service.create({ tenant: 'bench', provider: 'okta', baseUrl: okta.url, token: okta.token, oktaAppId: '0oaBench' });
+  const { integration, issued } = await service.create({ tenant: 'bench', provider: 'okta', baseUrl: okta.url, token: okta.token, oktaAppId: '0oaBench' });
+  if (!('webhookSecret' in issued)) throw new Error('an okta integration is issued a webhook secret');
+  const { webhookSecret } = issued;
   const url = `http://127.0.0.1:${env.PORT}/webhooks/${integration.id}`;
 
   // Receiver and worker in their own processes, as `dirsync server` and `dirsync worker` scale out.
