@@ -18,8 +18,14 @@
  * the cores); each phase is repeated --runs times and medians are reported. Writes
  * bench-results/scim.md and bench-results/scim.json; prints a table and one JSON line.
  *
+ * With --mode split, `dirsync server` and `dirsync worker` run as two processes instead (writes
+ * bench-results/scim-split.*), which tells a run blocking the server's event loop from the
+ * two processes merely sharing the cores. --cpu-prof writes V8 CPU profiles of the dirsync
+ * process(es) to bench-results/cpu-prof/ when they exit; --keep keeps the database.
+ *
  *   npm run bench:scim [-- --users 100000 --groups 100 --seconds 60 --concurrency 8 --runs 3
- *                          --provision 10000 --provision-concurrency 8 --cpu-prof]
+ *                          --provision 10000 --provision-concurrency 8 --mode start|split
+ *                          --cpu-prof --keep]
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -42,6 +48,9 @@ const { values } = parseArgs({
     provision: { type: 'string', default: '10000' },
     'provision-concurrency': { type: 'string', default: '8' },
     'cpu-prof': { type: 'boolean', default: false },
+    // start: `dirsync start` (server and worker in one process, the default); split: `dirsync
+    // server` and `dirsync worker` in two processes, to tell event-loop blocking from CPU.
+    mode: { type: 'string', default: 'start' },
     keep: { type: 'boolean', default: false },
   },
 });
@@ -52,6 +61,8 @@ const CONCURRENCY = Number(values.concurrency);
 const RUNS = Number(values.runs);
 const PROVISION = Number(values.provision);
 const PROVISION_CONCURRENCY = Number(values['provision-concurrency']);
+const MODE = values.mode!;
+if (MODE !== 'start' && MODE !== 'split') throw new Error('--mode must be start or split');
 
 const USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User';
 const ENTERPRISE = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';
@@ -293,7 +304,7 @@ interface CpuMark {
   machine: { busy: number; total: number };
 }
 
-let dirsyncPid = 0;
+let dirsyncPids: number[] = [];
 
 async function postgresPids(db: Db): Promise<number[]> {
   const rows = await sql<{ pid: number }>`select pid from pg_stat_activity where datname = current_database()`.execute(db);
@@ -301,7 +312,7 @@ async function postgresPids(db: Db): Promise<number[]> {
 }
 
 async function cpuMark(db: Db): Promise<CpuMark> {
-  return { at: Date.now(), dirsync: procCpuMs(dirsyncPid), postgres: new Map((await postgresPids(db)).map((p) => [p, procCpuMs(p)])), machine: machineCpu() };
+  return { at: Date.now(), dirsync: dirsyncPids.reduce((n, pid) => n + procCpuMs(pid), 0), postgres: new Map((await postgresPids(db)).map((p) => [p, procCpuMs(p)])), machine: machineCpu() };
 }
 
 export interface CpuUse {
@@ -343,6 +354,41 @@ function readProbe(from: number, to: number): Array<{ t: number; eldP50: number;
   } catch {
     return [];
   }
+}
+
+/**
+ * A poor man's pg_stat_statements (which needs a server restart to load): samples this
+ * database's active statements every 100 ms until stopped, and tells which statements were
+ * seen running most often (each sample of a running statement is ~100 ms of it).
+ */
+function sampleActivity(db: Db): () => Promise<Array<{ query: string; samples: number; waits: string }>> {
+  const seen = new Map<string, { samples: number; waits: Map<string, number> }>();
+  let stop = false;
+  const loop = (async () => {
+    while (!stop) {
+      const rows = await sql<{ query: string; wait: string | null }>`
+        select query, wait_event_type || ':' || wait_event as wait from pg_stat_activity
+        where datname = current_database() and state = 'active' and pid <> pg_backend_pid()
+      `.execute(db);
+      for (const r of rows.rows) {
+        const key = r.query.replace(/\s+/g, ' ').replace(/\$\d+/g, '$').slice(0, 140);
+        const entry = seen.get(key) ?? { samples: 0, waits: new Map() };
+        entry.samples++;
+        const w = r.wait ?? 'cpu';
+        entry.waits.set(w, (entry.waits.get(w) ?? 0) + 1);
+        seen.set(key, entry);
+      }
+      await sleep(100);
+    }
+  })();
+  return async () => {
+    stop = true;
+    await loop;
+    return [...seen.entries()]
+      .sort((a, b) => b[1].samples - a[1].samples)
+      .slice(0, 6)
+      .map(([query, e]) => ({ query, samples: e.samples, waits: [...e.waits.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([w, n]) => `${w} ${n}`).join(', ') }));
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -391,6 +437,7 @@ interface LoadResult {
   mismatched: number;
   cpu: CpuUse;
   runBusyShare: number;
+  pgActive: Array<{ query: string; samples: number; waits: string }>;
 }
 
 async function steadyLoad(db: Db, target: ScimIntegration, pool: Pool, round: number): Promise<LoadResult> {
@@ -405,6 +452,7 @@ async function steadyLoad(db: Db, target: ScimIntegration, pool: Pool, round: nu
   };
   let created = 0;
   const mark = await cpuMark(db);
+  const stopSampling = sampleActivity(db);
   const started = performance.now();
   const deadline = started + SECONDS * 1000;
   await Promise.all(
@@ -444,6 +492,7 @@ async function steadyLoad(db: Db, target: ScimIntegration, pool: Pool, round: nu
   );
   const seconds = (performance.now() - started) / 1000;
   const cpu = await cpuUse(db, mark);
+  const pgActive = await stopSampling();
   await client.agent.close();
 
   // Did the runs keep up? Wait until none is queued or running, then compare.
@@ -483,6 +532,7 @@ async function steadyLoad(db: Db, target: ScimIntegration, pool: Pool, round: nu
     mismatched: await mismatches(db, target.id),
     cpu,
     // Share of the load window in which a run of the integration was executing.
+    pgActive,
     runBusyShare: runs.reduce((n, r) => n + (r.stats?.totalMs ?? 0), 0) / (seconds * 1000),
   };
 }
@@ -544,20 +594,25 @@ async function provision(db: Db, round: number): Promise<ProvisionResult> {
 
 // ---------------------------------------------------------------------------------------------
 
-async function startDirsync(): Promise<ChildProcess> {
+/** `dirsync start` (or, with --mode split, `dirsync server` and `dirsync worker`), up and answering. */
+async function startDirsync(): Promise<ChildProcess[]> {
   const profDir = path.resolve('bench-results/cpu-prof');
   if (values['cpu-prof']) mkdirSync(profDir, { recursive: true });
   mkdirSync(path.dirname(PROBE), { recursive: true });
-  rmSync(PROBE, { force: true });
   const probe = path.resolve('dist-bench/bench/scim-probe.js');
-  const args = ['--import', probe, ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), BIN, 'start'];
-  const child = spawn(process.execPath, args, { env: { ...env, DIRSYNC_BENCH_PROBE_FILE: PROBE }, stdio: ['ignore', 'ignore', 'inherit'] });
-  dirsyncPid = child.pid!;
+  // The process serving HTTP writes PROBE (its event-loop stalls delay SCIM answers).
+  const commands = MODE === 'start' ? [['start', PROBE]] : [['server', PROBE], ['worker', PROBE.replace('.jsonl', '-worker.jsonl')]];
+  const children = commands.map(([command, probeFile]) => {
+    rmSync(probeFile!, { force: true });
+    const args = ['--import', probe, ...(values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), BIN, command!];
+    return spawn(process.execPath, args, { env: { ...env, DIRSYNC_BENCH_PROBE_FILE: probeFile }, stdio: ['ignore', 'ignore', 'inherit'] });
+  });
+  dirsyncPids = children.map((c) => c.pid!);
   for (let i = 0; ; i++) {
     try {
-      if ((await fetch(`http://127.0.0.1:${PORT}/healthz`)).ok) return child;
+      if ((await fetch(`http://127.0.0.1:${PORT}/healthz`)).ok) return children;
     } catch {
-      if (i > 300 || child.exitCode !== null) throw new Error('dirsync start did not come up');
+      if (i > 300 || children.some((c) => c.exitCode !== null)) throw new Error(`dirsync ${MODE} did not come up`);
     }
     await sleep(100);
   }
@@ -569,7 +624,7 @@ async function main(): Promise<void> {
   const db = createDb(config.databaseUrl);
   const { error } = await migrateToLatest(db);
   if (error) throw error;
-  let dirsync: ChildProcess | undefined;
+  let dirsync: ChildProcess[] = [];
   try {
     dirsync = await startDirsync();
     const target = await createScimIntegration('bench');
@@ -641,7 +696,7 @@ async function main(): Promise<void> {
     const lines = [
       `# dirsync SCIM benchmark: ${USERS.toLocaleString('en')} pushed users, ${GROUPS} groups`,
       '',
-      `Node ${process.version}, ${RUNS} runs per phase, medians (min-max); \`dirsync start\` (server + worker in one process), Postgres, Redis and the load generator on the same ${'2'}-core machine.`,
+      `Node ${process.version}, ${RUNS} runs per phase, medians (min-max); ${MODE === 'start' ? '`dirsync start` (server + worker in one process)' : '`dirsync server` and `dirsync worker` (two processes)'}, Postgres, Redis and the load generator on the same ${cpus().length}-core machine.`,
       '',
       `Seeding (INSERT ... SELECT into scim_*): ${s(seedMs)}. Initial apply (\`dirsync sync --wait\`): ${s(initialWallMs)} wall; run read ${s(initialRun.stats.readMs ?? NaN)}, plan+apply ${s(initialRun.stats.applyMs ?? NaN)}; ${initialUsers.toLocaleString('en')} accounts.`,
       '',
@@ -657,7 +712,8 @@ async function main(): Promise<void> {
       `- errors: ${loadErrors}${loadErrors ? ` (${JSON.stringify(loads.flatMap((l) => l.errorSamples).slice(0, 3))})` : ''}`,
       `- runs during a load: ${median(loads.map((l) => l.runsDuring))} (statuses ${JSON.stringify(loads.map((l) => l.runStatuses))}); a run: total ${ms(median(loads.map((l) => l.runTotalMsMedian)))}, read ${ms(median(loads.map((l) => l.runReadMsMedian)))}, plan+apply ${ms(median(loads.map((l) => l.runApplyMsMedian)))}, queued before starting ${ms(median(loads.map((l) => l.runQueueWaitMsMedian)))}`,
       cpuLine('during the load', loads, loads.map((l) => l.requests), loads.map((l) => l.seconds)),
-      `- share of the load window in which a run was executing: ${(median(loads.map((l) => l.runBusyShare)) * 100).toFixed(0)}%`,
+      `- time runs of the integration spent executing, over the load window (a run may go on past the window): ${(median(loads.map((l) => l.runBusyShare)) * 100).toFixed(0)}%`,
+      `- statements seen running in Postgres (samples every 100 ms, last load run): ${loads.at(-1)!.pgActive.map((q) => `${q.samples}x [${q.waits}] ${q.query}`).join(' | ') || 'none'}`,
       `- kept up: no run queued or running ${s(drainMs)} (${range(loads.map((l) => l.drainMs), s)}) after the load stopped; tenant users = pushed users and every account's active/userName as pushed: **${consistent ? 'yes' : 'no'}** (${loads.map((l) => `${l.tenantUsers}/${l.pushedUsers}, ${l.mismatched} differing`).join('; ')})`,
       '',
       `## Provision Users: ${PROVISION.toLocaleString('en')} new users, lookup then POST, ${PROVISION_CONCURRENCY} in parallel, fresh integration`,
@@ -678,6 +734,7 @@ async function main(): Promise<void> {
     const report = lines.join('\n');
     const summary = {
       bench: 'scim',
+      mode: MODE,
       node: process.version,
       users: USERS,
       groups: GROUPS,
@@ -705,14 +762,16 @@ async function main(): Promise<void> {
       detail: { loads, provisions },
     };
     mkdirSync('bench-results', { recursive: true });
-    writeFileSync('bench-results/scim.md', `${report}\n`);
-    writeFileSync('bench-results/scim.json', `${JSON.stringify(summary, null, 2)}\n`);
+    const out = `bench-results/scim${MODE === 'split' ? '-split' : ''}`;
+    writeFileSync(`${out}.md`, `${report}\n`);
+    writeFileSync(`${out}.json`, `${JSON.stringify(summary, null, 2)}\n`);
     const { detail: _detail, ...line } = summary;
-    process.stdout.write(`${report}\n\n(written to bench-results/scim.md and bench-results/scim.json)\n${JSON.stringify(line)}\n`);
+    process.stdout.write(`${report}\n\n(written to ${out}.md and ${out}.json)\n${JSON.stringify(line)}\n`);
   } finally {
-    if (dirsync && dirsync.exitCode === null && dirsync.signalCode === null) {
-      dirsync.kill('SIGTERM');
-      await new Promise((r) => dirsync!.once('exit', r));
+    for (const child of dirsync) {
+      if (child.exitCode !== null || child.signalCode !== null) continue;
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
     }
     await db.destroy();
     if (!values.keep) {
