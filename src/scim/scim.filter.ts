@@ -80,7 +80,7 @@ type Value = string | number | boolean | null;
 
 /** A column a filter attribute maps to, and how it compares. */
 interface Column {
-  readonly kind: 'text' | 'textCaseExact' | 'boolean' | 'timestamp' | 'uuid' | 'members';
+  readonly kind: 'text' | 'textCaseExact' | 'boolean' | 'timestamp' | 'uuid' | 'members' | 'groups';
   readonly sql: RawBuilder<unknown>;
 }
 
@@ -89,6 +89,9 @@ const USER_COLUMNS: ReadonlyMap<string, Column> = new Map([
   ['username', { kind: 'text', sql: sql`user_name` }],
   ['externalid', { kind: 'textCaseExact', sql: sql`external_id` }],
   ['active', { kind: 'boolean', sql: sql`active` }],
+  // A User's groups are computed from the Groups' members (readOnly, RFC 7643 §4.1.2).
+  ['groups.value', { kind: 'groups', sql: sql`id` }],
+  ['groups', { kind: 'groups', sql: sql`id` }],
   ['meta.created', { kind: 'timestamp', sql: sql`created_at` }],
   ['meta.lastmodified', { kind: 'timestamp', sql: sql`updated_at` }],
 ]);
@@ -124,7 +127,9 @@ function compile(f: Filter, columns: ReadonlyMap<string, Column>, coreSchema: st
     }
     case 'pr': {
       const column = columns.get(f.attrPath.toLowerCase().replace(`${coreSchema.toLowerCase()}:`, ''));
-      if (column) return column.kind === 'members' ? sql<SqlBool>`exists (select 1 from scim_group_members m where m.group_id = id)` : sql<SqlBool>`(${column.sql} is not null)`;
+      if (column?.kind === 'members') return sql<SqlBool>`exists (select 1 from scim_group_members m where m.group_id = id)`;
+      if (column?.kind === 'groups') return sql<SqlBool>`exists (select 1 from scim_group_members m where m.user_id = id)`;
+      if (column) return sql<SqlBool>`(${column.sql} is not null)`;
       return present(sql`resource`, attributePath(f.attrPath, coreSchema));
     }
     default: {
@@ -196,9 +201,13 @@ function isCompare(op: string): op is Compare {
 
 function compareColumn(column: Column, op: Compare, value: Value, attrPath: string): RawBuilder<SqlBool> {
   switch (column.kind) {
-    case 'members': {
-      if (typeof value !== 'string') throw badRequest('invalidFilter', `${attrPath} compares with a member id string`);
-      const match = sql<SqlBool>`exists (select 1 from scim_group_members m where m.group_id = id and m.user_id::text = ${value.toLowerCase()})`;
+    case 'members':
+    case 'groups': {
+      if (typeof value !== 'string') throw badRequest('invalidFilter', `${attrPath} compares with an id string`);
+      const match =
+        column.kind === 'members'
+          ? sql<SqlBool>`exists (select 1 from scim_group_members m where m.group_id = id and m.user_id::text = ${value.toLowerCase()})`
+          : sql<SqlBool>`exists (select 1 from scim_group_members m where m.user_id = id and m.group_id::text = ${value.toLowerCase()})`;
       if (op === 'eq') return match;
       if (op === 'ne') return sql<SqlBool>`not ${match}`;
       throw badRequest('invalidFilter', `${attrPath} supports only eq and ne`);

@@ -200,6 +200,23 @@ describe('SCIM endpoint on the state model', () => {
     expect(Number(n)).toBe(2);
   });
 
+  it('lists a user’s groups from the groups’ members, searches by POST, and a PATCH to primary demotes the old primary', async () => {
+    const s = await scimIntegration();
+    const user = (await s.req('POST', '/Users', userBody('m@g.test', { groups: [{ value: 'ignored' }] }))).body;
+    expect(user).not.toHaveProperty('groups');
+    const group = (await s.req('POST', '/Groups', { schemas: [GROUP_SCHEMA], displayName: 'Ops', members: [{ value: user.id }] })).body;
+    expect((await s.req('GET', `/Users/${user.id}`)).body.groups).toEqual([expect.objectContaining({ value: group.id, display: 'Ops' })]);
+    const found = await s.req('POST', '/Users/.search', { schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'], filter: 'groups.value eq "' + group.id + '"', attributes: ['userName'] });
+    expect(found.body.Resources).toEqual([{ schemas: [USER_SCHEMA], id: user.id, userName: 'm@g.test' }]);
+    const patched = await s.req('PATCH', `/Users/${user.id}`, patchOp({ op: 'add', path: 'emails', value: [{ value: 'new@g.test', type: 'home', primary: true }] }));
+    expect(patched.body.emails).toEqual([
+      { primary: false, value: 'm@g.test', type: 'work' },
+      { value: 'new@g.test', type: 'home', primary: true },
+    ]);
+    await run(s);
+    expect(await users(s)).toEqual([expect.objectContaining({ email: 'new@g.test', groups: ['Ops'] })]);
+  });
+
   it('pages with startIndex and count as RFC 7644 §3.4.2.4 says', async () => {
     const s = await scimIntegration();
     for (let i = 0; i < 5; i++) await s.req('POST', '/Users', userBody(`p${i}@p.test`));
@@ -219,7 +236,9 @@ describe('SCIM endpoint on the state model', () => {
     expect((await get(s.token)).statusCode).toBe(200);
     expect((await get(other.token)).statusCode).toBe(401);
     expect((await get(undefined)).headers['www-authenticate']).toMatch(/^Bearer/);
-    expect((await app.inject({ method: 'GET', url: `/scim/v2/${s.id}/Users`, headers: { authorization: s.token } })).statusCode).toBe(401);
+    // The bare token too, as IdP settings that send what was pasted do; and a base URL pasted with a trailing slash.
+    expect((await app.inject({ method: 'GET', url: `/scim/v2/${s.id}//Users`, headers: { authorization: s.token } })).statusCode).toBe(200);
+    expect((await app.inject({ method: 'GET', url: `/scim/v2/${s.id}/Users`, headers: { authorization: `Basic ${s.token}` } })).statusCode).toBe(401);
     const service = new IntegrationService(db, config);
     const rotation = await service.rotateScimToken(s.id, '1h');
     expect(rotation.previousScimTokenValidUntil).not.toBeNull();
