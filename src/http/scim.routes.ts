@@ -111,9 +111,10 @@ export function registerScimRoutes(app: FastifyInstance, deps: ScimRouteDeps): v
       scim.post('/Groups', async (request, reply) => created(reply, await service.createGroup(target(request), request.body)));
       scim.get('/Groups/:id', async (request: Req, reply) => send(reply, 200, await service.getGroup(target(request), request.params.id, readProjection(request.query))));
       scim.put('/Groups/:id', async (request: Req, reply) => send(reply, 200, await service.replaceGroup(target(request), request.params.id, request.body)));
-      scim.patch('/Groups/:id', async (request: Req, reply) =>
-        send(reply, 200, await service.patchGroup(target(request), request.params.id, request.body, readProjection(request.query))),
-      );
+      scim.patch('/Groups/:id', async (request: Req, reply) => {
+        const group = await service.patchGroup(target(request), request.params.id, request.body, readProjection(request.query));
+        return group ? send(reply, 200, group) : reply.code(204).send();
+      });
       scim.delete('/Groups/:id', async (request: Req, reply) => {
         await service.deleteGroup(target(request), request.params.id);
         return reply.code(204).send();

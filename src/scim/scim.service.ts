@@ -127,7 +127,12 @@ export class ScimService {
     return renderGroup(replaced, await this.store.membersOf([id]), t.baseUrl);
   }
 
-  async patchGroup(t: ScimTarget, id: string, body: unknown, projection: Projection): Promise<JsonObject> {
+  /**
+   * PATCH on a group. Answers the group only when the request asks for attributes: otherwise
+   * undefined, for a 204 (RFC 7644 §3.5.2 allows it), since a large group's member list would
+   * cost more than the change (Okta and Entra send member changes one by one).
+   */
+  async patchGroup(t: ScimTarget, id: string, body: unknown, projection: Projection): Promise<JsonObject | undefined> {
     const steps = splitGroupPatch(readPatchBody(body));
     if (!UUID.test(id)) throw notFound(`Group ${id} not found`);
     const group = await this.store.transaction(async (store) => {
@@ -148,6 +153,7 @@ export class ScimService {
       return (await store.replaceGroup(t.integrationId, id, write))!;
     });
     await this.changed(t.integrationId);
+    if (!projection.attributes && !projection.excludedAttributes) return undefined;
     const members = wantsMembers(projection) ? await this.store.membersOf([id]) : undefined;
     return project(renderGroup(group, members, t.baseUrl), projection, GROUP_SCHEMA);
   }
