@@ -157,7 +157,7 @@ export function registerIntegrationCommands(program: Command): void {
   for (const [name, enabled] of [['enable', true], ['disable', false]] as const) {
     integration
       .command(`${name} <id>`)
-      .description(enabled ? 'resume scheduled runs and webhooks' : 'stop scheduled runs; webhooks are rejected')
+      .description(enabled ? 'resume scheduled runs, webhooks and SCIM pushes' : 'stop scheduled runs; webhooks and SCIM pushes are rejected')
       .addOption(jsonOption())
       .action((id: string, opts: { json?: boolean }) =>
         withContext(async (ctx) => {
