@@ -29,7 +29,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: 1024 * 1024,
     // A base URL pasted with a trailing slash (…/scim/v2/<id>/ + /Users) still finds its route.
-    ignoreDuplicateSlashes: true,
+    routerOptions: { ignoreDuplicateSlashes: true },
     // One log line per request would drown the logs under a webhook burst.
     logController: new LogController({ disableRequestLogging: true }),
     // Unknown fields are refused, not silently dropped: a typo must not look like success.
