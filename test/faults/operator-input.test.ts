@@ -264,11 +264,11 @@ describe('bad operator input', () => {
     const create = (...more: string[]) => ['integration', 'create', '--tenant', tenant, ...more];
     const okta_ = (...more: string[]) => create('--provider', 'okta', '--base-url', 'https://acme.okta.test', '--token', 'tok-123456789', ...more);
     await expectOneSentence(okta, [
-      [['integration'], /^dirsync: missing command: `dirsync integration` takes create, update, test, list, show, enable, disable, delete or rotate-webhook-secret/],
+      [['integration'], /^dirsync: missing command: `dirsync integration` takes create, update, test, list, show, enable, disable, delete, rotate-scim-token or rotate-webhook-secret/],
       [['integration', 'frob'], /^dirsync: unknown command 'frob'$/],
       [['integration', 'create'], /^dirsync: required option '--tenant <slug>' not specified$/],
       [create(), /^dirsync: required option '--provider <provider>' not specified$/],
-      [create('--provider', 'foo'), /^dirsync: --provider must be one of okta, authentik, not "foo"\.$/],
+      [create('--provider', 'foo'), /^dirsync: --provider must be one of okta, authentik, scim, not "foo"\.$/],
       [['integration', 'create', '--tenant', 'nope', '--provider', 'okta'], /^dirsync: tenant "nope" does not exist: create it with `dirsync tenant create nope`\.$/],
       [create('--provider', 'okta'), /^dirsync: --base-url is required: the Okta org URL/],
       [create('--provider', 'authentik', '--base-url', 'https://auth.test'), /^dirsync: --token is required: an authentik API token/],
