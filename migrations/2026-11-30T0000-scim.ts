@@ -50,6 +50,7 @@ export async function up(db: Db): Promise<void> {
       external_id text,
       active boolean not null,
       resource jsonb not null,
+      fingerprint text,
       version bigint not null default 1,
       created_at timestamptz not null default now(),
       updated_at timestamptz not null default now(),

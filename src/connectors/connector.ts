@@ -1,4 +1,4 @@
-import type { Snapshot } from '../core/model.js';
+import type { LocalUser, Snapshot } from '../core/model.js';
 import type { Problem, ProblemKind } from './problems.js';
 
 /** Counters a connector keeps while it reads, recorded on the run. */
@@ -27,6 +27,11 @@ export function emptyReadStats(): ReadStats {
 export interface ReadHints {
   /** group external id -> membership version the tenant's members were read at */
   readonly membersVersions: ReadonlyMap<string, string>;
+  /**
+   * The integration's accounts (external id -> account): a source that can tell which users
+   * did not change since (scim: by fingerprint) takes those from here instead of re-reading.
+   */
+  readonly users?: ReadonlyMap<string, LocalUser>;
 }
 
 /** What a run needs of a connector: reading the IdP. */

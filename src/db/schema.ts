@@ -202,6 +202,8 @@ export interface ScimUsersTable {
   external_id: string | null;
   active: boolean;
   resource: Json<JsonObject>;
+  /** The fingerprint the account of this user has once applied (null when the record cannot be taken): runs compare it instead of re-mapping the resource. */
+  fingerprint: string | null;
   version: ColumnType<string, never, never>;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;

@@ -9,6 +9,8 @@ export interface StoredScimUser {
   readonly externalId: string | null;
   readonly active: boolean;
   readonly resource: JsonObject;
+  /** The fingerprint its account has once applied (ScimUsersTable.fingerprint); null when not known. */
+  readonly fingerprint: string | null;
   /** Bumped on every write: the resource's ETag (RFC 7644 §3.14) is W/"<version>". */
   readonly version: string;
   readonly created: Date;
@@ -38,6 +40,19 @@ export interface UserWrite {
   readonly externalId: string | null;
   readonly active: boolean;
   readonly resource: JsonObject;
+}
+
+/** A user as stored: the write and the fingerprint its account will have (see ScimUsersTable.fingerprint). */
+export interface StoredUserWrite extends UserWrite {
+  readonly fingerprint: string | null;
+}
+
+/** What a run compares a pushed user on before reading it whole. */
+export interface ScimUserKey {
+  readonly id: string;
+  readonly userName: string;
+  readonly active: boolean;
+  readonly fingerprint: string | null;
 }
 
 export interface GroupWrite {
@@ -74,11 +89,11 @@ export class ScimRepository {
   }
 
   /** Stores a new user. Throws UserNameTakenError when the userName is taken in this integration. */
-  async createUser(integrationId: string, user: UserWrite): Promise<StoredScimUser> {
+  async createUser(integrationId: string, user: StoredUserWrite): Promise<StoredScimUser> {
     try {
       const row = await this.db
         .insertInto('scim_users')
-        .values({ integration_id: integrationId, user_name: user.userName, external_id: user.externalId, active: user.active, resource: JSON.stringify(user.resource) })
+        .values({ integration_id: integrationId, user_name: user.userName, external_id: user.externalId, active: user.active, resource: JSON.stringify(user.resource), fingerprint: user.fingerprint })
         .returning(USER_COLUMNS)
         .executeTakeFirstOrThrow();
       return toUser(row);
@@ -97,7 +112,7 @@ export class ScimRepository {
   }
 
   /** Replaces the user's attributes; undefined if it does not exist. Throws UserNameTakenError. */
-  async replaceUser(integrationId: string, id: string, user: UserWrite): Promise<StoredScimUser | undefined> {
+  async replaceUser(integrationId: string, id: string, user: StoredUserWrite): Promise<StoredScimUser | undefined> {
     try {
       const row = await this.db
         .updateTable('scim_users')
@@ -106,6 +121,7 @@ export class ScimRepository {
           external_id: user.externalId,
           active: user.active,
           resource: JSON.stringify(user.resource),
+          fingerprint: user.fingerprint,
           version: sql`version + 1`,
           updated_at: sql`now()`,
         } as never)
@@ -120,10 +136,21 @@ export class ScimRepository {
     }
   }
 
-  /** Deletes the user (and its memberships); false if it did not exist. */
+  /**
+   * Deletes the user and its memberships; false if it did not exist. The groups it leaves get
+   * a new version, as any member change gives them, so runs re-read their members.
+   */
   async deleteUser(integrationId: string, id: string): Promise<boolean> {
-    const result = await this.db.deleteFrom('scim_users').where('integration_id', '=', integrationId).where('id', '=', id).executeTakeFirst();
-    return result.numDeletedRows > 0n;
+    return this.db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('scim_groups')
+        .set({ version: sql`version + 1`, updated_at: sql`now()` } as never)
+        .where('id', 'in', trx.selectFrom('scim_group_members').select('group_id').where('user_id', '=', id))
+        .where('integration_id', '=', integrationId)
+        .execute();
+      const result = await trx.deleteFrom('scim_users').where('integration_id', '=', integrationId).where('id', '=', id).executeTakeFirst();
+      return result.numDeletedRows > 0n;
+    });
   }
 
   /** One page of the integration's users matching `where`, oldest first, and how many match in all. */
@@ -255,6 +282,56 @@ export class ScimRepository {
       .execute();
   }
 
+  /** Every pushed user's id, userName, active flag and fingerprint: what a run compares before reading whole. */
+  async userKeys(integrationId: string): Promise<ScimUserKey[]> {
+    const rows = await this.db.selectFrom('scim_users').select(['id', 'user_name', 'active', 'fingerprint']).where('integration_id', '=', integrationId).execute();
+    return rows.map((r) => ({ id: r.id, userName: r.user_name, active: r.active, fingerprint: r.fingerprint }));
+  }
+
+  /** These users, whole. */
+  async usersById(integrationId: string, ids: readonly string[]): Promise<StoredScimUser[]> {
+    const out: StoredScimUser[] = [];
+    for (let i = 0; i < ids.length; i += 1_000) {
+      const rows = await this.db.selectFrom('scim_users').select(USER_COLUMNS).where('integration_id', '=', integrationId).where('id', 'in', ids.slice(i, i + 1_000)).execute();
+      out.push(...rows.map(toUser));
+    }
+    return out;
+  }
+
+  /**
+   * Stores fingerprints a run computed for users stored without one (or with one an older
+   * mapping made), each only if the user has not been written since (same version): a push
+   * in between keeps its own.
+   */
+  async repairFingerprints(users: ReadonlyArray<{ id: string; version: string; fingerprint: string }>): Promise<void> {
+    if (users.length === 0) return;
+    await sql`
+      update scim_users s set fingerprint = t.fingerprint
+      from unnest(${users.map((u) => u.id)}::uuid[], ${users.map((u) => u.version)}::bigint[], ${users.map((u) => u.fingerprint)}::text[]) as t(id, version, fingerprint)
+      where s.id = t.id and s.version = t.version
+    `.execute(this.db);
+  }
+
+  /** Every pushed group, whole (members apart). */
+  async allGroups(integrationId: string): Promise<StoredScimGroup[]> {
+    const rows = await this.db.selectFrom('scim_groups').select(GROUP_COLUMNS).where('integration_id', '=', integrationId).execute();
+    return rows.map(toGroup);
+  }
+
+  /** The memberships of these groups (or, with `by: 'user'`, of these users), as pairs. */
+  async memberPairs(ids: readonly string[], by: 'group' | 'user'): Promise<Array<{ groupId: string; userId: string }>> {
+    const out: Array<{ groupId: string; userId: string }> = [];
+    for (let i = 0; i < ids.length; i += 1_000) {
+      const rows = await this.db
+        .selectFrom('scim_group_members')
+        .select(['group_id', 'user_id'])
+        .where(by === 'group' ? 'group_id' : 'user_id', 'in', ids.slice(i, i + 1_000))
+        .execute();
+      out.push(...rows.map((r) => ({ groupId: r.group_id, userId: r.user_id })));
+    }
+    return out;
+  }
+
   /**
    * Everything pushed to the integration, for a run to read as its snapshot: all users, all
    * groups and all memberships, in one repeatable-read transaction so the three agree.
@@ -277,16 +354,27 @@ export class ScimRepository {
   }
 }
 
-const USER_COLUMNS = ['id', 'user_name', 'external_id', 'active', 'resource', 'version', 'created_at', 'updated_at'] as const;
+const USER_COLUMNS = ['id', 'user_name', 'external_id', 'active', 'resource', 'fingerprint', 'version', 'created_at', 'updated_at'] as const;
 const GROUP_COLUMNS = ['id', 'display_name', 'external_id', 'resource', 'version', 'created_at', 'updated_at'] as const;
 
-function toUser(row: { id: string; user_name: string; external_id: string | null; active: boolean; resource: JsonObject; version: string; created_at: Date; updated_at: Date }): StoredScimUser {
+function toUser(row: {
+  id: string;
+  user_name: string;
+  external_id: string | null;
+  active: boolean;
+  resource: JsonObject;
+  fingerprint: string | null;
+  version: string;
+  created_at: Date;
+  updated_at: Date;
+}): StoredScimUser {
   return {
     id: row.id,
     userName: row.user_name,
     externalId: row.external_id,
     active: row.active,
     resource: row.resource,
+    fingerprint: row.fingerprint,
     version: String(row.version),
     created: row.created_at,
     lastModified: row.updated_at,

@@ -155,10 +155,12 @@ async function readTenantAndIdp(deps: ReconcileDeps, integrations: IntegrationSe
   const directory = new DirectoryRepository(deps.db);
   const readStart = Date.now();
   try {
-    let snapshot = await connector.readSnapshot(undefined, {
-      membersVersions: await directory.loadMemberVersions(integration.id, FULL_MEMBER_READ_EVERY_MS),
-    });
-    const [local, current] = await Promise.all([directory.loadLocalState(integration.id, integration.tenantId), directory.countTenant(integration.tenantId)]);
+    const membersVersions = await directory.loadMemberVersions(integration.id, FULL_MEMBER_READ_EVERY_MS);
+    // What was pushed is compared with the accounts before it is read whole (see ScimSnapshotSource);
+    // an IdP is read first, so that the tenant's state is as fresh as the read.
+    const pushedLocal = integration.provider === 'scim' ? await directory.loadLocalState(integration.id, integration.tenantId) : undefined;
+    let snapshot = await connector.readSnapshot(undefined, { membersVersions, ...(pushedLocal && { users: pushedLocal.users }) });
+    const [local, current] = await Promise.all([pushedLocal ?? directory.loadLocalState(integration.id, integration.tenantId), directory.countTenant(integration.tenantId)]);
     let complete = completeSnapshot(snapshot, local);
     if (snapshot.unreadMembers) {
       // Users entering the scope may be members of groups that were not re-read.

@@ -6,6 +6,7 @@ import { type MemberChange, applyPatch, readPatchBody, splitGroupPatch } from '.
 import { type MemberRef, type Projection, demotePrimaries, project, readGroupBody, readUserBody, renderGroup, renderUser } from './scim.resource.js';
 import { GROUP_SCHEMA, LIST_RESPONSE_SCHEMA, MAX_RESULTS, USER_SCHEMA } from './scim.schemas.js';
 import type { Db } from '../db/database.js';
+import { withFingerprint } from '../connectors/scim/scim.mapping.js';
 
 /** One scim integration as a request reaches it: its id and the base URL resources are located under. */
 export interface ScimTarget {
@@ -52,14 +53,14 @@ export class ScimService {
   }
 
   async createUser(t: ScimTarget, body: unknown): Promise<JsonObject> {
-    const write = readUserBody(body);
+    const write = withFingerprint(readUserBody(body));
     const user = await uniqueUserName(() => this.store.createUser(t.integrationId, write));
     await this.changed(t.integrationId);
     return renderUser(user, t.baseUrl);
   }
 
   async replaceUser(t: ScimTarget, id: string, body: unknown): Promise<JsonObject> {
-    const write = readUserBody(body);
+    const write = withFingerprint(readUserBody(body));
     const user = UUID.test(id) ? await uniqueUserName(() => this.store.replaceUser(t.integrationId, id, write)) : undefined;
     if (!user) throw notFound(`User ${id} not found`);
     await this.changed(t.integrationId);
@@ -74,7 +75,7 @@ export class ScimService {
       if (!current) throw notFound(`User ${id} not found`);
       const before = renderUser(current, t.baseUrl);
       const patched = demotePrimaries(before, applyPatch(before, operations));
-      return uniqueUserName(() => store.replaceUser(t.integrationId, id, readUserBody(patched)));
+      return uniqueUserName(() => store.replaceUser(t.integrationId, id, withFingerprint(readUserBody(patched))));
     });
     await this.changed(t.integrationId);
     return this.render(t, user!);

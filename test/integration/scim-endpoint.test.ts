@@ -284,4 +284,32 @@ describe('SCIM endpoint on the state model', () => {
     const refused = await api('POST', '/api/v1/integrations', { tenant: slug, provider: 'scim', baseUrl: 'https://x.okta.com' });
     expect([refused.statusCode, JSON.parse(refused.body).error.message]).toEqual([400, expect.stringMatching(/--base-url does not apply to a scim integration/)]);
   });
+
+  it('re-reads only the pushed users that changed, and still converges on deletes, member changes and reactivation', async () => {
+    const s = await scimIntegration({ deprovision: 'remove-access' });
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await s.req('POST', '/Users', userBody(`inc${i}@i.test`))).body.id);
+    const g = (await s.req('POST', '/Groups', { schemas: [GROUP_SCHEMA], displayName: 'Inc', members: ids.map((value) => ({ value })) })).body.id;
+    expect((await run(s)).counts).toMatchObject({ usersCreated: 4, membershipsAdded: 4 });
+
+    await s.req('PATCH', `/Users/${ids[0]}`, patchOp({ op: 'replace', path: 'displayName', value: 'Renamed' }));
+    const one = await run(s);
+    expect(one.counts).toMatchObject({ usersUpdated: 1 });
+    expect(one.stats).toMatchObject({ usersReread: 1 });
+    expect((await run(s)).stats).toMatchObject({ usersReread: 0 });
+
+    // A deleted member leaves the group (its version moves); remove-access removes the account.
+    await s.req('DELETE', `/Users/${ids[1]}`);
+    expect((await run(s)).counts).toMatchObject({ usersDeprovisioned: 1 });
+    expect((await groups(s))[0]!.members).toEqual(['inc0@i.test', 'inc2@i.test', 'inc3@i.test']);
+
+    // Deactivated (account and memberships removed), then reactivated: its membership comes back from what was pushed.
+    await s.req('PATCH', `/Users/${ids[2]}`, patchOp({ op: 'replace', value: { active: false } }));
+    await run(s);
+    expect((await groups(s))[0]!.members).toEqual(['inc0@i.test', 'inc3@i.test']);
+    await s.req('PATCH', `/Users/${ids[2]}`, patchOp({ op: 'replace', value: { active: true } }));
+    expect((await run(s)).counts).toMatchObject({ usersReprovisioned: 1, membershipsAdded: 1 });
+    expect((await groups(s))[0]!.members).toEqual(['inc0@i.test', 'inc2@i.test', 'inc3@i.test']);
+    expect((await s.req('GET', `/Groups/${g}`)).body.members).toHaveLength(3);
+  });
 });

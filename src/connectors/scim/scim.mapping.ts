@@ -1,7 +1,7 @@
 import { fingerprint } from '../../core/fingerprint.js';
 import type { DirectoryGroup, DirectoryUser, JsonObject, JsonValue } from '../../core/model.js';
-import { optionalText, requireText } from '../../core/snapshot.js';
-import type { StoredScimGroup, StoredScimUser } from '../../db/scim.repository.js';
+import { RecordError, optionalText, requireText } from '../../core/snapshot.js';
+import type { StoredScimGroup, StoredScimUser, StoredUserWrite, UserWrite } from '../../db/scim.repository.js';
 
 /**
  * A pushed SCIM User -> DirectoryUser. The IdP id is the resource id dirsync assigned (SPEC
@@ -9,7 +9,7 @@ import type { StoredScimGroup, StoredScimUser } from '../../db/scim.repository.j
  * marked primary, else the first of type "work", else the first; givenName and familyName
  * from `name`; displayName. Attributes are the whole resource but `active`, which is status.
  */
-export function toDirectoryUser(stored: StoredScimUser): DirectoryUser {
+export function toDirectoryUser(stored: Pick<StoredScimUser, 'id' | 'userName' | 'active' | 'resource'>): DirectoryUser {
   const { active: _active, ...attributes } = stored.resource;
   const name = asObject(attributes.name);
   const fields = {
@@ -27,6 +27,20 @@ export function toDirectoryUser(stored: StoredScimUser): DirectoryUser {
     attributes,
     fingerprint: fingerprint({ ...fields, attributes }),
   };
+}
+
+/**
+ * A user about to be stored, with the fingerprint its account will have once applied (null
+ * when the record cannot be taken): what lets a run skip re-mapping users that did not change.
+ */
+export function withFingerprint(user: UserWrite): StoredUserWrite {
+  try {
+    const mapped = toDirectoryUser({ id: '', ...user });
+    return { ...user, fingerprint: mapped.fingerprint };
+  } catch (error) {
+    if (error instanceof RecordError) return { ...user, fingerprint: null };
+    throw error;
+  }
 }
 
 /** A pushed SCIM Group -> DirectoryGroup: name is displayName; attributes the resource (members are apart). */

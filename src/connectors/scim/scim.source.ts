@@ -1,13 +1,19 @@
 import { SnapshotBuilder } from '../../core/snapshot.js';
-import type { Snapshot } from '../../core/model.js';
-import type { ScimRepository } from '../../db/scim.repository.js';
-import { type ReadStats, type SnapshotSource, emptyReadStats } from '../connector.js';
+import type { DirectoryUser, LocalUser, Snapshot } from '../../core/model.js';
+import type { ScimRepository, ScimUserKey } from '../../db/scim.repository.js';
+import { type ReadHints, type ReadStats, type SnapshotSource, emptyReadStats } from '../connector.js';
 import { toDirectoryGroup, toDirectoryUser } from './scim.mapping.js';
 
 /**
  * A scim integration's "IdP": what the IdP pushed, as stored by the SCIM endpoint. A run reads
  * it as a pull reads Okta or authentik, so a push gets every guarantee a pulled change has
  * (identity, adoption, locks, deprovision modes, thresholds, change log).
+ *
+ * Given the accounts (`hints.users`), it reads whole only the users that may have changed: a
+ * user whose stored fingerprint, active flag and userName equal its account's is taken from the
+ * account (the plan finds nothing to do for it), as is an inactive user without one (nothing to
+ * do either). Groups whose version equals the one the tenant's members were read at keep their
+ * members from the tenant (`unreadMembers`), as for Okta.
  */
 export class ScimSnapshotSource implements SnapshotSource {
   readonly stats: ReadStats = emptyReadStats();
@@ -17,14 +23,87 @@ export class ScimSnapshotSource implements SnapshotSource {
     private readonly integrationId: string,
   ) {}
 
-  async readSnapshot(): Promise<Snapshot> {
+  async readSnapshot(_signal?: AbortSignal, hints?: ReadHints): Promise<Snapshot> {
+    if (!hints?.users) return this.readAll();
+    const accounts = hints.users;
+    const builder = new SnapshotBuilder();
+    const keys = await this.store.userKeys(this.integrationId);
+    const changed: string[] = [];
+    for (const key of keys) {
+      const account = accounts.get(key.id);
+      if (account ? unchanged(key, account) : !key.active) builder.addUser(account ? fromAccount(account) : inactive(key));
+      else changed.push(key.id);
+    }
+    const repairs: Array<{ id: string; version: string; fingerprint: string }> = [];
+    for (const user of await this.store.usersById(this.integrationId, changed)) {
+      builder.addUserFrom(user, (u) => {
+        const mapped = toDirectoryUser(u);
+        if (u.fingerprint !== mapped.fingerprint) repairs.push({ id: u.id, version: u.version, fingerprint: mapped.fingerprint });
+        return mapped;
+      });
+    }
+    // Users stored without a fingerprint (or by an older mapping) are compared cheaply from now on.
+    await this.store.repairFingerprints(repairs);
+    const groups = await this.store.allGroups(this.integrationId);
+    const reread: string[] = [];
+    for (const group of groups) {
+      builder.addGroupFrom(group, (g) => ({ ...toDirectoryGroup(g), membersVersion: g.version }));
+      if (hints.membersVersions.get(group.id) === group.version) builder.markMembersUnread(group.id);
+      else reread.push(group.id);
+    }
+    const members = await this.store.memberPairs(reread, 'group');
+    for (const { groupId, userId } of members) builder.addMember(groupId, userId);
+    this.stats.requests += repairs.length > 0 ? 5 : 4;
+    this.stats.records += keys.length + changed.length + groups.length + members.length;
+    this.stats.usersReread = (this.stats.usersReread ?? 0) + changed.length;
+    return builder.build();
+  }
+
+  /** The groups of users entering the scope, for groups whose members were not re-read. */
+  async readGroupsOf(userIds: readonly string[]): Promise<Map<string, string[]>> {
+    const byUser = new Map<string, string[]>();
+    for (const { groupId, userId } of await this.store.memberPairs(userIds, 'user')) {
+      let list = byUser.get(userId);
+      if (!list) byUser.set(userId, (list = []));
+      list.push(groupId);
+    }
+    this.stats.requests += 1;
+    return byUser;
+  }
+
+  private async readAll(): Promise<Snapshot> {
     const pushed = await this.store.readAll(this.integrationId);
     this.stats.requests += 1;
     this.stats.records += pushed.users.length + pushed.groups.length + pushed.members.length;
     const builder = new SnapshotBuilder();
     for (const user of pushed.users) builder.addUserFrom(user, toDirectoryUser);
-    for (const group of pushed.groups) builder.addGroupFrom(group, toDirectoryGroup);
+    for (const group of pushed.groups) builder.addGroupFrom(group, (g) => ({ ...toDirectoryGroup(g), membersVersion: g.version }));
     for (const { groupId, userId } of pushed.members) builder.addMember(groupId, userId);
     return builder.build();
   }
+}
+
+function unchanged(key: ScimUserKey, account: LocalUser): boolean {
+  return key.fingerprint !== null && key.fingerprint === account.fingerprint && key.active === account.active && key.userName === account.userName;
+}
+
+/** The account as the pushed user it was applied from: equal fields and fingerprint, so nothing to plan. */
+function fromAccount(account: LocalUser): DirectoryUser {
+  return { ...account, status: account.active ? 'active' : 'inactive', attributes: {} };
+}
+
+/** An inactive pushed user without an account: nothing is done for it, but its userName still counts for clashes. */
+function inactive(key: ScimUserKey): DirectoryUser {
+  return {
+    externalId: key.id,
+    userName: key.userName,
+    email: null,
+    givenName: null,
+    familyName: null,
+    displayName: null,
+    active: false,
+    status: 'inactive',
+    attributes: {},
+    fingerprint: key.fingerprint ?? '',
+  };
 }
