@@ -12,7 +12,7 @@ export function createLogger(level: string, name = 'dirsync'): Logger {
       name,
       level,
       redact: {
-        paths: ['token', 'credentials', 'privateKey', 'authorization', 'webhookSecret', '*.token', '*.credentials', '*.privateKey', '*.authorization', '*.webhookSecret', 'headers.authorization'],
+        paths: ['token', 'credentials', 'privateKey', 'authorization', 'webhookSecret', 'scimToken', '*.token', '*.credentials', '*.privateKey', '*.authorization', '*.webhookSecret', '*.scimToken', 'headers.authorization'],
         censor: '[redacted]',
       },
     },

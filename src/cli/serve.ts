@@ -1,4 +1,7 @@
-import { loadConfig, requireEncryptionKey } from '../config.js';
+import { Worker } from 'node:worker_threads';
+import { ConfigError, loadConfig, requireEncryptionKey } from '../config.js';
+import { DecryptionError } from '../crypto.js';
+import { UserError } from '../errors.js';
 import { createDb } from '../db/database.js';
 import { buildServer } from '../http/server.js';
 import { createLogger } from '../log.js';
@@ -6,8 +9,73 @@ import { createQueue } from '../queue/queue.js';
 import { createRedis } from '../queue/redis.js';
 import { startWorker } from '../queue/worker.js';
 
-/** Long-running mode: runs until SIGTERM/SIGINT, then finishes active runs and exits. */
+/**
+ * Long-running mode: runs until SIGTERM/SIGINT, then finishes active runs and exits. `start`
+ * (both parts) runs the worker in a worker thread of this process: a run plans over every
+ * account of an integration synchronously (seconds at 100k), and on the HTTP server's event
+ * loop that would hold every webhook and SCIM request waiting as long.
+ */
 export async function serve(parts: { http: boolean; worker: boolean }): Promise<void> {
+  if (parts.http && parts.worker) return serveWithWorkerThread();
+  return serveParts(parts, signalled());
+}
+
+/** Resolves with the signal's name on the first SIGTERM or SIGINT. */
+function signalled(): Promise<string> {
+  return new Promise((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+}
+
+/** The HTTP server here, the worker in a thread started first (it recovers runs and schedules), stopped last. */
+async function serveWithWorkerThread(): Promise<void> {
+  const thread = new Worker(new URL('./worker-thread.js', import.meta.url));
+  const exited = new Promise<number>((resolve) => thread.once('exit', resolve));
+  await new Promise<void>((resolve, reject) => {
+    thread.once('message', (message: WorkerThreadMessage) => (message.kind === 'ready' ? resolve() : reject(reviveError(message.error))));
+    thread.once('error', reject);
+    void exited.then((code) => reject(new Error(`the worker stopped while starting (exit code ${code})`)));
+  });
+  // A worker thread that dies later takes the process down with it, for the orchestrator to restart.
+  const stop = Promise.race([signalled(), exited.then((code) => `the worker thread exited (code ${code})`)]);
+  await serveParts({ http: true, worker: false }, stop, {
+    afterHttp: async () => {
+      if (thread.threadId !== -1) thread.postMessage('stop');
+      const code = await exited;
+      if (code !== 0) process.exitCode = 1;
+    },
+  });
+}
+
+/** What the worker thread tells the main thread. */
+export type WorkerThreadMessage = { readonly kind: 'ready' } | { readonly kind: 'failed'; readonly error: SerializedError };
+
+type SerializedError = { name: string; message: string } & Record<string, unknown>;
+
+/** An error as it can cross to another thread, with the fields that say what failed (code, port, host). */
+export function serializeError(error: unknown): SerializedError {
+  const e = error as Record<string, unknown> & { name?: string; message?: string };
+  const fields: Record<string, unknown> = {};
+  for (const key of ['code', 'port', 'hostname', 'address', 'syscall']) if (e?.[key] !== undefined) fields[key] = e[key];
+  return { name: e?.name ?? 'Error', message: e?.message ?? String(error), ...fields };
+}
+
+function reviveError(error: SerializedError): Error {
+  const { name, message, ...fields } = error;
+  const revived = name === 'UserError' ? new UserError(message) : name === 'ConfigError' ? new ConfigError(message) : name === 'DecryptionError' ? new DecryptionError(message) : new Error(message);
+  return Object.assign(revived, fields);
+}
+
+/**
+ * The parts of a long-running process, until `stop` resolves (with what stopped it).
+ * `ready` is called once everything listens; `afterHttp` runs once the HTTP server is closed.
+ */
+export async function serveParts(
+  parts: { http: boolean; worker: boolean },
+  stop: Promise<string>,
+  hooks: { ready?: () => void; afterHttp?: () => Promise<void> } = {},
+): Promise<void> {
   const config = loadConfig();
   const log = createLogger(config.logLevel);
   if (parts.worker) requireEncryptionKey(config);
@@ -24,8 +92,9 @@ export async function serve(parts: { http: boolean; worker: boolean }): Promise<
   // failed start-up exits instead of hanging on what stayed open.
   const close = async (step: (what: string) => void) => {
     const closers: [string | undefined, () => unknown][] = [
-      ['http server closed', () => server?.close()],
-      ['worker closed', () => worker?.close()],
+      [server && 'http server closed', () => server?.close()],
+      [undefined, () => hooks.afterHttp?.()],
+      [worker && 'worker closed', () => worker?.close()],
       ['queue closed', () => queue.close()],
       [undefined, () => redis.disconnect()],
       [undefined, () => db.destroy()],
@@ -55,14 +124,9 @@ export async function serve(parts: { http: boolean; worker: boolean }): Promise<
     await close(() => {}).catch(() => {});
     throw error;
   }
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info({ signal }, 'shutting down: finishing active runs');
-      resolve();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  hooks.ready?.();
+  const signal = await stop;
+  log.info({ signal }, 'shutting down: finishing active runs');
   await close((what) => log.info(what));
   log.info('stopped');
 }

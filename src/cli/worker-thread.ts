@@ -1,0 +1,12 @@
+import { parentPort } from 'node:worker_threads';
+import { type WorkerThreadMessage, serializeError, serveParts } from './serve.js';
+
+// The worker of `dirsync start`, in a thread of its own (see serve()): it runs until the main
+// thread says stop, and tells it when it is ready or why it could not start.
+const port = parentPort!;
+const post = (message: WorkerThreadMessage) => port.postMessage(message);
+const stop = new Promise<string>((resolve) => port.on('message', (message) => message === 'stop' && resolve('SIGTERM')));
+
+serveParts({ http: false, worker: true }, stop, { ready: () => post({ kind: 'ready' }) })
+  .catch((error: unknown) => post({ kind: 'failed', error: serializeError(error) }))
+  .finally(() => port.close());
