@@ -242,46 +242,33 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         );
       }
 
-      api.post<{ Params: { id: string }; Body: { grace?: string } | undefined }>(
-        '/integrations/:id/rotate-webhook-secret',
-        {
-          schema: {
-            tags: ['integrations'],
-            summary: 'Issue a new webhook secret (returned once); the old one keeps working for a grace period',
-            params: idParam,
-            body: {
-              type: 'object',
-              properties: { grace: { type: 'string', description: '0, or a duration such as 15m, 1h or 7d (at most 30d); default DIRSYNC_WEBHOOK_SECRET_GRACE' } },
-              additionalProperties: false,
+      // Rotations: a new secret (returned once), the old one valid for an optional {"grace"}.
+      const rotations = [
+        ['rotate-webhook-secret', 'Issue a new webhook secret (returned once); the old one keeps working for a grace period', (id: string, grace?: string) => integrations().rotateWebhookSecret(id, grace)],
+        ['rotate-scim-token', 'Issue a new SCIM bearer token for a scim integration (returned once); the old one keeps working for a grace period', (id: string, grace?: string) => integrations().rotateScimToken(id, grace)],
+      ] as const;
+      for (const [action, summary, rotate] of rotations) {
+        api.post<{ Params: { id: string }; Body: { grace?: string } | undefined }>(
+          `/integrations/:id/${action}`,
+          {
+            schema: {
+              tags: ['integrations'],
+              summary,
+              params: idParam,
+              body: {
+                type: 'object',
+                properties: { grace: { type: 'string', description: '0, or a duration such as 15m, 1h or 7d (at most 30d); default DIRSYNC_WEBHOOK_SECRET_GRACE' } },
+                additionalProperties: false,
+              },
+            },
+            // The body is optional: a request without one is validated as {}.
+            preValidation: async (request) => {
+              request.body ??= {};
             },
           },
-          // The body is optional: a request without one is validated as {}.
-          preValidation: async (request) => {
-            request.body ??= {};
-          },
-        },
-        async (request) => integrations().rotateWebhookSecret(request.params.id, request.body?.grace),
-      );
-
-      api.post<{ Params: { id: string }; Body: { grace?: string } | undefined }>(
-        '/integrations/:id/rotate-scim-token',
-        {
-          schema: {
-            tags: ['integrations'],
-            summary: "Issue a new SCIM bearer token for a scim integration (returned once); the old one keeps working for a grace period",
-            params: idParam,
-            body: {
-              type: 'object',
-              properties: { grace: { type: 'string', description: '0, or a duration such as 15m, 1h or 7d (at most 30d); default DIRSYNC_WEBHOOK_SECRET_GRACE' } },
-              additionalProperties: false,
-            },
-          },
-          preValidation: async (request) => {
-            request.body ??= {};
-          },
-        },
-        async (request) => integrations().rotateScimToken(request.params.id, request.body?.grace),
-      );
+          async (request) => rotate(request.params.id, request.body?.grace),
+        );
+      }
 
       api.get<{ Params: { id: string }; Querystring: Page }>(
         '/integrations/:id/runs',
