@@ -3,7 +3,7 @@ import { type Filter, parse } from 'scim2-parse-filter';
 import type { JsonObject, JsonValue } from '../core/model.js';
 import { badRequest } from './scim.errors.js';
 import { memberIds } from './scim.filter.js';
-import { type MemberRef, readMembers } from './scim.resource.js';
+import { type MemberRef, demotePrimaries, readMembers } from './scim.resource.js';
 import { PATCH_OP_SCHEMA } from './scim.schemas.js';
 
 /** One PATCH operation, its op name lower-cased (clients send "Replace", "Add"). */
@@ -40,19 +40,28 @@ export function readPatchBody(body: unknown): PatchOperation[] {
 
 /**
  * Applies operations to a resource with scim-patch (paths, value filters such as
- * `emails[type eq "work"].value`, no-path value objects). Returns the patched copy; the caller
- * re-validates it as a whole body. scim-patch's refusals become 400 with their scimType.
+ * `emails[type eq "work"].value`, no-path value objects), one at a time, so that a value an
+ * operation marks primary takes the mark from the others before the next operation runs
+ * (RFC 7644 §3.5.2; two adds of a primary email in one PATCH leave the second primary).
+ * Returns the patched copy; the caller re-validates it as a whole body. scim-patch's
+ * refusals become 400 with their scimType.
  */
 export function applyPatch(resource: JsonObject, operations: readonly PatchOperation[]): JsonObject {
-  if (operations.length === 0) return resource;
-  try {
-    return scimPatch(structuredClone(resource) as never, operations as ScimPatchOperation[], { mutateDocument: true }) as unknown as JsonObject;
-  } catch (error) {
-    const code = (error as { scimCode?: string }).scimCode;
-    const message = (error as Error).message.replace(/^Invalid SCIM Patch: /, '');
-    const scimType = code === 'noTarget' ? 'noTarget' : code === 'invalidPath' || /\bpath\b/i.test(message) ? 'invalidPath' : 'invalidValue';
-    throw badRequest(scimType, message);
+  let current = resource;
+  for (const operation of operations) {
+    const before = current;
+    let after: JsonObject;
+    try {
+      after = scimPatch(structuredClone(before) as never, [operation] as ScimPatchOperation[], { mutateDocument: true }) as unknown as JsonObject;
+    } catch (error) {
+      const code = (error as { scimCode?: string }).scimCode;
+      const message = (error as Error).message.replace(/^Invalid SCIM Patch: /, '');
+      const scimType = code === 'noTarget' ? 'noTarget' : code === 'invalidPath' || /\bpath\b/i.test(message) ? 'invalidPath' : 'invalidValue';
+      throw badRequest(scimType, message);
+    }
+    current = demotePrimaries(before, after);
   }
+  return current;
 }
 
 /** What a group PATCH does to the members, in order; other operations go to applyPatch. */

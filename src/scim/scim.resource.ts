@@ -85,8 +85,9 @@ function isObject(value: JsonValue | undefined): value is JsonObject {
 }
 
 /**
- * After a PATCH: a value newly marked primary takes the mark from the values that had it
- * (RFC 7644 §3.5.2: the service provider sets "primary" false on every other value).
+ * After one PATCH operation: a value newly marked primary takes the mark from every other
+ * value (RFC 7644 §3.5.2: the service provider sets "primary" false on the others). Should
+ * one operation mark two values, the last keeps it (RFC 7643 §2.4: at most one primary).
  */
 export function demotePrimaries(before: JsonObject, after: JsonObject): JsonObject {
   for (const [key, values] of Object.entries(after)) {
@@ -95,8 +96,9 @@ export function demotePrimaries(before: JsonObject, after: JsonObject): JsonObje
     if (primaries.length < 2) continue;
     const was = Array.isArray(before[key]) ? (before[key] as JsonValue[]).filter((v) => isObject(v) && v.primary === true).map((v) => JSON.stringify(v)) : [];
     const fresh = primaries.filter((v) => !was.includes(JSON.stringify(v)));
-    if (fresh.length === 0) continue;
-    after[key] = values.map((v) => (isObject(v) && v.primary === true && !fresh.includes(v) ? { ...v, primary: false } : v));
+    const keep = fresh.at(-1);
+    if (keep === undefined) continue;
+    after[key] = values.map((v) => (isObject(v) && v.primary === true && v !== keep ? { ...v, primary: false } : v));
   }
   return after;
 }

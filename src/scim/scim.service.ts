@@ -3,7 +3,7 @@ import { ScimRepository, type ScimPredicate, type StoredScimGroup, type StoredSc
 import { ScimError, badRequest, notFound } from './scim.errors.js';
 import { compileFilter } from './scim.filter.js';
 import { type MemberChange, applyPatch, readPatchBody, splitGroupPatch } from './scim.patch.js';
-import { type MemberRef, type Projection, demotePrimaries, project, readGroupBody, readUserBody, renderGroup, renderUser } from './scim.resource.js';
+import { type MemberRef, type Projection, project, readGroupBody, readUserBody, renderGroup, renderUser } from './scim.resource.js';
 import { GROUP_SCHEMA, LIST_RESPONSE_SCHEMA, MAX_RESULTS, USER_SCHEMA } from './scim.schemas.js';
 import type { Db } from '../db/database.js';
 import { withFingerprint } from '../connectors/scim/scim.mapping.js';
@@ -74,7 +74,7 @@ export class ScimService {
       const current = await store.findUser(t.integrationId, id, { forUpdate: true });
       if (!current) throw notFound(`User ${id} not found`);
       const before = renderUser(current, t.baseUrl);
-      const patched = demotePrimaries(before, applyPatch(before, operations));
+      const patched = applyPatch(before, operations);
       return uniqueUserName(() => store.replaceUser(t.integrationId, id, withFingerprint(readUserBody(patched))));
     });
     await this.changed(t.integrationId);

@@ -132,6 +132,18 @@ describe('PATCH', () => {
     expect(resource[ENTERPRISE_USER_SCHEMA]).toEqual({ department: 'Ops' });
   });
 
+  it('gives the primary mark to the last value an operation marks, across the operations of one PATCH (RFC 7644 §3.5.2)', () => {
+    const ops = readPatchBody(
+      patch(
+        { op: 'Add', path: 'emails', value: [{ value: 'b@example.com', type: 'work', primary: true }] },
+        { op: 'Add', path: 'emails', value: [{ value: 'c@example.com', type: 'home', primary: true }] },
+      ),
+    );
+    const patched = applyPatch({ ...okta }, ops);
+    const primaries = (patched.emails as Array<{ value: string; primary?: boolean }>).filter((e) => e.primary === true).map((e) => e.value);
+    expect(primaries).toEqual(['c@example.com']);
+  });
+
   it('splits member operations from the rest, in order', () => {
     const steps = splitGroupPatch(
       readPatchBody(
