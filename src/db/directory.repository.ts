@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { DirectoryGroup, DirectoryUser, LocalGroup, LocalState, LocalUser, OtherAccount } from '../core/model.js';
+import { type DirectoryGroup, type DirectoryUser, type LocalGroup, type LocalState, type LocalUser, type OtherAccount, userNameKey } from '../core/model.js';
 import type { Membership, UserGrant } from '../core/plan.js';
 import type { TenantCounts } from '../core/safety.js';
 import type { Db } from './database.js';
@@ -49,62 +49,28 @@ const LOCKED = sql<boolean>`exists (select 1 from locks l where l.account_id = a
 export class DirectoryRepository {
   constructor(private readonly db: Db) {}
 
+  /** The integration's whole local state, as the planner diffs a full read against. */
   async loadLocalState(integrationId: string, tenantId: string): Promise<LocalState> {
-    const [userRows, groupRows, memberRows, lockedRows, otherRows] = await Promise.all([
-      this.db
-        .selectFrom('accounts')
-        .select(['external_id', 'user_name', 'email', 'given_name', 'family_name', 'display_name', 'active', 'fingerprint'])
-        .where('integration_id', '=', integrationId)
-        .execute(),
-      this.db
-        .selectFrom('groups')
-        .select(['external_id', 'name', 'description', 'fingerprint'])
-        .where('integration_id', '=', integrationId)
-        .execute(),
-      this.db
-        .selectFrom('group_memberships as gm')
-        .innerJoin('groups as g', 'g.id', 'gm.group_id')
-        .innerJoin('accounts as a', 'a.id', 'gm.account_id')
-        .select(['g.external_id as group_external_id', 'a.external_id as user_external_id'])
-        .where('g.integration_id', '=', integrationId)
-        .where('a.integration_id', '=', integrationId)
-        .execute(),
-      this.db
-        .selectFrom('locks as l')
-        .select('l.external_id')
-        .where('l.integration_id', '=', integrationId)
-        .where('l.external_id', 'is not', null)
-        .where(({ not, exists, selectFrom }) =>
-          not(
-            exists(
-              selectFrom('accounts as a')
-                .select('a.id')
-                .whereRef('a.integration_id', '=', 'l.integration_id')
-                .whereRef('a.external_id', '=', 'l.external_id'),
-            ),
-          ),
-        )
-        .execute(),
-      // Per login, one account: another enabled integration's wins (a conflict); else the one to
-      // adopt is the active one, then the most recently updated.
-      this.db
-        .selectFrom('accounts as a')
-        .leftJoin('integrations as i', 'i.id', 'a.integration_id')
-        .distinctOn('a.user_name_key')
-        .select(['a.id', 'a.user_name_key', 'a.integration_id', sql<boolean>`coalesce(i.enabled, false)`.as('owner_enabled')])
-        .where('a.tenant_id', '=', tenantId)
-        .where(sql<boolean>`a.integration_id is distinct from ${integrationId}::uuid`)
-        // A locked account is a deprovisioned identity: a new identity with its login starts
-        // fresh rather than lifting that lock (SPEC: a reused login inherits nothing).
-        .where(sql<boolean>`(i.enabled or not ${LOCKED})`)
-        .orderBy('a.user_name_key')
-        .orderBy(sql`coalesce(i.enabled, false)`, 'desc')
-        .orderBy('a.active', 'desc')
-        .orderBy('a.updated_at', 'desc')
-        .execute(),
+    const [users, groups, pairs, lockedOut, others] = await Promise.all([
+      this.accountsOf(integrationId),
+      this.groupsOf(integrationId),
+      this.membershipPairs(integrationId),
+      this.lockedOutOf(integrationId),
+      this.othersOf(tenantId, integrationId),
     ]);
+    return { users, groups, memberships: membershipMap(pairs), lockedOut, others };
+  }
+
+  /** The integration's accounts (of these IdP ids only, when given), by IdP id. */
+  async accountsOf(integrationId: string, externalIds?: readonly string[]): Promise<Map<string, LocalUser>> {
+    const rows = await this.db
+      .selectFrom('accounts')
+      .select(['external_id', 'user_name', 'email', 'given_name', 'family_name', 'display_name', 'active', 'fingerprint'])
+      .where('integration_id', '=', integrationId)
+      .$if(externalIds !== undefined, (q) => q.where(sql<boolean>`external_id = any(${externalIds}::text[])`))
+      .execute();
     const users = new Map<string, LocalUser>();
-    for (const r of userRows) {
+    for (const r of rows) {
       users.set(r.external_id as string, {
         externalId: r.external_id as string,
         userName: r.user_name,
@@ -116,21 +82,82 @@ export class DirectoryRepository {
         fingerprint: r.fingerprint,
       });
     }
-    const groups = new Map<string, LocalGroup>();
-    for (const r of groupRows) {
-      groups.set(r.external_id, { externalId: r.external_id, name: r.name, description: r.description, fingerprint: r.fingerprint });
-    }
-    const memberships = new Map<string, Set<string>>();
-    for (const r of memberRows) {
-      let members = memberships.get(r.group_external_id);
-      if (!members) memberships.set(r.group_external_id, (members = new Set()));
-      members.add(r.user_external_id as string);
-    }
-    const lockedOut = new Set(lockedRows.map((r) => r.external_id as string));
-    const others = new Map<string, OtherAccount>(
-      otherRows.map((r) => [r.user_name_key, { accountId: r.id, ownedByEnabled: r.owner_enabled ? r.integration_id : null }]),
-    );
-    return { users, groups, memberships, lockedOut, others };
+    return users;
+  }
+
+  /** The integration's groups (of these IdP ids only, when given), by IdP id. */
+  async groupsOf(integrationId: string, externalIds?: readonly string[]): Promise<Map<string, LocalGroup>> {
+    const rows = await this.db
+      .selectFrom('groups')
+      .select(['external_id', 'name', 'description', 'fingerprint'])
+      .where('integration_id', '=', integrationId)
+      .$if(externalIds !== undefined, (q) => q.where(sql<boolean>`external_id = any(${externalIds}::text[])`))
+      .execute();
+    return new Map(rows.map((r) => [r.external_id, { externalId: r.external_id, name: r.name, description: r.description, fingerprint: r.fingerprint }]));
+  }
+
+  /**
+   * The integration's memberships as (group, user) IdP-id pairs: all, or only those of these
+   * groups (`by: 'group'`) or of these users (`by: 'user'`).
+   */
+  async membershipPairs(integrationId: string, only?: { by: 'group' | 'user'; externalIds: readonly string[] }): Promise<Array<{ group: string; user: string }>> {
+    const rows = await this.db
+      .selectFrom('group_memberships as gm')
+      .innerJoin('groups as g', 'g.id', 'gm.group_id')
+      .innerJoin('accounts as a', 'a.id', 'gm.account_id')
+      .select(['g.external_id as group_external_id', 'a.external_id as user_external_id'])
+      .where('g.integration_id', '=', integrationId)
+      .where('a.integration_id', '=', integrationId)
+      .$if(only !== undefined, (q) => q.where(sql<boolean>`${sql.ref(only!.by === 'group' ? 'g.external_id' : 'a.external_id')} = any(${only!.externalIds}::text[])`))
+      .execute();
+    return rows.map((r) => ({ group: r.group_external_id, user: r.user_external_id as string }));
+  }
+
+  /** IdP ids (of these only, when given) whose account this integration removed and that are still locked. */
+  async lockedOutOf(integrationId: string, externalIds?: readonly string[]): Promise<Set<string>> {
+    const rows = await this.db
+      .selectFrom('locks as l')
+      .select('l.external_id')
+      .where('l.integration_id', '=', integrationId)
+      .where('l.external_id', 'is not', null)
+      .$if(externalIds !== undefined, (q) => q.where(sql<boolean>`l.external_id = any(${externalIds}::text[])`))
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom('accounts as a')
+              .select('a.id')
+              .whereRef('a.integration_id', '=', 'l.integration_id')
+              .whereRef('a.external_id', '=', 'l.external_id'),
+          ),
+        ),
+      )
+      .execute();
+    return new Set(rows.map((r) => r.external_id as string));
+  }
+
+  /**
+   * The tenant's accounts other integrations own or nobody does, by normalized userName (of
+   * these userNames only, when given): per login one account, another enabled integration's
+   * first (a conflict), else the one to adopt: the active one, then the most recently updated.
+   */
+  async othersOf(tenantId: string, integrationId: string, userNames?: readonly string[]): Promise<Map<string, OtherAccount>> {
+    const rows = await this.db
+      .selectFrom('accounts as a')
+      .leftJoin('integrations as i', 'i.id', 'a.integration_id')
+      .distinctOn('a.user_name_key')
+      .select(['a.id', 'a.user_name_key', 'a.integration_id', sql<boolean>`coalesce(i.enabled, false)`.as('owner_enabled')])
+      .where('a.tenant_id', '=', tenantId)
+      .where(sql<boolean>`a.integration_id is distinct from ${integrationId}::uuid`)
+      .$if(userNames !== undefined, (q) => q.where(sql<boolean>`a.user_name_key = any(${userNames?.map(userNameKey)}::text[])`))
+      // A locked account is a deprovisioned identity: a new identity with its login starts
+      // fresh rather than lifting that lock (SPEC: a reused login inherits nothing).
+      .where(sql<boolean>`(i.enabled or not ${LOCKED})`)
+      .orderBy('a.user_name_key')
+      .orderBy(sql`coalesce(i.enabled, false)`, 'desc')
+      .orderBy('a.active', 'desc')
+      .orderBy('a.updated_at', 'desc')
+      .execute();
+    return new Map(rows.map((r) => [r.user_name_key, { accountId: r.id, ownedByEnabled: r.owner_enabled ? r.integration_id : null }]));
   }
 
   /**
@@ -473,4 +500,15 @@ function userColumns(users: readonly DirectoryUser[]) {
     attributes: users.map((u) => JSON.stringify(u.attributes)),
     fingerprint: users.map((u) => u.fingerprint),
   };
+}
+
+/** Memberships as the planner takes them: group IdP id -> member IdP ids. */
+export function membershipMap(pairs: Iterable<{ group: string; user: string }>): Map<string, Set<string>> {
+  const memberships = new Map<string, Set<string>>();
+  for (const { group, user } of pairs) {
+    let members = memberships.get(group);
+    if (!members) memberships.set(group, (members = new Set()));
+    members.add(user);
+  }
+  return memberships;
 }

@@ -6,13 +6,14 @@ import { printable } from '../core/snapshot.js';
 import { CHANGE_KINDS, PLAN_KINDS, type PlanCounts } from '../core/plan.js';
 import type { RecentRemovals } from '../core/safety.js';
 import type { Db } from './database.js';
-import type { ChangeState, RunChangeRow, RunRow, RunStatus, RunTrigger, RunWarning } from './schema.js';
+import type { ChangeState, RunChangeRow, RunMode, RunRow, RunStatus, RunTrigger, RunWarning } from './schema.js';
 
 /** A run as SPEC's run summary shows it. */
 export interface RunSummary {
   id: string;
   integrationId: string;
   trigger: RunTrigger;
+  mode: RunMode;
   status: RunStatus;
   dryRun: boolean;
   queuedAt: string;
@@ -68,12 +69,17 @@ export class RunRepository {
    * Records a trigger. Non-dry triggers coalesce: while a run of the integration is queued
    * (not yet started), every further trigger returns that run instead of adding one.
    * Atomic through the partial unique index runs_one_queued, so racing triggers agree.
+   *
+   * A push (`scim`) asks for a targeted run, anything else for a full one; a queued targeted
+   * run that a full trigger joins becomes full (a full run applies what was pushed too). A
+   * dry run is always full: it records the whole plan.
    */
   async trigger(integrationId: string, trigger: RunTrigger, dryRun: boolean): Promise<{ run: RunSummary; created: boolean }> {
+    const mode: RunMode = trigger === 'scim' && !dryRun ? 'targeted' : 'full';
     for (;;) {
       const inserted = await this.db
         .insertInto('runs')
-        .values({ id: randomUUID(), integration_id: integrationId, trigger, status: 'queued', dry_run: dryRun })
+        .values({ id: randomUUID(), integration_id: integrationId, trigger, mode, status: 'queued', dry_run: dryRun })
         .onConflict((oc) =>
           oc.column('integration_id').where('status', '=', 'queued').where('dry_run', '=', false).where('approves_run_id', 'is', null).doNothing(),
         )
@@ -89,8 +95,19 @@ export class RunRepository {
         .where('approves_run_id', 'is', null)
         .executeTakeFirst();
       // The queued run may have started between the two statements; then insert again.
-      if (queued) return { run: toSummary(queued), created: false };
+      if (!queued) continue;
+      if (mode === 'full' && queued.mode !== 'full') {
+        const widened = await this.db.updateTable('runs').set({ mode: 'full' }).where('id', '=', queued.id).where('status', '=', 'queued').returningAll().executeTakeFirst();
+        if (!widened) continue;
+        return { run: toSummary(widened), created: false };
+      }
+      return { run: toSummary(queued), created: false };
     }
+  }
+
+  /** Records that a run reads the whole scope after all (a targeted run with too much to target). */
+  async widenToFull(runId: string): Promise<void> {
+    await this.db.updateTable('runs').set({ mode: 'full' }).where('id', '=', runId).execute();
   }
 
   /** Deletes a run that never started (its enqueue failed), so triggers do not coalesce into a run without a job. */
@@ -430,6 +447,7 @@ function toSummary(row: RunRow): RunSummary {
     id: row.id,
     integrationId: row.integration_id,
     trigger: row.trigger,
+    mode: row.mode,
     status: row.status,
     dryRun: row.dry_run,
     queuedAt: row.queued_at.toISOString(),

@@ -15,6 +15,11 @@ export type PulledProvider = Exclude<Provider, 'scim'>;
 export type CredentialKind = 'token' | 'okta-private-key';
 export type RunTrigger = 'schedule' | 'webhook' | 'manual' | 'scim';
 export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'held';
+/**
+ * What a run reads (SPEC "Run"): the whole scope, what the IdP's change feed names, or named
+ * users and groups (for a scim integration: the resources pushed since they were last applied).
+ */
+export type RunMode = 'full' | 'incremental' | 'targeted';
 
 export interface TenantsTable {
   id: Generated<string>;
@@ -129,6 +134,7 @@ export interface RunsTable {
   id: string;
   integration_id: string;
   trigger: RunTrigger;
+  mode: ColumnType<RunMode, RunMode | undefined, RunMode>;
   status: RunStatus;
   dry_run: ColumnType<boolean, boolean | undefined, boolean>;
   queued_at: Generated<Date>;
@@ -221,6 +227,17 @@ export interface ScimGroupsTable {
   updated_at: Generated<Date>;
 }
 
+/**
+ * A pushed resource written since a run last applied it: one row per write, added by triggers
+ * on scim_users and scim_groups (migration 2026-11-30T0100-scim-unapplied).
+ */
+export interface ScimUnappliedTable {
+  seq: ColumnType<string, never, never>;
+  integration_id: string;
+  resource_type: 'User' | 'Group';
+  resource_id: string;
+}
+
 export interface ScimGroupMembersTable {
   group_id: string;
   user_id: string;
@@ -241,6 +258,7 @@ export interface Database {
   scim_users: ScimUsersTable;
   scim_groups: ScimGroupsTable;
   scim_group_members: ScimGroupMembersTable;
+  scim_unapplied: ScimUnappliedTable;
 }
 
 export type TenantRow = Selectable<TenantsTable>;

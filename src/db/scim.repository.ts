@@ -55,6 +55,13 @@ export interface ScimUserKey {
   readonly fingerprint: string | null;
 }
 
+/** A write to a pushed resource that no run has applied yet (one row of scim_unapplied). */
+export interface UnappliedWrite {
+  readonly seq: string;
+  readonly resourceType: 'User' | 'Group';
+  readonly resourceId: string;
+}
+
 export interface GroupWrite {
   readonly displayName: string;
   readonly externalId: string | null;
@@ -330,6 +337,38 @@ export class ScimRepository {
       out.push(...rows.map((r) => ({ groupId: r.group_id, userId: r.user_id })));
     }
     return out;
+  }
+
+  /** These groups, whole (members apart); ids that are not groups of the integration are left out. */
+  async groupsById(integrationId: string, ids: readonly string[]): Promise<StoredScimGroup[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db.selectFrom('scim_groups').select(GROUP_COLUMNS).where('integration_id', '=', integrationId).where(sql<boolean>`id = any(${ids}::uuid[])`).execute();
+    return rows.map(toGroup);
+  }
+
+  /**
+   * The oldest `limit` writes not yet applied (scim_unapplied, filled by triggers in each
+   * write's own transaction), in the order they were recorded.
+   */
+  async unapplied(integrationId: string, limit: number): Promise<UnappliedWrite[]> {
+    const rows = await this.db
+      .selectFrom('scim_unapplied')
+      .select(['seq', 'resource_type', 'resource_id'])
+      .where('integration_id', '=', integrationId)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ seq: String(r.seq), resourceType: r.resource_type, resourceId: r.resource_id }));
+  }
+
+  /**
+   * Forgets writes a run applied: exactly these rows, never "every row up to a seq", since a
+   * transaction that took a lower seq may commit after the run read the table.
+   */
+  async settle(seqs: readonly string[]): Promise<void> {
+    for (let i = 0; i < seqs.length; i += 50_000) {
+      await this.db.deleteFrom('scim_unapplied').where(sql<boolean>`seq = any(${seqs.slice(i, i + 50_000)}::bigint[])`).execute();
+    }
   }
 
   /**

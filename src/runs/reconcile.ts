@@ -12,7 +12,8 @@ import { SnapshotError, completeSnapshot } from '../core/snapshot.js';
 import { DecryptionError } from '../crypto.js';
 import { type Db, isDataError } from '../db/database.js';
 import { DirectoryRepository } from '../db/directory.repository.js';
-import { ScimRepository } from '../db/scim.repository.js';
+import { ScimRepository, type UnappliedWrite } from '../db/scim.repository.js';
+import type { RunMode } from '../db/schema.js';
 import { ScimSnapshotSource } from '../connectors/scim/scim.source.js';
 import type { Integration, PulledIntegration } from '../db/integration.repository.js';
 import { RunRepository } from '../db/run.repository.js';
@@ -27,6 +28,15 @@ const FULL_MEMBER_READ_EVERY_MS = 24 * 3_600_000;
 
 /** How far back removals a scim integration applied count towards its thresholds (SPEC "Safety"). */
 export const SCIM_REMOVAL_WINDOW_MS = 3_600_000;
+
+/**
+ * Writes a targeted scim run takes at most; with more waiting (a "Provision Users" burst) the
+ * run reads the whole scope instead, which costs the same whatever was written.
+ */
+const TARGETED_WRITES = 5_000;
+
+/** Writes a full scim run settles at most (the rest are no-ops for the next targeted run). */
+const FULL_RUN_SETTLES = 200_000;
 
 /** Changes after which a run refreshes Postgres's statistics (see DirectoryRepository.refreshStatistics). */
 const LARGE_WRITE = 10_000;
@@ -70,9 +80,9 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
 
     // Read.
     log.info({ provider: integration.provider, dryRun: run.dryRun }, 'run started');
-    const read = await readTenantAndIdp(deps, integrations, integration, recorder);
+    const read = await readTenantAndIdp(deps, integrations, integration, recorder, run.mode);
     if (read.kind === 'failed') return await recorder.fail(read.error);
-    const { local, snapshot, current } = read;
+    const { local, snapshot, current, pushes } = read;
 
     // Decide.
     const policy: Policy = { deprovisionMode: integration.deprovisionMode };
@@ -109,6 +119,11 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
       return await recorder.finish('held', counts, skipped, { held, reason });
     }
     if (decision.gated.stale.length > 0) recorder.stat('approvedStale', decision.gated.stale.length);
+    if (pushes) {
+      // What was pushed is applied: forgotten, but for records left as they were (tried again next run).
+      const left = new Set(skipped.flatMap((r) => (r.externalId === null ? [] : [r.externalId])));
+      await new ScimRepository(deps.db).settle(pushes.filter((w) => !left.has(w.resourceId)).map((w) => w.seq));
+    }
     if (result.skipped.length === 0) {
       // Everything read was applied: next time, groups whose membership version is unchanged need not be re-read.
       await new DirectoryRepository(deps.db).recordMemberVersions(
@@ -138,7 +153,14 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
 }
 
 type ReadResult =
-  | { readonly kind: 'read'; readonly local: LocalState; readonly snapshot: Snapshot; readonly current: TenantCounts }
+  | {
+      readonly kind: 'read';
+      readonly local: LocalState;
+      readonly snapshot: Snapshot;
+      readonly current: TenantCounts;
+      /** For a scim integration: the pushed writes this read covers, to settle once applied. */
+      readonly pushes?: readonly UnappliedWrite[];
+    }
   | { readonly kind: 'failed'; readonly error: string };
 
 /**
@@ -146,8 +168,11 @@ type ReadResult =
  * of groups whose version did not change are taken from the tenant's state; users entering
  * the scope get theirs read from the IdP (or every group is read again if the connector
  * cannot). An IdP that cannot be read, or credentials that cannot be opened, fail the run.
+ *
+ * For a scim integration the writes not yet applied are read first, so that whatever they
+ * name is in the read that follows; a targeted run reads those subjects alone.
  */
-async function readTenantAndIdp(deps: ReconcileDeps, integrations: IntegrationService, integration: Integration, recorder: RunRecorder): Promise<ReadResult> {
+async function readTenantAndIdp(deps: ReconcileDeps, integrations: IntegrationService, integration: Integration, recorder: RunRecorder, mode: RunMode): Promise<ReadResult> {
   const source = await snapshotSourceFor(deps, integrations, integration);
   if ('error' in source) return { kind: 'failed', error: source.error };
   const { connector, credentials } = source;
@@ -155,10 +180,24 @@ async function readTenantAndIdp(deps: ReconcileDeps, integrations: IntegrationSe
   const directory = new DirectoryRepository(deps.db);
   const readStart = Date.now();
   try {
+    let pushes: UnappliedWrite[] | undefined;
+    if (connector instanceof ScimSnapshotSource) {
+      pushes = await new ScimRepository(deps.db).unapplied(integration.id, mode === 'targeted' ? TARGETED_WRITES + 1 : FULL_RUN_SETTLES);
+      if (mode === 'targeted' && pushes.length <= TARGETED_WRITES) {
+        const [{ local, snapshot }, current] = await Promise.all([connector.readSubjects(pushes, directory, integration.tenantId), directory.countTenant(integration.tenantId)]);
+        recorder.read(connector.stats, Date.now() - readStart, snapshot);
+        recorder.stat('pushesApplied', pushes.length);
+        return { kind: 'read', local, snapshot, current, pushes };
+      }
+      if (mode === 'targeted') {
+        await new RunRepository(deps.db).widenToFull(recorder.runId);
+        pushes = await new ScimRepository(deps.db).unapplied(integration.id, FULL_RUN_SETTLES);
+      }
+    }
     const membersVersions = await directory.loadMemberVersions(integration.id, FULL_MEMBER_READ_EVERY_MS);
     // What was pushed is compared with the accounts before it is read whole (see ScimSnapshotSource);
     // an IdP is read first, so that the tenant's state is as fresh as the read.
-    const pushedLocal = integration.provider === 'scim' ? await directory.loadLocalState(integration.id, integration.tenantId) : undefined;
+    const pushedLocal = pushes ? await directory.loadLocalState(integration.id, integration.tenantId) : undefined;
     let snapshot = await connector.readSnapshot(undefined, { membersVersions, ...(pushedLocal && { users: pushedLocal.users }) });
     const [local, current] = await Promise.all([pushedLocal ?? directory.loadLocalState(integration.id, integration.tenantId), directory.countTenant(integration.tenantId)]);
     let complete = completeSnapshot(snapshot, local);
@@ -171,7 +210,7 @@ async function readTenantAndIdp(deps: ReconcileDeps, integrations: IntegrationSe
       }
     }
     recorder.read(connector.stats, Date.now() - readStart, snapshot);
-    return { kind: 'read', local, snapshot: complete, current };
+    return { kind: 'read', local, snapshot: complete, current, ...(pushes && { pushes }) };
   } catch (error) {
     if (credentials) scrubCredentials(error, credentials);
     if (!(error instanceof IdpReadError || error instanceof SnapshotError)) throw error;

@@ -312,4 +312,84 @@ describe('SCIM endpoint on the state model', () => {
     expect((await groups(s))[0]!.members).toEqual(['inc0@i.test', 'inc2@i.test', 'inc3@i.test']);
     expect((await s.req('GET', `/Groups/${g}`)).body.members).toHaveLength(3);
   });
+
+  describe('targeted runs (what a push asks for)', () => {
+    const pushRun = (s: Scim) => runNow({ db, config }, s.id, { trigger: 'scim' });
+    const unapplied = async (s: Scim) =>
+      Number((await sql<{ n: string }>`select count(*) as n from scim_unapplied where integration_id = ${s.id}::uuid`.execute(db)).rows[0]!.n);
+
+    it('reads only what was written since, applies it, and forgets it; a group member change keeps the members nobody wrote', async () => {
+      const s = await scimIntegration();
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push((await s.req('POST', '/Users', userBody(`tg${i}@t.test`))).body.id);
+      const g = (await s.req('POST', '/Groups', { schemas: [GROUP_SCHEMA], displayName: 'T', members: ids.slice(0, 4).map((value) => ({ value })) })).body.id;
+      const first = await pushRun(s);
+      expect(first).toMatchObject({ mode: 'targeted', status: 'succeeded', counts: { usersCreated: 5, groupsCreated: 1, membershipsAdded: 4 } });
+      expect(await unapplied(s)).toBe(0);
+
+      // One member added: the group is read whole, the four members nobody wrote stay.
+      await s.req('PATCH', `/Groups/${g}`, patchOp({ op: 'add', path: 'members', value: [{ value: ids[4] }] }));
+      const added = await pushRun(s);
+      expect(added.counts).toMatchObject({ membershipsAdded: 1, membershipsRemoved: 0 });
+      expect(added.stats).toMatchObject({ usersReread: 0, pushesApplied: 1 });
+      expect((await groups(s))[0]!.members).toHaveLength(5);
+
+      // One user deactivated (suspend): only that user is read; its memberships stay (suspend keeps them).
+      await s.req('PATCH', `/Users/${ids[0]}`, patchOp({ op: 'replace', value: { active: false } }));
+      const off = await pushRun(s);
+      expect(off.counts).toMatchObject({ usersDeprovisioned: 1, membershipsRemoved: 0 });
+      expect(off.stats).toMatchObject({ usersReread: 1 });
+
+      // Nothing written: nothing read, nothing planned.
+      expect((await pushRun(s)).stats).toMatchObject({ usersReread: 0, pushesApplied: 0 });
+      // And a full run agrees that nothing is left to do.
+      expect(Object.values((await runNow({ db, config }, s.id, { dryRun: true })).counts ?? {}).every((n) => n === 0)).toBe(true);
+    });
+
+    it('still applies a write that committed after the run read what was written (a lower seq committing late)', async () => {
+      const s = await scimIntegration();
+      // A transaction that takes its seq first and commits last: the outbox trap.
+      let commit!: () => void;
+      const held = new Promise<void>((resolve) => (commit = resolve));
+      let inserted!: () => void;
+      const insertedYet = new Promise<void>((resolve) => (inserted = resolve));
+      const late = db.transaction().execute(async (trx) => {
+        await sql`insert into scim_users (integration_id, user_name, active, resource) values (${s.id}::uuid, 'late@t.test', true, '{"userName":"late@t.test"}'::jsonb)`.execute(trx);
+        inserted();
+        await held;
+      });
+      await insertedYet;
+      expect((await s.req('POST', '/Users', userBody('early@t.test'))).status).toBe(201);
+      const before = await pushRun(s);
+      expect(before.counts).toMatchObject({ usersCreated: 1 });
+      commit();
+      await late;
+      expect(await unapplied(s)).toBe(1);
+      expect((await pushRun(s)).counts).toMatchObject({ usersCreated: 1 });
+      expect((await users(s)).map((u) => u.userName).sort()).toEqual(['early@t.test', 'late@t.test']);
+    });
+
+    it('keeps what a held run did not apply, and applies it once approved', async () => {
+      const s = await scimIntegration({ threshold: '10' });
+      const ids: string[] = [];
+      for (let i = 0; i < 12; i++) ids.push((await s.req('POST', '/Users', userBody(`h${i}@t.test`))).body.id);
+      await pushRun(s);
+      for (const id of ids.slice(0, 8)) await s.req('DELETE', `/Users/${id}`);
+      const heldRun = await pushRun(s);
+      expect(heldRun.status).toBe('held');
+      expect(await unapplied(s)).toBe(8);
+      expect((await approveNow({ db, config }, heldRun.id)).counts).toMatchObject({ usersDeprovisioned: 8 });
+      expect(await unapplied(s)).toBe(0);
+      expect((await users(s)).filter((u) => u.active)).toHaveLength(4);
+    });
+
+    it('reads the whole scope instead when more was written than a targeted run takes', async () => {
+      const s = await scimIntegration();
+      const id = (await s.req('POST', '/Users', userBody('many@t.test'))).body.id;
+      await sql`insert into scim_unapplied (integration_id, resource_type, resource_id) select ${s.id}::uuid, 'User', ${id}::uuid from generate_series(1, 5001)`.execute(db);
+      const wide = await pushRun(s);
+      expect(wide).toMatchObject({ mode: 'full', status: 'succeeded', counts: { usersCreated: 1 } });
+      expect(await unapplied(s)).toBe(0);
+    });
+  });
 });

@@ -190,8 +190,7 @@ describe('SCIM "Done when": an Okta app pushing to a scim integration', () => {
 
   // SPEC, "Run summary": {"id","integrationId","trigger","mode","status",...} with mode one of full, incremental,
   // targeted; "targeted (named users or groups: an event, a push, or --user)". `run show` prints that summary.
-  // Skipped until issue #18 (run modes) lands: runs carry no mode yet.
-  it.skip('run show prints the summary with mode "targeted" for a scim run', async () => {
+  it('run show prints the summary with mode "targeted" for a scim run', async () => {
     const shown = await cli.json<{ trigger: string; mode?: string }>(['run', 'show', lastRunId]);
     expect(shown.trigger).toBe('scim');
     expect(shown.mode, `run show ${JSON.stringify(shown).slice(0, 400)}`).toBe('targeted');

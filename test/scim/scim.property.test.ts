@@ -864,9 +864,11 @@ class World {
     return { users, groups, members, bad: new Set() };
   }
 
-  async run(): Promise<void> {
+  /** A run as a push asks for one (targeted: what was written since), or a full one. */
+  async run(mode: 'targeted' | 'full' = 'targeted'): Promise<void> {
     this.runs += 1;
-    let run = await runNow({ db, config }, this.c.integrationId);
+    let run = await runNow({ db, config }, this.c.integrationId, { trigger: mode === 'targeted' ? 'scim' : 'manual' });
+    count(`${run.mode} runs`);
     this.c.log.push(`(run ${run.id}: ${run.status} ${show(run.counts)} ${show(run.warnings)} ${run.error ?? ''})`);
     for (const [k, v] of Object.entries(run.counts as unknown as Record<string, number>)) if (v) count(k, v);
     if (run.status === 'held') {
@@ -939,6 +941,11 @@ async function runHistory(h: History): Promise<void> {
   }
   await w.checkReads();
   await w.run();
+  // SPEC "Run": a targeted run plans for what it names exactly what a full run would; after
+  // targeted runs, a full read of the whole scope finds nothing left to do.
+  const full = await runNow({ db, config }, integration.integrationId, { dryRun: true });
+  const left = Object.entries(full.counts ?? {}).filter(([, n]) => n > 0);
+  if (full.status !== 'succeeded' || left.length > 0) w.fail(`after targeted runs, a full dry run still plans ${show(left)} (${full.status} ${full.error ?? ''})`);
 }
 
 describe('examples the property found, one request each', () => {

@@ -1,3 +1,4 @@
+import type { RunTrigger } from '../../src/db/schema.js';
 import type { Config } from '../../src/config.js';
 import type { Db } from '../../src/db/database.js';
 import { RunRepository, type RunSummary } from '../../src/db/run.repository.js';
@@ -77,9 +78,9 @@ export async function approveNow(deps: Deps, heldRunId: string): Promise<RunSumm
 export async function runNow(
   deps: Deps,
   integrationId: string,
-  options: { dryRun?: boolean } = {},
+  options: { dryRun?: boolean; trigger?: RunTrigger } = {},
 ): Promise<RunSummary> {
   const runs = new RunRepository(deps.db);
-  const { run } = await runs.trigger(integrationId, 'manual', options.dryRun ?? false);
+  const { run } = await runs.trigger(integrationId, options.trigger ?? 'manual', options.dryRun ?? false);
   return reconcileNow(deps, run.id);
 }

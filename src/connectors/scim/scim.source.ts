@@ -1,6 +1,7 @@
 import { SnapshotBuilder } from '../../core/snapshot.js';
-import type { DirectoryUser, LocalUser, Snapshot } from '../../core/model.js';
-import type { ScimRepository, ScimUserKey } from '../../db/scim.repository.js';
+import type { DirectoryUser, LocalState, LocalUser, Snapshot } from '../../core/model.js';
+import { type DirectoryRepository, membershipMap } from '../../db/directory.repository.js';
+import type { ScimRepository, ScimUserKey, UnappliedWrite } from '../../db/scim.repository.js';
 import { type ReadHints, type ReadStats, type SnapshotSource, emptyReadStats } from '../connector.js';
 import { toDirectoryGroup, toDirectoryUser } from './scim.mapping.js';
 
@@ -59,6 +60,73 @@ export class ScimSnapshotSource implements SnapshotSource {
     return builder.build();
   }
 
+  /**
+   * A targeted read (SPEC "Run": `targeted`): the pushed resources these writes name, and the
+   * tenant's state of the same subjects, narrowed so that the planner, diffing the two, plans
+   * exactly what it would plan for them over the whole scope:
+   *
+   * - named users: their pushed record (absent when deleted) and their account, locks and the
+   *   other accounts with their login (for conflicts and adoption);
+   * - named groups: whole, members included on both sides; members that are not named users
+   *   ("bystanders") come from their accounts unchanged, so that they are kept and nothing is
+   *   planned for them;
+   * - the other groups named users are (or were) members of: only those users' memberships,
+   *   and only groups both sides have (a group on one side only is itself a named write,
+   *   applied by the run that reads it).
+   *
+   * Costs a handful of queries whatever the directory's size; reads nothing of users and
+   * groups nobody wrote.
+   */
+  async readSubjects(writes: readonly UnappliedWrite[], tenant: DirectoryRepository, tenantId: string): Promise<{ local: LocalState; snapshot: Snapshot }> {
+    const users = unique(writes.filter((w) => w.resourceType === 'User').map((w) => w.resourceId));
+    const whole = new Set(writes.filter((w) => w.resourceType === 'Group').map((w) => w.resourceId));
+    const groups = [...whole];
+    const [pushedOfUsers, pushedOfGroups, localOfUsers, localOfGroups] = await Promise.all([
+      this.store.memberPairs(users, 'user'),
+      this.store.memberPairs(groups, 'group'),
+      tenant.membershipPairs(this.integrationId, { by: 'user', externalIds: users }),
+      tenant.membershipPairs(this.integrationId, { by: 'group', externalIds: groups }),
+    ]);
+    const named = new Set(users);
+    const alsoOf = unique([...pushedOfUsers.map((p) => p.groupId), ...localOfUsers.map((p) => p.group)]).filter((g) => !whole.has(g));
+    const bystanders = unique([...pushedOfGroups.map((p) => p.userId), ...localOfGroups.map((p) => p.user)]).filter((u) => !named.has(u));
+    const [pushedUsers, pushedGroups, accounts, localGroups, lockedOut] = await Promise.all([
+      this.store.usersById(this.integrationId, users),
+      this.store.groupsById(this.integrationId, [...groups, ...alsoOf]),
+      tenant.accountsOf(this.integrationId, [...users, ...bystanders]),
+      tenant.groupsOf(this.integrationId, [...groups, ...alsoOf]),
+      tenant.lockedOutOf(this.integrationId, users),
+    ]);
+    const others = await tenant.othersOf(tenantId, this.integrationId, pushedUsers.map((u) => u.userName));
+    const pushedById = new Map(pushedGroups.map((g) => [g.id, g]));
+    const partly = new Set(alsoOf.filter((g) => pushedById.has(g) && localGroups.has(g)));
+    const kept = (group: string) => whole.has(group) || partly.has(group);
+
+    const local: LocalState = {
+      users: accounts,
+      groups: new Map([...localGroups].filter(([id]) => kept(id))),
+      memberships: membershipMap([...localOfGroups, ...localOfUsers.filter((p) => kept(p.group))]),
+      lockedOut,
+      others,
+    };
+    const builder = new SnapshotBuilder();
+    for (const user of pushedUsers) builder.addUserFrom(user, toDirectoryUser);
+    for (const id of bystanders) {
+      const account = accounts.get(id);
+      if (account) builder.addUser(fromAccount(account));
+    }
+    for (const group of pushedGroups) {
+      // Only a group read whole carries the version its members were read at (recorded after the run).
+      if (whole.has(group.id)) builder.addGroupFrom(group, (g) => ({ ...toDirectoryGroup(g), membersVersion: g.version }));
+      else if (partly.has(group.id)) builder.addGroupFrom(group, toDirectoryGroup);
+    }
+    for (const { groupId, userId } of [...pushedOfGroups, ...pushedOfUsers]) if (kept(groupId)) builder.addMember(groupId, userId);
+    this.stats.requests += 10;
+    this.stats.records += pushedUsers.length + pushedGroups.length + pushedOfUsers.length + pushedOfGroups.length;
+    this.stats.usersReread = (this.stats.usersReread ?? 0) + pushedUsers.length;
+    return { local, snapshot: builder.build() };
+  }
+
   /** The groups of users entering the scope, for groups whose members were not re-read. */
   async readGroupsOf(userIds: readonly string[]): Promise<Map<string, string[]>> {
     const byUser = new Map<string, string[]>();
@@ -106,4 +174,8 @@ function inactive(key: ScimUserKey): DirectoryUser {
     attributes: {},
     fingerprint: key.fingerprint ?? '',
   };
+}
+
+function unique(ids: readonly string[]): string[] {
+  return [...new Set(ids)];
 }
