@@ -113,6 +113,19 @@ export class DirectoryRepository {
     return rows.map((r) => ({ group: r.group_external_id, user: r.user_external_id as string }));
   }
 
+  /** Of these (group, user) IdP-id pairs, those that are memberships in the tenant now. */
+  async existingPairs(integrationId: string, pairs: ReadonlyArray<{ group: string; user: string }>): Promise<Array<{ group: string; user: string }>> {
+    if (pairs.length === 0) return [];
+    const { rows } = await sql<{ group: string; user: string }>`
+      select g.external_id as "group", a.external_id as "user"
+      from unnest(${pairs.map((p) => p.group)}::text[], ${pairs.map((p) => p.user)}::text[]) as t(group_id, user_id)
+      join groups g on g.integration_id = ${integrationId}::uuid and g.external_id = t.group_id
+      join accounts a on a.integration_id = ${integrationId}::uuid and a.external_id = t.user_id
+      join group_memberships gm on gm.group_id = g.id and gm.account_id = a.id
+    `.execute(this.db);
+    return rows;
+  }
+
   /** IdP ids (of these only, when given) whose account this integration removed and that are still locked. */
   async lockedOutOf(integrationId: string, externalIds?: readonly string[]): Promise<Set<string>> {
     const rows = await this.db

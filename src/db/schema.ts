@@ -234,8 +234,11 @@ export interface ScimGroupsTable {
 export interface ScimUnappliedTable {
   seq: ColumnType<string, never, never>;
   integration_id: string;
-  resource_type: 'User' | 'Group';
+  resource_type: 'User' | 'Group' | 'Member';
+  /** The user or group; for a membership, the group. */
   resource_id: string;
+  /** For a membership, the member (a user). */
+  member_id: string | null;
 }
 
 export interface ScimGroupMembersTable {

@@ -55,12 +55,13 @@ export interface ScimUserKey {
   readonly fingerprint: string | null;
 }
 
-/** A write to a pushed resource that no run has applied yet (one row of scim_unapplied). */
-export interface UnappliedWrite {
-  readonly seq: string;
-  readonly resourceType: 'User' | 'Group';
-  readonly resourceId: string;
-}
+/**
+ * A push no run has applied yet (one row of scim_unapplied): a user or a group written, or
+ * one membership added or removed (`resourceId` the group, `memberId` the user).
+ */
+export type UnappliedWrite =
+  | { readonly seq: string; readonly resourceType: 'User' | 'Group'; readonly resourceId: string }
+  | { readonly seq: string; readonly resourceType: 'Member'; readonly resourceId: string; readonly memberId: string };
 
 export interface GroupWrite {
   readonly displayName: string;
@@ -353,12 +354,16 @@ export class ScimRepository {
   async unapplied(integrationId: string, limit: number): Promise<UnappliedWrite[]> {
     const rows = await this.db
       .selectFrom('scim_unapplied')
-      .select(['seq', 'resource_type', 'resource_id'])
+      .select(['seq', 'resource_type', 'resource_id', 'member_id'])
       .where('integration_id', '=', integrationId)
       .orderBy('seq')
       .limit(limit)
       .execute();
-    return rows.map((r) => ({ seq: String(r.seq), resourceType: r.resource_type, resourceId: r.resource_id }));
+    return rows.map((r) =>
+      r.resource_type === 'Member'
+        ? { seq: String(r.seq), resourceType: 'Member', resourceId: r.resource_id, memberId: r.member_id! }
+        : { seq: String(r.seq), resourceType: r.resource_type, resourceId: r.resource_id },
+    );
   }
 
   /**
@@ -369,6 +374,17 @@ export class ScimRepository {
     for (let i = 0; i < seqs.length; i += 50_000) {
       await this.db.deleteFrom('scim_unapplied').where(sql<boolean>`seq = any(${seqs.slice(i, i + 50_000)}::bigint[])`).execute();
     }
+  }
+
+  /** Of these (group, user) pairs, those that are memberships now. */
+  async existingPairs(pairs: ReadonlyArray<{ groupId: string; userId: string }>): Promise<Array<{ groupId: string; userId: string }>> {
+    if (pairs.length === 0) return [];
+    const { rows } = await sql<{ group_id: string; user_id: string }>`
+      select m.group_id, m.user_id from scim_group_members m
+      join unnest(${pairs.map((p) => p.groupId)}::uuid[], ${pairs.map((p) => p.userId)}::uuid[]) as t(group_id, user_id)
+        on m.group_id = t.group_id and m.user_id = t.user_id
+    `.execute(this.db);
+    return rows.map((r) => ({ groupId: r.group_id, userId: r.user_id }));
   }
 
   /**

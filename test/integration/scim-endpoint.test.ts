@@ -346,6 +346,25 @@ describe('SCIM endpoint on the state model', () => {
       expect(Object.values((await runNow({ db, config }, s.id, { dryRun: true })).counts ?? {}).every((n) => n === 0)).toBe(true);
     });
 
+    it('counts what a deleted group or user takes along, as a full run would (the threshold weighs it)', async () => {
+      const s = await scimIntegration({ deprovision: 'remove-access' });
+      const ids: string[] = [];
+      for (let i = 0; i < 4; i++) ids.push((await s.req('POST', '/Users', userBody(`td${i}@t.test`))).body.id);
+      const a = (await s.req('POST', '/Groups', { schemas: [GROUP_SCHEMA], displayName: 'A', members: ids.map((value) => ({ value })) })).body.id;
+      await s.req('POST', '/Groups', { schemas: [GROUP_SCHEMA], displayName: 'B', members: ids.slice(0, 2).map((value) => ({ value })) });
+      expect((await pushRun(s)).counts).toMatchObject({ groupsCreated: 2, membershipsAdded: 6 });
+
+      expect((await s.req('DELETE', `/Groups/${a}`)).status).toBe(204);
+      const gone = await pushRun(s);
+      expect(gone.counts).toMatchObject({ groupsDeleted: 1, membershipsRemoved: 4 });
+      const changes = await new RunRepository(db).listChanges(gone.id);
+      expect(changes.filter((c) => c.kind === 'membership.removed').map((c) => c.subject).sort()).toEqual(ids.map((_, i) => expect.stringContaining(`td${i}@t.test`)));
+
+      expect((await s.req('DELETE', `/Users/${ids[0]}`)).status).toBe(204);
+      expect((await pushRun(s)).counts).toMatchObject({ usersDeprovisioned: 1, membershipsRemoved: 1 });
+      expect((await groups(s)).map((g) => g.members)).toEqual([['td1@t.test']]);
+    });
+
     it('still applies a write that committed after the run read what was written (a lower seq committing late)', async () => {
       const s = await scimIntegration();
       // A transaction that takes its seq first and commits last: the outbox trap.

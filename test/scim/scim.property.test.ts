@@ -867,8 +867,14 @@ class World {
   /** A run as a push asks for one (targeted: what was written since), or a full one. */
   async run(mode: 'targeted' | 'full' = 'targeted'): Promise<void> {
     this.runs += 1;
+    // SPEC "Run": what a targeted run plans for the subjects it names is what a full run plans;
+    // with every write named, the two plans count alike (a dry run records the full plan).
+    const full = mode === 'targeted' ? await runNow({ db, config }, this.c.integrationId, { dryRun: true }) : undefined;
     let run = await runNow({ db, config }, this.c.integrationId, { trigger: mode === 'targeted' ? 'scim' : 'manual' });
     count(`${run.mode} runs`);
+    if (full && run.status === 'succeeded' && show(full.counts) !== show(run.counts)) {
+      this.fail(`a targeted run counted ${show(run.counts)}; a full dry run of the same state planned ${show(full.counts)}`);
+    }
     this.c.log.push(`(run ${run.id}: ${run.status} ${show(run.counts)} ${show(run.warnings)} ${run.error ?? ''})`);
     for (const [k, v] of Object.entries(run.counts as unknown as Record<string, number>)) if (v) count(k, v);
     if (run.status === 'held') {

@@ -61,68 +61,74 @@ export class ScimSnapshotSource implements SnapshotSource {
   }
 
   /**
-   * A targeted read (SPEC "Run": `targeted`): the pushed resources these writes name, and the
-   * tenant's state of the same subjects, narrowed so that the planner, diffing the two, plans
-   * exactly what it would plan for them over the whole scope:
+   * A targeted read (SPEC "Run": `targeted`): the pushed state of what these writes name, and
+   * the tenant's state of the same subjects, narrowed so that the planner, diffing the two,
+   * plans exactly what it would plan for them over the whole scope, reading nothing of users,
+   * groups and memberships nobody wrote:
    *
-   * - named users: their pushed record (absent when deleted) and their account, locks and the
-   *   other accounts with their login (for conflicts and adoption);
-   * - named groups: whole, members included on both sides; members that are not named users
-   *   ("bystanders") come from their accounts unchanged, so that they are kept and nothing is
-   *   planned for them;
-   * - the other groups named users are (or were) members of: only those users' memberships,
-   *   and only groups both sides have (a group on one side only is itself a named write,
-   *   applied by the run that reads it).
+   * - a named user: its pushed record (absent when deleted), its account, lock and the other
+   *   accounts with its login (conflicts, adoption), and its memberships on both sides;
+   * - a named membership: whether it exists on each side;
+   * - a group either names: its attributes on both sides, with only the memberships above;
+   *   a group one side lacks (created, or deleted) with all its members on the side that has it;
+   * - members that are not named users ("bystanders") come from their accounts, unchanged, so
+   *   that they count as there and nothing is planned for them.
    *
-   * Costs a handful of queries whatever the directory's size; reads nothing of users and
-   * groups nobody wrote.
+   * No group carries a members version: its members were not all read (see recordMemberVersions).
    */
   async readSubjects(writes: readonly UnappliedWrite[], tenant: DirectoryRepository, tenantId: string): Promise<{ local: LocalState; snapshot: Snapshot }> {
-    const users = unique(writes.filter((w) => w.resourceType === 'User').map((w) => w.resourceId));
-    const whole = new Set(writes.filter((w) => w.resourceType === 'Group').map((w) => w.resourceId));
-    const groups = [...whole];
-    const [pushedOfUsers, pushedOfGroups, localOfUsers, localOfGroups] = await Promise.all([
-      this.store.memberPairs(users, 'user'),
-      this.store.memberPairs(groups, 'group'),
-      tenant.membershipPairs(this.integrationId, { by: 'user', externalIds: users }),
-      tenant.membershipPairs(this.integrationId, { by: 'group', externalIds: groups }),
-    ]);
+    const id = this.integrationId;
+    const users = unique(writes.flatMap((w) => (w.resourceType === 'User' ? [w.resourceId] : [])));
     const named = new Set(users);
-    const alsoOf = unique([...pushedOfUsers.map((p) => p.groupId), ...localOfUsers.map((p) => p.group)]).filter((g) => !whole.has(g));
-    const bystanders = unique([...pushedOfGroups.map((p) => p.userId), ...localOfGroups.map((p) => p.user)]).filter((u) => !named.has(u));
-    const [pushedUsers, pushedGroups, accounts, localGroups, lockedOut] = await Promise.all([
-      this.store.usersById(this.integrationId, users),
-      this.store.groupsById(this.integrationId, [...groups, ...alsoOf]),
-      tenant.accountsOf(this.integrationId, [...users, ...bystanders]),
-      tenant.groupsOf(this.integrationId, [...groups, ...alsoOf]),
-      tenant.lockedOutOf(this.integrationId, users),
+    const pairs = uniquePairs(writes.flatMap((w) => (w.resourceType === 'Member' ? [{ groupId: w.resourceId, userId: w.memberId }] : [])));
+    const [pushedOfUsers, localOfUsers, pushedPairs, localPairs] = await Promise.all([
+      this.store.memberPairs(users, 'user'),
+      tenant.membershipPairs(id, { by: 'user', externalIds: users }),
+      this.store.existingPairs(pairs),
+      tenant.existingPairs(id, pairs.map((p) => ({ group: p.groupId, user: p.userId }))),
     ]);
-    const others = await tenant.othersOf(tenantId, this.integrationId, pushedUsers.map((u) => u.userName));
+    const candidates = unique([
+      ...writes.flatMap((w) => (w.resourceType === 'User' ? [] : [w.resourceId])),
+      ...pushedOfUsers.map((p) => p.groupId),
+      ...localOfUsers.map((p) => p.group),
+    ]);
+    const [pushedGroups, localGroups] = await Promise.all([this.store.groupsById(id, candidates), tenant.groupsOf(id, candidates)]);
     const pushedById = new Map(pushedGroups.map((g) => [g.id, g]));
-    const partly = new Set(alsoOf.filter((g) => pushedById.has(g) && localGroups.has(g)));
-    const kept = (group: string) => whole.has(group) || partly.has(group);
+    const created = candidates.filter((g) => pushedById.has(g) && !localGroups.has(g));
+    const deleted = candidates.filter((g) => !pushedById.has(g) && localGroups.has(g));
+    const [pushedOfCreated, localOfDeleted] = await Promise.all([
+      this.store.memberPairs(created, 'group'),
+      tenant.membershipPairs(id, { by: 'group', externalIds: deleted }),
+    ]);
+    const bystanders = unique([
+      ...pairs.map((p) => p.userId),
+      ...pushedOfCreated.map((p) => p.userId),
+      ...localOfDeleted.map((p) => p.user),
+    ]).filter((u) => !named.has(u));
+    const [pushedUsers, accounts, lockedOut] = await Promise.all([
+      this.store.usersById(id, users),
+      tenant.accountsOf(id, [...users, ...bystanders]),
+      tenant.lockedOutOf(id, users),
+    ]);
+    const others = await tenant.othersOf(tenantId, id, pushedUsers.map((u) => u.userName));
 
     const local: LocalState = {
       users: accounts,
-      groups: new Map([...localGroups].filter(([id]) => kept(id))),
-      memberships: membershipMap([...localOfGroups, ...localOfUsers.filter((p) => kept(p.group))]),
+      groups: localGroups,
+      memberships: membershipMap([...localOfUsers, ...localPairs, ...localOfDeleted]),
       lockedOut,
       others,
     };
     const builder = new SnapshotBuilder();
     for (const user of pushedUsers) builder.addUserFrom(user, toDirectoryUser);
-    for (const id of bystanders) {
-      const account = accounts.get(id);
+    for (const userId of bystanders) {
+      const account = accounts.get(userId);
       if (account) builder.addUser(fromAccount(account));
     }
-    for (const group of pushedGroups) {
-      // Only a group read whole carries the version its members were read at (recorded after the run).
-      if (whole.has(group.id)) builder.addGroupFrom(group, (g) => ({ ...toDirectoryGroup(g), membersVersion: g.version }));
-      else if (partly.has(group.id)) builder.addGroupFrom(group, toDirectoryGroup);
-    }
-    for (const { groupId, userId } of [...pushedOfGroups, ...pushedOfUsers]) if (kept(groupId)) builder.addMember(groupId, userId);
+    for (const group of pushedGroups) builder.addGroupFrom(group, toDirectoryGroup);
+    for (const { groupId, userId } of [...pushedOfUsers, ...pushedPairs, ...pushedOfCreated]) builder.addMember(groupId, userId);
     this.stats.requests += 10;
-    this.stats.records += pushedUsers.length + pushedGroups.length + pushedOfUsers.length + pushedOfGroups.length;
+    this.stats.records += pushedUsers.length + pushedGroups.length + pushedOfUsers.length + pushedPairs.length + pushedOfCreated.length;
     this.stats.usersReread = (this.stats.usersReread ?? 0) + pushedUsers.length;
     return { local, snapshot: builder.build() };
   }
@@ -178,4 +184,8 @@ function inactive(key: ScimUserKey): DirectoryUser {
 
 function unique(ids: readonly string[]): string[] {
   return [...new Set(ids)];
+}
+
+function uniquePairs(pairs: ReadonlyArray<{ groupId: string; userId: string }>): Array<{ groupId: string; userId: string }> {
+  return [...new Map(pairs.map((p) => [`${p.groupId} ${p.userId}`, p])).values()];
 }
