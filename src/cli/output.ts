@@ -43,6 +43,7 @@ export function describeRun(run: RunSummary): string {
     `run ${run.id}${run.dryRun ? ' (dry run)' : ''}`,
     `  status:    ${run.status}`,
     `  trigger:   ${run.trigger}`,
+    `  mode:      ${run.mode}`,
     `  queued:    ${run.queuedAt}`,
     `  started:   ${run.startedAt ?? '-'}`,
     `  finished:  ${run.finishedAt ?? '-'}`,

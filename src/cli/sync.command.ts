@@ -97,8 +97,8 @@ export function registerSyncCommands(program: Command): void {
         const runs = await new RunRepository(ctx.db).listForIntegration(id, limit);
         emit(opts.json, runs, () =>
           table(
-            ['id', 'trigger', 'status', 'dryRun', 'queuedAt', 'finishedAt', 'error'],
-            runs.map((r) => [r.id, r.trigger, r.status, r.dryRun, r.queuedAt, r.finishedAt, r.error]),
+            ['id', 'trigger', 'mode', 'status', 'dryRun', 'queuedAt', 'finishedAt', 'error'],
+            runs.map((r) => [r.id, r.trigger, r.mode, r.status, r.dryRun, r.queuedAt, r.finishedAt, r.error]),
           ),
         );
       }),

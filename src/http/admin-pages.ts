@@ -161,7 +161,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
       const list = runs
         .map(
           (r) =>
-            `<tr><td><a href="/admin/runs/${h(r.id)}">${h(r.queuedAt.replace('T', ' ').slice(0, 19))}</a></td><td>${h(r.trigger)}${r.dryRun ? ' (dry run)' : ''}</td><td>${status(r)}</td>
+            `<tr><td><a href="/admin/runs/${h(r.id)}">${h(r.queuedAt.replace('T', ' ').slice(0, 19))}</a></td><td>${h(r.trigger)} (${h(r.mode)})${r.dryRun ? ' (dry run)' : ''}</td><td>${status(r)}</td>
 <td>${seconds(r)?.toFixed(2) ?? '–'} s</td><td>${counts(r.counts)}</td><td class="error">${h(r.error ?? r.heldReason ?? '')}</td></tr>`,
         )
         .join('');
@@ -188,7 +188,7 @@ ${syncButton(integration)}${integration.provider === 'scim' ? rotateScimTokenBut
       return reply.type('text/html').send(
         page(
           `Run ${run.queuedAt.replace('T', ' ').slice(0, 19)}`,
-          `<p>${status(run)} · ${h(run.trigger)}${run.dryRun ? ' · dry run' : ''} · <a href="/admin/integrations/${h(run.integrationId)}">integration</a>
+          `<p>${status(run)} · ${h(run.trigger)} · ${h(run.mode)}${run.dryRun ? ' · dry run' : ''} · <a href="/admin/integrations/${h(run.integrationId)}">integration</a>
 ${run.approvesRunId ? ` · approves <a href="/admin/runs/${h(run.approvesRunId)}">run</a>` : ''}${run.approvedByRunId ? ` · approved by <a href="/admin/runs/${h(run.approvedByRunId)}">run</a>` : ''}</p>
 ${run.error ? `<p class="error" role="alert">${h(run.error)}</p>` : ''}${approve}${warningList(run)}
 <p>${counts(run.counts)}${seconds(run) !== null ? ` · ${seconds(run)!.toFixed(2)} s` : ''}${run.stats?.requests ? ` · ${run.stats.requests} IdP requests` : ''}</p>
