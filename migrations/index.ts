@@ -8,6 +8,7 @@ import * as credentialKind from './2026-11-25T0500-credential-kind.js';
 import * as accounts from './2026-11-29T0000-accounts.js';
 import * as scim from './2026-11-30T0000-scim.js';
 import * as scimUnapplied from './2026-11-30T0100-scim-unapplied.js';
+import * as events from './2026-11-30T0200-events.js';
 
 /**
  * Every migration, by name (names sort in the order they apply). Listed statically rather
@@ -23,4 +24,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-29T0000-accounts': accounts,
   '2026-11-30T0000-scim': scim,
   '2026-11-30T0100-scim-unapplied': scimUnapplied,
+  '2026-11-30T0200-events': events,
 };

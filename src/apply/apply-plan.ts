@@ -29,6 +29,7 @@ interface Step {
 }
 
 interface Batch {
+  readonly kind: PlanKind;
   readonly size: number;
   readonly changes: NewRunChange[];
   /** Writes the batch; returns the IdP ids of users it refused (a grant's per-record conflicts). */
@@ -63,9 +64,12 @@ export async function applyPlan(
   const skipped: SkippedRecord[] = [];
   const commit = async (batch: Batch): Promise<number> => {
     return db.transaction().execute(async (trx) => {
+      const runs = new RunRepository(trx);
+      // An event describes its subject as it is after the change; one the change removes, as it was.
+      const before = REMOVES_SUBJECT.has(batch.kind) ? await runs.describeSubjects(scope.integrationId, batch.changes) : undefined;
       const refused = new Set(await batch.write(new DirectoryRepository(trx), scope));
       const changes = batch.changes.filter((c) => !refused.has(c.externalId));
-      await new RunRepository(trx).recordChanges(scope.runId, changes, 'applied');
+      await runs.recordApplied(scope, changes, before);
       for (const c of batch.changes) {
         if (refused.has(c.externalId)) skipped.push({ kind: 'user', externalId: c.externalId, subject: c.subject, reason: `${c.subject}: ${REFUSED}` });
       }
@@ -87,6 +91,9 @@ export async function applyPlan(
   }
   return { counts: applied, skipped };
 }
+
+/** Operations whose subject (an account in remove-access or delete mode, a group) may be gone once applied. */
+const REMOVES_SUBJECT: ReadonlySet<PlanKind> = new Set(['usersDeprovisioned', 'groupsDeleted']);
 
 const REFUSED = 'another enabled integration of this tenant took an account with this userName while the run was applying';
 
@@ -165,6 +172,7 @@ function step<T>(
   const batchOf = (batch: readonly T[]): Batch => {
     const changes = batch.map(describe);
     return {
+      kind,
       size: batch.length,
       changes,
       write: async (repo, scope) => (await write(repo, scope, batch)) ?? [],

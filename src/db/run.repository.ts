@@ -105,6 +105,19 @@ export class RunRepository {
     }
   }
 
+  /** When the integration's last full (not dry) run succeeded, or null. */
+  async lastFullRunAt(integrationId: string): Promise<Date | null> {
+    const row = await this.db
+      .selectFrom('runs')
+      .select(sql<Date | null>`max(finished_at)`.as('at'))
+      .where('integration_id', '=', integrationId)
+      .where('mode', '=', 'full')
+      .where('status', '=', 'succeeded')
+      .where('dry_run', '=', false)
+      .executeTakeFirst();
+    return row?.at ?? null;
+  }
+
   /** Records that a run reads the whole scope after all (a targeted run with too much to target). */
   async widenToFull(runId: string): Promise<void> {
     await this.db.updateTable('runs').set({ mode: 'full' }).where('id', '=', runId).execute();
@@ -390,16 +403,42 @@ export class RunRepository {
     };
   }
 
-  async recordChanges(runId: string, changes: readonly NewRunChange[], state: ChangeState): Promise<void> {
+  /** Records changes not applied (planned, held, skipped): the run's change log only, not events. */
+  async recordChanges(runId: string, changes: readonly NewRunChange[], state: Exclude<ChangeState, 'applied'>): Promise<void> {
     if (changes.length === 0) return;
     await sql`
       insert into run_changes (run_id, kind, external_id, subject, detail, state)
       select ${runId}::uuid, t.kind, t.external_id, t.subject, t.detail, ${state}::text
-      from unnest(${changes.map((c) => c.kind)}::text[], ${changes.map((c) => c.externalId)}::text[],
-        ${changes.map((c) => c.subject)}::text[], ${changes.map((c) => (c.detail ? JSON.stringify(c.detail) : null))}::jsonb[])
-        with ordinality as t(kind, external_id, subject, detail, n)
+      from ${changeRows(changes)}
       order by t.n
     `.execute(this.db);
+  }
+
+  /**
+   * Records applied changes, in the transaction that applied them: each row is also an event
+   * for the host app (SPEC "Events", see migration 2026-11-30T0200-events), its `detail.of`
+   * holding the account, group and lock as they are now. Subjects the change removed (an
+   * account in remove-access or delete mode, a deleted group) are kept as `before` described
+   * them (see describeSubjects), taken in the same transaction before the write.
+   */
+  async recordApplied(scope: ChangeScope, changes: readonly NewRunChange[], before?: ReadonlyMap<string, JsonObject>): Promise<void> {
+    if (changes.length === 0) return;
+    const rows = before ? changes.map((c) => (before.has(c.externalId) ? { ...c, detail: { ...c.detail, of: before.get(c.externalId)! } } : c)) : changes;
+    await sql`
+      insert into run_changes (run_id, tenant_id, integration_id, kind, external_id, subject, detail, state)
+      select ${scope.runId}::uuid, ${scope.tenantId}::uuid, ${scope.integrationId}::uuid, d.kind, d.external_id, d.subject, d.detail, 'applied'
+      from (${described(scope.integrationId, rows)}) d
+      order by d.n
+    `.execute(this.db);
+  }
+
+  /** What these changes' subjects are now (`detail.of` by change external id), for subjects a write is about to remove. */
+  async describeSubjects(integrationId: string, changes: readonly NewRunChange[]): Promise<Map<string, JsonObject>> {
+    if (changes.length === 0) return new Map();
+    const { rows } = await sql<{ external_id: string; of: JsonObject }>`
+      select d.external_id, d.detail->'of' as of from (${described(integrationId, changes)}) d
+    `.execute(this.db);
+    return new Map(rows.map((r) => [r.external_id, r.of]));
   }
 
   async listChanges(runId: string, limit = 10_000): Promise<RunChange[]> {
@@ -462,4 +501,52 @@ function toSummary(row: RunRow): RunSummary {
     approvedByRunId: row.approved_by_run_id,
     warnings: row.warnings ?? [],
   };
+}
+
+/** Which run, of which integration and tenant, applied a change: an event's provenance. */
+export interface ChangeScope {
+  readonly runId: string;
+  readonly tenantId: string;
+  readonly integrationId: string;
+}
+
+function changeRows(changes: readonly NewRunChange[]) {
+  return sql`unnest(${changes.map((c) => c.kind)}::text[], ${changes.map((c) => c.externalId)}::text[],
+        ${changes.map((c) => c.subject)}::text[], ${changes.map((c) => (c.detail ? JSON.stringify(c.detail) : null))}::jsonb[])
+        with ordinality as t(kind, external_id, subject, detail, n)`;
+}
+
+/**
+ * The changes with `detail.of` describing their subjects as the host app sees them (SPEC
+ * "Event": the account as \`dirsync users\` shows it, with its id and the person's id; the
+ * group; for a deprovision, the lock): read in set-based joins, keyed by (integration, IdP
+ * id). A subject that no longer exists keeps what `detail.of` already said of it.
+ */
+function described(integrationId: string, changes: readonly NewRunChange[]) {
+  return sql`
+    select t.n, t.kind, t.external_id, t.subject,
+      coalesce(t.detail, '{}'::jsonb) || jsonb_build_object('of', coalesce(t.detail->'of', '{}'::jsonb) || jsonb_strip_nulls(jsonb_build_object(
+        'account', case when acct.view is not null then acct.view || jsonb_build_object('locked', lk.view is not null)
+                        when t.kind = 'user.deprovisioned' then t.detail->'of'->'account' || '{"active": false, "locked": true}'::jsonb end,
+        'group', grp.view,
+        'lock', case when t.kind in ('user.deprovisioned', 'user.reprovisioned') then coalesce(lk.view, t.detail->'of'->'lock') end))) as detail
+    from ${changeRows(changes)}
+    left join lateral (
+      select jsonb_build_object('id', a.id, 'personId', a.user_id, 'externalId', a.external_id, 'userName', a.user_name,
+        'email', a.email, 'givenName', a.given_name, 'familyName', a.family_name, 'displayName', a.display_name, 'active', a.active) as view
+      from accounts a
+      where a.integration_id = ${integrationId}::uuid
+        and a.external_id = case when t.kind like 'membership.%' then t.detail->>'user' when t.kind like 'user.%' then t.external_id end
+    ) acct on true
+    left join lateral (
+      select jsonb_build_object('id', g.id, 'externalId', g.external_id, 'name', g.name, 'description', g.description) as view
+      from groups g
+      where g.integration_id = ${integrationId}::uuid
+        and g.external_id = case when t.kind like 'membership.%' then t.detail->>'group' when t.kind like 'group.%' then t.external_id end
+    ) grp on true
+    left join lateral (
+      select jsonb_build_object('id', l.id, 'personId', l.user_id, 'reason', l.reason, 'since', l.created_at) as view
+      from locks l
+      where l.integration_id = ${integrationId}::uuid and t.kind like 'user.%' and l.external_id = t.external_id
+    ) lk on true`;
 }

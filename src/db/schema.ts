@@ -174,6 +174,11 @@ export interface RunChangesTable {
   detail: NullableJson<JsonObject>;
   state: ChangeState;
   created_at: Generated<Date>;
+  /** Set on applied changes (events): whose they are. */
+  tenant_id: string | null;
+  integration_id: string | null;
+  /** The writing transaction's id (xid8, as a decimal string): the feed's order with `id`. */
+  txid: ColumnType<string | null, never, never>;
 }
 
 export type WebhookOutcome = 'triggered' | 'ignored' | 'duplicate';

@@ -35,6 +35,12 @@ export const SCIM_REMOVAL_WINDOW_MS = 3_600_000;
  */
 const TARGETED_WRITES = 5_000;
 
+/**
+ * How often a scim integration's runs read everything anyway (SPEC: runs heal drift): a push's
+ * run is full when no full run succeeded for this long. A scim integration has no schedule.
+ */
+export const SCIM_FULL_EVERY_MS = 24 * 3_600_000;
+
 /** Writes a full scim run settles at most (the rest are no-ops for the next targeted run). */
 const FULL_RUN_SETTLES = 200_000;
 
@@ -122,7 +128,9 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
     if (pushes) {
       // What was pushed is applied: forgotten, but for records left as they were (tried again next run).
       const left = new Set(skipped.flatMap((r) => (r.externalId === null ? [] : [r.externalId])));
-      await new ScimRepository(deps.db).settle(pushes.filter((w) => !left.has(w.resourceId)).map((w) => w.seq));
+      const settled = pushes.filter((w) => !left.has(w.resourceId)).map((w) => w.seq);
+      await new ScimRepository(deps.db).settle(settled);
+      recorder.stat('pushesApplied', settled.length);
     }
     if (result.skipped.length === 0) {
       // Everything read was applied: next time, groups whose membership version is unchanged need not be re-read.
@@ -181,24 +189,30 @@ async function readTenantAndIdp(deps: ReconcileDeps, integrations: IntegrationSe
   const readStart = Date.now();
   try {
     let pushes: UnappliedWrite[] | undefined;
+    // scim: whether pushed users and groups are compared with the tenant on cheap columns
+    // (fingerprint, active, userName; member versions) and read whole only where they differ.
+    let compareFirst = false;
     if (connector instanceof ScimSnapshotSource) {
       pushes = await new ScimRepository(deps.db).unapplied(integration.id, mode === 'targeted' ? TARGETED_WRITES + 1 : FULL_RUN_SETTLES);
-      if (mode === 'targeted' && pushes.length <= TARGETED_WRITES) {
-        const [{ local, snapshot }, current] = await Promise.all([connector.readSubjects(pushes, directory, integration.tenantId), directory.countTenant(integration.tenantId)]);
-        recorder.read(connector.stats, Date.now() - readStart, snapshot);
-        recorder.stat('pushesApplied', pushes.length);
-        return { kind: 'read', local, snapshot, current, pushes };
-      }
       if (mode === 'targeted') {
+        const due = await fullRunDue(deps.db, integration);
+        if (pushes.length <= TARGETED_WRITES && !due) {
+          const [{ local, snapshot }, current] = await Promise.all([connector.readSubjects(pushes, directory, integration.tenantId), directory.countTenant(integration.tenantId)]);
+          recorder.read(connector.stats, Date.now() - readStart, snapshot);
+          return { kind: 'read', local, snapshot, current, pushes };
+        }
         await new RunRepository(deps.db).widenToFull(recorder.runId);
         pushes = await new ScimRepository(deps.db).unapplied(integration.id, FULL_RUN_SETTLES);
+        // Too much written to target: compared first. A run that is due (and any full run asked
+        // for) reads everything whole: it is the proof that heals a tenant changed behind dirsync's back.
+        compareFirst = !due;
       }
     }
-    const membersVersions = await directory.loadMemberVersions(integration.id, FULL_MEMBER_READ_EVERY_MS);
+    const membersVersions = pushes && !compareFirst ? new Map<string, string>() : await directory.loadMemberVersions(integration.id, FULL_MEMBER_READ_EVERY_MS);
     // What was pushed is compared with the accounts before it is read whole (see ScimSnapshotSource);
     // an IdP is read first, so that the tenant's state is as fresh as the read.
     const pushedLocal = pushes ? await directory.loadLocalState(integration.id, integration.tenantId) : undefined;
-    let snapshot = await connector.readSnapshot(undefined, { membersVersions, ...(pushedLocal && { users: pushedLocal.users }) });
+    let snapshot = await connector.readSnapshot(undefined, { membersVersions, ...(pushedLocal && compareFirst && { users: pushedLocal.users }) });
     const [local, current] = await Promise.all([pushedLocal ?? directory.loadLocalState(integration.id, integration.tenantId), directory.countTenant(integration.tenantId)]);
     let complete = completeSnapshot(snapshot, local);
     if (snapshot.unreadMembers) {
@@ -239,4 +253,10 @@ async function snapshotSourceFor(
   }
   const connector = deps.connectorFor ? deps.connectorFor(integration, credentials) : createConnector(integration, credentials, deps.connectorSettings);
   return { connector, credentials };
+}
+
+/** Whether a scim integration's next run should read everything: no full run succeeded within SCIM_FULL_EVERY_MS (of its creation, if none ever did). */
+async function fullRunDue(db: Db, integration: Integration): Promise<boolean> {
+  const last = (await new RunRepository(db).lastFullRunAt(integration.id)) ?? new Date(integration.createdAt);
+  return Date.now() - last.getTime() > SCIM_FULL_EVERY_MS;
 }

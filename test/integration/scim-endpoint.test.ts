@@ -290,25 +290,25 @@ describe('SCIM endpoint on the state model', () => {
     const ids: string[] = [];
     for (let i = 0; i < 4; i++) ids.push((await s.req('POST', '/Users', userBody(`inc${i}@i.test`))).body.id);
     const g = (await s.req('POST', '/Groups', { schemas: [GROUP_SCHEMA], displayName: 'Inc', members: ids.map((value) => ({ value })) })).body.id;
-    expect((await run(s)).counts).toMatchObject({ usersCreated: 4, membershipsAdded: 4 });
+    expect((await runNow({ db, config }, s.id, { trigger: 'scim' })).counts).toMatchObject({ usersCreated: 4, membershipsAdded: 4 });
 
     await s.req('PATCH', `/Users/${ids[0]}`, patchOp({ op: 'replace', path: 'displayName', value: 'Renamed' }));
-    const one = await run(s);
+    const one = await runNow({ db, config }, s.id, { trigger: 'scim' });
     expect(one.counts).toMatchObject({ usersUpdated: 1 });
     expect(one.stats).toMatchObject({ usersReread: 1 });
-    expect((await run(s)).stats).toMatchObject({ usersReread: 0 });
+    expect((await runNow({ db, config }, s.id, { trigger: 'scim' })).stats).toMatchObject({ usersReread: 0 });
 
     // A deleted member leaves the group (its version moves); remove-access removes the account.
     await s.req('DELETE', `/Users/${ids[1]}`);
-    expect((await run(s)).counts).toMatchObject({ usersDeprovisioned: 1 });
+    expect((await runNow({ db, config }, s.id, { trigger: 'scim' })).counts).toMatchObject({ usersDeprovisioned: 1 });
     expect((await groups(s))[0]!.members).toEqual(['inc0@i.test', 'inc2@i.test', 'inc3@i.test']);
 
     // Deactivated (account and memberships removed), then reactivated: its membership comes back from what was pushed.
     await s.req('PATCH', `/Users/${ids[2]}`, patchOp({ op: 'replace', value: { active: false } }));
-    await run(s);
+    await runNow({ db, config }, s.id, { trigger: 'scim' });
     expect((await groups(s))[0]!.members).toEqual(['inc0@i.test', 'inc3@i.test']);
     await s.req('PATCH', `/Users/${ids[2]}`, patchOp({ op: 'replace', value: { active: true } }));
-    expect((await run(s)).counts).toMatchObject({ usersReprovisioned: 1, membershipsAdded: 1 });
+    expect((await runNow({ db, config }, s.id, { trigger: 'scim' })).counts).toMatchObject({ usersReprovisioned: 1, membershipsAdded: 1 });
     expect((await groups(s))[0]!.members).toEqual(['inc0@i.test', 'inc2@i.test', 'inc3@i.test']);
     expect((await s.req('GET', `/Groups/${g}`)).body.members).toHaveLength(3);
   });
@@ -400,6 +400,28 @@ describe('SCIM endpoint on the state model', () => {
       expect((await approveNow({ db, config }, heldRun.id)).counts).toMatchObject({ usersDeprovisioned: 8 });
       expect(await unapplied(s)).toBe(0);
       expect((await users(s)).filter((u) => u.active)).toHaveLength(4);
+    });
+
+    it('reads everything once a day all the same (drift heals), and grants an account to a member who had none', async () => {
+      const s = await scimIntegration();
+      const ann = (await s.req('POST', '/Users', userBody('day@t.test'))).body.id;
+      expect((await pushRun(s)).mode).toBe('targeted');
+      await s.req('POST', '/Users', userBody('day2@t.test'));
+      expect((await pushRun(s)).counts).toMatchObject({ usersCreated: 1 });
+      // The tenant drifts behind dirsync's back; nothing pushed names it.
+      await sql`update accounts set display_name = 'drifted' where integration_id = ${s.id}::uuid and user_name = 'day2@t.test'`.execute(db);
+      await sql`update integrations set created_at = now() - interval '25 hours' where id = ${s.id}::uuid`.execute(db);
+      await sql`update runs set finished_at = now() - interval '25 hours' where integration_id = ${s.id}::uuid`.execute(db);
+      await s.req('PATCH', `/Users/${ann}`, patchOp({ op: 'replace', path: 'title', value: 'x' }));
+      const daily = await pushRun(s);
+      expect(daily).toMatchObject({ mode: 'full', counts: { usersUpdated: 2 } });
+      expect((await pushRun(s)).mode).toBe('targeted');
+
+      // A member whose account is gone (here: removed behind dirsync's back) gets one when a group names it.
+      await sql`delete from accounts where integration_id = ${s.id}::uuid and user_name = 'day2@t.test'`.execute(db);
+      const day2 = (await s.req('GET', `/Users?filter=${encodeURIComponent('userName eq "day2@t.test"')}`)).body.Resources[0].id;
+      await s.req('POST', '/Groups', { schemas: [GROUP_SCHEMA], displayName: 'D', members: [{ value: day2 }] });
+      expect((await pushRun(s)).counts).toMatchObject({ usersCreated: 1, groupsCreated: 1, membershipsAdded: 1 });
     });
 
     it('reads the whole scope instead when more was written than a targeted run takes', async () => {

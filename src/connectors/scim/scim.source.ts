@@ -77,8 +77,21 @@ export class ScimSnapshotSource implements SnapshotSource {
    * No group carries a members version: its members were not all read (see recordMemberVersions).
    */
   async readSubjects(writes: readonly UnappliedWrite[], tenant: DirectoryRepository, tenantId: string): Promise<{ local: LocalState; snapshot: Snapshot }> {
-    const id = this.integrationId;
     const users = unique(writes.flatMap((w) => (w.resourceType === 'User' ? [w.resourceId] : [])));
+    const first = await this.readNarrowed(writes, users, tenant, tenantId);
+    if (first.unaccounted.length === 0) return first;
+    // A member with no account here (never taken, or its account adopted elsewhere) may be
+    // granted one now, as a full run would: it is read as a named user, all its memberships too.
+    return this.readNarrowed(writes, [...users, ...first.unaccounted], tenant, tenantId);
+  }
+
+  private async readNarrowed(
+    writes: readonly UnappliedWrite[],
+    users: readonly string[],
+    tenant: DirectoryRepository,
+    tenantId: string,
+  ): Promise<{ local: LocalState; snapshot: Snapshot; unaccounted: string[] }> {
+    const id = this.integrationId;
     const named = new Set(users);
     const pairs = uniquePairs(writes.flatMap((w) => (w.resourceType === 'Member' ? [{ groupId: w.resourceId, userId: w.memberId }] : [])));
     const [pushedOfUsers, localOfUsers, pushedPairs, localPairs] = await Promise.all([
@@ -121,16 +134,18 @@ export class ScimSnapshotSource implements SnapshotSource {
     };
     const builder = new SnapshotBuilder();
     for (const user of pushedUsers) builder.addUserFrom(user, toDirectoryUser);
+    const unaccounted: string[] = [];
     for (const userId of bystanders) {
       const account = accounts.get(userId);
       if (account) builder.addUser(fromAccount(account));
+      else unaccounted.push(userId);
     }
     for (const group of pushedGroups) builder.addGroupFrom(group, toDirectoryGroup);
     for (const { groupId, userId } of [...pushedOfUsers, ...pushedPairs, ...pushedOfCreated]) builder.addMember(groupId, userId);
     this.stats.requests += 10;
     this.stats.records += pushedUsers.length + pushedGroups.length + pushedOfUsers.length + pushedPairs.length + pushedOfCreated.length;
     this.stats.usersReread = (this.stats.usersReread ?? 0) + pushedUsers.length;
-    return { local, snapshot: builder.build() };
+    return { local, snapshot: builder.build(), unaccounted };
   }
 
   /** The groups of users entering the scope, for groups whose members were not re-read. */
