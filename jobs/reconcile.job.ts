@@ -3,8 +3,13 @@ import { type ReconcileDeps, reconcile } from '../src/runs/reconcile.js';
 import type { JobPayloads } from '../src/queue/jobs.js';
 import { runDuration } from '../src/runs/run-metrics.js';
 
-/** How long a run waits when another run of its integration is in progress. */
+/**
+ * How long a run waits, at most, when another run of its integration is in progress. It
+ * looks again sooner while it is young (a quarter of its age, from BUSY_RETRY_MIN_MS): a
+ * push arriving during a short run is applied within a few hundred milliseconds, not seconds.
+ */
 export const BUSY_RETRY_MS = 2_000;
+export const BUSY_RETRY_MIN_MS = 100;
 
 /**
  * Handles `reconcile`: runs the recorded run. When the integration already has a run in
@@ -13,7 +18,8 @@ export const BUSY_RETRY_MS = 2_000;
 export async function handleReconcile(deps: ReconcileDeps, job: Job<JobPayloads['reconcile']>, token?: string): Promise<string> {
   const outcome = await reconcile(deps, job.data.runId);
   if (outcome.kind === 'busy') {
-    await job.moveToDelayed(Date.now() + BUSY_RETRY_MS, token);
+    const waited = Date.now() - job.timestamp;
+    await job.moveToDelayed(Date.now() + Math.min(BUSY_RETRY_MS, Math.max(BUSY_RETRY_MIN_MS, waited / 4)), token);
     throw new DelayedError();
   }
   if (outcome.kind === 'finished') {

@@ -92,8 +92,8 @@ export async function applyPlan(
   return { counts: applied, skipped };
 }
 
-/** Operations whose subject (an account in remove-access or delete mode, a group) may be gone once applied. */
-const REMOVES_SUBJECT: ReadonlySet<PlanKind> = new Set(['usersDeprovisioned', 'groupsDeleted']);
+/** Operations whose subject (an account in remove-access or delete mode, a group, a lifted lock) may be gone once applied. */
+const REMOVES_SUBJECT: ReadonlySet<PlanKind> = new Set(['usersDeprovisioned', 'groupsDeleted', 'usersReprovisioned']);
 
 const REFUSED = 'another enabled integration of this tenant took an account with this userName while the run was applying';
 
@@ -128,10 +128,10 @@ function steps(plan: Plan, policy: Policy): Step[] {
       change(CHANGE_KINDS.groupsCreated, g.externalId, g.name, { description: g.description }),
     ),
     step('groupsUpdated', plan.groupsUpdated, (r, s, b) => r.upsertGroups(s, b.map((u) => u.group)), (u) =>
-      change(CHANGE_KINDS.groupsUpdated, u.group.externalId, u.group.name, { changed: [...u.changed] }),
+      change(CHANGE_KINDS.groupsUpdated, u.group.externalId, u.group.name, { changed: [...u.changed], changes: changes(u.changed, u.previous, u.group) }),
     ),
     step('usersUpdated', plan.usersUpdated, (r, s, b) => r.updateUsers(s, b.map((u) => u.user)), (u) =>
-      change(CHANGE_KINDS.usersUpdated, u.user.externalId, u.user.userName, { changed: [...u.changed] }),
+      change(CHANGE_KINDS.usersUpdated, u.user.externalId, u.user.userName, { changed: [...u.changed], changes: changes(u.changed, u.previous, u.user) }),
     ),
     step('usersCreated', plan.usersCreated, (r, s, b) => r.grantAccess(s, b), (u) =>
       change(CHANGE_KINDS.usersCreated, u.externalId, u.userName, { email: u.email, status: u.status, ...(u.adopts ? { adopted: u.adopts } : {}) }),
@@ -211,6 +211,13 @@ function deprovision(
     case 'delete':
       return repo.removeAccess(scope, batch, true);
   }
+}
+
+/** Each named field that changed, with its previous and new value (an event's `changes`). */
+function changes<F extends string>(changed: readonly (F | 'attributes')[], previous: Readonly<Record<F, string | null>>, next: Readonly<Record<F, string | null>>): JsonObject {
+  const out: JsonObject = {};
+  for (const field of changed) if (field !== 'attributes') out[field] = { previous: previous[field as F], new: next[field as F] };
+  return out;
 }
 
 function membershipId(m: Membership): string {

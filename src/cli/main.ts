@@ -3,6 +3,7 @@ import { ConfigError, loadConfig } from '../config.js';
 import { DecryptionError } from '../crypto.js';
 import { UserError } from '../errors.js';
 import { registerDirectoryCommands } from './directory.command.js';
+import { registerEventsCommand } from './events.command.js';
 import { registerIntegrationCommands } from './integration.command.js';
 import { registerReencryptCommand } from './reencrypt.command.js';
 import { registerServiceCommands } from './service.command.js';
@@ -48,6 +49,7 @@ export function buildProgram(): Command {
   registerIntegrationCommands(program);
   registerSyncCommands(program);
   registerDirectoryCommands(program);
+  registerEventsCommand(program);
   registerWebhookCommands(program);
   registerReencryptCommand(program);
   for (const command of allCommands(program)) command.exitOverride().configureOutput(program.configureOutput());

@@ -23,6 +23,8 @@ export interface UserUpdate {
   readonly user: DirectoryUser;
   /** Named fields that changed; `attributes` when only raw profile attributes did. */
   readonly changed: readonly (UserField | 'attributes')[];
+  /** The account before the update: the previous values events carry. */
+  readonly previous: LocalUser;
 }
 
 export interface UserDeprovision {
@@ -36,6 +38,8 @@ export interface UserDeprovision {
 export interface GroupUpdate {
   readonly group: DirectoryGroup;
   readonly changed: readonly ('name' | 'description' | 'attributes')[];
+  /** The group before the update: the previous values events carry. */
+  readonly previous: LocalGroup;
 }
 
 export interface GroupDelete {
@@ -271,7 +275,7 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
       continue;
     }
     const changed = userChanges(existing, user);
-    if (changed.length > 0) usersUpdated.push({ user, changed });
+    if (changed.length > 0) usersUpdated.push({ user, changed, previous: existing });
   }
 
   for (const existing of sorted(local.users)) {
@@ -292,7 +296,7 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
     if (!existing) groupsCreated.push(group);
     else {
       const changed = groupChanges(existing, group);
-      if (changed.length > 0) groupsUpdated.push({ group, changed });
+      if (changed.length > 0) groupsUpdated.push({ group, changed, previous: existing });
     }
     const member = (userExternalId: string): Membership => ({
       groupExternalId: group.externalId,

@@ -453,7 +453,7 @@ export class RunRepository {
       kind: r.kind,
       externalId: r.external_id,
       subject: r.subject,
-      detail: r.detail,
+      detail: changeLogDetail(r.detail),
       state: r.state,
       at: r.created_at.toISOString(),
     }));
@@ -545,8 +545,15 @@ function described(integrationId: string, changes: readonly NewRunChange[]) {
         and g.external_id = case when t.kind like 'membership.%' then t.detail->>'group' when t.kind like 'group.%' then t.external_id end
     ) grp on true
     left join lateral (
-      select jsonb_build_object('id', l.id, 'personId', l.user_id, 'reason', l.reason, 'since', l.created_at) as view
+      select jsonb_build_object('id', l.id::text, 'personId', l.user_id, 'reason', l.reason, 'since', l.created_at) as view
       from locks l
       where l.integration_id = ${integrationId}::uuid and t.kind like 'user.%' and l.external_id = t.external_id
     ) lk on true`;
+}
+
+/** A change's detail as the change log shows it: without `of`, the event's description of the subject (the events API shows that). */
+function changeLogDetail(detail: JsonObject | null): JsonObject | null {
+  if (!detail || !('of' in detail)) return detail;
+  const { of: _of, ...rest } = detail;
+  return rest;
 }

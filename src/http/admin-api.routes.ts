@@ -7,6 +7,7 @@ import { RunRepository } from '../db/run.repository.js';
 import { TenantRepository } from '../db/tenant.repository.js';
 import { WebhookRepository } from '../db/webhook.repository.js';
 import { NotFoundError, UserError } from '../errors.js';
+import { readFeed } from '../events/feed.js';
 import { type CreateIntegrationInput, type IntegrationOptions, IntegrationService } from '../integrations/integration.service.js';
 import { type DirsyncQueue, removeSchedule, syncSchedule } from '../queue/queue.js';
 import { approveRun, requestRun } from '../runs/trigger.js';
@@ -148,6 +149,23 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         '/tenants/:slug/groups',
         { schema: { tags: ['tenants'], summary: "A tenant's groups", params: slugParam, querystring: page } },
         async (request) => paged(await new DirectoryRepository(deps.db).listTenantGroups(await tenantId(request.params.slug)), request.query as Page),
+      );
+
+      api.get<{ Querystring: { tenant?: string; after?: string; limit?: number } }>(
+        '/events',
+        {
+          schema: {
+            tags: ['events'],
+            summary: 'Events after a cursor, oldest first: {"events", "next"} (SPEC "Event"); reading after any cursor never skips one',
+            querystring: {
+              type: 'object',
+              properties: { tenant: { type: 'string' }, after: { type: 'string' }, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+              additionalProperties: false,
+            },
+            response: { 400: errorResponse, 404: errorResponse },
+          },
+        },
+        async (request) => readFeed(deps.db, request.query),
       );
 
       api.get<{ Querystring: Page & { tenant?: string } }>(

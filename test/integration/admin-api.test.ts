@@ -208,6 +208,23 @@ describe('admin API', () => {
     expect((await call({ method: 'GET', url: '/api/v1/tenants/nope/users' })).statusCode).toBe(404);
   });
 
+  it('reads events after a cursor (GET /events), per tenant, and refuses a bad cursor, limit or tenant', async () => {
+    const { slug, integrationId } = await newIntegration();
+    const queued = await call({ method: 'POST', url: `/api/v1/integrations/${integrationId}/sync`, payload: {} });
+    await reconcile({ db, config, log: silentLog }, queued.json().id);
+    const page = await call({ method: 'GET', url: `/api/v1/events?tenant=${slug}` });
+    expect(page.statusCode).toBe(200);
+    const { events, next } = page.json() as { events: Array<{ type: string; cursor: string; tenant: string; runId: string }>; next: string };
+    expect(events.map((e) => [e.type, e.tenant, e.runId])).toEqual(Array(3).fill(['user.created', slug, queued.json().id]));
+    expect(next).toBe(events[2]!.cursor);
+    const after = await call({ method: 'GET', url: `/api/v1/events?tenant=${slug}&after=${events[0]!.cursor}&limit=1` });
+    expect(after.json().events.map((e: { cursor: string }) => e.cursor)).toEqual([events[1]!.cursor]);
+    expect((await call({ method: 'GET', url: `/api/v1/events?tenant=${slug}&after=${next}` })).json()).toEqual({ events: [], next });
+    expect((await call({ method: 'GET', url: '/api/v1/events?after=not-a-cursor' })).statusCode).toBe(400);
+    expect((await call({ method: 'GET', url: '/api/v1/events?limit=5000' })).statusCode).toBe(400);
+    expect((await call({ method: 'GET', url: '/api/v1/events?tenant=nope' })).statusCode).toBe(404);
+  });
+
   it('approves only held runs', async () => {
     const { integrationId } = await newIntegration();
     const succeeded = await syncNow(integrationId);

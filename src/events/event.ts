@@ -1,0 +1,100 @@
+import type { JsonObject } from '../core/model.js';
+
+/**
+ * What the host app hears of every applied change (SPEC "Event"):
+ * `{"id","cursor","type","tenant","integrationId","runId","occurredAt","data"}`.
+ */
+export interface DirsyncEvent {
+  /** Unique and stable: the Standard Webhooks `webhook-id` of its deliveries. */
+  readonly id: string;
+  /** Opaque; reading after it never skips an event (see EventRepository.after). */
+  readonly cursor: string;
+  readonly type: EventType;
+  /** The tenant's slug. */
+  readonly tenant: string;
+  readonly integrationId: string;
+  readonly runId: string;
+  /** ISO 8601: when the change was applied. */
+  readonly occurredAt: string;
+  /** The account (or group) as `dirsync users`/`groups` show it, with its id and the person's id, and what the type adds. */
+  readonly data: JsonObject;
+}
+
+export const EVENT_TYPES = [
+  'user.created',
+  'user.updated',
+  'user.deprovisioned',
+  'user.reprovisioned',
+  'user.deleted',
+  'group.created',
+  'group.updated',
+  'group.deleted',
+  'group.user_added',
+  'group.user_removed',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** A position in the feed: after the transaction `txid`, row `id` (see migration 2026-11-30T0200-events). */
+export interface Cursor {
+  readonly txid: string;
+  readonly id: string;
+}
+
+/** The cursor as the API and CLI show it: `<txid>.<id>`, both decimal. */
+export function formatCursor(cursor: Cursor): string {
+  return `${cursor.txid}.${cursor.id}`;
+}
+
+/** Reads a cursor a client sends back; undefined when it is not one this feed gave out. */
+export function parseCursor(text: string): Cursor | undefined {
+  const m = /^(\d{1,20})\.(\d{1,19})$/.exec(text);
+  if (!m) return undefined;
+  // Both are bigint-range in Postgres (xid8 is unsigned 64-bit; ids are bigserial).
+  if (BigInt(m[1]!) > 18446744073709551615n || BigInt(m[2]!) > 9223372036854775807n) return undefined;
+  return { txid: m[1]!, id: m[2]! };
+}
+
+/** The change-log row an event is read from. */
+export interface ChangeRow {
+  readonly id: string;
+  readonly txid: string;
+  readonly kind: string;
+  readonly tenantSlug: string;
+  readonly integrationId: string;
+  readonly runId: string;
+  readonly createdAt: Date;
+  readonly detail: JsonObject | null;
+}
+
+/**
+ * A change-log row as an event. The change-log kinds name memberships `membership.*`; events
+ * use SPEC's `group.user_added`/`group.user_removed`. A deprovision in delete mode (the
+ * account and, without other accounts, the person removed) is `user.deleted`; in the other
+ * modes `user.deprovisioned`. Both carry `mode`, `reason` and the `lock`.
+ */
+export function toEvent(row: ChangeRow): DirsyncEvent {
+  const { of, group: _groupId, user: _userId, changed: _changed, ...rest } = (row.detail ?? {}) as JsonObject & { of?: JsonObject };
+  return {
+    id: row.id,
+    cursor: formatCursor(row),
+    type: eventType(row.kind, rest),
+    tenant: row.tenantSlug,
+    integrationId: row.integrationId,
+    runId: row.runId,
+    occurredAt: row.createdAt.toISOString(),
+    data: { ...rest, ...(of ?? {}) },
+  };
+}
+
+function eventType(kind: string, detail: JsonObject): EventType {
+  switch (kind) {
+    case 'membership.added':
+      return 'group.user_added';
+    case 'membership.removed':
+      return 'group.user_removed';
+    case 'user.deprovisioned':
+      return detail.mode === 'delete' ? 'user.deleted' : 'user.deprovisioned';
+    default:
+      return kind as EventType;
+  }
+}

@@ -1,0 +1,227 @@
+import { sql } from 'kysely';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { withFingerprint } from '../../src/connectors/scim/scim.mapping.js';
+import type { Db } from '../../src/db/database.js';
+import { EventRepository } from '../../src/db/event.repository.js';
+import { RunRepository } from '../../src/db/run.repository.js';
+import { ScimRepository } from '../../src/db/scim.repository.js';
+import { TenantRepository } from '../../src/db/tenant.repository.js';
+import type { DirsyncEvent } from '../../src/events/event.js';
+import { IntegrationService } from '../../src/integrations/integration.service.js';
+import { readUserBody } from '../../src/scim/scim.resource.js';
+import { USER_SCHEMA } from '../../src/scim/scim.schemas.js';
+import { createTestDatabase, testConfig, uniqueSlug } from '../support/env.js';
+import { FakeOkta } from '../support/fake-okta.js';
+import { type TestIntegration, approveNow, createOktaIntegration, runNow } from '../support/fixtures.js';
+
+/**
+ * SPEC "Events": every applied change, from any source, is one event, written in the
+ * transaction of the change; reading after a cursor never skips one, even when transactions
+ * commit out of order. Expected payloads follow SPEC's Event paragraph.
+ */
+
+let config: ReturnType<typeof testConfig>;
+let db: Db;
+let dropDb: () => Promise<void>;
+const fakes: FakeOkta[] = [];
+
+beforeAll(async () => {
+  const created = await createTestDatabase();
+  ({ db, drop: dropDb } = created);
+  config = testConfig({ DATABASE_URL: created.url });
+});
+afterEach(async () => {
+  while (fakes.length) await fakes.pop()!.stop();
+});
+afterAll(async () => dropDb());
+
+const deps = () => ({ db, config });
+const feed = () => new EventRepository(db);
+
+/** Every event of one tenant, paged through with `limit`. */
+async function allEvents(tenantId: string, limit = 1000): Promise<DirsyncEvent[]> {
+  const out: DirsyncEvent[] = [];
+  let page = await feed().after({ tenantId, limit });
+  while (page.events.length > 0) {
+    out.push(...page.events);
+    page = await feed().after({ tenantId, limit, after: page.next });
+  }
+  return out;
+}
+
+async function oktaOrg(mode = 'suspend', threshold?: string) {
+  const okta = await new FakeOkta().start();
+  fakes.push(okta);
+  const domain = `${uniqueSlug('ev')}.test`;
+  const app = okta.addApp('0oaApp');
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const u = okta.addUser(`u${i}@${domain}`, { id: `00u${i}`, profile: { firstName: `First${i}`, lastName: 'Last', email: `u${i}@${domain}` } });
+    app.users.add(u.id);
+    ids.push(u.id);
+  }
+  const g = okta.addGroup('Staff', { id: '00gStaff' });
+  for (const id of ids) okta.addMember(g.id, id);
+  app.groups.add(g.id);
+  const t = await createOktaIntegration(db, config, okta, { appId: '0oaApp', deprovision: mode, threshold });
+  return { okta, app, ids, domain, t };
+}
+
+const types = (events: DirsyncEvent[]) => events.map((e) => e.type);
+
+describe('events from runs', () => {
+  it('gives one event per applied change of a first sync, each with the account (id, person id) or group', async () => {
+    const { t, domain } = await oktaOrg();
+    const run = await runNow(deps(), t.integrationId);
+    const events = await allEvents(t.tenantId);
+    const counts = run.counts!;
+    expect(events).toHaveLength(Object.values(counts).reduce((a, b) => a + b, 0));
+    expect(types(events).filter((x) => x === 'user.created')).toHaveLength(3);
+    expect(types(events).filter((x) => x === 'group.created')).toHaveLength(1);
+    expect(types(events).filter((x) => x === 'group.user_added')).toHaveLength(3);
+    const accounts = await db.selectFrom('accounts').select(['id', 'user_id', 'external_id']).where('tenant_id', '=', t.tenantId).execute();
+    const created = events.find((e) => e.type === 'user.created' && (e.data.account as { userName: string }).userName === `u0@${domain}`)!;
+    const a0 = accounts.find((a) => a.external_id === '00u0')!;
+    expect(created).toMatchObject({ tenant: t.tenantSlug, integrationId: t.integrationId, runId: run.id });
+    expect(created.data.account).toMatchObject({ id: a0.id, personId: a0.user_id, externalId: '00u0', userName: `u0@${domain}`, active: true, locked: false });
+    const added = events.find((e) => e.type === 'group.user_added')!;
+    expect(added.data).toMatchObject({ account: { externalId: expect.any(String) }, group: { name: 'Staff', externalId: '00gStaff', id: expect.any(String) } });
+    // Events come in cursor order, and their ids are unique.
+    expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
+  });
+
+  it('user.updated carries each changed field with its previous and new value', async () => {
+    const { okta, t, domain } = await oktaOrg();
+    await runNow(deps(), t.integrationId);
+    const { next } = await feed().after({ tenantId: t.tenantId, limit: 1000 });
+    okta.updateUser('00u1', { profile: { firstName: 'Renamed', email: `renamed@${domain}` } });
+    await runNow(deps(), t.integrationId);
+    const { events } = await feed().after({ tenantId: t.tenantId, limit: 1000, after: next });
+    expect(types(events)).toEqual(['user.updated']);
+    expect(events[0]!.data.changes).toEqual({
+      givenName: { previous: 'First1', new: 'Renamed' },
+      email: { previous: `u1@${domain}`, new: `renamed@${domain}` },
+      displayName: { previous: 'First1 Last', new: 'Renamed Last' },
+    });
+    expect(events[0]!.data.account).toMatchObject({ givenName: 'Renamed', email: `renamed@${domain}` });
+  });
+
+  it('user.deprovisioned carries mode, reason and the lock; user.reprovisioned the lock it lifted', async () => {
+    const { okta, t } = await oktaOrg('suspend');
+    await runNow(deps(), t.integrationId);
+    let cursor = (await feed().after({ tenantId: t.tenantId, limit: 1000 })).next;
+    okta.updateUser('00u2', { status: 'SUSPENDED' });
+    await runNow(deps(), t.integrationId);
+    const off = await feed().after({ tenantId: t.tenantId, limit: 1000, after: cursor });
+    expect(types(off.events)).toEqual(['user.deprovisioned']);
+    const lock = await db.selectFrom('locks').select(['id', 'user_id']).where('tenant_id', '=', t.tenantId).executeTakeFirstOrThrow();
+    expect(off.events[0]!.data).toMatchObject({ mode: 'suspend', reason: 'idp-status', account: { active: false, locked: true }, lock: { id: lock.id, personId: lock.user_id } });
+    cursor = off.next;
+    okta.updateUser('00u2', { status: 'ACTIVE' });
+    await runNow(deps(), t.integrationId);
+    const on = await feed().after({ tenantId: t.tenantId, limit: 1000, after: cursor });
+    expect(types(on.events)).toEqual(['user.reprovisioned']);
+    expect(on.events[0]!.data).toMatchObject({ account: { active: true, locked: false }, lock: { id: lock.id } });
+  });
+
+  it('in delete mode the deprovision is user.deleted, with the account as it was and the lock', async () => {
+    const { okta, t } = await oktaOrg('delete');
+    await runNow(deps(), t.integrationId);
+    const account = await db.selectFrom('accounts').select(['id', 'user_id']).where('tenant_id', '=', t.tenantId).where('external_id', '=', '00u0').executeTakeFirstOrThrow();
+    const cursor = (await feed().after({ tenantId: t.tenantId, limit: 1000 })).next;
+    okta.updateUser('00u0', { status: 'DEPROVISIONED' });
+    await runNow(deps(), t.integrationId);
+    const { events } = await feed().after({ tenantId: t.tenantId, limit: 1000, after: cursor });
+    const deleted = events.find((e) => e.type === 'user.deleted')!;
+    expect(deleted, JSON.stringify(events)).toBeDefined();
+    expect(deleted.data).toMatchObject({ mode: 'delete', reason: 'idp-status', account: { id: account.id, personId: account.user_id, active: false, locked: true }, lock: { personId: account.user_id } });
+    expect(types(events).filter((x) => x === 'user.deprovisioned')).toEqual([]);
+  });
+
+  it('a dry run and a held plan give no event until applied; the approval gives them', async () => {
+    const { app, t } = await oktaOrg('suspend', '10');
+    await runNow(deps(), t.integrationId);
+    const cursor = (await feed().after({ tenantId: t.tenantId, limit: 1000 })).next;
+    for (let i = 0; i < 8; i++) {
+      const u = fakes[0]!.addUser(`extra${i}@x.test`, { id: `00x${i}` });
+      app.users.add(u.id);
+    }
+    await runNow(deps(), t.integrationId);
+    const before = (await feed().after({ tenantId: t.tenantId, limit: 1000, after: cursor })).next;
+    for (let i = 0; i < 8; i++) app.users.delete(`00x${i}`);
+    expect((await runNow(deps(), t.integrationId, { dryRun: true })).counts).toMatchObject({ usersDeprovisioned: 8 });
+    expect((await feed().after({ tenantId: t.tenantId, limit: 1000, after: before })).events).toEqual([]);
+    const held = await runNow(deps(), t.integrationId);
+    expect(held.status).toBe('held');
+    expect((await feed().after({ tenantId: t.tenantId, limit: 1000, after: before })).events).toEqual([]);
+    const approval = await approveNow(deps(), held.id);
+    const { events } = await feed().after({ tenantId: t.tenantId, limit: 1000, after: before });
+    expect(types(events)).toEqual(Array(8).fill('user.deprovisioned'));
+    expect(events.every((e) => e.runId === approval.id)).toBe(true);
+  });
+
+  it('a SCIM push applied by its run is an event like any other', async () => {
+    const slug = uniqueSlug();
+    const tenant = (await new TenantRepository(db).create(slug, slug))!;
+    const { integration } = await new IntegrationService(db, config).create({ tenant: slug, provider: 'scim' });
+    await new ScimRepository(db).createUser(integration.id, withFingerprint(readUserBody({ schemas: [USER_SCHEMA], userName: 'pushed@s.test', active: true })));
+    const run = await runNow(deps(), integration.id, { trigger: 'scim' });
+    const events = await allEvents(tenant.id);
+    expect(events.map((e) => [e.type, e.runId, (e.data.account as { userName: string }).userName])).toEqual([['user.created', run.id, 'pushed@s.test']]);
+  });
+});
+
+describe('the cursor', () => {
+  /** A run row to hang raw change-log rows on. */
+  async function bareRun(): Promise<{ t: TestIntegration; runId: string }> {
+    const slug = uniqueSlug();
+    const tenant = (await new TenantRepository(db).create(slug, slug))!;
+    const { integration } = await new IntegrationService(db, config).create({ tenant: slug, provider: 'scim' });
+    const { run } = await new RunRepository(db).trigger(integration.id, 'manual', false);
+    return { t: { tenantId: tenant.id, tenantSlug: slug, integrationId: integration.id }, runId: run.id };
+  }
+  const insert = (q: Db, r: { t: TestIntegration; runId: string }, subject: string) =>
+    sql`insert into run_changes (run_id, tenant_id, integration_id, kind, external_id, subject, detail, state)
+        values (${r.runId}::uuid, ${r.t.tenantId}::uuid, ${r.t.integrationId}::uuid, 'group.created', ${subject}, ${subject}, '{}'::jsonb, 'applied')`.execute(q);
+
+  it('never skips an event whose transaction took an earlier position but committed after a later one was read', async () => {
+    const r = await bareRun();
+    const subjects = (events: DirsyncEvent[]) => events.map((e) => e.data).length;
+    // T1 takes its position (txid and row id) first and stays open.
+    let finish!: () => void;
+    const open = new Promise<void>((resolve) => (finish = resolve));
+    let began!: () => void;
+    const started = new Promise<void>((resolve) => (began = resolve));
+    const t1 = db.transaction().execute(async (trx) => {
+      await insert(trx, r, 'early');
+      began();
+      await open;
+    });
+    await started;
+    // T2 writes after it and commits first.
+    await db.transaction().execute(async (trx) => insert(trx, r, 'late'));
+    const first = await feed().after({ tenantId: r.t.tenantId, limit: 100 });
+    // A reader ordering by id alone would hand out "late" and move past "early" for good.
+    expect(subjects(first.events)).toBe(0);
+    finish();
+    await t1;
+    const second = await feed().after({ tenantId: r.t.tenantId, limit: 100, after: first.next });
+    const rows = await db.selectFrom('run_changes').select(['id', 'subject']).where('run_id', '=', r.runId).orderBy('id').execute();
+    expect(second.events.map((e) => e.id)).toEqual(rows.map((x) => String(x.id)));
+    expect(rows.map((x) => x.subject)).toEqual(['early', 'late']);
+  });
+
+  it('a reader restarted from any cursor sees exactly the rest, in the same order', async () => {
+    const r = await bareRun();
+    for (let i = 0; i < 3; i++) await db.transaction().execute(async (trx) => {
+      for (let j = 0; j < 3; j++) await insert(trx, r, `s${i}.${j}`);
+    });
+    const all = await allEvents(r.t.tenantId);
+    expect(all).toHaveLength(9);
+    for (let k = 0; k < all.length; k++) {
+      const rest = await feed().after({ tenantId: r.t.tenantId, limit: 1000, after: { txid: all[k]!.cursor.split('.')[0]!, id: all[k]!.cursor.split('.')[1]! } });
+      expect(rest.events.map((e) => e.id)).toEqual(all.slice(k + 1).map((e) => e.id));
+    }
+    expect((await allEvents(r.t.tenantId, 2)).map((e) => e.id)).toEqual(all.map((e) => e.id));
+  });
+});
