@@ -1,5 +1,5 @@
 import { changeLogId, destructive, membershipDetail } from '../core/approvals.js';
-import type { JsonObject, SkippedRecord } from '../core/model.js';
+import type { DirectoryGroup, DirectoryUser, JsonObject, SkippedRecord } from '../core/model.js';
 import { CHANGE_KINDS, type Membership, type Plan, type PlanCounts, type PlanKind, type UserDeprovision, zeroCounts } from '../core/plan.js';
 import type { DeprovisionMode, Policy } from '../core/policy.js';
 import { type Db, isDataError } from '../db/database.js';
@@ -125,39 +125,63 @@ function steps(plan: Plan, policy: Policy): Step[] {
   const mode = policy.deprovisionMode;
   return [
     step('groupsCreated', plan.groupsCreated, (r, s, b) => r.upsertGroups(s, b), (g) =>
-      change(CHANGE_KINDS.groupsCreated, g.externalId, g.name, { description: g.description }),
+      change(CHANGE_KINDS.groupsCreated, g.externalId, g.name, { description: g.description, of: { group: groupOf(g) } }),
     ),
     step('groupsUpdated', plan.groupsUpdated, (r, s, b) => r.upsertGroups(s, b.map((u) => u.group)), (u) =>
-      change(CHANGE_KINDS.groupsUpdated, u.group.externalId, u.group.name, { changed: [...u.changed], changes: changes(u.changed, u.previous, u.group) }),
+      change(CHANGE_KINDS.groupsUpdated, u.group.externalId, u.group.name, {
+        changed: [...u.changed],
+        changes: changes(u.changed, u.previous, u.group),
+        of: { group: groupOf(u.group) },
+      }),
     ),
     step('usersUpdated', plan.usersUpdated, (r, s, b) => r.updateUsers(s, b.map((u) => u.user)), (u) =>
-      change(CHANGE_KINDS.usersUpdated, u.user.externalId, u.user.userName, { changed: [...u.changed], changes: changes(u.changed, u.previous, u.user) }),
+      change(CHANGE_KINDS.usersUpdated, u.user.externalId, u.user.userName, {
+        changed: [...u.changed],
+        changes: changes(u.changed, u.previous, u.user),
+        of: { account: accountOf(u.user) },
+      }),
     ),
     step('usersCreated', plan.usersCreated, (r, s, b) => r.grantAccess(s, b), (u) =>
-      change(CHANGE_KINDS.usersCreated, u.externalId, u.userName, { email: u.email, status: u.status, ...(u.adopts ? { adopted: u.adopts } : {}) }),
+      change(CHANGE_KINDS.usersCreated, u.externalId, u.userName, {
+        email: u.email,
+        status: u.status,
+        ...(u.adopts ? { adopted: u.adopts } : {}),
+        of: { account: accountOf(u) },
+      }),
     ),
     step('usersReprovisioned', plan.usersReprovisioned, (r, s, b) => r.grantAccess(s, b), (u) =>
-      change(CHANGE_KINDS.usersReprovisioned, u.externalId, u.userName, { status: u.status, ...(u.adopts ? { adopted: u.adopts } : {}) }),
+      change(CHANGE_KINDS.usersReprovisioned, u.externalId, u.userName, {
+        status: u.status,
+        ...(u.adopts ? { adopted: u.adopts } : {}),
+        of: { account: accountOf(u) },
+      }),
     ),
     step('membershipsAdded', plan.membershipsAdded, (r, s, b) => r.addMemberships(s, b), (m) =>
-      change(CHANGE_KINDS.membershipsAdded, membershipId(m), `${m.userName} in ${m.groupName}`, membershipDetail(m)),
+      change(CHANGE_KINDS.membershipsAdded, membershipId(m), `${m.userName} in ${m.groupName}`, { ...membershipDetail(m), of: membershipOf(m) }),
     ),
     step('membershipsRemoved', plan.membershipsRemoved, (r, s, b) => r.removeMemberships(s, b), (m) =>
       change(CHANGE_KINDS.membershipsRemoved, membershipId(m), `${m.userName} in ${m.groupName}`, {
         ...membershipDetail(m),
         ...(m.with ? { with: m.with === 'group' ? 'group deleted' : 'account removed' } : {}),
+        of: membershipOf(m),
       }),
     ),
     step(
       'usersDeprovisioned',
       plan.usersDeprovisioned,
       (r, s, b) => deprovision(r, s, b, mode),
-      (d) => change(CHANGE_KINDS.usersDeprovisioned, d.externalId, d.userName, { reason: d.reason, status: d.user?.status ?? null, mode }),
+      (d) =>
+        change(CHANGE_KINDS.usersDeprovisioned, d.externalId, d.userName, {
+          reason: d.reason,
+          status: d.user?.status ?? null,
+          mode,
+          of: { account: { userName: d.userName, active: false, locked: true } },
+        }),
       // A record whose attributes Postgres refuses is still deprovisioned: bad data never keeps anyone in.
       (d) => (d.user ? { ...d, user: null } : undefined),
     ),
     step('groupsDeleted', plan.groupsDeleted, (r, s, b) => r.deleteGroups(s, b.map((g) => g.externalId)), (g) =>
-      change(CHANGE_KINDS.groupsDeleted, g.externalId, g.name, { members: g.members }),
+      change(CHANGE_KINDS.groupsDeleted, g.externalId, g.name, { members: g.members, of: { group: { name: g.name } } }),
     ),
   ];
 }
@@ -211,6 +235,20 @@ function deprovision(
     case 'delete':
       return repo.removeAccess(scope, batch, true);
   }
+}
+
+/** The account an event describes, as the plan knows it (its ids, IdP id included, are added when events are read). */
+function accountOf(u: DirectoryUser): JsonObject {
+  return { userName: u.userName, email: u.email, givenName: u.givenName, familyName: u.familyName, displayName: u.displayName, active: u.active, locked: false };
+}
+
+function groupOf(g: DirectoryGroup): JsonObject {
+  return { name: g.name, description: g.description };
+}
+
+/** A membership's account and group by name only: their ids are in the change's detail already (`user`, `group`). */
+function membershipOf(m: Membership): JsonObject {
+  return { account: { userName: m.userName }, group: { name: m.groupName } };
 }
 
 /** Each named field that changed, with its previous and new value (an event's `changes`). */

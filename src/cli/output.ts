@@ -49,7 +49,11 @@ export function describeRun(run: RunSummary): string {
     `  finished:  ${run.finishedAt ?? '-'}`,
   ];
   if (run.counts) {
-    const changes = PLAN_KINDS.filter((k) => (run.counts?.[k] ?? 0) > 0).map((k) => `${run.counts?.[k]} ${LABELS[k]}`);
+    const changes = PLAN_KINDS.filter((k) => (run.counts?.[k] ?? 0) > 0).map((k) => {
+      const n = run.counts?.[k] ?? 0;
+      // "1 user created", "2 users created"
+      return `${n} ${n === 1 ? LABELS[k].replace(/s (\w+)$/, ' $1') : LABELS[k]}`;
+    });
     lines.push(`  changes:   ${changes.length ? changes.join(', ') : 'none'}`);
   }
   if (run.heldReason) lines.push(run.approvedByRunId ? `  was held:  ${run.heldReason.replace(/ \(`dirsync run approve [^`]*`\)/, '')}` : `  held:      ${run.heldReason}`);

@@ -416,19 +416,21 @@ export class RunRepository {
 
   /**
    * Records applied changes, in the transaction that applied them: each row is also an event
-   * for the host app (SPEC "Events", see migration 2026-11-30T0200-events), its `detail.of`
-   * holding the account, group and lock as they are now. Subjects the change removed (an
-   * account in remove-access or delete mode, a deleted group) are kept as `before` described
-   * them (see describeSubjects), taken in the same transaction before the write.
+   * for the host app (SPEC "Events", see migration 2026-11-30T0200-events). `detail.of` holds
+   * the subject as the plan knew it; for subjects the change removed (an account in
+   * remove-access or delete mode, a deleted group, a lifted lock) what `before` described in
+   * the same transaction before the write (see describeSubjects) is kept too. Ids that still
+   * exist are added when events are read (EventRepository), which keeps this write a plain
+   * set-based insert.
    */
   async recordApplied(scope: ChangeScope, changes: readonly NewRunChange[], before?: ReadonlyMap<string, JsonObject>): Promise<void> {
     if (changes.length === 0) return;
-    const rows = before ? changes.map((c) => (before.has(c.externalId) ? { ...c, detail: { ...c.detail, of: before.get(c.externalId)! } } : c)) : changes;
+    const rows = before ? changes.map((c) => withBefore(c, before.get(c.externalId))) : changes;
     await sql`
       insert into run_changes (run_id, tenant_id, integration_id, kind, external_id, subject, detail, state)
-      select ${scope.runId}::uuid, ${scope.tenantId}::uuid, ${scope.integrationId}::uuid, d.kind, d.external_id, d.subject, d.detail, 'applied'
-      from (${described(scope.integrationId, rows)}) d
-      order by d.n
+      select ${scope.runId}::uuid, ${scope.tenantId}::uuid, ${scope.integrationId}::uuid, t.kind, t.external_id, t.subject, t.detail, 'applied'
+      from ${changeRows(rows)}
+      order by t.n
     `.execute(this.db);
   }
 
@@ -501,6 +503,16 @@ function toSummary(row: RunRow): RunSummary {
     approvedByRunId: row.approved_by_run_id,
     warnings: row.warnings ?? [],
   };
+}
+
+/** A change with what was read of its subject before the write, under the plan's own description (which wins: it is the state after). */
+function withBefore(change: NewRunChange, before: JsonObject | undefined): NewRunChange {
+  if (!before) return change;
+  const planned = (change.detail?.of ?? {}) as Record<string, JsonObject | undefined>;
+  const read = before as Record<string, JsonObject | undefined>;
+  const of: JsonObject = { ...before };
+  for (const [key, value] of Object.entries(planned)) of[key] = { ...(read[key] ?? {}), ...(value ?? {}) };
+  return { ...change, detail: { ...change.detail, of } };
 }
 
 /** Which run, of which integration and tenant, applied a change: an event's provenance. */

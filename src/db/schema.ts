@@ -251,6 +251,47 @@ export interface ScimGroupMembersTable {
   user_id: string;
 }
 
+/** A host-app endpoint events are delivered to (migration 2026-11-30T0300-endpoints). */
+export interface EventEndpointsTable {
+  id: Generated<string>;
+  url: string;
+  /** Only this tenant's events; null: every tenant's. */
+  tenant_id: string | null;
+  /** Only these event types; null: every type. */
+  types: string[] | null;
+  /** The signing secret (`whsec_...`), sealed with the encryption key. */
+  secret: Buffer;
+  previous_secret: Buffer | null;
+  previous_secret_expires_at: NullableTimestamp;
+  enabled: ColumnType<boolean, boolean | undefined, boolean>;
+  disabled_reason: string | null;
+  /** Delivered through this feed position (xid8 as a decimal string, and the row id). */
+  cursor_txid: string;
+  cursor_id: ColumnType<string, string | number, string | number>;
+  failing_since: NullableTimestamp;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export type DeliveryStatus = 'retrying' | 'delivered' | 'failed';
+
+/** One event sent (or being retried) to one endpoint. */
+export interface EventDeliveriesTable {
+  id: Generated<string>;
+  endpoint_id: string;
+  event_id: ColumnType<string, string | number, string | number>;
+  event_cursor: string;
+  event_type: string;
+  status: DeliveryStatus;
+  attempts: number;
+  last_status_code: number | null;
+  last_error: string | null;
+  response_excerpt: string | null;
+  next_attempt_at: NullableTimestamp;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
 export interface Database {
   tenants: TenantsTable;
   integrations: IntegrationsTable;
@@ -267,6 +308,8 @@ export interface Database {
   scim_groups: ScimGroupsTable;
   scim_group_members: ScimGroupMembersTable;
   scim_unapplied: ScimUnappliedTable;
+  event_endpoints: EventEndpointsTable;
+  event_deliveries: EventDeliveriesTable;
 }
 
 export type TenantRow = Selectable<TenantsTable>;

@@ -59,11 +59,15 @@ export interface ChangeRow {
   readonly id: string;
   readonly txid: string;
   readonly kind: string;
+  /** The change's subject id: the IdP id of a user or group (a membership's are in its detail). */
+  readonly externalId: string;
   readonly tenantSlug: string;
   readonly integrationId: string;
   readonly runId: string;
   readonly createdAt: Date;
   readonly detail: JsonObject | null;
+  /** What the subject's ids are as the event is read (an account or group removed since has none). */
+  readonly ids: { readonly accountId: string | null; readonly personId: string | null; readonly groupId: string | null; readonly lock: JsonObject | null };
 }
 
 /**
@@ -73,7 +77,21 @@ export interface ChangeRow {
  * modes `user.deprovisioned`. Both carry `mode`, `reason` and the `lock`.
  */
 export function toEvent(row: ChangeRow): DirsyncEvent {
-  const { of, group: _groupId, user: _userId, changed: _changed, ...rest } = (row.detail ?? {}) as JsonObject & { of?: JsonObject };
+  const { of, group: groupId, user: userId, changed: _changed, ...rest } = (row.detail ?? {}) as JsonObject & { of?: JsonObject };
+  const described = (of ?? {}) as { account?: JsonObject; group?: JsonObject; lock?: JsonObject };
+  const membership = row.kind.startsWith('membership.');
+  const data: JsonObject = { ...rest };
+  // Attributes are as of the change; ids are the subject's (kept from before the change when it was removed since).
+  if (described.account) {
+    const externalId = membership ? (userId as string) : row.externalId;
+    data.account = { id: row.ids.accountId, personId: row.ids.personId, externalId, ...withoutNulls(described.account) };
+  }
+  if (described.group) {
+    const externalId = membership ? (groupId as string) : row.externalId;
+    data.group = { id: row.ids.groupId, externalId, ...withoutNulls(described.group) };
+  }
+  const lock = row.ids.lock ?? described.lock;
+  if (lock && (row.kind === 'user.deprovisioned' || row.kind === 'user.reprovisioned')) data.lock = lock;
   return {
     id: row.id,
     cursor: formatCursor(row),
@@ -82,8 +100,15 @@ export function toEvent(row: ChangeRow): DirsyncEvent {
     integrationId: row.integrationId,
     runId: row.runId,
     occurredAt: row.createdAt.toISOString(),
-    data: { ...rest, ...(of ?? {}) },
+    data,
   };
+}
+
+/** Ids read before a removal are kept; a null read now does not hide them. */
+function withoutNulls(object: JsonObject): JsonObject {
+  const out: JsonObject = {};
+  for (const [k, v] of Object.entries(object)) if (v !== null || (k !== 'id' && k !== 'personId')) out[k] = v;
+  return out;
 }
 
 function eventType(kind: string, detail: JsonObject): EventType {

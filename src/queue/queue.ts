@@ -2,7 +2,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Integration } from '../db/integration.repository.js';
 import type { RunSummary } from '../db/run.repository.js';
-import { type JobName, type JobPayloads, schedulerId } from './jobs.js';
+import { type JobName, type JobPayloads, deliveryJobId, schedulerId } from './jobs.js';
 
 export type DirsyncQueue = Queue<JobPayloads[JobName], unknown, JobName>;
 
@@ -59,4 +59,12 @@ export async function syncSchedule(queue: DirsyncQueue, integration: Integration
 
 export async function removeSchedule(queue: DirsyncQueue, integrationId: string): Promise<void> {
   await queue.removeJobScheduler(schedulerId(integrationId));
+}
+
+/**
+ * Asks for an endpoint's pending events to be delivered. A job already waiting or running for
+ * it absorbs the request; a finished one is removed at once, so the next request adds anew.
+ */
+export async function enqueueDelivery(queue: DirsyncQueue, endpointId: string): Promise<void> {
+  await queue.add('deliver', { endpointId }, { jobId: deliveryJobId(endpointId), removeOnComplete: true, removeOnFail: true });
 }

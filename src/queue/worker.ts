@@ -2,6 +2,8 @@ import { type Job, Worker } from 'bullmq';
 import pRetry from 'p-retry';
 import { handleReconcile } from '../../jobs/reconcile.job.js';
 import { handleScheduleTick } from '../../jobs/schedule-tick.job.js';
+import { handleDeliver } from '../../jobs/deliver.job.js';
+import { startDeliveryTrigger } from '../events/delivery-trigger.js';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import { IntegrationRepository } from '../db/integration.repository.js';
@@ -35,6 +37,7 @@ export async function startWorker(deps: WorkerDeps): Promise<DirsyncWorker> {
   const handlers: Handlers = {
     reconcile: (job, token) => handleReconcile(deps, job, token),
     'schedule-tick': (job) => handleScheduleTick(deps, job),
+    deliver: (job, token) => handleDeliver(deps, job, token),
   };
   await recover(deps);
   // BullMQ leaves a connection it was handed open on close; this one is ours to close.
@@ -58,8 +61,11 @@ export async function startWorker(deps: WorkerDeps): Promise<DirsyncWorker> {
   const sweeper = setInterval(() => {
     sweep(deps).catch((error: unknown) => deps.log.warn({ err: (error as Error).message }, 'sweep failed'));
   }, deps.sweepEveryMs ?? 30_000);
+  // Events are delivered as they commit (LISTEN/NOTIFY), and swept for every few seconds.
+  const stopDeliveries = await startDeliveryTrigger({ db: deps.db, databaseUrl: deps.config.databaseUrl, queue: deps.queue, log: deps.log });
   worker.on('closed', () => {
     clearInterval(sweeper);
+    void stopDeliveries();
     connection.disconnect();
   });
   // Redis may come back empty (restarted without persistence): put back what Postgres knows,

@@ -1,0 +1,211 @@
+import { sql } from 'kysely';
+import type { Cursor } from '../events/event.js';
+import type { Db } from './database.js';
+import type { DeliveryStatus } from './schema.js';
+
+/** An endpoint as stored, secrets still sealed. */
+export interface StoredEndpoint {
+  readonly id: string;
+  readonly url: string;
+  readonly tenantId: string | null;
+  readonly types: readonly string[] | null;
+  readonly secret: Buffer;
+  readonly previousSecret: Buffer | null;
+  readonly previousSecretExpiresAt: Date | null;
+  readonly enabled: boolean;
+  readonly disabledReason: string | null;
+  readonly cursor: Cursor;
+  readonly failingSince: Date | null;
+  readonly createdAt: Date;
+}
+
+/** One event's delivery to an endpoint, as `dirsync endpoint deliveries` shows it. */
+export interface DeliveryView {
+  readonly eventId: string;
+  readonly cursor: string;
+  readonly type: string;
+  readonly status: DeliveryStatus;
+  readonly attempts: number;
+  readonly lastStatusCode: number | null;
+  readonly lastError: string | null;
+  readonly responseExcerpt: string | null;
+  readonly nextAttemptAt: string | null;
+  readonly updatedAt: string;
+}
+
+/** What one attempt to deliver an event came to. */
+export interface Attempt {
+  readonly eventId: string;
+  readonly cursor: string;
+  readonly type: string;
+  readonly ok: boolean;
+  readonly statusCode: number | null;
+  readonly error: string | null;
+  readonly responseExcerpt: string | null;
+  /** For a failed attempt that will be tried again. */
+  readonly nextAttemptAt: Date | null;
+}
+
+export class EndpointRepository {
+  constructor(private readonly db: Db) {}
+
+  async create(values: { url: string; tenantId: string | null; types: readonly string[] | null; seal: (id: string) => Buffer; cursor: Cursor }): Promise<StoredEndpoint> {
+    const id = crypto.randomUUID();
+    const row = await this.db
+      .insertInto('event_endpoints')
+      .values({
+        id,
+        url: values.url,
+        tenant_id: values.tenantId,
+        types: values.types ? [...values.types] : null,
+        secret: values.seal(id),
+        cursor_txid: values.cursor.txid,
+        cursor_id: values.cursor.id,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return toEndpoint(row);
+  }
+
+  async find(id: string): Promise<StoredEndpoint | undefined> {
+    const row = await this.db.selectFrom('event_endpoints').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toEndpoint(row);
+  }
+
+  async list(): Promise<StoredEndpoint[]> {
+    const rows = await this.db.selectFrom('event_endpoints').selectAll().orderBy('created_at').execute();
+    return rows.map(toEndpoint);
+  }
+
+  /** Ids of enabled endpoints: the ones deliveries run for. */
+  async enabledIds(): Promise<string[]> {
+    const rows = await this.db.selectFrom('event_endpoints').select('id').where('enabled', '=', true).execute();
+    return rows.map((r) => r.id);
+  }
+
+  async delete(id: string): Promise<boolean> {
+    const result = await this.db.deleteFrom('event_endpoints').where('id', '=', id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+
+  /** A new secret; the old one keeps signing until `previousUntil` (null: stops at once). */
+  async rotateSecret(id: string, secret: Buffer, previousUntil: Date | null): Promise<StoredEndpoint | undefined> {
+    const row = await this.db
+      .updateTable('event_endpoints')
+      .set({
+        previous_secret: previousUntil ? sql`secret` : null,
+        previous_secret_expires_at: previousUntil,
+        secret,
+        updated_at: sql`now()`,
+      } as never)
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirst();
+    return row && toEndpoint(row);
+  }
+
+  /** Re-sends from `cursor` on: the endpoint's position moves back (or on), and it is enabled again. */
+  async moveTo(id: string, cursor: Cursor): Promise<StoredEndpoint | undefined> {
+    const row = await this.db
+      .updateTable('event_endpoints')
+      .set({ cursor_txid: cursor.txid, cursor_id: cursor.id, enabled: true, disabled_reason: null, failing_since: null, updated_at: sql`now()` })
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirst();
+    return row && toEndpoint(row);
+  }
+
+  /**
+   * Records attempts, in one transaction: each attempt's delivery row, and for the endpoint its
+   * new position (after the last event delivered) and whether it is failing (since when).
+   * Only moves forward from `from`, the position the deliverer started at: a replay that moved
+   * the endpoint meanwhile wins.
+   */
+  async recordAttempts(endpointId: string, from: Cursor, to: Cursor, attempts: readonly Attempt[], failing: boolean): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      if (attempts.length > 0) {
+        await sql`
+          insert into event_deliveries (endpoint_id, event_id, event_cursor, event_type, status, attempts, last_status_code, last_error, response_excerpt, next_attempt_at)
+          select ${endpointId}::uuid, t.event_id, t.cursor, t.type, t.status, 1, t.code, t.error, t.excerpt, t.next_at
+          from unnest(${attempts.map((a) => a.eventId)}::bigint[], ${attempts.map((a) => a.cursor)}::text[], ${attempts.map((a) => a.type)}::text[],
+            ${attempts.map((a) => (a.ok ? 'delivered' : a.nextAttemptAt ? 'retrying' : 'failed'))}::text[], ${attempts.map((a) => a.statusCode)}::int[],
+            ${attempts.map((a) => a.error)}::text[], ${attempts.map((a) => a.responseExcerpt)}::text[], ${attempts.map((a) => a.nextAttemptAt)}::timestamptz[])
+            as t(event_id, cursor, type, status, code, error, excerpt, next_at)
+          on conflict (endpoint_id, event_id) do update set status = excluded.status, attempts = event_deliveries.attempts + 1,
+            last_status_code = excluded.last_status_code, last_error = excluded.last_error, response_excerpt = excluded.response_excerpt,
+            next_attempt_at = excluded.next_attempt_at, updated_at = now()
+        `.execute(trx);
+      }
+      await sql`
+        update event_endpoints set cursor_txid = ${to.txid}::xid8, cursor_id = ${to.id}::bigint,
+          failing_since = case when ${failing} then coalesce(failing_since, now()) end, updated_at = now()
+        where id = ${endpointId}::uuid and cursor_txid = ${from.txid}::xid8 and cursor_id = ${from.id}::bigint
+      `.execute(trx);
+    });
+  }
+
+  /** How many attempts an event's delivery to the endpoint has had. */
+  async attemptsOf(endpointId: string, eventId: string): Promise<number> {
+    const row = await this.db.selectFrom('event_deliveries').select('attempts').where('endpoint_id', '=', endpointId).where('event_id', '=', eventId).executeTakeFirst();
+    return row?.attempts ?? 0;
+  }
+
+  /** Turns an endpoint off, saying why (it failed for too long). */
+  async disable(id: string, reason: string): Promise<void> {
+    await this.db.updateTable('event_endpoints').set({ enabled: false, disabled_reason: reason, updated_at: sql`now()` } as never).where('id', '=', id).execute();
+  }
+
+  async deliveries(endpointId: string, limit: number): Promise<DeliveryView[]> {
+    const rows = await this.db
+      .selectFrom('event_deliveries')
+      .selectAll()
+      .where('endpoint_id', '=', endpointId)
+      .orderBy('updated_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      eventId: String(r.event_id),
+      cursor: r.event_cursor,
+      type: r.event_type,
+      status: r.status,
+      attempts: r.attempts,
+      lastStatusCode: r.last_status_code,
+      lastError: r.last_error,
+      responseExcerpt: r.response_excerpt,
+      nextAttemptAt: r.next_attempt_at?.toISOString() ?? null,
+      updatedAt: r.updated_at.toISOString(),
+    }));
+  }
+}
+
+function toEndpoint(row: {
+  id: string;
+  url: string;
+  tenant_id: string | null;
+  types: string[] | null;
+  secret: Buffer;
+  previous_secret: Buffer | null;
+  previous_secret_expires_at: Date | null;
+  enabled: boolean;
+  disabled_reason: string | null;
+  cursor_txid: string;
+  cursor_id: string;
+  failing_since: Date | null;
+  created_at: Date;
+}): StoredEndpoint {
+  return {
+    id: row.id,
+    url: row.url,
+    tenantId: row.tenant_id,
+    types: row.types,
+    secret: row.secret,
+    previousSecret: row.previous_secret,
+    previousSecretExpiresAt: row.previous_secret_expires_at,
+    enabled: row.enabled,
+    disabledReason: row.disabled_reason,
+    cursor: { txid: String(row.cursor_txid), id: String(row.cursor_id) },
+    failingSince: row.failing_since,
+    createdAt: row.created_at,
+  };
+}

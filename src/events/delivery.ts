@@ -1,0 +1,159 @@
+import { Webhook } from 'standardwebhooks';
+import type { Config } from '../config.js';
+import type { Db } from '../db/database.js';
+import { type Attempt, EndpointRepository } from '../db/endpoint.repository.js';
+import { EventRepository } from '../db/event.repository.js';
+import type { Logger } from '../log.js';
+import { EndpointService } from './endpoint.service.js';
+import { type Cursor, type DirsyncEvent, parseCursor } from './event.js';
+
+/** How long an endpoint may fail before it is disabled (SPEC: retried for up to 3 days). */
+export const GIVE_UP_AFTER_MS = 3 * 86_400_000;
+
+/** Per request: an endpoint that takes longer is a failed attempt. */
+export const DELIVERY_TIMEOUT_MS = 10_000;
+
+/** Characters of an answer kept, for `endpoint deliveries`: never more. */
+const EXCERPT = 200;
+
+/** Events read per page while catching up (each is sent on its own, in order). */
+const PAGE = 200;
+
+/**
+ * When the next attempt is due after `failures` failed attempts of one event: 5 s, 10 s,
+ * 20 s, ... doubling, at most an hour apart.
+ */
+export function retryDelayMs(failures: number): number {
+  return Math.min(3_600_000, 5_000 * 2 ** Math.max(0, failures - 1));
+}
+
+export type DeliveryOutcome =
+  /** Everything up to the feed's end was delivered (or the endpoint is gone or disabled). */
+  | { readonly kind: 'idle'; readonly delivered: number }
+  /** The next event failed: try again at `at`. */
+  | { readonly kind: 'retry'; readonly delivered: number; readonly at: Date }
+  /** It failed for longer than GIVE_UP_AFTER_MS and was disabled. */
+  | { readonly kind: 'disabled'; readonly delivered: number; readonly reason: string };
+
+export interface DeliveryDeps {
+  readonly db: Db;
+  readonly config: Config;
+  readonly log: Logger;
+}
+
+/**
+ * Delivers an endpoint's events in cursor order (so in order per tenant), one request each,
+ * at least once: an event is sent again until the endpoint answers 2xx, and the endpoint's
+ * position moves past it only then, so a worker killed mid-way sends it again (receivers
+ * deduplicate by `webhook-id`, the event id). Each request is signed per Standard Webhooks
+ * (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>`, one
+ * signature per live secret during a rotation's grace) with the `standardwebhooks` library.
+ *
+ * Stops at the first failure and says when to try again (retryDelayMs); an endpoint failing
+ * for GIVE_UP_AFTER_MS is disabled with the reason.
+ */
+export async function deliverPending(deps: DeliveryDeps, endpointId: string, options: { maxEvents?: number } = {}): Promise<DeliveryOutcome> {
+  const service = new EndpointService(deps.db, deps.config);
+  const endpoints = new EndpointRepository(deps.db);
+  const endpoint = await endpoints.find(endpointId);
+  if (!endpoint || !endpoint.enabled) return { kind: 'idle', delivered: 0 };
+  const signers = service.secrets(endpoint).map((secret) => new Webhook(secret));
+  const feed = new EventRepository(deps.db);
+  let from: Cursor = endpoint.cursor;
+  let failingSince = endpoint.failingSince;
+  let delivered = 0;
+  const max = options.maxEvents ?? 10_000;
+  while (delivered < max) {
+    const page = await feed.after({ after: from, limit: PAGE, ...(endpoint.tenantId && { tenantId: endpoint.tenantId }) });
+    if (page.events.length === 0) break;
+    const attempts: Attempt[] = [];
+    let to = from;
+    for (const event of page.events) {
+      if (endpoint.types && !endpoint.types.includes(event.type)) {
+        to = parseCursor(event.cursor)!;
+        continue;
+      }
+      const result = await send(endpoint.url, event, signers);
+      if (result.ok) {
+        attempts.push({ eventId: event.id, cursor: event.cursor, type: event.type, ok: true, statusCode: result.statusCode, error: null, responseExcerpt: result.excerpt, nextAttemptAt: null });
+        to = parseCursor(event.cursor)!;
+        delivered++;
+        continue;
+      }
+      const now = new Date();
+      const since = failingSince ?? now;
+      const giveUp = now.getTime() - since.getTime() >= GIVE_UP_AFTER_MS;
+      const failures = (await endpoints.attemptsOf(endpoint.id, event.id)) + 1;
+      const at = new Date(now.getTime() + retryDelayMs(failures));
+      attempts.push({ eventId: event.id, cursor: event.cursor, type: event.type, ok: false, statusCode: result.statusCode, error: result.error, responseExcerpt: result.excerpt, nextAttemptAt: giveUp ? null : at });
+      await endpoints.recordAttempts(endpoint.id, from, to, attempts, true);
+      if (giveUp) {
+        const reason = `failed for more than 3 days (since ${since.toISOString()}); last: ${result.error ?? `HTTP ${result.statusCode}`}. Fix the receiver, then \`dirsync endpoint replay ${endpoint.id} --after ${from.txid}.${from.id}\``;
+        await endpoints.disable(endpoint.id, reason);
+        deps.log.warn({ endpointId: endpoint.id, reason }, 'endpoint disabled');
+        return { kind: 'disabled', delivered, reason };
+      }
+      deps.log.info({ endpointId: endpoint.id, eventId: event.id, status: result.statusCode, err: result.error, retryAt: at.toISOString() }, 'delivery failed; will retry');
+      return { kind: 'retry', delivered, at };
+    }
+    await endpoints.recordAttempts(endpoint.id, from, to, attempts, false);
+    from = to;
+    failingSince = null;
+  }
+  return { kind: 'idle', delivered };
+}
+
+interface SendResult {
+  readonly ok: boolean;
+  readonly statusCode: number | null;
+  readonly error: string | null;
+  readonly excerpt: string | null;
+}
+
+async function send(url: string, event: DirsyncEvent, signers: readonly Webhook[]): Promise<SendResult> {
+  const body = JSON.stringify(event);
+  const timestamp = new Date();
+  const signature = signers.map((s) => s.sign(event.id, timestamp, body)).join(' ');
+  try {
+    const response = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'user-agent': 'dirsync-webhooks',
+        'webhook-id': event.id,
+        'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
+        'webhook-signature': signature,
+      },
+      body,
+      redirect: 'manual',
+      signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
+    });
+    const excerpt = await readExcerpt(response);
+    const ok = response.status >= 200 && response.status < 300;
+    return { ok, statusCode: response.status, error: ok ? null : `HTTP ${response.status}`, excerpt };
+  } catch (error) {
+    const e = error as Error & { cause?: { code?: string; message?: string } };
+    const reason = e.name === 'TimeoutError' ? `no answer within ${DELIVERY_TIMEOUT_MS / 1000} s` : (e.cause?.code ?? e.cause?.message ?? e.message);
+    return { ok: false, statusCode: null, error: reason, excerpt: null };
+  }
+}
+
+/** The first EXCERPT characters of an answer; the rest is not read, let alone stored. */
+async function readExcerpt(response: Response): Promise<string | null> {
+  if (!response.body) return null;
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < EXCERPT * 4) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.length;
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').slice(0, EXCERPT);
+  return text === '' ? null : text;
+}
