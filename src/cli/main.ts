@@ -4,6 +4,7 @@ import { DecryptionError } from '../crypto.js';
 import { UserError } from '../errors.js';
 import { registerDirectoryCommands } from './directory.command.js';
 import { registerEventsCommand } from './events.command.js';
+import { registerEndpointCommands } from './endpoint.command.js';
 import { registerIntegrationCommands } from './integration.command.js';
 import { registerReencryptCommand } from './reencrypt.command.js';
 import { registerServiceCommands } from './service.command.js';
@@ -50,6 +51,7 @@ export function buildProgram(): Command {
   registerSyncCommands(program);
   registerDirectoryCommands(program);
   registerEventsCommand(program);
+  registerEndpointCommands(program);
   registerWebhookCommands(program);
   registerReencryptCommand(program);
   for (const command of allCommands(program)) command.exitOverride().configureOutput(program.configureOutput());

@@ -52,7 +52,7 @@ export interface DeliveryDeps {
  * Stops at the first failure and says when to try again (retryDelayMs); an endpoint failing
  * for GIVE_UP_AFTER_MS is disabled with the reason.
  */
-export async function deliverPending(deps: DeliveryDeps, endpointId: string, options: { maxEvents?: number } = {}): Promise<DeliveryOutcome> {
+export async function deliverPending(deps: DeliveryDeps, endpointId: string, options: { maxEvents?: number; timeoutMs?: number } = {}): Promise<DeliveryOutcome> {
   const service = new EndpointService(deps.db, deps.config);
   const endpoints = new EndpointRepository(deps.db);
   const endpoint = await endpoints.find(endpointId);
@@ -73,7 +73,7 @@ export async function deliverPending(deps: DeliveryDeps, endpointId: string, opt
         to = parseCursor(event.cursor)!;
         continue;
       }
-      const result = await send(endpoint.url, event, signers);
+      const result = await send(endpoint.url, event, signers, options.timeoutMs ?? DELIVERY_TIMEOUT_MS);
       if (result.ok) {
         attempts.push({ eventId: event.id, cursor: event.cursor, type: event.type, ok: true, statusCode: result.statusCode, error: null, responseExcerpt: result.excerpt, nextAttemptAt: null });
         to = parseCursor(event.cursor)!;
@@ -110,7 +110,7 @@ interface SendResult {
   readonly excerpt: string | null;
 }
 
-async function send(url: string, event: DirsyncEvent, signers: readonly Webhook[]): Promise<SendResult> {
+async function send(url: string, event: DirsyncEvent, signers: readonly Webhook[], timeoutMs: number): Promise<SendResult> {
   const body = JSON.stringify(event);
   const timestamp = new Date();
   const signature = signers.map((s) => s.sign(event.id, timestamp, body)).join(' ');
@@ -126,14 +126,14 @@ async function send(url: string, event: DirsyncEvent, signers: readonly Webhook[
       },
       body,
       redirect: 'manual',
-      signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
+      signal: AbortSignal.timeout(timeoutMs),
     });
     const excerpt = await readExcerpt(response);
     const ok = response.status >= 200 && response.status < 300;
     return { ok, statusCode: response.status, error: ok ? null : `HTTP ${response.status}`, excerpt };
   } catch (error) {
     const e = error as Error & { cause?: { code?: string; message?: string } };
-    const reason = e.name === 'TimeoutError' ? `no answer within ${DELIVERY_TIMEOUT_MS / 1000} s` : (e.cause?.code ?? e.cause?.message ?? e.message);
+    const reason = e.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : (e.cause?.code ?? e.cause?.message ?? e.message);
     return { ok: false, statusCode: null, error: reason, excerpt: null };
   }
 }

@@ -7,9 +7,10 @@ import { RunRepository } from '../db/run.repository.js';
 import { TenantRepository } from '../db/tenant.repository.js';
 import { WebhookRepository } from '../db/webhook.repository.js';
 import { NotFoundError, UserError } from '../errors.js';
+import { EndpointService } from '../events/endpoint.service.js';
 import { readFeed } from '../events/feed.js';
 import { type CreateIntegrationInput, type IntegrationOptions, IntegrationService } from '../integrations/integration.service.js';
-import { type DirsyncQueue, removeSchedule, syncSchedule } from '../queue/queue.js';
+import { type DirsyncQueue, enqueueDelivery, removeSchedule, syncSchedule } from '../queue/queue.js';
 import { approveRun, requestRun } from '../runs/trigger.js';
 
 export interface AdminApiDeps {
@@ -166,6 +167,80 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
           },
         },
         async (request) => readFeed(deps.db, request.query),
+      );
+
+      const endpoints = () => new EndpointService(deps.db, deps.config);
+      api.post<{ Body: { url: string; tenant?: string; types?: string[] } }>(
+        '/endpoints',
+        {
+          schema: {
+            tags: ['endpoints'],
+            summary: 'Register an event endpoint; the answer carries its signing secret, shown only this once',
+            body: {
+              type: 'object',
+              required: ['url'],
+              properties: { url: { type: 'string' }, tenant: { type: 'string' }, types: { type: 'array', items: { type: 'string' }, minItems: 1 } },
+              additionalProperties: false,
+            },
+            response: { 400: errorResponse, 404: errorResponse },
+          },
+        },
+        async (request, reply) => {
+          const { url, tenant, types } = request.body;
+          return reply.code(201).send(await endpoints().create({ url, ...(tenant !== undefined && { tenant }), ...(types && { types: types.join(',') }) }));
+        },
+      );
+      api.get('/endpoints', { schema: { tags: ['endpoints'], summary: 'Event endpoints' } }, async () => ({ items: await endpoints().list(), next: null }));
+      api.get<{ Params: { id: string } }>('/endpoints/:id', { schema: { tags: ['endpoints'], summary: 'One event endpoint', params: idParam } }, async (request) =>
+        endpoints().show(request.params.id),
+      );
+      api.delete<{ Params: { id: string } }>(
+        '/endpoints/:id',
+        { schema: { tags: ['endpoints'], summary: 'Remove an event endpoint and its delivery history', params: idParam } },
+        async (request, reply) => {
+          await endpoints().delete(request.params.id);
+          return reply.code(204).send();
+        },
+      );
+      api.post<{ Params: { id: string }; Body: { grace?: string } | undefined }>(
+        '/endpoints/:id/rotate-secret',
+        {
+          schema: {
+            tags: ['endpoints'],
+            summary: 'A new signing secret (shown once); the old one also signs for the grace period',
+            params: idParam,
+            body: { type: ['object', 'null'], properties: { grace: { type: 'string' } }, additionalProperties: false },
+          },
+        },
+        async (request) => endpoints().rotateSecret(request.params.id, request.body?.grace),
+      );
+      api.get<{ Params: { id: string }; Querystring: { limit?: number } }>(
+        '/endpoints/:id/deliveries',
+        {
+          schema: {
+            tags: ['endpoints'],
+            summary: 'Recent deliveries, newest first: attempts, last status, next attempt',
+            params: idParam,
+            querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } } },
+          },
+        },
+        async (request) => ({ items: await endpoints().deliveries(request.params.id, request.query.limit ?? 50), next: null }),
+      );
+      api.post<{ Params: { id: string }; Body: { after: string } }>(
+        '/endpoints/:id/replay',
+        {
+          schema: {
+            tags: ['endpoints'],
+            summary: 'Send again every event after a cursor (enables a disabled endpoint)',
+            params: idParam,
+            body: { type: 'object', required: ['after'], properties: { after: { type: 'string' } }, additionalProperties: false },
+          },
+        },
+        async (request) => {
+          const moved = await endpoints().replay(request.params.id, request.body.after);
+          await enqueueDelivery(deps.queue, request.params.id);
+          return moved;
+        },
       );
 
       api.get<{ Querystring: Page & { tenant?: string } }>(
