@@ -13,7 +13,7 @@ type Db = Kysely<any>;
  *   every change of a 600k-change initial sync another index entry).
  * - `txid`: the id of the transaction that wrote the row (`pg_current_xact_id()`). Readers
  *   order events by (txid, id) and take only rows whose transaction is older than every
- *   transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`): such a
+ *   transaction of this database still running (EventRepository's HORIZON): such a
  *   transaction has ended, so no row can later appear before a cursor already handed out.
  *   That is the visibility-horizon answer to the outbox trap (a serial id taken by a
  *   transaction that commits after a later id was read). Rows written before this migration

@@ -54,6 +54,8 @@ export async function up(db: Db): Promise<void> {
     )
   `.execute(db);
   await sql`create index event_deliveries_recent_idx on event_deliveries (endpoint_id, updated_at desc)`.execute(db);
+  // Retention prunes by age.
+  await sql`create index event_deliveries_age_idx on event_deliveries (updated_at)`.execute(db);
 }
 
 export async function down(db: Db): Promise<void> {

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import dotenv from 'dotenv';
 import { z } from 'zod';
 import type { Keyring } from './crypto.js';
+import { parseDuration } from './integrations/schedule.js';
 import { GRACE_RULE, parseGrace } from './integrations/webhook-secret-grace.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -23,6 +24,8 @@ export interface Config {
   readonly publicUrl: string;
   /** How long a rotated webhook secret keeps working when the rotation names no grace period. */
   readonly webhookSecretGraceMs: number;
+  /** How long events (applied change-log rows) and endpoint deliveries are kept. */
+  readonly eventRetentionMs: number;
 }
 
 export class ConfigError extends Error {
@@ -107,6 +110,22 @@ const schema = z.object({
       }
       return ms;
     }),
+  DIRSYNC_EVENT_RETENTION: z
+    .string()
+    .default('30d')
+    .transform((v, ctx) => {
+      let ms: number | undefined;
+      try {
+        ms = parseDuration(v);
+      } catch {
+        ms = undefined;
+      }
+      if (ms === undefined || ms < 3_600_000 || ms > 3_650 * 86_400_000) {
+        ctx.addIssue({ code: 'custom', message: `must be a duration from 1h to 3650d, such as 7d or 30d, not "${v}"` });
+        return z.NEVER;
+      }
+      return ms;
+    }),
 });
 
 /**
@@ -138,6 +157,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, envFile = '.env
     queueName: e.DIRSYNC_QUEUE,
     publicUrl: (e.DIRSYNC_PUBLIC_URL ?? `http://127.0.0.1:${e.PORT}`).replace(/\/+$/, ''),
     webhookSecretGraceMs: e.DIRSYNC_WEBHOOK_SECRET_GRACE,
+    eventRetentionMs: e.DIRSYNC_EVENT_RETENTION,
   });
 }
 

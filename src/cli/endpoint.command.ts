@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { EndpointService, type EndpointView } from '../events/endpoint.service.js';
-import { enqueueDelivery } from '../queue/queue.js';
 import { emit, jsonOption, parseLimit, table } from './output.js';
 import { withContext } from './run-command.js';
 
@@ -111,8 +110,8 @@ export function registerEndpointCommands(program: Command): void {
     .addOption(jsonOption())
     .action((id: string, opts: { after: string; json?: boolean }) =>
       withContext(async (ctx) => {
+        // The worker's delivery trigger picks the endpoint up within seconds.
         const moved = await new EndpointService(ctx.db, ctx.config).replay(id, opts.after);
-        await enqueueDelivery(await ctx.queue(), id);
         emit(opts.json, moved, () => `endpoint ${id} will be sent every event after ${moved.cursor}`);
       }),
     );

@@ -117,12 +117,13 @@ export class EndpointRepository {
 
   /**
    * Records attempts, in one transaction: each attempt's delivery row, and for the endpoint its
-   * new position (after the last event delivered) and whether it is failing (since when).
-   * Only moves forward from `from`, the position the deliverer started at: a replay that moved
-   * the endpoint meanwhile wins.
+   * new position (after the last event delivered) and whether it is failing: `no`, `starts`
+   * (a failure after a success: the 3 days count from now) or `continues`. Only moves on from
+   * `from`, the position the deliverer started at: false when a replay moved the endpoint
+   * meanwhile (it wins, and the deliverer stops).
    */
-  async recordAttempts(endpointId: string, from: Cursor, to: Cursor, attempts: readonly Attempt[], failing: boolean): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
+  async recordAttempts(endpointId: string, from: Cursor, to: Cursor, attempts: readonly Attempt[], failing: 'no' | 'continues' | 'starts'): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
       if (attempts.length > 0) {
         await sql`
           insert into event_deliveries (endpoint_id, event_id, event_cursor, event_type, status, attempts, last_status_code, last_error, response_excerpt, next_attempt_at)
@@ -136,11 +137,13 @@ export class EndpointRepository {
             next_attempt_at = excluded.next_attempt_at, updated_at = now()
         `.execute(trx);
       }
-      await sql`
+      const moved = await sql`
         update event_endpoints set cursor_txid = ${to.txid}::xid8, cursor_id = ${to.id}::bigint,
-          failing_since = case when ${failing} then coalesce(failing_since, now()) end, updated_at = now()
+          failing_since = case ${failing}::text when 'no' then null when 'starts' then now() else coalesce(failing_since, now()) end,
+          updated_at = now()
         where id = ${endpointId}::uuid and cursor_txid = ${from.txid}::xid8 and cursor_id = ${from.id}::bigint
       `.execute(trx);
+      return Number(moved.numAffectedRows ?? 0n) > 0;
     });
   }
 

@@ -1,11 +1,28 @@
 import { sql } from 'kysely';
 import pg from 'pg';
 import { type ChangeRow, type Cursor, type DirsyncEvent, toEvent } from '../events/event.js';
-import type { JsonObject } from '../core/model.js';
 import type { Db } from './database.js';
 
 /** The channel run_changes notifies when applied rows commit (migration 2026-11-30T0200-events). */
 export const EVENTS_CHANNEL = 'dirsync_events';
+
+/**
+ * The feed's visibility horizon: every transaction with a lower id has ended, or runs in
+ * another database of the Postgres server (so cannot write this feed). It is the lowest id
+ * among the transactions in progress (pg_current_snapshot) whose backend is connected to this
+ * database, else the snapshot's xmax. A transaction that ends between the snapshot and the
+ * pg_locks read only makes the horizon lower than it could be, never higher. Comparing by the
+ * low 32 bits matches pg_locks's xid against the snapshot's xid8 (wraparound aside, which
+ * Postgres keeps far apart).
+ */
+const HORIZON = sql<string>`(
+  with snap as (select pg_current_snapshot() as s)
+  select coalesce(
+    (select min(x) from snap, pg_snapshot_xip(snap.s) as x
+     where exists (select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid
+                   where l.locktype = 'transactionid' and l.transactionid::text::bigint = (x::text::bigint & 4294967295)
+                     and a.datid = (select oid from pg_database where datname = current_database()))),
+    (select pg_snapshot_xmax(snap.s) from snap)))`;
 
 /** The largest page one read returns. */
 export const MAX_EVENTS = 1_000;
@@ -20,11 +37,12 @@ export interface EventPage {
 /**
  * The event feed: applied change-log rows, in (txid, id) order, each read as an event.
  *
- * A row is handed out only once every transaction older than its own has ended (its txid is
- * below `pg_snapshot_xmin(pg_current_snapshot())`), so a transaction that took an earlier
- * position but commits later can never land behind a cursor a reader already holds: reading
- * after any cursor never skips an event. The price: an event waits for the oldest transaction
- * still open on the Postgres cluster, which keeps events behind a long transaction elsewhere.
+ * A row is handed out only once every transaction of this database older than its own has
+ * ended (its txid is below HORIZON), so a transaction that took an earlier position but
+ * commits later can never land behind a cursor a reader already holds: reading after any
+ * cursor never skips an event. The price: an event waits for the oldest transaction still
+ * open in this database, so a long transaction (an idle `psql` session mid-transaction) holds
+ * events back until it ends; other databases on the server do not.
  */
 export class EventRepository {
   constructor(private readonly db: Db) {}
@@ -33,11 +51,44 @@ export class EventRepository {
   async end(): Promise<Cursor> {
     const { rows } = await sql<{ txid: string; id: string }>`
       select txid::text as txid, id from run_changes
-      where state = 'applied' and txid < pg_snapshot_xmin(pg_current_snapshot())
+      where state = 'applied' and txid < ${HORIZON}
       order by txid desc, id desc limit 1
     `.execute(this.db);
     const last = rows[0];
     return last ? { txid: last.txid, id: String(last.id) } : { txid: '0', id: '0' };
+  }
+
+  /**
+   * Deletes events (applied change-log rows of runs that finished more than `olderThanMs`
+   * ago) and endpoint deliveries not touched for as long (but those still being retried), in
+   * batches of `batch` rows so no transaction grows large. Returns how many rows went.
+   */
+  async prune(olderThanMs: number, batch = 10_000): Promise<{ events: number; deliveries: number }> {
+    let events = 0;
+    let deliveries = 0;
+    for (;;) {
+      const result = await sql`
+        delete from run_changes where id in (
+          select c.id from runs r join run_changes c on c.run_id = r.id
+          where r.finished_at < now() - ${olderThanMs} * interval '1 millisecond' and c.state = 'applied'
+          limit ${batch})
+      `.execute(this.db);
+      const n = Number(result.numAffectedRows ?? 0n);
+      events += n;
+      if (n < batch) break;
+    }
+    for (;;) {
+      const result = await sql`
+        delete from event_deliveries where id in (
+          select id from event_deliveries
+          where updated_at < now() - ${olderThanMs} * interval '1 millisecond' and status <> 'retrying'
+          limit ${batch})
+      `.execute(this.db);
+      const n = Number(result.numAffectedRows ?? 0n);
+      deliveries += n;
+      if (n < batch) break;
+    }
+    return { events, deliveries };
   }
 
   /** Up to `limit` events after `after` (from the start when absent), of one tenant or all. */
@@ -53,26 +104,12 @@ export class EventRepository {
       run_id: string;
       created_at: Date;
       detail: ChangeRow['detail'];
-      account_id: string | null;
-      person_id: string | null;
-      group_id: string | null;
-      lock: JsonObject | null;
     }>`
-      select c.id, c.txid::text as txid, c.kind, c.external_id, t.slug, c.integration_id, c.run_id, c.created_at, c.detail,
-        a.id as account_id, a.user_id as person_id, g.id as group_id, lk.view as lock
+      select c.id, c.txid::text as txid, c.kind, c.external_id, t.slug, c.integration_id, c.run_id, c.created_at, c.detail
       from run_changes c
       join tenants t on t.id = c.tenant_id
-      left join accounts a on a.integration_id = c.integration_id
-        and a.external_id = case when c.kind like 'membership.%' then c.detail->>'user' when c.kind like 'user.%' then c.external_id end
-      left join groups g on g.integration_id = c.integration_id
-        and g.external_id = case when c.kind like 'membership.%' then c.detail->>'group' when c.kind like 'group.%' then c.external_id end
-      left join lateral (
-        select jsonb_build_object('id', l.id::text, 'personId', l.user_id, 'reason', l.reason, 'since', l.created_at) as view
-        from locks l
-        where c.kind = 'user.deprovisioned' and l.integration_id = c.integration_id and l.external_id = c.external_id
-      ) lk on true
       where c.state = 'applied'
-        and c.txid < pg_snapshot_xmin(pg_current_snapshot())
+        and c.txid < ${HORIZON}
         and (c.txid, c.id) > (${after.txid}::xid8, ${after.id}::bigint)
         ${options.tenantId === undefined ? sql`` : sql`and c.tenant_id = ${options.tenantId}::uuid`}
       order by c.txid, c.id
@@ -89,7 +126,6 @@ export class EventRepository {
         runId: r.run_id,
         createdAt: r.created_at,
         detail: r.detail,
-        ids: { accountId: r.account_id, personId: r.person_id, groupId: r.group_id, lock: r.lock },
       }),
     );
     const last = rows.at(-1);
@@ -106,19 +142,14 @@ export class EventRepository {
 export class EventSignal {
   private pending = false;
   private wake: (() => void) | undefined;
+  private client: pg.Client | undefined;
 
-  private constructor(private readonly client: pg.Client) {
-    client.on('notification', () => {
-      this.pending = true;
-      this.wake?.();
-    });
-  }
+  private constructor(private readonly databaseUrl: string) {}
 
   static async listen(databaseUrl: string): Promise<EventSignal> {
-    const client = new pg.Client({ connectionString: databaseUrl });
-    await client.connect();
-    await client.query(`listen ${EVENTS_CHANNEL}`);
-    return new EventSignal(client);
+    const signal = new EventSignal(databaseUrl);
+    await signal.connect();
+    return signal;
   }
 
   /** Resolves at the next notification (or at once if one came since the last wait), or after maxWaitMs. */
@@ -134,9 +165,28 @@ export class EventSignal {
       this.wake = undefined;
     }
     this.pending = false;
+    // A connection that dropped (Postgres restarted) is made again; meanwhile waits just time out.
+    if (!this.client) await this.connect().catch(() => undefined);
   }
 
   async close(): Promise<void> {
-    await this.client.end();
+    const client = this.client;
+    this.client = undefined;
+    await client?.end().catch(() => undefined);
+  }
+
+  private async connect(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.databaseUrl });
+    client.on('error', () => {
+      if (this.client === client) this.client = undefined;
+      client.end().catch(() => undefined);
+    });
+    client.on('notification', () => {
+      this.pending = true;
+      this.wake?.();
+    });
+    await client.connect();
+    await client.query(`listen ${EVENTS_CHANNEL}`);
+    this.client = client;
   }
 }

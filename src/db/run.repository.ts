@@ -417,19 +417,35 @@ export class RunRepository {
   /**
    * Records applied changes, in the transaction that applied them: each row is also an event
    * for the host app (SPEC "Events", see migration 2026-11-30T0200-events). `detail.of` holds
-   * the subject as the plan knew it; for subjects the change removed (an account in
-   * remove-access or delete mode, a deleted group, a lifted lock) what `before` described in
-   * the same transaction before the write (see describeSubjects) is kept too. Ids that still
-   * exist are added when events are read (EventRepository), which keeps this write a plain
-   * set-based insert.
+   * the subject as the plan knew it, and `detail.ids` what it is in the tenant right after the
+   * change (account and person ids, active and locked; group id; for a deprovision, its lock),
+   * joined set-based in this same transaction, so an event keeps the ids of its own moment.
+   * For subjects the change removed (an account in remove-access or delete mode, a deleted
+   * group, a lifted lock) what `before` described before the write (see describeSubjects) is
+   * kept too.
    */
   async recordApplied(scope: ChangeScope, changes: readonly NewRunChange[], before?: ReadonlyMap<string, JsonObject>): Promise<void> {
     if (changes.length === 0) return;
     const rows = before ? changes.map((c) => withBefore(c, before.get(c.externalId))) : changes;
     await sql`
+      with t as (
+        select t.*,
+          case when t.kind like 'membership.%' then t.detail->>'user' when t.kind like 'user.%' then t.external_id end as account_key,
+          case when t.kind like 'membership.%' then t.detail->>'group' when t.kind like 'group.%' then t.external_id end as group_key
+        from ${changeRows(rows)}
+      )
       insert into run_changes (run_id, tenant_id, integration_id, kind, external_id, subject, detail, state)
-      select ${scope.runId}::uuid, ${scope.tenantId}::uuid, ${scope.integrationId}::uuid, t.kind, t.external_id, t.subject, t.detail, 'applied'
-      from ${changeRows(rows)}
+      select ${scope.runId}::uuid, ${scope.tenantId}::uuid, ${scope.integrationId}::uuid, t.kind, t.external_id, t.subject,
+        coalesce(t.detail, '{}'::jsonb) || jsonb_build_object('ids', jsonb_strip_nulls(jsonb_build_object(
+          'accountId', a.id, 'personId', a.user_id, 'active', a.active, 'locked', case when a.id is not null then l.id is not null end,
+          'groupId', g.id,
+          'lock', case when t.kind = 'user.deprovisioned' and l.id is not null
+                    then jsonb_build_object('id', l.id::text, 'personId', l.user_id, 'reason', l.reason, 'since', l.created_at) end))),
+        'applied'
+      from t
+      left join accounts a on a.integration_id = ${scope.integrationId}::uuid and a.external_id = t.account_key
+      left join groups g on g.integration_id = ${scope.integrationId}::uuid and g.external_id = t.group_key
+      left join locks l on l.integration_id = ${scope.integrationId}::uuid and l.external_id = t.account_key and t.kind like 'user.%'
       order by t.n
     `.execute(this.db);
   }
@@ -563,9 +579,9 @@ function described(integrationId: string, changes: readonly NewRunChange[]) {
     ) lk on true`;
 }
 
-/** A change's detail as the change log shows it: without `of`, the event's description of the subject (the events API shows that). */
+/** A change's detail as the change log shows it: without `of` and `ids`, the event's description of the subject (the events API shows that). */
 function changeLogDetail(detail: JsonObject | null): JsonObject | null {
-  if (!detail || !('of' in detail)) return detail;
-  const { of: _of, ...rest } = detail;
+  if (!detail || !('of' in detail || 'ids' in detail)) return detail;
+  const { of: _of, ids: _ids, ...rest } = detail;
   return rest;
 }

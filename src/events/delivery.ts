@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { Webhook } from 'standardwebhooks';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
@@ -53,6 +54,21 @@ export interface DeliveryDeps {
  * for GIVE_UP_AFTER_MS is disabled with the reason.
  */
 export async function deliverPending(deps: DeliveryDeps, endpointId: string, options: { maxEvents?: number; timeoutMs?: number } = {}): Promise<DeliveryOutcome> {
+  // One deliverer per endpoint, whatever the queue does (Redis restarted empty, a stalled job
+  // taken over, two workers): the second finds the lock taken and leaves it to the first.
+  return deps.db.connection().execute(async (conn) => {
+    const key = sql`hashtextextended(${`dirsync.deliver:${endpointId}`}, 0)`;
+    const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_lock(${key}) as locked`.execute(conn);
+    if (!rows[0]?.locked) return { kind: 'idle', delivered: 0 } as const;
+    try {
+      return await deliverLocked(deps, endpointId, options);
+    } finally {
+      await sql`select pg_advisory_unlock(${key})`.execute(conn);
+    }
+  });
+}
+
+async function deliverLocked(deps: DeliveryDeps, endpointId: string, options: { maxEvents?: number; timeoutMs?: number }): Promise<DeliveryOutcome> {
   const service = new EndpointService(deps.db, deps.config);
   const endpoints = new EndpointRepository(deps.db);
   const endpoint = await endpoints.find(endpointId);
@@ -78,17 +94,20 @@ export async function deliverPending(deps: DeliveryDeps, endpointId: string, opt
         attempts.push({ eventId: event.id, cursor: event.cursor, type: event.type, ok: true, statusCode: result.statusCode, error: null, responseExcerpt: result.excerpt, nextAttemptAt: null });
         to = parseCursor(event.cursor)!;
         delivered++;
+        failingSince = null;
         continue;
       }
       const now = new Date();
+      // A failure after a success starts a new count; the endpoint is given up on only after 3 days without one.
       const since = failingSince ?? now;
       const giveUp = now.getTime() - since.getTime() >= GIVE_UP_AFTER_MS;
       const failures = (await endpoints.attemptsOf(endpoint.id, event.id)) + 1;
       const at = new Date(now.getTime() + retryDelayMs(failures));
       attempts.push({ eventId: event.id, cursor: event.cursor, type: event.type, ok: false, statusCode: result.statusCode, error: result.error, responseExcerpt: result.excerpt, nextAttemptAt: giveUp ? null : at });
-      await endpoints.recordAttempts(endpoint.id, from, to, attempts, true);
+      const still = await endpoints.recordAttempts(endpoint.id, from, to, attempts, failingSince === null ? 'starts' : 'continues');
+      if (!still) return { kind: 'idle', delivered };
       if (giveUp) {
-        const reason = `failed for more than 3 days (since ${since.toISOString()}); last: ${result.error ?? `HTTP ${result.statusCode}`}. Fix the receiver, then \`dirsync endpoint replay ${endpoint.id} --after ${from.txid}.${from.id}\``;
+        const reason = `failed for more than 3 days (since ${since.toISOString()}); last: ${result.error ?? `HTTP ${result.statusCode}`}. Fix the receiver, then \`dirsync endpoint replay ${endpoint.id} --after ${to.txid}.${to.id}\``;
         await endpoints.disable(endpoint.id, reason);
         deps.log.warn({ endpointId: endpoint.id, reason }, 'endpoint disabled');
         return { kind: 'disabled', delivered, reason };
@@ -96,9 +115,9 @@ export async function deliverPending(deps: DeliveryDeps, endpointId: string, opt
       deps.log.info({ endpointId: endpoint.id, eventId: event.id, status: result.statusCode, err: result.error, retryAt: at.toISOString() }, 'delivery failed; will retry');
       return { kind: 'retry', delivered, at };
     }
-    await endpoints.recordAttempts(endpoint.id, from, to, attempts, false);
+    // A replay moved the endpoint meanwhile: it wins; the next delivery starts from there.
+    if (!(await endpoints.recordAttempts(endpoint.id, from, to, attempts, 'no'))) break;
     from = to;
-    failingSince = null;
   }
   return { kind: 'idle', delivered };
 }

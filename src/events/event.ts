@@ -66,8 +66,6 @@ export interface ChangeRow {
   readonly runId: string;
   readonly createdAt: Date;
   readonly detail: JsonObject | null;
-  /** What the subject's ids are as the event is read (an account or group removed since has none). */
-  readonly ids: { readonly accountId: string | null; readonly personId: string | null; readonly groupId: string | null; readonly lock: JsonObject | null };
 }
 
 /**
@@ -77,20 +75,24 @@ export interface ChangeRow {
  * modes `user.deprovisioned`. Both carry `mode`, `reason` and the `lock`.
  */
 export function toEvent(row: ChangeRow): DirsyncEvent {
-  const { of, group: groupId, user: userId, changed: _changed, ...rest } = (row.detail ?? {}) as JsonObject & { of?: JsonObject };
+  const { of, ids: stored, group: groupId, user: userId, changed: _changed, ...rest } = (row.detail ?? {}) as JsonObject & { of?: JsonObject; ids?: StoredIds };
   const described = (of ?? {}) as { account?: JsonObject; group?: JsonObject; lock?: JsonObject };
+  const ids: StoredIds = stored ?? {};
   const membership = row.kind.startsWith('membership.');
   const data: JsonObject = { ...rest };
-  // Attributes are as of the change; ids are the subject's (kept from before the change when it was removed since).
-  if (described.account) {
+  // As of the change: attributes as planned, ids (and active, locked) as the tenant held them
+  // right after it in the same transaction, or right before it for a subject it removed.
+  if (described.account || ids.accountId) {
     const externalId = membership ? (userId as string) : row.externalId;
-    data.account = { id: row.ids.accountId, personId: row.ids.personId, externalId, ...withoutNulls(described.account) };
+    const account: JsonObject = { id: null, personId: null, externalId, ...withoutNulls(described.account ?? {}) };
+    if (ids.accountId) Object.assign(account, { id: ids.accountId, personId: ids.personId ?? null, active: ids.active ?? account.active, locked: ids.locked ?? account.locked });
+    data.account = account;
   }
-  if (described.group) {
+  if (described.group || ids.groupId) {
     const externalId = membership ? (groupId as string) : row.externalId;
-    data.group = { id: row.ids.groupId, externalId, ...withoutNulls(described.group) };
+    data.group = { id: null, externalId, ...withoutNulls(described.group ?? {}), ...(ids.groupId ? { id: ids.groupId } : {}) };
   }
-  const lock = row.ids.lock ?? described.lock;
+  const lock = ids.lock ?? described.lock;
   if (lock && (row.kind === 'user.deprovisioned' || row.kind === 'user.reprovisioned')) data.lock = lock;
   return {
     id: row.id,
@@ -102,6 +104,16 @@ export function toEvent(row: ChangeRow): DirsyncEvent {
     occurredAt: row.createdAt.toISOString(),
     data,
   };
+}
+
+/** What recordApplied stored of the subject in the tenant right after the change. */
+interface StoredIds {
+  readonly accountId?: string;
+  readonly personId?: string;
+  readonly active?: boolean;
+  readonly locked?: boolean;
+  readonly groupId?: string;
+  readonly lock?: JsonObject;
 }
 
 /** Ids read before a removal are kept; a null read now does not hide them. */

@@ -10,7 +10,7 @@ import { NotFoundError, UserError } from '../errors.js';
 import { EndpointService } from '../events/endpoint.service.js';
 import { readFeed } from '../events/feed.js';
 import { type CreateIntegrationInput, type IntegrationOptions, IntegrationService } from '../integrations/integration.service.js';
-import { type DirsyncQueue, enqueueDelivery, removeSchedule, syncSchedule } from '../queue/queue.js';
+import { type DirsyncQueue, removeSchedule, syncSchedule } from '../queue/queue.js';
 import { approveRun, requestRun } from '../runs/trigger.js';
 
 export interface AdminApiDeps {
@@ -236,11 +236,8 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
             body: { type: 'object', required: ['after'], properties: { after: { type: 'string' } }, additionalProperties: false },
           },
         },
-        async (request) => {
-          const moved = await endpoints().replay(request.params.id, request.body.after);
-          await enqueueDelivery(deps.queue, request.params.id);
-          return moved;
-        },
+        // The worker's delivery trigger picks the endpoint up within seconds.
+        async (request) => endpoints().replay(request.params.id, request.body.after),
       );
 
       api.get<{ Querystring: Page & { tenant?: string } }>(

@@ -10,10 +10,11 @@ import { IntegrationRepository } from '../db/integration.repository.js';
 import type { Logger } from '../log.js';
 import type { ReconcileDeps } from '../runs/reconcile.js';
 import type { JobName, JobPayloads } from './jobs.js';
-import { type DirsyncQueue, ensureEnqueued, syncSchedule } from './queue.js';
+import { type DirsyncQueue, createQueue, ensureEnqueued, syncSchedule } from './queue.js';
 import { createRedis } from './redis.js';
 import { RunRepository } from '../db/run.repository.js';
 import { WebhookRepository } from '../db/webhook.repository.js';
+import { EventRepository } from '../db/event.repository.js';
 
 export interface WorkerDeps extends Omit<ReconcileDeps, 'log'> {
   readonly db: Db;
@@ -37,7 +38,8 @@ export async function startWorker(deps: WorkerDeps): Promise<DirsyncWorker> {
   const handlers: Handlers = {
     reconcile: (job, token) => handleReconcile(deps, job, token),
     'schedule-tick': (job) => handleScheduleTick(deps, job),
-    deliver: (job, token) => handleDeliver(deps, job, token),
+    // Deliveries have a queue and worker of their own (startDeliveries); never this one.
+    deliver: async () => 'deliveries run on their own queue',
   };
   await recover(deps);
   // BullMQ leaves a connection it was handed open on close; this one is ours to close.
@@ -61,11 +63,10 @@ export async function startWorker(deps: WorkerDeps): Promise<DirsyncWorker> {
   const sweeper = setInterval(() => {
     sweep(deps).catch((error: unknown) => deps.log.warn({ err: (error as Error).message }, 'sweep failed'));
   }, deps.sweepEveryMs ?? 30_000);
-  // Events are delivered as they commit (LISTEN/NOTIFY), and swept for every few seconds.
-  const stopDeliveries = await startDeliveryTrigger({ db: deps.db, databaseUrl: deps.config.databaseUrl, queue: deps.queue, log: deps.log });
+  let stopDeliveries: (() => Promise<void>) | undefined;
   worker.on('closed', () => {
     clearInterval(sweeper);
-    void stopDeliveries();
+    void stopDeliveries?.();
     connection.disconnect();
   });
   // Redis may come back empty (restarted without persistence): put back what Postgres knows,
@@ -80,8 +81,37 @@ export async function startWorker(deps: WorkerDeps): Promise<DirsyncWorker> {
   worker.on('failed', (job, error) => deps.log.error({ jobId: job?.id, job: job?.name, err: error.message }, 'job failed'));
   worker.on('error', (error) => deps.log.warn({ err: error.message }, 'worker connection problem; retrying'));
   await worker.waitUntilReady();
+  // Only now: the 'ready' count above must see the connection's first ready event.
+  stopDeliveries = await startDeliveries(deps);
   deps.log.info({ queue: deps.config.queueName, concurrency: deps.concurrency ?? 4 }, 'worker started');
   return worker;
+}
+
+/**
+ * Event deliveries: a queue and a worker of their own (`<DIRSYNC_QUEUE>-deliveries`), so a
+ * slow endpoint never takes a slot a run needs; started as events commit (LISTEN/NOTIFY) and
+ * every few seconds. Returns a function that stops them.
+ */
+async function startDeliveries(deps: WorkerDeps): Promise<() => Promise<void>> {
+  const name = `${deps.config.queueName}-deliveries`;
+  const queueConnection = createRedis(deps.config.redisUrl, 'client');
+  const workerConnection = createRedis(deps.config.redisUrl, 'worker');
+  const queue = createQueue(name, queueConnection);
+  const worker = new Worker<JobPayloads['deliver'], string>(name, (job, token) => handleDeliver(deps, job as Job<JobPayloads['deliver']>, token), {
+    connection: workerConnection,
+    concurrency: 8,
+    lockDuration: 60_000,
+  });
+  worker.on('error', (error) => deps.log.warn({ err: error.message }, 'delivery worker connection problem; retrying'));
+  worker.on('failed', (job, error) => deps.log.error({ jobId: job?.id, err: error.message }, 'delivery job failed'));
+  const stopTrigger = await startDeliveryTrigger({ db: deps.db, databaseUrl: deps.config.databaseUrl, queue, log: deps.log });
+  return async () => {
+    await stopTrigger();
+    await worker.close();
+    await queue.close();
+    queueConnection.disconnect();
+    workerConnection.disconnect();
+  };
 }
 
 /** Makes sure every run queued in Postgres for at least `olderThanMs` has a live job. */
@@ -91,9 +121,18 @@ async function reenqueueQueued(deps: WorkerDeps, olderThanMs: number): Promise<n
   return queued.length;
 }
 
+/** How often a worker prunes events and deliveries past DIRSYNC_EVENT_RETENTION. */
+const PRUNE_EVERY_MS = 3_600_000;
+let lastPruned = 0;
+
 async function sweep(deps: WorkerDeps): Promise<void> {
   await reenqueueQueued(deps, 10_000);
   await new WebhookRepository(deps.db).pruneEvents(7 * 86_400_000);
+  if (Date.now() - lastPruned >= PRUNE_EVERY_MS) {
+    lastPruned = Date.now();
+    const pruned = await new EventRepository(deps.db).prune(deps.config.eventRetentionMs);
+    if (pruned.events + pruned.deliveries > 0) deps.log.info(pruned, 'pruned events and deliveries past DIRSYNC_EVENT_RETENTION');
+  }
 }
 
 async function recover(deps: WorkerDeps): Promise<void> {

@@ -181,7 +181,7 @@ describe('dirsync CLI, end to end', () => {
       ['group.deleted', 'Engineering'],
     ]);
     const human = await dirsync(['run', 'show', run.id]);
-    expect(human.stdout).toMatch(/changes: +1 users deprovisioned, 1 groups deleted, 1 memberships removed/);
+    expect(human.stdout).toMatch(/changes: +1 user deprovisioned, 1 group deleted, 1 membership removed/);
     expect(human.stdout).toMatch(/user\.deprovisioned +ann\.lee@e2e\.test +applied +mode=suspend reason=out-of-scope/);
   }, 60_000);
 

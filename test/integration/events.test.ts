@@ -224,4 +224,28 @@ describe('the cursor', () => {
     }
     expect((await allEvents(r.t.tenantId, 2)).map((e) => e.id)).toEqual(all.map((e) => e.id));
   });
+
+  it('prunes events of runs that finished before the retention, and old deliveries but those still retried', async () => {
+    const r = await bareRun();
+    for (let i = 0; i < 5; i++) await insert(db, r, `old${i}`);
+    await sql`update runs set status = 'succeeded', finished_at = now() - interval '31 days' where id = ${r.runId}::uuid`.execute(db);
+    const fresh = await bareRun();
+    await insert(db, fresh, 'fresh');
+    const { id: endpointId } = await sql<{ id: string }>`
+      insert into event_endpoints (url, secret, cursor_txid, cursor_id) values ('https://x.test/h', '\\x00'::bytea, '0', 0) returning id`
+      .execute(db)
+      .then((q) => q.rows[0]!);
+    await sql`
+      insert into event_deliveries (endpoint_id, event_id, event_cursor, event_type, status, attempts, updated_at) values
+        (${endpointId}::uuid, 1, '1.1', 'user.created', 'delivered', 1, now() - interval '31 days'),
+        (${endpointId}::uuid, 2, '1.2', 'user.created', 'retrying', 3, now() - interval '31 days'),
+        (${endpointId}::uuid, 3, '1.3', 'user.created', 'delivered', 1, now())`.execute(db);
+    const pruned = await feed().prune(30 * 86_400_000, 2);
+    expect(pruned.events).toBeGreaterThanOrEqual(5);
+    expect(pruned.deliveries).toBe(1);
+    expect(await allEvents(r.t.tenantId)).toEqual([]);
+    expect((await allEvents(fresh.t.tenantId)).map((e) => e.data)).toHaveLength(1);
+    const left = await db.selectFrom('event_deliveries').select('event_id').where('endpoint_id', '=', endpointId).orderBy('event_id').execute();
+    expect(left.map((d) => String(d.event_id))).toEqual(['2', '3']);
+  });
 });

@@ -41,7 +41,8 @@ describe('plan', () => {
     const before = user('u1');
     const after = user('u1', change);
     const p = plan(local([localUser(before)], []), snapshot([after], []), suspend);
-    expect(p.usersUpdated).toEqual([{ user: after, changed }]);
+    // The account as it was rides along: events carry each field's previous value.
+    expect(p.usersUpdated).toEqual([{ user: after, changed, previous: localUser(before) }]);
     expect(planCounts(p).usersUpdated).toBe(1);
   });
 
@@ -97,7 +98,7 @@ describe('plan', () => {
       snapshot([ann, bob], [group('g1', { name: 'Renamed' })], { g1: ['u2'] }),
       suspend,
     );
-    expect(p.groupsUpdated).toEqual([{ group: expect.objectContaining({ name: 'Renamed' }), changed: ['name'] }]);
+    expect(p.groupsUpdated).toEqual([{ group: expect.objectContaining({ name: 'Renamed' }), changed: ['name'], previous: localGroup(group('g1')) }]);
     expect(p.groupsDeleted).toEqual([{ externalId: 'g2', name: 'group-g2', members: 1 }]);
     expect(p.membershipsAdded.map((m) => [m.groupExternalId, m.userExternalId])).toEqual([['g1', 'u2']]);
     // The deleted group's membership is a removal of its own, in the counts and the change log.
