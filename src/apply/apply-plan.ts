@@ -69,7 +69,7 @@ export async function applyPlan(
       const before = REMOVES_SUBJECT.has(batch.kind) ? await runs.describeSubjects(scope.integrationId, batch.changes) : undefined;
       const refused = new Set(await batch.write(new DirectoryRepository(trx), scope));
       const changes = batch.changes.filter((c) => !refused.has(c.externalId));
-      await runs.recordApplied(scope, changes, before);
+      await runs.recordApplied(scope, changes, { ...(before && { before }), ids: batch.kind !== 'membershipsAdded' });
       for (const c of batch.changes) {
         if (refused.has(c.externalId)) skipped.push({ kind: 'user', externalId: c.externalId, subject: c.subject, reason: `${c.subject}: ${REFUSED}` });
       }

@@ -104,10 +104,20 @@ export class EventRepository {
       run_id: string;
       created_at: Date;
       detail: ChangeRow['detail'];
+      account_id: string | null;
+      person_id: string | null;
+      group_id: string | null;
     }>`
-      select c.id, c.txid::text as txid, c.kind, c.external_id, t.slug, c.integration_id, c.run_id, c.created_at, c.detail
+      select c.id, c.txid::text as txid, c.kind, c.external_id, t.slug, c.integration_id, c.run_id, c.created_at, c.detail,
+        a.id as account_id, a.user_id as person_id, g.id as group_id
       from run_changes c
       join tenants t on t.id = c.tenant_id
+      -- Added memberships are recorded without ids (see RunRepository.recordApplied): their
+      -- account and group as they exist now, if they existed then (a re-created one is not them).
+      left join accounts a on c.kind = 'membership.added' and a.integration_id = c.integration_id
+        and a.external_id = c.detail->>'user' and a.created_at <= c.created_at
+      left join groups g on c.kind = 'membership.added' and g.integration_id = c.integration_id
+        and g.external_id = c.detail->>'group' and g.created_at <= c.created_at
       where c.state = 'applied'
         and c.txid < ${HORIZON}
         and (c.txid, c.id) > (${after.txid}::xid8, ${after.id}::bigint)
@@ -125,12 +135,18 @@ export class EventRepository {
         integrationId: r.integration_id,
         runId: r.run_id,
         createdAt: r.created_at,
-        detail: r.detail,
+        detail: r.account_id || r.group_id ? withReadIds(r.detail, r.account_id, r.person_id, r.group_id) : r.detail,
       }),
     );
     const last = rows.at(-1);
     return { events, next: last ? { txid: last.txid, id: String(last.id) } : after };
   }
+}
+
+/** An added membership's detail with the ids found as it is read (it was recorded without). */
+function withReadIds(detail: ChangeRow['detail'], accountId: string | null, personId: string | null, groupId: string | null): ChangeRow['detail'] {
+  const ids = { ...(accountId && { accountId }), ...(personId && { personId }), ...(groupId && { groupId }) };
+  return { ...(detail ?? {}), ids };
 }
 
 /**

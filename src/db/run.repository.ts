@@ -422,11 +422,22 @@ export class RunRepository {
    * joined set-based in this same transaction, so an event keeps the ids of its own moment.
    * For subjects the change removed (an account in remove-access or delete mode, a deleted
    * group, a lifted lock) what `before` described before the write (see describeSubjects) is
-   * kept too.
+   * kept too. With `ids: false` (added memberships: five in six changes of an initial sync)
+   * nothing is joined; their ids are found when the events are read (EventRepository.after).
    */
-  async recordApplied(scope: ChangeScope, changes: readonly NewRunChange[], before?: ReadonlyMap<string, JsonObject>): Promise<void> {
+  async recordApplied(scope: ChangeScope, changes: readonly NewRunChange[], options: { before?: ReadonlyMap<string, JsonObject>; ids?: boolean } = {}): Promise<void> {
     if (changes.length === 0) return;
+    const { before, ids = true } = options;
     const rows = before ? changes.map((c) => withBefore(c, before.get(c.externalId))) : changes;
+    if (!ids) {
+      await sql`
+        insert into run_changes (run_id, tenant_id, integration_id, kind, external_id, subject, detail, state)
+        select ${scope.runId}::uuid, ${scope.tenantId}::uuid, ${scope.integrationId}::uuid, t.kind, t.external_id, t.subject, t.detail, 'applied'
+        from ${changeRows(rows)}
+        order by t.n
+      `.execute(this.db);
+      return;
+    }
     await sql`
       with t as (
         select t.*,

@@ -138,6 +138,27 @@ describe('events from runs', () => {
     expect(types(events).filter((x) => x === 'user.deprovisioned')).toEqual([]);
   });
 
+  it('an event keeps the ids of its own moment: a user or group re-created later never lends them its ids', async () => {
+    const { okta, t } = await oktaOrg('delete');
+    await runNow(deps(), t.integrationId);
+    const first = await allEvents(t.tenantId);
+    const created = first.find((e) => e.type === 'user.created' && (e.data.account as { externalId: string }).externalId === '00u0')!;
+    const added = first.find((e) => e.type === 'group.user_added' && (e.data.account as { externalId: string }).externalId === '00u0')!;
+    const oldAccount = (created.data.account as { id: string }).id;
+    expect(oldAccount).toEqual(expect.any(String));
+    expect((added.data.account as { id: string }).id).toBe(oldAccount);
+    okta.updateUser('00u0', { status: 'DEPROVISIONED' });
+    await runNow(deps(), t.integrationId);
+    okta.updateUser('00u0', { status: 'ACTIVE' });
+    await runNow(deps(), t.integrationId);
+    const now = await db.selectFrom('accounts').select('id').where('tenant_id', '=', t.tenantId).where('external_id', '=', '00u0').executeTakeFirstOrThrow();
+    expect(now.id).not.toBe(oldAccount);
+    const again = await allEvents(t.tenantId);
+    expect((again.find((e) => e.id === created.id)!.data.account as { id: string }).id).toBe(oldAccount);
+    // Recorded without ids, found when read: not the re-created account.
+    expect((again.find((e) => e.id === added.id)!.data.account as { id: string | null }).id).toBeNull();
+  });
+
   it('a dry run and a held plan give no event until applied; the approval gives them', async () => {
     const { app, t } = await oktaOrg('suspend', '10');
     await runNow(deps(), t.integrationId);
