@@ -9,7 +9,7 @@ function describeReencryption(report: ReencryptReport): string {
   if (report.failed > 0) {
     lines.push(
       '',
-      table(['integration', 'reason'], report.failures.map((f) => [f.integrationId, f.reason])),
+      table(['integration or endpoint', 'reason'], report.failures.map((f) => ['integrationId' in f ? f.integrationId : `endpoint ${f.endpointId}`, f.reason])),
       '',
       'the others are done; fix the keys of the failed ones and run `dirsync reencrypt` again',
     );
@@ -21,7 +21,7 @@ export function registerReencryptCommand(program: Command): void {
   program
     .command('reencrypt')
     .description(
-      "re-encrypt every integration's credentials under DIRSYNC_ENCRYPTION_KEY, reading old ones with DIRSYNC_ENCRYPTION_KEY_PREVIOUS (safe to interrupt and run again)",
+      "re-encrypt every integration's credentials and every event endpoint's signing secret under DIRSYNC_ENCRYPTION_KEY, reading old ones with DIRSYNC_ENCRYPTION_KEY_PREVIOUS (safe to interrupt and run again)",
     )
     .addOption(jsonOption())
     .action((opts: { json?: boolean }) =>

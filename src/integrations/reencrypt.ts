@@ -9,10 +9,8 @@ export type ReencryptOutcome =
   | { readonly kind: 'failed'; readonly reason: string }
   | { readonly kind: 'gone' };
 
-export interface ReencryptFailure {
-  readonly integrationId: string;
-  readonly reason: string;
-}
+/** What could not be re-encrypted: an integration's credentials or an event endpoint's signing secrets. */
+export type ReencryptFailure = { readonly integrationId: string; readonly reason: string } | { readonly endpointId: string; readonly reason: string };
 
 export interface ReencryptReport {
   readonly reencrypted: number;
@@ -27,7 +25,8 @@ export interface ReencryptOptions {
 }
 
 /**
- * Seals every integration's credentials under the keyring's current key. Each integration is
+ * Seals every integration's credentials, and every event endpoint's signing secrets, under
+ * the keyring's current key. Each integration is
  * one short transaction (lock the row; skip it if already under the current key; else decrypt
  * with whichever key its envelope names and seal again), so an interrupted pass loses nothing
  * and running it again finishes the job. Credentials stay opaque: the decrypted text is sealed
@@ -62,6 +61,32 @@ export async function reencryptCredentials(db: Db, keys: Keyring, options: Reenc
     else if (outcome.kind === 'already-current') alreadyCurrent++;
     else if (outcome.kind === 'failed') failures.push({ integrationId: id, reason: outcome.reason });
     await options.afterIntegration?.(id, outcome);
+  }
+  // Event endpoints' signing secrets are sealed with the same key (EndpointService), each bound to its endpoint.
+  for (const { id } of await db.selectFrom('event_endpoints').select('id').execute()) {
+    const outcome = await db.transaction().execute(async (trx): Promise<ReencryptOutcome> => {
+      const row = await trx.selectFrom('event_endpoints').select(['secret', 'previous_secret']).where('id', '=', id).forUpdate().executeTakeFirst();
+      if (!row) return { kind: 'gone' };
+      const sealed = [row.secret, row.previous_secret].filter((e): e is Buffer => e !== null);
+      if (sealed.every((e) => isUnderCurrentKey(keys, e))) return { kind: 'already-current' };
+      const context = `endpoint:${id}`;
+      let opened: string[];
+      try {
+        opened = sealed.map((e) => decrypt(keys, e, context));
+      } catch (error) {
+        if (error instanceof DecryptionError) return { kind: 'failed', reason: error.message.replace('stored credentials', 'the stored signing secret') };
+        throw error;
+      }
+      await trx
+        .updateTable('event_endpoints')
+        .set({ secret: encrypt(keys.current, opened[0]!, context), ...(opened[1] !== undefined && { previous_secret: encrypt(keys.current, opened[1], context) }) })
+        .where('id', '=', id)
+        .execute();
+      return { kind: 'reencrypted' };
+    });
+    if (outcome.kind === 'reencrypted') reencrypted++;
+    else if (outcome.kind === 'already-current') alreadyCurrent++;
+    else if (outcome.kind === 'failed') failures.push({ endpointId: id, reason: outcome.reason });
   }
   return { reencrypted, alreadyCurrent, failed: failures.length, failures };
 }

@@ -7,7 +7,10 @@ import type { Db } from '../../src/db/database.js';
 import { deliverPending, retryDelayMs } from '../../src/events/delivery.js';
 import { EndpointService } from '../../src/events/endpoint.service.js';
 import type { DirsyncEvent } from '../../src/events/event.js';
-import { createTestDatabase, silentLog, testConfig } from '../support/env.js';
+import { randomBytes } from 'node:crypto';
+import { requireKeyring } from '../../src/config.js';
+import { reencryptCredentials } from '../../src/integrations/reencrypt.js';
+import { TEST_KEY, createTestDatabase, silentLog, testConfig } from '../support/env.js';
 import { FakeOkta } from '../support/fake-okta.js';
 import { type TestIntegration, createOktaIntegration, runNow } from '../support/fixtures.js';
 
@@ -211,5 +214,20 @@ describe('event deliveries', () => {
     for (const [input, message] of bad) await expect(service().create(input)).rejects.toThrow(message);
     await expect(new EndpointService(db, testConfig({ DIRSYNC_ALLOW_HTTP: 'false' })).create({ url: 'http://x.test/h' })).rejects.toThrow(/must be https:\/\//);
     await expect(service().show('nope')).rejects.toThrow(/endpoint nope does not exist/);
+  });
+
+  // Last in this file: it re-seals every integration of this database under a new key.
+  it('reencrypt re-seals endpoint secrets under a new key, so deliveries still sign once the old key is gone', async () => {
+    const { t } = await org(1);
+    const r = await receiver();
+    const ep = await endpointFor(r.url, t);
+    const newKey = randomBytes(32).toString('base64');
+    const rotating = testConfig({ DATABASE_URL: config.databaseUrl, DIRSYNC_ALLOW_HTTP: 'true', DIRSYNC_ENCRYPTION_KEY: newKey, DIRSYNC_ENCRYPTION_KEY_PREVIOUS: TEST_KEY });
+    const report = await reencryptCredentials(db, requireKeyring(rotating));
+    expect(report.failures).toEqual([]);
+    const newOnly = testConfig({ DATABASE_URL: config.databaseUrl, DIRSYNC_ALLOW_HTTP: 'true', DIRSYNC_ENCRYPTION_KEY: newKey });
+    await runNow({ db, config: newOnly }, t.integrationId);
+    expect((await deliverPending({ db, config: newOnly, log: silentLog }, ep.id)).delivered).toBe(1);
+    expect(r.verified([ep.secret])).toHaveLength(1);
   });
 });
