@@ -1,17 +1,15 @@
-import { DelayedError, type Job } from 'bullmq';
+import type { Job } from 'bullmq';
 import { type DeliveryDeps, deliverPending } from '../src/events/delivery.js';
 import type { JobPayloads } from '../src/queue/jobs.js';
 
 /**
- * Handles `deliver`: sends an endpoint's pending events (src/events/delivery.ts). When an
- * event fails, the job waits (moved to delayed) until its retry is due, holding its place:
- * while it waits, triggers for the endpoint join it rather than hammering the receiver.
+ * Handles `deliver`: sends an endpoint's pending events (src/events/delivery.ts). The job
+ * holds no state: one deliverer per endpoint is an advisory lock in Postgres, and a failed
+ * event's next attempt time is recorded there, so the next trigger (a commit, or the sweep
+ * every few seconds) sends it once due. A killed worker or an emptied Redis loses nothing.
  */
-export async function handleDeliver(deps: DeliveryDeps, job: Job<JobPayloads['deliver']>, token?: string): Promise<string> {
+export async function handleDeliver(deps: DeliveryDeps, job: Job<JobPayloads['deliver']>): Promise<string> {
   const outcome = await deliverPending(deps, job.data.endpointId);
-  if (outcome.kind === 'retry') {
-    await job.moveToDelayed(outcome.at.getTime(), token);
-    throw new DelayedError();
-  }
+  if (outcome.kind === 'retry') return `delivered ${outcome.delivered}; next attempt at ${outcome.at.toISOString()}`;
   return outcome.kind === 'disabled' ? `disabled: ${outcome.reason}` : `delivered ${outcome.delivered}`;
 }

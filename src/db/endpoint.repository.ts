@@ -147,10 +147,15 @@ export class EndpointRepository {
     });
   }
 
-  /** How many attempts an event's delivery to the endpoint has had. */
-  async attemptsOf(endpointId: string, eventId: string): Promise<number> {
-    const row = await this.db.selectFrom('event_deliveries').select('attempts').where('endpoint_id', '=', endpointId).where('event_id', '=', eventId).executeTakeFirst();
-    return row?.attempts ?? 0;
+  /** An event's delivery to the endpoint so far: attempts, and when the next one is due (null when none waits). */
+  async deliveryOf(endpointId: string, eventId: string): Promise<{ attempts: number; nextAttemptAt: Date | null }> {
+    const row = await this.db
+      .selectFrom('event_deliveries')
+      .select(['attempts', 'next_attempt_at', 'status'])
+      .where('endpoint_id', '=', endpointId)
+      .where('event_id', '=', eventId)
+      .executeTakeFirst();
+    return { attempts: row?.attempts ?? 0, nextAttemptAt: row?.status === 'retrying' ? row.next_attempt_at : null };
   }
 
   /** Turns an endpoint off, saying why (it failed for too long). */

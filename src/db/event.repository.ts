@@ -47,6 +47,12 @@ export interface EventPage {
 export class EventRepository {
   constructor(private readonly db: Db) {}
 
+  /** Whether a cursor names a transaction that has not started yet (no event can be there). */
+  async isAhead(cursor: Cursor): Promise<boolean> {
+    const { rows } = await sql<{ ahead: boolean }>`select ${cursor.txid}::xid8 >= pg_snapshot_xmax(pg_current_snapshot()) as ahead`.execute(this.db);
+    return rows[0]?.ahead ?? false;
+  }
+
   /** The feed's current end: the cursor of the last event a reader can see now, {0, 0} when none. */
   async end(): Promise<Cursor> {
     const { rows } = await sql<{ txid: string; id: string }>`

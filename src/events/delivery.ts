@@ -36,6 +36,15 @@ export type DeliveryOutcome =
   /** It failed for longer than GIVE_UP_AFTER_MS and was disabled. */
   | { readonly kind: 'disabled'; readonly delivered: number; readonly reason: string };
 
+export interface DeliveryOptions {
+  /** Events sent at most in this call (default 10,000); the next call goes on. */
+  readonly maxEvents?: number;
+  /** Per request (default DELIVERY_TIMEOUT_MS). */
+  readonly timeoutMs?: number;
+  /** Send a waiting retry now rather than when it is due (tests). */
+  readonly ignoreBackoff?: boolean;
+}
+
 export interface DeliveryDeps {
   readonly db: Db;
   readonly config: Config;
@@ -53,7 +62,7 @@ export interface DeliveryDeps {
  * Stops at the first failure and says when to try again (retryDelayMs); an endpoint failing
  * for GIVE_UP_AFTER_MS is disabled with the reason.
  */
-export async function deliverPending(deps: DeliveryDeps, endpointId: string, options: { maxEvents?: number; timeoutMs?: number } = {}): Promise<DeliveryOutcome> {
+export async function deliverPending(deps: DeliveryDeps, endpointId: string, options: DeliveryOptions = {}): Promise<DeliveryOutcome> {
   // One deliverer per endpoint, whatever the queue does (Redis restarted empty, a stalled job
   // taken over, two workers): the second finds the lock taken and leaves it to the first.
   return deps.db.connection().execute(async (conn) => {
@@ -68,7 +77,7 @@ export async function deliverPending(deps: DeliveryDeps, endpointId: string, opt
   });
 }
 
-async function deliverLocked(deps: DeliveryDeps, endpointId: string, options: { maxEvents?: number; timeoutMs?: number }): Promise<DeliveryOutcome> {
+async function deliverLocked(deps: DeliveryDeps, endpointId: string, options: DeliveryOptions): Promise<DeliveryOutcome> {
   const service = new EndpointService(deps.db, deps.config);
   const endpoints = new EndpointRepository(deps.db);
   const endpoint = await endpoints.find(endpointId);
@@ -89,6 +98,12 @@ async function deliverLocked(deps: DeliveryDeps, endpointId: string, options: { 
         to = parseCursor(event.cursor)!;
         continue;
       }
+      // The first event not delivered may be waiting for its retry: not before it is due
+      // (the backoff lives here, in Postgres, so no queue state can make a retry early).
+      const previous = attempts.length === 0 ? await endpoints.deliveryOf(endpoint.id, event.id) : { attempts: 0, nextAttemptAt: null };
+      if (previous.nextAttemptAt && previous.nextAttemptAt.getTime() > Date.now() && !options.ignoreBackoff) {
+        return { kind: 'retry', delivered, at: previous.nextAttemptAt };
+      }
       const result = await send(endpoint.url, event, signers, options.timeoutMs ?? DELIVERY_TIMEOUT_MS);
       if (result.ok) {
         attempts.push({ eventId: event.id, cursor: event.cursor, type: event.type, ok: true, statusCode: result.statusCode, error: null, responseExcerpt: result.excerpt, nextAttemptAt: null });
@@ -101,7 +116,7 @@ async function deliverLocked(deps: DeliveryDeps, endpointId: string, options: { 
       // A failure after a success starts a new count; the endpoint is given up on only after 3 days without one.
       const since = failingSince ?? now;
       const giveUp = now.getTime() - since.getTime() >= GIVE_UP_AFTER_MS;
-      const failures = (await endpoints.attemptsOf(endpoint.id, event.id)) + 1;
+      const failures = (attempts.length === 0 ? previous.attempts : (await endpoints.deliveryOf(endpoint.id, event.id)).attempts) + 1;
       const at = new Date(now.getTime() + retryDelayMs(failures));
       attempts.push({ eventId: event.id, cursor: event.cursor, type: event.type, ok: false, statusCode: result.statusCode, error: result.error, responseExcerpt: result.excerpt, nextAttemptAt: giveUp ? null : at });
       const still = await endpoints.recordAttempts(endpoint.id, from, to, attempts, failingSince === null ? 'starts' : 'continues');

@@ -9,7 +9,7 @@ import { TenantRepository } from '../db/tenant.repository.js';
 import { NotFoundError, UserError } from '../errors.js';
 import { GRACE_RULE, parseGrace } from '../integrations/webhook-secret-grace.js';
 import { EVENT_TYPES, type EventType, formatCursor } from './event.js';
-import { readCursor } from './feed.js';
+import { checkCursorReachable, readCursor } from './feed.js';
 
 /** An endpoint as the CLI and the API show it; the secret never (only `create` and `rotate-secret` print it, once). */
 export interface EndpointView {
@@ -87,6 +87,7 @@ export class EndpointService {
   async replay(id: string, after: string): Promise<EndpointView> {
     const cursor = readCursor(after);
     if (!cursor) throw new UserError('--after needs the cursor to replay after (an event\'s "cursor"; 0.0 replays everything)');
+    await checkCursorReachable(this.db, cursor);
     await this.get(id);
     const moved = await this.endpoints.moveTo(id, cursor);
     if (!moved) throw notFound(id);

@@ -75,7 +75,7 @@ export interface ChangeRow {
  * modes `user.deprovisioned`. Both carry `mode`, `reason` and the `lock`.
  */
 export function toEvent(row: ChangeRow): DirsyncEvent {
-  const { of, ids: stored, group: groupId, user: userId, changed: _changed, ...rest } = (row.detail ?? {}) as JsonObject & { of?: JsonObject; ids?: StoredIds };
+  const { of, ids: stored, group: groupId, user: userId, ...rest } = (row.detail ?? {}) as JsonObject & { of?: JsonObject; ids?: StoredIds };
   const described = (of ?? {}) as { account?: JsonObject; group?: JsonObject; lock?: JsonObject };
   const ids: StoredIds = stored ?? {};
   const membership = row.kind.startsWith('membership.');
@@ -93,7 +93,10 @@ export function toEvent(row: ChangeRow): DirsyncEvent {
     data.group = { id: null, externalId, ...withoutNulls(described.group ?? {}), ...(ids.groupId ? { id: ids.groupId } : {}) };
   }
   const lock = ids.lock ?? described.lock;
-  if (lock && (row.kind === 'user.deprovisioned' || row.kind === 'user.reprovisioned')) data.lock = lock;
+  if (lock && (row.kind === 'user.deprovisioned' || row.kind === 'user.reprovisioned')) {
+    // Timestamps as occurredAt shows them (ISO 8601, UTC, milliseconds).
+    data.lock = typeof lock.since === 'string' ? { ...lock, since: new Date(lock.since).toISOString() } : lock;
+  }
   return {
     id: row.id,
     cursor: formatCursor(row),

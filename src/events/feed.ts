@@ -2,7 +2,7 @@ import type { Db } from '../db/database.js';
 import { EventRepository, MAX_EVENTS } from '../db/event.repository.js';
 import { TenantRepository } from '../db/tenant.repository.js';
 import { NotFoundError, UserError } from '../errors.js';
-import { type DirsyncEvent, formatCursor, parseCursor } from './event.js';
+import { type Cursor, type DirsyncEvent, formatCursor, parseCursor } from './event.js';
 
 /** What `GET /api/v1/events` and `dirsync events` answer (SPEC): `{"events":[event...],"next":CURSOR}`. */
 export interface FeedPage {
@@ -34,11 +34,24 @@ export function readCursor(text: string | undefined): ReturnType<typeof parseCur
   return cursor;
 }
 
+/**
+ * Refuses a cursor no reader can have been given: one from a transaction that has not even
+ * started (a typo, or a cursor of another dirsync's database). Reading after it would wait
+ * silently for events that never come.
+ */
+export async function checkCursorReachable(db: Db, cursor: Cursor | undefined): Promise<void> {
+  if (!cursor) return;
+  if (!(await new EventRepository(db).isAhead(cursor))) return;
+  const end = formatCursor(await new EventRepository(db).end());
+  throw new UserError(`cursor ${formatCursor(cursor)} is ahead of this feed, whose last event is at ${end}: pass a cursor this feed gave out`);
+}
+
 /** A page of events after `after` (from the first event when absent). Throws UserError or NotFoundError for bad input. */
 export async function readFeed(db: Db, query: FeedQuery, tenantId?: string): Promise<FeedPage> {
   const limit = query.limit ?? 100;
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_EVENTS) throw new UserError(`limit must be a whole number from 1 to ${MAX_EVENTS}, not ${JSON.stringify(query.limit)}`);
   const after = readCursor(query.after);
+  await checkCursorReachable(db, after);
   const page = await new EventRepository(db).after({ ...(after && { after }), tenantId: tenantId ?? (await feedTenant(db, query.tenant)), limit });
   return { events: page.events, next: formatCursor(page.next) };
 }

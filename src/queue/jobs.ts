@@ -15,7 +15,10 @@ export function schedulerId(integrationId: string): string {
   return `schedule-${integrationId}`;
 }
 
-/** One delivery job per endpoint at a time: a trigger while one waits or runs joins it. */
-export function deliveryJobId(endpointId: string): string {
-  return `deliver-${endpointId}`;
+/**
+ * At most one delivery job per endpoint per second: triggers within the same second join it.
+ * Not one per endpoint for good: a job left active by a killed worker must not hold off the next.
+ */
+export function deliveryJobId(endpointId: string, now = Date.now()): string {
+  return `deliver-${endpointId}-${Math.floor(now / 1000)}`;
 }

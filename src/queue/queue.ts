@@ -62,8 +62,8 @@ export async function removeSchedule(queue: DirsyncQueue, integrationId: string)
 }
 
 /**
- * Asks for an endpoint's pending events to be delivered. A job already waiting or running for
- * it absorbs the request; a finished one is removed at once, so the next request adds anew.
+ * Asks for an endpoint's pending events to be delivered (see deliveryJobId). Jobs are removed
+ * once done; one that finds another deliverer at work returns at once (src/events/delivery.ts).
  */
 export async function enqueueDelivery(queue: DirsyncQueue, endpointId: string): Promise<void> {
   await queue.add('deliver', { endpointId }, { jobId: deliveryJobId(endpointId), removeOnComplete: true, removeOnFail: true });

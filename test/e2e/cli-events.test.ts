@@ -87,6 +87,7 @@ describe('dirsync events', () => {
       [['events', '--after', 'yesterday'], /"yesterday" is not an event cursor/],
       [['events', '--tenant', 'nope'], /tenant "nope" does not exist/],
       [['events', '--limit', '0'], /--limit must be a whole number from 1 to 1000/],
+      [['events', '--after', '99999999999.5'], /cursor 99999999999.5 is ahead of this feed, whose last event is at \d+\.\d+/],
     ] as const) {
       const result = await cli.run([...args]);
       expect([result.code, result.stderr.trim().split('\n').length], args.join(' ')).toEqual([1, 1]);

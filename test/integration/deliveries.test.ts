@@ -121,7 +121,11 @@ describe('event deliveries', () => {
     expect(first.kind).toBe('retry');
     if (first.kind !== 'retry') return;
     expect(first.at.getTime() - before).toBeGreaterThanOrEqual(retryDelayMs(1) - 50);
-    const second = await deliverPending(deps(), ep.id);
+    // Not before it is due: nothing is sent.
+    const early = await deliverPending(deps(), ep.id);
+    expect(early).toEqual({ kind: 'retry', delivered: 0, at: first.at });
+    expect(r.received).toHaveLength(1);
+    const second = await deliverPending(deps(), ep.id, { ignoreBackoff: true });
     expect(second.kind === 'retry' && second.at.getTime() - Date.now()).toBeGreaterThan(retryDelayMs(1) + 1_000);
     const [failing] = await service().deliveries(ep.id);
     expect(failing).toMatchObject({ status: 'retrying', attempts: 2, lastStatusCode: 500, lastError: 'HTTP 500', nextAttemptAt: expect.any(String) });
@@ -133,7 +137,7 @@ describe('event deliveries', () => {
     await runNow({ db, config }, t.integrationId);
     r.mode = 'ok';
     r.received.length = 0;
-    expect(await deliverPending(deps(), ep.id)).toEqual({ kind: 'idle', delivered: 3 });
+    expect(await deliverPending(deps(), ep.id, { ignoreBackoff: true })).toEqual({ kind: 'idle', delivered: 3 });
     expect(r.verified([ep.secret]).map((e) => (e.data.account as { userName: string }).userName)).toEqual([expect.stringMatching(/^u0@/), expect.stringMatching(/^u1@/), 'late@x.test']);
     expect((await service().show(ep.id)).failingSince).toBeNull();
     expect((await service().deliveries(ep.id)).find((d) => d.eventId === failing!.eventId)).toMatchObject({ status: 'delivered', attempts: 3 });
@@ -151,7 +155,7 @@ describe('event deliveries', () => {
 
     r.mode = 'fail';
     await sql`update event_endpoints set failing_since = now() - interval '3 days 1 minute' where id = ${ep.id}::uuid`.execute(db);
-    const gaveUp = await deliverPending(deps(), ep.id);
+    const gaveUp = await deliverPending(deps(), ep.id, { ignoreBackoff: true });
     expect(gaveUp.kind).toBe('disabled');
     const shown = await service().show(ep.id);
     expect(shown).toMatchObject({ enabled: false, disabledReason: expect.stringMatching(/^failed for more than 3 days .*HTTP 500.*dirsync endpoint replay/) });
