@@ -33,6 +33,11 @@ export interface UserDeprovision {
   readonly reason: DeprovisionReason;
   /** The IdP's current record when it still lists the user (suspended, deactivated), to refresh attributes. */
   readonly user: DirectoryUser | null;
+  /**
+   * The attribute changes that record brings, if any: applied with the deprovision, or on
+   * their own at once when the deprovision is held (updates are never held, SPEC "Safety").
+   */
+  readonly update?: UserUpdate;
 }
 
 export interface GroupUpdate {
@@ -188,8 +193,8 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
   // Accounts whose memberships go because they are deprovisioned: the account goes
   // (remove-access, delete), or the user left the scope. Those removals follow the deprovision.
   const removedAccounts = new Set<string>();
-  const deprovision = (externalId: string, userName: string, reason: DeprovisionReason, user: DirectoryUser | null) => {
-    usersDeprovisioned.push({ externalId, userName, reason, user });
+  const deprovision = (externalId: string, userName: string, reason: DeprovisionReason, user: DirectoryUser | null, update?: UserUpdate) => {
+    usersDeprovisioned.push({ externalId, userName, reason, user, ...(update && { update }) });
     if (keepsRow) rowsAfter.add(externalId);
     if (!keepsRow || reason === 'out-of-scope') removedAccounts.add(externalId);
   };
@@ -266,7 +271,8 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
       continue;
     }
     if (existing.active && !user.active) {
-      deprovision(externalId, user.userName, 'idp-status', user);
+      const changed = userChanges(existing, user);
+      deprovision(externalId, user.userName, 'idp-status', user, changed.length > 0 ? { user, changed, previous: existing } : undefined);
       continue;
     }
     rowsAfter.add(externalId);

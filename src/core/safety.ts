@@ -180,7 +180,16 @@ export function gate(plan: Plan, ctx: SafetyContext): GatedPlan {
     membershipsRemoved: heldRemovals,
     skipped: [],
   };
-  const apply: Plan = { ...plan, usersDeprovisioned: appliedDeprovisions, groupsDeleted: appliedDeletions, membershipsRemoved: appliedRemovals };
+  // Updates are never held: a held deprovision's attribute changes (a rename with the
+  // deactivation) apply now, and the deprovision refreshes nothing more once approved.
+  const heldUpdates = heldDeprovisions.flatMap((d) => (d.update ? [d.update] : []));
+  const apply: Plan = {
+    ...plan,
+    usersUpdated: [...plan.usersUpdated, ...heldUpdates],
+    usersDeprovisioned: appliedDeprovisions,
+    groupsDeleted: appliedDeletions,
+    membershipsRemoved: appliedRemovals,
+  };
   const stale = [...ctx.approved].filter((op) => !approvedSeen.has(op));
   return { apply, held, reasons: heldCount(held) > 0 ? reasons : [], stale };
 }

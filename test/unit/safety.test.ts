@@ -27,6 +27,21 @@ const ctx = (over: Partial<SafetyContext> = {}): SafetyContext => ({
 });
 
 describe('gate', () => {
+  it('applies at once the renames that come with held deactivations (updates are never held)', () => {
+    const users = Array.from({ length: 10 }, (_, i) => user(`u${i}`));
+    const after = users.map((u, i) => (i < 6 ? user(u.externalId, { active: false, status: 'SUSPENDED', userName: `renamed${i}@example.com` }) : u));
+    const p = plan(local(users.map((u) => localUser(u)), []), snapshot(after, []), DEFAULT_POLICY);
+    const result = gate(p, ctx({ current: { activeUsers: 10, groups: 0, memberships: 0 } }));
+    expect(result.held.usersDeprovisioned).toHaveLength(6);
+    expect(result.apply.usersUpdated.map((u) => [u.user.externalId, u.user.userName, u.user.active])).toEqual(
+      after.slice(0, 6).map((u) => [u.externalId, u.userName, false]),
+    );
+    // Not held: the deprovision itself refreshes the record, nothing is applied twice.
+    const quiet = gate(p, ctx({ current: { activeUsers: 10, groups: 0, memberships: 0 }, thresholdPercent: 90 }));
+    expect(quiet.apply.usersDeprovisioned).toHaveLength(6);
+    expect(quiet.apply.usersUpdated).toEqual([]);
+  });
+
   it.each([
     // size, kept, threshold, held?
     [100, 80, null, false], // exactly 20%: not more than the threshold
