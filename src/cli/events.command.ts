@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import { EventSignal, MAX_EVENTS } from '../db/event.repository.js';
+import type { Db } from '../db/database.js';
+import { EventRepository, EventSignal, MAX_EVENTS } from '../db/event.repository.js';
 import type { DirsyncEvent } from '../events/event.js';
-import { feedTenant, readFeed } from '../events/feed.js';
+import { checkCursorReachable, feedTenant, readCursor, readFeed } from '../events/feed.js';
 import { emit, jsonOption, parseLimit, table } from './output.js';
 import { withContext } from './run-command.js';
 
@@ -42,11 +43,12 @@ export function registerEventsCommand(program: Command): void {
  * woken by Postgres NOTIFY on commit, and re-reading every FOLLOW_RECHECK_MS for events the
  * visibility horizon held back. Never a busy loop.
  */
-async function follow(db: Parameters<typeof readFeed>[0], databaseUrl: string, opts: EventsOptions): Promise<void> {
+async function follow(db: Db, databaseUrl: string, opts: EventsOptions): Promise<void> {
   const tenantId = await feedTenant(db, opts.tenant);
-  let after = opts.after;
-  // Validates the cursor before anything is printed.
-  await readFeed(db, { after, limit: 1 }, tenantId);
+  // The cursor given is checked once; the loop then reads on from cursors the feed gave out.
+  let after = readCursor(opts.after);
+  await checkCursorReachable(db, after);
+  const feed = new EventRepository(db);
   const signal = await EventSignal.listen(databaseUrl);
   let stopped = false;
   const stop = () => {
@@ -56,7 +58,7 @@ async function follow(db: Parameters<typeof readFeed>[0], databaseUrl: string, o
   process.once('SIGTERM', stop);
   try {
     while (!stopped) {
-      const page = await readFeed(db, { after, limit: opts.limit ?? MAX_EVENTS }, tenantId);
+      const page = await feed.after({ ...(after && { after }), ...(tenantId && { tenantId }), limit: opts.limit ?? MAX_EVENTS });
       for (const event of page.events) process.stdout.write(`${opts.json ? JSON.stringify(event) : eventLine(event)}\n`);
       after = page.next;
       if (page.events.length === 0) await signal.wait(FOLLOW_RECHECK_MS);

@@ -25,7 +25,8 @@ export interface WorkerDeps extends Omit<ReconcileDeps, 'log'> {
   readonly sweepEveryMs?: number;
 }
 
-type Handlers = { [N in JobName]: (job: Job<JobPayloads[N]>, token?: string) => Promise<string> };
+/** Every job of the runs' queue; `deliver` jobs live on the deliveries queue (startDeliveries). */
+type Handlers = { [N in Exclude<JobName, 'deliver'>]: (job: Job<JobPayloads[N]>, token?: string) => Promise<string> };
 
 /**
  * Starts a BullMQ worker with exactly one handler per job name (the Handlers type makes a
@@ -38,8 +39,6 @@ export async function startWorker(deps: WorkerDeps): Promise<DirsyncWorker> {
   const handlers: Handlers = {
     reconcile: (job, token) => handleReconcile(deps, job, token),
     'schedule-tick': (job) => handleScheduleTick(deps, job),
-    // Deliveries have a queue and worker of their own (startDeliveries); never this one.
-    deliver: async () => 'deliveries run on their own queue',
   };
   await recover(deps);
   // BullMQ leaves a connection it was handed open on close; this one is ours to close.
@@ -47,7 +46,7 @@ export async function startWorker(deps: WorkerDeps): Promise<DirsyncWorker> {
   const worker: DirsyncWorker = new Worker(
     deps.config.queueName,
     async (job, token) => {
-      const handler = handlers[job.name] as (job: Job, token?: string) => Promise<string>;
+      const handler = handlers[job.name as keyof Handlers] as ((job: Job, token?: string) => Promise<string>) | undefined;
       if (!handler) throw new Error(`no handler for job ${job.name}`);
       return handler(job, token);
     },

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CliHarness } from '../support/cli.js';
+import { pushUser } from '../support/scim-push.js';
 
 // `dirsync endpoint ...` as SPEC gives it, with `dirsync start` delivering: a host-app
 // developer registers an endpoint, pushes a change, and receives the event signed.
@@ -32,14 +33,7 @@ afterAll(async () => {
   await new Promise((resolve) => server.close(resolve));
 });
 
-async function push(userName: string): Promise<void> {
-  const res = await fetch(`${scim.scimBaseUrl}/Users`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${scim.scimToken}`, 'content-type': 'application/scim+json' },
-    body: JSON.stringify({ schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName, active: true }),
-  });
-  expect(res.status).toBe(201);
-}
+const push = (userName: string) => pushUser(scim, userName);
 
 async function until<T>(what: string, probe: () => T | undefined, ms = 30_000): Promise<T> {
   const deadline = Date.now() + ms;

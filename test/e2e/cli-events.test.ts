@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CliHarness } from '../support/cli.js';
+import { pushUser } from '../support/scim-push.js';
 
 // `dirsync events` as SPEC gives it: [--tenant] [--after CURSOR] [--limit N] [--follow] -> {"events":[...],"next":CURSOR}.
 const cli = new CliHarness();
@@ -19,14 +20,7 @@ afterAll(async () => {
   await cli.stop();
 });
 
-async function push(userName: string): Promise<void> {
-  const res = await fetch(`${scim.scimBaseUrl}/Users`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${scim.scimToken}`, 'content-type': 'application/scim+json' },
-    body: JSON.stringify({ schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName, active: true }),
-  });
-  expect(res.status).toBe(201);
-}
+const push = (userName: string) => pushUser(scim, userName);
 
 interface EventJson {
   id: string;
