@@ -106,7 +106,9 @@ export async function checkConvergence(
     if (!users.some((u) => u.userName === r.userName && u.active)) wrongfulDeprovisions.push(id);
   }
 
-  const dry = await runNow({ db, config }, integrationId, { dryRun: true });
+  // A worker may still be running a follow-up run of the integration (a redelivered webhook's):
+  // the dry run waits its turn rather than being refused as busy.
+  const dry = await dryRunWhenIdle(db, config, integrationId);
   const counts = (dry.counts ?? {}) as Record<string, number>;
   const pendingChanges = dry.status === 'succeeded' ? Object.keys(CHANGE_KIND_OF).reduce((n, k) => n + (counts[k] ?? 0), 0) : -1;
   return { mismatches, wrongfulDeprovisions: [...new Set(wrongfulDeprovisions)], changeLogErrors, pendingChanges };
@@ -260,4 +262,17 @@ async function checkChangeLog(db: Db, integrationId: string, applied: string): P
     }
   }
   return errors;
+}
+
+/** A dry run of the integration, tried again while another run of it is in progress (up to a minute). */
+async function dryRunWhenIdle(db: Db, config: Config, integrationId: string): Promise<Awaited<ReturnType<typeof runNow>>> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      return await runNow({ db, config }, integrationId, { dryRun: true });
+    } catch (error) {
+      if (!/"kind":"busy"/.test((error as Error).message) || Date.now() > deadline) throw error;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
 }
