@@ -10,6 +10,7 @@ import * as scim from './2026-11-30T0000-scim.js';
 import * as scimUnapplied from './2026-11-30T0100-scim-unapplied.js';
 import * as events from './2026-11-30T0200-events.js';
 import * as endpoints from './2026-11-30T0300-endpoints.js';
+import * as eventsOutliveRuns from './2026-11-30T0400-events-outlive-runs.js';
 
 /**
  * Every migration, by name (names sort in the order they apply). Listed statically rather
@@ -27,4 +28,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-30T0100-scim-unapplied': scimUnapplied,
   '2026-11-30T0200-events': events,
   '2026-11-30T0300-endpoints': endpoints,
+  '2026-11-30T0400-events-outlive-runs': eventsOutliveRuns,
 };

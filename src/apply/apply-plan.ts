@@ -32,13 +32,24 @@ interface Batch {
   readonly kind: PlanKind;
   readonly size: number;
   readonly changes: NewRunChange[];
-  /** Writes the batch; returns the IdP ids of users it refused (a grant's per-record conflicts). */
-  write(repo: DirectoryRepository, scope: WriteScope): Promise<readonly string[]>;
+  write(repo: DirectoryRepository, scope: WriteScope): Promise<Written>;
   /** The batch as single-item batches, for when one of its records fails. */
   items(): Batch[];
   /** The same item in a form more likely to apply (a deprovision without its attribute refresh), if any. */
   fallback?(): Batch | undefined;
   describe(): SkippedRecord;
+}
+
+/** What writing a batch did beyond what its changes say. */
+interface Written {
+  /** IdP ids of users it refused (a grant's per-record conflicts): not applied. */
+  readonly refused?: readonly string[];
+  /**
+   * Per change (aligned with the batch's changes), the ids the write itself joined: stored as
+   * the event's `detail.ids`, sparing recordApplied its own join. A change without is not
+   * applied (an added membership whose group or account was not there).
+   */
+  readonly ids?: ReadonlyArray<JsonObject | undefined>;
 }
 
 /**
@@ -67,9 +78,10 @@ export async function applyPlan(
       const runs = new RunRepository(trx);
       // An event describes its subject as it is after the change; one the change removes, as it was.
       const before = REMOVES_SUBJECT.has(batch.kind) ? await runs.describeSubjects(scope.integrationId, batch.changes) : undefined;
-      const refused = new Set(await batch.write(new DirectoryRepository(trx), scope));
-      const changes = batch.changes.filter((c) => !refused.has(c.externalId));
-      await runs.recordApplied(scope, changes, { ...(before && { before }), ids: batch.kind !== 'membershipsAdded' });
+      const written = await batch.write(new DirectoryRepository(trx), scope);
+      const refused = new Set(written.refused);
+      const changes = written.ids ? withIds(batch.changes, written.ids) : batch.changes.filter((c) => !refused.has(c.externalId));
+      await runs.recordApplied(scope, changes, { ...(before && { before }), ids: !written.ids });
       for (const c of batch.changes) {
         if (refused.has(c.externalId)) skipped.push({ kind: 'user', externalId: c.externalId, subject: c.subject, reason: `${c.subject}: ${REFUSED}` });
       }
@@ -91,6 +103,13 @@ export async function applyPlan(
   }
   return { counts: applied, skipped };
 }
+
+/**
+ * The label of a membership removal that goes with its user's deprovision, in any mode (the
+ * account suspended, its access removed, or it deleted). Rows written before 2026-11-30 say
+ * 'account removed' (RunRepository.recentRemovals reads both).
+ */
+export const USER_DEPROVISIONED = 'user deprovisioned';
 
 /** Operations whose subject (an account in remove-access or delete mode, a group, a lifted lock) may be gone once applied. */
 const REMOVES_SUBJECT: ReadonlySet<PlanKind> = new Set(['usersDeprovisioned', 'groupsDeleted', 'usersReprovisioned']);
@@ -116,32 +135,41 @@ async function commitItem(item: Batch, commit: (b: Batch) => Promise<number>, sk
 /** Records planned operations as changes not applied: `planned` for a dry run, `held` for a held plan. */
 export async function recordPlan(db: Db, runId: string, plan: Plan, policy: Policy, state: 'planned' | 'held', batchSize = 1000): Promise<void> {
   const runs = new RunRepository(db);
+  for (const batch of describePlan(plan, policy, batchSize)) await runs.recordChanges(runId, batch.changes, state);
+}
+
+/**
+ * A plan's operations as the change-log rows applying them records, in apply order, in
+ * batches of at most `batchSize` of one kind; nothing is written. For recording a change made
+ * outside applyPlan exactly as applyPlan would (an integration's deletion).
+ */
+export function* describePlan(plan: Plan, policy: Policy, batchSize: number): Iterable<{ kind: PlanKind; changes: NewRunChange[] }> {
   for (const step of steps(plan, policy)) {
-    for (const batch of step.batches(batchSize)) await runs.recordChanges(runId, batch.changes, state);
+    for (const batch of step.batches(batchSize)) yield { kind: batch.kind, changes: batch.changes };
   }
 }
 
 function steps(plan: Plan, policy: Policy): Step[] {
   const mode = policy.deprovisionMode;
   return [
-    step('groupsCreated', plan.groupsCreated, (r, s, b) => r.upsertGroups(s, b), (g) =>
+    step('groupsCreated', plan.groupsCreated, (r, s, b) => r.upsertGroups(s, b).then(() => ({})), (g) =>
       change(CHANGE_KINDS.groupsCreated, g.externalId, g.name, { description: g.description, of: { group: groupOf(g) } }),
     ),
-    step('groupsUpdated', plan.groupsUpdated, (r, s, b) => r.upsertGroups(s, b.map((u) => u.group)), (u) =>
+    step('groupsUpdated', plan.groupsUpdated, (r, s, b) => r.upsertGroups(s, b.map((u) => u.group)).then(() => ({})), (u) =>
       change(CHANGE_KINDS.groupsUpdated, u.group.externalId, u.group.name, {
         changed: [...u.changed],
         changes: changes(u.changed, u.previous, u.group),
         of: { group: groupOf(u.group) },
       }),
     ),
-    step('usersUpdated', plan.usersUpdated, (r, s, b) => r.updateUsers(s, b.map((u) => u.user)), (u) =>
+    step('usersUpdated', plan.usersUpdated, (r, s, b) => r.updateUsers(s, b.map((u) => u.user)).then(() => ({})), (u) =>
       change(CHANGE_KINDS.usersUpdated, u.user.externalId, u.user.userName, {
         changed: [...u.changed],
         changes: changes(u.changed, u.previous, u.user),
         of: { account: accountOf(u.user) },
       }),
     ),
-    step('usersCreated', plan.usersCreated, (r, s, b) => r.grantAccess(s, b), (u) =>
+    step('usersCreated', plan.usersCreated, async (r, s, b) => ({ refused: await r.grantAccess(s, b) }), (u) =>
       change(CHANGE_KINDS.usersCreated, u.externalId, u.userName, {
         email: u.email,
         status: u.status,
@@ -149,27 +177,27 @@ function steps(plan: Plan, policy: Policy): Step[] {
         of: { account: accountOf(u) },
       }),
     ),
-    step('usersReprovisioned', plan.usersReprovisioned, (r, s, b) => r.grantAccess(s, b), (u) =>
+    step('usersReprovisioned', plan.usersReprovisioned, async (r, s, b) => ({ refused: await r.grantAccess(s, b) }), (u) =>
       change(CHANGE_KINDS.usersReprovisioned, u.externalId, u.userName, {
         status: u.status,
         ...(u.adopts ? { adopted: u.adopts } : {}),
         of: { account: accountOf(u) },
       }),
     ),
-    step('membershipsAdded', plan.membershipsAdded, (r, s, b) => r.addMemberships(s, b), (m) =>
+    step('membershipsAdded', plan.membershipsAdded, async (r, s, b) => ({ ids: await r.addMemberships(s, b) }), (m) =>
       change(CHANGE_KINDS.membershipsAdded, membershipId(m), `${m.userName} in ${m.groupName}`, { ...membershipDetail(m), of: membershipOf(m) }),
     ),
-    step('membershipsRemoved', plan.membershipsRemoved, (r, s, b) => r.removeMemberships(s, b), (m) =>
+    step('membershipsRemoved', plan.membershipsRemoved, (r, s, b) => r.removeMemberships(s, b).then(() => ({})), (m) =>
       change(CHANGE_KINDS.membershipsRemoved, membershipId(m), `${m.userName} in ${m.groupName}`, {
         ...membershipDetail(m),
-        ...(m.with ? { with: m.with === 'group' ? 'group deleted' : 'account removed' } : {}),
+        ...(m.with ? { with: m.with === 'group' ? 'group deleted' : USER_DEPROVISIONED } : {}),
         of: membershipOf(m),
       }),
     ),
     step(
       'usersDeprovisioned',
       plan.usersDeprovisioned,
-      (r, s, b) => deprovision(r, s, b, mode),
+      (r, s, b) => deprovision(r, s, b, mode).then(() => ({})),
       (d) =>
         change(CHANGE_KINDS.usersDeprovisioned, d.externalId, d.userName, {
           reason: d.reason,
@@ -180,7 +208,7 @@ function steps(plan: Plan, policy: Policy): Step[] {
       // A record whose attributes Postgres refuses is still deprovisioned: bad data never keeps anyone in.
       (d) => (d.user ? { ...d, user: null } : undefined),
     ),
-    step('groupsDeleted', plan.groupsDeleted, (r, s, b) => r.deleteGroups(s, b.map((g) => g.externalId)), (g) =>
+    step('groupsDeleted', plan.groupsDeleted, (r, s, b) => r.deleteGroups(s, b.map((g) => g.externalId)).then(() => ({})), (g) =>
       change(CHANGE_KINDS.groupsDeleted, g.externalId, g.name, { members: g.members, of: { group: { name: g.name } } }),
     ),
   ];
@@ -189,7 +217,7 @@ function steps(plan: Plan, policy: Policy): Step[] {
 function step<T>(
   kind: PlanKind,
   items: readonly T[],
-  write: (repo: DirectoryRepository, scope: WriteScope, batch: readonly T[]) => Promise<readonly string[] | void>,
+  write: (repo: DirectoryRepository, scope: WriteScope, batch: readonly T[]) => Promise<Written>,
   describe: (item: T) => NewRunChange,
   fallback?: (item: T) => T | undefined,
 ): Step {
@@ -199,7 +227,7 @@ function step<T>(
       kind,
       size: batch.length,
       changes,
-      write: async (repo, scope) => (await write(repo, scope, batch)) ?? [],
+      write: (repo, scope) => write(repo, scope, batch),
       items: () => batch.map((item) => batchOf([item])),
       fallback: () => {
         const better = batch.length === 1 && fallback ? fallback(batch[0]!) : undefined;
@@ -235,6 +263,16 @@ function deprovision(
     case 'delete':
       return repo.removeAccess(scope, batch, true);
   }
+}
+
+/** The changes whose write joined ids, each with them in its detail; the others were not applied. */
+function withIds(changes: readonly NewRunChange[], ids: ReadonlyArray<JsonObject | undefined>): NewRunChange[] {
+  const out: NewRunChange[] = [];
+  changes.forEach((c, i) => {
+    const found = ids[i];
+    if (found) out.push({ ...c, detail: { ...c.detail, ids: found } });
+  });
+  return out;
 }
 
 /** The account an event describes, as the plan knows it (its ids, IdP id included, are added when events are read). */

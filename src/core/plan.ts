@@ -152,6 +152,27 @@ export function emptyPlan(): Plan {
   };
 }
 
+/**
+ * What deleting an integration removes from its tenant, as a plan: every group it provisioned,
+ * each membership going with its group. Its accounts stay (unowned, for the next integration
+ * that provisions them to adopt), so no user operation is planned. Recorded as applied, these
+ * are the deletion's events (IntegrationService.delete).
+ */
+export function integrationRemovalPlan(local: Pick<LocalState, 'users' | 'groups' | 'memberships'>): Plan {
+  const plan = emptyPlan();
+  const groupsDeleted: GroupDelete[] = [];
+  const membershipsRemoved: Membership[] = [];
+  for (const group of sorted(local.groups)) {
+    const members = [...(local.memberships.get(group.externalId) ?? EMPTY)].sort();
+    for (const userExternalId of members) {
+      const userName = local.users.get(userExternalId)?.userName ?? userExternalId;
+      membershipsRemoved.push({ groupExternalId: group.externalId, userExternalId, groupName: group.name, userName, with: 'group' });
+    }
+    groupsDeleted.push({ externalId: group.externalId, name: group.name, members: members.length });
+  }
+  return { ...plan, groupsDeleted, membershipsRemoved };
+}
+
 export function isEmptyPlan(plan: Plan): boolean {
   return PLAN_KINDS.every((kind) => plan[kind].length === 0);
 }

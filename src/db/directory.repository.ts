@@ -4,6 +4,13 @@ import type { Membership, UserGrant } from '../core/plan.js';
 import type { TenantCounts } from '../core/safety.js';
 import type { Db } from './database.js';
 
+/** A membership's ids in the tenant: its group, account and the account's person. */
+export type MembershipIds = {
+  readonly groupId: string;
+  readonly accountId: string;
+  readonly personId: string;
+};
+
 /** Which integration, in which tenant, a write belongs to, and the run that makes it. */
 export interface WriteScope {
   readonly tenantId: string;
@@ -409,17 +416,30 @@ export class DirectoryRepository {
       .execute();
   }
 
-  async addMemberships(scope: WriteScope, memberships: readonly Membership[]): Promise<void> {
-    if (memberships.length === 0) return;
-    await sql`
-      insert into group_memberships (group_id, account_id)
-      select g.id, a.id
-      from unnest(${memberships.map((m) => m.groupExternalId)}::text[], ${memberships.map((m) => m.userExternalId)}::text[])
-        as m(group_external_id, user_external_id)
-      join groups g on g.integration_id = ${scope.integrationId}::uuid and g.external_id = m.group_external_id
-      join accounts a on a.integration_id = ${scope.integrationId}::uuid and a.external_id = m.user_external_id
-      on conflict do nothing
+  /**
+   * Adds memberships; returns, aligned with `memberships`, the ids each one joined (the
+   * group's, the account's and its person's; undefined where the group or account is not
+   * there), read by the same join that inserts them, for the change log's events.
+   */
+  async addMemberships(scope: WriteScope, memberships: readonly Membership[]): Promise<Array<MembershipIds | undefined>> {
+    if (memberships.length === 0) return [];
+    const { rows } = await sql<{ n: string; group_id: string; account_id: string; person_id: string }>`
+      with r as materialized (
+        select m.n, g.id as group_id, a.id as account_id, a.user_id as person_id
+        from unnest(${memberships.map((m) => m.groupExternalId)}::text[], ${memberships.map((m) => m.userExternalId)}::text[])
+          with ordinality as m(group_external_id, user_external_id, n)
+        join groups g on g.integration_id = ${scope.integrationId}::uuid and g.external_id = m.group_external_id
+        join accounts a on a.integration_id = ${scope.integrationId}::uuid and a.external_id = m.user_external_id
+      ), added as (
+        insert into group_memberships (group_id, account_id)
+        select group_id, account_id from r
+        on conflict do nothing
+      )
+      select n, group_id, account_id, person_id from r
     `.execute(this.db);
+    const ids: Array<MembershipIds | undefined> = new Array(memberships.length);
+    for (const row of rows) ids[Number(row.n) - 1] = { groupId: row.group_id, accountId: row.account_id, personId: row.person_id };
+    return ids;
   }
 
   async removeMemberships(scope: WriteScope, memberships: readonly Membership[]): Promise<void> {

@@ -65,8 +65,8 @@ export class EventRepository {
   }
 
   /**
-   * Deletes events (applied change-log rows of runs that finished more than `olderThanMs`
-   * ago) and endpoint deliveries not touched for as long (but those still being retried), in
+   * Deletes events (applied change-log rows written more than `olderThanMs` ago) and
+   * endpoint deliveries not touched for as long (but those still being retried), in
    * batches of `batch` rows so no transaction grows large. Returns how many rows went.
    */
   async prune(olderThanMs: number, batch = 10_000): Promise<{ events: number; deliveries: number }> {
@@ -75,8 +75,9 @@ export class EventRepository {
     for (;;) {
       const result = await sql`
         delete from run_changes where id in (
-          select c.id from runs r join run_changes c on c.run_id = r.id
-          where r.finished_at < now() - ${olderThanMs} * interval '1 millisecond' and c.state = 'applied'
+          -- By the change's own time: an integration's deletion leaves events whose run is gone.
+          select c.id from run_changes c
+          where c.state = 'applied' and c.created_at < now() - ${olderThanMs} * interval '1 millisecond'
           limit ${batch})
       `.execute(this.db);
       const n = Number(result.numAffectedRows ?? 0n);
@@ -107,7 +108,7 @@ export class EventRepository {
       external_id: string;
       slug: string;
       integration_id: string;
-      run_id: string;
+      run_id: string | null;
       created_at: Date;
       detail: ChangeRow['detail'];
       account_id: string | null;
@@ -118,11 +119,11 @@ export class EventRepository {
         a.id as account_id, a.user_id as person_id, g.id as group_id
       from run_changes c
       join tenants t on t.id = c.tenant_id
-      -- Added memberships are recorded without ids (see RunRepository.recordApplied): their
-      -- account and group as they exist now, if they existed then (a re-created one is not them).
-      left join accounts a on c.kind = 'membership.added' and a.integration_id = c.integration_id
+      -- Added memberships recorded on 2026-11-30 before their write returned ids (see
+      -- apply-plan's Written): their account and group as they exist now, if they existed then.
+      left join accounts a on c.kind = 'membership.added' and not (c.detail ? 'ids') and a.integration_id = c.integration_id
         and a.external_id = c.detail->>'user' and a.created_at <= c.created_at
-      left join groups g on c.kind = 'membership.added' and g.integration_id = c.integration_id
+      left join groups g on c.kind = 'membership.added' and not (c.detail ? 'ids') and g.integration_id = c.integration_id
         and g.external_id = c.detail->>'group' and g.created_at <= c.created_at
       where c.state = 'applied'
         and c.txid < ${HORIZON}
@@ -149,7 +150,7 @@ export class EventRepository {
   }
 }
 
-/** An added membership's detail with the ids found as it is read (it was recorded without). */
+/** An added membership's detail with the ids found as it is read (an early row recorded without). */
 function withReadIds(detail: ChangeRow['detail'], accountId: string | null, personId: string | null, groupId: string | null): ChangeRow['detail'] {
   const ids = { ...(accountId && { accountId }), ...(personId && { personId }), ...(groupId && { groupId }) };
   return { ...(detail ?? {}), ids };

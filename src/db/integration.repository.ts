@@ -55,9 +55,26 @@ export class IntegrationRepository {
     return result.numUpdatedRows > 0n;
   }
 
+  /**
+   * Deletes the integration and its runs with their change log, but not the log's applied rows:
+   * those are events, kept until retention prunes them (migration 2026-11-30T0400). Use
+   * deleteIntegration (src/integrations/integration-removal.ts), which also records the events
+   * of the deletion itself.
+   */
   async delete(id: string): Promise<boolean> {
+    await sql`delete from run_changes c using runs r where r.integration_id = ${id}::uuid and c.run_id = r.id and c.state <> 'applied'`.execute(this.db);
     const result = await this.db.deleteFrom('integrations').where('id', '=', id).executeTakeFirst();
     return result.numDeletedRows > 0n;
+  }
+
+  /**
+   * Locks the integration's row until the transaction ends (false if there is none). A run's
+   * applying transaction holds a key-share lock on it through its foreign keys, so this waits
+   * for those in flight and keeps new ones out.
+   */
+  async lockForDelete(id: string): Promise<boolean> {
+    const row = await this.db.selectFrom('integrations').select('id').where('id', '=', id).forUpdate().executeTakeFirst();
+    return row !== undefined;
   }
 
   async find(id: string): Promise<Integration | undefined> {

@@ -306,7 +306,7 @@ export class RunRepository {
     const rows = await this.db
       .selectFrom('run_changes as c')
       .innerJoin('runs as r', 'r.id', 'c.run_id')
-      .select(['c.run_id', 'c.kind', 'c.external_id', 'c.detail'])
+      .select(['r.id as run_id', 'c.kind', 'c.external_id', 'c.detail'])
       .where('r.integration_id', '=', integrationId)
       .where('r.status', '=', 'held')
       .where('r.dry_run', '=', false)
@@ -391,7 +391,8 @@ export class RunRepository {
       .where('c.state', '=', 'applied')
       .where('c.kind', 'in', [CHANGE_KINDS.usersDeprovisioned, CHANGE_KINDS.groupsDeleted, CHANGE_KINDS.membershipsRemoved])
       .where(sql<boolean>`c.created_at > now() - ${windowMs} * interval '1 millisecond'`)
-      .where(sql<boolean>`coalesce(c.detail ->> 'with', '') <> 'account removed'`)
+      // 'account removed' is what rows written before 2026-11-30 say (apply-plan's USER_DEPROVISIONED).
+      .where(sql<boolean>`coalesce(c.detail ->> 'with', '') not in ('user deprovisioned', 'account removed')`)
       .groupBy('c.kind')
       .execute();
     const n = (kind: string) => Number(rows.find((r) => r.kind === kind)?.n ?? 0);
@@ -422,8 +423,9 @@ export class RunRepository {
    * joined set-based in this same transaction, so an event keeps the ids of its own moment.
    * For subjects the change removed (an account in remove-access or delete mode, a deleted
    * group, a lifted lock) what `before` described before the write (see describeSubjects) is
-   * kept too. With `ids: false` (added memberships: five in six changes of an initial sync)
-   * nothing is joined; their ids are found when the events are read (EventRepository.after).
+   * kept too. With `ids: false` nothing is joined: the write itself returned the ids and they
+   * are in each change's detail already (added memberships, five in six changes of an initial
+   * sync: the insert's own join finds them, see DirectoryRepository.addMemberships).
    */
   async recordApplied(scope: ChangeScope, changes: readonly NewRunChange[], options: { before?: ReadonlyMap<string, JsonObject>; ids?: boolean } = {}): Promise<void> {
     if (changes.length === 0) return;
@@ -544,7 +546,8 @@ function withBefore(change: NewRunChange, before: JsonObject | undefined): NewRu
 
 /** Which run, of which integration and tenant, applied a change: an event's provenance. */
 export interface ChangeScope {
-  readonly runId: string;
+  /** Null for a change no run made: an integration's deletion. */
+  readonly runId: string | null;
   readonly tenantId: string;
   readonly integrationId: string;
 }

@@ -167,7 +167,8 @@ export type ChangeState = 'applied' | 'planned' | 'held' | 'skipped';
 
 export interface RunChangesTable {
   id: Generated<string>;
-  run_id: string;
+  /** Null for a change no run made (an integration's deletion); a deleted run's id stays on its events. */
+  run_id: string | null;
   kind: string;
   external_id: string;
   subject: string;

@@ -13,7 +13,8 @@ export interface DirsyncEvent {
   /** The tenant's slug. */
   readonly tenant: string;
   readonly integrationId: string;
-  readonly runId: string;
+  /** The run that applied the change; null for a change no run made (the integration's deletion). */
+  readonly runId: string | null;
   /** ISO 8601: when the change was applied. */
   readonly occurredAt: string;
   /** The account (or group) as `dirsync users`/`groups` show it, with its id and the person's id, and what the type adds. */
@@ -63,7 +64,7 @@ export interface ChangeRow {
   readonly externalId: string;
   readonly tenantSlug: string;
   readonly integrationId: string;
-  readonly runId: string;
+  readonly runId: string | null;
   readonly createdAt: Date;
   readonly detail: JsonObject | null;
 }

@@ -14,6 +14,7 @@ import { type CredentialKind, type Credentials, openCredentials, sealCredentials
 import { parseOktaPrivateKey } from './okta-private-key.js';
 import { InvalidScheduleError, describeSchedule, parseSchedule } from './schedule.js';
 import { GRACE_RULE, parseGrace } from './webhook-secret-grace.js';
+import { deleteIntegration } from './integration-removal.js';
 
 export interface IntegrationOptions {
   baseUrl?: string | undefined;
@@ -106,7 +107,7 @@ export class IntegrationService {
   private readonly tenants: TenantRepository;
 
   constructor(
-    db: Db,
+    private readonly db: Db,
     private readonly config: Config,
   ) {
     this.integrations = new IntegrationRepository(db);
@@ -280,9 +281,10 @@ export class IntegrationService {
     return integration;
   }
 
+  /** Deletes the integration, its groups and run history; events stay (see deleteIntegration). */
   async delete(id: string): Promise<Integration> {
     const existing = await this.get(id);
-    await this.integrations.delete(id);
+    if (!(await deleteIntegration(this.db, existing))) throw new NotFoundError(`integration ${id} does not exist: \`dirsync integration list\` shows the ids`);
     return existing;
   }
 

@@ -155,8 +155,7 @@ describe('events from runs', () => {
     expect(now.id).not.toBe(oldAccount);
     const again = await allEvents(t.tenantId);
     expect((again.find((e) => e.id === created.id)!.data.account as { id: string }).id).toBe(oldAccount);
-    // Recorded without ids, found when read: not the re-created account.
-    expect((again.find((e) => e.id === added.id)!.data.account as { id: string | null }).id).toBeNull();
+    expect((again.find((e) => e.id === added.id)!.data.account as { id: string }).id).toBe(oldAccount);
   });
 
   it('a dry run and a held plan give no event until applied; the approval gives them', async () => {
@@ -189,6 +188,48 @@ describe('events from runs', () => {
     const run = await runNow(deps(), integration.id, { trigger: 'scim' });
     const events = await allEvents(tenant.id);
     expect(events.map((e) => [e.type, e.runId, (e.data.account as { userName: string }).userName])).toEqual([['user.created', run.id, 'pushed@s.test']]);
+  });
+});
+
+describe('events when an integration is deleted', () => {
+  it('keeps the events it made, and gives group.user_removed and group.deleted for what the deletion removes', async () => {
+    const { t } = await oktaOrg('suspend');
+    const okta = fakes[0]!;
+    okta.updateUser('00u2', { status: 'SUSPENDED' });
+    const first = await runNow(deps(), t.integrationId);
+    const made = await allEvents(t.tenantId);
+    const group = await db.selectFrom('groups').select('id').where('integration_id', '=', t.integrationId).executeTakeFirstOrThrow();
+    await new IntegrationService(db, config).delete(t.integrationId);
+
+    const after = await allEvents(t.tenantId);
+    // Nothing the host app may not have received yet is lost with the runs.
+    expect(after.slice(0, made.length)).toEqual(made);
+    expect(made.every((e) => e.runId === first.id)).toBe(true);
+    const removal = after.slice(made.length);
+    // Members first, then their group, as a run applying the same removals records them.
+    expect(types(removal)).toEqual(['group.user_removed', 'group.user_removed', 'group.deleted']);
+    expect(removal.every((e) => e.runId === null && e.integrationId === t.integrationId)).toBe(true);
+    expect(removal[0]!.data).toMatchObject({ with: 'group deleted', group: { id: group.id, externalId: '00gStaff', name: 'Staff' } });
+    expect(removal[2]!.data).toMatchObject({ members: 2, group: { id: group.id, externalId: '00gStaff', name: 'Staff' } });
+    expect(new Set(removal.slice(0, 2).map((e) => (e.data.account as { externalId: string }).externalId))).toEqual(new Set(['00u0', '00u1']));
+    // The run history goes; its change log's non-event rows with it.
+    expect(await db.selectFrom('runs').select('id').where('integration_id', '=', t.integrationId).execute()).toEqual([]);
+    const orphans = await db.selectFrom('run_changes').select('id').where('run_id', '=', first.id).where('state', '<>', 'applied').execute();
+    expect(orphans).toEqual([]);
+  });
+
+  it("labels a membership removal that goes with a deprovision 'user deprovisioned'", async () => {
+    for (const mode of ['remove-access', 'delete']) {
+      const { okta, t } = await oktaOrg(mode);
+      await runNow(deps(), t.integrationId);
+      const cursor = (await feed().after({ tenantId: t.tenantId, limit: 1000 })).next;
+      okta.updateUser('00u0', { status: 'DEPROVISIONED' });
+      await runNow(deps(), t.integrationId);
+      const { events } = await feed().after({ tenantId: t.tenantId, limit: 1000, after: cursor });
+      const removed = events.filter((e) => e.type === 'group.user_removed');
+      expect(removed, `${mode}: ${JSON.stringify(types(events))}`).toHaveLength(1);
+      expect(removed[0]!.data.with, mode).toBe('user deprovisioned');
+    }
   });
 });
 
@@ -246,10 +287,10 @@ describe('the cursor', () => {
     expect((await allEvents(r.t.tenantId, 2)).map((e) => e.id)).toEqual(all.map((e) => e.id));
   });
 
-  it('prunes events of runs that finished before the retention, and old deliveries but those still retried', async () => {
+  it('prunes events written before the retention, and old deliveries but those still retried', async () => {
     const r = await bareRun();
     for (let i = 0; i < 5; i++) await insert(db, r, `old${i}`);
-    await sql`update runs set status = 'succeeded', finished_at = now() - interval '31 days' where id = ${r.runId}::uuid`.execute(db);
+    await sql`update run_changes set created_at = now() - interval '31 days' where run_id = ${r.runId}::uuid`.execute(db);
     const fresh = await bareRun();
     await insert(db, fresh, 'fresh');
     const { id: endpointId } = await sql<{ id: string }>`
