@@ -14,6 +14,7 @@ import { VerificationError } from '../integrations/connection-check.js';
 import { registerAdminApi } from './admin-api.routes.js';
 import { registerAdminPages } from './admin-pages.js';
 import { createMetrics } from './metrics.js';
+import { apiWording } from './api-wording.js';
 
 export interface ServerDeps {
   readonly db: Db;
@@ -56,7 +57,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     const message = status >= 500 ? 'temporarily unavailable; try again' : error.message;
     if (!request.url.startsWith('/api/')) return response.code(status).send({ error: message });
     const code = status === 404 ? 'not_found' : status === 413 ? 'too_large' : status >= 500 ? 'unavailable' : 'bad_request';
-    return response.code(status).send({ error: { code, message } });
+    return response.code(status).send({ error: { code, message: apiWording(message) } });
   });
   app.setNotFoundHandler((request, response) =>
     response.code(404).send(request.url.startsWith('/api/') ? { error: { code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` } } : { error: 'not found' }),
