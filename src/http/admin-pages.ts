@@ -14,6 +14,7 @@ import { IntegrationService } from '../integrations/integration.service.js';
 import { changeState } from '../runs/change-state.js';
 import { approveRun, requestRun } from '../runs/trigger.js';
 import { type AdminApiDeps, adminTokenMatches, bearerOf } from './admin-api.routes.js';
+import { registerEndpointPages } from './admin-endpoint-pages.js';
 import { h, page } from './admin-html.js';
 
 const COOKIE = 'dirsync_admin';
@@ -203,6 +204,8 @@ ${run.error ? `<p class="error" role="alert">${h(run.error)}</p>` : ''}${approve
       const approval = await approveRun(deps, request.params.id);
       return reply.redirect(`/admin/runs/${approval.id}`);
     });
+
+    registerEndpointPages(admin, deps);
 
     const board = new FastifyAdapter();
     createBullBoard({ queues: [new BullMQAdapter(deps.queue)], serverAdapter: board, options: { uiConfig: { boardTitle: 'dirsync queue' } } });
