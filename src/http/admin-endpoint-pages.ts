@@ -267,7 +267,7 @@ function details(e: EndpointView): string {
 
 function deliveryTable(deliveries: DeliveryView[]): string {
   if (deliveries.length === 0) return '<p class="muted">No deliveries yet.</p>';
-  return `<table><thead><tr><th>Event</th><th>Type</th><th>Status</th><th>Attempts</th><th>Last status</th><th>Last error</th><th>Response</th><th>Next attempt</th><th>Updated</th></tr></thead><tbody>${deliveries
+  return `<table id="deliveries"><thead><tr><th>Event</th><th>Type</th><th>Status</th><th>Attempts</th><th>Last status</th><th>Last error</th><th>Response</th><th>Next attempt</th><th>Updated</th></tr></thead><tbody>${deliveries
     .map(
       (d) => `<tr><td><code>${h(d.cursor)}</code></td><td>${h(d.type)}</td><td><span class="status ${h(d.status)}">${h(d.status)}</span></td><td>${h(d.attempts)}</td>
 <td>${h(d.lastStatusCode ?? '')}</td><td class="error">${h(d.lastError ?? '')}</td><td class="muted">${h(d.responseExcerpt ?? '')}</td><td>${d.nextAttemptAt ? h(when(d.nextAttemptAt)) : ''}</td><td class="muted">${h(when(d.updatedAt))}</td></tr>`,
