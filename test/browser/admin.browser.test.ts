@@ -1,11 +1,14 @@
 import { existsSync, mkdirSync } from 'node:fs';
+import { type IncomingHttpHeaders, type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { type Browser, chromium } from 'playwright-core';
+import { type Browser, type Page, chromium } from 'playwright-core';
+import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/database.js';
 import { buildServer } from '../../src/http/server.js';
 import { IntegrationService } from '../../src/integrations/integration.service.js';
+import type { DirsyncEvent } from '../../src/events/event.js';
 import { type DirsyncQueue, createQueue } from '../../src/queue/queue.js';
 import { createRedis } from '../../src/queue/redis.js';
 import { type DirsyncWorker, startWorker } from '../../src/queue/worker.js';
@@ -25,6 +28,12 @@ let worker: DirsyncWorker;
 let queue: DirsyncQueue;
 let browser: Browser;
 let okta: FakeOkta;
+let oktaApp: ReturnType<FakeOkta['addApp']>;
+let domain: string;
+let deliveriesQueue: DirsyncQueue;
+let receiver: Server;
+let receiverUrl: string;
+const received: Array<{ headers: IncomingHttpHeaders; body: string }> = [];
 let base: string;
 let heldRunId: string;
 let disconnect: () => void;
@@ -40,7 +49,8 @@ beforeAll(async () => {
 
   okta = await new FakeOkta().start();
   const app0 = okta.addApp('0oaUi');
-  const domain = `${uniqueSlug('ui')}.test`;
+  oktaApp = app0;
+  domain = `${uniqueSlug('ui')}.test`;
   const ids = Array.from({ length: 10 }, (_, i) => okta.addUser(`person${i}@${domain}`).id);
   for (const id of ids) app0.users.add(id);
   const good = await createOktaIntegration(db, config, okta, { appId: '0oaUi', tenantSlug: 'initech' });
@@ -59,6 +69,18 @@ beforeAll(async () => {
   await app.listen({ port: 0, host: '127.0.0.1' });
   base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   worker = await startWorker({ db, config, log: silentLog, queue });
+  deliveriesQueue = createQueue(`${config.queueName}-deliveries`, redis);
+  // The host app's receiver, for the event endpoint made in the console.
+  receiver = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      received.push({ headers: req.headers, body });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/dirsync-events`;
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -70,21 +92,38 @@ afterAll(async () => {
   await browser?.close();
   await worker?.close();
   await app?.close();
+  await new Promise((resolve) => (receiver ? receiver.close(resolve) : resolve(undefined)));
   await queue?.obliterate({ force: true });
   await queue?.close();
+  await deliveriesQueue?.obliterate({ force: true });
+  await deliveriesQueue?.close();
   disconnect?.();
   await okta?.stop();
   await dropDb?.();
 });
 
+async function signIn(): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  await page.goto(`${base}/admin`);
+  await expect.poll(() => page.url()).toContain('/admin/login');
+  await page.getByLabel('Admin token').fill(ADMIN);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(`${base}/admin`);
+  return page;
+}
+
+/** What the receiver was sent, each verified by the standardwebhooks library with every one of `secrets`. */
+function verified(secrets: string[]): DirsyncEvent[] {
+  return received.map(({ headers, body }) => {
+    const signed = { 'webhook-id': String(headers['webhook-id']), 'webhook-timestamp': String(headers['webhook-timestamp']), 'webhook-signature': String(headers['webhook-signature']) };
+    for (const secret of secrets) new Webhook(secret).verify(body, signed);
+    return JSON.parse(body) as DirsyncEvent;
+  });
+}
+
 describe('/admin in a real browser', () => {
   it('lets an admin sign in, find the failing integration, read a change log and approve a held run', async () => {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    await page.goto(`${base}/admin`);
-    await expect.poll(() => page.url()).toContain('/admin/login');
-    await page.getByLabel('Admin token').fill(ADMIN);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL(`${base}/admin`);
+    const page = await signIn();
 
     const rows = page.locator('tbody tr');
     await expect.poll(() => rows.count()).toBe(2);
@@ -117,5 +156,87 @@ describe('/admin in a real browser', () => {
     await page.goto(`${base}/admin/queues`);
     await expect.poll(() => page.locator('body').textContent(), { timeout: 10_000 }).toMatch(/test-[0-9a-f]{8}/);
     await page.screenshot({ path: `${ARTIFACTS}/admin-queues.png` });
+  }, 60_000);
+
+  it('lets an admin add an event endpoint, copy its secret, watch a delivery, rotate, replay and delete it', async () => {
+    const page = await signIn();
+    await page.getByRole('link', { name: 'Event endpoints' }).click();
+    await page.waitForURL(`${base}/admin/endpoints`);
+    expect(await page.locator('h1').textContent()).toBe('Event endpoints');
+
+    // A typo in the tenant: the service's refusal is on the page, the form keeps what was typed.
+    await page.getByLabel('URL').fill(receiverUrl);
+    await page.getByLabel('Tenant').fill('initek');
+    await page.getByLabel('user.created').check();
+    await page.getByRole('button', { name: 'Create endpoint' }).click();
+    expect(await page.getByRole('alert').textContent()).toBe('tenant "initek" does not exist: `dirsync tenant list` shows the tenants');
+    expect(await page.getByLabel('URL').inputValue()).toBe(receiverUrl);
+    expect(await page.getByLabel('user.created').isChecked()).toBe(true);
+
+    await page.getByLabel('Tenant').fill('initech');
+    await page.getByRole('button', { name: 'Create endpoint' }).click();
+    expect(await page.getByRole('status').textContent()).toMatch(/Copy the signing secret now: it is shown only this once/);
+    const secret = (await page.locator('#secret').textContent())!;
+    expect(secret).toMatch(/^whsec_/);
+    await page.screenshot({ path: `${ARTIFACTS}/admin-endpoint-created.png`, fullPage: true });
+    await page.getByRole('link', { name: 'All endpoints' }).click();
+    const row = page.locator('tbody tr', { hasText: receiverUrl });
+    expect(await row.locator('td').nth(1).textContent()).toBe('initech');
+    expect(await row.locator('td').nth(2).textContent()).toBe('user.created');
+    expect(await page.locator('main').textContent()).not.toContain(secret);
+    await page.screenshot({ path: `${ARTIFACTS}/admin-endpoints.png`, fullPage: true });
+
+    // A new person in the IdP, a sync from the console: the worker delivers the event.
+    oktaApp.users.add(okta.addUser(`newcomer@${domain}`).id);
+    await page.getByRole('link', { name: 'Integrations' }).click();
+    await page.locator('tbody tr', { hasText: 'initech' }).getByRole('button', { name: 'Sync now' }).click();
+    await page.waitForURL(/\/admin\/runs\//);
+    await page.goto(`${base}/admin/endpoints`);
+    await page.locator('tbody tr', { hasText: receiverUrl }).getByRole('link').click();
+    const delivered = page.locator('#deliveries tbody tr', { hasText: 'user.created' });
+    await expect
+      .poll(async () => {
+        await page.reload();
+        return delivered.locator('.status').allTextContents();
+      }, { timeout: 20_000 })
+      .toEqual(['delivered']);
+    const [event] = verified([secret]);
+    expect(event).toMatchObject({ type: 'user.created', tenant: 'initech', data: { account: { userName: `newcomer@${domain}` } } });
+    expect(await delivered.locator('td').first().textContent()).toBe(event!.cursor);
+    expect(await delivered.locator('td').nth(4).textContent()).toBe('204');
+    await page.screenshot({ path: `${ARTIFACTS}/admin-endpoint-deliveries.png`, fullPage: true });
+    const endpointUrl = page.url();
+
+    // Rotate: a confirmation first, then the new secret once; the old one keeps signing.
+    await page.getByRole('button', { name: 'Rotate secret' }).click();
+    expect(await page.locator('.banner').textContent()).toMatch(/Issue a new signing secret .* The old one keeps signing for the grace period/);
+    await page.getByRole('button', { name: 'Rotate secret' }).click();
+    const rotated = (await page.locator('#secret').textContent())!;
+    expect(rotated).not.toBe(secret);
+    expect(await page.locator('main').textContent()).toMatch(/The old secret keeps working until \d{4}-\d\d-\d\dT.* \(the grace period\)/);
+
+    // Replay everything: confirmed, the event comes again, signed by both secrets.
+    await page.goto(endpointUrl);
+    await page.getByLabel('Replay after cursor').fill('0.0');
+    await page.getByRole('button', { name: 'Replay' }).click();
+    expect(await page.locator('.banner').textContent()).toMatch(/every event after cursor 0\.0 again\?/);
+    expect(received).toHaveLength(1);
+    await page.getByRole('button', { name: 'Replay' }).click();
+    expect(await page.getByRole('status').textContent()).toMatch(/will be sent every event after that cursor again/);
+    // 0.0: every initech user.created from the first sync on, the newcomer's last, again.
+    await expect.poll(() => received.filter((r) => r.headers['webhook-id'] === event!.id).length, { timeout: 20_000 }).toBe(2);
+    const replayed = verified([secret]).slice(1);
+    expect(replayed).toHaveLength(11);
+    expect(replayed.every((e) => e.type === 'user.created' && e.tenant === 'initech')).toBe(true);
+    received.shift(); // the first delivery, from before the rotation
+    expect(verified([rotated])).toHaveLength(11);
+
+    // Delete: confirmed, then gone from the list.
+    await page.getByRole('button', { name: 'Delete' }).click();
+    expect(await page.locator('.banner').textContent()).toMatch(/Delete the endpoint .* and its delivery history\?/);
+    await page.getByRole('button', { name: 'Delete endpoint' }).click();
+    await page.waitForURL(`${base}/admin/endpoints?done=deleted`);
+    expect(await page.getByRole('status').textContent()).toBe('The endpoint was deleted, with its delivery history.');
+    expect(await page.locator('tbody tr', { hasText: receiverUrl }).count()).toBe(0);
   }, 60_000);
 });
