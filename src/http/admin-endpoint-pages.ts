@@ -6,6 +6,7 @@ import { EndpointService, type EndpointView } from '../events/endpoint.service.j
 import { EVENT_TYPES } from '../events/event.js';
 import type { AdminApiDeps } from './admin-api.routes.js';
 import { h, page, when } from './admin-html.js';
+import { apiWording } from './api-wording.js';
 
 /** The create form as posted: `types` is one value or several (one per ticked box). */
 interface CreateForm {
@@ -88,7 +89,7 @@ ${more ? `<p class="muted">The ${deliveries.length} most recent. <a href="/admin
       return await run();
     } catch (error) {
       if (error instanceof NotFoundError) return notFound(reply, id);
-      if (error instanceof UserError) return detailPage(reply, id, { status: 400, error: error.message });
+      if (error instanceof UserError) return detailPage(reply, id, { status: 400, error: apiWording(error.message) });
       throw error;
     }
   };
@@ -114,7 +115,7 @@ ${more ? `<p class="muted">The ${deliveries.length} most recent. <a href="/admin
       );
     } catch (error) {
       if (!(error instanceof UserError)) throw error;
-      return listPage(reply, { status: 400, form, error: error.message });
+      return listPage(reply, { status: 400, form, error: apiWording(error.message) });
     }
   });
 

@@ -1,7 +1,7 @@
 /**
  * Service errors are worded for the command line (`--url must be https://`), since the CLI and
  * the admin API share one service layer. An API caller sends JSON fields, so the API names
- * them instead: each `--option` becomes its body or query field (camelCase, or as mapped
+ * them instead (the console's forms too, whose fields carry the same names): each `--option` becomes its body or query field (camelCase, or as mapped
  * here). Text in backticks is a command to run and keeps its options as they are.
  */
 const FIELD_OF_OPTION: Readonly<Record<string, string>> = {
