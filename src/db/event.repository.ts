@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import pg from 'pg';
-import { type ChangeRow, type Cursor, type DirsyncEvent, toEvent } from '../events/event.js';
+import { type ChangeRow, type Cursor, type DirsyncEvent, compareCursors, toEvent } from '../events/event.js';
 import type { Db } from './database.js';
 
 /** The channel run_changes notifies when applied rows commit (migration 2026-11-30T0200-events). */
@@ -55,13 +55,13 @@ export class EventRepository {
 
   /** The feed's current end: the cursor of the last event a reader can see now, {0, 0} when none. */
   async end(): Promise<Cursor> {
-    const { rows } = await sql<{ txid: string; id: string }>`
-      select txid::text as txid, id from run_changes
-      where state = 'applied' and txid < ${HORIZON}
-      order by txid desc, id desc limit 1
-    `.execute(this.db);
-    const last = rows[0];
-    return last ? { txid: last.txid, id: String(last.id) } : { txid: '0', id: '0' };
+    return this.endBelow(await this.horizon());
+  }
+
+  /** The visibility horizon now (see HORIZON), as xid8 text. */
+  private async horizon(): Promise<string> {
+    const { rows } = await sql<{ horizon: string }>`select ${HORIZON}::text as horizon`.execute(this.db);
+    return rows[0]!.horizon;
   }
 
   /**
@@ -98,9 +98,16 @@ export class EventRepository {
     return { events, deliveries };
   }
 
-  /** Up to `limit` events after `after` (from the start when absent), of one tenant or all. */
+  /**
+   * Up to `limit` events after `after` (from the start when absent), of one tenant or all.
+   * A tenant's page that is not full moves `next` to the end of the whole feed below the same
+   * horizon (every row before it has been looked at), so a tenant's reader does not walk other
+   * tenants' events again on its next read.
+   */
   async after(options: { after?: Cursor; tenantId?: string; limit: number }): Promise<EventPage> {
     const after = options.after ?? { txid: '0', id: '0' };
+    // Taken once, so the page and the end it may move to agree on what is visible.
+    const horizon = await this.horizon();
     const { rows } = await sql<{
       id: string;
       txid: string;
@@ -126,7 +133,7 @@ export class EventRepository {
       left join groups g on c.kind = 'membership.added' and not (c.detail ? 'ids') and g.integration_id = c.integration_id
         and g.external_id = c.detail->>'group' and g.created_at <= c.created_at
       where c.state = 'applied'
-        and c.txid < ${HORIZON}
+        and c.txid < ${horizon}::xid8
         and (c.txid, c.id) > (${after.txid}::xid8, ${after.id}::bigint)
         ${options.tenantId === undefined ? sql`` : sql`and c.tenant_id = ${options.tenantId}::uuid`}
       order by c.txid, c.id
@@ -146,7 +153,21 @@ export class EventRepository {
       }),
     );
     const last = rows.at(-1);
-    return { events, next: last ? { txid: last.txid, id: String(last.id) } : after };
+    const next = last ? { txid: last.txid, id: String(last.id) } : after;
+    if (options.tenantId === undefined || rows.length >= Math.min(options.limit, MAX_EVENTS)) return { events, next };
+    const end = await this.endBelow(horizon);
+    return { events, next: compareCursors(end, next) > 0 ? end : next };
+  }
+
+  /** The last event below a horizon. */
+  private async endBelow(horizon: string): Promise<Cursor> {
+    const { rows } = await sql<{ txid: string; id: string }>`
+      select txid::text as txid, id from run_changes
+      where state = 'applied' and txid < ${horizon}::xid8
+      order by txid desc, id desc limit 1
+    `.execute(this.db);
+    const last = rows[0];
+    return last ? { txid: last.txid, id: String(last.id) } : { txid: '0', id: '0' };
   }
 }
 

@@ -6,7 +6,7 @@ import { type Attempt, EndpointRepository } from '../db/endpoint.repository.js';
 import { EventRepository } from '../db/event.repository.js';
 import type { Logger } from '../log.js';
 import { EndpointService } from './endpoint.service.js';
-import { type Cursor, type DirsyncEvent, parseCursor } from './event.js';
+import { type Cursor, type DirsyncEvent, compareCursors, parseCursor } from './event.js';
 
 /** How long an endpoint may fail before it is disabled (SPEC: retried for up to 3 days). */
 export const GIVE_UP_AFTER_MS = 3 * 86_400_000;
@@ -90,7 +90,11 @@ async function deliverLocked(deps: DeliveryDeps, endpointId: string, options: De
   const max = options.maxEvents ?? 10_000;
   while (delivered < max) {
     const page = await feed.after({ after: from, limit: PAGE, ...(endpoint.tenantId && { tenantId: endpoint.tenantId }) });
-    if (page.events.length === 0) break;
+    if (page.events.length === 0) {
+      // Only other tenants' events were there: the cursor moves past them, not to be read again.
+      if (compareCursors(page.next, from) > 0) await endpoints.recordAttempts(endpoint.id, from, page.next, [], 'no');
+      break;
+    }
     const attempts: Attempt[] = [];
     let to = from;
     for (const event of page.events) {
@@ -130,6 +134,8 @@ async function deliverLocked(deps: DeliveryDeps, endpointId: string, options: De
       deps.log.info({ endpointId: endpoint.id, eventId: event.id, status: result.statusCode, err: result.error, retryAt: at.toISOString() }, 'delivery failed; will retry');
       return { kind: 'retry', delivered, at };
     }
+    // Past the page's last event too, when the feed moved `next` beyond it (see EventRepository.after).
+    if (compareCursors(page.next, to) > 0) to = page.next;
     // A replay moved the endpoint meanwhile: it wins; the next delivery starts from there.
     if (!(await endpoints.recordAttempts(endpoint.id, from, to, attempts, 'no'))) break;
     from = to;

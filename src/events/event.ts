@@ -46,6 +46,13 @@ export function formatCursor(cursor: Cursor): string {
   return `${cursor.txid}.${cursor.id}`;
 }
 
+/** Feed order: negative when `a` comes before `b`, 0 when they are the same position. */
+export function compareCursors(a: Cursor, b: Cursor): number {
+  const byTxid = BigInt(a.txid) - BigInt(b.txid);
+  const delta = byTxid !== 0n ? byTxid : BigInt(a.id) - BigInt(b.id);
+  return delta < 0n ? -1 : delta > 0n ? 1 : 0;
+}
+
 /** Reads a cursor a client sends back; undefined when it is not one this feed gave out. */
 export function parseCursor(text: string): Cursor | undefined {
   const m = /^(\d{1,20})\.(\d{1,19})$/.exec(text);

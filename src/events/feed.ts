@@ -7,7 +7,7 @@ import { type Cursor, type DirsyncEvent, formatCursor, parseCursor } from './eve
 /** What `GET /api/v1/events` and `dirsync events` answer (SPEC): `{"events":[event...],"next":CURSOR}`. */
 export interface FeedPage {
   readonly events: DirsyncEvent[];
-  /** Where to read on from: the last event's cursor, or the one given when nothing was new. */
+  /** Where to read on from: the last event's cursor, or the one given when nothing was new (a tenant's read may move it past other tenants' events). */
   readonly next: string;
 }
 

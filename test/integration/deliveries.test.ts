@@ -6,7 +6,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/database.js';
 import { deliverPending, retryDelayMs } from '../../src/events/delivery.js';
 import { EndpointService } from '../../src/events/endpoint.service.js';
-import type { DirsyncEvent } from '../../src/events/event.js';
+import { type DirsyncEvent, formatCursor } from '../../src/events/event.js';
+import { EventRepository } from '../../src/db/event.repository.js';
 import { randomBytes } from 'node:crypto';
 import { requireKeyring } from '../../src/config.js';
 import { reencryptCredentials } from '../../src/integrations/reencrypt.js';
@@ -205,6 +206,22 @@ describe('event deliveries', () => {
     r.received.length = 0;
     await deliverPending(deps(), ep.id);
     expect(r.verified([ep.secret]).map((e) => e.id)).toEqual(events.map((e) => e.id));
+  });
+
+  it("moves a tenant's endpoint past other tenants' events without sending them", async () => {
+    const { t } = await org(1);
+    const other = await org(3);
+    const r = await receiver();
+    const ep = await endpointFor(r.url, t);
+    await runNow({ db, config }, other.t.integrationId);
+    await deliverPending(deps(), ep.id);
+    expect(r.received).toEqual([]);
+    const shown = await service().show(ep.id);
+    // At the feed's end: the next delivery does not read the other tenant's events again.
+    expect(shown.cursor).toBe(formatCursor(await new EventRepository(db).end()));
+    await runNow({ db, config }, t.integrationId);
+    await deliverPending(deps(), ep.id);
+    expect(r.verified([ep.secret]).map((e) => [e.type, e.tenant])).toEqual([['user.created', t.tenantSlug]]);
   });
 
   it('refuses what cannot be an endpoint, in one sentence', async () => {

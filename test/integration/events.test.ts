@@ -6,7 +6,7 @@ import { EventRepository } from '../../src/db/event.repository.js';
 import { RunRepository } from '../../src/db/run.repository.js';
 import { ScimRepository } from '../../src/db/scim.repository.js';
 import { TenantRepository } from '../../src/db/tenant.repository.js';
-import type { DirsyncEvent } from '../../src/events/event.js';
+import { type DirsyncEvent, parseCursor } from '../../src/events/event.js';
 import { IntegrationService } from '../../src/integrations/integration.service.js';
 import { readUserBody } from '../../src/scim/scim.resource.js';
 import { USER_SCHEMA } from '../../src/scim/scim.schemas.js';
@@ -285,6 +285,27 @@ describe('the cursor', () => {
       expect(rest.events.map((e) => e.id)).toEqual(all.slice(k + 1).map((e) => e.id));
     }
     expect((await allEvents(r.t.tenantId, 2)).map((e) => e.id)).toEqual(all.map((e) => e.id));
+  });
+
+  it("moves a tenant's reader past other tenants' events, so it does not walk them again", async () => {
+    const mine = await bareRun();
+    const other = await bareRun();
+    await insert(db, mine, 'm1');
+    const start = (await feed().after({ tenantId: mine.t.tenantId, limit: 10 })).next;
+    for (let i = 0; i < 5; i++) await insert(db, other, `o${i}`);
+    const quiet = await feed().after({ tenantId: mine.t.tenantId, limit: 10, after: start });
+    expect(quiet.events).toEqual([]);
+    // At the end of the whole feed, not where it was.
+    expect(quiet.next).toEqual(await feed().end());
+    expect(quiet.next).not.toEqual(start);
+    await insert(db, mine, 'm2');
+    const later = await feed().after({ tenantId: mine.t.tenantId, limit: 10, after: quiet.next });
+    expect(later.events.map((e) => e.data.account ?? e.id)).toHaveLength(1);
+    // A full page stops at its last event: what lies beyond has not been looked at.
+    await insert(db, mine, 'm3');
+    await insert(db, other, 'o5');
+    const full = await feed().after({ tenantId: mine.t.tenantId, limit: 1, after: quiet.next });
+    expect(full.next).toEqual(parseCursor(full.events[0]!.cursor));
   });
 
   it('prunes events written before the retention, and old deliveries but those still retried', async () => {
