@@ -47,7 +47,7 @@ interface CaseResult {
 
 function runCase(args: string[]): Promise<CaseResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--max-old-space-size=4096', path.join(dist, 'case.js'), ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [`--max-old-space-size=${process.env.BENCH_HEAP_MB ?? 4096}`, path.join(dist, 'case.js'), ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1)!)) : reject(new Error(`case ${args.join(' ')} exited ${code}`))));

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Cursor } from '../events/event.js';
 import type { Db } from './database.js';
 import type { DeliveryStatus } from './schema.js';
+import { EVENTS_CHANNEL } from './event.repository.js';
 
 /** An endpoint as stored, secrets still sealed. */
 export interface StoredEndpoint {
@@ -105,14 +106,35 @@ export class EndpointRepository {
   }
 
   /** Re-sends from `cursor` on: the endpoint's position moves back (or on), and it is enabled again. */
+  /**
+   * Moves the endpoint to `cursor` for a replay, enabled, in one transaction: events after it
+   * that wait for a retry are due at once (a replay means "send now"), and those at or before
+   * it, which the replay skips, are marked failed. Notifies the events channel, so a running
+   * worker starts delivering without waiting for its sweep.
+   */
   async moveTo(id: string, cursor: Cursor): Promise<StoredEndpoint | undefined> {
-    const row = await this.db
-      .updateTable('event_endpoints')
-      .set({ cursor_txid: cursor.txid, cursor_id: cursor.id, enabled: true, disabled_reason: null, failing_since: null, updated_at: sql`now()` })
-      .where('id', '=', id)
-      .returningAll()
-      .executeTakeFirst();
-    return row && toEndpoint(row);
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable('event_endpoints')
+        .set({ cursor_txid: cursor.txid, cursor_id: cursor.id, enabled: true, disabled_reason: null, failing_since: null, updated_at: sql`now()` })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirst();
+      if (!row) return undefined;
+      await sql`
+        update event_deliveries set
+          next_attempt_at = null,
+          status = case when skipped then 'failed' else status end,
+          last_error = case when skipped then left('skipped by a replay after ' || ${`${cursor.txid}.${cursor.id}`}::text || '; last: ' || coalesce(last_error, 'HTTP ' || last_status_code), 500) else last_error end,
+          updated_at = now()
+        from (select d.id as delivery_id,
+                (split_part(d.event_cursor, '.', 1)::xid8, split_part(d.event_cursor, '.', 2)::bigint) <= (${cursor.txid}::xid8, ${cursor.id}::bigint) as skipped
+              from event_deliveries d where d.endpoint_id = ${id}::uuid and d.status = 'retrying') r
+        where event_deliveries.id = r.delivery_id
+      `.execute(trx);
+      await sql`select pg_notify(${EVENTS_CHANNEL}, '')`.execute(trx);
+      return toEndpoint(row);
+    });
   }
 
   /**
@@ -163,7 +185,7 @@ export class EndpointRepository {
     await this.db.updateTable('event_endpoints').set({ enabled: false, disabled_reason: reason, updated_at: sql`now()` } as never).where('id', '=', id).execute();
   }
 
-  async deliveries(endpointId: string, limit: number): Promise<DeliveryView[]> {
+  async deliveries(endpointId: string, limit: number, offset = 0): Promise<DeliveryView[]> {
     const rows = await this.db
       .selectFrom('event_deliveries')
       .selectAll()
@@ -171,6 +193,7 @@ export class EndpointRepository {
       .orderBy('updated_at', 'desc')
       .orderBy('id', 'desc')
       .limit(limit)
+      .offset(offset)
       .execute();
     return rows.map((r) => ({
       eventId: String(r.event_id),

@@ -162,9 +162,10 @@ export class EventRepository {
   /** The last event below a horizon. */
   private async endBelow(horizon: string): Promise<Cursor> {
     const { rows } = await sql<{ txid: string; id: string }>`
-      select txid::text as txid, id from run_changes
-      where state = 'applied' and txid < ${horizon}::xid8
-      order by txid desc, id desc limit 1
+      select c.txid::text as txid, c.id from run_changes c
+      where c.state = 'applied' and c.txid < ${horizon}::xid8
+      -- Qualified: a bare "txid" here would name the text column above and sort as text.
+      order by c.txid desc, c.id desc limit 1
     `.execute(this.db);
     const last = rows[0];
     return last ? { txid: last.txid, id: String(last.id) } : { txid: '0', id: '0' };

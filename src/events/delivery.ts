@@ -7,6 +7,7 @@ import { EventRepository } from '../db/event.repository.js';
 import type { Logger } from '../log.js';
 import { EndpointService } from './endpoint.service.js';
 import { type Cursor, type DirsyncEvent, compareCursors, parseCursor } from './event.js';
+import { outboundRefusal } from '../outbound.js';
 
 /** How long an endpoint may fail before it is disabled (SPEC: retried for up to 3 days). */
 export const GIVE_UP_AFTER_MS = 3 * 86_400_000;
@@ -83,6 +84,9 @@ async function deliverLocked(deps: DeliveryDeps, endpointId: string, options: De
   const endpoint = await endpoints.find(endpointId);
   if (!endpoint || !endpoint.enabled) return { kind: 'idle', delivered: 0 };
   const signers = service.secrets(endpoint).map((secret) => new Webhook(secret));
+  // Not sent where this process may not send (a URL stored under DIRSYNC_ALLOW_HTTP=true, say):
+  // a failed attempt like any other, retried and in the end disabled with the reason.
+  const refused = outboundRefusal(endpoint.url, deps.config);
   const feed = new EventRepository(deps.db);
   let from: Cursor = endpoint.cursor;
   let failingSince = endpoint.failingSince;
@@ -108,7 +112,7 @@ async function deliverLocked(deps: DeliveryDeps, endpointId: string, options: De
       if (previous.nextAttemptAt && previous.nextAttemptAt.getTime() > Date.now() && !options.ignoreBackoff) {
         return { kind: 'retry', delivered, at: previous.nextAttemptAt };
       }
-      const result = await send(endpoint.url, event, signers, options.timeoutMs ?? DELIVERY_TIMEOUT_MS);
+      const result = refused ? { ok: false, statusCode: null, error: refused, excerpt: null } : await send(endpoint.url, event, signers, options.timeoutMs ?? DELIVERY_TIMEOUT_MS);
       if (result.ok) {
         attempts.push({ eventId: event.id, cursor: event.cursor, type: event.type, ok: true, statusCode: result.statusCode, error: null, responseExcerpt: result.excerpt, nextAttemptAt: null });
         to = parseCursor(event.cursor)!;

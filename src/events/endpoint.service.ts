@@ -94,9 +94,10 @@ export class EndpointService {
     return this.view(moved);
   }
 
-  async deliveries(id: string, limit = 50): Promise<DeliveryView[]> {
+  /** Deliveries, newest first: `limit` of them after skipping `offset`. */
+  async deliveries(id: string, limit = 50, offset = 0): Promise<DeliveryView[]> {
     await this.get(id);
-    return this.endpoints.deliveries(id, limit);
+    return this.endpoints.deliveries(id, limit, offset);
   }
 
   /** The endpoint's signing secrets, current first (the previous one while its grace lasts). */

@@ -87,7 +87,10 @@ export function toEvent(row: ChangeRow): DirsyncEvent {
   const described = (of ?? {}) as { account?: JsonObject; group?: JsonObject; lock?: JsonObject };
   const ids: StoredIds = stored ?? {};
   const membership = row.kind.startsWith('membership.');
-  const data: JsonObject = { ...rest };
+  const data: JsonObject = {};
+  // Only what SPEC's Event names: the change log's other details (the IdP status, a group's
+  // description beside its group) stay in the change log.
+  for (const key of EVENT_DETAILS) if (rest[key] !== undefined) data[key] = rest[key];
   // As of the change: attributes as planned, ids (and active, locked) as the tenant held them
   // right after it in the same transaction, or right before it for a subject it removed.
   if (described.account || ids.accountId) {
@@ -116,6 +119,14 @@ export function toEvent(row: ChangeRow): DirsyncEvent {
     data,
   };
 }
+
+/**
+ * The change details an event carries besides its subject: `mode`, `reason` (deprovisions),
+ * `changed`, `changes` (updates), `members` (a group's deletion), `with` (a membership removal
+ * that went with its group or its user), `adopted` (a created user who took over an account
+ * nobody owned: its id).
+ */
+const EVENT_DETAILS = ['mode', 'reason', 'changed', 'changes', 'members', 'with', 'adopted'] as const;
 
 /** What recordApplied stored of the subject in the tenant right after the change. */
 interface StoredIds {

@@ -214,17 +214,22 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         },
         async (request) => endpoints().rotateSecret(request.params.id, request.body?.grace),
       );
-      api.get<{ Params: { id: string }; Querystring: { limit?: number } }>(
+      api.get<{ Params: { id: string }; Querystring: Page }>(
         '/endpoints/:id/deliveries',
         {
           schema: {
             tags: ['endpoints'],
             summary: 'Recent deliveries, newest first: attempts, last status, next attempt',
             params: idParam,
-            querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } } },
+            querystring: page,
           },
         },
-        async (request) => ({ items: await endpoints().deliveries(request.params.id, request.query.limit ?? 50), next: null }),
+        async (request) => {
+          const { limit, offset } = request.query;
+          // One more than asked tells whether another page follows.
+          const items = await endpoints().deliveries(request.params.id, limit + 1, offset);
+          return { items: items.slice(0, limit), next: items.length > limit ? offset + limit : null };
+        },
       );
       api.post<{ Params: { id: string }; Body: { after: string } }>(
         '/endpoints/:id/replay',

@@ -15,6 +15,7 @@ import { parseOktaPrivateKey } from './okta-private-key.js';
 import { InvalidScheduleError, describeSchedule, parseSchedule } from './schedule.js';
 import { GRACE_RULE, parseGrace } from './webhook-secret-grace.js';
 import { deleteIntegration } from './integration-removal.js';
+import { outboundRefusal } from '../outbound.js';
 
 export interface IntegrationOptions {
   baseUrl?: string | undefined;
@@ -230,6 +231,8 @@ export class IntegrationService {
   /** Reads one page from every endpoint a sync uses (`dirsync integration test`). */
   async test(id: string): Promise<IntegrationTestResult> {
     const integration = await this.pulled(id, 'has no IdP endpoints to test: the IdP pushes to it, and "Test API Credentials" in the IdP checks the SCIM endpoint and token');
+    const refused = outboundRefusal(integration.baseUrl, this.config);
+    if (refused) throw new UserError(`integration ${id}: ${refused}`);
     const report = await checkConnection(integration, await this.credentials(id));
     return { id, provider: integration.provider, baseUrl: integration.baseUrl, auth: integration.credentialKind, ...report };
   }

@@ -62,9 +62,11 @@ export async function removeSchedule(queue: DirsyncQueue, integrationId: string)
 }
 
 /**
- * Asks for an endpoint's pending events to be delivered (see deliveryJobId). Jobs are removed
+ * Asks for an endpoint's pending events to be delivered (see deliveryJobId), now or at `at` (a
+ * retry's time). Jobs are removed
  * once done; one that finds another deliverer at work returns at once (src/events/delivery.ts).
  */
-export async function enqueueDelivery(queue: DirsyncQueue, endpointId: string): Promise<void> {
-  await queue.add('deliver', { endpointId }, { jobId: deliveryJobId(endpointId), removeOnComplete: true, removeOnFail: true });
+export async function enqueueDelivery(queue: DirsyncQueue, endpointId: string, at?: Date): Promise<void> {
+  const delay = at ? Math.max(0, at.getTime() - Date.now()) : 0;
+  await queue.add('deliver', { endpointId }, { jobId: deliveryJobId(endpointId, at?.getTime()), delay, removeOnComplete: true, removeOnFail: true });
 }

@@ -96,7 +96,7 @@ async function startDeliveries(deps: WorkerDeps): Promise<() => Promise<void>> {
   const queueConnection = createRedis(deps.config.redisUrl, 'client');
   const workerConnection = createRedis(deps.config.redisUrl, 'worker');
   const queue = createQueue(name, queueConnection);
-  const worker = new Worker<JobPayloads['deliver'], string>(name, (job) => handleDeliver(deps, job as Job<JobPayloads['deliver']>), {
+  const worker = new Worker<JobPayloads['deliver'], string>(name, (job) => handleDeliver({ ...deps, queue }, job as Job<JobPayloads['deliver']>), {
     connection: workerConnection,
     concurrency: 8,
     lockDuration: 60_000,

@@ -22,6 +22,7 @@ import { IntegrationService } from '../integrations/integration.service.js';
 import type { Logger } from '../log.js';
 import { loadApprovals, settleApprovals } from './approvals.js';
 import { type ReconcileOutcome, RunRecorder } from './run-recorder.js';
+import { outboundRefusal } from '../outbound.js';
 
 /** How often every group's members are read in full, whatever their versions say. */
 const FULL_MEMBER_READ_EVERY_MS = 24 * 3_600_000;
@@ -244,6 +245,8 @@ async function snapshotSourceFor(
   integration: Integration,
 ): Promise<{ connector: SnapshotSource; credentials: Credentials | undefined } | { error: string }> {
   if (integration.provider === 'scim') return { connector: new ScimSnapshotSource(new ScimRepository(deps.db), integration.id), credentials: undefined };
+  const refused = outboundRefusal(integration.baseUrl, deps.config);
+  if (refused) return { error: `not reading the IdP: ${refused}` };
   let credentials: Credentials;
   try {
     credentials = await integrations.credentials(integration.id);

@@ -1,4 +1,5 @@
 import type { FastifyInstance, InjectOptions } from 'fastify';
+import { sql } from 'kysely';
 import { zeroCounts } from '../../src/core/plan.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/database.js';
@@ -184,6 +185,19 @@ describe('admin API', () => {
       expect(res.statusCode, `${req.method} ${req.url}`).toBe(status);
       expect(res.json().error.message, `${req.method} ${req.url}`).toMatch(message);
     }
+  });
+
+  it("pages an endpoint's deliveries with limit and offset, newest first", async () => {
+    const created = await call({ method: 'POST', url: '/api/v1/endpoints', payload: { url: 'https://receiver.test/hook' } });
+    expect(created.statusCode).toBe(201);
+    const id = created.json().id as string;
+    await sql`
+      insert into event_deliveries (endpoint_id, event_id, event_cursor, event_type, status, attempts, updated_at)
+      select ${id}::uuid, n, '1.' || n, 'user.created', 'delivered', 1, now() - (n || ' seconds')::interval from generate_series(1, 3) n`.execute(db);
+    const first = await call({ method: 'GET', url: `/api/v1/endpoints/${id}/deliveries?limit=2` });
+    expect(first.json()).toMatchObject({ items: [{ eventId: '1' }, { eventId: '2' }], next: 2 });
+    const rest = await call({ method: 'GET', url: `/api/v1/endpoints/${id}/deliveries?limit=2&offset=2` });
+    expect(rest.json()).toMatchObject({ items: [{ eventId: '3' }], next: null });
   });
 
   it('syncs now (and dry-runs), lists runs, shows a run with its change log', async () => {

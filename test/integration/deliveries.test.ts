@@ -224,6 +224,48 @@ describe('event deliveries', () => {
     expect(r.verified([ep.secret]).map((e) => [e.type, e.tenant])).toEqual([['user.created', t.tenantSlug]]);
   });
 
+  it('a replay sends at once: events after its cursor waiting for a retry are due now, those it skips are marked failed', async () => {
+    const { t, okta, app } = await org(2);
+    const r = await receiver();
+    const ep = await endpointFor(r.url, t);
+    await runNow({ db, config }, t.integrationId);
+    r.mode = 'fail';
+    const first = await deliverPending(deps(), ep.id);
+    expect(first.kind).toBe('retry');
+    const [failing] = await service().deliveries(ep.id);
+    r.mode = 'ok';
+    // Replay from where it stands: the failing event is due now, not at its backoff time.
+    await service().replay(ep.id, (await service().show(ep.id)).cursor);
+    expect((await service().deliveries(ep.id))[0]).toMatchObject({ eventId: failing!.eventId, status: 'retrying', nextAttemptAt: null });
+    expect(await deliverPending(deps(), ep.id)).toEqual({ kind: 'idle', delivered: 2 });
+
+    // A failing event the replay skips is not left "retrying".
+    app.users.add(okta.addUser('late@x.test', { id: '00uLate' }).id);
+    await runNow({ db, config }, t.integrationId);
+    r.mode = 'fail';
+    await deliverPending(deps(), ep.id);
+    const [stuck] = await service().deliveries(ep.id);
+    expect(stuck).toMatchObject({ status: 'retrying' });
+    await service().replay(ep.id, stuck!.cursor);
+    expect((await service().deliveries(ep.id)).find((d) => d.eventId === stuck!.eventId)).toMatchObject({
+      status: 'failed',
+      nextAttemptAt: null,
+      lastError: expect.stringMatching(/^skipped by a replay after /),
+    });
+  });
+
+  it('does not deliver over http:// in a process without DIRSYNC_ALLOW_HTTP, though the URL was stored by one with it', async () => {
+    const { t } = await org(1);
+    const r = await receiver();
+    const ep = await endpointFor(r.url, t);
+    await runNow({ db, config }, t.integrationId);
+    const strict = { ...deps(), config: { ...config, allowHttp: false } };
+    const outcome = await deliverPending(strict, ep.id);
+    expect(outcome.kind).toBe('retry');
+    expect(r.received).toEqual([]);
+    expect((await service().deliveries(ep.id))[0]).toMatchObject({ status: 'retrying', lastStatusCode: null, lastError: expect.stringMatching(/plain http:\/\/.*DIRSYNC_ALLOW_HTTP=true/) });
+  });
+
   it('refuses what cannot be an endpoint, in one sentence', async () => {
     const bad: Array<[Parameters<EndpointService['create']>[0], RegExp]> = [
       [{ url: 'ftp://x.test/h' }, /--url must be an http\(s\) URL/],

@@ -6,7 +6,8 @@ import { EventRepository } from '../../src/db/event.repository.js';
 import { RunRepository } from '../../src/db/run.repository.js';
 import { ScimRepository } from '../../src/db/scim.repository.js';
 import { TenantRepository } from '../../src/db/tenant.repository.js';
-import { type DirsyncEvent, parseCursor } from '../../src/events/event.js';
+import { type DirsyncEvent, formatCursor, parseCursor } from '../../src/events/event.js';
+import { EndpointService } from '../../src/events/endpoint.service.js';
 import { IntegrationService } from '../../src/integrations/integration.service.js';
 import { readUserBody } from '../../src/scim/scim.resource.js';
 import { USER_SCHEMA } from '../../src/scim/scim.schemas.js';
@@ -77,6 +78,11 @@ describe('events from runs', () => {
     const counts = run.counts!;
     expect(events).toHaveLength(Object.values(counts).reduce((a, b) => a + b, 0));
     expect(types(events).filter((x) => x === 'user.created')).toHaveLength(3);
+    // Only what SPEC's Event names: the subject, and per type its details.
+    const keys = (type: string) => new Set(events.filter((e) => e.type === type).flatMap((e) => Object.keys(e.data)));
+    expect(keys('user.created')).toEqual(new Set(['account']));
+    expect(keys('group.created')).toEqual(new Set(['group']));
+    expect(keys('group.user_added')).toEqual(new Set(['account', 'group']));
     expect(types(events).filter((x) => x === 'group.created')).toHaveLength(1);
     expect(types(events).filter((x) => x === 'group.user_added')).toHaveLength(3);
     const accounts = await db.selectFrom('accounts').select(['id', 'user_id', 'external_id']).where('tenant_id', '=', t.tenantId).execute();
@@ -306,6 +312,19 @@ describe('the cursor', () => {
     await insert(db, other, 'o5');
     const full = await feed().after({ tenantId: mine.t.tenantId, limit: 1, after: quiet.next });
     expect(full.next).toEqual(parseCursor(full.events[0]!.cursor));
+  });
+
+  it('knows the feed end by transaction order, not text order (a txid of more digits is later)', async () => {
+    const r = await bareRun();
+    // Explicit txids, far below any running transaction: 9 and 10 sort the other way as text.
+    for (const txid of ['9', '10']) {
+      await sql`insert into run_changes (run_id, tenant_id, integration_id, kind, external_id, subject, detail, state, txid)
+        values (${r.runId}::uuid, ${r.t.tenantId}::uuid, ${r.t.integrationId}::uuid, 'user.created', ${`x${txid}`}, ${`x${txid}`}, '{}'::jsonb, 'applied', ${txid}::xid8)`.execute(db);
+    }
+    const end = await feed().end();
+    expect(BigInt(end.txid)).toBeGreaterThanOrEqual(10n);
+    const ep = await new EndpointService(db, config).create({ url: 'https://receiver.test/hook' });
+    expect(ep.cursor).toBe(formatCursor(end));
   });
 
   it('prunes events written before the retention, and old deliveries but those still retried', async () => {

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { IntegrationService } from '../../src/integrations/integration.service.js';
 import { zeroCounts } from '../../src/core/plan.js';
 import type { Db } from '../../src/db/database.js';
 import { DirectoryRepository } from '../../src/db/directory.repository.js';
@@ -72,6 +73,16 @@ describe('reconcile against a fake Okta and real Postgres', () => {
     expect(changes).toHaveLength(8);
     expect(changes.every((c) => c.state === 'applied')).toBe(true);
     expect(run.stats).toMatchObject({ idpUsers: 3, idpGroups: 2 });
+  });
+
+  it('does not read an http:// IdP in a process without DIRSYNC_ALLOW_HTTP, though the URL was stored by one with it', async () => {
+    const strict = { db, config: { ...config, allowHttp: false } };
+    const run = await runNow(strict, t.integrationId);
+    expect(run.status).toBe('failed');
+    expect(run.error).toMatch(/plain http:\/\/.*DIRSYNC_ALLOW_HTTP=true/);
+    const requests = okta.requests.length;
+    await expect(new IntegrationService(db, strict.config).test(t.integrationId)).rejects.toThrow(/plain http:\/\//);
+    expect(okta.requests.length).toBe(requests);
   });
 
   it('plans nothing and writes no rows on a second run with nothing changed', async () => {
