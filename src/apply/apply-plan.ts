@@ -77,7 +77,7 @@ export async function applyPlan(
     return db.transaction().execute(async (trx) => {
       const runs = new RunRepository(trx);
       // An event describes its subject as it is after the change; one the change removes, as it was.
-      const before = REMOVES_SUBJECT.has(batch.kind) ? await runs.describeSubjects(scope.integrationId, batch.changes) : undefined;
+      const before = DESCRIBED_BEFORE.has(batch.kind) ? await runs.describeSubjects(scope.integrationId, batch.changes) : undefined;
       const written = await batch.write(new DirectoryRepository(trx), scope);
       const refused = new Set(written.refused);
       const changes = written.ids ? withIds(batch.changes, written.ids) : batch.changes.filter((c) => !refused.has(c.externalId));
@@ -111,8 +111,12 @@ export async function applyPlan(
  */
 export const USER_DEPROVISIONED = 'user deprovisioned';
 
-/** Operations whose subject (an account in remove-access or delete mode, a group, a lifted lock) may be gone once applied. */
-const REMOVES_SUBJECT: ReadonlySet<PlanKind> = new Set(['usersDeprovisioned', 'groupsDeleted', 'usersReprovisioned']);
+/**
+ * Operations whose subject is described before the write too: those it may remove (an account
+ * in remove-access or delete mode, a group, a lifted lock), and updates, whose rename may move
+ * the account to another person (the event's `changes.personId`).
+ */
+const DESCRIBED_BEFORE: ReadonlySet<PlanKind> = new Set(['usersDeprovisioned', 'groupsDeleted', 'usersReprovisioned', 'usersUpdated']);
 
 const REFUSED = 'another enabled integration of this tenant took an account with this userName while the run was applying';
 

@@ -103,6 +103,12 @@ export function toEvent(row: ChangeRow): DirsyncEvent {
     const externalId = membership ? (groupId as string) : row.externalId;
     data.group = { id: null, externalId, ...withoutNulls(described.group ?? {}), ...(ids.groupId ? { id: ids.groupId } : {}) };
   }
+  // A rename can move the account to another person (SPEC "Identity"): said as a change, so
+  // the host app knows whose access in this tenant moved.
+  const personBefore = described.account?.personId;
+  if (row.kind === 'user.updated' && typeof personBefore === 'string' && ids.personId && personBefore !== ids.personId) {
+    data.changes = { ...((data.changes as JsonObject | undefined) ?? {}), personId: { previous: personBefore, new: ids.personId } };
+  }
   const lock = ids.lock ?? described.lock;
   if (lock && (row.kind === 'user.deprovisioned' || row.kind === 'user.reprovisioned')) {
     // Timestamps as occurredAt shows them (ISO 8601, UTC, milliseconds).

@@ -112,6 +112,24 @@ describe('events from runs', () => {
     expect(events[0]!.data.account).toMatchObject({ givenName: 'Renamed', email: `renamed@${domain}` });
   });
 
+  it("user.updated says when a rename moved the account to another person (changes.personId), and not otherwise", async () => {
+    const { okta, t, domain } = await oktaOrg();
+    await runNow(deps(), t.integrationId);
+    const account = await db.selectFrom('accounts').select(['id', 'user_id']).where('tenant_id', '=', t.tenantId).where('external_id', '=', '00u1').executeTakeFirstOrThrow();
+    const { next } = await feed().after({ tenantId: t.tenantId, limit: 1000 });
+    okta.updateUser('00u1', { profile: { login: `moved@${domain}` } });
+    await runNow(deps(), t.integrationId);
+    const { events } = await feed().after({ tenantId: t.tenantId, limit: 1000, after: next });
+    const updated = events.find((e) => e.type === 'user.updated')!;
+    const now = await db.selectFrom('accounts').select(['id', 'user_id']).where('id', '=', account.id).executeTakeFirstOrThrow();
+    const changes = updated.data.changes as Record<string, unknown>;
+    expect(changes.userName).toEqual({ previous: `u1@${domain}`, new: `moved@${domain}` });
+    // The person is the tenant's user of that userName: a new one for a name nobody had.
+    expect(now.user_id).not.toBe(account.user_id);
+    expect(changes.personId).toEqual({ previous: account.user_id, new: now.user_id });
+    expect(updated.data.account).toMatchObject({ id: account.id, personId: now.user_id });
+  });
+
   it('user.deprovisioned carries mode, reason and the lock; user.reprovisioned the lock it lifted', async () => {
     const { okta, t } = await oktaOrg('suspend');
     await runNow(deps(), t.integrationId);
