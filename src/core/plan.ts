@@ -382,9 +382,14 @@ function sorted<T>(map: ReadonlyMap<string, T>): T[] {
   return [...map.keys()].sort().map((key) => map.get(key) as T);
 }
 
+/**
+ * The named fields that changed, and `attributes` whenever the IdP's raw record did (the
+ * fingerprint covers it whole, the fields' sources included): a host app keeping raw
+ * attributes knows to read them again, with or without a field change.
+ */
 function userChanges(local: LocalUser, user: DirectoryUser): (UserField | 'attributes')[] {
   const changed: (UserField | 'attributes')[] = USER_FIELDS.filter((field) => local[field] !== user[field]);
-  if (changed.length === 0 && local.fingerprint !== user.fingerprint) changed.push('attributes');
+  if (local.fingerprint !== user.fingerprint) changed.push('attributes');
   return changed;
 }
 
@@ -392,6 +397,6 @@ function groupChanges(local: LocalGroup, group: DirectoryGroup): ('name' | 'desc
   const changed: ('name' | 'description' | 'attributes')[] = [];
   if (local.name !== group.name) changed.push('name');
   if (local.description !== group.description) changed.push('description');
-  if (changed.length === 0 && local.fingerprint !== group.fingerprint) changed.push('attributes');
+  if (local.fingerprint !== group.fingerprint) changed.push('attributes');
   return changed;
 }

@@ -79,7 +79,11 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
   if (claim.kind === 'finished') return { kind: 'skipped', reason: `run ${runId} already ${claim.run.status}` };
   const run = claim.run;
   const log = deps.log.child({ runId, integrationId: run.integrationId });
-  const recorder = new RunRecorder(runs, run.id, deps.heartbeatMs ?? 1_000, log);
+  const recorder = await RunRecorder.start(runs, run.id, deps.heartbeatMs ?? 1_000, log).catch(async (error: unknown) => {
+    // Postgres went away right after the claim: the retry takes the run over at once.
+    await pRetry(() => runs.abandonAttempt(runId, (error as Error).message), { retries: 5, minTimeout: 200, maxTimeout: 2_000 }).catch(() => {});
+    throw error;
+  });
   try {
     const integrations = new IntegrationService(deps.db, deps.config);
     const integration = await integrations.get(run.integrationId);

@@ -19,19 +19,26 @@ export class RunRecorder {
   private readonly stats: Record<string, number> = {};
   private progress: () => Record<string, number> = () => ({});
   private readonly appliedSoFar: Partial<Record<PlanKind, number>> = {};
-  /** What earlier attempts of this run committed, read once when the attempt starts. */
-  private readonly prior: Promise<PlanCounts>;
   private readonly heartbeat: NodeJS.Timeout;
   private applyStart = 0;
 
-  constructor(
+  /**
+   * Starts recording an attempt of a run. What earlier attempts committed is read first, before
+   * this attempt writes anything: read later (on a busy pool it could run after this attempt's
+   * first batches committed), it would count this attempt's own changes twice.
+   */
+  static async start(runs: RunRepository, runId: string, heartbeatMs: number, log: Logger): Promise<RunRecorder> {
+    return new RunRecorder(runs, runId, heartbeatMs, log, await runs.appliedCounts(runId));
+  }
+
+  private constructor(
     private readonly runs: RunRepository,
     readonly runId: string,
     heartbeatMs: number,
     private readonly log: Logger,
+    /** What earlier attempts of this run committed. */
+    private readonly prior: PlanCounts,
   ) {
-    this.prior = runs.appliedCounts(runId);
-    this.prior.catch(() => {});
     this.heartbeat = setInterval(() => {
       runs.heartbeat(runId, this.progress()).catch((error: unknown) => log.warn({ err: error }, 'heartbeat failed'));
     }, heartbeatMs);
@@ -72,7 +79,7 @@ export class RunRecorder {
 
   /** This attempt's counts plus what earlier attempts of the run committed. */
   async withEarlierAttempts(counts: PlanCounts): Promise<PlanCounts> {
-    return addCounts(await this.prior, counts);
+    return addCounts(this.prior, counts);
   }
 
   async finish(status: 'succeeded' | 'held', counts: PlanCounts, skipped: readonly SkippedRecord[], held?: { held: number; reason: string }): Promise<ReconcileOutcome> {
@@ -88,7 +95,7 @@ export class RunRecorder {
   }
 
   async fail(error: string): Promise<ReconcileOutcome> {
-    const counts = await this.prior;
+    const counts = this.prior;
     this.stats.totalMs = Date.now() - this.started;
     await this.runs.finish(this.runId, { status: 'failed', counts, stats: this.stats, error });
     return { kind: 'finished', run: (await this.runs.find(this.runId))! };

@@ -1,11 +1,12 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { RunRecorder } from '../../src/runs/run-recorder.js';
 import { IntegrationService } from '../../src/integrations/integration.service.js';
 import { zeroCounts } from '../../src/core/plan.js';
 import type { Db } from '../../src/db/database.js';
 import { DirectoryRepository } from '../../src/db/directory.repository.js';
 import { RunRepository } from '../../src/db/run.repository.js';
-import { testConfig, createTestDatabase, uniqueSlug } from '../support/env.js';
+import { createTestDatabase, silentLog, testConfig, uniqueSlug } from '../support/env.js';
 import { FakeOkta } from '../support/fake-okta.js';
 import { type TestIntegration, createOktaIntegration, runNow } from '../support/fixtures.js';
 import { withoutIds } from '../support/builders.js';
@@ -83,6 +84,21 @@ describe('reconcile against a fake Okta and real Postgres', () => {
     const requests = okta.requests.length;
     await expect(new IntegrationService(db, strict.config).test(t.integrationId)).rejects.toThrow(/plain http:\/\//);
     expect(okta.requests.length).toBe(requests);
+  });
+
+  it("counts an attempt's own changes once: what earlier attempts committed is read before it writes", async () => {
+    const runs = new RunRepository(db);
+    const { run } = await runs.trigger(t.integrationId, 'manual', false);
+    const scope = { runId: run.id, tenantId: t.tenantId, integrationId: t.integrationId };
+    await runs.recordApplied(scope, [{ kind: 'group.created', externalId: '00gEarlier', subject: 'Earlier', detail: null }], { ids: false });
+    const recorder = await RunRecorder.start(runs, run.id, 60_000, silentLog);
+    try {
+      // This attempt's first batch commits (on a busy pool, possibly before a lazy read would run).
+      await runs.recordApplied(scope, [{ kind: 'group.created', externalId: '00gMine', subject: 'Mine', detail: null }], { ids: false });
+      expect((await recorder.withEarlierAttempts({ ...zeroCounts(), groupsCreated: 1 })).groupsCreated).toBe(2);
+    } finally {
+      recorder.stop();
+    }
   });
 
   it('plans nothing and writes no rows on a second run with nothing changed', async () => {

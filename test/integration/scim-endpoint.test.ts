@@ -282,7 +282,7 @@ describe('SCIM endpoint on the state model', () => {
     expect((await scim(body.scimToken)).statusCode).toBe(401);
     expect((await scim(rotated.scimToken)).statusCode).toBe(200);
     const refused = await api('POST', '/api/v1/integrations', { tenant: slug, provider: 'scim', baseUrl: 'https://x.okta.com' });
-    expect([refused.statusCode, JSON.parse(refused.body).error.message]).toEqual([400, expect.stringMatching(/--base-url does not apply to a scim integration/)]);
+    expect([refused.statusCode, JSON.parse(refused.body).error.message]).toEqual([400, expect.stringMatching(/^baseUrl does not apply to a scim integration/)]);
   });
 
   it('re-reads only the pushed users that changed, and still converges on deletes, member changes and reactivation', async () => {

@@ -162,7 +162,7 @@ describe('webhook secret rotation with a grace period', () => {
 
     const bad = await api('POST', url, { grace: 'soon' });
     expect(bad.statusCode).toBe(400);
-    expect(bad.json().error.message).toMatch(/^--grace must be 0 or a duration of at most 30d, such as 15m, 1h or 7d, not "soon"/);
+    expect(bad.json().error.message).toMatch(/^grace must be 0 or a duration of at most 30d, such as 15m, 1h or 7d, not "soon"/);
     expect((await api('POST', url, { grace: '1h', extra: true })).statusCode).toBe(400);
 
     await expirePrevious(id);

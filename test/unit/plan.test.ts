@@ -34,8 +34,9 @@ describe('plan', () => {
   });
 
   it.each([
-    ['email', { email: 'new@example.com' }, ['email']],
-    ['name', { givenName: 'Ann', displayName: 'Ann Test' }, ['givenName', 'displayName']],
+    // A field comes from the IdP's raw record, so that record (`attributes`) moved too.
+    ['email', { email: 'new@example.com' }, ['email', 'attributes']],
+    ['name', { givenName: 'Ann', displayName: 'Ann Test' }, ['givenName', 'displayName', 'attributes']],
     ['raw attribute only', { attributes: { login: 'u1@example.com', costCenter: 'X' } }, ['attributes']],
   ] as const)('updates a user whose %s changed', (_label, change, changed) => {
     const before = user('u1');
@@ -98,7 +99,7 @@ describe('plan', () => {
       snapshot([ann, bob], [group('g1', { name: 'Renamed' })], { g1: ['u2'] }),
       suspend,
     );
-    expect(p.groupsUpdated).toEqual([{ group: expect.objectContaining({ name: 'Renamed' }), changed: ['name'], previous: localGroup(group('g1')) }]);
+    expect(p.groupsUpdated).toEqual([{ group: expect.objectContaining({ name: 'Renamed' }), changed: ['name', 'attributes'], previous: localGroup(group('g1')) }]);
     expect(p.groupsDeleted).toEqual([{ externalId: 'g2', name: 'group-g2', members: 1 }]);
     expect(p.membershipsAdded.map((m) => [m.groupExternalId, m.userExternalId])).toEqual([['g1', 'u2']]);
     // The deleted group's membership is a removal of its own, in the counts and the change log.
@@ -141,7 +142,7 @@ describe('plan, identity by IdP id (SPEC "Identity: accounts and people")', () =
   it('a renamed login is an update of the same account, memberships untouched', () => {
     const ann = user('u1', { userName: 'ann@x.test' });
     const p = plan(local([localUser(ann)], [localGroup(group('g1'))], { g1: ['u1'] }), snapshot([user('u1', { userName: 'anne@x.test' })], [group('g1')], { g1: ['u1'] }), suspend);
-    expect(p.usersUpdated.map((u) => [u.user.externalId, u.changed])).toEqual([['u1', ['userName']]]);
+    expect(p.usersUpdated.map((u) => [u.user.externalId, u.changed])).toEqual([['u1', ['userName', 'attributes']]]);
     expect(p.usersCreated).toEqual([]);
     expect(p.membershipsAdded).toEqual([]);
     expect(p.membershipsRemoved).toEqual([]);
