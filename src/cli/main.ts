@@ -2,6 +2,7 @@ import { Command, CommanderError, type HelpContext } from 'commander';
 import { ConfigError, loadConfig } from '../config.js';
 import { DecryptionError } from '../crypto.js';
 import { UserError } from '../errors.js';
+import { registerDemoCommand } from './demo.command.js';
 import { registerDirectoryCommands } from './directory.command.js';
 import { registerEventsCommand } from './events.command.js';
 import { registerEndpointCommands } from './endpoint.command.js';
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(`dirsync: ${oneLine(text)}`) });
+  registerDemoCommand(program);
   registerServiceCommands(program);
   registerTenantCommands(program);
   registerIntegrationCommands(program);

@@ -1,7 +1,7 @@
 import { Option } from 'commander';
 import { UserError } from '../errors.js';
 import type { RunChange, RunSummary } from '../db/run.repository.js';
-import { PLAN_KINDS } from '../core/plan.js';
+import { PLAN_KINDS, type PlanCounts } from '../core/plan.js';
 import { changeState } from '../runs/change-state.js';
 
 export const jsonOption = () => new Option('--json', 'print one JSON value');
@@ -38,6 +38,16 @@ const LABELS: Record<(typeof PLAN_KINDS)[number], string> = {
   membershipsRemoved: 'memberships removed',
 };
 
+/** A run's counts in words, "1 user created, 2 groups deleted", or "none". */
+export function describeCounts(counts: Partial<PlanCounts>): string {
+  const changes = PLAN_KINDS.filter((k) => (counts[k] ?? 0) > 0).map((k) => {
+    const n = counts[k] ?? 0;
+    // "1 user created", "2 users created"
+    return `${n} ${n === 1 ? LABELS[k].replace(/s (\w+)$/, ' $1') : LABELS[k]}`;
+  });
+  return changes.length ? changes.join(', ') : 'none';
+}
+
 export function describeRun(run: RunSummary): string {
   const lines = [
     `run ${run.id}${run.dryRun ? ' (dry run)' : ''}`,
@@ -48,14 +58,7 @@ export function describeRun(run: RunSummary): string {
     `  started:   ${run.startedAt ?? '-'}`,
     `  finished:  ${run.finishedAt ?? '-'}`,
   ];
-  if (run.counts) {
-    const changes = PLAN_KINDS.filter((k) => (run.counts?.[k] ?? 0) > 0).map((k) => {
-      const n = run.counts?.[k] ?? 0;
-      // "1 user created", "2 users created"
-      return `${n} ${n === 1 ? LABELS[k].replace(/s (\w+)$/, ' $1') : LABELS[k]}`;
-    });
-    lines.push(`  changes:   ${changes.length ? changes.join(', ') : 'none'}`);
-  }
+  if (run.counts) lines.push(`  changes:   ${describeCounts(run.counts)}`);
   if (run.heldReason) lines.push(run.approvedByRunId ? `  was held:  ${run.heldReason.replace(/ \(`dirsync run approve [^`]*`\)/, '')}` : `  held:      ${run.heldReason}`);
   if (run.approvesRunId) lines.push(`  approves:  run ${run.approvesRunId}`);
   if (run.approvedByRunId) lines.push(`  approved:  ${run.approvedAt} by run ${run.approvedByRunId}`);

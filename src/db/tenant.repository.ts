@@ -27,6 +27,17 @@ export class TenantRepository {
     return this.db.selectFrom('tenants').select(['id', 'slug', 'name']).where('id', '=', id).executeTakeFirst();
   }
 
+  /**
+   * Deletes a tenant with everything in it (accounts, people, locks, groups, integrations and
+   * their runs, event endpoints). Delete its integrations first (deleteIntegration), so their
+   * deletion is recorded as events and their runs' change logs go with them. For the demo's
+   * reset; not exposed as a command.
+   */
+  async delete(id: string): Promise<boolean> {
+    const result = await this.db.deleteFrom('tenants').where('id', '=', id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  }
+
   async list(): Promise<Tenant[]> {
     return this.db.selectFrom('tenants').select(['id', 'slug', 'name']).orderBy('slug').execute();
   }

@@ -20,7 +20,7 @@ export interface DemoDirectory {
 
 /** One thing that happened in the company, as the demo prints it. */
 export interface CompanyChange {
-  readonly kind: 'hire' | 'leaver' | 'rename' | 'move' | 'suspension' | 'return' | 'mass-unassign' | 'reassign';
+  readonly kind: 'hire' | 'leaver' | 'rename' | 'move' | 'suspension' | 'return' | 'mass-unassign';
   readonly text: string;
   /** The IdP ids it touched (users, or the group for a mass change). */
   readonly ids: readonly string[];
@@ -120,8 +120,7 @@ export class DemoCompany {
   /**
    * The changes of one minute: a hire or two, a leaver, now and then a rename, a move between
    * departments, a suspension or a return. On the second tick, once, a whole department is
-   * unassigned from the app (a mass removal: dirsync holds it for approval); two ticks later it
-   * is assigned again, as an admin who noticed would.
+   * unassigned from the app (a mass removal: dirsync holds it for the admin to approve or not).
    */
   step(): CompanyChange[] {
     this.tick++;
@@ -129,10 +128,7 @@ export class DemoCompany {
     if (this.tick === 2 && !this.massDone) {
       this.massDone = true;
       this.dir.unassignGroup(DemoCompany.groupId(MASS_DEPARTMENT));
-      changes.push({ kind: 'mass-unassign', text: `${MASS_DEPARTMENT} unassigned from the app by mistake (a mass removal)`, ids: [DemoCompany.groupId(MASS_DEPARTMENT)], target: 'UserGroup' });
-    } else if (this.tick === 4 && this.massDone) {
-      this.dir.assignGroup(DemoCompany.groupId(MASS_DEPARTMENT));
-      changes.push({ kind: 'reassign', text: `${MASS_DEPARTMENT} assigned to the app again`, ids: [DemoCompany.groupId(MASS_DEPARTMENT)], target: 'UserGroup' });
+      changes.push({ kind: 'mass-unassign', text: `${MASS_DEPARTMENT} unassigned from the app by mistake: a mass removal, held for approval`, ids: [DemoCompany.groupId(MASS_DEPARTMENT)], target: 'UserGroup' });
     }
     for (let i = 0, n = 1 + this.int(2); i < n; i++) {
       const p = this.hire();

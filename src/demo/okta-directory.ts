@@ -320,7 +320,7 @@ export class OktaDirectoryServer extends LoopbackServer {
     res.end(JSON.stringify(items));
   }
 
-  private error(
+  protected error(
     res: ServerResponse,
     status: number,
     code: string,

@@ -1,0 +1,244 @@
+import { randomBytes } from 'node:crypto';
+import { type Config, loadConfig } from '../config.js';
+import { type Db, createDb, ensureDatabase, migrateToLatest } from '../db/database.js';
+import { RunRepository, type RunSummary } from '../db/run.repository.js';
+import { TenantRepository } from '../db/tenant.repository.js';
+import { IntegrationService } from '../integrations/integration.service.js';
+import { createQueue, removeSchedule } from '../queue/queue.js';
+import { createRedis } from '../queue/redis.js';
+import { requestRun } from '../runs/trigger.js';
+import { describeCounts } from '../cli/output.js';
+import { type CompanyChange, DEMO_APP_ID, DemoCompany, type DemoDirectory } from './company.js';
+import { oktaEventHookDelivery } from './okta-event-hook.js';
+import { OktaDirectoryServer } from './okta-directory.js';
+
+/** The demo's tenant: reused by every `dirsync demo`, so running it again makes no duplicates. */
+export const DEMO_TENANT = 'demo';
+
+export interface DemoOptions {
+  /** Milliseconds between two rounds of changes in the demo company (a minute by default). */
+  readonly tickMs: number;
+  /** How many people the company starts with. */
+  readonly people: number;
+  /** Where the demo tells the user what happens (stdout in the CLI). */
+  readonly say: (line: string) => void;
+}
+
+/** What a demo set up before serving: for the start-up message and the changes loop. */
+interface DemoSetup {
+  readonly integrationId: string;
+  readonly webhookSecret: string;
+  /** Whether an earlier demo's tenant was there (and was reset). */
+  readonly reset: boolean;
+}
+
+/**
+ * `dirsync demo` (SPEC): an Okta org served in this process (spoken to through the official
+ * Okta SDK as a real org would be), a `demo` tenant with an integration scoped to its app, the
+ * HTTP server and worker as `dirsync start` runs them, a first sync, and then a company that
+ * changes every `tickMs` and tells dirsync through Okta event hooks. Runs until `stop`
+ * resolves (Ctrl-C in the CLI), then stops the changes, the server, the worker and the IdP.
+ *
+ * What it needs and does not find it makes up for this process only, and says so: an
+ * encryption key, an admin token (to sign in to the console), and DIRSYNC_ALLOW_HTTP (the demo
+ * IdP speaks plain http on 127.0.0.1).
+ */
+export async function runDemo(options: DemoOptions, stop: Promise<string>): Promise<void> {
+  const { say } = options;
+  for (const note of fillDemoEnvironment(process.env)) say(note);
+  const config = loadConfig();
+  await ensureDatabase(config.databaseUrl);
+  const db = createDb(config.databaseUrl, { max: 2 });
+  const okta = await new OktaDirectoryServer().start();
+  let ticker: NodeJS.Timeout | undefined;
+  try {
+    const migrated = await migrateToLatest(db);
+    if (migrated.error) throw migrated.error;
+    okta.token = `demo-${randomBytes(12).toString('hex')}`;
+    okta.keepRequests = 1_000;
+    const company = new DemoCompany(directoryOf(okta, DEMO_APP_ID), { people: options.people });
+    const setup = await resetDemoTenant(db, config, okta);
+    say(`demo IdP: an Okta org at ${okta.url} with ${company.census().ACTIVE} active people in 20 groups (app ${DEMO_APP_ID})`);
+    say(`${setup.reset ? 'reset' : 'created'} tenant "${DEMO_TENANT}"; its Okta integration is ${setup.integrationId}`);
+    const { serveParts } = await import('../cli/serve.js');
+    await serveParts({ http: true, worker: true }, stop, {
+      ready: () => {
+        void afterReady(db, config, setup, company, options).then(
+          (t) => (ticker = t),
+          (error: unknown) => say(`the demo could not start its first sync: ${(error as Error).message}`),
+        );
+      },
+      afterHttp: async () => {
+        if (ticker) clearInterval(ticker);
+      },
+    });
+  } finally {
+    if (ticker) clearInterval(ticker);
+    await okta.stop();
+    await db.destroy();
+  }
+}
+
+/**
+ * Sets, in `env`, what the demo needs and the configuration does not give (the .env file
+ * included), for this process only. Returns a line for each, to tell the user.
+ */
+export function fillDemoEnvironment(env: NodeJS.ProcessEnv): string[] {
+  const config = loadConfig(env);
+  const notes: string[] = [];
+  if (!config.encryptionKey) {
+    env.DIRSYNC_ENCRYPTION_KEY = randomBytes(32).toString('base64');
+    notes.push('no DIRSYNC_ENCRYPTION_KEY set: using a key made up for this demo session (the demo integration is given its credentials again next time)');
+  }
+  if (!config.adminToken) {
+    env.DIRSYNC_ADMIN_TOKEN = randomBytes(18).toString('base64url');
+    notes.push(`no DIRSYNC_ADMIN_TOKEN set: this session's admin token is ${env.DIRSYNC_ADMIN_TOKEN}`);
+  }
+  // The demo says what happens in sentences; the JSON log shows only errors.
+  if (!env.LOG_LEVEL) env.LOG_LEVEL = 'error';
+  if (!config.allowHttp) {
+    env.DIRSYNC_ALLOW_HTTP = 'true';
+    notes.push('DIRSYNC_ALLOW_HTTP=true for this process: the demo IdP speaks plain http on 127.0.0.1');
+  }
+  return notes;
+}
+
+/**
+ * The demo tenant, reset: the company starts over with each demo (the same people, ids and
+ * groups), so what an earlier session left in the tenant (its hires, leavers, an approved mass
+ * removal) is removed with it rather than reconciled as a surprise. Its integrations are
+ * deleted as the CLI deletes them (their schedules too), then the tenant with its people.
+ */
+async function resetDemoTenant(db: Db, config: Config, okta: OktaDirectoryServer): Promise<DemoSetup> {
+  const tenants = new TenantRepository(db);
+  const integrations = new IntegrationService(db, config);
+  const old = await tenants.findBySlug(DEMO_TENANT);
+  if (old) {
+    const redis = createRedis(config.redisUrl, 'client');
+    const queue = createQueue(config.queueName, redis);
+    try {
+      for (const integration of await integrations.list(DEMO_TENANT)) {
+        await integrations.delete(integration.id);
+        await removeSchedule(queue, integration.id);
+      }
+    } finally {
+      await queue.close();
+      redis.disconnect();
+    }
+    await tenants.delete(old.id);
+  }
+  await tenants.create(DEMO_TENANT, 'Demo company');
+  const { integration, issued } = await integrations.create({
+    tenant: DEMO_TENANT,
+    provider: 'okta',
+    baseUrl: okta.url,
+    token: okta.token,
+    oktaAppId: DEMO_APP_ID,
+    threshold: '5',
+    every: '5m',
+  });
+  if (!('webhookSecret' in issued)) throw new Error('an okta integration was created without a webhook secret');
+  return { integrationId: integration.id, webhookSecret: issued.webhookSecret, reset: old !== undefined };
+}
+
+/** Once the server listens: the first sync, the console's address, then the company's changes every tick. */
+async function afterReady(db: Db, config: Config, setup: DemoSetup, company: DemoCompany, options: DemoOptions): Promise<NodeJS.Timeout> {
+  const { say } = options;
+  let firstRun = '';
+  const redis = createRedis(config.redisUrl, 'client');
+  const queue = createQueue(config.queueName, redis);
+  try {
+    const { run } = await requestRun({ db, config, queue }, setup.integrationId, 'manual');
+    firstRun = run.id;
+    const done = await waitForRun(db, run.id, 120_000);
+    say(`first sync: ${done ? describeRun(done) : `still running (run ${run.id})`}`);
+  } finally {
+    await queue.close();
+    redis.disconnect();
+  }
+  say(`console: ${config.publicUrl}/admin (sign in with the admin token)`);
+  say(`watch the changes as the host app would: npx dirsync events --tenant ${DEMO_TENANT} --follow`);
+  say(`the company changes every ${Math.round(options.tickMs / 1000)} s; Ctrl-C stops the demo`);
+  const hookUrl = `http://127.0.0.1:${config.port}/webhooks/${setup.integrationId}`;
+  // The first sync is told already (a trigger may have joined the run the schedule queued).
+  const told = new Set<string>([firstRun]);
+  return setInterval(() => {
+    const changes = company.step();
+    for (const c of changes) say(`idp: ${c.text}`);
+    void sendEventHook(hookUrl, setup.webhookSecret, changes).catch((error: unknown) => say(`idp: the event hook failed: ${(error as Error).message}`));
+    void tellRuns(db, setup.integrationId, told, say).catch(() => {});
+  }, options.tickMs);
+}
+
+/** Says how each run that ended since the last look went (once per run). */
+async function tellRuns(db: Db, integrationId: string, told: Set<string>, say: (line: string) => void): Promise<void> {
+  const runs = await new RunRepository(db).listForIntegration(integrationId, 20);
+  for (const run of runs.reverse()) {
+    if (told.has(run.id) || run.status === 'queued' || run.status === 'running') continue;
+    told.add(run.id);
+    const held = run.status === 'held' ? `; ${run.heldReason ?? 'removals wait for approval'} Approve or reject it in the console.` : '';
+    say(`dirsync: ${run.trigger} run ${describeRun(run)}${held}`);
+  }
+}
+
+/** Tells dirsync what changed, as an Okta event hook does (one delivery per round). */
+async function sendEventHook(url: string, secret: string, changes: readonly CompanyChange[]): Promise<void> {
+  if (changes.length === 0) return;
+  const body = oktaEventHookDelivery(
+    changes.flatMap((c) =>
+      EVENT_TYPES[c.kind].map((eventType) => ({
+        eventType,
+        displayMessage: c.text,
+        target: [
+          ...c.ids.map((id) => ({ id, type: c.target, displayName: c.text })),
+          ...(eventType.startsWith('group.application_assignment.') ? [{ id: DEMO_APP_ID, type: 'AppInstance' }] : []),
+        ],
+      })),
+    ),
+  );
+  const response = await fetch(url, { method: 'POST', headers: { authorization: secret, 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
+  if (!response.ok) throw new Error(`dirsync answered ${response.status}`);
+}
+
+/** The Okta System Log event types each kind of change produces (developer.okta.com, Event Types). */
+const EVENT_TYPES: Record<CompanyChange['kind'], readonly string[]> = {
+  hire: ['user.lifecycle.create', 'user.lifecycle.activate', 'group.user_membership.add'],
+  leaver: ['user.lifecycle.deactivate'],
+  rename: ['user.account.update_profile'],
+  move: ['group.user_membership.remove', 'group.user_membership.add', 'user.account.update_profile'],
+  suspension: ['user.lifecycle.suspend'],
+  return: ['user.lifecycle.unsuspend'],
+  'mass-unassign': ['group.application_assignment.remove'],
+};
+
+async function waitForRun(db: Db, runId: string, timeoutMs: number): Promise<RunSummary | undefined> {
+  const runs = new RunRepository(db);
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const run = await runs.find(runId);
+    if (run && run.status !== 'queued' && run.status !== 'running') return run;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  return undefined;
+}
+
+function describeRun(run: RunSummary): string {
+  const counts = run.counts ? `: ${describeCounts(run.counts)}` : '';
+  return `${run.status}${counts}${run.error ? ` (${run.error})` : ''}`;
+}
+
+/** The company's view of the demo's Okta org, its changes made to the app `appId`. */
+function directoryOf(okta: OktaDirectoryServer, appId: string): DemoDirectory {
+  const app = okta.addApp(appId);
+  return {
+    addUser: (login, opts) => void okta.addUser(login, opts),
+    updateUser: (id, change) => okta.updateUser(id, change),
+    addGroup: (name, opts) => void okta.addGroup(name, opts),
+    addMember: (groupId, userId) => okta.addMember(groupId, userId),
+    removeMember: (groupId, userId) => okta.removeMember(groupId, userId),
+    assignUser: (userId) => void app.users.add(userId),
+    unassignUser: (userId) => void app.users.delete(userId),
+    assignGroup: (groupId) => void app.groups.add(groupId),
+    unassignGroup: (groupId) => void app.groups.delete(groupId),
+  };
+}

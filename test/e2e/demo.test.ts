@@ -1,0 +1,103 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CliHarness } from '../support/cli.js';
+
+/**
+ * `dirsync demo` as a newcomer runs it (SPEC; issue 16): one command, against the configured
+ * Postgres and Redis, with no encryption key or admin token set. It syncs the demo company,
+ * keeps the server and worker running, changes the company every tick (telling dirsync by
+ * Okta event hooks), holds the early mass removal, stops cleanly on Ctrl-C, and a second demo
+ * resets the demo tenant rather than duplicating it.
+ */
+
+const cli = new CliHarness();
+afterAll(async () => cli.stop());
+
+/** A running `dirsync demo`, its output collected. */
+function startDemo(args: string[]): { child: ChildProcess; output: () => string; waitFor: (pattern: RegExp, ms?: number) => Promise<RegExpMatchArray> } {
+  // What a newcomer has: Postgres and Redis, nothing else set.
+  const env = cli.env();
+  delete env.DIRSYNC_ENCRYPTION_KEY;
+  delete env.DIRSYNC_ALLOW_HTTP;
+  const child = spawn(process.execPath, [cli.bin, 'demo', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d));
+  child.stderr!.on('data', (d: Buffer) => (out += d));
+  const waitFor = (pattern: RegExp, ms = 60_000) =>
+    new Promise<RegExpMatchArray>((resolve, reject) => {
+      const deadline = Date.now() + ms;
+      const look = () => {
+        const m = out.match(pattern);
+        if (m) return resolve(m);
+        if (child.exitCode !== null) return reject(new Error(`dirsync demo exited (${child.exitCode}) before ${pattern}:\n${out}`));
+        if (Date.now() > deadline) return reject(new Error(`no ${pattern} within ${ms} ms:\n${out}`));
+        setTimeout(look, 100);
+      };
+      look();
+    });
+  return { child, output: () => out, waitFor };
+}
+
+async function stopDemo(child: ChildProcess): Promise<{ code: number | null; ms: number }> {
+  const started = Date.now();
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.kill('SIGINT');
+  const code = await exited;
+  return { code, ms: Date.now() - started };
+}
+
+async function api<T>(token: string, path: string): Promise<T> {
+  const response = await fetch(`http://127.0.0.1:${cli.port}${path}`, { headers: { authorization: `Bearer ${token}` } });
+  expect(response.status, path).toBe(200);
+  return (await response.json()) as T;
+}
+
+interface Page<T> {
+  items: T[];
+}
+
+describe('dirsync demo', () => {
+  it('syncs the demo company, changes it through event hooks, holds the mass removal, stops on Ctrl-C, and resets on a second start', async () => {
+    const first = startDemo(['--tick', '2', '--people', '60']);
+    try {
+      const token = (await first.waitFor(/this session's admin token is (\S+)/))[1]!;
+      expect(first.output()).toMatch(/using a key made up for this demo session/);
+      await first.waitFor(/first sync: succeeded: \d+ users created, \d+ groups created, \d+ memberships added/);
+      expect(first.output()).toContain(`console: http://127.0.0.1:${cli.port}/admin`);
+
+      const integrations = await api<Page<{ id: string; tenant: string; provider: string }>>(token, '/api/v1/integrations');
+      expect(integrations.items.filter((i) => i.tenant === 'demo')).toHaveLength(1);
+      const id = integrations.items[0]!.id;
+      // The mass removal of the second round is held for approval; event hooks trigger runs.
+      await first.waitFor(/idp: Sales unassigned from the app by mistake/, 30_000);
+      const held = async () => (await api<Page<{ status: string; trigger: string }>>(token, `/api/v1/integrations/${id}/runs?limit=50`)).items;
+      for (const deadline = Date.now() + 30_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
+        if ((await held()).some((r) => r.status === 'held')) break;
+      }
+      const runs = await held();
+      expect(runs.some((r) => r.status === 'held'), JSON.stringify(runs)).toBe(true);
+      expect(runs.some((r) => r.trigger === 'webhook'), JSON.stringify(runs)).toBe(true);
+      const users = await api<Page<{ userName: string }>>(token, '/api/v1/tenants/demo/users?limit=1000');
+      expect(users.items.length).toBeGreaterThanOrEqual(55);
+    } finally {
+      const stopped = await stopDemo(first.child);
+      expect(stopped.code, first.output()).toBe(0);
+      expect(stopped.ms).toBeLessThan(10_000);
+    }
+
+    const second = startDemo(['--tick', '600', '--people', '60']);
+    try {
+      const token = (await second.waitFor(/this session's admin token is (\S+)/))[1]!;
+      await second.waitFor(/reset tenant "demo"/);
+      await second.waitFor(/first sync: succeeded: \d+ users created/);
+      const integrations = await api<Page<{ tenant: string }>>(token, '/api/v1/integrations');
+      expect(integrations.items.filter((i) => i.tenant === 'demo')).toHaveLength(1);
+      const users = await api<Page<{ userName: string }>>(token, '/api/v1/tenants/demo/users?limit=1000');
+      // The same company as the first start, once: no one twice, no one left from the first session.
+      expect(new Set(users.items.map((u) => u.userName)).size).toBe(users.items.length);
+      expect(users.items.length).toBeLessThanOrEqual(60);
+    } finally {
+      expect((await stopDemo(second.child)).code, second.output()).toBe(0);
+    }
+  }, 180_000);
+});
