@@ -457,7 +457,20 @@ export class DirectoryRepository {
 
   /** The tenant's accounts as SPEC's `dirsync users` prints them, sorted by userName. */
   async listTenantUsers(tenantId: string): Promise<TenantUserView[]> {
-    const rows = await this.db
+    return this.tenantUsers(tenantId, {});
+  }
+
+  /**
+   * One page of the tenant's accounts, sorted as `listTenantUsers`: `limit` after `offset`,
+   * those whose userName, email or display name contain `search` (case-insensitively) when
+   * given. Paged in Postgres, so a page of a 100k-account tenant reads that page.
+   */
+  async pageTenantUsers(tenantId: string, page: DirectoryPage): Promise<TenantUserView[]> {
+    return this.tenantUsers(tenantId, page);
+  }
+
+  private async tenantUsers(tenantId: string, page: Partial<DirectoryPage>): Promise<TenantUserView[]> {
+    let query = this.db
       .selectFrom('accounts as a')
       .select([
         'a.id',
@@ -474,8 +487,13 @@ export class DirectoryRepository {
       ])
       .where('a.tenant_id', '=', tenantId)
       .orderBy('a.user_name_key')
-      .orderBy('a.id')
-      .execute();
+      .orderBy('a.id');
+    if (page.search) {
+      const pattern = containsPattern(page.search);
+      query = query.where(sql<boolean>`(a.user_name_key like ${pattern} or lower(a.email) like ${pattern} or lower(a.display_name) like ${pattern})`);
+    }
+    if (page.limit !== undefined) query = query.limit(page.limit).offset(page.offset ?? 0);
+    const rows = await query.execute();
     return rows.map((r) => ({
       id: r.id,
       userName: r.user_name,
@@ -491,7 +509,16 @@ export class DirectoryRepository {
 
   /** The tenant's groups as SPEC's `dirsync groups` prints them, sorted by name, case-insensitively. */
   async listTenantGroups(tenantId: string): Promise<TenantGroupView[]> {
-    const rows = await this.db
+    return this.tenantGroups(tenantId, {});
+  }
+
+  /** One page of the tenant's groups, sorted as `listTenantGroups`, those whose name contains `search` when given. */
+  async pageTenantGroups(tenantId: string, page: DirectoryPage): Promise<TenantGroupView[]> {
+    return this.tenantGroups(tenantId, page);
+  }
+
+  private async tenantGroups(tenantId: string, page: Partial<DirectoryPage>): Promise<TenantGroupView[]> {
+    let query = this.db
       .selectFrom('groups as g')
       .select([
         'g.id',
@@ -503,10 +530,24 @@ export class DirectoryRepository {
       .where('g.tenant_id', '=', tenantId)
       .orderBy(sql`lower(g.name)`)
       .orderBy('g.name')
-      .orderBy('g.id')
-      .execute();
+      .orderBy('g.id');
+    if (page.search) query = query.where(sql<boolean>`lower(g.name) like ${containsPattern(page.search)}`);
+    if (page.limit !== undefined) query = query.limit(page.limit).offset(page.offset ?? 0);
+    const rows = await query.execute();
     return rows.map((r) => ({ id: r.id, name: r.name, members: r.members }));
   }
+}
+
+/** A page of a directory listing: `limit` rows after `offset`, filtered by `search` when given. */
+export interface DirectoryPage {
+  readonly limit: number;
+  readonly offset: number;
+  readonly search?: string | undefined;
+}
+
+/** A LIKE pattern matching text that contains `search`, case-insensitively (its own % and _ taken literally). */
+function containsPattern(search: string): string {
+  return `%${search.normalize('NFC').toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
 /** Grants as rows (external_id, user_name, ..., fingerprint, adopts), for a `with input as (...)`. */

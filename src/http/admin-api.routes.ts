@@ -80,6 +80,22 @@ interface Page {
 }
 
 /** A page of a list: `next` is the offset of the following page, null on the last one. */
+/** A page and a search text, for directory listings. */
+interface SearchPage extends Page {
+  q?: string;
+}
+
+const searchPage = {
+  ...page,
+  properties: { ...page.properties, q: { type: 'string', maxLength: 200 } },
+} as const;
+
+/** A page read in the database: one row more than asked says whether another page follows. */
+async function pagedQuery<T>({ limit, offset, q }: SearchPage, read: (p: { limit: number; offset: number; search?: string }) => Promise<T[]>) {
+  const rows = await read({ limit: limit + 1, offset, ...(q ? { search: q } : {}) });
+  return { items: rows.slice(0, limit), next: rows.length > limit ? offset + limit : null };
+}
+
 function paged<T>(all: T[], { limit, offset }: Page) {
   const items = all.slice(offset, offset + limit);
   return { items, next: offset + limit < all.length ? offset + limit : null };
@@ -140,16 +156,16 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         },
       );
 
-      api.get<{ Params: { slug: string } }>(
+      api.get<{ Params: { slug: string }; Querystring: SearchPage }>(
         '/tenants/:slug/users',
-        { schema: { tags: ['tenants'], summary: "A tenant's users", params: slugParam, querystring: page } },
-        async (request) => paged(await new DirectoryRepository(deps.db).listTenantUsers(await tenantId(request.params.slug)), request.query as Page),
+        { schema: { tags: ['tenants'], summary: "A tenant's users (q: those whose userName, email or display name contain it)", params: slugParam, querystring: searchPage } },
+        async (request) => pagedQuery(request.query, async (p) => new DirectoryRepository(deps.db).pageTenantUsers(await tenantId(request.params.slug), p)),
       );
 
-      api.get<{ Params: { slug: string } }>(
+      api.get<{ Params: { slug: string }; Querystring: SearchPage }>(
         '/tenants/:slug/groups',
-        { schema: { tags: ['tenants'], summary: "A tenant's groups", params: slugParam, querystring: page } },
-        async (request) => paged(await new DirectoryRepository(deps.db).listTenantGroups(await tenantId(request.params.slug)), request.query as Page),
+        { schema: { tags: ['tenants'], summary: "A tenant's groups (q: those whose name contains it)", params: slugParam, querystring: searchPage } },
+        async (request) => pagedQuery(request.query, async (p) => new DirectoryRepository(deps.db).pageTenantGroups(await tenantId(request.params.slug), p)),
       );
 
       api.get<{ Querystring: { tenant?: string; after?: string; limit?: number } }>(
@@ -224,12 +240,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
             querystring: page,
           },
         },
-        async (request) => {
-          const { limit, offset } = request.query;
-          // One more than asked tells whether another page follows.
-          const items = await endpoints().deliveries(request.params.id, limit + 1, offset);
-          return { items: items.slice(0, limit), next: items.length > limit ? offset + limit : null };
-        },
+        async (request) => pagedQuery(request.query, (p) => endpoints().deliveries(request.params.id, p.limit, p.offset)),
       );
       api.post<{ Params: { id: string }; Body: { after: string } }>(
         '/endpoints/:id/replay',

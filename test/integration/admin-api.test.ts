@@ -220,6 +220,16 @@ describe('admin API', () => {
 
     const users = await call({ method: 'GET', url: `/api/v1/tenants/${slug}/users` });
     expect(users.json().items).toHaveLength(3);
+    // Paged and searched in Postgres, in userName order.
+    const names = (users.json().items as { userName: string }[]).map((u) => u.userName);
+    const first = await call({ method: 'GET', url: `/api/v1/tenants/${slug}/users?limit=2` });
+    expect(first.json()).toMatchObject({ next: 2 });
+    expect(first.json().items.map((u: { userName: string }) => u.userName)).toEqual(names.slice(0, 2));
+    expect((await call({ method: 'GET', url: `/api/v1/tenants/${slug}/users?limit=2&offset=2` })).json()).toMatchObject({ items: [{ userName: names[2] }], next: null });
+    const found = await call({ method: 'GET', url: `/api/v1/tenants/${slug}/users?q=${encodeURIComponent(names[1]!.slice(0, 4).toUpperCase())}` });
+    expect(found.json().items.map((u: { userName: string }) => u.userName)).toContain(names[1]);
+    // Wildcards are text to look for, not patterns.
+    expect((await call({ method: 'GET', url: `/api/v1/tenants/${slug}/users?q=%25` })).json()).toEqual({ items: [], next: null });
     expect((await call({ method: 'GET', url: `/api/v1/tenants/${slug}/groups` })).json()).toEqual({ items: [], next: null });
     expect((await call({ method: 'GET', url: '/api/v1/tenants/nope/users' })).statusCode).toBe(404);
   });
