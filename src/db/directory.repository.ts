@@ -488,11 +488,16 @@ export class DirectoryRepository {
       .where('a.tenant_id', '=', tenantId)
       .orderBy('a.user_name_key')
       .orderBy('a.id');
-    if (page.search) {
-      const pattern = containsPattern(page.search);
-      query = query.where(sql<boolean>`(a.user_name_key like ${pattern} or lower(a.email) like ${pattern} or lower(a.display_name) like ${pattern})`);
+    if (page.limit !== undefined || page.search) {
+      // The page's ids first: skipped rows then cost an index entry, not their groups and lock.
+      let ids = this.db.selectFrom('accounts as p').select('p.id').where('p.tenant_id', '=', tenantId).orderBy('p.user_name_key').orderBy('p.id');
+      if (page.search) {
+        const pattern = containsPattern(page.search);
+        ids = ids.where(sql<boolean>`(p.user_name_key like ${pattern} or lower(p.email) like ${pattern} or lower(p.display_name) like ${pattern})`);
+      }
+      if (page.limit !== undefined) ids = ids.limit(page.limit).offset(page.offset ?? 0);
+      query = query.where('a.id', 'in', ids);
     }
-    if (page.limit !== undefined) query = query.limit(page.limit).offset(page.offset ?? 0);
     const rows = await query.execute();
     return rows.map((r) => ({
       id: r.id,
@@ -531,8 +536,13 @@ export class DirectoryRepository {
       .orderBy(sql`lower(g.name)`)
       .orderBy('g.name')
       .orderBy('g.id');
-    if (page.search) query = query.where(sql<boolean>`lower(g.name) like ${containsPattern(page.search)}`);
-    if (page.limit !== undefined) query = query.limit(page.limit).offset(page.offset ?? 0);
+    if (page.limit !== undefined || page.search) {
+      // The page's ids first: skipped groups do not aggregate their members.
+      let ids = this.db.selectFrom('groups as p').select('p.id').where('p.tenant_id', '=', tenantId).orderBy(sql`lower(p.name)`).orderBy('p.name').orderBy('p.id');
+      if (page.search) ids = ids.where(sql<boolean>`lower(p.name) like ${containsPattern(page.search)}`);
+      if (page.limit !== undefined) ids = ids.limit(page.limit).offset(page.offset ?? 0);
+      query = query.where('g.id', 'in', ids);
+    }
     const rows = await query.execute();
     return rows.map((r) => ({ id: r.id, name: r.name, members: r.members }));
   }
