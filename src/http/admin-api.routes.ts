@@ -12,6 +12,7 @@ import { readFeed } from '../events/feed.js';
 import { type CreateIntegrationInput, type IntegrationOptions, IntegrationService } from '../integrations/integration.service.js';
 import { type DirsyncQueue, removeSchedule, syncSchedule } from '../queue/queue.js';
 import { approveRun, requestRun } from '../runs/trigger.js';
+import { personOfAccount } from '../directory/person-view.js';
 
 export interface AdminApiDeps {
   readonly db: Db;
@@ -160,6 +161,12 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         '/tenants/:slug/users',
         { schema: { tags: ['tenants'], summary: "A tenant's users (q: those whose userName, email or display name contain it)", params: slugParam, querystring: searchPage } },
         async (request) => pagedQuery(request.query, async (p) => new DirectoryRepository(deps.db).pageTenantUsers(await tenantId(request.params.slug), p)),
+      );
+
+      api.get<{ Params: { id: string } }>(
+        '/accounts/:id',
+        { schema: { tags: ['tenants'], summary: "An account's person with all their accounts across tenants: state, groups, lock and what happened to each (events, newest first)", params: idParam } },
+        async (request) => personOfAccount(deps.db, request.params.id),
       );
 
       api.get<{ Params: { slug: string }; Querystring: SearchPage }>(

@@ -187,6 +187,25 @@ describe('admin API', () => {
     }
   });
 
+  it("shows an account's person with their accounts across tenants, groups, lock and history (GET /accounts/:id)", async () => {
+    const a = await newIntegration();
+    const b = await newIntegration();
+    await syncNow(a.integrationId);
+    await syncNow(b.integrationId);
+    const users = (await call({ method: 'GET', url: `/api/v1/tenants/${a.slug}/users` })).json().items as { id: string; userName: string }[];
+    const shown = await call({ method: 'GET', url: `/api/v1/accounts/${users[0]!.id}` });
+    expect(shown.statusCode, shown.body).toBe(200);
+    const view = shown.json() as { person: { userName: string }; accounts: { id: string; tenant: string; locked: boolean; history: { type: string }[] }[] };
+    expect(view.person.userName.toLowerCase()).toBe(users[0]!.userName.toLowerCase());
+    // The same person in both tenants (one per userName), the asked-for account first.
+    expect(view.accounts.map((x) => x.tenant)).toEqual([a.slug, b.slug].sort((x, y) => (x === a.slug ? -1 : y === a.slug ? 1 : 0)));
+    expect(view.accounts[0]!.id).toBe(users[0]!.id);
+    expect(view.accounts[0]!.history.map((e) => e.type)).toContain('user.created');
+    expect(view.accounts[0]!.locked).toBe(false);
+    expect((await call({ method: 'GET', url: '/api/v1/accounts/00000000-0000-4000-8000-000000000000' })).statusCode).toBe(404);
+    expect((await call({ method: 'GET', url: '/api/v1/accounts/nope' })).statusCode).toBe(404);
+  });
+
   it("pages an endpoint's deliveries with limit and offset, newest first", async () => {
     const created = await call({ method: 'POST', url: '/api/v1/endpoints', payload: { url: 'https://receiver.test/hook' } });
     expect(created.statusCode).toBe(201);
