@@ -469,6 +469,16 @@ export class DirectoryRepository {
     return this.tenantUsers(tenantId, page);
   }
 
+  /** The group (tenant and name) by id, or undefined. */
+  async findGroup(groupId: string): Promise<{ id: string; tenantId: string; name: string; description: string | null; integrationId: string } | undefined> {
+    const row = await this.db
+      .selectFrom('groups')
+      .select(['id', 'tenant_id', 'name', 'description', 'integration_id'])
+      .where('id', '=', groupId)
+      .executeTakeFirst();
+    return row && { id: row.id, tenantId: row.tenant_id, name: row.name, description: row.description, integrationId: row.integration_id };
+  }
+
   private async tenantUsers(tenantId: string, page: Partial<DirectoryPage>): Promise<TenantUserView[]> {
     let query = this.db
       .selectFrom('accounts as a')
@@ -488,9 +498,13 @@ export class DirectoryRepository {
       .where('a.tenant_id', '=', tenantId)
       .orderBy('a.user_name_key')
       .orderBy('a.id');
-    if (page.limit !== undefined || page.search) {
+    if (page.limit !== undefined || page.search || page.inGroup) {
       // The page's ids first: skipped rows then cost an index entry, not their groups and lock.
       let ids = this.db.selectFrom('accounts as p').select('p.id').where('p.tenant_id', '=', tenantId).orderBy('p.user_name_key').orderBy('p.id');
+      if (page.inGroup) {
+        const groupId = page.inGroup;
+        ids = ids.where((eb) => eb.exists(eb.selectFrom('group_memberships as gm').select('gm.account_id').whereRef('gm.account_id', '=', 'p.id').where('gm.group_id', '=', groupId)));
+      }
       if (page.search) {
         const pattern = containsPattern(page.search);
         ids = ids.where(sql<boolean>`(p.user_name_key like ${pattern} or lower(p.email) like ${pattern} or lower(p.display_name) like ${pattern})`);
@@ -553,6 +567,8 @@ export interface DirectoryPage {
   readonly limit: number;
   readonly offset: number;
   readonly search?: string | undefined;
+  /** Accounts only: the members of this group (its id). */
+  readonly inGroup?: string | undefined;
 }
 
 /** A LIKE pattern matching text that contains `search`, case-insensitively (its own % and _ taken literally). */

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import { DirectoryRepository } from '../db/directory.repository.js';
-import { RunRepository } from '../db/run.repository.js';
+import { RunRepository, isUuid } from '../db/run.repository.js';
 import { TenantRepository } from '../db/tenant.repository.js';
 import { WebhookRepository } from '../db/webhook.repository.js';
 import { NotFoundError, UserError } from '../errors.js';
@@ -167,6 +167,17 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         '/accounts/:id',
         { schema: { tags: ['tenants'], summary: "An account's person with all their accounts across tenants: state, groups, lock and what happened to each (events, newest first)", params: idParam } },
         async (request) => personOfAccount(deps.db, request.params.id),
+      );
+
+      api.get<{ Params: { id: string }; Querystring: SearchPage }>(
+        '/groups/:id/members',
+        { schema: { tags: ['tenants'], summary: "A group's members, as a tenant's users are listed (q: those whose userName, email or display name contain it)", params: idParam, querystring: searchPage } },
+        async (request) => {
+          const repo = new DirectoryRepository(deps.db);
+          const group = isUuid(request.params.id) ? await repo.findGroup(request.params.id) : undefined;
+          if (!group) throw new NotFoundError(`group ${request.params.id} does not exist: a tenant's groups list their ids`);
+          return pagedQuery(request.query, (p) => repo.pageTenantUsers(group.tenantId, { ...p, inGroup: group.id }));
+        },
       );
 
       api.get<{ Params: { slug: string }; Querystring: SearchPage }>(

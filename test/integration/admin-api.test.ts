@@ -206,6 +206,26 @@ describe('admin API', () => {
     expect((await call({ method: 'GET', url: '/api/v1/accounts/nope' })).statusCode).toBe(404);
   });
 
+  it("pages a group's members and finds one (GET /groups/:id/members)", async () => {
+    const grp = okta.addApp('0oaGrp');
+    const group = okta.addGroup('Engineers');
+    const members = ['zoe', 'adam', 'mia'].map((n) => okta.addUser(`${n}@${uniqueSlug()}.test`));
+    for (const m of members) okta.addMember(group.id, m.id);
+    grp.groups.add(group.id);
+    grp.users.add(okta.addUser(`outsider@${uniqueSlug()}.test`).id);
+    const slug = await newTenant();
+    const created = await call({ method: 'POST', url: '/api/v1/integrations', payload: { tenant: slug, provider: 'okta', baseUrl: okta.url, token: okta.token, oktaAppId: '0oaGrp' } });
+    await syncNow(created.json().id);
+    const groups = (await call({ method: 'GET', url: `/api/v1/tenants/${slug}/groups` })).json().items as { id: string; name: string }[];
+    const id = groups.find((g) => g.name === 'Engineers')!.id;
+    const page = await call({ method: 'GET', url: `/api/v1/groups/${id}/members?limit=2` });
+    expect(page.json().items.map((u: { userName: string }) => u.userName.split('@')[0])).toEqual(['adam', 'mia']);
+    expect(page.json().next).toBe(2);
+    expect((await call({ method: 'GET', url: `/api/v1/groups/${id}/members?q=ZOE` })).json().items).toHaveLength(1);
+    expect((await call({ method: 'GET', url: `/api/v1/groups/${id}/members?q=outsider` })).json().items).toEqual([]);
+    expect((await call({ method: 'GET', url: '/api/v1/groups/00000000-0000-4000-8000-000000000000/members' })).statusCode).toBe(404);
+  });
+
   it("pages an endpoint's deliveries with limit and offset, newest first", async () => {
     const created = await call({ method: 'POST', url: '/api/v1/endpoints', payload: { url: 'https://receiver.test/hook' } });
     expect(created.statusCode).toBe(201);
