@@ -13,6 +13,7 @@ import { type CreateIntegrationInput, type IntegrationOptions, IntegrationServic
 import { type DirsyncQueue, removeSchedule, syncSchedule } from '../queue/queue.js';
 import { approveRun, requestRun } from '../runs/trigger.js';
 import { personOfAccount } from '../directory/person-view.js';
+import { TenantService } from '../tenants/tenant.service.js';
 
 export interface AdminApiDeps {
   readonly db: Db;
@@ -32,7 +33,6 @@ export function bearerOf(request: FastifyRequest): string | undefined {
   return match?.[1]?.trim();
 }
 
-const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
 // JSON schemas: fastify validates requests with them and @fastify/swagger turns them into
 // the OpenAPI description served at /api/v1/openapi.json.
@@ -150,9 +150,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         },
         async (request, reply) => {
           const { slug, name } = request.body;
-          if (!SLUG.test(slug)) throw new UserError(`tenant slug "${slug}" is not valid: use lowercase letters, digits and dashes`);
-          const created = await new TenantRepository(deps.db).create(slug, name?.trim() || slug);
-          if (!created) return reply.code(409).send({ error: { code: 'conflict', message: `tenant "${slug}" already exists` } });
+          const created = await new TenantService(deps.db).create(slug, name);
           return reply.code(201).send(created);
         },
       );

@@ -215,7 +215,7 @@ describe('dirsync CLI, end to end', () => {
       [['users'], /^dirsync: required option '--tenant <slug>' not specified$/],
       [['integration', 'create', '--tenant', tenant, '--provider', 'okta', '--base-url', 'ftp://x', '--token', 't'], /--base-url ftp:\/\/x must be an https:\/\/ URL/],
       [['integration', 'update', integrationId, '--every', 'often'], /--every "often" is not a duration/],
-      [['integration', 'update', integrationId, '--cron', 'nope'], /--cron "nope" is not a valid cron expression/],
+      [['integration', 'update', integrationId, '--cron', 'nope'], /--cron "nope" must have exactly five fields/],
       [['run', 'show', '00000000-0000-0000-0000-000000000000'], /^dirsync: run 0{8}-.* does not exist/],
       [['frobnicate'], /^dirsync: unknown command 'frobnicate'/],
     ];
