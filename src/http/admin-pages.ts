@@ -125,6 +125,9 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
         },
         // Served over plain http on loopback in the demo: no upgrade, no HSTS there.
         hsts: false,
+        // no-referrer (helmet's default) makes Chromium send `Origin: null` on form posts,
+        // which the same-origin check refuses.
+        referrerPolicy: { policy: 'same-origin' },
       });
       await pages.register(rateLimit, { global: false });
       await pages.register(view, { engine: { eta: new Eta({ autoEscape: true }) }, root, viewExt: 'eta' });
@@ -270,7 +273,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
       const chart = [...list]
         .reverse()
         .filter((r) => r.finishedAt)
-        .map((r) => ({ at: when(r.queuedAt).slice(5, 16), status: r.status, changes: r.counts ? totalChanges(r.counts) : 0, seconds: seconds(r), error: r.error }));
+        .map((r) => ({ at: when(r.queuedAt).slice(5, 19), status: r.status, changes: r.counts ? totalChanges(r.counts) : 0, seconds: seconds(r), error: r.error }));
       return render(reply, 'integration', {
         title: `${tenant?.name ?? integration.tenantSlug} · ${integrationLabel(integration)}`,
         view: service().view(integration),
