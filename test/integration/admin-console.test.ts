@@ -116,6 +116,15 @@ describe('/admin integrations', () => {
     expect(held.body).not.toContain(hostile);
   });
 
+  it("shows an update's fields as previous → new in the change log", async () => {
+    const runs = new RunRepository(db);
+    const { run } = await runs.trigger(healthyId, 'manual', true);
+    await runs.recordChanges(run.id, [{ kind: 'user.updated', externalId: '00u1', subject: 'ann@x.test', detail: { changes: { displayName: { previous: 'Ann <b>Old</b>', new: 'Ann New' }, title: { previous: null, new: 'CTO' } } } }], 'planned');
+    const page = await call({ method: 'GET', url: `/admin/runs/${run.id}` });
+    expect(page.body).toContain('<span class="field">displayName</span>: <del>Ann &lt;b&gt;Old&lt;/b&gt;</del> → <ins>Ann New</ins>');
+    expect(page.body).toContain('<span class="field">title</span>: <del>∅</del> → <ins>CTO</ins>');
+  });
+
   it('sends security headers with a CSP that allows only its own assets, served from this origin', async () => {
     const home = await call({ method: 'GET', url: '/admin' });
     expect(home.headers['content-security-policy']).toMatch(/script-src 'self'/);
@@ -128,10 +137,11 @@ describe('/admin integrations', () => {
   });
 
   it('asks before a sync, and answers a run’s progress as JSON', async () => {
+    const before = (await new RunRepository(db).listForIntegration(healthyId, 50)).length;
     const ask = await call({ method: 'POST', url: `/admin/integrations/${healthyId}/sync`, ...form({}) });
     expect(ask.statusCode).toBe(200);
     expect(ask.body).toContain('Sync now?');
-    expect(await new RunRepository(db).listForIntegration(healthyId, 5)).toHaveLength(1);
+    expect(await new RunRepository(db).listForIntegration(healthyId, 50)).toHaveLength(before);
     const sync = await call({ method: 'POST', url: `/admin/integrations/${healthyId}/sync`, ...form({ confirm: 'yes' }) });
     expect(sync.statusCode).toBe(302);
     const runId = sync.headers.location!.split('/').pop()!;
