@@ -521,12 +521,14 @@ export class RunRepository {
     return rows.map(toChange);
   }
 
-  async countChanges(runId: string): Promise<number> {
-    const row = await this.db
+  /** How many changes the run recorded, or only those in `state` (a held run's waiting removals). */
+  async countChanges(runId: string, state?: ChangeState): Promise<number> {
+    let query = this.db
       .selectFrom('run_changes')
       .select((eb) => eb.fn.countAll<string>().as('n'))
-      .where('run_id', '=', runId)
-      .executeTakeFirstOrThrow();
+      .where('run_id', '=', runId);
+    if (state) query = query.where('state', '=', state);
+    const row = await query.executeTakeFirstOrThrow();
     return Number(row.n);
   }
 }

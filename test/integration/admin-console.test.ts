@@ -153,6 +153,18 @@ describe('/admin integrations', () => {
   });
 });
 
+describe('/admin Test connection', () => {
+  it("runs the integration check and shows each endpoint's answer, worded as `integration test` words it", async () => {
+    const bad = await call({ method: 'POST', url: `/admin/integrations/${revokedId}/test`, ...form({}) });
+    expect(bad.statusCode).toBe(200);
+    expect(bad.body).toContain('did not answer as they should');
+    expect(bad.body).toMatch(/Okta rejected the API token/);
+    expect(bad.body).not.toContain('revoked-token');
+    const good = await call({ method: 'POST', url: `/admin/integrations/${healthyId}/test`, ...form({}) });
+    expect(good.body).toContain('Every endpoint a sync uses answered.');
+  });
+});
+
 describe('/admin held plans', () => {
   it('lists the operations that wait, and rejects only after a confirmation', async () => {
     const list = await call({ method: 'GET', url: '/admin/held' });
