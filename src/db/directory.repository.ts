@@ -383,6 +383,17 @@ export class DirectoryRepository {
     await sql`analyze users, accounts, groups, group_memberships`.execute(this.db);
   }
 
+  /** Active accounts and groups each integration owns, for the console's integration list. */
+  async countsByIntegration(): Promise<Map<string, { users: number; groups: number }>> {
+    const { rows } = await sql<{ integration_id: string; users: string; groups: string }>`
+      select i.id as integration_id,
+        (select count(*) from accounts a where a.integration_id = i.id and a.active) as users,
+        (select count(*) from groups g where g.integration_id = i.id) as groups
+      from integrations i
+    `.execute(this.db);
+    return new Map(rows.map((r) => [r.integration_id, { users: Number(r.users), groups: Number(r.groups) }]));
+  }
+
   /** The tenant's counts before a run: the bases of the safety thresholds. */
   async countTenant(tenantId: string): Promise<TenantCounts> {
     const { rows } = await sql<{ active_users: string; groups: string; memberships: string }>`

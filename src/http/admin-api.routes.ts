@@ -11,7 +11,7 @@ import { EndpointService } from '../events/endpoint.service.js';
 import { readFeed } from '../events/feed.js';
 import { type CreateIntegrationInput, type IntegrationOptions, IntegrationService } from '../integrations/integration.service.js';
 import { type DirsyncQueue, removeSchedule, syncSchedule } from '../queue/queue.js';
-import { approveRun, requestRun } from '../runs/trigger.js';
+import { approveRun, rejectRun, requestRun } from '../runs/trigger.js';
 import { personOfAccount } from '../directory/person-view.js';
 import { TenantService } from '../tenants/tenant.service.js';
 
@@ -438,6 +438,12 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         '/runs/:id/approve',
         { schema: { tags: ['runs'], summary: "Approve a held run: queues a run that applies its still-warranted removals", params: idParam } },
         async (request, reply) => reply.code(202).send(await approveRun(deps, request.params.id)),
+      );
+
+      api.post<{ Params: { id: string } }>(
+        '/runs/:id/reject',
+        { schema: { tags: ['runs'], summary: 'Reject a held run: its held removals are recorded as skipped, never applied', params: idParam } },
+        async (request) => rejectRun(deps, request.params.id, 'an API caller'),
       );
     },
     { prefix: '/api/v1' },
