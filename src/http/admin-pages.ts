@@ -24,6 +24,7 @@ import { schedulerId } from '../queue/jobs.js';
 import { changeState } from '../runs/change-state.js';
 import { approveRun, rejectRun, requestRun } from '../runs/trigger.js';
 import { type AdminApiDeps, adminTokenMatches, bearerOf } from './admin-api.routes.js';
+import { registerDirectoryPages } from './admin-directory-pages.js';
 import { registerEndpointPages } from './admin-endpoint-pages.js';
 import { healthOf } from './admin-health.js';
 import { SESSION_COOKIE, SESSION_TTL_MS, checkSession, sessionValue } from './admin-session.js';
@@ -138,6 +139,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
 
       registerConsole(pages);
       registerEndpointPages(pages, deps);
+      registerDirectoryPages(pages, deps);
     });
 
     const board = new FastifyAdapter();
