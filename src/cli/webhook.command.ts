@@ -7,7 +7,7 @@ import { withContext } from './run-command.js';
 export function registerWebhookCommands(program: Command): void {
   program
     .command('webhooks <integration-id>')
-    .description('recent webhook deliveries of an integration, newest first, with the run each triggered')
+    .description('recent webhook deliveries of an integration, newest first, with the run each triggered; rejected ones with why')
     .option('--limit <n>', 'how many', '50')
     .addOption(jsonOption())
     .action((id: string, opts: { limit: string; json?: boolean }) =>
@@ -17,8 +17,8 @@ export function registerWebhookCommands(program: Command): void {
         const deliveries = await new WebhookRepository(ctx.db).listDeliveries(id, limit);
         emit(opts.json, deliveries, () =>
           table(
-            ['receivedAt', 'source', 'outcome', 'events', 'run'],
-            deliveries.map((d) => [d.receivedAt, d.source, d.outcome, d.eventTypes.join(', '), d.runId]),
+            ['receivedAt', 'source', 'outcome', 'events', 'run', 'detail'],
+            deliveries.map((d) => [d.receivedAt, d.source, d.outcome, d.eventTypes.join(', '), d.runId, d.detail]),
           ),
         );
       }),

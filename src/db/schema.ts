@@ -182,7 +182,7 @@ export interface RunChangesTable {
   txid: ColumnType<string | null, never, never>;
 }
 
-export type WebhookOutcome = 'triggered' | 'ignored' | 'duplicate';
+export type WebhookOutcome = 'triggered' | 'ignored' | 'duplicate' | 'rejected';
 
 export interface WebhookDeliveriesTable {
   id: Generated<string>;

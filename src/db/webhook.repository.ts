@@ -35,6 +35,9 @@ const PREVIOUS_SECRET_HASH = sql<string | null>`case when webhook_secret_previou
   'previous_secret_hash',
 );
 
+/** Rejected deliveries recorded per integration per hour; the rest are answered, not recorded. */
+export const REJECTIONS_PER_HOUR = 60;
+
 export class WebhookRepository {
   constructor(private readonly db: Db) {}
 
@@ -157,6 +160,22 @@ export class WebhookRepository {
       select ${delivery.integrationId}::uuid, ${delivery.source}, ${[...delivery.eventTypes]}::text[], ${[...delivery.eventIds]}::text[],
         ${delivery.outcome}, ${delivery.runId}::uuid, ${delivery.detail ?? null}
       from async_commit
+    `.execute(this.db);
+  }
+
+  /**
+   * Records a delivery refused with `status` (its reason in `detail`), at most
+   * REJECTIONS_PER_HOUR per integration: someone hammering a webhook URL with a wrong secret
+   * must not fill the table; the first ones tell the admin what is wrong.
+   */
+  async recordRejection(delivery: { integrationId: string; source: Provider; status: number; reason: string }): Promise<void> {
+    await sql`
+      insert into webhook_deliveries (integration_id, source, event_types, event_ids, outcome, run_id, detail)
+      select ${delivery.integrationId}::uuid, ${delivery.source}, '{}'::text[], '{}'::text[], 'rejected', null,
+        ${`HTTP ${delivery.status}: ${delivery.reason}`.slice(0, 500)}
+      where (select count(*) from webhook_deliveries
+             where integration_id = ${delivery.integrationId}::uuid and outcome = 'rejected'
+               and received_at > now() - interval '1 hour') < ${REJECTIONS_PER_HOUR}
     `.execute(this.db);
   }
 

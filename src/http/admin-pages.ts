@@ -18,6 +18,7 @@ import { DirectoryRepository } from '../db/directory.repository.js';
 import type { Integration } from '../db/integration.repository.js';
 import { RunRepository, type RunChange, type RunSummary } from '../db/run.repository.js';
 import { TenantRepository } from '../db/tenant.repository.js';
+import { WebhookRepository } from '../db/webhook.repository.js';
 import { NotFoundError, UserError } from '../errors.js';
 import { IntegrationService } from '../integrations/integration.service.js';
 import { schedulerId } from '../queue/jobs.js';
@@ -288,6 +289,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
         nextRun: next ? when(new Date(next).toISOString()) : null,
         chart,
         runs: list.map((r) => ({ ...r, when: when(r.queuedAt), seconds: seconds(r), counts: countsText(r.counts) })),
+        webhooks: integration.provider === 'scim' ? [] : (await new WebhookRepository(deps.db).listDeliveries(integration.id, 50)).map((d) => ({ ...d, when: when(d.receivedAt) })),
       });
     });
 

@@ -68,12 +68,19 @@ export async function receiveWebhook(
   const integrationId = delivery.integrationId;
   const meta = isUuid(integrationId) ? await providerOf(deps.db, integrationId) : undefined;
   if (!meta) return reply(404, { error: `no integration ${integrationId}` });
-  if (meta.provider === 'scim') return reply(404, { error: `integration ${integrationId} is a scim integration, which takes no webhooks: the IdP pushes to its SCIM endpoint` });
+  // A refusal of a delivery to an integration that exists is recorded, for its admin to see why.
+  const refuse = async (refusal: WebhookReply): Promise<WebhookReply> => {
+    await new WebhookRepository(deps.db)
+      .recordRejection({ integrationId, source: meta.provider, status: refusal.status, reason: String(refusal.body.error ?? '') })
+      .catch((error: unknown) => deps.log.warn({ err: (error as Error).message, integrationId }, 'could not record a rejected webhook delivery'));
+    return refusal;
+  };
+  if (meta.provider === 'scim') return refuse(reply(404, { error: `integration ${integrationId} is a scim integration, which takes no webhooks: the IdP pushes to its SCIM endpoint` }));
   // Rare paths authenticate on their own first: no answer but 401 for a caller without the secret.
   // A client still connecting (a receiver that just started) is given a moment before refusing.
   if (!(await queueReady(deps.redis, ENQUEUE_TIMEOUT_MS))) {
     const auth = await authorize(deps.db, integrationId, delivery.authorization);
-    return auth.ok ? unavailable(deps, integrationId, `redis is ${deps.redis.status}`) : auth.reply;
+    return auth.ok ? unavailable(deps, integrationId, `redis is ${deps.redis.status}`) : refuse(auth.reply);
   }
   let signal: WebhookSignal;
   try {
@@ -81,7 +88,7 @@ export async function receiveWebhook(
   } catch (error) {
     if (!(error instanceof MalformedWebhookError)) throw error;
     const auth = await authorize(deps.db, integrationId, delivery.authorization);
-    return auth.ok ? reply(400, { error: error.message }) : auth.reply;
+    return refuse(auth.ok ? reply(400, { error: error.message }) : auth.reply);
   }
 
   const secret = presentedSecret(delivery.authorization) ?? '';
@@ -93,9 +100,9 @@ export async function receiveWebhook(
   const { target, fresh, joinedRunId } = await webhooks.coalesce({ ...record, secretHash: hashSecret(secret), relevant: signal.relevant });
   if (!target) return reply(404, { error: `no integration ${integrationId}` });
   if (!secret || !secretMatchesEither(secret, target)) {
-    return reply(401, { error: 'missing or wrong webhook secret in the Authorization header' });
+    return refuse(reply(401, { error: 'missing or wrong webhook secret in the Authorization header' }));
   }
-  if (!target.enabled) return reply(403, { error: 'the integration is disabled' });
+  if (!target.enabled) return refuse(reply(403, { error: 'the integration is disabled' }));
   if (joinedRunId) return reply(200, { outcome: 'triggered', runId: joinedRunId });
   if (signal.eventIds.length > 0 && fresh.length === 0) {
     await webhooks.recordDelivery({ ...record, outcome: 'duplicate', runId: null });

@@ -103,6 +103,16 @@ describe('console: users and groups', () => {
     expect((await get(renamed)).body).toMatch(/givenName: First2 → Renamed/);
   });
 
+  it("shows an integration's webhook deliveries, a rejected one with why", async () => {
+    const hook = await app.inject({ method: 'POST', url: `/webhooks/${t.integrationId}`, headers: { authorization: 'not-the-secret', 'content-type': 'application/json' }, payload: '{}' });
+    expect(hook.statusCode).toBe(401);
+    const page = await get(`/admin/integrations/${t.integrationId}`);
+    expect(page.statusCode).toBe(200);
+    const section = page.body.slice(page.body.indexOf('id="webhook-deliveries"'));
+    expect(section).toContain('rejected');
+    expect(section).toContain('HTTP 401: missing or wrong webhook secret in the Authorization header');
+  });
+
   it('says what is not there', async () => {
     expect((await get('/admin/accounts/00000000-0000-4000-8000-000000000000')).statusCode).toBe(404);
     expect((await get('/admin/accounts/nope')).statusCode).toBe(404);

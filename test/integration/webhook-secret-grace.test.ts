@@ -89,8 +89,10 @@ describe('webhook secret rotation with a grace period', () => {
     }
     expect((await verify(id, old)).statusCode).toBe(401);
     expect((await deliver(id, old, { not: 'an okta delivery' })).statusCode).toBe(401);
-    // Nothing of a refused delivery is recorded.
-    expect((await new WebhookRepository(db).listDeliveries(id)).length).toBe(deliveries);
+    // A refused delivery is recorded as rejected (401, why), and nothing of its events.
+    const after = await new WebhookRepository(db).listDeliveries(id);
+    expect(after.length - deliveries).toBe(4);
+    expect(after.slice(0, 4).every((d) => d.outcome === 'rejected' && d.detail?.startsWith('HTTP 401:') && d.eventIds.length === 0)).toBe(true);
     expect(await eventRows(id)).toBe(events);
     // The new secret is unaffected.
     expect((await deliver(id, rotation.webhookSecret)).statusCode).toBe(200);

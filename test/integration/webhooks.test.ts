@@ -199,7 +199,25 @@ describe('webhook receiver', () => {
     const disabled = await post(deactivated());
     expect(disabled.statusCode).toBe(403);
     expect(await runsOf(t.integrationId)).toEqual([]);
-    expect(await new WebhookRepository(db).listDeliveries(t.integrationId)).toEqual([]);
+    // Refused, not acted on: each refusal of this integration's deliveries is recorded with why.
+    const recorded = await new WebhookRepository(db).listDeliveries(t.integrationId);
+    expect(recorded.every((d) => d.outcome === 'rejected' && d.runId === null)).toBe(true);
+    // (The requests above run at once: their order is not the test's.)
+    expect(recorded.map((d) => d.detail).sort()).toEqual([
+      'HTTP 400: an Okta event uuid holds a control character',
+      'HTTP 400: an Okta event uuid is longer than 200 characters',
+      'HTTP 400: not an Okta event hook delivery: expected {"eventType": "com.okta.event_hook", "data": {"events": [...]}}',
+      'HTTP 401: missing or wrong webhook secret in the Authorization header',
+      'HTTP 401: missing or wrong webhook secret in the Authorization header',
+      'HTTP 403: the integration is disabled',
+    ]);
+  });
+
+  it('records at most 60 rejected deliveries per integration an hour, so a flood fills nothing', async () => {
+    const { t, post } = await setup();
+    for (let i = 0; i < 70; i++) expect((await post(deactivated(), 'wrong')).statusCode).toBe(401);
+    const recorded = await new WebhookRepository(db).listDeliveries(t.integrationId, 1000);
+    expect(recorded).toHaveLength(60);
   });
 
   it('answers 503 while Redis is down, loses nothing, and triggers when delivered again', async () => {
