@@ -3,7 +3,7 @@ import ora from 'ora';
 import { RunRepository, type RunSummary } from '../db/run.repository.js';
 import { NotFoundError, UserError } from '../errors.js';
 import { IntegrationService } from '../integrations/integration.service.js';
-import { approveRun, requestRun } from '../runs/trigger.js';
+import { approveRun, rejectRun, requestRun } from '../runs/trigger.js';
 import type { CliContext } from './context.js';
 import { describeChanges, describeRun, emit, jsonOption, parseLimit, table } from './output.js';
 import { withContext } from './run-command.js';
@@ -123,6 +123,16 @@ export function registerSyncCommands(program: Command): void {
       withContext(async (ctx) => {
         const timeoutMs = parseTimeout(opts.timeout);
         await report(ctx, await approveRun({ db: ctx.db, config: ctx.config, queue: await ctx.queue() }, id), { wait: opts.wait, timeoutMs, json: opts.json });
+      }),
+    );
+  run
+    .command('reject <run-id>')
+    .description("refuse a held run's removals: recorded as skipped, nothing removed (the next run plans afresh)")
+    .addOption(jsonOption())
+    .action((id: string, opts: { json?: boolean }) =>
+      withContext(async (ctx) => {
+        const rejected = await rejectRun({ db: ctx.db }, id, 'the command line');
+        emit(opts.json, rejected, () => describeRun(rejected));
       }),
     );
   run

@@ -263,7 +263,19 @@ describe('dirsync CLI, end to end', () => {
     const again = await dirsync(['run', 'approve', heldRun.id]);
     expect(again.code).toBe(1);
     expect(again.stderr.trim()).toBe(`dirsync: run ${heldRun.id} is succeeded, not held: only a held run can be approved.`);
-  }, 60_000);
+
+    // Held again, and this time rejected: nothing removed, the held removals recorded as skipped.
+    for (const id of ids.slice(8)) okta.apps.get('0oaE2E')!.users.delete(id);
+    for (let i = 0; i < 10; i++) okta.apps.get('0oaE2E')!.users.add(okta.addUser(`more${i}@e2e.test`).id);
+    await json<Summary>(['sync', integrationId, '--wait']);
+    for (const u of [...okta.apps.get('0oaE2E')!.users].filter((id) => okta.users.get(id)!.profile.login.startsWith('more'))) okta.apps.get('0oaE2E')!.users.delete(u);
+    const heldAgain = await json<Summary>(['sync', integrationId, '--wait']);
+    expect(heldAgain.status).toBe('held');
+    const rejected = await json<Summary & { error: string | null }>(['run', 'reject', heldAgain.id]);
+    expect(rejected.status).toBe('succeeded');
+    expect((await dirsync(['run', 'show', heldAgain.id])).stdout).toMatch(/user\.deprovisioned[ │]+more0@e2e\.test[ │]+skipped/);
+    expect((await dirsync(['run', 'reject', heldAgain.id])).stderr.trim()).toBe(`dirsync: run ${heldAgain.id} is succeeded, not held: only a held run can be rejected.`);
+  }, 90_000);
 
   it('an Okta event hook delivery for a deactivated user reaches Postgres within seconds', async () => {
     const { okta, tenant, integrationId } = await acme({ synced: true });
