@@ -11,6 +11,7 @@ import * as scimUnapplied from './2026-11-30T0100-scim-unapplied.js';
 import * as events from './2026-11-30T0200-events.js';
 import * as endpoints from './2026-11-30T0300-endpoints.js';
 import * as eventsOutliveRuns from './2026-11-30T0400-events-outlive-runs.js';
+import * as metricCounters from './2026-11-30T0500-metric-counters.js';
 
 /**
  * Every migration, by name (names sort in the order they apply). Listed statically rather
@@ -29,4 +30,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-30T0200-events': events,
   '2026-11-30T0300-endpoints': endpoints,
   '2026-11-30T0400-events-outlive-runs': eventsOutliveRuns,
+  '2026-11-30T0500-metric-counters': metricCounters,
 };
