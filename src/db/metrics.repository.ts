@@ -36,6 +36,15 @@ export class MetricsRepository {
     return rows.map((r) => ({ name: r.name, labels: r.labels, value: Number(r.value) }));
   }
 
+  /** Adds increments gathered in memory (src/webhooks/delivery-counts.ts) to the counters, in one statement. */
+  async addCounts(counts: readonly CounterTotal[]): Promise<void> {
+    if (counts.length === 0) return;
+    await sql`
+      select metric_count(c.name, c.labels::jsonb, c.value)
+      from unnest(${counts.map((c) => c.name)}::text[], ${counts.map((c) => JSON.stringify(c.labels))}::text[], ${counts.map((c) => c.value)}::bigint[]) as c (name, labels, value)
+    `.execute(this.db);
+  }
+
   async integrationHealth(): Promise<IntegrationHealth[]> {
     const { rows } = await sql<{ id: string; tenant: string; provider: Provider; last_status: IntegrationHealth['lastStatus']; last_success_at: Date | null }>`
       select i.id, t.slug as tenant, i.provider, last.status as last_status, ok.finished_at as last_success_at

@@ -5,6 +5,10 @@ import { type CounterTotal, MetricsRepository } from '../db/metrics.repository.j
 import type { DirsyncQueue } from '../queue/queue.js';
 import { runDuration } from '../runs/run-metrics.js';
 import { scimRequestDuration } from '../scim/scim-metrics.js';
+import { type PendingCount, webhookDeliveryCounts } from '../webhooks/delivery-counts.js';
+
+/** How often increments gathered in memory are added to Postgres between scrapes. */
+const FLUSH_EVERY_MS = 10_000;
 
 /** Statuses the last-run gauge has a series for (one of them is 1 per integration that ran). */
 const LAST_RUN_STATUSES = ['succeeded', 'failed', 'held'] as const;
@@ -22,8 +26,10 @@ const PERSISTED_COUNTERS = {
  * Prometheus metrics, served at /metrics by the HTTP server.
  *
  * Where each number lives, and why:
- * - **Domain counters live in Postgres** (`metric_counters`, bumped by triggers where a run
- *   finishes or a webhook delivery is recorded: migrations/2026-11-30T0500-metric-counters.ts).
+ * - **Domain counters live in Postgres** (`metric_counters`: migrations/2026-11-30T0500-metric-counters.ts),
+ *   bumped by a trigger where a run finishes; webhook deliveries, counted on the receiver's
+ *   hot path in memory, are added there at each scrape and every FLUSH_EVERY_MS (a
+ *   crash loses the last few seconds' increments: an undercount, never a decrease).
  *   `dirsync start` finishes runs in a worker thread, `dirsync worker` in another process,
  *   while /metrics is answered by the main thread of the HTTP process: an in-process counter
  *   would miss every run. Counting in Postgres is the one place every thread and process
@@ -48,9 +54,14 @@ export function createMetrics(deps: { db: Db; queue: DirsyncQueue }): Registry {
   registry.registerMetric(scimRequestDuration);
   const repository = new MetricsRepository(deps.db);
 
-  // One query per scrape serves every persisted counter: the counters' collect() run together.
+  // One flush and one query per scrape serve every persisted counter: the counters' collect() run together.
   let reading: Promise<CounterTotal[]> | undefined;
-  const totals = () => (reading ??= repository.counterTotals().finally(() => (reading = undefined)));
+  const totals = () =>
+    (reading ??= flushPendingCounts(repository)
+      .then(() => repository.counterTotals())
+      // Increments made since the flush show at once: the value only grows.
+      .then((stored) => [...stored, ...webhookDeliveryCounts.peek()])
+      .finally(() => (reading = undefined)));
   for (const [name, { help, labelNames }] of Object.entries(PERSISTED_COUNTERS)) {
     new Counter({
       name,
@@ -61,7 +72,7 @@ export function createMetrics(deps: { db: Db; queue: DirsyncQueue }): Registry {
         const series = (await totals()).filter((t) => t.name === name);
         // The values come whole from Postgres, where they only grow.
         this.reset();
-        for (const s of series) this.inc(pick(s.labels, labelNames), s.value);
+        for (const s of series) if (s.value > 0) this.inc(pick(s.labels, labelNames), s.value);
       },
     });
   }
@@ -133,11 +144,29 @@ export function registerMetrics(app: FastifyInstance, deps: { db: Db; queue: Dir
       reply.elapsedTime / 1000,
     );
   });
+  const repository = new MetricsRepository(deps.db);
+  const flush = () => flushPendingCounts(repository).catch(() => {});
+  const flusher = setInterval(flush, FLUSH_EVERY_MS).unref();
+  app.addHook('onClose', async () => {
+    clearInterval(flusher);
+    await flush();
+  });
   app.get('/metrics', async (_request, response) => {
     response.header('content-type', registry.contentType);
     return registry.metrics();
   });
   return registry;
+}
+
+/** Adds the in-memory increments to Postgres; on failure they stay pending for the next try. */
+async function flushPendingCounts(repository: MetricsRepository): Promise<void> {
+  const taken: PendingCount[] = webhookDeliveryCounts.take();
+  try {
+    await repository.addCounts(taken);
+  } catch (error) {
+    webhookDeliveryCounts.restore(taken);
+    throw error;
+  }
 }
 
 function pick(labels: Readonly<Record<string, string>>, names: readonly string[]): Record<string, string> {

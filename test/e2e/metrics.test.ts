@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CliHarness, type RunSummaryJson } from '../support/cli.js';
 import { FakeOkta } from '../support/fake-okta.js';
+import { oktaDelivery } from '../support/webhook-bodies.js';
 
 /**
  * The issue's test: a counter never decreases, across deleting an integration (and with it
@@ -35,20 +36,32 @@ function sample(text: string, series: string): number {
 
 const RUNS = 'dirsync_runs_finished_total{status="succeeded",trigger="manual",dry_run="false"}';
 const CREATED = 'dirsync_changes_applied_total{kind="usersCreated"}';
+const HOOKS = 'dirsync_webhook_deliveries_total{source="okta",outcome="ignored"}';
 const REQUESTS = 'dirsync_idp_requests_total{provider="okta",kind="request"}';
 
 describe('/metrics counters (dirsync start)', () => {
   it('never decrease: across integration deletion and across a restart', async () => {
     await cli.json(['tenant', 'create', 'metrics', '--name', 'Metrics Corp']);
     const ids: string[] = [];
+    const secrets: string[] = [];
     for (let i = 0; i < 2; i++) {
-      const created = await cli.json<{ id: string }>(['integration', 'create', '--tenant', 'metrics', '--provider', 'okta', '--base-url', okta.url, '--token', okta.token, '--okta-app-id', '0oaMetrics']);
+      const created = await cli.json<{ id: string; webhookSecret: string }>(['integration', 'create', '--tenant', 'metrics', '--provider', 'okta', '--base-url', okta.url, '--token', okta.token, '--okta-app-id', '0oaMetrics']);
       ids.push(created.id);
+      secrets.push(created.webhookSecret);
     }
     await cli.start();
     for (const id of ids) expect(await cli.json<RunSummaryJson>(['sync', id, '--wait'])).toMatchObject({ status: 'succeeded' });
 
+    // A delivery counted in the server's memory, then kept in Postgres.
+    const hook = await fetch(`http://127.0.0.1:${cli.port}/webhooks/${ids[1]}`, {
+      method: 'POST',
+      headers: { authorization: secrets[1]!, 'content-type': 'application/json' },
+      body: JSON.stringify(oktaDelivery([{ eventType: 'user.session.start' }])),
+    });
+    expect(await hook.json()).toEqual({ outcome: 'ignored' });
+
     const synced = await scrape();
+    expect(sample(synced, HOOKS)).toBe(1);
     expect(sample(synced, RUNS)).toBe(2);
     expect(sample(synced, CREATED)).toBe(3);
     expect(sample(synced, REQUESTS)).toBeGreaterThan(0);
@@ -59,6 +72,7 @@ describe('/metrics counters (dirsync start)', () => {
     expect((await cli.run(['integration', 'delete', ids[0]!, '--yes'])).code).toBe(0);
     const deleted = await scrape();
     expect(sample(deleted, RUNS)).toBe(2);
+    expect(sample(deleted, HOOKS)).toBe(1);
     expect(sample(deleted, CREATED)).toBe(3);
     expect(sample(deleted, REQUESTS)).toBe(sample(synced, REQUESTS));
     // Gauges of current state do follow the deletion.
@@ -68,6 +82,7 @@ describe('/metrics counters (dirsync start)', () => {
     await cli.restart();
     const restarted = await scrape();
     expect(sample(restarted, RUNS)).toBe(2);
+    expect(sample(restarted, HOOKS)).toBe(1);
     expect(sample(restarted, CREATED)).toBe(3);
     expect(sample(restarted, REQUESTS)).toBe(sample(synced, REQUESTS));
 
