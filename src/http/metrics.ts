@@ -19,7 +19,7 @@ const PERSISTED_COUNTERS = {
   dirsync_changes_applied_total: { help: 'Changes applied by runs (dry runs excluded), by kind', labelNames: ['kind'] },
   dirsync_records_skipped_total: { help: 'IdP records runs skipped because they could not be taken as they are (warnings), by provider', labelNames: ['provider'] },
   dirsync_idp_requests_total: { help: 'Requests finished runs made to IdPs, retries among them, and 429 answers', labelNames: ['provider', 'kind'] },
-  dirsync_webhook_deliveries_total: { help: 'Webhook deliveries recorded, by source and outcome', labelNames: ['source', 'outcome'] },
+  dirsync_webhook_deliveries_total: { help: 'Webhook deliveries accepted (answered 200), by source and outcome', labelNames: ['source', 'outcome'] },
 } as const;
 
 /**
@@ -32,10 +32,11 @@ const PERSISTED_COUNTERS = {
  *   crash loses the last few seconds' increments: an undercount, never a decrease).
  *   `dirsync start` finishes runs in a worker thread, `dirsync worker` in another process,
  *   while /metrics is answered by the main thread of the HTTP process: an in-process counter
- *   would miss every run. Counting in Postgres is the one place every thread and process
- *   writes, in the same transaction as the fact, so the counters never decrease: not when an
- *   integration and its runs are deleted (nothing references them), not across restarts,
- *   and every server process shows the same totals. A scrape sums a few rows per series.
+ *   would miss every run. Postgres is the one place every thread and process writes (a run
+ *   is counted in the transaction that finishes it), so the counters never decrease: not
+ *   when an integration and its runs are deleted (nothing references them), not across
+ *   restarts, and every server process shows the same totals (but for another server's
+ *   deliveries not yet flushed). A scrape sums a few rows per series.
  * - **Per-integration state is read from Postgres** at scrape time through partial indexes
  *   (the last finished and last succeeded run of each integration: one index entry each),
  *   never by aggregating the runs table. Cardinality: one series per integration (last
