@@ -11,7 +11,8 @@ import * as scimUnapplied from './2026-11-30T0100-scim-unapplied.js';
 import * as events from './2026-11-30T0200-events.js';
 import * as endpoints from './2026-11-30T0300-endpoints.js';
 import * as eventsOutliveRuns from './2026-11-30T0400-events-outlive-runs.js';
-import * as metricCounters from './2026-11-30T0500-metric-counters.js';
+import * as subjectHistory from './2026-11-30T0500-subject-history.js';
+import * as metricCounters from './2026-11-30T0600-metric-counters.js';
 
 /**
  * Every migration, by name (names sort in the order they apply). Listed statically rather
@@ -30,5 +31,6 @@ export const migrations: Record<string, Migration> = {
   '2026-11-30T0200-events': events,
   '2026-11-30T0300-endpoints': endpoints,
   '2026-11-30T0400-events-outlive-runs': eventsOutliveRuns,
-  '2026-11-30T0500-metric-counters': metricCounters,
+  '2026-11-30T0500-subject-history': subjectHistory,
+  '2026-11-30T0600-metric-counters': metricCounters,
 };

@@ -6,3 +6,8 @@ export class UserError extends Error {
 export class NotFoundError extends UserError {
   override name = 'NotFoundError';
 }
+
+/** What was asked for clashes with what exists (a taken slug): 409 in the API. */
+export class ConflictError extends UserError {
+  override name = 'ConflictError';
+}

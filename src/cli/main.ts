@@ -12,6 +12,7 @@ import { registerServiceCommands } from './service.command.js';
 import { registerSyncCommands } from './sync.command.js';
 import { registerTenantCommands } from './tenant.command.js';
 import { registerWebhookCommands } from './webhook.command.js';
+import { isDataError, refusedValue } from '../db/database.js';
 
 /**
  * Commander answers a group command called without its subcommand (`dirsync tenant`) with the
@@ -109,6 +110,7 @@ function sentence(error: unknown): string {
   if (e?.code === '28P01' || e?.code === '28000') return `PostgreSQL refused the login (${text}): check the user and password in DATABASE_URL.`;
   if (e?.code === '3D000') return `${punctuate(text)} Run \`dirsync migrate\` first, which creates it.`;
   if (e?.code === '42P01') return 'The database has no dirsync tables yet: run `dirsync migrate` first.';
+  if (isDataError(error)) return punctuate(refusedValue(error));
   if (/ECONNREFUSED.*6379|Connection is closed|Stream isn't writeable|enableOfflineQueue/i.test(text)) {
     return 'Cannot connect to Redis: is it running, and is REDIS_URL right?';
   }

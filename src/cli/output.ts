@@ -1,3 +1,4 @@
+import Table from 'cli-table3';
 import { Option } from 'commander';
 import { UserError } from '../errors.js';
 import type { RunChange, RunSummary } from '../db/run.repository.js';
@@ -18,12 +19,38 @@ export function emit(json: boolean | undefined, value: unknown, human: () => str
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
 }
 
-/** A plain text table: a header row and aligned columns. */
-export function table(headers: string[], rows: (string | number | boolean | null)[][]): string {
+/**
+ * A table for people (cli-table3): a header row and bordered columns, `-` for a missing value.
+ * On a terminal the widest columns wrap so the table fits its width; piped, nothing wraps (one
+ * record per line stays greppable). `--json` is the form for programs.
+ */
+export function table(headers: string[], rows: (string | number | boolean | null)[][], width = process.stdout.isTTY ? process.stdout.columns : undefined): string {
   if (rows.length === 0) return '(none)';
-  const cells = [headers, ...rows.map((r) => r.map((c) => (c === null ? '-' : String(c))))];
-  const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  return cells.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
+  const cells = rows.map((r) => r.map((c) => (c === null ? '-' : String(c))));
+  const natural = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => longestLine(r[i] ?? ''))) + 2);
+  const colWidths = width ? fitWidths(natural, width - (headers.length + 1)) : natural;
+  const t = new Table({ head: headers, colWidths, wordWrap: true, wrapOnWordBoundary: false, style: { head: [], border: [], compact: true } });
+  t.push(...cells);
+  return t.toString();
+}
+
+function longestLine(text: string): number {
+  return Math.max(...text.split('\n').map((line) => line.length));
+}
+
+/** Column widths within `available` characters: the widest columns give way first, none below 8. */
+export function fitWidths(natural: readonly number[], available: number): number[] {
+  const widths = [...natural];
+  let excess = widths.reduce((a, b) => a + b, 0) - available;
+  while (excess > 0) {
+    const widest = widths.indexOf(Math.max(...widths));
+    if (widths[widest]! <= 8) break;
+    const second = Math.max(8, ...widths.filter((_, i) => i !== widest));
+    const cut = Math.min(excess, Math.max(1, widths[widest]! - second));
+    widths[widest] = Math.max(8, widths[widest]! - cut);
+    excess -= cut;
+  }
+  return widths;
 }
 
 const LABELS: Record<(typeof PLAN_KINDS)[number], string> = {

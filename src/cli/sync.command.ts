@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import ora from 'ora';
 import { RunRepository, type RunSummary } from '../db/run.repository.js';
 import { NotFoundError, UserError } from '../errors.js';
 import { IntegrationService } from '../integrations/integration.service.js';
@@ -10,8 +11,8 @@ import { withContext } from './run-command.js';
 const TERMINAL = new Set(['succeeded', 'failed', 'held']);
 
 /**
- * Polls the run until it finishes. If it is still queued after `noWorkerMs` and no worker is
- * connected to the queue, says so instead of waiting forever.
+ * Polls the run until it finishes, showing its progress on a terminal. If it is still queued
+ * after `noWorkerMs` and no worker is connected to the queue, says so instead of waiting forever.
  */
 async function waitForRun(
   ctx: CliContext,
@@ -19,18 +20,25 @@ async function waitForRun(
   timeoutMs: number,
   options: { showProgress: boolean; noWorkerMs?: number },
 ): Promise<RunSummary> {
+  // A spinner on stderr while it waits (ora: cursor, redraws and clean-up on exit handled).
+  const spinner = options.showProgress ? ora({ stream: process.stderr }).start() : undefined;
+  try {
+    return await pollRun(ctx, runId, timeoutMs, options.noWorkerMs ?? 5_000, (line) => {
+      if (spinner) spinner.text = line;
+    });
+  } finally {
+    spinner?.stop();
+  }
+}
+
+async function pollRun(ctx: CliContext, runId: string, timeoutMs: number, noWorkerMs: number, progress: (line: string) => void): Promise<RunSummary> {
   const runs = new RunRepository(ctx.db);
   const started = Date.now();
-  const noWorkerMs = options.noWorkerMs ?? 5_000;
-  const show = options.showProgress ? (line: string) => process.stderr.write(`\r\x1b[2K${line}`) : () => {};
   for (;;) {
     const run = await runs.find(runId);
     if (!run) throw new NotFoundError(`run ${runId} disappeared (was its integration deleted?)`);
-    if (TERMINAL.has(run.status)) {
-      show('');
-      return run;
-    }
-    show(progressLine(run, Date.now() - started));
+    if (TERMINAL.has(run.status)) return run;
+    progress(progressLine(run, Date.now() - started));
     const waited = Date.now() - started;
     if (run.status === 'queued' && waited > noWorkerMs && (await (await ctx.queue()).getWorkersCount()) === 0) {
       throw new UserError(

@@ -1,10 +1,8 @@
 import type { Command } from 'commander';
 import { TenantRepository } from '../db/tenant.repository.js';
-import { UserError } from '../errors.js';
+import { TenantService } from '../tenants/tenant.service.js';
 import { emit, jsonOption, table } from './output.js';
 import { withContext } from './run-command.js';
-
-const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export function registerTenantCommands(program: Command): void {
   const tenant = program.command('tenant').description('create and list tenants');
@@ -16,12 +14,7 @@ export function registerTenantCommands(program: Command): void {
     .addOption(jsonOption())
     .action((slug: string, opts: { name?: string; json?: boolean }) =>
       withContext(async (ctx) => {
-        if (!SLUG.test(slug)) {
-          throw new UserError(`tenant slug "${slug}" is not valid: use lowercase letters, digits and dashes, such as acme-corp`);
-        }
-        const name = opts.name?.trim() || slug;
-        const created = await new TenantRepository(ctx.db).create(slug, name);
-        if (!created) throw new UserError(`tenant "${slug}" already exists`);
+        const created = await new TenantService(ctx.db).create(slug, opts.name);
         emit(opts.json, created, () => `created tenant ${created.slug} (${created.id})`);
       }),
     );

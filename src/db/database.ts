@@ -19,6 +19,12 @@ export function isDataError(error: unknown): boolean {
   return typeof code === 'string' && DATA_ERROR_CLASSES.has(code.slice(0, 2));
 }
 
+/** A data error (see isDataError) as one sentence for the person who sent the value. */
+export function refusedValue(error: unknown): string {
+  const message = (error as Error).message.replace(/\s+/g, ' ').slice(0, 200);
+  return `a value in the request cannot be stored (${message}): remove control characters such as NUL and keep numbers and texts within their documented bounds`;
+}
+
 export function createDb(databaseUrl: string, options: { max?: number } = {}): Db {
   const pool = new pg.Pool({
     connectionString: databaseUrl,

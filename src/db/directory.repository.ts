@@ -383,6 +383,17 @@ export class DirectoryRepository {
     await sql`analyze users, accounts, groups, group_memberships`.execute(this.db);
   }
 
+  /** Active accounts and groups each integration owns, for the console's integration list. */
+  async countsByIntegration(): Promise<Map<string, { users: number; groups: number }>> {
+    const { rows } = await sql<{ integration_id: string; users: string; groups: string }>`
+      select i.id as integration_id,
+        (select count(*) from accounts a where a.integration_id = i.id and a.active) as users,
+        (select count(*) from groups g where g.integration_id = i.id) as groups
+      from integrations i
+    `.execute(this.db);
+    return new Map(rows.map((r) => [r.integration_id, { users: Number(r.users), groups: Number(r.groups) }]));
+  }
+
   /** The tenant's counts before a run: the bases of the safety thresholds. */
   async countTenant(tenantId: string): Promise<TenantCounts> {
     const { rows } = await sql<{ active_users: string; groups: string; memberships: string }>`
@@ -457,7 +468,30 @@ export class DirectoryRepository {
 
   /** The tenant's accounts as SPEC's `dirsync users` prints them, sorted by userName. */
   async listTenantUsers(tenantId: string): Promise<TenantUserView[]> {
-    const rows = await this.db
+    return this.tenantUsers(tenantId, {});
+  }
+
+  /**
+   * One page of the tenant's accounts, sorted as `listTenantUsers`: `limit` after `offset`,
+   * those whose userName, email or display name contain `search` (case-insensitively) when
+   * given. Paged in Postgres, so a page of a 100k-account tenant reads that page.
+   */
+  async pageTenantUsers(tenantId: string, page: DirectoryPage): Promise<TenantUserView[]> {
+    return this.tenantUsers(tenantId, page);
+  }
+
+  /** The group (tenant and name) by id, or undefined. */
+  async findGroup(groupId: string): Promise<{ id: string; tenantId: string; name: string; description: string | null; integrationId: string } | undefined> {
+    const row = await this.db
+      .selectFrom('groups')
+      .select(['id', 'tenant_id', 'name', 'description', 'integration_id'])
+      .where('id', '=', groupId)
+      .executeTakeFirst();
+    return row && { id: row.id, tenantId: row.tenant_id, name: row.name, description: row.description, integrationId: row.integration_id };
+  }
+
+  private async tenantUsers(tenantId: string, page: Partial<DirectoryPage>): Promise<TenantUserView[]> {
+    let query = this.db
       .selectFrom('accounts as a')
       .select([
         'a.id',
@@ -474,8 +508,22 @@ export class DirectoryRepository {
       ])
       .where('a.tenant_id', '=', tenantId)
       .orderBy('a.user_name_key')
-      .orderBy('a.id')
-      .execute();
+      .orderBy('a.id');
+    if (page.limit !== undefined || page.search || page.inGroup) {
+      // The page's ids first: skipped rows then cost an index entry, not their groups and lock.
+      let ids = this.db.selectFrom('accounts as p').select('p.id').where('p.tenant_id', '=', tenantId).orderBy('p.user_name_key').orderBy('p.id');
+      if (page.inGroup) {
+        const groupId = page.inGroup;
+        ids = ids.where((eb) => eb.exists(eb.selectFrom('group_memberships as gm').select('gm.account_id').whereRef('gm.account_id', '=', 'p.id').where('gm.group_id', '=', groupId)));
+      }
+      if (page.search) {
+        const pattern = containsPattern(page.search);
+        ids = ids.where(sql<boolean>`(p.user_name_key like ${pattern} or lower(p.email) like ${pattern} or lower(p.display_name) like ${pattern})`);
+      }
+      if (page.limit !== undefined) ids = ids.limit(page.limit).offset(page.offset ?? 0);
+      query = query.where('a.id', 'in', ids);
+    }
+    const rows = await query.execute();
     return rows.map((r) => ({
       id: r.id,
       userName: r.user_name,
@@ -491,7 +539,16 @@ export class DirectoryRepository {
 
   /** The tenant's groups as SPEC's `dirsync groups` prints them, sorted by name, case-insensitively. */
   async listTenantGroups(tenantId: string): Promise<TenantGroupView[]> {
-    const rows = await this.db
+    return this.tenantGroups(tenantId, {});
+  }
+
+  /** One page of the tenant's groups, sorted as `listTenantGroups`, those whose name contains `search` when given. */
+  async pageTenantGroups(tenantId: string, page: DirectoryPage): Promise<TenantGroupView[]> {
+    return this.tenantGroups(tenantId, page);
+  }
+
+  private async tenantGroups(tenantId: string, page: Partial<DirectoryPage>): Promise<TenantGroupView[]> {
+    let query = this.db
       .selectFrom('groups as g')
       .select([
         'g.id',
@@ -503,10 +560,31 @@ export class DirectoryRepository {
       .where('g.tenant_id', '=', tenantId)
       .orderBy(sql`lower(g.name)`)
       .orderBy('g.name')
-      .orderBy('g.id')
-      .execute();
+      .orderBy('g.id');
+    if (page.limit !== undefined || page.search) {
+      // The page's ids first: skipped groups do not aggregate their members.
+      let ids = this.db.selectFrom('groups as p').select('p.id').where('p.tenant_id', '=', tenantId).orderBy(sql`lower(p.name)`).orderBy('p.name').orderBy('p.id');
+      if (page.search) ids = ids.where(sql<boolean>`lower(p.name) like ${containsPattern(page.search)}`);
+      if (page.limit !== undefined) ids = ids.limit(page.limit).offset(page.offset ?? 0);
+      query = query.where('g.id', 'in', ids);
+    }
+    const rows = await query.execute();
     return rows.map((r) => ({ id: r.id, name: r.name, members: r.members }));
   }
+}
+
+/** A page of a directory listing: `limit` rows after `offset`, filtered by `search` when given. */
+export interface DirectoryPage {
+  readonly limit: number;
+  readonly offset: number;
+  readonly search?: string | undefined;
+  /** Accounts only: the members of this group (its id). */
+  readonly inGroup?: string | undefined;
+}
+
+/** A LIKE pattern matching text that contains `search`, case-insensitively (its own % and _ taken literally). */
+function containsPattern(search: string): string {
+  return `%${search.normalize('NFC').toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
 /** Grants as rows (external_id, user_name, ..., fingerprint, adopts), for a `with input as (...)`. */

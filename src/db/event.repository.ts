@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { type RawBuilder, sql } from 'kysely';
 import pg from 'pg';
 import { type ChangeRow, type Cursor, type DirsyncEvent, compareCursors, toEvent } from '../events/event.js';
 import type { Db } from './database.js';
@@ -108,6 +108,37 @@ export class EventRepository {
     const after = options.after ?? { txid: '0', id: '0' };
     // Taken once, so the page and the end it may move to agree on what is visible.
     const horizon = await this.horizon();
+    const limit = Math.min(options.limit, MAX_EVENTS);
+    const { rows, events } = await this.read(
+      sql`c.txid < ${horizon}::xid8
+        and (c.txid, c.id) > (${after.txid}::xid8, ${after.id}::bigint)
+        ${options.tenantId === undefined ? sql`` : sql`and c.tenant_id = ${options.tenantId}::uuid`}`,
+      sql`c.txid, c.id`,
+      limit,
+    );
+    const last = rows.at(-1);
+    const next = last ? { txid: last.txid, id: String(last.id) } : after;
+    if (options.tenantId === undefined || rows.length >= limit) return { events, next };
+    const end = await this.endBelow(horizon);
+    return { events, next: compareCursors(end, next) > 0 ? end : next };
+  }
+
+  /**
+   * What happened to one IdP user or group of an integration (`externalId`: its IdP id; a
+   * membership change counts for its user), newest first, at most `limit` events: the
+   * console's and the API's history of an account. Uses run_changes_subject_idx.
+   */
+  async ofSubject(integrationId: string, externalId: string, limit = 100): Promise<DirsyncEvent[]> {
+    const { events } = await this.read(
+      sql`c.integration_id = ${integrationId}::uuid and coalesce(c.detail ->> 'user', c.external_id) = ${externalId}`,
+      sql`c.txid desc, c.id desc`,
+      Math.min(limit, MAX_EVENTS),
+    );
+    return events;
+  }
+
+  /** Applied change-log rows matching `where`, in `order`, as events (and the rows' positions). */
+  private async read(where: RawBuilder<unknown>, order: RawBuilder<unknown>, limit: number): Promise<{ rows: Array<{ txid: string; id: string }>; events: DirsyncEvent[] }> {
     const { rows } = await sql<{
       id: string;
       txid: string;
@@ -132,12 +163,9 @@ export class EventRepository {
         and a.external_id = c.detail->>'user' and a.created_at <= c.created_at
       left join groups g on c.kind = 'membership.added' and not (c.detail ? 'ids') and g.integration_id = c.integration_id
         and g.external_id = c.detail->>'group' and g.created_at <= c.created_at
-      where c.state = 'applied'
-        and c.txid < ${horizon}::xid8
-        and (c.txid, c.id) > (${after.txid}::xid8, ${after.id}::bigint)
-        ${options.tenantId === undefined ? sql`` : sql`and c.tenant_id = ${options.tenantId}::uuid`}
-      order by c.txid, c.id
-      limit ${Math.min(options.limit, MAX_EVENTS)}
+      where c.state = 'applied' and ${where}
+      order by ${order}
+      limit ${limit}
     `.execute(this.db);
     const events = rows.map((r) =>
       toEvent({
@@ -152,11 +180,7 @@ export class EventRepository {
         detail: r.account_id || r.group_id ? withReadIds(r.detail, r.account_id, r.person_id, r.group_id) : r.detail,
       }),
     );
-    const last = rows.at(-1);
-    const next = last ? { txid: last.txid, id: String(last.id) } : after;
-    if (options.tenantId === undefined || rows.length >= Math.min(options.limit, MAX_EVENTS)) return { events, next };
-    const end = await this.endBelow(horizon);
-    return { events, next: compareCursors(end, next) > 0 ? end : next };
+    return { rows: rows.map((r) => ({ txid: r.txid, id: String(r.id) })), events };
   }
 
   /** The last event below a horizon. */

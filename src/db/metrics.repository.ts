@@ -20,7 +20,7 @@ export interface IntegrationHealth {
 
 /**
  * What /metrics reads from Postgres. Every query is bounded by configuration, not history:
- * counters are a few rows per series (migration 2026-11-30T0500-metric-counters), and the
+ * counters are a few rows per series (migration 2026-11-30T0600-metric-counters), and the
  * per-integration state reads one entry per integration from the runs_last_* partial indexes.
  */
 export class MetricsRepository {

@@ -359,6 +359,44 @@ export class RunRepository {
       .execute();
   }
 
+  /**
+   * Rejects a held run: its held removals are recorded as skipped (with who said no and when)
+   * and the run is closed as succeeded, since what it did apply stands. Answers false when the
+   * run was no longer held (approved or rejected meanwhile). The next run plans afresh: if the
+   * IdP still warrants the removals, they are held again.
+   */
+  async reject(heldRunId: string, reason: string): Promise<boolean> {
+    return this.db.transaction().execute(async (tx) => {
+      const closed = await tx
+        .updateTable('runs')
+        .set({ status: 'succeeded' })
+        .where('id', '=', heldRunId)
+        .where('status', '=', 'held')
+        .returning('id')
+        .executeTakeFirst();
+      if (!closed) return false;
+      await tx
+        .updateTable('run_changes')
+        .set({ state: 'skipped', detail: sql`coalesce(detail, '{}'::jsonb) || jsonb_build_object('skipped', ${reason}::text)` })
+        .where('run_id', '=', heldRunId)
+        .where('state', '=', 'held')
+        .execute();
+      return true;
+    });
+  }
+
+  /** Held (not dry) runs of every integration, oldest first: what waits for an admin. */
+  async listHeld(limit = 200): Promise<RunSummary[]> {
+    const rows = await this.db.selectFrom('runs').selectAll().where('status', '=', 'held').where('dry_run', '=', false).orderBy('queued_at').limit(limit).execute();
+    return rows.map(toSummary);
+  }
+
+  /** The changes of a run in one state (a held run's waiting removals), at most `limit`. */
+  async listChangesInState(runId: string, state: ChangeState, limit = 1_000): Promise<RunChange[]> {
+    const rows: RunChangeRow[] = await this.db.selectFrom('run_changes').selectAll().where('run_id', '=', runId).where('state', '=', state).orderBy('id').limit(limit).execute();
+    return rows.map(toChange);
+  }
+
   async find(runId: string): Promise<RunSummary | undefined> {
     if (!isUuid(runId)) return undefined;
     const row = await this.db.selectFrom('runs').selectAll().where('id', '=', runId).executeTakeFirst();
@@ -480,22 +518,17 @@ export class RunRepository {
       .orderBy('id')
       .limit(limit)
       .execute();
-    return rows.map((r) => ({
-      kind: r.kind,
-      externalId: r.external_id,
-      subject: r.subject,
-      detail: changeLogDetail(r.detail),
-      state: r.state,
-      at: r.created_at.toISOString(),
-    }));
+    return rows.map(toChange);
   }
 
-  async countChanges(runId: string): Promise<number> {
-    const row = await this.db
+  /** How many changes the run recorded, or only those in `state` (a held run's waiting removals). */
+  async countChanges(runId: string, state?: ChangeState): Promise<number> {
+    let query = this.db
       .selectFrom('run_changes')
       .select((eb) => eb.fn.countAll<string>().as('n'))
-      .where('run_id', '=', runId)
-      .executeTakeFirstOrThrow();
+      .where('run_id', '=', runId);
+    if (state) query = query.where('state', '=', state);
+    const row = await query.executeTakeFirstOrThrow();
     return Number(row.n);
   }
 }
@@ -510,6 +543,10 @@ function storableJson(value: unknown): string {
 
 export function isUuid(value: string): boolean {
   return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
+}
+
+function toChange(r: RunChangeRow): RunChange {
+  return { kind: r.kind, externalId: r.external_id, subject: r.subject, detail: changeLogDetail(r.detail), state: r.state, at: r.created_at.toISOString() };
 }
 
 function toSummary(row: RunRow): RunSummary {

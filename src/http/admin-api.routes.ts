@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import { DirectoryRepository } from '../db/directory.repository.js';
-import { RunRepository } from '../db/run.repository.js';
+import { RunRepository, isUuid } from '../db/run.repository.js';
 import { TenantRepository } from '../db/tenant.repository.js';
 import { WebhookRepository } from '../db/webhook.repository.js';
 import { NotFoundError, UserError } from '../errors.js';
@@ -11,7 +11,9 @@ import { EndpointService } from '../events/endpoint.service.js';
 import { readFeed } from '../events/feed.js';
 import { type CreateIntegrationInput, type IntegrationOptions, IntegrationService } from '../integrations/integration.service.js';
 import { type DirsyncQueue, removeSchedule, syncSchedule } from '../queue/queue.js';
-import { approveRun, requestRun } from '../runs/trigger.js';
+import { approveRun, rejectRun, requestRun } from '../runs/trigger.js';
+import { personOfAccount } from '../directory/person-view.js';
+import { TenantService } from '../tenants/tenant.service.js';
 
 export interface AdminApiDeps {
   readonly db: Db;
@@ -31,7 +33,6 @@ export function bearerOf(request: FastifyRequest): string | undefined {
   return match?.[1]?.trim();
 }
 
-const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
 // JSON schemas: fastify validates requests with them and @fastify/swagger turns them into
 // the OpenAPI description served at /api/v1/openapi.json.
@@ -80,6 +81,22 @@ interface Page {
 }
 
 /** A page of a list: `next` is the offset of the following page, null on the last one. */
+/** A page and a search text, for directory listings. */
+interface SearchPage extends Page {
+  q?: string;
+}
+
+const searchPage = {
+  ...page,
+  properties: { ...page.properties, q: { type: 'string', maxLength: 200 } },
+} as const;
+
+/** A page read in the database: one row more than asked says whether another page follows. */
+async function pagedQuery<T>({ limit, offset, q }: SearchPage, read: (p: { limit: number; offset: number; search?: string }) => Promise<T[]>) {
+  const rows = await read({ limit: limit + 1, offset, ...(q ? { search: q } : {}) });
+  return { items: rows.slice(0, limit), next: rows.length > limit ? offset + limit : null };
+}
+
 function paged<T>(all: T[], { limit, offset }: Page) {
   const items = all.slice(offset, offset + limit);
   return { items, next: offset + limit < all.length ? offset + limit : null };
@@ -133,23 +150,38 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         },
         async (request, reply) => {
           const { slug, name } = request.body;
-          if (!SLUG.test(slug)) throw new UserError(`tenant slug "${slug}" is not valid: use lowercase letters, digits and dashes`);
-          const created = await new TenantRepository(deps.db).create(slug, name?.trim() || slug);
-          if (!created) return reply.code(409).send({ error: { code: 'conflict', message: `tenant "${slug}" already exists` } });
+          const created = await new TenantService(deps.db).create(slug, name);
           return reply.code(201).send(created);
         },
       );
 
-      api.get<{ Params: { slug: string } }>(
+      api.get<{ Params: { slug: string }; Querystring: SearchPage }>(
         '/tenants/:slug/users',
-        { schema: { tags: ['tenants'], summary: "A tenant's users", params: slugParam, querystring: page } },
-        async (request) => paged(await new DirectoryRepository(deps.db).listTenantUsers(await tenantId(request.params.slug)), request.query as Page),
+        { schema: { tags: ['tenants'], summary: "A tenant's users (q: those whose userName, email or display name contain it)", params: slugParam, querystring: searchPage } },
+        async (request) => pagedQuery(request.query, async (p) => new DirectoryRepository(deps.db).pageTenantUsers(await tenantId(request.params.slug), p)),
       );
 
-      api.get<{ Params: { slug: string } }>(
+      api.get<{ Params: { id: string } }>(
+        '/accounts/:id',
+        { schema: { tags: ['tenants'], summary: "An account's person with all their accounts across tenants: state, groups, lock and what happened to each (events, newest first)", params: idParam } },
+        async (request) => personOfAccount(deps.db, request.params.id),
+      );
+
+      api.get<{ Params: { id: string }; Querystring: SearchPage }>(
+        '/groups/:id/members',
+        { schema: { tags: ['tenants'], summary: "A group's members, as a tenant's users are listed (q: those whose userName, email or display name contain it)", params: idParam, querystring: searchPage } },
+        async (request) => {
+          const repo = new DirectoryRepository(deps.db);
+          const group = isUuid(request.params.id) ? await repo.findGroup(request.params.id) : undefined;
+          if (!group) throw new NotFoundError(`group ${request.params.id} does not exist: a tenant's groups list their ids`);
+          return pagedQuery(request.query, (p) => repo.pageTenantUsers(group.tenantId, { ...p, inGroup: group.id }));
+        },
+      );
+
+      api.get<{ Params: { slug: string }; Querystring: SearchPage }>(
         '/tenants/:slug/groups',
-        { schema: { tags: ['tenants'], summary: "A tenant's groups", params: slugParam, querystring: page } },
-        async (request) => paged(await new DirectoryRepository(deps.db).listTenantGroups(await tenantId(request.params.slug)), request.query as Page),
+        { schema: { tags: ['tenants'], summary: "A tenant's groups (q: those whose name contains it)", params: slugParam, querystring: searchPage } },
+        async (request) => pagedQuery(request.query, async (p) => new DirectoryRepository(deps.db).pageTenantGroups(await tenantId(request.params.slug), p)),
       );
 
       api.get<{ Querystring: { tenant?: string; after?: string; limit?: number } }>(
@@ -224,12 +256,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
             querystring: page,
           },
         },
-        async (request) => {
-          const { limit, offset } = request.query;
-          // One more than asked tells whether another page follows.
-          const items = await endpoints().deliveries(request.params.id, limit + 1, offset);
-          return { items: items.slice(0, limit), next: items.length > limit ? offset + limit : null };
-        },
+        async (request) => pagedQuery(request.query, (p) => endpoints().deliveries(request.params.id, p.limit, p.offset)),
       );
       api.post<{ Params: { id: string }; Body: { after: string } }>(
         '/endpoints/:id/replay',
@@ -411,6 +438,12 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         '/runs/:id/approve',
         { schema: { tags: ['runs'], summary: "Approve a held run: queues a run that applies its still-warranted removals", params: idParam } },
         async (request, reply) => reply.code(202).send(await approveRun(deps, request.params.id)),
+      );
+
+      api.post<{ Params: { id: string } }>(
+        '/runs/:id/reject',
+        { schema: { tags: ['runs'], summary: 'Reject a held run: its held removals are recorded as skipped, never applied', params: idParam } },
+        async (request) => rejectRun(deps, request.params.id, 'an API caller'),
       );
     },
     { prefix: '/api/v1' },

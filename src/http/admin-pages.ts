@@ -1,211 +1,146 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
+import helmet from '@fastify/helmet';
+import rateLimit from '@fastify/rate-limit';
+import fastifyStatic from '@fastify/static';
+import view from '@fastify/view';
+import { Eta } from 'eta';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PLAN_KINDS, type PlanCounts, totalChanges } from '../core/plan.js';
+import { DirectoryRepository } from '../db/directory.repository.js';
 import type { Integration } from '../db/integration.repository.js';
 import { RunRepository, type RunChange, type RunSummary } from '../db/run.repository.js';
-import { schedulerId } from '../queue/jobs.js';
-import { describeSchedule } from '../integrations/schedule.js';
+import { TenantRepository } from '../db/tenant.repository.js';
+import { NotFoundError, UserError } from '../errors.js';
 import { IntegrationService } from '../integrations/integration.service.js';
+import { schedulerId } from '../queue/jobs.js';
 import { changeState } from '../runs/change-state.js';
-import { approveRun, requestRun } from '../runs/trigger.js';
+import { approveRun, rejectRun, requestRun } from '../runs/trigger.js';
 import { type AdminApiDeps, adminTokenMatches, bearerOf } from './admin-api.routes.js';
+import { registerDirectoryPages } from './admin-directory-pages.js';
 import { registerEndpointPages } from './admin-endpoint-pages.js';
-import { h, page } from './admin-html.js';
+import { healthOf } from './admin-health.js';
+import { SESSION_COOKIE, SESSION_TTL_MS, checkSession, sessionValue } from './admin-session.js';
+import { apiWording } from './api-wording.js';
 
-const COOKIE = 'dirsync_admin';
+/** Sign-in attempts one client may make per minute (SPEC: sign-in throttling). */
+export const SIGN_IN_ATTEMPTS_PER_MINUTE = 10;
 
-/** The session cookie: an HMAC of the admin token, so rotating the token ends every session. */
-function sessionValue(adminToken: string): string {
-  return createHmac('sha256', adminToken).update('dirsync admin session v1').digest('base64url');
+// How many waiting operations a held plan shows before "and N more".
+const HELD_OPS_SHOWN = 50;
+
+/** The package's views/ folder, found from src/http (tests) and dist/src/http (the CLI) alike. */
+function viewsRoot(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)), i = 0; i < 5; dir = dirname(dir), i++) {
+    if (existsSync(join(dir, 'views', 'admin', 'layout.eta'))) return join(dir, 'views');
+  }
+  throw new Error('the console templates (views/admin) are missing from the dirsync package: reinstall it');
 }
 
-function sessionValid(request: FastifyRequest, adminToken: string): boolean {
-  const presented = request.cookies[COOKIE];
-  if (!presented) return false;
-  const expected = Buffer.from(sessionValue(adminToken));
-  const given = Buffer.from(presented);
-  return given.length === expected.length && timingSafeEqual(given, expected);
+/** An ISO time as the console shows it: "2026-11-30 03:12:56" (UTC). */
+function when(iso: string): string {
+  return iso.replace('T', ' ').slice(0, 19);
 }
 
-function counts(c: PlanCounts | null): string {
-  if (!c) return '<span class="muted">–</span>';
+function countsText(c: PlanCounts | null): string {
+  if (!c) return '–';
   const parts = PLAN_KINDS.filter((k) => c[k] > 0).map((k) => `${c[k]} ${k.replace(/([A-Z])/g, ' $1').toLowerCase()}`);
-  return parts.length ? h(parts.join(', ')) : '<span class="muted">no changes</span>';
-}
-
-function status(run: Pick<RunSummary, 'status'>): string {
-  return `<span class="status ${h(run.status)}">${h(run.status)}</span>`;
+  return parts.length ? parts.join(', ') : 'no changes';
 }
 
 function seconds(run: RunSummary): number | null {
   return run.startedAt && run.finishedAt ? (Date.parse(run.finishedAt) - Date.parse(run.startedAt)) / 1000 : null;
 }
 
-/** Bars of changes per run and a line of durations, oldest to newest, as inline SVG. */
-function chart(runs: RunSummary[]): string {
-  const data = [...runs].reverse().filter((r) => r.finishedAt);
-  if (data.length === 0) return '';
-  const W = 720;
-  const H = 160;
-  const step = W / data.length;
-  const changes = data.map((r) => (r.counts ? totalChanges(r.counts) : 0));
-  const durations = data.map((r) => seconds(r) ?? 0);
-  const maxC = Math.max(1, ...changes);
-  const maxD = Math.max(0.001, ...durations);
-  const bars = changes
-    .map((c, i) => `<rect x="${(i * step + 2).toFixed(1)}" y="${(H - 20 - (c / maxC) * (H - 40)).toFixed(1)}" width="${Math.max(1, step - 4).toFixed(1)}" height="${((c / maxC) * (H - 40)).toFixed(1)}" fill="#0969da88"><title>${c} changes</title></rect>`)
-    .join('');
-  const line = durations.map((d, i) => `${(i * step + step / 2).toFixed(1)},${(H - 20 - (d / maxD) * (H - 40)).toFixed(1)}`).join(' ');
-  return `<figure><svg viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="Changes (bars) and durations (line) of the last ${data.length} runs">
-<text x="0" y="12">changes (bars, max ${maxC}) · duration (line, max ${maxD.toFixed(2)} s)</text>${bars}
-<polyline points="${line}" fill="none" stroke="#cf222e" stroke-width="2"/></svg></figure>`;
+function authText(i: Integration): string {
+  return i.provider === 'scim' ? 'pushed (SCIM)' : i.credentialKind === 'okta-private-key' ? 'service app' : 'API token';
+}
+
+/** Two integrations of one tenant differ by provider and id: "okta · 3f2a9c1e". */
+function integrationLabel(i: Pick<Integration, 'provider' | 'id'>): string {
+  return `${i.provider} · ${i.id.slice(0, 8)}`;
+}
+
+/** A change-log row for the page: `detail.changes` as previous → new, the rest as a note. */
+function changeRow(c: RunChange, run: RunSummary) {
+  const detail = (c.detail ?? {}) as Record<string, unknown>;
+  const changed = detail.changes && typeof detail.changes === 'object' ? (detail.changes as Record<string, { previous?: unknown; new?: unknown }>) : {};
+  const fields = Object.entries(changed).map(([name, v]) => ({ name, previous: v?.previous ?? null, next: v?.new ?? null }));
+  const { changes: _changes, ...rest } = detail;
+  const note = typeof rest.skipped === 'string' ? rest.skipped : Object.keys(rest).length > 0 ? JSON.stringify(rest) : '';
+  return { kind: c.kind, subject: c.subject, state: changeState(c, run), fields, note };
 }
 
 /**
- * /admin: server-rendered pages for the people who run dirsync, and bull-board at
- * /admin/queues, all behind the admin token (a login form sets a session cookie; a bearer
- * header works too). State-changing forms also require a same-origin request.
+ * /admin: server-rendered pages (eta templates in views/admin, escaped by default) for the
+ * people who run dirsync, and bull-board at /admin/queues, all behind the admin token (a
+ * sign-in form sets a session cookie that expires; a bearer header works too). State-changing
+ * forms require a same-origin request, and those that approve, reject or sync ask first.
  */
 export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): void {
   const adminToken = deps.config.adminToken;
+  const root = viewsRoot();
 
   app.register(async (admin) => {
     await admin.register(cookie);
     await admin.register(formbody);
 
     const guard = async (request: FastifyRequest, reply: FastifyReply) => {
-      if (request.url.startsWith('/admin/login')) return;
-      if (!adminToken) return reply.code(503).type('text/html').send(page('Admin is off', '<p>Set DIRSYNC_ADMIN_TOKEN to turn the admin pages on.</p>'));
-      if (sessionValid(request, adminToken) || adminTokenMatches(bearerOf(request), adminToken)) {
+      const path = request.url.split('?')[0]!;
+      if (path === '/admin/login' || path.startsWith('/admin/assets/') || path.startsWith('/admin/vendor/')) return;
+      if (!adminToken) return reply.code(503).type('text/plain').send('The admin console is off: set DIRSYNC_ADMIN_TOKEN to turn it on.');
+      const session = checkSession(request.cookies[SESSION_COOKIE], adminToken);
+      if (session === 'valid' || adminTokenMatches(bearerOf(request), adminToken)) {
         if (request.method === 'POST' && !sameOrigin(request)) return reply.code(403).send('cross-site form posts are refused');
         return;
       }
-      return reply.redirect(`/admin/login?next=${encodeURIComponent(request.url)}`);
+      if (path.endsWith('/progress')) return reply.code(401).send({ error: 'sign in at /admin/login' });
+      return reply.redirect(`/admin/login?next=${encodeURIComponent(request.url)}${session === 'expired' ? '&expired=1' : ''}`);
     };
     admin.addHook('onRequest', guard);
 
-    admin.get<{ Querystring: { next?: string; failed?: string } }>('/admin/login', async (request, reply) => {
-      const next = safeNext(request.query.next);
-      return reply.type('text/html').send(
-        page(
-          'Sign in',
-          `${request.query.failed ? '<p class="error" role="alert">That is not the admin token.</p>' : ''}
-<form method="post" action="/admin/login"><input type="hidden" name="next" value="${h(next)}">
-<label>Admin token <input type="password" name="token" autocomplete="current-password" required autofocus></label>
-<button type="submit">Sign in</button></form>`,
-        ),
-      );
-    });
+    // The console's own pages: security headers (CSP allowing only this origin's scripts and
+    // styles) and templates. bull-board, registered beside them, keeps its own headers.
+    await admin.register(async (pages) => {
+      await pages.register(helmet, {
+        contentSecurityPolicy: {
+          useDefaults: false,
+          directives: {
+            defaultSrc: ["'self'"],
+            scriptSrc: ["'self'"],
+            styleSrc: ["'self'"],
+            imgSrc: ["'self'", 'data:'],
+            connectSrc: ["'self'"],
+            formAction: ["'self'"],
+            frameAncestors: ["'none'"],
+            baseUri: ["'none'"],
+            objectSrc: ["'none'"],
+          },
+        },
+        // Served over plain http on loopback in the demo: no upgrade, no HSTS there.
+        hsts: false,
+        // no-referrer (helmet's default) makes Chromium send `Origin: null` on form posts,
+        // which the same-origin check refuses.
+        referrerPolicy: { policy: 'same-origin' },
+      });
+      await pages.register(rateLimit, { global: false });
+      await pages.register(view, { engine: { eta: new Eta({ autoEscape: true }) }, root, viewExt: 'eta' });
+      await pages.register(fastifyStatic, { root: join(root, 'static'), prefix: '/admin/assets/', decorateReply: false, index: false });
+      // Chart.js from node_modules, never a CDN: only its one UMD file.
+      const chartDir = dirname(createRequire(import.meta.url).resolve('chart.js'));
+      await pages.register(fastifyStatic, { root: chartDir, prefix: '/admin/vendor/', decorateReply: false, index: false, allowedPath: (path) => path === '/chart.umd.min.js' });
 
-    admin.post<{ Body: { token?: string; next?: string } }>('/admin/login', async (request, reply) => {
-      const next = safeNext(request.body?.next);
-      if (!adminToken || !adminTokenMatches(request.body?.token, adminToken)) {
-        return reply.redirect(`/admin/login?failed=1&next=${encodeURIComponent(next)}`);
-      }
-      reply.setCookie(COOKIE, sessionValue(adminToken), { path: '/admin', httpOnly: true, sameSite: 'strict', secure: request.protocol === 'https' });
-      return reply.redirect(next);
+      registerConsole(pages);
+      registerEndpointPages(pages, deps);
+      registerDirectoryPages(pages, deps);
     });
-
-    admin.get('/admin', async (_request, reply) => {
-      const service = new IntegrationService(deps.db, deps.config);
-      const runs = new RunRepository(deps.db);
-      const list = await service.list();
-      const rows = await Promise.all(
-        list.map(async (i) => {
-          const [last] = await runs.listForIntegration(i.id, 1);
-          return row(i, last, await nextRun(i));
-        }),
-      );
-      return reply.type('text/html').send(
-        page(
-          'Integrations',
-          list.length === 0
-            ? '<p>No integrations yet: create one with <code>dirsync integration create</code>.</p>'
-            : `<table><thead><tr><th>Tenant</th><th>Provider</th><th>Schedule</th><th>Next run</th><th>Last run</th><th>Changes</th><th></th></tr></thead><tbody>${rows.join('')}</tbody></table>`,
-        ),
-      );
-    });
-
-    admin.get<{ Params: { id: string } }>('/admin/integrations/:id', async (request, reply) => {
-      const service = new IntegrationService(deps.db, deps.config);
-      const integration = await service.get(request.params.id);
-      const runs = await new RunRepository(deps.db).listForIntegration(integration.id, 50);
-      const view = service.view(integration);
-      const list = runs
-        .map(
-          (r) =>
-            `<tr><td><a href="/admin/runs/${h(r.id)}">${h(r.queuedAt.replace('T', ' ').slice(0, 19))}</a></td><td>${h(r.trigger)} (${h(r.mode)})${r.dryRun ? ' (dry run)' : ''}</td><td>${status(r)}</td>
-<td>${seconds(r)?.toFixed(2) ?? '–'} s</td><td>${counts(r.counts)}</td><td class="error">${h(r.error ?? r.heldReason ?? '')}</td></tr>`,
-        )
-        .join('');
-      return reply.type('text/html').send(
-        page(
-          `${integration.tenantSlug} · ${integration.provider}`,
-          `<p>${h(view.baseUrl ?? `SCIM base URL: ${view.scimBaseUrl}`)} · ${h(view.schedule)} · deprovision: ${h(view.deprovisionMode)} · ${view.enabled ? 'enabled' : '<strong>disabled</strong>'}
-${syncButton(integration)}${integration.provider === 'scim' ? rotateScimTokenButton(integration) : ''}</p>${chart(runs)}
-<table><thead><tr><th>Queued</th><th>Trigger</th><th>Status</th><th>Duration</th><th>Changes</th><th>Error</th></tr></thead><tbody>${list}</tbody></table>`,
-        ),
-      );
-    });
-
-    admin.get<{ Params: { id: string } }>('/admin/runs/:id', async (request, reply) => {
-      const runs = new RunRepository(deps.db);
-      const run = await runs.find(request.params.id);
-      if (!run) return reply.code(404).type('text/html').send(page('Run not found', `<p>No run ${h(request.params.id)}.</p>`));
-      const changes = await runs.listChanges(run.id, 5_000);
-      const approve =
-        run.status === 'held'
-          ? `<div class="banner"><p>${h(run.heldReason)}</p><form method="post" action="/admin/runs/${h(run.id)}/approve" class="inline"><button type="submit">Approve</button></form>
-<span class="muted"> re-reads the IdP and applies the held removals it still warrants.</span></div>`
-          : '';
-      return reply.type('text/html').send(
-        page(
-          `Run ${run.queuedAt.replace('T', ' ').slice(0, 19)}`,
-          `<p>${status(run)} · ${h(run.trigger)} · ${h(run.mode)}${run.dryRun ? ' · dry run' : ''} · <a href="/admin/integrations/${h(run.integrationId)}">integration</a>
-${run.approvesRunId ? ` · approves <a href="/admin/runs/${h(run.approvesRunId)}">run</a>` : ''}${run.approvedByRunId ? ` · approved by <a href="/admin/runs/${h(run.approvedByRunId)}">run</a>` : ''}</p>
-${run.error ? `<p class="error" role="alert">${h(run.error)}</p>` : ''}${approve}${warningList(run)}
-<p>${counts(run.counts)}${seconds(run) !== null ? ` · ${seconds(run)!.toFixed(2)} s` : ''}${run.stats?.requests ? ` · ${run.stats.requests} IdP requests` : ''}</p>
-<h2>${run.dryRun ? 'Plan' : 'Change log'}</h2>${changeTable(changes, run)}`,
-        ),
-      );
-    });
-
-    admin.post<{ Params: { id: string } }>('/admin/integrations/:id/sync', async (request, reply) => {
-      const { run } = await requestRun(deps, request.params.id, 'manual');
-      return reply.redirect(`/admin/runs/${run.id}`);
-    });
-
-    // The new token is shown on this page only, as the CLI shows it once.
-    admin.post<{ Params: { id: string } }>('/admin/integrations/:id/rotate-scim-token', async (request, reply) => {
-      const service = new IntegrationService(deps.db, deps.config);
-      const rotation = await service.rotateScimToken(request.params.id);
-      const view = service.view(await service.get(rotation.id));
-      const until = rotation.previousScimTokenValidUntil;
-      return reply
-        .header('cache-control', 'no-store')
-        .type('text/html')
-        .send(
-          page(
-            'New SCIM token',
-            `<p>Paste these into the IdP's SCIM provisioning settings. The token is shown only now.</p>
-<table><tr><th>SCIM base URL</th><td><code>${h(view.scimBaseUrl ?? '')}</code></td></tr><tr><th>SCIM token</th><td><code>${h(rotation.scimToken)}</code></td></tr></table>
-<p class="muted">${until ? `The old token keeps working until ${h(until)}.` : 'The old token no longer works.'}</p>
-<p><a href="/admin/integrations/${h(rotation.id)}">Back to the integration</a></p>`,
-          ),
-        );
-    });
-
-    admin.post<{ Params: { id: string } }>('/admin/runs/:id/approve', async (request, reply) => {
-      const approval = await approveRun(deps, request.params.id);
-      return reply.redirect(`/admin/runs/${approval.id}`);
-    });
-
-    registerEndpointPages(admin, deps);
 
     const board = new FastifyAdapter();
     // Read-only: schedules and runs are owned by Postgres (bull-board's readOnlyMode is per queue).
@@ -214,6 +149,262 @@ ${run.error ? `<p class="error" role="alert">${h(run.error)}</p>` : ''}${approve
     await admin.register(board.registerPlugin(), { prefix: '/admin/queues' });
   });
 
+  function registerConsole(pages: FastifyInstance): void {
+    const service = () => new IntegrationService(deps.db, deps.config);
+    const runs = () => new RunRepository(deps.db);
+
+    const render = async (reply: FastifyReply, template: string, data: Record<string, unknown>, status = 200) => {
+      const heldCount = (await runs().listHeld()).length;
+      return reply.code(status).header('cache-control', 'no-store').view(`admin/${template}`, { heldCount, ...data });
+    };
+    const notFound = (reply: FastifyReply, message: string) => render(reply, 'message', { title: 'Not found', message, error: true, back: { href: '/admin', text: 'All integrations' } }, 404);
+    const refused = (reply: FastifyReply, error: unknown, back: { href: string; text: string }) => {
+      if (error instanceof NotFoundError) return notFound(reply, apiWording(error.message));
+      if (error instanceof UserError) return render(reply, 'message', { title: 'Not done', message: apiWording(error.message), error: true, back }, 400);
+      throw error;
+    };
+
+    /** Every held plan with the operations that wait, for the home page and /admin/held. */
+    const heldPlans = async () => {
+      const held = await runs().listHeld();
+      const list = await service().list();
+      const byId = new Map(list.map((i) => [i.id, i]));
+      const tenants = new Map((await new TenantRepository(deps.db).list()).map((t) => [t.slug, t.name]));
+      return Promise.all(
+        held.map(async (run) => {
+          const i = byId.get(run.integrationId);
+          const ops = await runs().listChangesInState(run.id, 'held', HELD_OPS_SHOWN + 1);
+          const total = ops.length > HELD_OPS_SHOWN ? await waitingCount(run.id) : ops.length;
+          return {
+            run,
+            when,
+            tenantName: i ? (tenants.get(i.tenantSlug) ?? i.tenantSlug) : '',
+            integrationLabel: i ? integrationLabel(i) : run.integrationId,
+            ops: ops.slice(0, HELD_OPS_SHOWN),
+            more: total - Math.min(total, HELD_OPS_SHOWN),
+          };
+        }),
+      );
+    };
+    const waitingCount = (runId: string) => runs().countChanges(runId, 'held');
+
+    pages.get<{ Querystring: { next?: string; failed?: string; expired?: string; out?: string } }>('/admin/login', async (request, reply) =>
+      reply.header('cache-control', 'no-store').view('admin/login', {
+        title: 'Sign in',
+        next: safeNext(request.query.next),
+        failed: Boolean(request.query.failed),
+        expired: Boolean(request.query.expired),
+        signedOut: Boolean(request.query.out),
+      }),
+    );
+
+    pages.post<{ Body: { token?: string; next?: string } }>(
+      '/admin/login',
+      { config: { rateLimit: { max: SIGN_IN_ATTEMPTS_PER_MINUTE, timeWindow: 60_000 } } },
+      async (request, reply) => {
+        const next = safeNext(request.body?.next);
+        if (!adminToken || !adminTokenMatches(request.body?.token, adminToken)) {
+          return reply.redirect(`/admin/login?failed=1&next=${encodeURIComponent(next)}`);
+        }
+        reply.setCookie(SESSION_COOKIE, sessionValue(adminToken), {
+          path: '/admin',
+          httpOnly: true,
+          sameSite: 'strict',
+          secure: request.protocol === 'https',
+          maxAge: SESSION_TTL_MS / 1000,
+        });
+        return reply.redirect(next);
+      },
+    );
+
+    pages.post('/admin/logout', async (_request, reply) => {
+      reply.clearCookie(SESSION_COOKIE, { path: '/admin' });
+      return reply.redirect('/admin/login?out=1');
+    });
+
+    pages.get('/admin', async (_request, reply) => {
+      const list = await service().list();
+      const repo = runs();
+      const held = await heldPlans();
+      const heldByIntegration = new Map(held.map((h) => [h.run.integrationId, h.run]));
+      const counts = await new DirectoryRepository(deps.db).countsByIntegration();
+      const tenants = new Map((await new TenantRepository(deps.db).list()).map((t) => [t.slug, t.name]));
+      const rows = await Promise.all(
+        list.map(async (i) => {
+          const recent = await repo.listForIntegration(i.id, 20);
+          const last = recent[0];
+          const lastFinished = recent.find((r) => !r.dryRun && (r.status === 'succeeded' || r.status === 'failed'));
+          const success = await repo.lastFullRunAt(i.id);
+          const next = await nextRun(i);
+          return {
+            id: i.id,
+            tenantName: tenants.get(i.tenantSlug) ?? i.tenantSlug,
+            tenantSlug: i.tenantSlug,
+            provider: i.provider,
+            auth: authText(i),
+            pulled: i.provider !== 'scim',
+            enabled: i.enabled,
+            health: healthOf({ enabled: i.enabled, held: heldByIntegration.get(i.id), lastFinished, running: recent.some((r) => r.status === 'running') }),
+            users: counts.get(i.id)?.users ?? 0,
+            groups: counts.get(i.id)?.groups ?? 0,
+            lastSuccess: success ? when(success.toISOString()) : null,
+            nextRun: next ? when(new Date(next).toISOString()) : null,
+            last: last ? { id: last.id, status: last.status, when: when(last.finishedAt ?? last.queuedAt) } : null,
+          };
+        }),
+      );
+      return render(reply, 'home', { title: 'Integrations', rows, held });
+    });
+
+    pages.get('/admin/held', async (_request, reply) => render(reply, 'held', { title: 'Held plans awaiting approval', held: await heldPlans() }));
+
+    pages.get<{ Params: { id: string } }>('/admin/integrations/:id', async (request, reply) => {
+      let integration: Integration;
+      try {
+        integration = await service().get(request.params.id);
+      } catch (error) {
+        return refused(reply, error, { href: '/admin', text: 'All integrations' });
+      }
+      const repo = runs();
+      const list = await repo.listForIntegration(integration.id, 50);
+      const held = list.find((r) => r.status === 'held' && !r.dryRun);
+      const lastFinished = list.find((r) => !r.dryRun && (r.status === 'succeeded' || r.status === 'failed'));
+      const counts = (await new DirectoryRepository(deps.db).countsByIntegration()).get(integration.id);
+      const tenant = await new TenantRepository(deps.db).findBySlug(integration.tenantSlug);
+      const success = await repo.lastFullRunAt(integration.id);
+      const next = await nextRun(integration);
+      const chart = [...list]
+        .reverse()
+        .filter((r) => r.finishedAt)
+        .map((r) => ({ at: when(r.queuedAt).slice(5, 19), status: r.status, changes: r.counts ? totalChanges(r.counts) : 0, seconds: seconds(r), error: r.error }));
+      return render(reply, 'integration', {
+        title: `${tenant?.name ?? integration.tenantSlug} · ${integrationLabel(integration)}`,
+        view: service().view(integration),
+        tenantName: tenant?.name ?? integration.tenantSlug,
+        pulled: integration.provider !== 'scim',
+        health: healthOf({ enabled: integration.enabled, held, lastFinished, running: list.some((r) => r.status === 'running') }),
+        users: counts?.users ?? 0,
+        groups: counts?.groups ?? 0,
+        lastSuccess: success ? when(success.toISOString()) : null,
+        nextRun: next ? when(new Date(next).toISOString()) : null,
+        chart,
+        runs: list.map((r) => ({ ...r, when: when(r.queuedAt), seconds: seconds(r), counts: countsText(r.counts) })),
+      });
+    });
+
+    pages.get<{ Params: { id: string } }>('/admin/runs/:id', async (request, reply) => {
+      const repo = runs();
+      const run = await repo.find(request.params.id);
+      if (!run) return notFound(reply, `No run ${request.params.id}.`);
+      const limit = 5_000;
+      const changes = await repo.listChanges(run.id, limit);
+      const integration = await service()
+        .get(run.integrationId)
+        .catch(() => undefined);
+      return render(reply, 'run', {
+        title: `Run ${when(run.queuedAt)}`,
+        run,
+        integrationLabel: integration ? `${integration.tenantSlug} · ${integrationLabel(integration)}` : 'integration',
+        live: run.status === 'queued' || run.status === 'running',
+        counts: countsText(run.counts),
+        seconds: seconds(run),
+        changes: changes.map((c) => changeRow(c, run)),
+        truncated: changes.length === limit,
+      });
+    });
+
+    // What a running run has done so far (its heartbeat's progress), for the run page's poll.
+    pages.get<{ Params: { id: string } }>('/admin/runs/:id/progress', async (request, reply) => {
+      const run = await runs().find(request.params.id);
+      if (!run) return reply.code(404).send({ error: `no run ${request.params.id}` });
+      return reply.header('cache-control', 'no-store').send({
+        id: run.id,
+        status: run.status,
+        startedAt: run.startedAt,
+        finishedAt: run.finishedAt,
+        progress: run.status === 'running' ? run.stats : null,
+        counts: run.counts,
+      });
+    });
+
+    // Sync now, approve and reject: a post without confirm=yes shows what would happen.
+    pages.post<{ Params: { id: string }; Body: { confirm?: string } | undefined }>('/admin/integrations/:id/sync', async (request, reply) => {
+      const back = { href: `/admin/integrations/${request.params.id}`, text: 'Back to the integration' };
+      try {
+        const integration = await service().get(request.params.id);
+        if (request.body?.confirm !== 'yes') {
+          return render(reply, 'confirm', {
+            title: 'Sync now?',
+            question: `Sync ${integration.tenantSlug} (${integrationLabel(integration)}) now?`,
+            note: 'It reads the whole directory from the IdP and applies what changed; removals beyond the safety threshold are held for approval as always.',
+            action: `/admin/integrations/${integration.id}/sync`,
+            button: 'Sync now',
+            cancel: back.href,
+          });
+        }
+        const { run } = await requestRun(deps, integration.id, 'manual');
+        return reply.redirect(`/admin/runs/${run.id}`);
+      } catch (error) {
+        return refused(reply, error, back);
+      }
+    });
+
+    pages.post<{ Params: { id: string } }>('/admin/integrations/:id/test', async (request, reply) => {
+      try {
+        const integration = await service().get(request.params.id);
+        const report = await service().test(integration.id);
+        return render(reply, 'test-result', { title: `Connection test: ${integration.tenantSlug} · ${integrationLabel(integration)}`, id: integration.id, report });
+      } catch (error) {
+        return refused(reply, error, { href: `/admin/integrations/${request.params.id}`, text: 'Back to the integration' });
+      }
+    });
+
+    const heldAction = (action: 'approve' | 'reject') =>
+      async (request: FastifyRequest<{ Params: { id: string }; Body: { confirm?: string } | undefined }>, reply: FastifyReply) => {
+        const back = { href: `/admin/runs/${request.params.id}`, text: 'Back to the run' };
+        try {
+          const run = await runs().find(request.params.id);
+          if (!run) throw new NotFoundError(`run ${request.params.id} does not exist`);
+          if (request.body?.confirm !== 'yes') {
+            if (run.status !== 'held') throw new UserError(`run ${run.id} is ${run.status}, not held: only a held run can be ${action === 'approve' ? 'approved' : 'rejected'}`);
+            const ops = await runs().listChangesInState(run.id, 'held', HELD_OPS_SHOWN + 1);
+            const total = ops.length > HELD_OPS_SHOWN ? await waitingCount(run.id) : ops.length;
+            return render(reply, 'confirm', {
+              title: action === 'approve' ? 'Approve held removals?' : 'Reject held removals?',
+              question:
+                action === 'approve'
+                  ? `Apply the ${total} held operations of this run? dirsync re-reads the IdP first and skips those it no longer warrants.`
+                  : `Reject the ${total} held operations of this run? They are recorded as skipped and not applied; the next run plans afresh and holds them again if the IdP still warrants them.`,
+              note: run.heldReason,
+              ops: ops.slice(0, HELD_OPS_SHOWN),
+              more: total - Math.min(total, HELD_OPS_SHOWN),
+              action: `/admin/runs/${run.id}/${action}`,
+              button: action === 'approve' ? 'Yes, approve' : 'Yes, reject',
+              cancel: back.href,
+            });
+          }
+          if (action === 'approve') return reply.redirect(`/admin/runs/${(await approveRun(deps, run.id)).id}`);
+          await rejectRun(deps, run.id, 'an admin in the console');
+          return reply.redirect(`/admin/runs/${run.id}`);
+        } catch (error) {
+          return refused(reply, error, back);
+        }
+      };
+    pages.post('/admin/runs/:id/approve', heldAction('approve'));
+    pages.post('/admin/runs/:id/reject', heldAction('reject'));
+
+    // The new token is shown on this page only, as the CLI shows it once.
+    pages.post<{ Params: { id: string } }>('/admin/integrations/:id/rotate-scim-token', async (request, reply) => {
+      try {
+        const rotation = await service().rotateScimToken(request.params.id);
+        const shown = service().view(await service().get(rotation.id));
+        return render(reply, 'scim-token', { title: 'New SCIM token', id: rotation.id, scimBaseUrl: shown.scimBaseUrl ?? '', scimToken: rotation.scimToken, until: rotation.previousScimTokenValidUntil });
+      } catch (error) {
+        return refused(reply, error, { href: `/admin/integrations/${request.params.id}`, text: 'Back to the integration' });
+      }
+    });
+  }
+
   async function nextRun(i: Integration): Promise<number | null> {
     if (!i.enabled || !i.schedule) return null;
     const scheduler = await deps.queue.getJobScheduler(schedulerId(i.id));
@@ -221,38 +412,7 @@ ${run.error ? `<p class="error" role="alert">${h(run.error)}</p>` : ''}${approve
   }
 }
 
-function row(i: Integration, last: RunSummary | undefined, next: number | null): string {
-  const when = last ? (last.finishedAt ?? last.queuedAt).replace('T', ' ').slice(0, 19) : '';
-  return `<tr><td><a href="/admin/integrations/${h(i.id)}">${h(i.tenantSlug)}</a>${i.enabled ? '' : ' <span class="muted">(disabled)</span>'}</td><td>${h(i.provider)} <span class="muted">${i.provider === 'scim' ? 'pushed' : i.credentialKind === 'okta-private-key' ? 'service app' : 'API token'}</span></td>
-<td>${h(describeSchedule(i.schedule))}</td><td>${next ? h(new Date(next).toISOString().replace('T', ' ').slice(0, 19)) : '<span class="muted">–</span>'}</td>
-<td>${last ? `<a href="/admin/runs/${h(last.id)}">${status(last)}</a> <span class="muted">${h(when)}</span>${last.error ? `<div class="error">${h(last.error)}</div>` : ''}` : '<span class="muted">never</span>'}</td>
-<td>${last ? counts(last.counts) : ''}</td><td>${syncButton(i)}</td></tr>`;
-}
-
-function rotateScimTokenButton(i: Integration): string {
-  return ` <form method="post" action="/admin/integrations/${h(i.id)}/rotate-scim-token" class="inline"><button type="submit">Rotate SCIM token</button></form>`;
-}
-
-function syncButton(i: Integration): string {
-  return i.enabled ? `<form method="post" action="/admin/integrations/${h(i.id)}/sync" class="inline"><button type="submit">Sync now</button></form>` : '';
-}
-
-/** Records the run skipped (SPEC "Per-record isolation"), each with the reason. */
-function warningList(run: RunSummary): string {
-  if (run.warnings.length === 0) return '';
-  return `<div class="banner" role="status"><p>${run.warnings.length === 1 ? '1 IdP record' : `${run.warnings.length} IdP records`} skipped:</p><ul>${run.warnings
-    .map((w) => `<li><strong>${h(w.subject)}</strong>${w.externalId && w.externalId !== w.subject ? ` <span class="muted">${h(w.externalId)}</span>` : ''}: ${h(w.reason)}</li>`)
-    .join('')}</ul></div>`;
-}
-
-function changeTable(changes: RunChange[], run: RunSummary): string {
-  if (changes.length === 0) return '<p class="muted">Nothing changed.</p>';
-  return `<table><thead><tr><th>Change</th><th>Subject</th><th>State</th><th>Detail</th></tr></thead><tbody>${changes
-    .map((c) => `<tr><td>${h(c.kind)}</td><td>${h(c.subject)}</td><td>${h(changeState(c, run))}</td><td class="muted">${h(c.detail ? JSON.stringify(c.detail) : '')}</td></tr>`)
-    .join('')}</tbody></table>`;
-}
-
-/** Only paths inside /admin, so the login form cannot be turned into an open redirect. */
+/** Only paths inside /admin, so the sign-in form cannot be turned into an open redirect. */
 function safeNext(next: string | undefined): string {
   return next && next.startsWith('/admin') && !next.startsWith('//') ? next : '/admin';
 }

@@ -26,7 +26,7 @@ const PERSISTED_COUNTERS = {
  * Prometheus metrics, served at /metrics by the HTTP server.
  *
  * Where each number lives, and why:
- * - **Domain counters live in Postgres** (`metric_counters`: migrations/2026-11-30T0500-metric-counters.ts),
+ * - **Domain counters live in Postgres** (`metric_counters`: migrations/2026-11-30T0600-metric-counters.ts),
  *   bumped by a trigger where a run finishes; webhook deliveries, counted on the receiver's
  *   hot path in memory, are added there at each scrape and every FLUSH_EVERY_MS (a
  *   crash loses the last few seconds' increments: an undercount, never a decrease).

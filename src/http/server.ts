@@ -9,12 +9,13 @@ import { registerScimRoutes, sendScimError } from './scim.routes.js';
 import { ScimError } from '../scim/scim.errors.js';
 import swagger from '@fastify/swagger';
 import { ConfigError, type Config } from '../config.js';
-import { NotFoundError, UserError } from '../errors.js';
+import { ConflictError, NotFoundError, UserError } from '../errors.js';
 import { VerificationError } from '../integrations/connection-check.js';
 import { registerAdminApi } from './admin-api.routes.js';
 import { registerAdminPages } from './admin-pages.js';
 import { registerMetrics } from './metrics.js';
 import { apiWording } from './api-wording.js';
+import { isDataError, refusedValue } from '../db/database.js';
 
 export interface ServerDeps {
   readonly db: Db;
@@ -51,12 +52,23 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (error instanceof VerificationError && request.url.startsWith('/api/')) {
       return response.code(422).send({ error: { code: 'verification_failed', message: error.message, check: error.report } });
     }
+    // A value Postgres refuses (a NUL in a name, a number out of range) is the request's fault:
+    // 400, never 503, which would tell an IdP or a script to send the same thing again.
+    const refused = isDataError(error);
     const status =
-      error instanceof NotFoundError ? 404 : error instanceof UserError || error instanceof ConfigError ? 400 : error.statusCode && error.statusCode < 500 ? error.statusCode : 503;
+      error instanceof NotFoundError
+        ? 404
+        : error instanceof ConflictError
+          ? 409
+          : error instanceof UserError || error instanceof ConfigError || refused
+          ? 400
+          : error.statusCode && error.statusCode < 500
+            ? error.statusCode
+            : 503;
     if (status >= 500) deps.log.error({ err: error.message, url: request.url }, 'request failed');
-    const message = status >= 500 ? 'temporarily unavailable; try again' : error.message;
+    const message = status >= 500 ? 'temporarily unavailable; try again' : refused ? refusedValue(error) : error.message;
     if (!request.url.startsWith('/api/')) return response.code(status).send({ error: message });
-    const code = status === 404 ? 'not_found' : status === 413 ? 'too_large' : status >= 500 ? 'unavailable' : 'bad_request';
+    const code = status === 404 ? 'not_found' : status === 409 ? 'conflict' : status === 413 ? 'too_large' : status >= 500 ? 'unavailable' : 'bad_request';
     return response.code(status).send({ error: { code, message: apiWording(message) } });
   });
   app.setNotFoundHandler((request, response) =>

@@ -399,13 +399,7 @@ export class IntegrationService {
       }
       changes.deprovision_mode = o.deprovision;
     }
-    if (o.threshold !== undefined) {
-      const percent = Number(o.threshold.replace(/%$/, ''));
-      if (!Number.isFinite(percent) || percent <= 0 || percent > 100) {
-        throw new UserError(`--threshold must be a percentage above 0 and at most 100, not "${o.threshold}"`);
-      }
-      changes.threshold_percent = percent;
-    }
+    if (o.threshold !== undefined) changes.threshold_percent = parseThreshold(o.threshold);
     let schedule: Schedule | undefined;
     try {
       schedule = parseSchedule({ every: o.every, cron: o.cron });
@@ -433,4 +427,19 @@ export class IntegrationService {
     if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new UserError(`--base-url ${text} must be an https:// URL`);
     return url.origin + url.pathname.replace(/\/+$/, '');
   }
+}
+
+/**
+ * `--threshold`: the share of the tenant (users, or memberships) a run may remove before it is
+ * held, as a decimal percentage from 0.01 to 100 with at most two decimals (`5`, `2.5`, `10%`).
+ * 100 means no share is too large: only the rules that hold whatever the threshold remain (an
+ * empty listing, a vanished scope; SPEC "Safety"). Hex, exponents and the like are refused.
+ */
+export function parseThreshold(text: string): number {
+  const m = /^\s*(\d{1,3}(?:\.\d{1,2})?)\s*%?\s*$/.exec(text);
+  const percent = m ? Number(m[1]) : Number.NaN;
+  if (!(percent >= 0.01 && percent <= 100)) {
+    throw new UserError(`--threshold must be a percentage from 0.01 to 100 with at most two decimals, such as 5 or 2.5, not "${text.slice(0, 40)}"`);
+  }
+  return percent;
 }

@@ -92,3 +92,20 @@ export async function approveRun(deps: { db: Db; config: Config; queue: DirsyncQ
   await enqueueRun(deps.queue, approval);
   return approval;
 }
+
+/**
+ * Rejects a held run: its held removals are not applied, and are recorded as skipped with the
+ * reason; what it already applied (creates, updates) stands. Only this run is closed. The next
+ * run plans afresh, so removals the IdP still warrants are held again: fix the IdP (or its
+ * scope) before the next run, or approve then. Used by the admin API and the console alike.
+ */
+export async function rejectRun(deps: { db: Db }, runId: string, by = 'an admin'): Promise<RunSummary> {
+  const runs = new RunRepository(deps.db);
+  const held = await runs.find(runId);
+  if (!held) throw new NotFoundError(`run ${runId} does not exist: \`dirsync runs <integration-id>\` lists the runs`);
+  const reason = `rejected by ${by} at ${new Date().toISOString()}`;
+  if (held.status !== 'held' || !(await runs.reject(runId, reason))) {
+    throw new UserError(`run ${runId} is ${held.status === 'held' ? 'no longer held' : `${held.status}, not held`}: only a held run can be rejected`);
+  }
+  return (await runs.find(runId))!;
+}

@@ -52,6 +52,8 @@ export function readOktaDelivery(body: unknown, appId: string | null): WebhookSi
     if (!isObject(event) || typeof event.uuid !== 'string' || typeof event.eventType !== 'string') {
       throw new MalformedWebhookError('an Okta event has no uuid or eventType');
     }
+    checkText('an Okta event uuid', event.uuid);
+    checkText('an Okta eventType', event.eventType);
     eventIds.push(event.uuid);
     eventTypes.push(event.eventType);
     if (oktaEventMatters(event.eventType, Array.isArray(event.target) ? (event.target as OktaTarget[]) : [], appId)) relevant = true;
@@ -79,7 +81,8 @@ const AUTHENTIK_MODELS = new Set(['user', 'group', 'application', 'policybinding
  */
 export function readAuthentikNotification(body: unknown): WebhookSignal {
   if (!isObject(body)) throw new MalformedWebhookError('not an authentik notification: expected a JSON object');
-  const eventIds = typeof body.event_id === 'string' && body.event_id !== '' ? [body.event_id] : [];
+  const eventIds = typeof body.event_id === 'string' && body.event_id !== '' ? [checkText('"event_id"', body.event_id)] : [];
+  if (typeof body.action === 'string') checkText('"action"', body.action);
   if (body.action === undefined || body.action === null) {
     return { eventIds, eventTypes: ['notification'], relevant: true };
   }
@@ -89,6 +92,19 @@ export function readAuthentikNotification(body: unknown): WebhookSignal {
   const type = modelName ? `${body.action}:${model.app ?? ''}.${modelName}` : body.action;
   const relevant = AUTHENTIK_MODEL_ACTIONS.has(body.action) && (AUTHENTIK_MODELS.has(modelName) || modelName.includes('group'));
   return { eventIds, eventTypes: [type], relevant };
+}
+
+/**
+ * The longest event id or type taken: Okta's are UUIDs and dotted names, authentik's UUIDs and
+ * short action names; anything much longer is not from an IdP.
+ */
+const MAX_EVENT_TEXT = 200;
+
+/** An id or type as stored for deduplication: short, without control characters (Postgres refuses NUL). */
+function checkText(what: string, text: string): string {
+  if (text.length > MAX_EVENT_TEXT) throw new MalformedWebhookError(`${what} is longer than ${MAX_EVENT_TEXT} characters`);
+  if (/[\u0000-\u001f\u007f]/.test(text)) throw new MalformedWebhookError(`${what} holds a control character`);
+  return text;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -122,36 +122,53 @@ function verified(secrets: string[]): DirsyncEvent[] {
 }
 
 describe('/admin in a real browser', () => {
-  it('lets an admin sign in, find the failing integration, read a change log and approve a held run', async () => {
+  it("lets an admin sign in, see each integration's health, find the held plan first and approve it after a confirmation", async () => {
     const page = await signIn();
 
-    const rows = page.locator('tbody tr');
+    const rows = page.locator('#integrations tbody tr');
     await expect.poll(() => rows.count()).toBe(2);
     const umbrella = rows.filter({ hasText: 'umbrella' });
+    expect(await umbrella.locator('.health').textContent()).toBe('invalid credentials');
     expect(await umbrella.locator('.status').textContent()).toBe('failed');
     expect(await umbrella.locator('.error').textContent()).toMatch(/HTTP 401 E0000011.*Okta rejected the API token/);
     const initech = rows.filter({ hasText: 'initech' });
-    expect(await initech.locator('.status').textContent()).toBe('held');
+    expect(await initech.locator('.health').textContent()).toBe('held: awaiting approval');
+    expect(await initech.locator('td.num').first().textContent()).toBe('10');
+
+    // Front and centre: the held plan, above the integrations, with the removals that wait.
+    const waiting = page.getByRole('region', { name: 'Waiting for approval' });
+    expect(await waiting.locator('h2').first().textContent()).toBe('1 plan waits for approval');
+    expect(await waiting.locator('tbody tr', { hasText: 'user.deprovisioned' }).count()).toBe(8);
+    const top = await waiting.boundingBox();
+    const table = await page.locator('#integrations').boundingBox();
+    expect(top!.y).toBeLessThan(table!.y);
     await page.screenshot({ path: `${ARTIFACTS}/admin-integrations.png`, fullPage: true });
 
-    await initech.locator('.status').click();
+    // Approve asks first; cancelling changes nothing.
+    await waiting.getByRole('button', { name: 'Approve' }).click();
+    expect(await page.locator('.banner').textContent()).toMatch(/Apply the 8 held operations of this run\?/);
+    expect(await page.locator('main').textContent()).toMatch(/8 removals wait for approval/);
+    await page.screenshot({ path: `${ARTIFACTS}/admin-approve-confirm.png`, fullPage: true });
+    await page.getByRole('link', { name: 'Cancel' }).click();
     await page.waitForURL(`${base}/admin/runs/${heldRunId}`);
-    expect(await page.locator('.banner').textContent()).toMatch(/8 removals wait for approval/);
-    const held = page.locator('tbody tr', { hasText: 'user.deprovisioned' });
+    expect(await page.locator('#run-status').textContent()).toBe('held');
+    const held = page.locator('#changes tbody tr', { hasText: 'user.deprovisioned' });
     expect(await held.count()).toBe(8);
     expect(await held.first().locator('td').nth(2).textContent()).toBe('held');
 
     await page.getByRole('button', { name: 'Approve' }).click();
+    await page.getByRole('button', { name: 'Yes, approve' }).click();
     await page.waitForURL(/\/admin\/runs\/[0-9a-f-]{36}$/);
     expect(page.url()).not.toContain(heldRunId);
-    await expect
-      .poll(async () => {
-        await page.reload();
-        return page.locator('.status').first().textContent();
-      }, { timeout: 15_000 })
-      .toBe('succeeded');
-    expect(await page.locator('main').textContent()).toMatch(/8 users deprovisioned/);
+    // No reload: the page follows the run and shows the outcome when it ends.
+    await expect.poll(() => page.locator('#run-status').textContent(), { timeout: 20_000 }).toBe('succeeded');
+    await expect.poll(() => page.locator('main').textContent(), { timeout: 5_000 }).toMatch(/8 users deprovisioned/);
     await page.screenshot({ path: `${ARTIFACTS}/admin-approved-run.png`, fullPage: true });
+
+    await page.goto(`${base}/admin/held`);
+    expect(await page.locator('main').textContent()).toContain('Nothing waits for approval.');
+    await page.goto(`${base}/admin`);
+    expect(await page.locator('#integrations tbody tr', { hasText: 'initech' }).locator('.health').textContent()).toBe('healthy');
 
     await page.goto(`${base}/admin/queues`);
     await expect.poll(() => page.locator('body').textContent(), { timeout: 10_000 }).toMatch(/test-[0-9a-f]{8}/);
@@ -189,7 +206,8 @@ describe('/admin in a real browser', () => {
     // A new person in the IdP, a sync from the console: the worker delivers the event.
     oktaApp.users.add(okta.addUser(`newcomer@${domain}`).id);
     await page.getByRole('link', { name: 'Integrations' }).click();
-    await page.locator('tbody tr', { hasText: 'initech' }).getByRole('button', { name: 'Sync now' }).click();
+    await page.locator('#integrations tbody tr', { hasText: 'initech' }).getByRole('button', { name: 'Sync now' }).click();
+    await page.getByRole('button', { name: 'Sync now' }).click();
     await page.waitForURL(/\/admin\/runs\//);
     await page.goto(`${base}/admin/endpoints`);
     await page.locator('tbody tr', { hasText: receiverUrl }).getByRole('link').click();
@@ -239,4 +257,34 @@ describe('/admin in a real browser', () => {
     expect(await page.getByRole('status').textContent()).toBe('The endpoint was deleted, with its delivery history.');
     expect(await page.locator('tbody tr', { hasText: receiverUrl }).count()).toBe(0);
   }, 60_000);
+
+  it("shows a running run's progress without a reload, and the runs chart with its axes and legend", async () => {
+    const page = await signIn();
+    // A slow IdP with one record a page: the read takes seconds, and the heartbeat reports it.
+    for (let i = 0; i < 12; i++) oktaApp.users.add(okta.addUser(`slow${i}@${domain}`).id);
+    okta.maxPageSize = 1;
+    okta.responseDelayMs = 250;
+    try {
+      await page.locator('#integrations tbody tr', { hasText: 'initech' }).getByRole('button', { name: 'Sync now' }).click();
+      expect(await page.locator('.banner').textContent()).toMatch(/Sync initech .* now\?/);
+      await page.getByRole('button', { name: 'Sync now' }).click();
+      await page.waitForURL(/\/admin\/runs\//);
+      const text = page.locator('#progress-text');
+      await expect.poll(() => text.textContent(), { timeout: 15_000 }).toMatch(/Reading the IdP: \d+ records in \d+ requests/);
+      const first = Number((await text.textContent())!.match(/in (\d+) requests/)![1]);
+      await expect.poll(async () => Number((await text.textContent())!.match(/in (\d+) requests/)?.[1] ?? 0), { timeout: 15_000 }).toBeGreaterThan(first);
+      await page.screenshot({ path: `${ARTIFACTS}/admin-run-progress.png`, fullPage: true });
+    } finally {
+      okta.responseDelayMs = 0;
+      okta.maxPageSize = undefined;
+    }
+    await expect.poll(() => page.locator('#run-status').textContent(), { timeout: 30_000 }).toBe('succeeded');
+    expect(await page.locator('#changes').textContent()).toMatch(/slow0@/);
+
+    await page.getByRole('link', { name: /initech/ }).click();
+    await page.waitForURL(/\/admin\/integrations\//);
+    // Chart.js drew on the canvas (served from node_modules; the CSP forbids anything else).
+    await expect.poll(() => page.evaluate(() => (globalThis as unknown as { Chart?: { getChart(id: string): unknown } }).Chart?.getChart('runs-chart') !== undefined)).toBe(true);
+    await page.screenshot({ path: `${ARTIFACTS}/admin-integration-runs-chart.png`, fullPage: true });
+  }, 90_000);
 });

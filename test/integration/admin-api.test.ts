@@ -174,6 +174,11 @@ describe('admin API', () => {
       [{ method: 'POST', url: '/api/v1/integrations', payload: { tenant: slug, provider: 'okta', baseUrl: 'https://x', oktaClientId: '0oa1', oktaPrivateKey: 'nope' } }, 400, /is not a private key/],
       [{ method: 'PATCH', url: `/api/v1/integrations/${integrationId}`, payload: { every: 'often' } }, 400, /is not a duration/],
       [{ method: 'PATCH', url: `/api/v1/integrations/${integrationId}`, payload: { threshold: 150 } }, 400, /threshold/],
+      [{ method: 'PATCH', url: `/api/v1/integrations/${integrationId}`, payload: { threshold: 1e-300 } }, 400, /^threshold must be a percentage from 0\.01 to 100/],
+      [{ method: 'PATCH', url: `/api/v1/integrations/${integrationId}`, payload: { cron: '* * * * * *' } }, 400, /^cron "\* \* \* \* \* \*" must have exactly five fields/],
+      [{ method: 'PATCH', url: `/api/v1/integrations/${integrationId}`, payload: { every: '106751991167d' } }, 400, /too long: the maximum is 365d/],
+      [{ method: 'POST', url: '/api/v1/tenants', payload: { slug: uniqueSlug('nul'), name: 'a\u0000b' } }, 400, /^name holds a control character/],
+      [{ method: 'POST', url: '/api/v1/tenants', payload: { slug } }, 409, /already exists/],
       [{ method: 'PATCH', url: `/api/v1/integrations/${integrationId}`, payload: { colour: 'red' } }, 400, /additional properties|colour/],
       [{ method: 'GET', url: '/api/v1/integrations/00000000-0000-4000-8000-000000000000' }, 404, /does not exist/],
       [{ method: 'GET', url: '/api/v1/runs/not-a-run' }, 404, /does not exist/],
@@ -185,6 +190,45 @@ describe('admin API', () => {
       expect(res.statusCode, `${req.method} ${req.url}`).toBe(status);
       expect(res.json().error.message, `${req.method} ${req.url}`).toMatch(message);
     }
+  });
+
+  it("shows an account's person with their accounts across tenants, groups, lock and history (GET /accounts/:id)", async () => {
+    const a = await newIntegration();
+    const b = await newIntegration();
+    await syncNow(a.integrationId);
+    await syncNow(b.integrationId);
+    const users = (await call({ method: 'GET', url: `/api/v1/tenants/${a.slug}/users` })).json().items as { id: string; userName: string }[];
+    const shown = await call({ method: 'GET', url: `/api/v1/accounts/${users[0]!.id}` });
+    expect(shown.statusCode, shown.body).toBe(200);
+    const view = shown.json() as { person: { userName: string }; accounts: { id: string; tenant: string; locked: boolean; history: { type: string }[] }[] };
+    expect(view.person.userName.toLowerCase()).toBe(users[0]!.userName.toLowerCase());
+    // The same person in both tenants (one per userName), the asked-for account first.
+    expect(view.accounts.map((x) => x.tenant)).toEqual([a.slug, b.slug].sort((x, y) => (x === a.slug ? -1 : y === a.slug ? 1 : 0)));
+    expect(view.accounts[0]!.id).toBe(users[0]!.id);
+    expect(view.accounts[0]!.history.map((e) => e.type)).toContain('user.created');
+    expect(view.accounts[0]!.locked).toBe(false);
+    expect((await call({ method: 'GET', url: '/api/v1/accounts/00000000-0000-4000-8000-000000000000' })).statusCode).toBe(404);
+    expect((await call({ method: 'GET', url: '/api/v1/accounts/nope' })).statusCode).toBe(404);
+  });
+
+  it("pages a group's members and finds one (GET /groups/:id/members)", async () => {
+    const grp = okta.addApp('0oaGrp');
+    const group = okta.addGroup('Engineers');
+    const members = ['zoe', 'adam', 'mia'].map((n) => okta.addUser(`${n}@${uniqueSlug()}.test`));
+    for (const m of members) okta.addMember(group.id, m.id);
+    grp.groups.add(group.id);
+    grp.users.add(okta.addUser(`outsider@${uniqueSlug()}.test`).id);
+    const slug = await newTenant();
+    const created = await call({ method: 'POST', url: '/api/v1/integrations', payload: { tenant: slug, provider: 'okta', baseUrl: okta.url, token: okta.token, oktaAppId: '0oaGrp' } });
+    await syncNow(created.json().id);
+    const groups = (await call({ method: 'GET', url: `/api/v1/tenants/${slug}/groups` })).json().items as { id: string; name: string }[];
+    const id = groups.find((g) => g.name === 'Engineers')!.id;
+    const page = await call({ method: 'GET', url: `/api/v1/groups/${id}/members?limit=2` });
+    expect(page.json().items.map((u: { userName: string }) => u.userName.split('@')[0])).toEqual(['adam', 'mia']);
+    expect(page.json().next).toBe(2);
+    expect((await call({ method: 'GET', url: `/api/v1/groups/${id}/members?q=ZOE` })).json().items).toHaveLength(1);
+    expect((await call({ method: 'GET', url: `/api/v1/groups/${id}/members?q=outsider` })).json().items).toEqual([]);
+    expect((await call({ method: 'GET', url: '/api/v1/groups/00000000-0000-4000-8000-000000000000/members' })).statusCode).toBe(404);
   });
 
   it("pages an endpoint's deliveries with limit and offset, newest first", async () => {
@@ -220,6 +264,16 @@ describe('admin API', () => {
 
     const users = await call({ method: 'GET', url: `/api/v1/tenants/${slug}/users` });
     expect(users.json().items).toHaveLength(3);
+    // Paged and searched in Postgres, in userName order.
+    const names = (users.json().items as { userName: string }[]).map((u) => u.userName);
+    const first = await call({ method: 'GET', url: `/api/v1/tenants/${slug}/users?limit=2` });
+    expect(first.json()).toMatchObject({ next: 2 });
+    expect(first.json().items.map((u: { userName: string }) => u.userName)).toEqual(names.slice(0, 2));
+    expect((await call({ method: 'GET', url: `/api/v1/tenants/${slug}/users?limit=2&offset=2` })).json()).toMatchObject({ items: [{ userName: names[2] }], next: null });
+    const found = await call({ method: 'GET', url: `/api/v1/tenants/${slug}/users?q=${encodeURIComponent(names[1]!.slice(0, 4).toUpperCase())}` });
+    expect(found.json().items.map((u: { userName: string }) => u.userName)).toContain(names[1]);
+    // Wildcards are text to look for, not patterns.
+    expect((await call({ method: 'GET', url: `/api/v1/tenants/${slug}/users?q=%25` })).json()).toEqual({ items: [], next: null });
     expect((await call({ method: 'GET', url: `/api/v1/tenants/${slug}/groups` })).json()).toEqual({ items: [], next: null });
     expect((await call({ method: 'GET', url: '/api/v1/tenants/nope/users' })).statusCode).toBe(404);
   });
@@ -339,7 +393,7 @@ describe('/admin pages', () => {
     await runs.finish(run.id, { status: 'succeeded', counts: zeroCounts(), stats: {}, warnings: [warning] });
     const page = await call({ method: 'GET', url: `/admin/runs/${run.id}` });
     expect(page.body).toContain('1 IdP record skipped:');
-    expect(page.body).toContain('&#60;b&#62;ann@x.test&#60;/b&#62;');
+    expect(page.body).toContain('&lt;b&gt;ann@x.test&lt;/b&gt;');
     expect(page.body).not.toContain('<b>ann@x.test</b>');
     expect((await call({ method: 'GET', url: `/api/v1/runs/${run.id}` })).json()).toMatchObject({ warnings: [warning] });
     const after = (await app.inject({ method: 'GET', url: '/metrics' })).body;
@@ -355,6 +409,6 @@ describe('/admin pages', () => {
     await runs.recordChanges(run.id, [{ kind: 'user.created', externalId: '00u1', subject: '<img src=x onerror=alert(1)>', detail: null }], 'planned');
     const page = await call({ method: 'GET', url: `/admin/runs/${run.id}` });
     expect(page.body).not.toContain('<img src=x');
-    expect(page.body).toContain('&#60;img src=x onerror=alert(1)&#62;');
+    expect(page.body).toContain('&lt;img src=x onerror=alert(1)&gt;');
   });
 });

@@ -154,9 +154,9 @@ describe('/admin/endpoints', () => {
   it("shows the service's refusals on the form, keeping what was typed, and creates nothing", async () => {
     const before = (await service().list()).length;
     const cases: Array<[Record<string, string | string[]>, RegExp]> = [
-      [{ url: 'not a url' }, /must be an absolute http\(s\) URL, not &#34;not a url&#34;/],
+      [{ url: 'not a url' }, /must be an absolute http\(s\) URL, not &quot;not a url&quot;/],
       [{ url: 'ftp://files.example.com/x' }, /must be an http\(s\) URL, not ftp:/],
-      [{ url: 'https://hooks.example.com/x', tenant: 'no-such-tenant' }, /tenant &#34;no-such-tenant&#34; does not exist/],
+      [{ url: 'https://hooks.example.com/x', tenant: 'no-such-tenant' }, /tenant &quot;no-such-tenant&quot; does not exist/],
       [{ url: 'https://hooks.example.com/x', types: ['user.created', 'user.exploded'] }, /user.exploded is not an event type/],
     ];
     for (const [form, message] of cases) {
@@ -188,15 +188,15 @@ describe('/admin/endpoints', () => {
     expect(stored).toContain("'onmouseover='");
     for (const page of [(await get('/admin/endpoints')).body, (await get(`/admin/endpoints/${id}`)).body]) {
       expect(page).not.toContain("'onmouseover='");
-      expect(page).toContain('a&#39;onmouseover=&#39;alert(1)&#39;&#38;amp;%3Cscript%3E');
+      expect(page).toContain('a&#39;onmouseover=&#39;alert(1)&#39;&amp;amp;%3Cscript%3E');
     }
 
     // What the service echoes from the form, and the form's own values.
     const echoed = await post('/admin/endpoints', { url: '"><img src=x onerror=alert(1)>', tenant: '<b>t</b>' });
     expect(echoed.statusCode).toBe(400);
     expect(echoed.body).not.toContain('<img src=x');
-    expect(echoed.body).toContain('&#60;img src=x onerror=alert(1)&#62;');
-    expect(echoed.body).toContain('value="&#60;b&#62;t&#60;/b&#62;"');
+    expect(echoed.body).toContain('&lt;img src=x onerror=alert(1)&gt;');
+    expect(echoed.body).toContain('value="&lt;b&gt;t&lt;/b&gt;"');
 
     // A receiver's answer, kept as an excerpt.
     const r = await receiver({ status: 500, body: '<img src=x onerror=alert(2)>' });
@@ -205,7 +205,7 @@ describe('/admin/endpoints', () => {
     expect((await deliver(ep.id)).kind).toBe('retry');
     const detail = await get(`/admin/endpoints/${ep.id}`);
     expect(detail.body).not.toContain('<img src=x onerror=alert(2)>');
-    expect(detail.body).toContain('&#60;img src=x onerror=alert(2)&#62;');
+    expect(detail.body).toContain('&lt;img src=x onerror=alert(2)&gt;');
   });
 
   it("shows a real event's delivery, signed with the secret the page showed; and a failing one's retries", async () => {
@@ -312,7 +312,7 @@ describe('/admin/endpoints', () => {
 
     const bad = await post(`/admin/endpoints/${ep.id}/replay`, { after: 'yesterday', confirm: 'yes' });
     expect(bad.statusCode).toBe(400);
-    expect(/<p class="error" role="alert">(.*?)<\/p>/.exec(bad.body)?.[1]).toBe('&#34;yesterday&#34; is not an event cursor: pass the &#34;cursor&#34; of an event or the &#34;next&#34; of a page');
+    expect(/<p class="error" role="alert">(.*?)<\/p>/.exec(bad.body)?.[1]).toBe('&quot;yesterday&quot; is not an event cursor: pass the &quot;cursor&quot; of an event or the &quot;next&quot; of a page');
     expect((await service().show(ep.id)).cursor).toBe(end);
   });
 

@@ -11,12 +11,12 @@ import { FakeOkta } from '../support/fake-okta.js';
 import { createOktaIntegration } from '../support/fixtures.js';
 
 /**
- * Upgrading to counters kept in Postgres (2026-11-30T0500-metric-counters) starts them from
+ * Upgrading to counters kept in Postgres (2026-11-30T0600-metric-counters) starts them from
  * what the database records, so a scrape after the upgrade shows no counter reset; and the
  * migration goes down and up again.
  */
 
-const BEFORE = '2026-11-30T0400-events-outlive-runs';
+const BEFORE = '2026-11-30T0500-subject-history';
 
 let db: Db;
 let drop: () => Promise<void>;
@@ -45,7 +45,7 @@ const totals = async () =>
     }),
   );
 
-describe('migration 2026-11-30T0500-metric-counters', () => {
+describe('migration 2026-11-30T0600-metric-counters', () => {
   it('starts the counters from recorded runs and deliveries, then counts on', async () => {
     expect((await migrator.migrateTo(BEFORE)).error).toBeUndefined();
     const t = await createOktaIntegration(db, config, okta);

@@ -171,6 +171,9 @@ describe('webhook receiver', () => {
       [post(deactivated(), 'wrong'), 401, /wrong webhook secret/],
       [post(deactivated(), ''), 401, /missing or wrong/],
       [post({ hello: 'world' }), 400, /not an Okta event hook delivery/],
+      // Said once is enough: a 503 would have Okta deliver it again and again.
+      [post(oktaDelivery([{ eventType: 'user.lifecycle.deactivate', uuid: 'x'.repeat(20_000) }])), 400, /uuid is longer than 200 characters/],
+      [post(oktaDelivery([{ eventType: 'user.lifecycle.deactivate', uuid: 'a\u0000b' }])), 400, /uuid holds a control character/],
       [
         app.inject({ method: 'POST', url: `/webhooks/${t.integrationId}`, headers: { authorization: secret, 'content-type': 'application/json' }, payload: '{"eventType": ' }),
         400,

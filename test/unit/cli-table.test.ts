@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { fitWidths, table } from '../../src/cli/output.js';
+
+describe('the CLI table', () => {
+  it('fits a terminal: no line wider than it, the widest column wrapping first', () => {
+    const detail = JSON.stringify({ changes: { email: { previous: 'a@x.test', new: 'b@x.test' } }, changed: ['email', 'attributes'] });
+    const text = table(['change', 'subject', 'state', 'detail'], [['user.updated', 'ann@x.test', 'applied', detail]], 60);
+    for (const line of text.split('\n')) expect([...line].length).toBeLessThanOrEqual(60);
+    expect(text).toContain('user.updated');
+    expect(text.replace(/[│\s]/g, '')).toContain(detail.replace(/\s/g, ''));
+  });
+
+  it('does not wrap when piped (no width), and says (none) for no rows', () => {
+    const long = 'x'.repeat(300);
+    expect(table(['a'], [[long]], undefined).split('\n').some((l) => l.includes(long))).toBe(true);
+    expect(table(['a'], [], 80)).toBe('(none)');
+  });
+
+  it('never narrows a column below 8', () => {
+    expect(fitWidths([50, 50, 50], 10)).toEqual([8, 8, 8]);
+    expect(fitWidths([10, 40], 40)).toEqual([10, 30]);
+  });
+});
