@@ -1,7 +1,7 @@
-import { DelayedError, type Job } from 'bullmq';
+import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import { type ReconcileDeps, reconcile } from '../src/runs/reconcile.js';
 import type { JobPayloads } from '../src/queue/jobs.js';
-import { runDuration } from '../src/runs/run-metrics.js';
+import { observeRunDuration } from '../src/runs/run-metrics.js';
 
 /**
  * How long a run waits, at most, when another run of its integration is in progress. It
@@ -12,8 +12,14 @@ export const BUSY_RETRY_MS = 2_000;
 export const BUSY_RETRY_MIN_MS = 100;
 
 /**
- * Handles `reconcile`: runs the recorded run. When the integration already has a run in
- * progress, the job steps aside (moved to delayed) rather than running concurrently.
+ * Handles `reconcile`: runs the recorded run, and the job ends as the run did, so that the
+ * queue's board tells the truth. A run that failed for good (the IdP, its data, credentials;
+ * recorded with its reason) fails its job with UnrecoverableError: failed, with that reason,
+ * and not retried, since the next run is the retry. A run held for approval completes its job
+ * with `held: <why>`. Only an abandoned attempt (Postgres away; reconcile() throws) fails the
+ * attempt for BullMQ to retry with backoff (src/queue/queue.ts enqueueRun). When the
+ * integration already has a run in progress, the job steps aside (moved to delayed) rather
+ * than running concurrently.
  */
 export async function handleReconcile(deps: ReconcileDeps, job: Job<JobPayloads['reconcile']>, token?: string): Promise<string> {
   const outcome = await reconcile(deps, job.data.runId);
@@ -22,10 +28,10 @@ export async function handleReconcile(deps: ReconcileDeps, job: Job<JobPayloads[
     await job.moveToDelayed(Date.now() + Math.min(BUSY_RETRY_MS, Math.max(BUSY_RETRY_MIN_MS, waited / 4)), token);
     throw new DelayedError();
   }
-  if (outcome.kind === 'finished') {
-    const { startedAt, finishedAt, status } = outcome.run;
-    if (startedAt && finishedAt) runDuration.observe({ status }, (Date.parse(finishedAt) - Date.parse(startedAt)) / 1000);
-    return status;
-  }
-  return `skipped: ${outcome.reason}`;
+  if (outcome.kind === 'skipped') return `skipped: ${outcome.reason}`;
+  const { startedAt, finishedAt, status, error, heldReason } = outcome.run;
+  if (startedAt && finishedAt) observeRunDuration(status, (Date.parse(finishedAt) - Date.parse(startedAt)) / 1000);
+  if (status === 'failed') throw new UnrecoverableError(`run failed: ${error ?? 'no reason recorded'}`);
+  if (status === 'held') return `held: ${heldReason ?? 'removals wait for approval'}`;
+  return status;
 }

@@ -12,6 +12,7 @@ import * as events from './2026-11-30T0200-events.js';
 import * as endpoints from './2026-11-30T0300-endpoints.js';
 import * as eventsOutliveRuns from './2026-11-30T0400-events-outlive-runs.js';
 import * as subjectHistory from './2026-11-30T0500-subject-history.js';
+import * as metricCounters from './2026-11-30T0600-metric-counters.js';
 import * as webhookRejections from './2026-11-30T0700-webhook-rejections.js';
 
 /**
@@ -32,5 +33,6 @@ export const migrations: Record<string, Migration> = {
   '2026-11-30T0300-endpoints': endpoints,
   '2026-11-30T0400-events-outlive-runs': eventsOutliveRuns,
   '2026-11-30T0500-subject-history': subjectHistory,
+  '2026-11-30T0600-metric-counters': metricCounters,
   '2026-11-30T0700-webhook-rejections': webhookRejections,
 };

@@ -8,6 +8,7 @@ import { createLogger } from '../log.js';
 import { createQueue } from '../queue/queue.js';
 import { createRedis } from '../queue/redis.js';
 import { startWorker } from '../queue/worker.js';
+import { runDuration } from '../runs/run-metrics.js';
 
 /**
  * Long-running mode: runs until SIGTERM/SIGINT, then finishes active runs and exits. `start`
@@ -33,7 +34,11 @@ async function serveWithWorkerThread(): Promise<void> {
   const thread = new Worker(new URL('./worker-thread.js', import.meta.url));
   const exited = new Promise<number>((resolve) => thread.once('exit', resolve));
   await new Promise<void>((resolve, reject) => {
-    thread.once('message', (message: WorkerThreadMessage) => (message.kind === 'ready' ? resolve() : reject(reviveError(message.error))));
+    thread.on('message', (message: WorkerThreadMessage) => {
+      if (message.kind === 'ready') resolve();
+      else if (message.kind === 'failed') reject(reviveError(message.error));
+      else runDuration.observe({ status: message.status }, message.seconds);
+    });
     thread.once('error', reject);
     void exited.then((code) => reject(new Error(`the worker stopped while starting (exit code ${code})`)));
   });
@@ -49,7 +54,10 @@ async function serveWithWorkerThread(): Promise<void> {
 }
 
 /** What the worker thread tells the main thread. */
-export type WorkerThreadMessage = { readonly kind: 'ready' } | { readonly kind: 'failed'; readonly error: SerializedError };
+export type WorkerThreadMessage =
+  | { readonly kind: 'ready' }
+  | { readonly kind: 'failed'; readonly error: SerializedError }
+  | { readonly kind: 'run-duration'; readonly status: string; readonly seconds: number };
 
 type SerializedError = { name: string; message: string } & Record<string, unknown>;
 

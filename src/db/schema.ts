@@ -196,6 +196,15 @@ export interface WebhookDeliveriesTable {
   detail: string | null;
 }
 
+/** A Prometheus counter's share (one of a few shards) of one label set; written by triggers only. */
+export interface MetricCountersTable {
+  name: string;
+  labels: Record<string, string>;
+  shard: number;
+  // bigint comes back from pg as a string.
+  value: ColumnType<string, never, never>;
+}
+
 export interface WebhookEventsTable {
   integration_id: string;
   event_id: string;
@@ -305,6 +314,7 @@ export interface Database {
   run_changes: RunChangesTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_events: WebhookEventsTable;
+  metric_counters: MetricCountersTable;
   scim_users: ScimUsersTable;
   scim_groups: ScimGroupsTable;
   scim_group_members: ScimGroupMembersTable;

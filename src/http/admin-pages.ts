@@ -144,7 +144,8 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
     });
 
     const board = new FastifyAdapter();
-    createBullBoard({ queues: [new BullMQAdapter(deps.queue)], serverAdapter: board, options: { uiConfig: { boardTitle: 'dirsync queue' } } });
+    // Read-only: schedules and runs are owned by Postgres (bull-board's readOnlyMode is per queue).
+    createBullBoard({ queues: [new BullMQAdapter(deps.queue, { readOnlyMode: true })], serverAdapter: board, options: { uiConfig: { boardTitle: 'dirsync queue' } } });
     board.setBasePath('/admin/queues');
     await admin.register(board.registerPlugin(), { prefix: '/admin/queues' });
   });

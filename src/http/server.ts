@@ -13,7 +13,7 @@ import { ConflictError, NotFoundError, UserError } from '../errors.js';
 import { VerificationError } from '../integrations/connection-check.js';
 import { registerAdminApi } from './admin-api.routes.js';
 import { registerAdminPages } from './admin-pages.js';
-import { createMetrics } from './metrics.js';
+import { registerMetrics } from './metrics.js';
 import { apiWording } from './api-wording.js';
 import { isDataError, refusedValue } from '../db/database.js';
 
@@ -89,11 +89,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   registerAdminApi(app, deps);
   registerAdminPages(app, deps);
 
-  const metrics = createMetrics(deps);
-  app.get('/metrics', async (_request, response) => {
-    response.header('content-type', metrics.contentType);
-    return metrics.metrics();
-  });
+  registerMetrics(app, deps);
 
   app.get('/healthz', async (_request, reply) => {
     const [postgres, redis] = await Promise.all([

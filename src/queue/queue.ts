@@ -11,7 +11,8 @@ export function createQueue(name: string, connection: Redis): DirsyncQueue {
     connection,
     defaultJobOptions: {
       removeOnComplete: { age: 7 * 86_400, count: 10_000 },
-      removeOnFail: { age: 30 * 86_400 },
+      // Failed runs' jobs are kept as their record on the board, within bounds like completed ones.
+      removeOnFail: { age: 30 * 86_400, count: 10_000 },
     },
   });
 }

@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import type { DirsyncQueue } from '../queue/queue.js';
 import { QueueUnavailableError, queueRun } from '../runs/trigger.js';
 import { withTimeout } from '../queue/timeout.js';
+import { countDelivery } from './delivery-counts.js';
 import { MalformedWebhookError, type WebhookSignal, readAuthentikNotification, readOktaDelivery } from './events.js';
 
 export interface WebhookDeps {
@@ -103,18 +104,24 @@ export async function receiveWebhook(
     return refuse(reply(401, { error: 'missing or wrong webhook secret in the Authorization header' }));
   }
   if (!target.enabled) return refuse(reply(403, { error: 'the integration is disabled' }));
-  if (joinedRunId) return reply(200, { outcome: 'triggered', runId: joinedRunId });
+  if (joinedRunId) {
+    countDelivery(meta.provider, 'triggered');
+    return reply(200, { outcome: 'triggered', runId: joinedRunId });
+  }
   if (signal.eventIds.length > 0 && fresh.length === 0) {
     await webhooks.recordDelivery({ ...record, outcome: 'duplicate', runId: null });
+    countDelivery(meta.provider, 'duplicate');
     return reply(200, { outcome: 'duplicate' });
   }
   if (!signal.relevant) {
     await webhooks.recordDelivery({ ...record, outcome: 'ignored', runId: null });
+    countDelivery(meta.provider, 'ignored');
     return reply(200, { outcome: 'ignored' });
   }
   try {
     const { run } = await queueRun(deps, integrationId, 'webhook', { enqueueTimeoutMs: ENQUEUE_TIMEOUT_MS });
     await webhooks.recordDelivery({ ...record, outcome: 'triggered', runId: run.id });
+    countDelivery(meta.provider, 'triggered');
     return reply(200, { outcome: 'triggered', runId: run.id });
   } catch (error) {
     if (!(error instanceof QueueUnavailableError || isRedisError(error))) throw error;

@@ -306,7 +306,7 @@ describe('admin API', () => {
 
   it('/metrics exposes runs, changes, IdP requests, webhook deliveries and queue depth in Prometheus format', async () => {
     // Totals cover the whole database: what this test's own run adds is what it checks.
-    const runsSeries = 'dirsync_runs_total{status="succeeded",trigger="manual",dry_run="false"}';
+    const runsSeries = 'dirsync_runs_finished_total{status="succeeded",trigger="manual",dry_run="false"}';
     const createdSeries = 'dirsync_changes_applied_total{kind="usersCreated"}';
     const before = (await app.inject({ method: 'GET', url: '/metrics' })).body;
     const { integrationId } = await newIntegration();

@@ -65,6 +65,12 @@ export class CliHarness {
     this.server = await new DirsyncProcess(this, 'start').start();
   }
 
+  /** Stops `dirsync start` (SIGTERM) and starts it again, as a deploy would. */
+  async restart(): Promise<void> {
+    await this.server?.stop();
+    await this.start();
+  }
+
   /** What `dirsync start` logged. */
   get serverLog(): string {
     return this.server?.log ?? '';
