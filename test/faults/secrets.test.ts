@@ -318,7 +318,7 @@ describe('secrets never leak', () => {
     ]);
   }, 180_000);
 
-  it('takes webhook deliveries with the right secret and refuses wrong ones without recording them', async () => {
+  it('takes webhook deliveries with the right secret and refuses wrong ones, recording only why', async () => {
     const firstOktaSecret = secrets.get('Okta webhook secret')!;
     const rotated = await issuing('rotated Okta webhook secret', ['integration', 'rotate-webhook-secret', oktaId, '--grace', '0', '--json'], (stdout) => (JSON.parse(stdout) as { webhookSecret: string }).webhookSecret);
     const akSecret = secrets.get('authentik webhook secret')!;
@@ -348,8 +348,12 @@ describe('secrets never leak', () => {
     expect((await post(akId, `Bearer ${WRONG_WEBHOOK_SECRET}`, akEvent)).status).toBe(401);
     await dirsync(['integration', 'enable', akId, '--json']);
 
-    const deliveries = await json<{ outcome: string }[]>(['webhooks', oktaId]);
-    expect(deliveries.map((d) => d.outcome)).toEqual(['triggered']);
+    const deliveries = await json<{ outcome: string; detail: string | null; eventIds: string[] }[]>(['webhooks', oktaId]);
+    expect(deliveries.filter((d) => d.outcome !== 'rejected').map((d) => d.outcome)).toEqual(['triggered']);
+    // Refusals are listed with why (the status and reason), never with what was presented.
+    const refusals = deliveries.filter((d) => d.outcome === 'rejected');
+    expect(refusals.length).toBeGreaterThanOrEqual(5);
+    expect(refusals.every((d) => /^HTTP 40[013]: /.test(d.detail ?? '') && d.eventIds.length === 0)).toBe(true);
     await Promise.all([dirsync(['webhooks', akId]), dirsync(['webhooks', oktaId])]);
     await issuing('rotated authentik webhook secret', ['integration', 'rotate-webhook-secret', akId], (stdout) => /: (\S+)$/.exec(stdout.trim())![1]!);
 
