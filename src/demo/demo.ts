@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { type Config, loadConfig } from '../config.js';
 import { type Db, createDb, ensureDatabase, migrateToLatest } from '../db/database.js';
 import { RunRepository, type RunSummary } from '../db/run.repository.js';
@@ -42,9 +43,9 @@ interface DemoSetup {
  * changes every `tickMs` and tells dirsync through Okta event hooks. Runs until `stop`
  * resolves (Ctrl-C in the CLI), then stops the changes, the server, the worker and the IdP.
  *
- * What it needs and does not find it makes up for this process only, and says so: an
- * encryption key, an admin token (to sign in to the console), and DIRSYNC_ALLOW_HTTP (the demo
- * IdP speaks plain http on 127.0.0.1).
+ * What it needs and does not find it makes up, and says so: an encryption key (saved to .env,
+ * so later sessions read what this one stored), and for this process only an admin token (to
+ * sign in to the console) and DIRSYNC_ALLOW_HTTP (the demo IdP speaks plain http on 127.0.0.1).
  */
 export async function runDemo(options: DemoOptions, stop: Promise<string>): Promise<void> {
   const { say } = options;
@@ -84,14 +85,18 @@ export async function runDemo(options: DemoOptions, stop: Promise<string>): Prom
 
 /**
  * Sets, in `env`, what the demo needs and the configuration does not give (the .env file
- * included), for this process only. Returns a line for each, to tell the user.
+ * included): the encryption key is also appended to `envFile`, the rest is for this process
+ * only. Returns a line for each, to tell the user.
  */
-export function fillDemoEnvironment(env: NodeJS.ProcessEnv): string[] {
-  const config = loadConfig(env);
+export function fillDemoEnvironment(env: NodeJS.ProcessEnv, envFile = '.env'): string[] {
+  const config = loadConfig(env, envFile);
   const notes: string[] = [];
   if (!config.encryptionKey) {
+    // Kept in .env: what this session seals (an endpoint's secret, say) stays readable by the
+    // next demo and by `dirsync start`, which read the same file.
     env.DIRSYNC_ENCRYPTION_KEY = randomBytes(32).toString('base64');
-    notes.push('no DIRSYNC_ENCRYPTION_KEY set: using a key made up for this demo session (the demo integration is given its credentials again next time)');
+    appendFileSync(envFile, `${existsSync(envFile) && !readFileSync(envFile, 'utf8').endsWith('\n') ? '\n' : ''}DIRSYNC_ENCRYPTION_KEY=${env.DIRSYNC_ENCRYPTION_KEY}\n`, { mode: 0o600 });
+    notes.push(`no DIRSYNC_ENCRYPTION_KEY set: made one for stored credentials and saved it to ${envFile} (keep it; dirsync start reads it too)`);
   }
   if (!config.adminToken) {
     env.DIRSYNC_ADMIN_TOKEN = randomBytes(18).toString('base64url');

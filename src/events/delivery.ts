@@ -8,6 +8,8 @@ import type { Logger } from '../log.js';
 import { EndpointService } from './endpoint.service.js';
 import { type Cursor, type DirsyncEvent, compareCursors, parseCursor } from './event.js';
 import { outboundRefusal } from '../outbound.js';
+import { ConfigError } from '../config.js';
+import { DecryptionError } from '../crypto.js';
 
 /** How long an endpoint may fail before it is disabled (SPEC: retried for up to 3 days). */
 export const GIVE_UP_AFTER_MS = 3 * 86_400_000;
@@ -83,10 +85,17 @@ async function deliverLocked(deps: DeliveryDeps, endpointId: string, options: De
   const endpoints = new EndpointRepository(deps.db);
   const endpoint = await endpoints.find(endpointId);
   if (!endpoint || !endpoint.enabled) return { kind: 'idle', delivered: 0 };
-  const signers = service.secrets(endpoint).map((secret) => new Webhook(secret));
-  // Not sent where this process may not send (a URL stored under DIRSYNC_ALLOW_HTTP=true, say):
-  // a failed attempt like any other, retried and in the end disabled with the reason.
-  const refused = outboundRefusal(endpoint.url, deps.config);
+  // Not sent where this process may not send (a URL stored under DIRSYNC_ALLOW_HTTP=true, say)
+  // or with a secret it cannot read (sealed under another DIRSYNC_ENCRYPTION_KEY): a failed
+  // attempt like any other, shown in `endpoint deliveries`, retried, in the end disabled.
+  let signers: Webhook[] = [];
+  let refused = outboundRefusal(endpoint.url, deps.config);
+  try {
+    signers = service.secrets(endpoint).map((secret) => new Webhook(secret));
+  } catch (error) {
+    if (!(error instanceof DecryptionError || error instanceof ConfigError)) throw error;
+    refused ??= `the signing secret cannot be read (${error.message}): give this process the key it was sealed with, or \`dirsync endpoint rotate-secret ${endpoint.id} --grace 0\``;
+  }
   const feed = new EventRepository(deps.db);
   let from: Cursor = endpoint.cursor;
   let failingSince = endpoint.failingSince;

@@ -1,4 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CliHarness } from '../support/cli.js';
 
@@ -11,7 +14,11 @@ import { CliHarness } from '../support/cli.js';
  */
 
 const cli = new CliHarness();
-afterAll(async () => cli.stop());
+const workdir = mkdtempSync(path.join(tmpdir(), 'dirsync-demo-'));
+afterAll(async () => {
+  await cli.stop();
+  rmSync(workdir, { recursive: true, force: true });
+});
 
 /** A running `dirsync demo`, its output collected. */
 function startDemo(args: string[]): { child: ChildProcess; output: () => string; waitFor: (pattern: RegExp, ms?: number) => Promise<RegExpMatchArray> } {
@@ -19,7 +26,8 @@ function startDemo(args: string[]): { child: ChildProcess; output: () => string;
   const env = cli.env();
   delete env.DIRSYNC_ENCRYPTION_KEY;
   delete env.DIRSYNC_ALLOW_HTTP;
-  const child = spawn(process.execPath, [cli.bin, 'demo', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // In a directory of its own: the demo saves the key it makes to ./.env.
+  const child = spawn(process.execPath, [cli.bin, 'demo', ...args], { env, cwd: workdir, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d));
   child.stderr!.on('data', (d: Buffer) => (out += d));
@@ -61,7 +69,8 @@ describe('dirsync demo', () => {
     const first = startDemo(['--tick', '2', '--people', '60']);
     try {
       const token = (await first.waitFor(/this session's admin token is (\S+)/))[1]!;
-      expect(first.output()).toMatch(/using a key made up for this demo session/);
+      expect(first.output()).toMatch(/made one for stored credentials and saved it to \.env/);
+      expect(readFileSync(path.join(workdir, '.env'), 'utf8')).toMatch(/^DIRSYNC_ENCRYPTION_KEY=[A-Za-z0-9+/]{43}=\n$/);
       await first.waitFor(/first sync: succeeded: \d+ users created, \d+ groups created, \d+ memberships added/);
       expect(first.output()).toContain(`console: http://127.0.0.1:${cli.port}/admin`);
 
@@ -89,6 +98,8 @@ describe('dirsync demo', () => {
     try {
       const token = (await second.waitFor(/this session's admin token is (\S+)/))[1]!;
       await second.waitFor(/reset tenant "demo"/);
+      // The key saved by the first session is read, not made again.
+      expect(second.output()).not.toMatch(/DIRSYNC_ENCRYPTION_KEY/);
       await second.waitFor(/first sync: succeeded: \d+ users created/);
       const integrations = await api<Page<{ tenant: string }>>(token, '/api/v1/integrations');
       expect(integrations.items.filter((i) => i.tenant === 'demo')).toHaveLength(1);

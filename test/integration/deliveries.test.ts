@@ -266,6 +266,19 @@ describe('event deliveries', () => {
     expect((await service().deliveries(ep.id))[0]).toMatchObject({ status: 'retrying', lastStatusCode: null, lastError: expect.stringMatching(/plain http:\/\/.*DIRSYNC_ALLOW_HTTP=true/) });
   });
 
+  it('counts a signing secret this process cannot read as a failed attempt, shown with why, not a silent stall', async () => {
+    const { t } = await org(1);
+    const r = await receiver();
+    const ep = await endpointFor(r.url, t);
+    await runNow({ db, config }, t.integrationId);
+    const otherKey = { ...deps(), config: testConfig({ DATABASE_URL: config.databaseUrl, DIRSYNC_ALLOW_HTTP: 'true', DIRSYNC_ENCRYPTION_KEY: randomBytes(32).toString('base64') }) };
+    const outcome = await deliverPending(otherKey, ep.id);
+    expect(outcome.kind).toBe('retry');
+    expect(r.received).toEqual([]);
+    expect((await service().deliveries(ep.id))[0]).toMatchObject({ status: 'retrying', lastError: expect.stringMatching(/^the signing secret cannot be read .*rotate-secret .* --grace 0/) });
+    expect((await service().show(ep.id)).failingSince).not.toBeNull();
+  });
+
   it('refuses what cannot be an endpoint, in one sentence', async () => {
     const bad: Array<[Parameters<EndpointService['create']>[0], RegExp]> = [
       [{ url: 'ftp://x.test/h' }, /--url must be an http\(s\) URL/],
