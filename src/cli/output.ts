@@ -86,7 +86,7 @@ export function describeRun(run: RunSummary): string {
     `  finished:  ${run.finishedAt ?? '-'}`,
   ];
   if (run.counts) lines.push(`  changes:   ${describeCounts(run.counts)}`);
-  if (run.heldReason) lines.push(run.approvedByRunId ? `  was held:  ${run.heldReason.replace(/ \(`dirsync run approve [^`]*`\)/, '')}` : `  held:      ${run.heldReason}`);
+  if (run.heldReason) lines.push(run.status !== 'held' ? `  was held:  ${run.heldReason.replace(/ \(`dirsync run approve [^`]*`\)/, '')}` : `  held:      ${run.heldReason}`);
   if (run.approvesRunId) lines.push(`  approves:  run ${run.approvesRunId}`);
   if (run.approvedByRunId) lines.push(`  approved:  ${run.approvedAt} by run ${run.approvedByRunId}`);
   if (run.error) lines.push(`  error:     ${run.error}`);

@@ -369,7 +369,11 @@ export class RunRepository {
     return this.db.transaction().execute(async (tx) => {
       const closed = await tx
         .updateTable('runs')
-        .set({ status: 'succeeded' })
+        // Its reason says what happened now, no longer how to approve it.
+        .set({
+          status: 'succeeded',
+          held_reason: sql`regexp_replace(coalesce(held_reason, ''), ' ?\(\`dirsync run approve [^\`]*\`\)', '') || ' Its removals were ' || ${reason}::text || '.'`,
+        })
         .where('id', '=', heldRunId)
         .where('status', '=', 'held')
         .returning('id')
@@ -392,9 +396,33 @@ export class RunRepository {
   }
 
   /** The changes of a run in one state (a held run's waiting removals), at most `limit`. */
+  /**
+   * A run's changes in one state, the weightiest first (people losing access, then groups
+   * going, then memberships, then the rest), in log order within a kind.
+   */
   async listChangesInState(runId: string, state: ChangeState, limit = 1_000): Promise<RunChange[]> {
-    const rows: RunChangeRow[] = await this.db.selectFrom('run_changes').selectAll().where('run_id', '=', runId).where('state', '=', state).orderBy('id').limit(limit).execute();
+    const rows: RunChangeRow[] = await this.db
+      .selectFrom('run_changes')
+      .selectAll()
+      .where('run_id', '=', runId)
+      .where('state', '=', state)
+      .orderBy(sql`case kind when 'user.deprovisioned' then 0 when 'group.deleted' then 1 when 'membership.removed' then 2 else 3 end`)
+      .orderBy('id')
+      .limit(limit)
+      .execute();
     return rows.map(toChange);
+  }
+
+  /** How many of a run's changes are in `state`, by kind. */
+  async countChangesByKind(runId: string, state: ChangeState): Promise<Record<string, number>> {
+    const rows = await this.db
+      .selectFrom('run_changes')
+      .select(['kind', (eb) => eb.fn.countAll<string>().as('n')])
+      .where('run_id', '=', runId)
+      .where('state', '=', state)
+      .groupBy('kind')
+      .execute();
+    return Object.fromEntries(rows.map((r) => [r.kind, Number(r.n)]));
   }
 
   async find(runId: string): Promise<RunSummary | undefined> {

@@ -13,7 +13,7 @@ import fastifyStatic from '@fastify/static';
 import view from '@fastify/view';
 import { Eta } from 'eta';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { PLAN_KINDS, type PlanCounts, totalChanges } from '../core/plan.js';
+import { type PlanCounts, totalChanges } from '../core/plan.js';
 import { DirectoryRepository } from '../db/directory.repository.js';
 import type { Integration } from '../db/integration.repository.js';
 import { RunRepository, type RunChange, type RunSummary } from '../db/run.repository.js';
@@ -24,6 +24,7 @@ import { IntegrationService } from '../integrations/integration.service.js';
 import { schedulerId } from '../queue/jobs.js';
 import { changeState } from '../runs/change-state.js';
 import { approveRun, rejectRun, requestRun } from '../runs/trigger.js';
+import { describeCounts } from '../cli/output.js';
 import { type AdminApiDeps, adminTokenMatches, bearerOf } from './admin-api.routes.js';
 import { registerDirectoryPages } from './admin-directory-pages.js';
 import { registerEndpointPages } from './admin-endpoint-pages.js';
@@ -35,7 +36,19 @@ import { apiWording } from './api-wording.js';
 export const SIGN_IN_ATTEMPTS_PER_MINUTE = 10;
 
 // How many waiting operations a held plan shows before "and N more".
-const HELD_OPS_SHOWN = 50;
+const HELD_OPS_SHOWN = 20;
+
+/** A change-log kind in words, one and many: "1 user deprovisioned", "43 users deprovisioned". */
+const KIND_WORDS: Record<string, [string, string]> = {
+  'user.deprovisioned': ['user deprovisioned', 'users deprovisioned'],
+  'group.deleted': ['group deleted', 'groups deleted'],
+  'membership.removed': ['membership removed', 'memberships removed'],
+};
+
+/** A held reason for a page: the CLI's `dirsync run approve …` hint in backticks is for the terminal. */
+function plainReason(reason: string | null): string | null {
+  return reason?.replace(/ ?\(`dirsync run approve [^`]*`\)/, '').replace(/`/g, '') ?? null;
+}
 
 /** The package's views/ folder, found from src/http (tests) and dist/src/http (the CLI) alike. */
 function viewsRoot(): string {
@@ -50,10 +63,11 @@ function when(iso: string): string {
   return iso.replace('T', ' ').slice(0, 19);
 }
 
+/** A run's counts in words, as the CLI says them ("1 user created, 2 groups deleted"). */
 function countsText(c: PlanCounts | null): string {
   if (!c) return '–';
-  const parts = PLAN_KINDS.filter((k) => c[k] > 0).map((k) => `${c[k]} ${k.replace(/([A-Z])/g, ' $1').toLowerCase()}`);
-  return parts.length ? parts.join(', ') : 'no changes';
+  const text = describeCounts(c);
+  return text === 'none' ? 'no changes' : text;
 }
 
 function seconds(run: RunSummary): number | null {
@@ -165,20 +179,35 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
       throw error;
     };
 
-    /** Every held plan with the operations that wait, for the home page and /admin/held. */
+    /**
+     * The held plans, one per integration: its newest held run (approving it settles the
+     * earlier ones, which a busy IdP's webhooks pile up), the weightiest waiting operations
+     * first and the count of each kind, for the home page and /admin/held.
+     */
     const heldPlans = async () => {
       const held = await runs().listHeld();
+      const newest = new Map<string, { run: RunSummary; earlier: number }>();
+      for (const run of held) {
+        const seen = newest.get(run.integrationId);
+        if (!seen) newest.set(run.integrationId, { run, earlier: 0 });
+        else if (run.queuedAt > seen.run.queuedAt) newest.set(run.integrationId, { run, earlier: seen.earlier + 1 });
+        else seen.earlier += 1;
+      }
       const list = await service().list();
       const byId = new Map(list.map((i) => [i.id, i]));
       const tenants = new Map((await new TenantRepository(deps.db).list()).map((t) => [t.slug, t.name]));
       return Promise.all(
-        held.map(async (run) => {
+        [...newest.values()].map(async ({ run, earlier }) => {
           const i = byId.get(run.integrationId);
           const ops = await runs().listChangesInState(run.id, 'held', HELD_OPS_SHOWN + 1);
-          const total = ops.length > HELD_OPS_SHOWN ? await waitingCount(run.id) : ops.length;
+          const byKind = await runs().countChangesByKind(run.id, 'held');
+          const total = Object.values(byKind).reduce((a, b) => a + b, 0);
           return {
             run,
             when,
+            earlier,
+            reason: plainReason(run.heldReason),
+            waiting: Object.entries(byKind).map(([kind, n]) => `${n} ${KIND_WORDS[kind]?.[n === 1 ? 0 : 1] ?? kind}`).join(', '),
             tenantName: i ? (tenants.get(i.tenantSlug) ?? i.tenantSlug) : '',
             integrationLabel: i ? integrationLabel(i) : run.integrationId,
             ops: ops.slice(0, HELD_OPS_SHOWN),
@@ -377,7 +406,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
                 action === 'approve'
                   ? `Apply the ${total} held operations of this run? dirsync re-reads the IdP first and skips those it no longer warrants.`
                   : `Reject the ${total} held operations of this run? They are recorded as skipped and not applied; the next run plans afresh and holds them again if the IdP still warrants them.`,
-              note: run.heldReason,
+              note: plainReason(run.heldReason),
               ops: ops.slice(0, HELD_OPS_SHOWN),
               more: total - Math.min(total, HELD_OPS_SHOWN),
               action: `/admin/runs/${run.id}/${action}`,

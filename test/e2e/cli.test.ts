@@ -273,7 +273,10 @@ describe('dirsync CLI, end to end', () => {
     expect(heldAgain.status).toBe('held');
     const rejected = await json<Summary & { error: string | null }>(['run', 'reject', heldAgain.id]);
     expect(rejected.status).toBe('succeeded');
-    expect((await dirsync(['run', 'show', heldAgain.id])).stdout).toMatch(/user\.deprovisioned[ │]+more0@e2e\.test[ │]+skipped/);
+    const shownRejected = (await dirsync(['run', 'show', heldAgain.id])).stdout;
+    expect(shownRejected).toMatch(/user\.deprovisioned[ │]+more0@e2e\.test[ │]+skipped/);
+    expect(shownRejected).toMatch(/was held: .* Its removals were rejected by the command line at \d{4}-/);
+    expect(shownRejected).not.toContain('dirsync run approve');
     expect((await dirsync(['run', 'reject', heldAgain.id])).stderr.trim()).toBe(`dirsync: run ${heldAgain.id} is succeeded, not held: only a held run can be rejected.`);
   }, 90_000);
 

@@ -16,6 +16,7 @@ let app: FastifyInstance;
 let close: () => Promise<void>;
 let okta: FakeOkta;
 let t: TestIntegration;
+let config: ReturnType<typeof testConfig>;
 let domain: string;
 
 const get = (url: string) => app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${ADMIN}` } } as InjectOptions);
@@ -24,7 +25,7 @@ const links = (body: string, prefix: string) => [...body.matchAll(new RegExp(`hr
 beforeAll(async () => {
   const created = await createTestDatabase();
   ({ db, drop: dropDb } = created);
-  const config = testConfig({ DATABASE_URL: created.url, DIRSYNC_ADMIN_TOKEN: ADMIN });
+  config = testConfig({ DATABASE_URL: created.url, DIRSYNC_ADMIN_TOKEN: ADMIN });
   ({ app, close } = await startTestServer(db, config));
   okta = await new FakeOkta().start();
   const oktaApp = okta.addApp('0oaDir');
@@ -118,5 +119,26 @@ describe('console: users and groups', () => {
     expect((await get('/admin/accounts/nope')).statusCode).toBe(404);
     expect((await get('/admin/groups/nope')).statusCode).toBe(404);
     expect((await get('/admin/tenants/nope/users')).statusCode).toBe(404);
+  });
+
+  // Last: it leaves the integration held.
+  it('shows one held plan per integration, its weightiest operations first, and says earlier held runs go with it', async () => {
+    okta.apps.get('0oaDir')!.groups.delete([...okta.groups.values()].find((g) => g.profile.name === 'Staff')!.id);
+    const first = await runNow({ db, config }, t.integrationId);
+    const second = await runNow({ db, config }, t.integrationId);
+    expect([first.status, second.status]).toEqual(['held', 'held']);
+    const held = await get('/admin/held');
+    const cards = held.body.match(/class="held-plan"/g) ?? [];
+    expect(cards).toHaveLength(1);
+    expect(held.body).toContain(`id="held-${second.id}"`);
+    expect(held.body).toMatch(/<strong>57 users deprovisioned, 1 group deleted, 57 memberships removed<\/strong>|<strong>[^<]*57 users deprovisioned[^<]*<\/strong>/);
+    expect(held.body).toContain('An earlier held run of this integration waits on the same removals');
+    // People losing access before the memberships that go with them.
+    const kinds = [...held.body.matchAll(/<tr><td>([a-z.]+)<\/td>/g)].map((m) => m[1]);
+    expect(kinds[0]).toBe('user.deprovisioned');
+    expect(held.body).not.toContain('`dirsync run approve');
+    const home = await get('/admin');
+    expect(home.body.match(/class="held-plan"/g) ?? []).toHaveLength(1);
+    expect(home.body).toContain('href="/admin/held"');
   });
 });
