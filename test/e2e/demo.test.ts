@@ -72,7 +72,7 @@ describe('dirsync demo', () => {
       expect(first.output()).toMatch(/made one for stored credentials and saved it to \.env/);
       expect(readFileSync(path.join(workdir, '.env'), 'utf8')).toMatch(/^DIRSYNC_ENCRYPTION_KEY=[A-Za-z0-9+/]{43}=\n$/);
       await first.waitFor(/first sync: succeeded: \d+ users created, \d+ groups created, \d+ memberships added/);
-      expect(first.output()).toContain(`console: http://127.0.0.1:${cli.port}/admin`);
+      await first.waitFor(new RegExp(`console: http://127\\.0\\.0\\.1:${cli.port}/admin`));
 
       const integrations = await api<Page<{ id: string; tenant: string; provider: string }>>(token, '/api/v1/integrations');
       expect(integrations.items.filter((i) => i.tenant === 'demo')).toHaveLength(1);
