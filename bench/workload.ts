@@ -1,3 +1,5 @@
+import { seededRandom } from '../src/demo/seeded-random.js';
+
 /**
  * A deterministic synthetic Okta directory for benchmarks: the same parameters always give
  * the same users, groups, memberships and app assignments, and the same churn.
@@ -32,17 +34,6 @@ export interface BenchDirectory {
   members: Int32Array[];
 }
 
-/** mulberry32: small, fast, seeded. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const DEPARTMENTS = ['Engineering', 'Sales', 'Support', 'Finance', 'Legal', 'Marketing', 'Operations', 'People'];
 
@@ -51,7 +42,7 @@ export function userId(i: number): string {
 }
 
 export function generate(size: WorkloadSize, seed = 42): BenchDirectory {
-  const random = rng(seed);
+  const random = seededRandom(seed);
   const users: BenchUser[] = new Array(size.users);
   for (let i = 0; i < size.users; i++) {
     const login = `user${i}@bench.example.com`;
@@ -80,7 +71,7 @@ export function generate(size: WorkloadSize, seed = 42): BenchDirectory {
  * (deprovisioned), plus membership moves. Returns the changed directory and how many of each.
  */
 export function churn(dir: BenchDirectory, seed = 7): { dir: BenchDirectory; created: number; updated: number; removed: number; moved: number } {
-  const random = rng(seed);
+  const random = seededRandom(seed);
   const n = Math.max(3, Math.floor(dir.users.length / 100));
   const third = Math.floor(n / 3);
   const users = dir.users.slice();

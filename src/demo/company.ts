@@ -1,3 +1,5 @@
+import { seededRandom } from './seeded-random.js';
+
 /**
  * The demo's company: a directory generated from a seed (the same company every time), and the
  * changes a real one goes through (hires, leavers, renames, moves between teams, and once, early
@@ -50,17 +52,6 @@ interface Person {
   status: 'ACTIVE' | 'SUSPENDED' | 'DEPROVISIONED';
 }
 
-/** A small, seedable PRNG (mulberry32): the same seed gives the same company and the same changes. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * The company: `people` employees (about 500) in 20 groups (10 departments, 4 offices, 6 teams),
@@ -79,7 +70,7 @@ export class DemoCompany {
     private readonly dir: DemoDirectory,
     options: { seed?: number; people?: number } = {},
   ) {
-    this.rand = random(options.seed ?? 20261130);
+    this.rand = seededRandom(options.seed ?? 20261130);
     this.seed(options.people ?? 500);
   }
 

@@ -13,7 +13,7 @@ import fastifyStatic from '@fastify/static';
 import view from '@fastify/view';
 import { Eta } from 'eta';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type PlanCounts, totalChanges } from '../core/plan.js';
+import { CHANGE_KINDS, PLAN_KINDS, type PlanCounts, totalChanges } from '../core/plan.js';
 import { DirectoryRepository } from '../db/directory.repository.js';
 import type { Integration } from '../db/integration.repository.js';
 import { RunRepository, type RunChange, type RunSummary } from '../db/run.repository.js';
@@ -38,12 +38,10 @@ export const SIGN_IN_ATTEMPTS_PER_MINUTE = 10;
 // How many waiting operations a held plan shows before "and N more".
 const HELD_OPS_SHOWN = 20;
 
-/** A change-log kind in words, one and many: "1 user deprovisioned", "43 users deprovisioned". */
-const KIND_WORDS: Record<string, [string, string]> = {
-  'user.deprovisioned': ['user deprovisioned', 'users deprovisioned'],
-  'group.deleted': ['group deleted', 'groups deleted'],
-  'membership.removed': ['membership removed', 'memberships removed'],
-};
+/** Change-log counts by kind (`user.deprovisioned`) as plan counts (`usersDeprovisioned`), for describeCounts. */
+function countsOfKinds(byKind: Record<string, number>): Partial<PlanCounts> {
+  return Object.fromEntries(PLAN_KINDS.map((k) => [k, byKind[CHANGE_KINDS[k]] ?? 0]));
+}
 
 /** A held reason for a page: the CLI's `dirsync run approve …` hint in backticks is for the terminal. */
 function plainReason(reason: string | null): string | null {
@@ -207,7 +205,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
             when,
             earlier,
             reason: plainReason(run.heldReason),
-            waiting: Object.entries(byKind).map(([kind, n]) => `${n} ${KIND_WORDS[kind]?.[n === 1 ? 0 : 1] ?? kind}`).join(', '),
+            waiting: describeCounts(countsOfKinds(byKind)),
             tenantName: i ? (tenants.get(i.tenantSlug) ?? i.tenantSlug) : '',
             integrationLabel: i ? integrationLabel(i) : run.integrationId,
             ops: ops.slice(0, HELD_OPS_SHOWN),
