@@ -5,6 +5,7 @@ import { EndpointService } from '../events/endpoint.service.js';
 import { EVENT_TYPES } from '../events/event.js';
 import type { AdminApiDeps } from './admin-api.routes.js';
 import { apiWording } from './api-wording.js';
+import { redirectShowingOnce, takeShownOnce } from './shown-once.js';
 
 /** The create form as posted: `types` is one value or several (one per ticked box). */
 interface CreateForm {
@@ -29,6 +30,8 @@ const NOTICES = new Map([
   ['deleted', 'The endpoint was deleted, with its delivery history.'],
   ['replayed', 'The endpoint will be sent every event after that cursor again; the worker picks it up within seconds.'],
 ]);
+
+const secretPage = (id: string) => `/admin/endpoints/${encodeURIComponent(id)}/secret`;
 
 /** An ISO time as the console shows it: "2026-11-30 03:12:56" (UTC). */
 function when(iso: string): string {
@@ -101,11 +104,24 @@ export function registerEndpointPages(admin: FastifyInstance, deps: AdminApiDeps
         ...(form.tenant?.trim() && { tenant: form.tenant.trim() }),
         ...(types.length > 0 && { types: types.join(',') }),
       });
-      return view(reply, 200, 'endpoint-secret', { title: 'Endpoint created', id: created.id, secret: created.secret, created });
+      return redirectShowingOnce(reply, deps.config.encryptionKey, secretPage(created.id), { title: 'Endpoint created', secret: created.secret, created });
     } catch (error) {
       if (!(error instanceof UserError)) throw error;
       return listPage(reply, { status: 400, form, error: apiWording(error.message) });
     }
+  });
+
+  // Where a create or rotation redirects (POST-redirect-GET): the secret shows on the first
+  // load only, so a reload neither creates a second endpoint nor rotates again.
+  admin.get<{ Params: { id: string } }>('/admin/endpoints/:id/secret', async (request, reply) => {
+    const { id } = request.params;
+    const shown = takeShownOnce<Record<string, unknown>>(request, reply, deps.config.encryptionKey);
+    if (shown) return view(reply, 200, 'endpoint-secret', { ...shown, id });
+    return view(reply, 200, 'message', {
+      title: 'Signing secret',
+      message: 'The signing secret was shown once, when it was issued, and dirsync cannot show it again. If it was not copied, rotate the secret on the endpoint\'s page to issue a new one.',
+      back: { href: `/admin/endpoints/${encodeURIComponent(id)}`, text: 'Go to the endpoint' },
+    });
   });
 
   admin.get<{ Params: { id: string }; Querystring: { limit?: string; done?: string } }>('/admin/endpoints/:id', async (request, reply) => {
@@ -125,7 +141,7 @@ export function registerEndpointPages(admin: FastifyInstance, deps: AdminApiDeps
     const { id } = request.params;
     return confirmed(reply, id, request.body, { action: 'rotate-secret', button: 'Rotate secret', graceful: deps.config.webhookSecretGraceMs > 0 }, async () => {
       const rotated = await endpoints().rotateSecret(id);
-      return view(reply, 200, 'endpoint-secret', { title: 'New signing secret', id, secret: rotated.secret, rotated: { until: rotated.previousSecretValidUntil } });
+      return redirectShowingOnce(reply, deps.config.encryptionKey, secretPage(id), { title: 'New signing secret', secret: rotated.secret, rotated: { until: rotated.previousSecretValidUntil } });
     });
   });
 

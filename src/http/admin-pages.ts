@@ -31,6 +31,7 @@ import { registerEndpointPages } from './admin-endpoint-pages.js';
 import { healthOf } from './admin-health.js';
 import { SESSION_COOKIE, SESSION_TTL_MS, checkSession, sessionValue } from './admin-session.js';
 import { apiWording } from './api-wording.js';
+import { redirectShowingOnce, takeShownOnce } from './shown-once.js';
 
 /** Sign-in attempts one client may make per minute (SPEC: sign-in throttling). */
 export const SIGN_IN_ATTEMPTS_PER_MINUTE = 10;
@@ -427,10 +428,24 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
       try {
         const rotation = await service().rotateScimToken(request.params.id);
         const shown = service().view(await service().get(rotation.id));
-        return render(reply, 'scim-token', { title: 'New SCIM token', id: rotation.id, scimBaseUrl: shown.scimBaseUrl ?? '', scimToken: rotation.scimToken, until: rotation.previousScimTokenValidUntil });
+        const page = `/admin/integrations/${encodeURIComponent(rotation.id)}/scim-token`;
+        return redirectShowingOnce(reply, deps.config.encryptionKey, page, { scimBaseUrl: shown.scimBaseUrl ?? '', scimToken: rotation.scimToken, until: rotation.previousScimTokenValidUntil });
       } catch (error) {
         return refused(reply, error, { href: `/admin/integrations/${request.params.id}`, text: 'Back to the integration' });
       }
+    });
+
+    // Where a rotation redirects (POST-redirect-GET): a reload must not rotate again, which
+    // would void the token just shown.
+    pages.get<{ Params: { id: string } }>('/admin/integrations/:id/scim-token', async (request, reply) => {
+      const { id } = request.params;
+      const shown = takeShownOnce<Record<string, unknown>>(request, reply, deps.config.encryptionKey);
+      if (shown) return render(reply, 'scim-token', { title: 'New SCIM token', id, ...shown });
+      return render(reply, 'message', {
+        title: 'SCIM token',
+        message: 'The SCIM token was shown once, when it was issued, and dirsync cannot show it again. If it was not copied, rotate it again on the integration page.',
+        back: { href: `/admin/integrations/${encodeURIComponent(id)}`, text: 'Back to the integration' },
+      });
     });
   }
 

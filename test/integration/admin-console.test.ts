@@ -219,3 +219,31 @@ describe('/admin sessions', () => {
     expect((await signIn(ADMIN, '10.0.0.10')).statusCode).toBe(302);
   });
 });
+
+describe('/admin secrets shown once', () => {
+  it('rotates a SCIM token once per post and shows it on the page the post redirects to, once (a reload rotates nothing)', async () => {
+    const slug = uniqueSlug('scimrot');
+    await new TenantRepository(db).create(slug, slug);
+    const { integration } = await new IntegrationService(db, config).create({ tenant: slug, provider: 'scim' });
+    const before = await db.selectFrom('integrations').select('scim_token_hash').where('id', '=', integration.id).executeTakeFirstOrThrow();
+
+    const posted = await call({ method: 'POST', url: `/admin/integrations/${integration.id}/rotate-scim-token` });
+    expect(posted.statusCode).toBe(303);
+    expect(posted.headers.location).toBe(`/admin/integrations/${integration.id}/scim-token`);
+    const rotated = await db.selectFrom('integrations').select('scim_token_hash').where('id', '=', integration.id).executeTakeFirstOrThrow();
+    expect(rotated.scim_token_hash).not.toBe(before.scim_token_hash);
+
+    const cookies = Object.fromEntries(posted.cookies.map((c) => [c.name, c.value]));
+    const page = await call({ method: 'GET', url: String(posted.headers.location), cookies });
+    expect(page.statusCode).toBe(200);
+    const token = /<th>SCIM token<\/th><td><code>([^<]+)<\/code>/.exec(page.body)?.[1];
+    expect(token).toBeTruthy();
+
+    // The reload: no cookie left, no rotation, no token.
+    const reload = await call({ method: 'GET', url: String(posted.headers.location) });
+    expect(reload.body).not.toContain(token!);
+    expect(reload.body).toContain('shown once, when it was issued');
+    const after = await db.selectFrom('integrations').select('scim_token_hash').where('id', '=', integration.id).executeTakeFirstOrThrow();
+    expect(after.scim_token_hash).toBe(rotated.scim_token_hash);
+  });
+});

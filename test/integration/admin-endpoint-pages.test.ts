@@ -66,6 +66,20 @@ const post = (url: string, form: Record<string, string | string[]>, options: { o
   });
 };
 
+/**
+ * A post whose answer redirects (303) to a page, then that page as the browser loads it next,
+ * with the cookie the redirect set; `redirect` is the post's own answer.
+ */
+async function postAndFollow(url: string, form: Record<string, string | string[]>) {
+  const redirect = await post(url, form);
+  expect(redirect.statusCode, redirect.body).toBe(303);
+  const location = String(redirect.headers.location);
+  const cookies: Record<string, string> = { dirsync_admin: session };
+  for (const c of redirect.cookies) cookies[c.name] = c.value;
+  const page = await app.inject({ method: 'GET', url: location, headers: { host: HOST }, cookies });
+  return Object.assign(page, { redirect, location, sent: cookies });
+}
+
 const secretOf = (html: string) => /<code id="secret">(whsec_[A-Za-z0-9+/=]+)<\/code>/.exec(html)?.[1];
 const service = () => new EndpointService(db, config);
 const deliver = (id: string) => deliverPending({ db, config, log: silentLog }, id);
@@ -109,7 +123,7 @@ async function receiver(answer: { status: number; body?: string } = { status: 20
 
 /** Creates an endpoint through the console's form; returns its id and the secret the page showed. */
 async function createThroughPage(form: Record<string, string | string[]>): Promise<{ id: string; secret: string }> {
-  const res = await post('/admin/endpoints', form);
+  const res = await postAndFollow('/admin/endpoints', form);
   expect(res.statusCode, res.body).toBe(200);
   const id = /href="\/admin\/endpoints\/([0-9a-f-]{36})"/.exec(res.body)![1]!;
   return { id, secret: secretOf(res.body)! };
@@ -122,7 +136,7 @@ describe('/admin/endpoints', () => {
     expect(home.body).toContain('<a href="/admin/endpoints">Event endpoints</a>');
 
     const url = `https://hooks.example.com/${uniqueSlug('dirsync')}`;
-    const res = await post('/admin/endpoints', { url, tenant: t.tenantSlug, types: ['user.created', 'user.deprovisioned'] });
+    const res = await postAndFollow('/admin/endpoints', { url, tenant: t.tenantSlug, types: ['user.created', 'user.deprovisioned'] });
     expect(res.statusCode, res.body).toBe(200);
     expect(res.headers['cache-control']).toBe('no-store');
     expect(res.body).toMatch(/Copy the signing secret now:<\/strong> it is shown only this once/);
@@ -260,6 +274,25 @@ describe('/admin/endpoints', () => {
     expect(more).not.toContain('Show up to');
   });
 
+  it('redirects after creating (POST-redirect-GET): reloading the secret page creates nothing and no longer shows the secret', async () => {
+    const url = `https://hooks.example.com/${uniqueSlug('reload')}`;
+    const res = await postAndFollow('/admin/endpoints', { url });
+    const secret = secretOf(res.body)!;
+    expect(secret).toMatch(/^whsec_/);
+    expect(res.location).toMatch(/^\/admin\/endpoints\/[0-9a-f-]{36}\/secret$/);
+    // The page's answer clears the cookie; a reload (the browser without it) shows no secret.
+    expect(res.sent).toHaveProperty('dirsync_shown_once');
+    expect(res.headers['set-cookie']).toEqual(expect.stringContaining('dirsync_shown_once=;'));
+    const reload = await get(res.location);
+    expect(reload.statusCode).toBe(200);
+    expect(reload.body).not.toContain(secret);
+    expect(reload.body).toContain('shown once, when it was issued');
+    expect((await service().list()).filter((e) => e.url === url)).toHaveLength(1);
+    // The sealed cookie opens only on the page it was set for: another endpoint's secret page shows nothing.
+    const other = await app.inject({ method: 'GET', url: res.location.replace(/[0-9a-f-]{36}/, '00000000-0000-4000-8000-000000000000'), headers: { host: HOST }, cookies: res.sent });
+    expect(other.body).not.toContain(secret);
+  });
+
   it('rotates the secret only once confirmed, shows the new one once, and the old one keeps signing for the grace', async () => {
     const t = await tenant(1);
     const r = await receiver();
@@ -272,7 +305,7 @@ describe('/admin/endpoints', () => {
     expect(ask.body).not.toContain('id="secret"');
     expect((await service().show(ep.id)).previousSecretValidUntil).toBeNull();
 
-    const done = await post(`/admin/endpoints/${ep.id}/rotate-secret`, { confirm: 'yes' });
+    const done = await postAndFollow(`/admin/endpoints/${ep.id}/rotate-secret`, { confirm: 'yes' });
     expect(done.statusCode).toBe(200);
     expect(done.headers['cache-control']).toBe('no-store');
     const secret = secretOf(done.body)!;
