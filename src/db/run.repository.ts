@@ -538,13 +538,14 @@ export class RunRepository {
     return new Map(rows.map((r) => [r.external_id, r.of]));
   }
 
-  async listChanges(runId: string, limit = 10_000): Promise<RunChange[]> {
+  async listChanges(runId: string, limit = 10_000, offset = 0): Promise<RunChange[]> {
     const rows: RunChangeRow[] = await this.db
       .selectFrom('run_changes')
       .selectAll()
       .where('run_id', '=', runId)
       .orderBy('id')
       .limit(limit)
+      .offset(offset)
       .execute();
     return rows.map(toChange);
   }

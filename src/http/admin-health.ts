@@ -42,3 +42,24 @@ export function healthOf(input: { enabled: boolean; held: RunSummary | undefined
   if (last.status === 'failed') return at(isCredentialError(last.error) ? 'invalid-credentials' : 'failing', last.error);
   return at('healthy');
 }
+
+/** A run's status as the console shows it: `css` picks its colour, `held` marks it on the chart. */
+export interface RunStatusLabel {
+  readonly text: string;
+  readonly css: RunSummary['status'];
+  /** Held now, or held once and settled since (approved or rejected). */
+  readonly held: boolean;
+}
+
+/**
+ * A run's status for lists, charts and the run page. A held run that an admin settled is
+ * closed as `succeeded` (what it applied stands), which alone would hide that it waited:
+ * it reads "held → approved" or "held → rejected". Approval is recorded (approvedAt); a
+ * settled held run without it was rejected (RunRepository.reject).
+ */
+export function runStatusLabel(run: Pick<RunSummary, 'status' | 'heldReason' | 'approvedAt'>): RunStatusLabel {
+  if (run.status === 'succeeded' && run.heldReason !== null) {
+    return { text: run.approvedAt ? 'held → approved' : 'held → rejected', css: run.approvedAt ? 'succeeded' : 'held', held: true };
+  }
+  return { text: run.status, css: run.status, held: run.status === 'held' };
+}

@@ -14,6 +14,7 @@ import view from '@fastify/view';
 import { Eta } from 'eta';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CHANGE_KINDS, PLAN_KINDS, type PlanCounts, totalChanges } from '../core/plan.js';
+import { DEFAULT_THRESHOLD_PERCENT, MINIMUM_HELD } from '../core/safety.js';
 import { DirectoryRepository } from '../db/directory.repository.js';
 import type { Integration } from '../db/integration.repository.js';
 import { RunRepository, type RunChange, type RunSummary } from '../db/run.repository.js';
@@ -28,7 +29,7 @@ import { describeCounts } from '../cli/output.js';
 import { type AdminApiDeps, adminTokenMatches, bearerOf } from './admin-api.routes.js';
 import { registerDirectoryPages } from './admin-directory-pages.js';
 import { registerEndpointPages } from './admin-endpoint-pages.js';
-import { healthOf } from './admin-health.js';
+import { healthOf, runStatusLabel } from './admin-health.js';
 import { SESSION_COOKIE, SESSION_TTL_MS, checkSession, sessionValue } from './admin-session.js';
 import { apiWording } from './api-wording.js';
 import { redirectShowingOnce, takeShownOnce } from './shown-once.js';
@@ -88,8 +89,27 @@ function changeRow(c: RunChange, run: RunSummary) {
   const changed = detail.changes && typeof detail.changes === 'object' ? (detail.changes as Record<string, { previous?: unknown; new?: unknown }>) : {};
   const fields = Object.entries(changed).map(([name, v]) => ({ name, previous: v?.previous ?? null, next: v?.new ?? null }));
   const { changes: _changes, ...rest } = detail;
-  const note = typeof rest.skipped === 'string' ? rest.skipped : Object.keys(rest).length > 0 ? JSON.stringify(rest) : '';
+  const note = typeof rest.skipped === 'string' ? rest.skipped : noteOf(rest);
   return { kind: c.kind, subject: c.subject, state: changeState(c, run), fields, note };
+}
+
+/** The rest of a change's detail in words ("with: user deprovisioned · adopted: yes"), not as JSON. */
+function noteOf(rest: Record<string, unknown>): string {
+  const value = (v: unknown): string =>
+    v === true ? 'yes' : v === false ? 'no' : Array.isArray(v) ? v.map(value).join(', ') : v !== null && typeof v === 'object' ? Object.entries(v).map(([k, x]) => `${k} ${value(x)}`).join(', ') : String(v);
+  return Object.entries(rest)
+    .filter(([, v]) => v !== null && v !== undefined)
+    .map(([k, v]) => `${k}: ${value(v)}`)
+    .join(' · ');
+}
+
+/** How many change-log rows a page of the run page shows. */
+const CHANGES_PER_PAGE = 500;
+
+/** The integration's safety threshold in words, with what the default and the floor mean (SPEC "Safety"). */
+function thresholdText(percent: number | null): string {
+  const p = percent ?? DEFAULT_THRESHOLD_PERCENT;
+  return `removals of more than ${p}% of a kind (and more than ${MINIMUM_HELD}) wait for approval${percent === null ? ' (the default)' : ''}`;
 }
 
 /**
@@ -278,7 +298,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
             groups: counts.get(i.id)?.groups ?? 0,
             lastSuccess: success ? when(success.toISOString()) : null,
             nextRun: next ? when(new Date(next).toISOString()) : null,
-            last: last ? { id: last.id, status: last.status, when: when(last.finishedAt ?? last.queuedAt) } : null,
+            last: last ? { id: last.id, status: runStatusLabel(last), when: when(last.finishedAt ?? last.queuedAt) } : null,
           };
         }),
       );
@@ -305,10 +325,11 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
       const chart = [...list]
         .reverse()
         .filter((r) => r.finishedAt)
-        .map((r) => ({ at: when(r.queuedAt).slice(5, 19), status: r.status, changes: r.counts ? totalChanges(r.counts) : 0, seconds: seconds(r), error: r.error }));
+        .map((r) => ({ at: when(r.queuedAt).slice(5, 19), status: runStatusLabel(r).text, held: runStatusLabel(r).held, changes: r.counts ? totalChanges(r.counts) : 0, seconds: seconds(r), error: r.error }));
       return render(reply, 'integration', {
         title: `${tenant?.name ?? integration.tenantSlug} · ${integrationLabel(integration)}`,
         view: service().view(integration),
+        threshold: thresholdText(integration.thresholdPercent),
         tenantName: tenant?.name ?? integration.tenantSlug,
         pulled: integration.provider !== 'scim',
         health: healthOf({ enabled: integration.enabled, held, lastFinished, running: list.some((r) => r.status === 'running') }),
@@ -317,30 +338,52 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
         lastSuccess: success ? when(success.toISOString()) : null,
         nextRun: next ? when(new Date(next).toISOString()) : null,
         chart,
-        runs: list.map((r) => ({ ...r, when: when(r.queuedAt), seconds: seconds(r), counts: countsText(r.counts) })),
+        runs: list.map((r) => ({ ...r, label: runStatusLabel(r), when: when(r.queuedAt), seconds: seconds(r), counts: countsText(r.counts) })),
         webhooks: integration.provider === 'scim' ? [] : (await new WebhookRepository(deps.db).listDeliveries(integration.id, 50)).map((d) => ({ ...d, when: when(d.receivedAt) })),
       });
     });
 
-    pages.get<{ Params: { id: string } }>('/admin/runs/:id', async (request, reply) => {
+    /** One page of a run's change log (CHANGES_PER_PAGE rows, in the order they were recorded), for the run page and its live refresh. */
+    const changeLog = async (run: RunSummary, page: number) => {
       const repo = runs();
-      const run = await repo.find(request.params.id);
+      const total = await repo.countChanges(run.id);
+      const pages = Math.max(1, Math.ceil(total / CHANGES_PER_PAGE));
+      const at = Math.min(Math.max(1, page), pages);
+      const rows = await repo.listChanges(run.id, CHANGES_PER_PAGE, (at - 1) * CHANGES_PER_PAGE);
+      return {
+        total,
+        changes: rows.map((c) => changeRow(c, run)),
+        pager: { page: at, pages, first: (at - 1) * CHANGES_PER_PAGE + 1, last: (at - 1) * CHANGES_PER_PAGE + rows.length, href: `/admin/runs/${run.id}?page=` },
+      };
+    };
+    const pageOf = (text: string | undefined) => (text && /^\d{1,6}$/.test(text) ? Number(text) : 1);
+
+    pages.get<{ Params: { id: string }; Querystring: { page?: string } }>('/admin/runs/:id', async (request, reply) => {
+      const run = await runs().find(request.params.id);
       if (!run) return notFound(reply, `No run ${request.params.id}.`);
-      const limit = 5_000;
-      const changes = await repo.listChanges(run.id, limit);
       const integration = await service()
         .get(run.integrationId)
         .catch(() => undefined);
+      const label = runStatusLabel(run);
       return render(reply, 'run', {
         title: `Run ${when(run.queuedAt)}`,
         run,
+        label,
+        settled: label.held && run.status !== 'held' ? plainReason(run.heldReason) : null,
         integrationLabel: integration ? `${integration.tenantSlug} · ${integrationLabel(integration)}` : 'integration',
         live: run.status === 'queued' || run.status === 'running',
         counts: countsText(run.counts),
         seconds: seconds(run),
-        changes: changes.map((c) => changeRow(c, run)),
-        truncated: changes.length === limit,
+        log: await changeLog(run, pageOf(request.query.page)),
       });
+    });
+
+    // The change log alone (no layout), which a live run page swaps in as rows are recorded.
+    pages.get<{ Params: { id: string }; Querystring: { page?: string } }>('/admin/runs/:id/changes', async (request, reply) => {
+      const run = await runs().find(request.params.id);
+      if (!run) return notFound(reply, `No run ${request.params.id}.`);
+      const live = run.status === 'queued' || run.status === 'running';
+      return reply.header('cache-control', 'no-store').view('admin/change-log', { run, live, log: await changeLog(run, pageOf(request.query.page)) });
     });
 
     // What a running run has done so far (its heartbeat's progress), for the run page's poll.
@@ -354,6 +397,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
         finishedAt: run.finishedAt,
         progress: run.status === 'running' ? run.stats : null,
         counts: run.counts,
+        logged: await runs().countChanges(run.id),
       });
     });
 

@@ -153,6 +153,46 @@ describe('/admin integrations', () => {
   });
 });
 
+describe('/admin integration page', () => {
+  it('says what the safety threshold means, default or set', async () => {
+    expect((await call({ method: 'GET', url: `/admin/integrations/${healthyId}` })).body).toContain(
+      '<tr><th>Safety threshold</th><td>removals of more than 20% of a kind (and more than 5) wait for approval (the default)</td></tr>',
+    );
+    await new IntegrationService(db, config).update(failingId, { threshold: 2.5, verify: false });
+    expect((await call({ method: 'GET', url: `/admin/integrations/${failingId}` })).body).toContain('removals of more than 2.5% of a kind (and more than 5) wait for approval</td>');
+  });
+});
+
+describe('/admin run page', () => {
+  it('pages a long change log, 500 rows a page, and serves the log alone for a live page to swap in', async () => {
+    const appId = `0oaBig${uniqueSlug('b').replace(/[^A-Za-z0-9]/g, '')}`;
+    const big = okta.addApp(appId);
+    const domain = `${uniqueSlug('b')}.test`;
+    for (let i = 0; i < 520; i++) big.users.add(okta.addUser(`big${i}@${domain}`).id);
+    const { integrationId } = await createOktaIntegration(db, config, okta, { appId });
+    const run = await runNow({ db, config }, integrationId);
+    const total = await new RunRepository(db).countChanges(run.id);
+    expect(total).toBeGreaterThanOrEqual(520);
+
+    const first = (await call({ method: 'GET', url: `/admin/runs/${run.id}` })).body;
+    expect(first.match(/<td>user\.created<\/td>/g)).toHaveLength(500);
+    expect(first).toContain(`Changes 1–500 of ${total}, in the order they were recorded.`);
+    expect(first).toContain(`<a rel="next" href="/admin/runs/${run.id}?page=2">`);
+    const second = (await call({ method: 'GET', url: `/admin/runs/${run.id}?page=2` })).body;
+    expect(second).toContain(`Changes 501–${total} of ${total}`);
+    expect(second).toContain(`<a rel="prev" href="/admin/runs/${run.id}?page=1">`);
+    expect(second).not.toContain('rel="next"');
+    // Past the end: the last page, not an empty one.
+    expect((await call({ method: 'GET', url: `/admin/runs/${run.id}?page=99` })).body).toContain(`Changes 501–${total} of ${total}`);
+
+    const fragment = await call({ method: 'GET', url: `/admin/runs/${run.id}/changes?page=2` });
+    expect(fragment.statusCode).toBe(200);
+    expect(fragment.body).not.toContain('<html');
+    expect(fragment.body).toContain(`Changes 501–${total} of ${total}`);
+    expect((await call({ method: 'GET', url: `/admin/runs/${run.id}/progress` })).json()).toMatchObject({ status: 'succeeded', logged: total });
+  });
+});
+
 describe('/admin Test connection', () => {
   it("runs the integration check and shows each endpoint's answer, worded as `integration test` words it", async () => {
     const bad = await call({ method: 'POST', url: `/admin/integrations/${revokedId}/test`, ...form({}) });
@@ -182,6 +222,16 @@ describe('/admin held plans', () => {
     expect(changes.filter((c) => c.state === 'held')).toHaveLength(0);
     expect(changes.filter((c) => c.state === 'skipped' && String(c.detail?.skipped).startsWith('rejected by an admin in the console'))).toHaveLength(8);
     expect((await call({ method: 'GET', url: '/admin/held' })).body).toContain('Nothing waits for approval.');
+
+    // Settled, it still says it was held, and how it ended: in the run list, on the chart and on its page.
+    const integrationPage = (await call({ method: 'GET', url: `/admin/integrations/${heldId}` })).body;
+    const row = integrationPage.slice(integrationPage.indexOf(`/admin/runs/${heldRunId}"`));
+    expect(row.slice(0, row.indexOf('</tr>'))).toContain('<span class="status held">held → rejected</span>');
+    const chart = JSON.parse(/data-runs="([^"]+)"/.exec(integrationPage)![1]!.replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&amp;/g, '&')) as Array<{ status: string; held: boolean }>;
+    expect(chart.filter((r) => r.held).map((r) => r.status)).toEqual(['held → rejected']);
+    const runPage = (await call({ method: 'GET', url: `/admin/runs/${heldRunId}` })).body;
+    expect(runPage).toContain('id="run-status">held → rejected</span>');
+    expect(runPage).toMatch(/Its removals were rejected by an admin in the console at \d{4}-/);
 
     // Rejecting again, through the API: not held any more.
     const again = await call({ method: 'POST', url: `/api/v1/runs/${heldRunId}/reject` });

@@ -8,15 +8,15 @@ function drawRunsChart() {
   if (!canvas || typeof Chart === 'undefined') return;
   const runs = JSON.parse(canvas.dataset.runs);
   const labels = runs.map((r) => r.at);
-  const marker = (status) => runs.map((r) => (r.status === status ? 0 : null));
+  const marker = (test) => runs.map((r) => (test(r) ? 0 : null));
   new Chart(canvas, {
     data: {
       labels,
       datasets: [
         { type: 'bar', label: 'Changes', data: runs.map((r) => r.changes), backgroundColor: '#0969da88', yAxisID: 'changes', order: 2 },
         { type: 'line', label: 'Duration (s)', data: runs.map((r) => r.seconds), borderColor: '#8250df', backgroundColor: '#8250df', yAxisID: 'seconds', spanGaps: true, order: 1 },
-        { type: 'line', label: 'Failed run', data: marker('failed'), showLine: false, pointStyle: 'crossRot', pointRadius: 9, pointBorderWidth: 3, borderColor: '#cf222e', backgroundColor: '#cf222e', yAxisID: 'changes', order: 0 },
-        { type: 'line', label: 'Held run', data: marker('held'), showLine: false, pointStyle: 'triangle', pointRadius: 8, borderColor: '#9a6700', backgroundColor: '#9a6700', yAxisID: 'changes', order: 0 },
+        { type: 'line', label: 'Failed run', data: marker((r) => r.status === 'failed'), showLine: false, pointStyle: 'crossRot', pointRadius: 9, pointBorderWidth: 3, borderColor: '#cf222e', backgroundColor: '#cf222e', yAxisID: 'changes', order: 0 },
+        { type: 'line', label: 'Held run (waiting or settled)', data: marker((r) => r.held), showLine: false, pointStyle: 'triangle', pointRadius: 8, borderColor: '#9a6700', backgroundColor: '#9a6700', yAxisID: 'changes', order: 0 },
       ],
     },
     options: {
@@ -43,6 +43,17 @@ function describe(p) {
   return 'Running…';
 }
 
+// A live run's change log: re-fetched (its first page) whenever the run has logged more rows.
+async function refreshChangeLog(logged) {
+  const log = document.getElementById('change-log');
+  if (!log || !log.dataset.changes || String(logged) === log.dataset.logged) return;
+  if (new URLSearchParams(location.search).has('page')) return; // reading a later page: leave it be
+  const response = await fetch(log.dataset.changes, { credentials: 'same-origin' });
+  if (!response.ok) return;
+  log.innerHTML = await response.text();
+  log.dataset.logged = String(logged);
+}
+
 function followProgress() {
   const box = document.getElementById('progress');
   if (!box) return;
@@ -64,6 +75,7 @@ function followProgress() {
           bar.value = s.applied ?? 0;
         } else bar.removeAttribute('value');
         box.dataset.updated = String(Date.now());
+        refreshChangeLog(p.logged).catch(() => {});
       }
     } catch {
       // The server restarting: try again on the next tick.
