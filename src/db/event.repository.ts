@@ -124,6 +124,25 @@ export class EventRepository {
   }
 
   /**
+   * Up to `limit` events before `before` (from the newest visible when absent), newest first,
+   * of one tenant or all: the console's events page reads the feed backwards. `next` is the
+   * oldest event's cursor (where the following, older page starts), or undefined at the start.
+   */
+  async before(options: { before?: Cursor; tenantId?: string; limit: number }): Promise<{ events: DirsyncEvent[]; next: Cursor | undefined }> {
+    const horizon = await this.horizon();
+    const limit = Math.min(options.limit, MAX_EVENTS);
+    const { rows, events } = await this.read(
+      sql`c.txid < ${horizon}::xid8
+        ${options.before ? sql`and (c.txid, c.id) < (${options.before.txid}::xid8, ${options.before.id}::bigint)` : sql``}
+        ${options.tenantId === undefined ? sql`` : sql`and c.tenant_id = ${options.tenantId}::uuid`}`,
+      sql`c.txid desc, c.id desc`,
+      limit,
+    );
+    const last = rows.at(-1);
+    return { events, next: rows.length === limit && last ? { txid: last.txid, id: last.id } : undefined };
+  }
+
+  /**
    * What happened to one IdP user or group of an integration (`externalId`: its IdP id; a
    * membership change counts for its user), newest first, at most `limit` events: the
    * console's and the API's history of an account. Uses run_changes_subject_idx.

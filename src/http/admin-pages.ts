@@ -29,6 +29,7 @@ import { describeCounts } from '../cli/output.js';
 import { type AdminApiDeps, adminTokenMatches, bearerOf } from './admin-api.routes.js';
 import { registerDirectoryPages } from './admin-directory-pages.js';
 import { registerEndpointPages } from './admin-endpoint-pages.js';
+import { registerEventPages } from './admin-event-pages.js';
 import { healthOf, runStatusLabel } from './admin-health.js';
 import { SESSION_COOKIE, SESSION_TTL_MS, checkSession, sessionValue } from './admin-session.js';
 import { apiWording } from './api-wording.js';
@@ -174,6 +175,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
       registerConsole(pages);
       registerEndpointPages(pages, deps);
       registerDirectoryPages(pages, deps);
+      registerEventPages(pages, deps);
     });
 
     const board = new FastifyAdapter();

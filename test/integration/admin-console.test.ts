@@ -158,7 +158,7 @@ describe('/admin integration page', () => {
     expect((await call({ method: 'GET', url: `/admin/integrations/${healthyId}` })).body).toContain(
       '<tr><th>Safety threshold</th><td>removals of more than 20% of a kind (and more than 5) wait for approval (the default)</td></tr>',
     );
-    await new IntegrationService(db, config).update(failingId, { threshold: 2.5, verify: false });
+    await new IntegrationService(db, config).update(failingId, { threshold: '2.5', verify: false });
     expect((await call({ method: 'GET', url: `/admin/integrations/${failingId}` })).body).toContain('removals of more than 2.5% of a kind (and more than 5) wait for approval</td>');
   });
 });
