@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { Db } from '../db/database.js';
 import { EventRepository, EventSignal, MAX_EVENTS } from '../db/event.repository.js';
-import type { DirsyncEvent } from '../events/event.js';
+import { type DirsyncEvent, formatCursor } from '../events/event.js';
 import { checkCursorReachable, feedTenant, readCursor, readFeed } from '../events/feed.js';
 import { emit, jsonOption, parseLimit, table } from './output.js';
 import { withContext } from './run-command.js';
@@ -22,9 +22,9 @@ export function registerEventsCommand(program: Command): void {
     .command('events')
     .description('the event feed (every applied change, oldest first); --follow streams new events as they commit')
     .option('--tenant <slug>', "only this tenant's events (default: every tenant)")
-    .option('--after <cursor>', 'start after this cursor (an event\'s "cursor" or a page\'s "next"); default: the first event')
+    .option('--after <cursor>', 'start after this cursor (an event\'s "cursor" or a page\'s "next"); default: the first event, or with --follow the events committed from now on')
     .option('--limit <n>', 'events per page, 1 to 1000 (default 100)', parseLimit)
-    .option('--follow', 'keep printing events as they commit, one per line, until interrupted')
+    .option('--follow', 'keep printing events as they commit, one per line, until interrupted (from now on unless --after says where)')
     .addOption(jsonOption())
     .action((opts: EventsOptions) =>
       withContext(async (ctx) => {
@@ -46,10 +46,15 @@ export function registerEventsCommand(program: Command): void {
 async function follow(db: Db, databaseUrl: string, opts: EventsOptions): Promise<void> {
   const tenantId = await feedTenant(db, opts.tenant);
   // The cursor given is checked once; the loop then reads on from cursors the feed gave out.
+  // Without one, following starts at the feed's end, as `tail -f` would: the events committed
+  // from now on (the history is `dirsync events` without --follow, or --follow --after).
+  const feed = new EventRepository(db);
   let after = readCursor(opts.after);
   await checkCursorReachable(db, after);
-  const feed = new EventRepository(db);
+  after ??= await feed.end();
   const signal = await EventSignal.listen(databaseUrl);
+  // On stderr, so stdout stays one event per line: what is followed, from where.
+  process.stderr.write(`following ${opts.tenant ? `tenant ${opts.tenant}'s` : "every tenant's"} events after ${formatCursor(after)} (Ctrl-C stops)\n`);
   let stopped = false;
   const stop = () => {
     stopped = true;

@@ -22,6 +22,15 @@ afterAll(async () => {
 
 const push = (userName: string) => pushUser(scim, userName);
 
+/** Waits until the feed has the user's creation (a push applies through a queued run). */
+async function waitForEvent(userName: string): Promise<void> {
+  for (const until = Date.now() + 30_000; Date.now() < until; await new Promise((r) => setTimeout(r, 100))) {
+    const page = await cli.json<{ events: Array<{ data: { account?: { userName: string } } }> }>(['events', '--tenant', 'globex', '--limit', '1000']);
+    if (page.events.some((e) => e.data.account?.userName === userName)) return;
+  }
+  throw new Error(`no event for ${userName}`);
+}
+
 interface EventJson {
   id: string;
   cursor: string;
@@ -35,6 +44,8 @@ interface EventJson {
 
 describe('dirsync events', () => {
   it('--follow prints each event as it commits, one JSON object per line, and stops on SIGTERM', async () => {
+    await push('earlier@globex.test');
+    await waitForEvent('earlier@globex.test');
     follower = spawn(process.execPath, [cli.bin, 'events', '--tenant', 'globex', '--follow', '--json'], { env: cli.env() });
     const lines: EventJson[] = [];
     let buffer = '';
@@ -46,12 +57,18 @@ describe('dirsync events', () => {
         buffer = buffer.slice(nl + 1);
       }
     });
+    // It follows from the feed's end (an earlier event is not printed), once it says so on stderr.
+    let stderr = '';
+    follower.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    for (const until = Date.now() + 20_000; !stderr.includes('following') && Date.now() < until; ) await new Promise((r) => setTimeout(r, 50));
+    expect(stderr).toMatch(/^following tenant globex's events after \S+ \(Ctrl-C stops\)\n$/);
     await push('ann@globex.test');
     const deadline = Date.now() + 30_000;
     while (!lines.some((e) => e.data.account?.userName === 'ann@globex.test') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     const event = lines.find((e) => e.data.account?.userName === 'ann@globex.test');
     expect(event).toMatchObject({ type: 'user.created', tenant: 'globex', integrationId: scim.id, data: { account: { id: expect.any(String), personId: expect.any(String) } } });
     expect(Object.keys(event!).sort()).toEqual(['cursor', 'data', 'id', 'integrationId', 'occurredAt', 'runId', 'tenant', 'type']);
+    expect(lines.filter((e) => e.data.account?.userName === 'earlier@globex.test')).toEqual([]);
 
     const exited = new Promise<number | null>((resolve) => follower!.once('exit', (code) => resolve(code)));
     follower.kill('SIGTERM');
@@ -66,6 +83,7 @@ describe('dirsync events', () => {
       page = await cli.json(['events', '--tenant', 'globex']);
     }
     expect(page.events.map((e) => [e.type, e.data.account?.userName])).toEqual([
+      ['user.created', 'earlier@globex.test'],
       ['user.created', 'ann@globex.test'],
       ['user.created', 'bob@globex.test'],
     ]);
@@ -73,7 +91,7 @@ describe('dirsync events', () => {
     const one = await cli.json<{ events: EventJson[]; next: string }>(['events', '--tenant', 'globex', '--limit', '1']);
     expect(one.events.map((e) => e.id)).toEqual([page.events[0]!.id]);
     const rest = await cli.json<{ events: EventJson[]; next: string }>(['events', '--tenant', 'globex', '--after', one.next]);
-    expect(rest.events.map((e) => e.id)).toEqual([page.events[1]!.id]);
+    expect(rest.events.map((e) => e.id)).toEqual([page.events[1]!.id, page.events[2]!.id]);
     expect(await cli.json(['events', '--tenant', 'globex', '--after', page.next])).toEqual({ events: [], next: page.next });
     expect((await cli.json<{ events: unknown[] }>(['events', '--tenant', 'other'])).events).toEqual([]);
 
