@@ -5,14 +5,11 @@ import { TenantRepository } from '../db/tenant.repository.js';
 import { NotFoundError } from '../errors.js';
 import { personOfAccount } from '../directory/person-view.js';
 import type { AdminApiDeps } from './admin-api.routes.js';
+import { when } from './console-format.js';
 
 /** Rows per page of a directory listing. */
 const PAGE = 50;
 
-/** An ISO time as the console shows it: "2026-11-30 03:12:56" (UTC). */
-function when(iso: string): string {
-  return iso.replace('T', ' ').slice(0, 19);
-}
 
 type Listing = { Params: { slug: string }; Querystring: { q?: string; page?: string } };
 

@@ -6,6 +6,7 @@ import { EVENT_TYPES } from '../events/event.js';
 import type { AdminApiDeps } from './admin-api.routes.js';
 import { apiWording } from './api-wording.js';
 import { redirectShowingOnce, takeShownOnce } from './shown-once.js';
+import { when } from './console-format.js';
 
 /** The create form as posted: `types` is one value or several (one per ticked box). */
 interface CreateForm {
@@ -33,10 +34,6 @@ const NOTICES = new Map([
 
 const secretPage = (id: string) => `/admin/endpoints/${encodeURIComponent(id)}/secret`;
 
-/** An ISO time as the console shows it: "2026-11-30 03:12:56" (UTC). */
-function when(iso: string): string {
-  return iso.replace('T', ' ').slice(0, 19);
-}
 
 /**
  * /admin/endpoints: the host app's event endpoints and their deliveries. Every read and

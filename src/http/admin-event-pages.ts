@@ -5,14 +5,11 @@ import { type DirsyncEvent, formatCursor } from '../events/event.js';
 import { readCursor } from '../events/feed.js';
 import { UserError } from '../errors.js';
 import type { AdminApiDeps } from './admin-api.routes.js';
+import { when } from './console-format.js';
 
 /** Events a page of /admin/events shows. */
 const PAGE = 50;
 
-/** An ISO time as the console shows it: "2026-11-30 03:12:56" (UTC). */
-function when(iso: string): string {
-  return iso.replace('T', ' ').slice(0, 19);
-}
 
 /** One event as a row: who or what it is about, and what it says, in words. */
 function eventRow(e: DirsyncEvent) {

@@ -34,6 +34,7 @@ import { healthOf, runStatusLabel } from './admin-health.js';
 import { SESSION_COOKIE, SESSION_TTL_MS, checkSession, sessionValue } from './admin-session.js';
 import { apiWording } from './api-wording.js';
 import { redirectShowingOnce, takeShownOnce } from './shown-once.js';
+import { when, withConsoleTimes } from './console-format.js';
 
 /** Sign-in attempts one client may make per minute (SPEC: sign-in throttling). */
 export const SIGN_IN_ATTEMPTS_PER_MINUTE = 10;
@@ -48,7 +49,7 @@ function countsOfKinds(byKind: Record<string, number>): Partial<PlanCounts> {
 
 /** A held reason for a page: the CLI's `dirsync run approve …` hint in backticks is for the terminal. */
 function plainReason(reason: string | null): string | null {
-  return reason?.replace(/ ?\(`dirsync run approve [^`]*`\)/, '').replace(/`/g, '') ?? null;
+  return reason === null ? null : withConsoleTimes(reason.replace(/ ?\(`dirsync run approve [^`]*`\)/, '').replace(/`/g, ''));
 }
 
 /** The package's views/ folder, found from src/http (tests) and dist/src/http (the CLI) alike. */
@@ -59,10 +60,6 @@ function viewsRoot(): string {
   throw new Error('the console templates (views/admin) are missing from the dirsync package: reinstall it');
 }
 
-/** An ISO time as the console shows it: "2026-11-30 03:12:56" (UTC). */
-function when(iso: string): string {
-  return iso.replace('T', ' ').slice(0, 19);
-}
 
 /** A run's counts in words, as the CLI says them ("1 user created, 2 groups deleted"). */
 function countsText(c: PlanCounts | null): string {
@@ -191,7 +188,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
 
     const render = async (reply: FastifyReply, template: string, data: Record<string, unknown>, status = 200) => {
       const heldCount = (await runs().listHeld()).length;
-      return reply.code(status).header('cache-control', 'no-store').view(`admin/${template}`, { heldCount, ...data });
+      return reply.code(status).header('cache-control', 'no-store').view(`admin/${template}`, { heldCount, when, ...data });
     };
     const notFound = (reply: FastifyReply, message: string) => render(reply, 'message', { title: 'Not found', message, error: true, back: { href: '/admin', text: 'All integrations' } }, 404);
     const refused = (reply: FastifyReply, error: unknown, back: { href: string; text: string }) => {

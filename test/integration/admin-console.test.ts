@@ -231,7 +231,7 @@ describe('/admin held plans', () => {
     expect(chart.filter((r) => r.held).map((r) => r.status)).toEqual(['held → rejected']);
     const runPage = (await call({ method: 'GET', url: `/admin/runs/${heldRunId}` })).body;
     expect(runPage).toContain('id="run-status">held → rejected</span>');
-    expect(runPage).toMatch(/Its removals were rejected by an admin in the console at \d{4}-/);
+    expect(runPage).toMatch(/Its removals were rejected by an admin in the console at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\./);
 
     // Rejecting again, through the API: not held any more.
     const again = await call({ method: 'POST', url: `/api/v1/runs/${heldRunId}/reject` });

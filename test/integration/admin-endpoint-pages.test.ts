@@ -311,7 +311,7 @@ describe('/admin/endpoints', () => {
     const secret = secretOf(done.body)!;
     expect(secret).not.toBe(ep.secret);
     const until = (await service().show(ep.id)).previousSecretValidUntil!;
-    expect(done.body).toContain(`The old secret keeps working until ${until} (the grace period)`);
+    expect(done.body).toContain(`The old secret keeps working until ${until.replace("T", " ").slice(0, 19)} UTC (the grace period)`);
     expect((await get(`/admin/endpoints/${ep.id}`)).body).toContain(`Old secret</th><td>also signs until ${until.replace('T', ' ').slice(0, 19)}`);
 
     await runNow({ db, config }, t.integrationId);
