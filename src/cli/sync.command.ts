@@ -3,15 +3,14 @@ import ora from 'ora';
 import { RunRepository, type RunSummary } from '../db/run.repository.js';
 import { NotFoundError, UserError } from '../errors.js';
 import { IntegrationService } from '../integrations/integration.service.js';
+import { waitForRunEnd } from '../runs/run-wait.js';
 import { approveRun, rejectRun, requestRun } from '../runs/trigger.js';
 import type { CliContext } from './context.js';
 import { describeChanges, describeRun, emit, jsonOption, parseLimit, table } from './output.js';
 import { withContext } from './run-command.js';
 
-const TERMINAL = new Set(['succeeded', 'failed', 'held']);
-
 /**
- * Polls the run until it finishes, showing its progress on a terminal. If it is still queued
+ * Waits for the run to finish, showing its progress on a terminal. If it is still queued
  * after `noWorkerMs` and no worker is connected to the queue, says so instead of waiting forever.
  */
 async function waitForRun(
@@ -23,30 +22,15 @@ async function waitForRun(
   // A spinner on stderr while it waits (ora: cursor, redraws and clean-up on exit handled).
   const spinner = options.showProgress ? ora({ stream: process.stderr }).start() : undefined;
   try {
-    return await pollRun(ctx, runId, timeoutMs, options.noWorkerMs ?? 5_000, (line) => {
-      if (spinner) spinner.text = line;
+    return await waitForRunEnd(ctx.db, runId, {
+      timeoutMs,
+      noWorker: { afterMs: options.noWorkerMs ?? 5_000, workers: async () => (await ctx.queue()).getWorkersCount() },
+      progress: (run, waited) => {
+        if (spinner) spinner.text = progressLine(run, waited);
+      },
     });
   } finally {
     spinner?.stop();
-  }
-}
-
-async function pollRun(ctx: CliContext, runId: string, timeoutMs: number, noWorkerMs: number, progress: (line: string) => void): Promise<RunSummary> {
-  const runs = new RunRepository(ctx.db);
-  const started = Date.now();
-  for (;;) {
-    const run = await runs.find(runId);
-    if (!run) throw new NotFoundError(`run ${runId} disappeared (was its integration deleted?)`);
-    if (TERMINAL.has(run.status)) return run;
-    progress(progressLine(run, Date.now() - started));
-    const waited = Date.now() - started;
-    if (run.status === 'queued' && waited > noWorkerMs && (await (await ctx.queue()).getWorkersCount()) === 0) {
-      throw new UserError(
-        `run ${runId} is queued but no worker is running to pick it up: start one with \`dirsync worker\` or \`dirsync start\``,
-      );
-    }
-    if (waited > timeoutMs) throw new UserError(`run ${runId} is still ${run.status} after ${Math.round(timeoutMs / 1000)} s; \`dirsync run show ${runId}\` follows it`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
 

@@ -28,14 +28,32 @@ export class TenantRepository {
   }
 
   /**
-   * Deletes a tenant with everything in it (accounts, people, locks, groups, integrations and
-   * their runs, event endpoints). Delete its integrations first (deleteIntegration), so their
-   * deletion is recorded as events and their runs' change logs go with them. For the demo's
-   * reset; not exposed as a command.
+   * Empties a tenant's directory, keeping the tenant, its event endpoints and its events: its
+   * accounts, locks and groups go (delete its integrations first, with deleteIntegration, so
+   * their removal is recorded), and so do the people (users) those accounts linked who have no
+   * account left in any tenant, since a person exists only through accounts (SPEC "Identity").
+   * For the demo's reset; not exposed as a command. Returns how many accounts and people went.
    */
-  async delete(id: string): Promise<boolean> {
-    const result = await this.db.deleteFrom('tenants').where('id', '=', id).executeTakeFirst();
-    return result.numDeletedRows > 0n;
+  async clearDirectory(tenantId: string): Promise<{ accounts: number; people: number }> {
+    return this.db.transaction().execute(async (trx) => {
+      const gone = await trx.deleteFrom('accounts').where('tenant_id', '=', tenantId).returning('user_id').execute();
+      await trx.deleteFrom('locks').where('tenant_id', '=', tenantId).execute();
+      await trx.deleteFrom('groups').where('tenant_id', '=', tenantId).execute();
+      const linked = [...new Set(gone.map((a) => a.user_id).filter((id): id is string => id !== null))];
+      const people =
+        linked.length === 0
+          ? 0
+          : Number(
+              (
+                await trx
+                  .deleteFrom('users')
+                  .where('id', 'in', linked)
+                  .where(({ not, exists, selectFrom }) => not(exists(selectFrom('accounts').select('accounts.id').whereRef('accounts.user_id', '=', 'users.id'))))
+                  .executeTakeFirst()
+              ).numDeletedRows,
+            );
+      return { accounts: gone.length, people };
+    });
   }
 
   async list(): Promise<Tenant[]> {

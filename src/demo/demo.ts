@@ -3,11 +3,14 @@ import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { type Config, loadConfig } from '../config.js';
 import { type Db, createDb, ensureDatabase, migrateToLatest } from '../db/database.js';
 import { RunRepository, type RunSummary } from '../db/run.repository.js';
+import { EndpointRepository } from '../db/endpoint.repository.js';
 import { TenantRepository } from '../db/tenant.repository.js';
 import { IntegrationService } from '../integrations/integration.service.js';
 import { createQueue, removeSchedule, syncSchedule } from '../queue/queue.js';
 import { createRedis } from '../queue/redis.js';
+import { waitForRunEnd } from '../runs/run-wait.js';
 import { requestRun } from '../runs/trigger.js';
+import { UserError } from '../errors.js';
 import { describeCounts } from '../cli/output.js';
 import { type CompanyChange, DEMO_APP_ID, DemoCompany, type DemoDirectory } from './company.js';
 import { oktaEventHookDelivery } from './okta-event-hook.js';
@@ -34,6 +37,8 @@ interface DemoSetup {
   readonly webhookSecret: string;
   /** Whether an earlier demo's tenant was there (and was reset). */
   readonly reset: boolean;
+  /** The event endpoints of the tenant that the reset kept. */
+  readonly endpoints: number;
 }
 
 /**
@@ -63,7 +68,8 @@ export async function runDemo(options: DemoOptions, stop: Promise<string>): Prom
     const company = new DemoCompany(directoryOf(okta, DEMO_APP_ID), { people: options.people });
     const setup = await resetDemoTenant(db, config, okta);
     say(`demo IdP: an Okta org at ${okta.url} with ${company.census().ACTIVE} active people in 20 groups (app ${DEMO_APP_ID})`);
-    say(`${setup.reset ? 'reset' : 'created'} tenant "${DEMO_TENANT}"; its Okta integration is ${setup.integrationId}`);
+    const kept = setup.endpoints > 0 ? ` (its ${setup.endpoints === 1 ? 'event endpoint is' : `${setup.endpoints} event endpoints are`} kept)` : '';
+    say(`${setup.reset ? 'reset' : 'created'} tenant "${DEMO_TENANT}"${kept}; its Okta integration is ${setup.integrationId}`);
     const { serveParts } = await import('../cli/serve.js');
     await serveParts({ http: true, worker: true }, stop, {
       ready: () => {
@@ -114,8 +120,10 @@ export function fillDemoEnvironment(env: NodeJS.ProcessEnv, envFile = '.env'): s
 /**
  * The demo tenant, reset: the company starts over with each demo (the same people, ids and
  * groups), so what an earlier session left in the tenant (its hires, leavers, an approved mass
- * removal) is removed with it rather than reconciled as a surprise. Its integrations are
- * deleted as the CLI deletes them (their schedules too), then the tenant with its people.
+ * removal) is removed rather than reconciled as a surprise. Its integrations are deleted as the
+ * CLI deletes them (their schedules too), then its directory with the people only it had. The
+ * tenant stays with its event endpoints (someone may have pointed one at a receiver) and its
+ * events: the reset is history too.
  */
 async function resetDemoTenant(db: Db, config: Config, okta: OktaDirectoryServer): Promise<DemoSetup> {
   const tenants = new TenantRepository(db);
@@ -133,9 +141,10 @@ async function resetDemoTenant(db: Db, config: Config, okta: OktaDirectoryServer
       await queue.close();
       redis.disconnect();
     }
-    await tenants.delete(old.id);
+    await tenants.clearDirectory(old.id);
+  } else {
+    await tenants.create(DEMO_TENANT, 'Demo company');
   }
-  await tenants.create(DEMO_TENANT, 'Demo company');
   const { integration, issued } = await integrations.create({
     tenant: DEMO_TENANT,
     provider: 'okta',
@@ -145,7 +154,8 @@ async function resetDemoTenant(db: Db, config: Config, okta: OktaDirectoryServer
     threshold: '5',
   });
   if (!('webhookSecret' in issued)) throw new Error('an okta integration was created without a webhook secret');
-  return { integrationId: integration.id, webhookSecret: issued.webhookSecret, reset: old !== undefined };
+  const endpoints = old ? (await new EndpointRepository(db).list()).filter((e) => e.tenantId === old.id).length : 0;
+  return { integrationId: integration.id, webhookSecret: issued.webhookSecret, reset: old !== undefined, endpoints };
 }
 
 /** Once the server listens: the first sync, the console's address, then the company's changes every tick. */
@@ -157,7 +167,10 @@ async function afterReady(db: Db, config: Config, setup: DemoSetup, company: Dem
   try {
     const { run } = await requestRun({ db, config, queue }, setup.integrationId, 'manual');
     firstRun = run.id;
-    const done = await waitForRun(db, run.id, 120_000);
+    const done = await waitForRunEnd(db, run.id, { timeoutMs: 120_000, intervalMs: 250 }).catch((error: unknown) => {
+      if (error instanceof UserError) return undefined;
+      throw error;
+    });
     say(`first sync: ${done ? describeRun(done) : `still running (run ${run.id})`}`);
     // Scheduled only now: a schedule fires at once when set, and its run would race the first sync.
     const integrations = new IntegrationService(db, config);
@@ -221,17 +234,6 @@ const EVENT_TYPES: Record<CompanyChange['kind'], readonly string[]> = {
   return: ['user.lifecycle.unsuspend'],
   'mass-unassign': ['group.application_assignment.remove'],
 };
-
-async function waitForRun(db: Db, runId: string, timeoutMs: number): Promise<RunSummary | undefined> {
-  const runs = new RunRepository(db);
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const run = await runs.find(runId);
-    if (run && run.status !== 'queued' && run.status !== 'running') return run;
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  return undefined;
-}
 
 function describeRun(run: RunSummary): string {
   const counts = run.counts ? `: ${describeCounts(run.counts)}` : '';

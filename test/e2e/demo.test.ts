@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CliHarness } from '../support/cli.js';
 
@@ -64,6 +65,20 @@ interface Page<T> {
   items: T[];
 }
 
+let endpointId = '';
+
+/** People (persons) no account links to: a reset must not add to them. */
+async function orphanPeople(): Promise<number> {
+  const client = new pg.Client({ connectionString: cli.env().DATABASE_URL });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ n: string }>('select count(*) as n from users u where not exists (select 1 from accounts a where a.user_id = u.id)');
+    return Number(rows[0]!.n);
+  } finally {
+    await client.end();
+  }
+}
+
 describe('dirsync demo', () => {
   it('syncs the demo company, changes it through event hooks, holds the mass removal, stops on Ctrl-C, and resets on a second start', async () => {
     const first = startDemo(['--tick', '2', '--people', '60']);
@@ -88,16 +103,26 @@ describe('dirsync demo', () => {
       expect(runs.some((r) => r.trigger === 'webhook'), JSON.stringify(runs)).toBe(true);
       const users = await api<Page<{ userName: string }>>(token, '/api/v1/tenants/demo/users?limit=1000');
       expect(users.items.length).toBeGreaterThanOrEqual(55);
+      // An endpoint of the demo tenant (a loopback port nothing answers: deliveries just fail): the reset keeps it.
+      const created = await fetch(`http://127.0.0.1:${cli.port}/api/v1/endpoints`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ url: 'http://127.0.0.1:9/hooks', tenant: 'demo' }),
+      });
+      expect(created.status).toBe(201);
+      endpointId = ((await created.json()) as { id: string }).id;
     } finally {
       const stopped = await stopDemo(first.child);
       expect(stopped.code, first.output()).toBe(0);
       expect(stopped.ms).toBeLessThan(10_000);
     }
 
+    // A rename leaves the old login's person without an account (SPEC "Identity"): those were there before the reset too.
+    const orphansBefore = await orphanPeople();
     const second = startDemo(['--tick', '600', '--people', '60']);
     try {
       const token = (await second.waitFor(/this session's admin token is (\S+)/))[1]!;
-      await second.waitFor(/reset tenant "demo"/);
+      await second.waitFor(/reset tenant "demo" \(its event endpoint is kept\)/);
       // The key saved by the first session is read, not made again.
       expect(second.output()).not.toMatch(/DIRSYNC_ENCRYPTION_KEY/);
       await second.waitFor(/first sync: succeeded: \d+ users created/);
@@ -107,6 +132,9 @@ describe('dirsync demo', () => {
       // The same company as the first start, once: no one twice, no one left from the first session.
       expect(new Set(users.items.map((u) => u.userName)).size).toBe(users.items.length);
       expect(users.items.length).toBeLessThanOrEqual(60);
+      expect(await orphanPeople()).toBe(orphansBefore);
+      const endpoints = await api<Page<{ id: string; tenant: string }>>(token, '/api/v1/endpoints');
+      expect(endpoints.items.filter((e) => e.tenant === 'demo').map((e) => e.id)).toEqual([endpointId]);
     } finally {
       expect((await stopDemo(second.child)).code, second.output()).toBe(0);
     }
