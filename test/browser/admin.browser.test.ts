@@ -233,7 +233,11 @@ describe('/admin in a real browser', () => {
     await page.getByRole('button', { name: 'Rotate secret' }).click();
     const rotated = (await page.locator('#secret').textContent())!;
     expect(rotated).not.toBe(secret);
-    expect(await page.locator('main').textContent()).toMatch(/The old secret keeps working until \d{4}-\d\d-\d\dT.* \(the grace period\)/);
+    expect(await page.locator('main').textContent()).toMatch(/The old secret keeps working until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(the grace period\)/);
+    // A reload of the page that showed it neither rotates again nor shows it again.
+    await page.reload();
+    expect(await page.locator('main').textContent()).toContain('shown once, when it was issued');
+    expect(await page.locator('main').textContent()).not.toContain(rotated);
 
     // Replay everything: confirmed, the event comes again, signed by both secrets.
     await page.goto(endpointUrl);
