@@ -60,9 +60,11 @@ export class WebhookRepository {
   }
 
   /**
-   * The fast path of a burst, in one statement: records the event ids and, when the delivery
-   * is relevant and new and a run is already queued for the integration, records the delivery
-   * as coalesced into that run. Returns how many ids were new and the run it joined, if any.
+   * The fast path of a burst, in one statement: records the event ids of a relevant delivery
+   * (an ignored one stores nothing: its ids are not needed to drop a redelivery, which is
+   * ignored again) and, when the delivery is relevant and new and a run is already queued for
+   * the integration, records the delivery as coalesced into that run. Returns the ids that
+   * were new and the run it joined, if any.
    */
   async coalesce(delivery: {
     integrationId: string;
@@ -101,7 +103,7 @@ export class WebhookRepository {
       ), ev as (
         insert into webhook_events (integration_id, event_id)
         select ${delivery.integrationId}::uuid, e from unnest(${ids}::text[]) as e
-        where exists (select 1 from allowed)
+        where exists (select 1 from allowed) and ${delivery.relevant}::boolean
         on conflict do nothing
         returning event_id
       ), queued as (
