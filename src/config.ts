@@ -24,8 +24,11 @@ export interface Config {
   readonly publicUrl: string;
   /** How long a rotated webhook secret keeps working when the rotation names no grace period. */
   readonly webhookSecretGraceMs: number;
-  /** How long events (applied change-log rows) and endpoint deliveries are kept. */
-  readonly eventRetentionMs: number;
+  /**
+   * DIRSYNC_RETENTION, in ms: how long finished runs with their change logs, events, webhook
+   * deliveries and endpoint deliveries are kept (src/runs/retention.ts).
+   */
+  readonly retentionMs: number;
 }
 
 export class ConfigError extends Error {
@@ -38,6 +41,13 @@ const boolish = z
   .toLowerCase()
   .refine((v) => ['true', 'false', '1', '0', 'yes', 'no', ''].includes(v), 'must be true or false')
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/**
+ * DIRSYNC_RETENTION's bounds. At least 3 days: an event must outlive the 3 days its delivery
+ * to an endpoint is retried (SPEC). At most ten years.
+ */
+export const MIN_RETENTION_MS = 3 * 86_400_000;
+export const MAX_RETENTION_MS = 3_650 * 86_400_000;
 
 const KEY_FORMAT = 'must be 32 random bytes in base64, as `openssl rand -base64 32` prints';
 
@@ -110,9 +120,10 @@ const schema = z.object({
       }
       return ms;
     }),
-  DIRSYNC_EVENT_RETENTION: z
+  // One horizon for runs, their change logs and events, so a kept run always has its whole log.
+  DIRSYNC_RETENTION: z
     .string()
-    .default('30d')
+    .default('90d')
     .transform((v, ctx) => {
       let ms: number | undefined;
       try {
@@ -120,12 +131,16 @@ const schema = z.object({
       } catch {
         ms = undefined;
       }
-      if (ms === undefined || ms < 3_600_000 || ms > 3_650 * 86_400_000) {
-        ctx.addIssue({ code: 'custom', message: `must be a duration from 1h to 3650d, such as 7d or 30d, not "${v}"` });
+      if (ms === undefined || ms < MIN_RETENTION_MS || ms > MAX_RETENTION_MS) {
+        ctx.addIssue({ code: 'custom', message: `must be a duration from 3d to 3650d, such as 30d or 90d, not "${v.slice(0, 40)}"` });
         return z.NEVER;
       }
       return ms;
     }),
+  DIRSYNC_EVENT_RETENTION: z
+    .string()
+    .optional()
+    .refine((v) => v === undefined, 'was replaced by DIRSYNC_RETENTION (one horizon for runs, change logs, events and deliveries): rename it'),
 });
 
 /**
@@ -157,7 +172,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, envFile = '.env
     queueName: e.DIRSYNC_QUEUE,
     publicUrl: (e.DIRSYNC_PUBLIC_URL ?? `http://127.0.0.1:${e.PORT}`).replace(/\/+$/, ''),
     webhookSecretGraceMs: e.DIRSYNC_WEBHOOK_SECRET_GRACE,
-    eventRetentionMs: e.DIRSYNC_EVENT_RETENTION,
+    retentionMs: e.DIRSYNC_RETENTION,
   });
 }
 

@@ -1,4 +1,4 @@
-import { type DirectoryGroup, type DirectoryUser, type LocalState, type SkippedRecord, type Snapshot, userNameClash, userNameKey } from './model.js';
+import { type DirectoryGroup, type DirectoryUser, type JsonObject, type JsonValue, type LocalState, type SkippedRecord, type Snapshot, userNameClash, userNameKey } from './model.js';
 
 /** The IdP data cannot be reconciled as it stands; the run fails and changes nothing. */
 export class SnapshotError extends Error {
@@ -46,10 +46,60 @@ export function optionalText(value: unknown): string | null {
 export const MAX_USER_NAME_LENGTH = 512;
 
 /**
+ * The most attribute names one IdP user or group record may hold, nested names included
+ * (`{"a": {"b": 1}}` holds two; array elements are values, not names). Okta's base user
+ * profile has 31 attributes and Okta documents no cap on custom ones ("you can add any number
+ * of custom attributes", Okta Expression Language reference); PingOne, for comparison, allows
+ * 200 custom attributes. Real profiles hold tens to a few hundred: 1,000 leaves room for any
+ * of them while a record of 50,000 is not a person's profile.
+ */
+export const MAX_RECORD_ATTRIBUTES = 1_000;
+
+/**
+ * The most bytes a record's attributes may take as JSON (UTF-8): 64 KiB. PingOne caps a
+ * whole user profile at 16 KB; each stored record is read by every run, diffed, and copied
+ * into events, so one record must not cost what thousands of ordinary ones do.
+ */
+export const MAX_RECORD_BYTES = 64 * 1024;
+
+/**
+ * Why a record's attributes (the raw profile kept verbatim) are too large to take, as one
+ * sentence starting with `what` ("IdP user 00u1 has 50,002 attributes ..."), or undefined
+ * when they are within MAX_RECORD_ATTRIBUTES and MAX_RECORD_BYTES.
+ */
+export function recordSizeProblem(what: string, attributes: JsonObject, fix = 'remove attributes in the IdP or stop sending them to this app'): string | undefined {
+  const names = countNames(attributes);
+  if (names > MAX_RECORD_ATTRIBUTES) {
+    return `${what} has ${names.toLocaleString('en-US')} attributes (nested ones counted); at most ${MAX_RECORD_ATTRIBUTES.toLocaleString('en-US')} are taken: ${fix}`;
+  }
+  const bytes = Buffer.byteLength(JSON.stringify(attributes));
+  if (bytes > MAX_RECORD_BYTES) {
+    return `${what} has ${bytes.toLocaleString('en-US')} bytes of attributes as JSON; at most ${MAX_RECORD_BYTES.toLocaleString('en-US')} (64 KiB) are taken: ${fix}`;
+  }
+  return undefined;
+}
+
+/** Attribute names in a JSON value, at any depth. */
+function countNames(value: JsonValue): number {
+  if (value === null || typeof value !== 'object') return 0;
+  let n = 0;
+  if (Array.isArray(value)) for (const v of value) n += countNames(v);
+  else for (const v of Object.values(value)) n += 1 + countNames(v);
+  return n;
+}
+
+/** A subject for a warning: at most 80 code points of a name or login, however long it is. */
+function shortSubject(text: string): string {
+  const points = [...text];
+  return printable(points.length > 80 ? `${points.slice(0, 40).join('')}...` : text);
+}
+
+/**
  * Collects what a connector reads, page by page, into a Snapshot. A record seen twice (pages
  * shift while the IdP changes) keeps its last version. Records that cannot be taken as they
  * are (a mapping error, text Postgres cannot store such as NUL or a lone surrogate, a userName
- * too long to index, two IdP users whose userNames normalize alike) are skipped with a reason,
+ * too long to index, attributes over MAX_RECORD_ATTRIBUTES or MAX_RECORD_BYTES, two IdP users
+ * whose userNames normalize alike) are skipped with a reason,
  * never dropped silently: each is evidence that the record exists.
  */
 export class SnapshotBuilder {
@@ -127,6 +177,7 @@ export class SnapshotBuilder {
     // One user per key; a second with the same key starts a clash (rare, so kept apart).
     const byKey = new Map<string, DirectoryUser>();
     const clashes = new Map<string, DirectoryUser[]>();
+    let oversize: string | undefined;
     for (const user of this.users.values()) {
       const problem = storableProblem(user, `IdP user ${printable(user.externalId)}`);
       const length = [...user.userName].length;
@@ -142,6 +193,9 @@ export class SnapshotBuilder {
           reason: problem.reason,
           ...(problem.path === 'status' ? {} : { active: user.active }),
         });
+      } else if ((oversize = recordSizeProblem(`IdP user ${user.externalId}`, user.attributes))) {
+        // Its id and status are readable: a status that deprovisions still applies.
+        this.skippedUsers.set(user.externalId, { kind: 'user', externalId: user.externalId, subject: shortSubject(user.userName), reason: oversize, active: user.active });
       } else if (length > MAX_USER_NAME_LENGTH) {
         this.skippedUsers.set(user.externalId, {
           kind: 'user',
@@ -176,7 +230,9 @@ export class SnapshotBuilder {
       const problem = storableProblem(group, `IdP group ${printable(group.externalId)}`);
       if (problem?.path === 'externalId') this.unidentified.push({ kind: 'group', externalId: null, subject: printable(group.name), reason: problem.reason });
       else if (problem) this.skippedGroups.set(group.externalId, { kind: 'group', externalId: group.externalId, subject: printable(group.name), reason: problem.reason });
-      else groups.set(group.externalId, group);
+      else if ((oversize = recordSizeProblem(`IdP group ${group.externalId}`, group.attributes))) {
+        this.skippedGroups.set(group.externalId, { kind: 'group', externalId: group.externalId, subject: shortSubject(group.name), reason: oversize });
+      } else groups.set(group.externalId, group);
     }
     const memberships = new Map<string, ReadonlySet<string>>();
     const inScope = (id: string) => users.has(id) || this.skippedUsers.has(id);

@@ -208,6 +208,26 @@ export class EndpointRepository {
       updatedAt: r.updated_at.toISOString(),
     }));
   }
+
+  /**
+   * Deletes endpoint deliveries last touched more than `olderThanMs` ago that are finished
+   * (delivered, or failed for good), `batch` rows per statement (event_deliveries_age_idx);
+   * one still being retried is kept whatever its age. Returns how many went.
+   */
+  async pruneDeliveries(olderThanMs: number, batch = 5_000): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const result = await sql`
+        delete from event_deliveries where id in (
+          select id from event_deliveries
+          where updated_at < now() - ${olderThanMs} * interval '1 millisecond' and status <> 'retrying'
+          limit ${batch})
+      `.execute(this.db);
+      const n = Number(result.numAffectedRows ?? 0n);
+      total += n;
+      if (n < batch) return total;
+    }
+  }
 }
 
 function toEndpoint(row: {

@@ -65,37 +65,40 @@ export class EventRepository {
   }
 
   /**
-   * Deletes events (applied change-log rows written more than `olderThanMs` ago) and
-   * endpoint deliveries not touched for as long (but those still being retried), in
-   * batches of `batch` rows so no transaction grows large. Returns how many rows went.
+   * Deletes events (applied change-log rows) written more than `olderThanMs` ago whose run is
+   * gone: pruned by retention (RunRepository.pruneFinished takes a run's rows with it), or
+   * deleted with its integration, or none (an integration's deletion's own events). Rows of a
+   * run still kept (held, in progress, recent, or its integration's last) stay with their run,
+   * so a kept run's change log is whole. Walks the old rows once, oldest first, `batch` rows per
+   * statement (run_changes_applied_age_idx). Returns how many rows went.
    */
-  async prune(olderThanMs: number, batch = 10_000): Promise<{ events: number; deliveries: number }> {
-    let events = 0;
-    let deliveries = 0;
+  async prune(olderThanMs: number, batch = 5_000): Promise<number> {
+    let pruned = 0;
+    let after: { at: string; id: string } = { at: '-infinity', id: '0' };
     for (;;) {
-      const result = await sql`
-        delete from run_changes where id in (
-          -- By the change's own time: an integration's deletion leaves events whose run is gone.
-          select c.id from run_changes c
+      const { rows } = await sql<{ scanned: string; deleted: string; last_at: string | null; last_id: string | null }>`
+        with candidates as (
+          select c.id, c.created_at, c.run_id from run_changes c
           where c.state = 'applied' and c.created_at < now() - ${olderThanMs} * interval '1 millisecond'
-          limit ${batch})
+            and (c.created_at, c.id) > (${after.at}::timestamptz, ${after.id}::bigint)
+          order by c.created_at, c.id
+          limit ${batch}
+        ), gone as (
+          delete from run_changes c using candidates k
+          where c.id = k.id and (k.run_id is null or not exists (select 1 from runs r where r.id = k.run_id))
+          returning c.id
+        ), last as (
+          select created_at, id from candidates order by created_at desc, id desc limit 1
+        )
+        select (select count(*) from candidates) as scanned, (select count(*) from gone) as deleted,
+          (select created_at::text from last) as last_at, (select id::text from last) as last_id
       `.execute(this.db);
-      const n = Number(result.numAffectedRows ?? 0n);
-      events += n;
-      if (n < batch) break;
+      const row = rows[0]!;
+      pruned += Number(row.deleted);
+      if (Number(row.scanned) < batch || row.last_at === null || row.last_id === null) break;
+      after = { at: row.last_at, id: row.last_id };
     }
-    for (;;) {
-      const result = await sql`
-        delete from event_deliveries where id in (
-          select id from event_deliveries
-          where updated_at < now() - ${olderThanMs} * interval '1 millisecond' and status <> 'retrying'
-          limit ${batch})
-      `.execute(this.db);
-      const n = Number(result.numAffectedRows ?? 0n);
-      deliveries += n;
-      if (n < batch) break;
-    }
-    return { events, deliveries };
+    return pruned;
   }
 
   /**

@@ -222,6 +222,52 @@ export class RunRepository {
     return rows.map((r) => ({ id: r.id, integrationId: r.integration_id }));
   }
 
+  /**
+   * Deletes runs that finished (succeeded or failed) more than `olderThanMs` ago, with their
+   * whole change log, `batch` rows per statement: a run's rows go first, then the run, so a
+   * crash between statements leaves a kept run with part of its log, never rows without a run
+   * that are not events. Never pruned: held, queued and running runs, and each integration's
+   * last finished run, last success and last full success (what /metrics, the console and the
+   * full-run schedule read), however old. Returns how many runs and change-log rows went.
+   */
+  async pruneFinished(olderThanMs: number, batch = 5_000): Promise<{ runs: number; changes: number }> {
+    let runs = 0;
+    let changes = 0;
+    for (;;) {
+      // runs_prunable_idx finds the oldest; runs_last_*_idx the few kept per integration.
+      const { rows } = await sql<{ id: string }>`
+        with kept as (
+          select k.id from integrations i cross join lateral (
+            (select id from runs where integration_id = i.id and status in ('succeeded', 'failed', 'held') and not dry_run order by finished_at desc limit 1)
+            union all
+            (select id from runs where integration_id = i.id and status = 'succeeded' and not dry_run order by finished_at desc limit 1)
+            union all
+            (select id from runs where integration_id = i.id and status = 'succeeded' and not dry_run and mode = 'full' order by finished_at desc limit 1)
+          ) k
+        )
+        select r.id from runs r
+        where r.status in ('succeeded', 'failed') and r.finished_at < now() - ${olderThanMs} * interval '1 millisecond'
+          and r.id not in (select id from kept where id is not null)
+        order by r.finished_at
+        limit ${batch}
+      `.execute(this.db);
+      if (rows.length === 0) break;
+      const ids = rows.map((r) => r.id);
+      for (;;) {
+        const result = await sql`
+          delete from run_changes where id in (select id from run_changes where run_id = any(${ids}::uuid[]) limit ${batch})
+        `.execute(this.db);
+        const n = Number(result.numAffectedRows ?? 0n);
+        changes += n;
+        if (n < batch) break;
+      }
+      const result = await sql`delete from runs where id = any(${ids}::uuid[]) and status in ('succeeded', 'failed')`.execute(this.db);
+      runs += Number(result.numAffectedRows ?? 0n);
+      if (rows.length < batch) break;
+    }
+    return { runs, changes };
+  }
+
   /** Fails runs whose worker died long ago (no heartbeat for 10 stale periods). */
   async failAbandoned(): Promise<number> {
     const result = await this.db

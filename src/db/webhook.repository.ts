@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { type RawBuilder, sql } from 'kysely';
 import type { Db } from './database.js';
 import type { Provider, WebhookOutcome } from './schema.js';
 
@@ -60,9 +60,11 @@ export class WebhookRepository {
   }
 
   /**
-   * The fast path of a burst, in one statement: records the event ids and, when the delivery
-   * is relevant and new and a run is already queued for the integration, records the delivery
-   * as coalesced into that run. Returns how many ids were new and the run it joined, if any.
+   * The fast path of a burst, in one statement: records the event ids of a relevant delivery
+   * (an ignored one stores nothing: its ids are not needed to drop a redelivery, which is
+   * ignored again) and, when the delivery is relevant and new and a run is already queued for
+   * the integration, records the delivery as coalesced into that run. Returns the ids that
+   * were new and the run it joined, if any.
    */
   async coalesce(delivery: {
     integrationId: string;
@@ -101,7 +103,7 @@ export class WebhookRepository {
       ), ev as (
         insert into webhook_events (integration_id, event_id)
         select ${delivery.integrationId}::uuid, e from unnest(${ids}::text[]) as e
-        where exists (select 1 from allowed)
+        where exists (select 1 from allowed) and ${delivery.relevant}::boolean
         on conflict do nothing
         returning event_id
       ), queued as (
@@ -200,12 +202,49 @@ export class WebhookRepository {
     }));
   }
 
-  /** Forgets event ids older than Okta's redelivery window (and then some). */
-  async pruneEvents(olderThanMs: number): Promise<number> {
-    const result = await this.db
-      .deleteFrom('webhook_events')
-      .where('received_at', '<', sql<Date>`now() - ${olderThanMs} * interval '1 millisecond'`)
-      .executeTakeFirst();
-    return Number(result.numDeletedRows);
+  /**
+   * Forgets event ids received more than `olderThanMs` ago (the redelivery window the caller
+   * keeps them for), `batch` rows per statement. Returns how many went.
+   */
+  async pruneEvents(olderThanMs: number, batch = 5_000): Promise<number> {
+    return deleteInBatches(
+      batch,
+      () => sql`
+        delete from webhook_events where (integration_id, event_id) in (
+          select integration_id, event_id from webhook_events
+          where received_at < now() - ${olderThanMs} * interval '1 millisecond'
+          limit ${batch})
+      `,
+      this.db,
+    );
+  }
+
+  /**
+   * Deletes webhook deliveries (triggered, duplicate and rejected ones alike) received more
+   * than `olderThanMs` ago, `batch` rows per statement (webhook_deliveries_received_idx).
+   * Returns how many went.
+   */
+  async pruneDeliveries(olderThanMs: number, batch = 5_000): Promise<number> {
+    return deleteInBatches(
+      batch,
+      () => sql`
+        delete from webhook_deliveries where id in (
+          select id from webhook_deliveries
+          where received_at < now() - ${olderThanMs} * interval '1 millisecond'
+          limit ${batch})
+      `,
+      this.db,
+    );
+  }
+}
+
+/** Runs a `delete ... limit batch` statement until it deletes fewer than `batch` rows; the total deleted. */
+async function deleteInBatches(batch: number, statement: () => RawBuilder<unknown>, db: Db): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const result = await statement().execute(db);
+    const n = Number(result.numAffectedRows ?? 0n);
+    total += n;
+    if (n < batch) return total;
   }
 }

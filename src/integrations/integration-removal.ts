@@ -12,7 +12,7 @@ import { RunRepository } from '../db/run.repository.js';
  * provisioned (with no run: `runId` null), recorded exactly as a run applying the same removals
  * would record them. Its accounts stay, unowned (no event: nothing about them changed for the
  * host app). Its runs and their change log go; events already in the feed stay until
- * DIRSYNC_EVENT_RETENTION prunes them (migration 2026-11-30T0400). Returns false if the
+ * DIRSYNC_RETENTION prunes them (migration 2026-11-30T0400, src/runs/retention.ts). Returns false if the
  * integration was already gone.
  */
 export async function deleteIntegration(db: Db, integration: Integration): Promise<boolean> {

@@ -6,10 +6,15 @@ export interface JobPayloads {
   'schedule-tick': { integrationId: string };
   /** Deliver an endpoint's pending events (the job id is deliveryJobId(endpointId): one per endpoint). */
   deliver: { endpointId: string };
+  /** Fired hourly by the RETENTION_SCHEDULER_ID scheduler: deletes what DIRSYNC_RETENTION no longer keeps. */
+  prune: Record<string, never>;
 }
 
 export type JobName = keyof JobPayloads;
-export const JOB_NAMES = ['reconcile', 'schedule-tick', 'deliver'] as const satisfies readonly JobName[];
+export const JOB_NAMES = ['reconcile', 'schedule-tick', 'deliver', 'prune'] as const satisfies readonly JobName[];
+
+/** The retention job's scheduler: one for the whole queue, not per integration (so not `schedule-`). */
+export const RETENTION_SCHEDULER_ID = 'retention';
 
 export function schedulerId(integrationId: string): string {
   return `schedule-${integrationId}`;

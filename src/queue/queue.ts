@@ -2,7 +2,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Integration } from '../db/integration.repository.js';
 import type { RunSummary } from '../db/run.repository.js';
-import { type JobName, type JobPayloads, deliveryJobId, schedulerId } from './jobs.js';
+import { type JobName, type JobPayloads, RETENTION_SCHEDULER_ID, deliveryJobId, schedulerId } from './jobs.js';
 
 export type DirsyncQueue = Queue<JobPayloads[JobName], unknown, JobName>;
 
@@ -56,6 +56,14 @@ export async function syncSchedule(queue: DirsyncQueue, integration: Integration
     integration.schedule.kind === 'every' ? { every: integration.schedule.ms } : { pattern: integration.schedule.pattern, tz: 'UTC' };
   // BullMQ types the scheduler id as the job-name type; any string is accepted at runtime.
   await queue.upsertJobScheduler(id as JobName, repeat, { name: 'schedule-tick', data: { integrationId: integration.id } });
+}
+
+/** How often the retention job runs: hourly keeps each pass small. */
+export const PRUNE_EVERY_MS = 3_600_000;
+
+/** Makes sure the hourly retention job (`prune`) is scheduled; the same id each time, so repeating is a no-op. */
+export async function scheduleRetention(queue: DirsyncQueue): Promise<void> {
+  await queue.upsertJobScheduler(RETENTION_SCHEDULER_ID as JobName, { every: PRUNE_EVERY_MS }, { name: 'prune', data: {} });
 }
 
 export async function removeSchedule(queue: DirsyncQueue, integrationId: string): Promise<void> {

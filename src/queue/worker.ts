@@ -3,6 +3,7 @@ import pRetry from 'p-retry';
 import { handleReconcile } from '../../jobs/reconcile.job.js';
 import { handleScheduleTick } from '../../jobs/schedule-tick.job.js';
 import { handleDeliver } from '../../jobs/deliver.job.js';
+import { handlePrune } from '../../jobs/prune.job.js';
 import { startDeliveryTrigger } from '../events/delivery-trigger.js';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
@@ -10,11 +11,9 @@ import { IntegrationRepository } from '../db/integration.repository.js';
 import type { Logger } from '../log.js';
 import type { ReconcileDeps } from '../runs/reconcile.js';
 import type { JobName, JobPayloads } from './jobs.js';
-import { type DirsyncQueue, createQueue, ensureEnqueued, syncSchedule } from './queue.js';
+import { type DirsyncQueue, createQueue, ensureEnqueued, scheduleRetention, syncSchedule } from './queue.js';
 import { createRedis } from './redis.js';
 import { RunRepository } from '../db/run.repository.js';
-import { WebhookRepository } from '../db/webhook.repository.js';
-import { EventRepository } from '../db/event.repository.js';
 
 export interface WorkerDeps extends Omit<ReconcileDeps, 'log'> {
   readonly db: Db;
@@ -31,7 +30,8 @@ type Handlers = { [N in Exclude<JobName, 'deliver'>]: (job: Job<JobPayloads[N]>,
 /**
  * Starts a BullMQ worker with exactly one handler per job name (the Handlers type makes a
  * missing one a compile error). Before taking jobs it re-enqueues runs that were recorded but
- * whose job was lost (Redis restarted empty) and re-creates schedules from Postgres.
+ * whose job was lost (Redis restarted empty), re-creates schedules from Postgres and schedules
+ * the hourly retention job (`prune`).
  */
 export type DirsyncWorker = Worker<JobPayloads[JobName], string, JobName>;
 
@@ -39,6 +39,7 @@ export async function startWorker(deps: WorkerDeps): Promise<DirsyncWorker> {
   const handlers: Handlers = {
     reconcile: (job, token) => handleReconcile(deps, job, token),
     'schedule-tick': (job) => handleScheduleTick(deps, job),
+    prune: (job) => handlePrune(deps, job),
   };
   await recover(deps);
   // BullMQ leaves a connection it was handed open on close; this one is ours to close.
@@ -57,8 +58,7 @@ export async function startWorker(deps: WorkerDeps): Promise<DirsyncWorker> {
       lockDuration: 60_000,
     },
   );
-  // A run recorded while Redis was away, or whose job Redis lost, is put back on the queue;
-  // webhook event ids are forgotten once no IdP would deliver them again.
+  // A run recorded while Redis was away, or whose job Redis lost, is put back on the queue.
   const sweeper = setInterval(() => {
     sweep(deps).catch((error: unknown) => deps.log.warn({ err: (error as Error).message }, 'sweep failed'));
   }, deps.sweepEveryMs ?? 30_000);
@@ -120,23 +120,15 @@ async function reenqueueQueued(deps: WorkerDeps, olderThanMs: number): Promise<n
   return queued.length;
 }
 
-/** How often a worker prunes events and deliveries past DIRSYNC_EVENT_RETENTION. */
-const PRUNE_EVERY_MS = 3_600_000;
-let lastPruned = 0;
-
 async function sweep(deps: WorkerDeps): Promise<void> {
   await reenqueueQueued(deps, 10_000);
-  await new WebhookRepository(deps.db).pruneEvents(7 * 86_400_000);
-  if (Date.now() - lastPruned >= PRUNE_EVERY_MS) {
-    lastPruned = Date.now();
-    const pruned = await new EventRepository(deps.db).prune(deps.config.eventRetentionMs);
-    if (pruned.events + pruned.deliveries > 0) deps.log.info(pruned, 'pruned events and deliveries past DIRSYNC_EVENT_RETENTION');
-  }
 }
 
 async function recover(deps: WorkerDeps): Promise<void> {
   await new RunRepository(deps.db).failAbandoned();
   const requeued = await reenqueueQueued(deps, 0);
   for (const integration of await new IntegrationRepository(deps.db).list()) await syncSchedule(deps.queue, integration);
+  // Pruning past DIRSYNC_RETENTION: one hourly job for the queue, whichever worker takes it.
+  await scheduleRetention(deps.queue);
   if (requeued > 0) deps.log.info({ runs: requeued }, 're-enqueued recorded runs');
 }

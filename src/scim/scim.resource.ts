@@ -1,5 +1,5 @@
 import type { JsonObject, JsonValue } from '../core/model.js';
-import { MAX_USER_NAME_LENGTH } from '../core/snapshot.js';
+import { MAX_USER_NAME_LENGTH, recordSizeProblem } from '../core/snapshot.js';
 import type { GroupWrite, StoredScimGroup, StoredScimUser, StoredMember, UserWrite } from '../db/scim.repository.js';
 import { badRequest } from './scim.errors.js';
 import { type AttributeDef, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, SCHEMA_ATTRIBUTES, USER_SCHEMA } from './scim.schemas.js';
@@ -29,6 +29,7 @@ export function readUserBody(body: unknown): UserWrite {
   }
   if ([...userName].length > MAX_USER_NAME_LENGTH) throw badRequest('invalidValue', `userName is longer than ${MAX_USER_NAME_LENGTH} characters`);
   const active = resource.active ?? true;
+  checkSize('User', resource);
   return { userName, externalId: externalIdOf(resource), active: active as boolean, resource };
 }
 
@@ -41,7 +42,19 @@ export function readGroupBody(body: unknown): { group: GroupWrite; members: Memb
   }
   const members = resource.members === undefined || resource.members === null ? undefined : readMembers(resource.members);
   delete resource.members;
+  checkSize('Group', resource);
   return { group: { displayName, externalId: externalIdOf(resource), resource }, members };
+}
+
+/**
+ * A resource over the record size limits a run applies (MAX_RECORD_ATTRIBUTES names,
+ * MAX_RECORD_BYTES of JSON; src/core/snapshot.ts) is refused at once with 400 invalidValue,
+ * rather than stored and skipped by every run. A Group's members are not counted: they are
+ * stored apart.
+ */
+function checkSize(kind: 'User' | 'Group', resource: JsonObject): void {
+  const problem = recordSizeProblem(`the ${kind}`, resource, `send fewer or shorter attributes`);
+  if (problem) throw badRequest('invalidValue', problem);
 }
 
 /** `members` values: objects with a string `value` (the user's id). */

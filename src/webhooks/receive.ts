@@ -57,8 +57,8 @@ export async function authorize(db: Db, integrationId: string, authorization: st
 }
 
 /**
- * Handles one delivery: authenticates it, reads what it signals, drops redeliveries (by event
- * id), and asks for a run. Coalescing makes a burst one run plus at most one follow-up. If
+ * Handles one delivery: authenticates it, reads what it signals, acknowledges one that cannot
+ * change the directory without storing it, drops redeliveries (by event id), and asks for a run. Coalescing makes a burst one run plus at most one follow-up. If
  * Redis is away the delivery is answered 503 and its events forgotten, so the IdP delivers it
  * again and nothing is lost.
  */
@@ -108,15 +108,16 @@ export async function receiveWebhook(
     countDelivery(meta.provider, 'triggered');
     return reply(200, { outcome: 'triggered', runId: joinedRunId });
   }
+  if (!signal.relevant) {
+    // Not stored (neither its ids nor a delivery row): an org-wide hook sends many of these
+    // (logins, sessions), and they change nothing here. Counted in the metric only.
+    countDelivery(meta.provider, 'ignored');
+    return reply(200, { outcome: 'ignored' });
+  }
   if (signal.eventIds.length > 0 && fresh.length === 0) {
     await webhooks.recordDelivery({ ...record, outcome: 'duplicate', runId: null });
     countDelivery(meta.provider, 'duplicate');
     return reply(200, { outcome: 'duplicate' });
-  }
-  if (!signal.relevant) {
-    await webhooks.recordDelivery({ ...record, outcome: 'ignored', runId: null });
-    countDelivery(meta.provider, 'ignored');
-    return reply(200, { outcome: 'ignored' });
   }
   try {
     const { run } = await queueRun(deps, integrationId, 'webhook', { enqueueTimeoutMs: ENQUEUE_TIMEOUT_MS });

@@ -337,6 +337,38 @@ describe('bad Okta data', () => {
     expect((await expectConverged(tally, wholeOrg, ['00uAnn', '00uBob', '00uCat', '00uZed'])).warnings).toEqual([]);
   });
 
+  it('skips a user with 50,000 profile attributes (over the 1,000 limit), with a warning naming it: not updated, not deprovisioned, the rest of the run applies; a new one is not created', async () => {
+    const d = await oktaDirectory(tally);
+    await expectSucceeded(d.t);
+    const cat = `cat.ray@${d.domain}`;
+    const huge = Object.fromEntries(Array.from({ length: 50_000 }, (_, i) => [`custom${i}`, `value ${i}`]));
+    d.patchUser('00uCat', (json) => Object.assign(profileOf(json), huge, { displayName: 'Cat Changed' }));
+    // Bob leaves Engineering (his way into the app) in the same run: the big record does not hold that back.
+    d.okta.removeMember(d.eng.id, '00uBob');
+    tally.faults += 1;
+    const warnings = [{ externalId: '00uCat', reason: /^IdP user 00uCat has 50,00\d attributes \(nested ones counted\); at most 1,000 are taken/ }];
+    await expectSkipped(tally, d.t, { warnings, users: [cat], counts: { usersDeprovisioned: 1, membershipsRemoved: 1 } });
+    expect((await tenantState(d.t)).users.find((u) => u.userName === cat)).toMatchObject({ active: true, locked: false, displayName: 'Cat Ray', groups: ['Ops'] });
+
+    // A user the tenant has never seen is not created from an oversized record.
+    const dan = d.okta.addUser(`dan.big@${d.domain}`, { id: '00uDan' });
+    d.app.users.add(dan.id);
+    d.patchUser('00uDan', (json) => Object.assign(profileOf(json), { bio: 'x'.repeat(70_000) }));
+    const run = await runNow(deps(), d.t.integrationId);
+    expect(run.status).toBe('succeeded');
+    expect(byExternalId(run.warnings).map((w) => [w.externalId, w.reason.split(';')[0]])).toEqual([
+      ['00uCat', expect.stringMatching(/^IdP user 00uCat has 50,00\d attributes \(nested ones counted\)$/)],
+      ['00uDan', expect.stringMatching(/^IdP user 00uDan has 70,\d{3} bytes of attributes as JSON$/)],
+    ]);
+    expect((await tenantState(d.t)).users.map((u) => u.userName)).not.toContain(`dan.big@${d.domain}`);
+
+    d.patchUser('00uCat', undefined);
+    d.patchUser('00uDan', undefined);
+    // Fixed in the IdP (Cat back as she was): Dan is created by the next run.
+    expect((await expectSucceeded(d.t)).counts).toEqual({ ...zeroCounts(), usersCreated: 1 });
+    expect((await expectConverged(tally, d.t, ['00uAnn', '00uCat', '00uDan'])).warnings).toEqual([]);
+  });
+
   it('skips an assigned group without a profile.name, with a warning naming it: the group and its members stay as they were, the rest of the run applies', async () => {
     const d = await oktaDirectory(tally);
     await expectSucceeded(d.t);

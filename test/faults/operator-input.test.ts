@@ -232,6 +232,8 @@ describe('bad operator input', () => {
       [['tenant', 'list'], /^dirsync: DIRSYNC_ALLOW_HTTP must be true or false\.$/, { DIRSYNC_ALLOW_HTTP: 'maybe' }],
       [['tenant', 'list'], /^dirsync: DIRSYNC_ENCRYPTION_KEY must be 32 random bytes in base64/, { DIRSYNC_ENCRYPTION_KEY: 'c2hvcnQ=' }],
       [['tenant', 'list'], /^dirsync: DIRSYNC_ADMIN_TOKEN must be at least 16 characters\.$/, { DIRSYNC_ADMIN_TOKEN: 'short' }],
+      [['tenant', 'list'], /^dirsync: DIRSYNC_RETENTION must be a duration from 3d to 3650d, such as 30d or 90d, not "forever"\.$/, { DIRSYNC_RETENTION: 'forever' }],
+      [['worker'], /^dirsync: DIRSYNC_RETENTION must be a duration from 3d to 3650d, such as 30d or 90d, not "1h"\.$/, { DIRSYNC_RETENTION: '1h' }],
       [['start', 'extra'], /too many arguments for 'start'/],
       [['worker', '--bogus'], /^dirsync: unknown option '--bogus'$/],
       [['server', 'x'], /too many arguments for 'server'/],

@@ -78,10 +78,11 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
   }
 }
 
-async function schedulers(): Promise<number> {
+/** The ids of the queue's schedulers, sorted. */
+async function schedulers(): Promise<string[]> {
   const queue = new Queue(cli.queue, { connection: { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: 1 } });
   try {
-    return (await queue.getJobSchedulers()).length;
+    return (await queue.getJobSchedulers()).map((s) => s.key).sort();
   } finally {
     await queue.close();
   }
@@ -113,11 +114,13 @@ describe('Redis restarts', () => {
     const first = await cli.json<RunSummaryJson>(['sync', integrationId, '--wait'], env);
     runs += 1;
     expect(first.status).toBe('succeeded');
-    expect(await schedulers()).toBe(1);
+    // The integration's schedule, and the retention job's (src/queue/queue.ts scheduleRetention).
+    const expected = ['retention', `schedule-${integrationId}`];
+    expect(await schedulers()).toEqual(expected);
 
     await redis.restart();
     restarts += 1;
-    await until('the schedule to be re-created', async () => (await schedulers()) === 1 || undefined);
+    await until('the schedules to be re-created', async () => (await schedulers()).join() === expected.join() || undefined);
 
     okta.updateUser([...okta.users.keys()][0]!, { status: 'SUSPENDED' });
     const res = await until('a webhook to be accepted', async () => {

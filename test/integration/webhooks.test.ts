@@ -163,6 +163,25 @@ describe('webhook receiver', () => {
     expect(await runsOf(t.integrationId)).toEqual([]);
   });
 
+  it('stores nothing of an ignored delivery (no event id, no delivery row), and still drops redeliveries of relevant ones', async () => {
+    const { t, post } = await setup();
+    const rows = async () => ({
+      events: (await db.selectFrom('webhook_events').select('event_id').where('integration_id', '=', t.integrationId).execute()).map((r) => r.event_id),
+      deliveries: (await new WebhookRepository(db).listDeliveries(t.integrationId)).map((d) => d.outcome),
+    });
+    const login = oktaDelivery([{ eventType: 'user.session.start', uuid: `login-${uniqueSlug()}` }]);
+    expect((await post(login)).json()).toEqual({ outcome: 'ignored' });
+    // Redelivered: ignored again, not taken for a duplicate.
+    expect((await post(login)).json()).toEqual({ outcome: 'ignored' });
+    expect(await rows()).toEqual({ events: [], deliveries: [] });
+
+    const uuid = `suspend-${uniqueSlug()}`;
+    const suspend = oktaDelivery([{ eventType: 'user.lifecycle.suspend', uuid }]);
+    expect((await post(suspend)).json().outcome).toBe('triggered');
+    expect((await post(suspend)).json()).toEqual({ outcome: 'duplicate' });
+    expect(await rows()).toEqual({ events: [uuid], deliveries: ['duplicate', 'triggered'] });
+  });
+
   it('rejects bad requests with a clear error and no side effect', async () => {
     const { app, t, post, service, secret } = await setup();
     const cases: [Promise<{ statusCode: number; json: () => { error: string } }>, number, RegExp][] = [

@@ -512,6 +512,34 @@ describe('other integrations and tokens', () => {
   });
 });
 
+describe('record size limits (SPEC Safety: per-record isolation; README "Bad records")', () => {
+  const many = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`attr${i}`, i]));
+
+  it('a User or Group over 1,000 attributes or 64 KiB of JSON is 400 invalidValue naming the limit, for POST, PUT and PATCH, and stores nothing', async () => {
+    await unchanged(async () => {
+      const tooMany = await a.send('POST', '/Users', user('many@bad.test', { 'urn:example:custom': many(50_000) }));
+      expectError(tooMany, 400, 'invalidValue');
+      expect(json(tooMany).detail).toMatch(/^the User has 50,00\d attributes \(nested ones counted\); at most 1,000 are taken/);
+      const tooBig = await a.send('POST', '/Users', user('big@bad.test', { displayName: 'x'.repeat(70_000) }));
+      expectError(tooBig, 400, 'invalidValue');
+      expect(json(tooBig).detail).toMatch(/^the User has 70,\d{3} bytes of attributes as JSON; at most 65,536 \(64 KiB\) are taken/);
+      expectError(await a.send('PUT', `/Users/${ids.alice}`, user('alice@bad.test', { 'urn:example:custom': many(1_001) })), 400, 'invalidValue');
+      expectError(
+        await a.send('PATCH', `/Users/${ids.alice}`, { schemas: [PATCH_OP], Operations: [{ op: 'add', path: 'urn:example:custom', value: many(2_000) }] }),
+        400,
+        'invalidValue',
+      );
+      expectError(await a.send('POST', '/Groups', { schemas: [GROUP_SCHEMA], displayName: 'Huge', description: 'y'.repeat(70_000) }), 400, 'invalidValue');
+    });
+  });
+
+  it('a User just within the limits is taken', async () => {
+    const res = await a.send('POST', '/Users', user('within@bad.test', { 'urn:example:custom': many(900) }));
+    expect(res.statusCode, res.body.slice(0, 300)).toBe(201);
+    expect((await a.send('DELETE', `/Users/${json(res).id as string}`)).statusCode).toBe(204);
+  });
+});
+
 describe('transport', () => {
   it('an oversized body is 413 and stores nothing', async () => {
     await unchanged(async () => {

@@ -37,6 +37,30 @@ describe('loadConfig', () => {
     expect(() => load(env)).toThrow(message);
   });
 
+  it('keeps runs, change logs, events and deliveries 90 days unless DIRSYNC_RETENTION says otherwise', () => {
+    expect(load({}).retentionMs).toBe(90 * 86_400_000);
+    expect(load({ DIRSYNC_RETENTION: '30d' }).retentionMs).toBe(30 * 86_400_000);
+    expect(load({ DIRSYNC_RETENTION: '3650d' }).retentionMs).toBe(3_650 * 86_400_000);
+    expect(load({ DIRSYNC_RETENTION: '72h' }).retentionMs).toBe(3 * 86_400_000);
+  });
+
+  it.each(['90', 'ninety days', '2d', '1h', '3651d', '99999999999999999999d', '0x10d', '-5d'])('refuses DIRSYNC_RETENTION=%s in one sentence naming the bounds', (value) => {
+    let message = '';
+    try {
+      load({ DIRSYNC_RETENTION: value });
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      message = (error as Error).message;
+    }
+    expect(message).toBe(`DIRSYNC_RETENTION must be a duration from 3d to 3650d, such as 30d or 90d, not "${value}".`);
+  });
+
+  it('refuses the replaced DIRSYNC_EVENT_RETENTION, saying what took its place', () => {
+    expect(() => load({ DIRSYNC_EVENT_RETENTION: '30d' })).toThrow(
+      'DIRSYNC_EVENT_RETENTION was replaced by DIRSYNC_RETENTION (one horizon for runs, change logs, events and deliveries): rename it.',
+    );
+  });
+
   it('reports every problem at once', () => {
     expect(() => load({ PORT: '0', LOG_LEVEL: 'x' })).toThrow(/PORT .*; LOG_LEVEL /);
   });

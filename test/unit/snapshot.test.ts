@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { DirectoryGroup, DirectoryUser } from '../../src/core/model.js';
-import { MAX_USER_NAME_LENGTH, SnapshotBuilder } from '../../src/core/snapshot.js';
+import { MAX_RECORD_ATTRIBUTES, MAX_RECORD_BYTES, MAX_USER_NAME_LENGTH, SnapshotBuilder } from '../../src/core/snapshot.js';
 
 function user(externalId: string, userName: string, extra: Partial<DirectoryUser> = {}): DirectoryUser {
   return { externalId, userName, email: null, givenName: null, familyName: null, displayName: null, active: true, status: 'ACTIVE', attributes: {}, fingerprint: externalId, ...extra };
@@ -52,6 +52,22 @@ describe('SnapshotBuilder', () => {
   it('skips a userName too long to index, counting code points', () => {
     expect(build([user('1', '😀'.repeat(MAX_USER_NAME_LENGTH))]).users.size).toBe(1);
     expect(skippedReason([user('1', '😀'.repeat(MAX_USER_NAME_LENGTH + 1))])).toMatch(`IdP user 1 has a userName of ${MAX_USER_NAME_LENGTH + 1} characters`);
+  });
+
+  it('skips a user or group over the record size limits, keeping a readable status, and takes one at the limits', () => {
+    const names = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`a${i}`, i]));
+    expect(build([user('1', 'a@x.test', { attributes: names(MAX_RECORD_ATTRIBUTES) })]).users.size).toBe(1);
+    expect(skippedReason([user('1', 'a@x.test', { attributes: names(50_000) })])).toBe(
+      'IdP user 1 has 50,000 attributes (nested ones counted); at most 1,000 are taken: remove attributes in the IdP or stop sending them to this app',
+    );
+    // Nested names count: 1 + 1,000.
+    expect(skippedReason([user('1', 'a@x.test', { attributes: { custom: names(MAX_RECORD_ATTRIBUTES) } })])).toMatch(/^IdP user 1 has 1,001 attributes/);
+    // Bytes as UTF-8: 30,000 three-byte characters are 90,000 bytes in 30,000 characters.
+    expect(skippedReason([user('1', 'a@x.test', { attributes: { bio: '山'.repeat(30_000) } })])).toMatch(/^IdP user 1 has 90,01\d bytes of attributes as JSON; at most 65,536 \(64 KiB\) are taken/);
+    expect(build([user('1', 'a@x.test', { attributes: { bio: 'x'.repeat(MAX_RECORD_BYTES - 20) } })]).users.size).toBe(1);
+    const suspended = build([user('1', 'a@x.test', { active: false, attributes: names(2_000) })]).skipped[0];
+    expect(suspended).toMatchObject({ kind: 'user', externalId: '1', subject: 'a@x.test', active: false });
+    expect(skippedReason([], [group('g1', 'Big', { attributes: names(1_500) })])).toMatch(/^IdP group g1 has 1,500 attributes/);
   });
 
   it('skips a record holding a NUL character, naming the field, in values and keys', () => {
