@@ -4,6 +4,7 @@ import { UserError } from '../errors.js';
 import type { RunChange, RunSummary } from '../db/run.repository.js';
 import { PLAN_KINDS, type PlanCounts } from '../core/plan.js';
 import { changeState } from '../runs/change-state.js';
+import { readableHeldReason, runStatusLabel } from '../runs/run-status.js';
 
 export const jsonOption = () => new Option('--json', 'print one JSON value');
 
@@ -78,7 +79,7 @@ export function describeCounts(counts: Partial<PlanCounts>): string {
 export function describeRun(run: RunSummary): string {
   const lines = [
     `run ${run.id}${run.dryRun ? ' (dry run)' : ''}`,
-    `  status:    ${run.status}`,
+    `  status:    ${runStatusLabel(run).text}`,
     `  trigger:   ${run.trigger}`,
     `  mode:      ${run.mode}`,
     `  queued:    ${run.queuedAt}`,
@@ -86,7 +87,7 @@ export function describeRun(run: RunSummary): string {
     `  finished:  ${run.finishedAt ?? '-'}`,
   ];
   if (run.counts) lines.push(`  changes:   ${describeCounts(run.counts)}`);
-  if (run.heldReason) lines.push(run.status !== 'held' ? `  was held:  ${run.heldReason.replace(/ \(`dirsync run approve [^`]*`\)/, '')}` : `  held:      ${run.heldReason}`);
+  if (run.heldReason) lines.push(run.status !== 'held' ? `  was held:  ${readableHeldReason(run)}` : `  held:      ${run.heldReason}`);
   if (run.approvesRunId) lines.push(`  approves:  run ${run.approvesRunId}`);
   if (run.approvedByRunId) lines.push(`  approved:  ${run.approvedAt} by run ${run.approvedByRunId}`);
   if (run.error) lines.push(`  error:     ${run.error}`);

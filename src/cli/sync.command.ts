@@ -3,6 +3,7 @@ import ora from 'ora';
 import { RunRepository, type RunSummary } from '../db/run.repository.js';
 import { NotFoundError, UserError } from '../errors.js';
 import { IntegrationService } from '../integrations/integration.service.js';
+import { runStatusLabel } from '../runs/run-status.js';
 import { waitForRunEnd } from '../runs/run-wait.js';
 import { approveRun, rejectRun, requestRun } from '../runs/trigger.js';
 import type { CliContext } from './context.js';
@@ -90,7 +91,7 @@ export function registerSyncCommands(program: Command): void {
         emit(opts.json, runs, () =>
           table(
             ['id', 'trigger', 'mode', 'status', 'dryRun', 'queuedAt', 'finishedAt', 'error'],
-            runs.map((r) => [r.id, r.trigger, r.mode, r.status, r.dryRun, r.queuedAt, r.finishedAt, r.error]),
+            runs.map((r) => [r.id, r.trigger, r.mode, runStatusLabel(r).text, r.dryRun, r.queuedAt, r.finishedAt, r.error]),
           ),
         );
       }),

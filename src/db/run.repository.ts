@@ -62,6 +62,9 @@ const ABANDONED = 'The worker running this run stopped without finishing it (no 
 /** How long a running run may go without a heartbeat before it is presumed dead. */
 export const STALE_AFTER_MS = 30_000;
 
+/** The CLI hint a held reason carries, " (`dirsync run approve <id>`)": dropped once the run is settled (a Postgres regex). */
+const HOW_TO_APPROVE = String.raw` ?\(\`dirsync run approve [^\`]*\`\)`;
+
 export class RunRepository {
   constructor(private readonly db: Db) {}
 
@@ -418,7 +421,7 @@ export class RunRepository {
         // Its reason says what happened now, no longer how to approve it.
         .set({
           status: 'succeeded',
-          held_reason: sql`regexp_replace(coalesce(held_reason, ''), ' ?\(\`dirsync run approve [^\`]*\`\)', '') || ' Its removals were ' || ${reason}::text || '.'`,
+          held_reason: sql`regexp_replace(coalesce(held_reason, ''), ${HOW_TO_APPROVE}, '') || ' Its removals were ' || ${reason}::text || '.'`,
         })
         .where('id', '=', heldRunId)
         .where('status', '=', 'held')

@@ -1,4 +1,5 @@
 import type { RunSummary } from '../db/run.repository.js';
+import { readableHeldReason } from '../runs/run-status.js';
 
 /** An integration's health as the console shows it, after WorkOS's directory states. */
 export type HealthState = 'healthy' | 'failing' | 'invalid-credentials' | 'held' | 'disabled' | 'never-synced' | 'syncing';
@@ -36,30 +37,10 @@ export function isCredentialError(error: string | null): boolean {
 export function healthOf(input: { enabled: boolean; held: RunSummary | undefined; lastFinished: RunSummary | undefined; running: boolean }): Health {
   const at = (state: HealthState, detail: string | null = null): Health => ({ state, label: LABELS[state], detail });
   if (!input.enabled) return at('disabled');
-  if (input.held) return at('held', input.held.heldReason);
+  if (input.held) return at('held', readableHeldReason(input.held));
   const last = input.lastFinished;
   if (!last) return at(input.running ? 'syncing' : 'never-synced');
   if (last.status === 'failed') return at(isCredentialError(last.error) ? 'invalid-credentials' : 'failing', last.error);
   return at('healthy');
 }
 
-/** A run's status as the console shows it: `css` picks its colour, `held` marks it on the chart. */
-export interface RunStatusLabel {
-  readonly text: string;
-  readonly css: RunSummary['status'];
-  /** Held now, or held once and settled since (approved or rejected). */
-  readonly held: boolean;
-}
-
-/**
- * A run's status for lists, charts and the run page. A held run that an admin settled is
- * closed as `succeeded` (what it applied stands), which alone would hide that it waited:
- * it reads "held → approved" or "held → rejected". Approval is recorded (approvedAt); a
- * settled held run without it was rejected (RunRepository.reject).
- */
-export function runStatusLabel(run: Pick<RunSummary, 'status' | 'heldReason' | 'approvedAt'>): RunStatusLabel {
-  if (run.status === 'succeeded' && run.heldReason !== null) {
-    return { text: run.approvedAt ? 'held → approved' : 'held → rejected', css: run.approvedAt ? 'succeeded' : 'held', held: true };
-  }
-  return { text: run.status, css: run.status, held: run.status === 'held' };
-}

@@ -30,7 +30,8 @@ import { type AdminApiDeps, adminTokenMatches, bearerOf } from './admin-api.rout
 import { registerDirectoryPages } from './admin-directory-pages.js';
 import { registerEndpointPages } from './admin-endpoint-pages.js';
 import { registerEventPages } from './admin-event-pages.js';
-import { healthOf, runStatusLabel } from './admin-health.js';
+import { healthOf } from './admin-health.js';
+import { readableHeldReason, runStatusLabel } from '../runs/run-status.js';
 import { SESSION_COOKIE, SESSION_TTL_MS, checkSession, sessionValue } from './admin-session.js';
 import { apiWording } from './api-wording.js';
 import { redirectShowingOnce, takeShownOnce } from './shown-once.js';
@@ -47,9 +48,10 @@ function countsOfKinds(byKind: Record<string, number>): Partial<PlanCounts> {
   return Object.fromEntries(PLAN_KINDS.map((k) => [k, byKind[CHANGE_KINDS[k]] ?? 0]));
 }
 
-/** A held reason for a page: the CLI's `dirsync run approve …` hint in backticks is for the terminal. */
-function plainReason(reason: string | null): string | null {
-  return reason === null ? null : withConsoleTimes(reason.replace(/ ?\(`dirsync run approve [^`]*`\)/, '').replace(/`/g, ''));
+/** A run's held reason for a page: readable (run-status.ts), its times as the console shows them. */
+function plainReason(run: Pick<RunSummary, 'status' | 'heldReason'>): string | null {
+  const reason = readableHeldReason(run);
+  return reason === null ? null : withConsoleTimes(reason);
 }
 
 /** The package's views/ folder, found from src/http (tests) and dist/src/http (the CLI) alike. */
@@ -224,7 +226,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
             run,
             when,
             earlier,
-            reason: plainReason(run.heldReason),
+            reason: plainReason(run),
             waiting: describeCounts(countsOfKinds(byKind)),
             tenantName: i ? (tenants.get(i.tenantSlug) ?? i.tenantSlug) : '',
             integrationLabel: i ? integrationLabel(i) : run.integrationId,
@@ -368,7 +370,8 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
         title: `Run ${when(run.queuedAt)}`,
         run,
         label,
-        settled: label.held && run.status !== 'held' ? plainReason(run.heldReason) : null,
+        heldReason: plainReason(run),
+        settled: label.held && run.status !== 'held' ? plainReason(run) : null,
         integrationLabel: integration ? `${integration.tenantSlug} · ${integrationLabel(integration)}` : 'integration',
         live: run.status === 'queued' || run.status === 'running',
         counts: countsText(run.counts),
@@ -448,7 +451,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
                 action === 'approve'
                   ? `Apply the ${total} held operations of this run? dirsync re-reads the IdP first and skips those it no longer warrants.`
                   : `Reject the ${total} held operations of this run? They are recorded as skipped and not applied; the next run plans afresh and holds them again if the IdP still warrants them.`,
-              note: plainReason(run.heldReason),
+              note: plainReason(run),
               ops: ops.slice(0, HELD_OPS_SHOWN),
               more: total - Math.min(total, HELD_OPS_SHOWN),
               action: `/admin/runs/${run.id}/${action}`,

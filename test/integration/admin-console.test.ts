@@ -218,6 +218,9 @@ describe('/admin held plans', () => {
     expect(done.statusCode).toBe(302);
     const run = (await new RunRepository(db).find(heldRunId))!;
     expect(run.status).toBe('succeeded');
+    // The CLI's approve hint is gone from the stored reason, parentheses and all.
+    expect(run.heldReason).toMatch(/Its removals were rejected by an admin in the console at/);
+    expect(run.heldReason).not.toMatch(/\(\)|dirsync run approve/);
     const changes = await new RunRepository(db).listChanges(heldRunId);
     expect(changes.filter((c) => c.state === 'held')).toHaveLength(0);
     expect(changes.filter((c) => c.state === 'skipped' && String(c.detail?.skipped).startsWith('rejected by an admin in the console'))).toHaveLength(8);
@@ -231,6 +234,7 @@ describe('/admin held plans', () => {
     expect(chart.filter((r) => r.held).map((r) => r.status)).toEqual(['held → rejected']);
     const runPage = (await call({ method: 'GET', url: `/admin/runs/${heldRunId}` })).body;
     expect(runPage).toContain('id="run-status">held → rejected</span>');
+    expect(runPage).toMatch(/removals waited for approval/);
     expect(runPage).toMatch(/Its removals were rejected by an admin in the console at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\./);
 
     // Rejecting again, through the API: not held any more.
