@@ -66,6 +66,11 @@ function allCommands(command: Command): Command[] {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // `dirsync users … | head`: the reader went away; stop quietly, as Unix tools do.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
   try {
     await buildProgram().parseAsync(argv);
   } catch (error) {

@@ -16,6 +16,9 @@ import { type CompanyChange, DEMO_APP_ID, DemoCompany, type DemoDirectory } from
 import { oktaEventHookDelivery } from './okta-event-hook.js';
 import { OktaDirectoryServer } from './okta-directory.js';
 
+/** How often the demo looks for runs that ended, to say how they went. */
+const TELL_EVERY_MS = 2_000;
+
 /** How often the demo integration runs besides the event hooks' runs (SPEC: full runs are the proof). */
 const SCHEDULE = '5m';
 
@@ -59,7 +62,7 @@ export async function runDemo(options: DemoOptions, stop: Promise<string>): Prom
   await ensureDatabase(config.databaseUrl);
   const db = createDb(config.databaseUrl, { max: 2 });
   const okta = await new OktaDirectoryServer().start();
-  let ticker: NodeJS.Timeout | undefined;
+  let timers: NodeJS.Timeout[] = [];
   try {
     const migrated = await migrateToLatest(db);
     if (migrated.error) throw migrated.error;
@@ -74,16 +77,16 @@ export async function runDemo(options: DemoOptions, stop: Promise<string>): Prom
     await serveParts({ http: true, worker: true }, stop, {
       ready: () => {
         void afterReady(db, config, setup, company, options).then(
-          (t) => (ticker = t),
+          (t) => (timers = t),
           (error: unknown) => say(`the demo could not start its first sync: ${(error as Error).message}`),
         );
       },
       afterHttp: async () => {
-        if (ticker) clearInterval(ticker);
+        for (const t of timers) clearInterval(t);
       },
     });
   } finally {
-    if (ticker) clearInterval(ticker);
+    for (const t of timers) clearInterval(t);
     await okta.stop();
     await db.destroy();
   }
@@ -159,7 +162,7 @@ async function resetDemoTenant(db: Db, config: Config, okta: OktaDirectoryServer
 }
 
 /** Once the server listens: the first sync, the console's address, then the company's changes every tick. */
-async function afterReady(db: Db, config: Config, setup: DemoSetup, company: DemoCompany, options: DemoOptions): Promise<NodeJS.Timeout> {
+async function afterReady(db: Db, config: Config, setup: DemoSetup, company: DemoCompany, options: DemoOptions): Promise<NodeJS.Timeout[]> {
   const { say } = options;
   let firstRun = '';
   const redis = createRedis(config.redisUrl, 'client');
@@ -186,12 +189,14 @@ async function afterReady(db: Db, config: Config, setup: DemoSetup, company: Dem
   const hookUrl = `http://127.0.0.1:${config.port}/webhooks/${setup.integrationId}`;
   // The first sync is told already (a trigger may have joined the run the schedule queued).
   const told = new Set<string>([firstRun]);
-  return setInterval(() => {
+  // Runs are told as they end (a few seconds after the hook), not at the next round of changes.
+  const teller = setInterval(() => void tellRuns(db, setup.integrationId, told, say).catch(() => {}), TELL_EVERY_MS);
+  const ticker = setInterval(() => {
     const changes = company.step();
     for (const c of changes) say(`idp: ${c.text}`);
     void sendEventHook(hookUrl, setup.webhookSecret, changes).catch((error: unknown) => say(`idp: the event hook failed: ${(error as Error).message}`));
-    void tellRuns(db, setup.integrationId, told, say).catch(() => {});
   }, options.tickMs);
+  return [ticker, teller];
 }
 
 /** Says how each run that ended since the last look went (once per run). */

@@ -189,7 +189,8 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
     const runs = () => new RunRepository(deps.db);
 
     const render = async (reply: FastifyReply, template: string, data: Record<string, unknown>, status = 200) => {
-      const heldCount = (await runs().listHeld()).length;
+      // Plans, not runs: an integration's held runs are one plan to approve (heldPlans).
+      const heldCount = new Set((await runs().listHeld()).map((r) => r.integrationId)).size;
       return reply.code(status).header('cache-control', 'no-store').view(`admin/${template}`, { heldCount, when, ...data });
     };
     const notFound = (reply: FastifyReply, message: string) => render(reply, 'message', { title: 'Not found', message, error: true, back: { href: '/admin', text: 'All integrations' } }, 404);

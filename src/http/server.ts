@@ -91,6 +91,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   registerMetrics(app, deps);
 
+  // Browsers ask every page's origin for one; no icon, and no 404 in the logs for it.
+  app.get('/favicon.ico', { logLevel: 'silent' }, async (_request, reply) => reply.code(204).send());
+
   app.get('/healthz', async (_request, reply) => {
     const [postgres, redis] = await Promise.all([
       sql`select 1`.execute(deps.db).then(
