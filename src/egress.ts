@@ -105,7 +105,7 @@ function guardedLookup(base: LookupFunction): LookupFunction {
     base(hostname, { ...options, all: true }, (error, answer) => {
       if (error) return callback(error, '');
       const addresses = Array.isArray(answer) ? answer : [{ address: answer, family: isIP(answer) }];
-      if (addresses.length === 0 || addresses.some((a) => nonPublicRange(a.address) !== undefined)) return callback(new EgressRefusedError(hostname), '');
+      if (addresses.some((a) => nonPublicRange(a.address) !== undefined)) return callback(new EgressRefusedError(hostname), '');
       if (options.all) return callback(null, addresses);
       callback(null, addresses[0]!.address, addresses[0]!.family);
     });
