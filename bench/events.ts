@@ -43,6 +43,7 @@ url.pathname = `/dirsync_bench_events_${randomBytes(3).toString('hex')}`;
 process.env.DATABASE_URL = url.toString();
 process.env.DIRSYNC_ENCRYPTION_KEY ??= randomBytes(32).toString('base64');
 process.env.DIRSYNC_ALLOW_HTTP = 'true';
+process.env.DIRSYNC_ALLOW_PRIVATE_NETWORK = 'true';
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const percentile = (sorted: readonly number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 

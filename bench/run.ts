@@ -30,7 +30,7 @@ const dist = path.resolve('dist-bench/bench');
 const admin = new URL(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
 const dbUrl = new URL(admin.toString());
 dbUrl.pathname = `/dirsync_bench_${randomBytes(3).toString('hex')}`;
-const env = { ...process.env, DATABASE_URL: dbUrl.toString(), DIRSYNC_ENCRYPTION_KEY: randomBytes(32).toString('base64'), DIRSYNC_ALLOW_HTTP: 'true', LOG_LEVEL: 'warn' };
+const env = { ...process.env, DATABASE_URL: dbUrl.toString(), DIRSYNC_ENCRYPTION_KEY: randomBytes(32).toString('base64'), DIRSYNC_ALLOW_HTTP: 'true', DIRSYNC_ALLOW_PRIVATE_NETWORK: 'true', LOG_LEVEL: 'warn' };
 
 interface CaseResult {
   wallMs: number;

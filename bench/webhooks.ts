@@ -37,6 +37,7 @@ const env = {
   DATABASE_URL: base.toString(),
   DIRSYNC_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
   DIRSYNC_ALLOW_HTTP: 'true',
+  DIRSYNC_ALLOW_PRIVATE_NETWORK: 'true',
   DIRSYNC_QUEUE: `bench-${randomBytes(3).toString('hex')}`,
   PORT: String(30_000 + Math.floor(Math.random() * 10_000)),
   LOG_LEVEL: 'warn',

@@ -17,6 +17,8 @@ export interface Config {
   /** Older keys that still decrypt during a key rotation; never used to encrypt. */
   readonly previousEncryptionKeys: readonly Buffer[];
   readonly allowHttp: boolean;
+  /** Outbound requests may go to loopback, private and link-local addresses (src/egress.ts). */
+  readonly allowPrivateNetwork: boolean;
   readonly logLevel: (typeof LOG_LEVELS)[number];
   /** BullMQ queue name; tests give each run its own. */
   readonly queueName: string;
@@ -100,6 +102,7 @@ const schema = z.object({
       return keys.filter((key): key is Buffer => key !== undefined);
     }),
   DIRSYNC_ALLOW_HTTP: boolish.default(false),
+  DIRSYNC_ALLOW_PRIVATE_NETWORK: boolish.default(false),
   LOG_LEVEL: z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   DIRSYNC_QUEUE: z
     .string()
@@ -168,6 +171,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, envFile = '.env
     encryptionKey: e.DIRSYNC_ENCRYPTION_KEY,
     previousEncryptionKeys: Object.freeze(e.DIRSYNC_ENCRYPTION_KEY_PREVIOUS),
     allowHttp: e.DIRSYNC_ALLOW_HTTP,
+    allowPrivateNetwork: e.DIRSYNC_ALLOW_PRIVATE_NETWORK,
     logLevel: e.LOG_LEVEL,
     queueName: e.DIRSYNC_QUEUE,
     publicUrl: (e.DIRSYNC_PUBLIC_URL ?? `http://127.0.0.1:${e.PORT}`).replace(/\/+$/, ''),

@@ -16,7 +16,7 @@ export interface CheckStep {
 export const NO_RETRY: RetryOptions = Object.freeze({ retries: 0, minTimeoutMs: 0, maxTimeoutMs: 0 });
 
 // After one of these, every later endpoint would fail the same way: they are not tried.
-const BLOCKING: ReadonlySet<ProblemKind> = new Set(['wrong-url', 'tls', 'timeout', 'unreachable', 'unauthorized']);
+const BLOCKING: ReadonlySet<ProblemKind> = new Set(['wrong-url', 'private-address', 'tls', 'timeout', 'unreachable', 'unauthorized']);
 
 /** Runs the steps in order and reports each; see Connector.check. */
 export async function runChecks(steps: readonly CheckStep[], attempt: (step: CheckStep) => Promise<string | void>): Promise<EndpointCheck[]> {

@@ -1,4 +1,5 @@
 import type { PulledIntegration } from '../db/integration.repository.js';
+import type { Egress } from '../egress.js';
 import type { Credentials } from '../integrations/credentials.js';
 import type { Connector, RetryOptions } from './connector.js';
 import { AuthentikConnector } from './authentik/authentik.connector.js';
@@ -13,10 +14,14 @@ export interface ConnectorSettings {
   readonly max429Retries?: number;
 }
 
-/** The one place that knows which connector serves which provider. */
+/**
+ * The one place that knows which connector serves which provider. `egress` says where its
+ * requests may connect (egressFor(config) in the product).
+ */
 export function createConnector(
   integration: Pick<PulledIntegration, 'id' | 'provider' | 'baseUrl' | 'oktaAppId' | 'authentikApp'>,
   credentials: Credentials,
+  egress: Egress,
   settings: ConnectorSettings = {},
 ): Connector {
   switch (integration.provider) {
@@ -24,6 +29,7 @@ export function createConnector(
       return new OktaConnector({
         orgUrl: integration.baseUrl,
         credentials,
+        egress,
         appId: integration.oktaAppId,
         ...settings,
       });
@@ -32,6 +38,7 @@ export function createConnector(
       return new AuthentikConnector({
         baseUrl: integration.baseUrl,
         token: credentials.token,
+        egress,
         appSlug: integration.authentikApp,
         ...(settings.retry && { retry: settings.retry }),
         ...(settings.requestTimeoutMs !== undefined && { requestTimeoutMs: settings.requestTimeoutMs }),

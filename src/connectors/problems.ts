@@ -1,9 +1,13 @@
+import { EgressRefusedError, egressRefusalMessage, isEgressRefusal } from '../egress.js';
+
 /**
  * What went wrong talking to an IdP, in words an admin can act on. Shared by sync errors and
  * `integration test`, so a run fails with the same advice the check gives.
  */
 export type ProblemKind =
   | 'wrong-url'
+  /** The host is (or resolves to) an address dirsync does not connect to (src/egress.ts). */
+  | 'private-address'
   | 'tls'
   | 'timeout'
   | 'unreachable'
@@ -42,6 +46,9 @@ function codeOf(error: unknown): string | undefined {
 /** Failures below HTTP (DNS, TCP, TLS, timeouts), worded the same for every IdP. */
 export function networkProblem(error: unknown, baseUrl: string): Problem | undefined {
   const host = hostOf(baseUrl);
+  // Before any connection, so whatever listens there (or nothing) makes no difference to the words.
+  // node-fetch (Okta) keeps only the code; fetch (authentik) keeps the error, naming a redirect's host.
+  if (isEgressRefusal(error)) return { kind: 'private-address', message: refusalIn(error)?.message ?? egressRefusalMessage(hostnameOf(baseUrl)) };
   const code = codeOf(error);
   const name = (error as { name?: unknown; type?: unknown } | null)?.name;
   const type = (error as { type?: unknown } | null)?.type;
@@ -74,6 +81,19 @@ export function networkProblem(error: unknown, baseUrl: string): Problem | undef
 function hostOf(url: string): string {
   try {
     return new URL(url).host;
+  } catch {
+    return url;
+  }
+}
+
+function refusalIn(error: unknown): EgressRefusedError | undefined {
+  for (let e = error, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) if (e instanceof EgressRefusedError) return e;
+  return undefined;
+}
+
+function hostnameOf(url: string): string {
+  try {
+    return new URL(url).hostname;
   } catch {
     return url;
   }

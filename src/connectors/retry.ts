@@ -1,5 +1,6 @@
 import pRetry, { AbortError } from 'p-retry';
 import { SnapshotError } from '../core/snapshot.js';
+import { isEgressRefusal } from '../egress.js';
 import { IdpReadError, type ReadStats, type RetryOptions } from './connector.js';
 import type { Problem } from './problems.js';
 
@@ -35,6 +36,11 @@ export async function withRetry<T>(fn: () => Promise<T>, policy: RetryPolicy): P
           return await fn();
         } catch (error) {
           if (error instanceof SnapshotError) throw new AbortError(error);
+          // Refused before connecting, by this process's rules: asking again would change nothing.
+          if (isEgressRefusal(error)) {
+            const problem = policy.problem?.(error);
+            throw new AbortError(new IdpReadError(`${policy.describeRequest} was not sent: ${problem?.message ?? (error as Error).message}`, undefined, { cause: error, problem }));
+          }
           const permanent = policy.permanent(error);
           if (permanent) throw new AbortError(permanent);
           // p-retry never retries a TypeError (it takes one for a bug), but an SDK parsing a

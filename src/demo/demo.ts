@@ -53,7 +53,8 @@ interface DemoSetup {
  *
  * What it needs and does not find it makes up, and says so: an encryption key (saved to .env,
  * so later sessions read what this one stored), and for this process only an admin token (to
- * sign in to the console) and DIRSYNC_ALLOW_HTTP (the demo IdP speaks plain http on 127.0.0.1).
+ * sign in to the console), DIRSYNC_ALLOW_HTTP (the demo IdP speaks plain http) and
+ * DIRSYNC_ALLOW_PRIVATE_NETWORK (it listens on 127.0.0.1).
  */
 export async function runDemo(options: DemoOptions, stop: Promise<string>): Promise<void> {
   const { say } = options;
@@ -116,6 +117,10 @@ export function fillDemoEnvironment(env: NodeJS.ProcessEnv, envFile = '.env'): s
   if (!config.allowHttp) {
     env.DIRSYNC_ALLOW_HTTP = 'true';
     notes.push('DIRSYNC_ALLOW_HTTP=true for this process: the demo IdP speaks plain http on 127.0.0.1');
+  }
+  if (!config.allowPrivateNetwork) {
+    env.DIRSYNC_ALLOW_PRIVATE_NETWORK = 'true';
+    notes.push('DIRSYNC_ALLOW_PRIVATE_NETWORK=true for this process: the demo IdP listens on 127.0.0.1, where dirsync connects only when allowed');
   }
   return notes;
 }

@@ -7,6 +7,7 @@ import { EventRepository } from '../db/event.repository.js';
 import type { Logger } from '../log.js';
 import { EndpointService } from './endpoint.service.js';
 import { type Cursor, type DirsyncEvent, compareCursors, parseCursor } from './event.js';
+import { type Egress, egressFor, isEgressRefusal } from '../egress.js';
 import { outboundRefusal } from '../outbound.js';
 import { ConfigError } from '../config.js';
 import { DecryptionError } from '../crypto.js';
@@ -52,6 +53,8 @@ export interface DeliveryDeps {
   readonly db: Db;
   readonly config: Config;
   readonly log: Logger;
+  /** Where deliveries may connect; egressFor(config) unless a test brings its own resolver. */
+  readonly egress?: Egress;
 }
 
 /**
@@ -121,7 +124,7 @@ async function deliverLocked(deps: DeliveryDeps, endpointId: string, options: De
       if (previous.nextAttemptAt && previous.nextAttemptAt.getTime() > Date.now() && !options.ignoreBackoff) {
         return { kind: 'retry', delivered, at: previous.nextAttemptAt };
       }
-      const result = refused ? { ok: false, statusCode: null, error: refused, excerpt: null } : await send(endpoint.url, event, signers, options.timeoutMs ?? DELIVERY_TIMEOUT_MS);
+      const result = refused ? { ok: false, statusCode: null, error: refused, excerpt: null } : await send(endpoint.url, event, signers, options.timeoutMs ?? DELIVERY_TIMEOUT_MS, deps.egress ?? egressFor(deps.config));
       if (result.ok) {
         attempts.push({ eventId: event.id, cursor: event.cursor, type: event.type, ok: true, statusCode: result.statusCode, error: null, responseExcerpt: result.excerpt, nextAttemptAt: null });
         to = parseCursor(event.cursor)!;
@@ -163,7 +166,7 @@ interface SendResult {
   readonly excerpt: string | null;
 }
 
-async function send(url: string, event: DirsyncEvent, signers: readonly Webhook[], timeoutMs: number): Promise<SendResult> {
+async function send(url: string, event: DirsyncEvent, signers: readonly Webhook[], timeoutMs: number, egress: Egress): Promise<SendResult> {
   const body = JSON.stringify(event);
   const timestamp = new Date();
   const signature = signers.map((s) => s.sign(event.id, timestamp, body)).join(' ');
@@ -180,12 +183,15 @@ async function send(url: string, event: DirsyncEvent, signers: readonly Webhook[
       body,
       redirect: 'manual',
       signal: AbortSignal.timeout(timeoutMs),
-    });
+      dispatcher: egress.dispatcher,
+    } as RequestInit);
     const excerpt = await readExcerpt(response);
     const ok = response.status >= 200 && response.status < 300;
     return { ok, statusCode: response.status, error: ok ? null : `HTTP ${response.status}`, excerpt };
   } catch (error) {
     const e = error as Error & { cause?: { code?: string; message?: string } };
+    // The refusal's sentence, not its code: the same whether anything listens there or not.
+    if (isEgressRefusal(error)) return { ok: false, statusCode: null, error: e.cause?.message ?? e.message, excerpt: null };
     const reason = e.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : (e.cause?.code ?? e.cause?.message ?? e.message);
     return { ok: false, statusCode: null, error: reason, excerpt: null };
   }

@@ -1,6 +1,7 @@
 import type { EndpointCheck } from '../connectors/connector.js';
 import type { ConnectorSettings } from '../connectors/index.js';
 import type { PulledIntegration } from '../db/integration.repository.js';
+import type { Egress } from '../egress.js';
 import { UserError } from '../errors.js';
 import { type Credentials, redactCredentials } from './credentials.js';
 
@@ -16,12 +17,16 @@ export type ConnectionTarget = Pick<PulledIntegration, 'id' | 'provider' | 'base
 // An admin is waiting: a shorter timeout than a sync's, and a 429 is reported, not waited out.
 const CHECK_SETTINGS: ConnectorSettings = { requestTimeoutMs: 15_000, max429Retries: 0 };
 
-export async function checkConnection(target: ConnectionTarget, credentials: Credentials, settings: ConnectorSettings = CHECK_SETTINGS): Promise<ConnectionReport> {
+/**
+ * Tries every endpoint a sync uses, one page each, connecting only where `egress` allows
+ * (egressFor(config) in the product); secrets are scrubbed from the messages.
+ */
+export async function checkConnection(target: ConnectionTarget, credentials: Credentials, egress: Egress, settings: ConnectorSettings = CHECK_SETTINGS): Promise<ConnectionReport> {
   // Loaded here, not at the top: the IdP SDKs take most of a second to load, and every CLI
   // command imports this module though few talk to an IdP.
   const { createConnector } = await import('../connectors/index.js');
   // An IdP or a proxy may echo the Authorization header into an error this report quotes.
-  const checks = (await createConnector(target, credentials, settings).check()).map((c) =>
+  const checks = (await createConnector(target, credentials, egress, settings).check()).map((c) =>
     c.ok ? c : { ...c, message: redactCredentials(c.message, credentials) },
   );
   return { ok: checks.every((c) => c.ok), checks };

@@ -15,6 +15,7 @@ import { parseOktaPrivateKey } from './okta-private-key.js';
 import { InvalidScheduleError, describeSchedule, parseSchedule } from './schedule.js';
 import { GRACE_RULE, parseGrace } from './webhook-secret-grace.js';
 import { deleteIntegration } from './integration-removal.js';
+import { egressFor } from '../egress.js';
 import { outboundRefusal } from '../outbound.js';
 
 export interface IntegrationOptions {
@@ -233,7 +234,7 @@ export class IntegrationService {
     const integration = await this.pulled(id, 'has no IdP endpoints to test: the IdP pushes to it, and "Test API Credentials" in the IdP checks the SCIM endpoint and token');
     const refused = outboundRefusal(integration.baseUrl, this.config);
     if (refused) throw new UserError(`integration ${id}: ${refused}`);
-    const report = await checkConnection(integration, await this.credentials(id));
+    const report = await checkConnection(integration, await this.credentials(id), egressFor(this.config));
     return { id, provider: integration.provider, baseUrl: integration.baseUrl, auth: integration.credentialKind, ...report };
   }
 
@@ -335,7 +336,7 @@ export class IntegrationService {
   }
 
   private async verify(target: ConnectionTarget, credentials: Credentials): Promise<ConnectionReport> {
-    const report = await checkConnection(target, credentials);
+    const report = await checkConnection(target, credentials, egressFor(this.config));
     if (!report.ok) throw new VerificationError(report);
     return report;
   }

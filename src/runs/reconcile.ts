@@ -22,6 +22,7 @@ import { IntegrationService } from '../integrations/integration.service.js';
 import type { Logger } from '../log.js';
 import { loadApprovals, settleApprovals } from './approvals.js';
 import { type ReconcileOutcome, RunRecorder } from './run-recorder.js';
+import { egressFor } from '../egress.js';
 import { outboundRefusal } from '../outbound.js';
 
 /** How often every group's members are read in full, whatever their versions say. */
@@ -258,7 +259,7 @@ async function snapshotSourceFor(
     if (error instanceof DecryptionError) return { error: `cannot read the integration's credentials: ${error.message}` };
     throw error;
   }
-  const connector = deps.connectorFor ? deps.connectorFor(integration, credentials) : createConnector(integration, credentials, deps.connectorSettings);
+  const connector = deps.connectorFor ? deps.connectorFor(integration, credentials) : createConnector(integration, credentials, egressFor(deps.config), deps.connectorSettings);
   return { connector, credentials };
 }
 

@@ -3,6 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AuthentikConnector } from '../../src/connectors/authentik/authentik.connector.js';
 import { IdpReadError } from '../../src/connectors/connector.js';
 import { type AkBinding, type AkGroup, type AkUser, akAppJson, akBindingJson, akGroupJson, akPage, akUserJson } from '../support/fake-authentik.js';
+import { strictEgress } from '../support/egress.js';
 
 // authentik's /api/v3 wire format (OpenAPI schema shipped with @goauthentik/api).
 const AK = 'https://auth.acme.test';
@@ -49,7 +50,7 @@ const USERS = [
 const GROUPS = [group(BACKEND, 'backend', [ENG]), group(ENG, 'engineering'), group(SALES, 'sales')];
 
 function connector(appSlug?: string) {
-  return new AuthentikConnector({ baseUrl: AK, token: 'ak-token', appSlug, retry: FAST_RETRY });
+  return new AuthentikConnector({ baseUrl: AK, token: 'ak-token', egress: strictEgress, appSlug, retry: FAST_RETRY });
 }
 
 /** Users across 3 pages of 2, groups on 2 pages of 2. */

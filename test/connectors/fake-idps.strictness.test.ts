@@ -3,6 +3,7 @@ import { AuthentikConnector } from '../../src/connectors/authentik/authentik.con
 import { OktaConnector } from '../../src/connectors/okta/okta.connector.js';
 import { FakeAuthentik } from '../support/fake-authentik.js';
 import { FakeOkta } from '../support/fake-okta.js';
+import { loopbackEgress } from '../support/egress.js';
 
 /**
  * The fake IdPs refuse bad paging the way the real APIs do, so that a connector paging wrongly fails
@@ -91,12 +92,12 @@ describe('fake Okta paging', () => {
     app.users.add(ids[6]!);
     o.maxPageSize = 1;
 
-    const org = await new OktaConnector({ orgUrl: o.url, credentials: { kind: 'token', token: o.token }, retry: FAST_RETRY }).readSnapshot();
+    const org = await new OktaConnector({ orgUrl: o.url, credentials: { kind: 'token', token: o.token }, egress: loopbackEgress, retry: FAST_RETRY }).readSnapshot();
     expect(org.users.size).toBe(8);
     expect(org.groups.size).toBe(2);
     expect([...org.memberships.get(g2.id)!].sort()).toEqual(ids.slice(3).sort());
 
-    const scoped = await new OktaConnector({ orgUrl: o.url, credentials: { kind: 'token', token: o.token }, appId: '0oaApp', retry: FAST_RETRY }).readSnapshot();
+    const scoped = await new OktaConnector({ orgUrl: o.url, credentials: { kind: 'token', token: o.token }, egress: loopbackEgress, appId: '0oaApp', retry: FAST_RETRY }).readSnapshot();
     expect([...scoped.users.keys()].sort()).toEqual([...ids.slice(0, 5), ids[6]!].sort());
     expect([...scoped.groups.keys()]).toEqual([g1.id]);
   });
@@ -149,7 +150,7 @@ describe('fake authentik paging and bindings', () => {
     a.bind('wiki', { group: ops.pk });
     a.bind('wiki', { user: cat.pk });
     a.maxPageSize = 1;
-    const snapshot = await new AuthentikConnector({ baseUrl: a.url, token: a.token, appSlug: 'crm', retry: FAST_RETRY }).readSnapshot();
+    const snapshot = await new AuthentikConnector({ baseUrl: a.url, token: a.token, egress: loopbackEgress, appSlug: 'crm', retry: FAST_RETRY }).readSnapshot();
     expect([...snapshot.users.keys()]).toEqual([String(ann.pk)]);
     expect([...snapshot.groups.keys()]).toEqual([eng.pk]);
   });

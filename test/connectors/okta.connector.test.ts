@@ -2,6 +2,7 @@ import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IdpReadError } from '../../src/connectors/connector.js';
 import { OktaConnector } from '../../src/connectors/okta/okta.connector.js';
+import { strictEgress } from '../support/egress.js';
 
 // Okta's wire format, as its management API returns it.
 const ORG = 'https://acme.okta.test';
@@ -80,7 +81,7 @@ function links(path: string, next?: string): Record<string, string[]> {
 }
 
 function connector(appId?: string) {
-  return new OktaConnector({ orgUrl: ORG, credentials: { kind: 'token', token: 'test-token' }, appId, retry: FAST_RETRY });
+  return new OktaConnector({ orgUrl: ORG, credentials: { kind: 'token', token: 'test-token' }, egress: strictEgress, appId, retry: FAST_RETRY });
 }
 
 beforeAll(() => nock.disableNetConnect());

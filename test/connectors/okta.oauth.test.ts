@@ -5,6 +5,7 @@ import { OktaConnector } from '../../src/connectors/okta/okta.connector.js';
 import type { OktaPrivateKeyCredentials } from '../../src/integrations/credentials.js';
 import { parseOktaPrivateKey } from '../../src/integrations/okta-private-key.js';
 import { checkClientAssertion, checkDpopProof, serviceAppKey } from '../support/okta-oauth.js';
+import { strictEgress } from '../support/egress.js';
 
 // Okta's org authorization server and management API at the wire: the SDK's private-key mode
 // signs a client assertion, trades it for an access token, and sends that token on every call.
@@ -46,7 +47,7 @@ function credentials(key: string, keyId?: string): OktaPrivateKeyCredentials {
 }
 
 function connector(creds: OktaPrivateKeyCredentials, appId?: string) {
-  return new OktaConnector({ orgUrl: ORG, credentials: creds, appId, retry: FAST_RETRY });
+  return new OktaConnector({ orgUrl: ORG, credentials: creds, egress: strictEgress, appId, retry: FAST_RETRY });
 }
 
 interface TokenRequest {

@@ -27,6 +27,7 @@ function startDemo(args: string[]): { child: ChildProcess; output: () => string;
   const env = cli.env();
   delete env.DIRSYNC_ENCRYPTION_KEY;
   delete env.DIRSYNC_ALLOW_HTTP;
+  delete env.DIRSYNC_ALLOW_PRIVATE_NETWORK;
   // In a directory of its own: the demo saves the key it makes to ./.env.
   const child = spawn(process.execPath, [cli.bin, 'demo', ...args], { env, cwd: workdir, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -85,6 +86,8 @@ describe('dirsync demo', () => {
     try {
       const token = (await first.waitFor(/this session's admin token is (\S+)/))[1]!;
       expect(first.output()).toMatch(/made one for stored credentials and saved it to \.env/);
+      // Its IdP is on 127.0.0.1: allowed for the demo's own process only.
+      expect(first.output()).toMatch(/DIRSYNC_ALLOW_PRIVATE_NETWORK=true for this process/);
       expect(readFileSync(path.join(workdir, '.env'), 'utf8')).toMatch(/^DIRSYNC_ENCRYPTION_KEY=[A-Za-z0-9+/]{43}=\n$/);
       await first.waitFor(/first sync: succeeded: \d+ users created, \d+ groups created, \d+ memberships added/);
       await first.waitFor(new RegExp(`console: http://127\\.0\\.0\\.1:${cli.port}/admin`));

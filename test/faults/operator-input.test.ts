@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { type AddressInfo, createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -32,18 +33,27 @@ const tokens: string[] = [];
 type Case = readonly [args: string[], expected: RegExp, env?: Record<string, string>];
 
 /** Runs `fn` over `items`, `limit` at a time: every spawn costs a core for half a second. */
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array(items.length);
   let next = 0;
   await Promise.all(
     Array.from({ length: limit }, async () => {
       while (next < items.length) {
         const i = next++;
-        results[i] = await fn(items[i]!);
+        results[i] = await fn(items[i]!, i);
       }
     }),
   );
   return results;
+}
+
+/** A port on 127.0.0.1 that nothing listens on (it did a moment ago). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 /** Everything a command could change: every row of every table, and the queue's keys and jobs. */
@@ -127,7 +137,7 @@ afterAll(async () => {
       runs,
       changesLost: 0,
       wrongfulDeprovisions: 0,
-      note: 'every command answers one sentence on stderr with a non-zero exit and changes nothing; a wrong encryption key fails runs as such',
+      note: 'every command answers one sentence on stderr with a non-zero exit and changes nothing; a wrong encryption key fails runs as such; IdP URLs on loopback are refused in the same words whether the port is closed, open or not speaking TLS',
     });
   }
 });
@@ -230,6 +240,7 @@ describe('bad operator input', () => {
       [['tenant', 'list'], /^dirsync: DIRSYNC_QUEUE may contain only letters, digits, - and _\.$/, { DIRSYNC_QUEUE: 'a b' }],
       [['tenant', 'list'], /^dirsync: DIRSYNC_PUBLIC_URL is not a valid URL\.$/, { DIRSYNC_PUBLIC_URL: 'nope' }],
       [['tenant', 'list'], /^dirsync: DIRSYNC_ALLOW_HTTP must be true or false\.$/, { DIRSYNC_ALLOW_HTTP: 'maybe' }],
+      [['tenant', 'list'], /^dirsync: DIRSYNC_ALLOW_PRIVATE_NETWORK must be true or false\.$/, { DIRSYNC_ALLOW_PRIVATE_NETWORK: 'maybe' }],
       [['tenant', 'list'], /^dirsync: DIRSYNC_ENCRYPTION_KEY must be 32 random bytes in base64/, { DIRSYNC_ENCRYPTION_KEY: 'c2hvcnQ=' }],
       [['tenant', 'list'], /^dirsync: DIRSYNC_ADMIN_TOKEN must be at least 16 characters\.$/, { DIRSYNC_ADMIN_TOKEN: 'short' }],
       [['tenant', 'list'], /^dirsync: DIRSYNC_RETENTION must be a duration from 3d to 3650d, such as 30d or 90d, not "forever"\.$/, { DIRSYNC_RETENTION: 'forever' }],
@@ -394,6 +405,53 @@ describe('bad operator input', () => {
       [['run', 'approve', queuedRunId], /^dirsync: cannot connect to Redis/, { REDIS_URL: 'redis://127.0.0.1:1' }],
     ]);
   }, 180_000);
+
+  it('IdP URLs on loopback in a process without DIRSYNC_ALLOW_PRIVATE_NETWORK: one refusal, the same whatever listens there', async () => {
+    const { okta, tenant } = await fixture({ tenant: true });
+    const strict = { DIRSYNC_ALLOW_PRIVATE_NETWORK: 'false' };
+    const oktaPort = new URL(okta.url).port;
+    const closed = await freePort();
+    // Stored by a process that allows private networks (an admin may have changed the setting since).
+    const stored = async (baseUrl: string) =>
+      (await cli.json<{ id: string }>(['integration', 'create', '--tenant', tenant, '--provider', 'okta', '--base-url', baseUrl, '--token', 'tok-123456789', '--no-verify'])).id;
+    const sentence = (host: string) =>
+      `${host} a loopback, private, link-local or other non-public address, which dirsync does not connect to; set DIRSYNC_ALLOW_PRIVATE_NETWORK=true for IdPs and event endpoints on a private network`;
+    const targets: Array<[what: string, baseUrl: string, expected: string]> = [
+      ['closed port', `https://127.0.0.1:${closed}`, sentence('127.0.0.1 is')],
+      ['open port, not speaking TLS', `https://127.0.0.1:${oktaPort}`, sentence('127.0.0.1 is')],
+      ['open port, the IdP answering', `http://127.0.0.1:${oktaPort}`, sentence('127.0.0.1 is')],
+      ['IPv6 loopback, closed port', `https://[::1]:${closed}`, sentence('[::1] is')],
+      ['a name for loopback', `https://localhost:${oktaPort}`, sentence('localhost resolves to')],
+    ];
+    const ids = await mapLimit(targets, 3, ([, baseUrl]) => stored(baseUrl));
+    const before = await dumpData();
+    const requestsBefore = okta.requests.length;
+    // As JSON for each; as text for the three on 127.0.0.1, to compare them whole.
+    const results = await mapLimit(ids, 3, async (id, i) => [await cli.run(['integration', 'test', id, '--json'], strict), i < 3 ? await cli.run(['integration', 'test', id], strict) : undefined] as const);
+    const texts: string[] = [];
+    targets.forEach(([what, , expected], i) => {
+      const [asJson, asText] = results[i]!;
+      expect(asJson.stderr, `${what}: ${JSON.stringify(asJson)}`).toBe('dirsync: 1 of 5 endpoints failed the check.\n');
+      expect(asJson.code, what).toBe(1);
+      const report = JSON.parse(asJson.stdout) as { ok: boolean; checks: Array<{ endpoint: string; ok: boolean; problem?: string; message?: string }> };
+      expect(report.checks[0], what).toEqual({ endpoint: 'GET /api/v1/users', ok: false, problem: 'private-address', message: expected });
+      expect(report.checks.slice(1).map((c) => c.problem), what).toEqual(Array(4).fill('not-checked'));
+      if (asText) {
+        expect(asText.code, what).toBe(1);
+        texts.push(asText.stdout);
+      }
+    });
+    // Closed, open but not TLS, open and answering: not a character apart.
+    expect(new Set(texts.slice(0, 3)).size).toBe(1);
+    // Storing such a URL with the check on is refused the same way, and stores nothing.
+    const create = await cli.run(['integration', 'create', '--tenant', tenant, '--provider', 'okta', '--base-url', `https://127.0.0.1:${oktaPort}`, '--token', 'tok-123456789'], strict);
+    expect(create.code).toBe(1);
+    expect(create.stderr).toContain(sentence('127.0.0.1 is'));
+    expect(create.stderr.trim().split('\n').at(-1)).toMatch(/^dirsync: the IdP check failed at 1 endpoint, so nothing was stored/);
+    expect(await dumpData(), 'the commands changed data').toBe(before);
+    expect(okta.requests.length, 'the commands called the IdP').toBe(requestsBefore);
+    faults += targets.length + 3 + 1;
+  }, 240_000);
 
   it('users, groups and webhooks', async () => {
     const { okta, tenant, id } = await fixture({ integration: true });

@@ -13,6 +13,8 @@ import { requireKeyring } from '../../src/config.js';
 import { reencryptCredentials } from '../../src/integrations/reencrypt.js';
 import { TEST_KEY, createTestDatabase, silentLog, testConfig } from '../support/env.js';
 import { FakeOkta } from '../support/fake-okta.js';
+import { egressWithHosts } from '../support/egress.js';
+import { egressRefusalMessage } from '../../src/egress.js';
 import { type TestIntegration, createOktaIntegration, runNow } from '../support/fixtures.js';
 
 /**
@@ -264,6 +266,42 @@ describe('event deliveries', () => {
     expect(outcome.kind).toBe('retry');
     expect(r.received).toEqual([]);
     expect((await service().deliveries(ep.id))[0]).toMatchObject({ status: 'retrying', lastStatusCode: null, lastError: expect.stringMatching(/plain http:\/\/.*DIRSYNC_ALLOW_HTTP=true/) });
+  });
+
+  it('does not deliver to a name resolving to a loopback, private or metadata address: refused when the socket would connect', async () => {
+    const { t } = await org(1);
+    const r = await receiver();
+    const port = new URL(r.url).port;
+    const hosts = { 'hooks.loop.test': '127.0.0.1', 'hooks.ten.test': '10.20.30.40', 'hooks.metadata.test': '169.254.169.254' };
+    const endpoints = await Promise.all(Object.keys(hosts).map(async (host) => [host, await endpointFor(`http://${host}:${port}/hooks`, t)] as const));
+    await runNow({ db, config }, t.integrationId);
+    for (const [host, ep] of endpoints) {
+      const egress = egressWithHosts(hosts);
+      expect(await deliverPending({ ...deps(), egress }, ep.id)).toMatchObject({ kind: 'retry', delivered: 0 });
+      expect(egress.asked).toEqual([host]);
+      expect((await service().deliveries(ep.id))[0]).toMatchObject({ status: 'retrying', lastStatusCode: null, lastError: egressRefusalMessage(host) });
+    }
+    expect(r.received).toEqual([]);
+  });
+
+  it('refuses 127.0.0.1 in a process without DIRSYNC_ALLOW_PRIVATE_NETWORK in the same words whether anything listens there, and delivers with it', async () => {
+    const { t } = await org(1);
+    const r = await receiver();
+    const closed = await receiver();
+    const closedUrl = closed.url;
+    await closers.pop()!();
+    const open = await endpointFor(r.url, t);
+    const shut = await endpointFor(closedUrl, t);
+    await runNow({ db, config }, t.integrationId);
+    const strict = { ...deps(), config: { ...config, allowPrivateNetwork: false } };
+    for (const ep of [open, shut]) {
+      expect((await deliverPending(strict, ep.id)).kind).toBe('retry');
+      expect((await service().deliveries(ep.id))[0]).toMatchObject({ status: 'retrying', lastStatusCode: null, lastError: egressRefusalMessage('127.0.0.1') });
+    }
+    expect(r.received).toEqual([]);
+    // The loopback receiver is reached where private networks are allowed (the tests' config).
+    expect(await deliverPending(deps(), open.id, { ignoreBackoff: true })).toEqual({ kind: 'idle', delivered: 1 });
+    expect(r.received).toHaveLength(1);
   });
 
   it('counts a signing secret this process cannot read as a failed attempt, shown with why, not a silent stall', async () => {

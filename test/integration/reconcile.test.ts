@@ -10,6 +10,7 @@ import { createTestDatabase, silentLog, testConfig, uniqueSlug } from '../suppor
 import { FakeOkta } from '../support/fake-okta.js';
 import { type TestIntegration, createOktaIntegration, runNow } from '../support/fixtures.js';
 import { withoutIds } from '../support/builders.js';
+import { egressRefusalMessage } from '../../src/egress.js';
 
 const APP = '0oaApp1';
 let config: ReturnType<typeof testConfig>;
@@ -84,6 +85,20 @@ describe('reconcile against a fake Okta and real Postgres', () => {
     const requests = okta.requests.length;
     await expect(new IntegrationService(db, strict.config).test(t.integrationId)).rejects.toThrow(/plain http:\/\//);
     expect(okta.requests.length).toBe(requests);
+  });
+
+  it('does not read an IdP on 127.0.0.1 in a process without DIRSYNC_ALLOW_PRIVATE_NETWORK: the run fails saying why, changing nothing', async () => {
+    const strict = { db, config: { ...config, allowPrivateNetwork: false } };
+    const requests = okta.requests.length;
+    const run = await runNow(strict, t.integrationId);
+    expect(run.status).toBe('failed');
+    expect(run.error).toBe(`Okta GET /api/v1/apps/${APP}/users was not sent: ${egressRefusalMessage('127.0.0.1')}. Nothing was changed.`);
+    const report = await new IntegrationService(db, strict.config).test(t.integrationId);
+    expect(report.checks[0]).toMatchObject({ ok: false, problem: 'private-address', message: egressRefusalMessage('127.0.0.1') });
+    expect(okta.requests.length).toBe(requests);
+    expect(await users()).toEqual([]);
+    // Allowed (the tests' configuration): the same integration syncs.
+    expect((await runNow(deps(), t.integrationId)).status).toBe('succeeded');
   });
 
   it("counts an attempt's own changes once: what earlier attempts committed is read before it writes", async () => {

@@ -20,6 +20,7 @@ import { FakeOkta } from '../support/fake-okta.js';
 import { createAuthentikIntegration, createOktaIntegration, runNow } from '../support/fixtures.js';
 import { waitFor } from '../support/wait.js';
 import { authentikDefaultBody, authentikMappedBody, oktaDelivery } from '../support/webhook-bodies.js';
+import { loopbackEgress } from '../support/egress.js';
 
 let db: Db;
 let dbUrl: string;
@@ -310,7 +311,7 @@ describe('a webhook during a full run', () => {
       queue,
       // Only this test's runs are held (other tests' integrations are gone with their runs).
       connectorFor: (integration, credentials) => {
-        const connector = createConnector(integration, credentials);
+        const connector = createConnector(integration, credentials, loopbackEgress);
         return integration.id === t.integrationId ? new HeldConnector(connector) : connector;
       },
     });

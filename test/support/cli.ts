@@ -39,6 +39,8 @@ export class CliHarness {
       REDIS_URL: 'redis://127.0.0.1:6379',
       DIRSYNC_ENCRYPTION_KEY: TEST_KEY,
       DIRSYNC_ALLOW_HTTP: 'true',
+      // The fake IdPs and receivers listen on 127.0.0.1.
+      DIRSYNC_ALLOW_PRIVATE_NETWORK: 'true',
       DIRSYNC_QUEUE: this.queue,
       PORT: String(this.port),
       LOG_LEVEL: 'warn',

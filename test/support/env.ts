@@ -14,6 +14,8 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
       REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
       DIRSYNC_ENCRYPTION_KEY: TEST_KEY,
       DIRSYNC_ALLOW_HTTP: 'true',
+      // The fake IdPs and receivers listen on 127.0.0.1.
+      DIRSYNC_ALLOW_PRIVATE_NETWORK: 'true',
       DIRSYNC_QUEUE: `test-${randomBytes(4).toString('hex')}`,
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
       ...overrides,

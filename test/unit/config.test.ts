@@ -12,6 +12,7 @@ describe('loadConfig', () => {
       redisUrl: 'redis://127.0.0.1:6379',
       port: 3000,
       allowHttp: false,
+      allowPrivateNetwork: false,
       logLevel: 'info',
       encryptionKey: undefined,
     });
@@ -30,6 +31,7 @@ describe('loadConfig', () => {
     [{ PORT: '70000' }, 'PORT must be 1-65535.'],
     [{ DIRSYNC_ENCRYPTION_KEY: 'c2hvcnQ=' }, 'DIRSYNC_ENCRYPTION_KEY must be 32 random bytes in base64'],
     [{ DIRSYNC_ALLOW_HTTP: 'maybe' }, 'DIRSYNC_ALLOW_HTTP must be true or false.'],
+    [{ DIRSYNC_ALLOW_PRIVATE_NETWORK: 'maybe' }, 'DIRSYNC_ALLOW_PRIVATE_NETWORK must be true or false.'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent.'],
     [{ DIRSYNC_ADMIN_TOKEN: 'short' }, 'DIRSYNC_ADMIN_TOKEN must be at least 16 characters.'],
   ])('names the bad variable: %o', (env, message) => {
@@ -59,6 +61,11 @@ describe('loadConfig', () => {
     expect(() => load({ DIRSYNC_EVENT_RETENTION: '30d' })).toThrow(
       'DIRSYNC_EVENT_RETENTION was replaced by DIRSYNC_RETENTION (one horizon for runs, change logs, events and deliveries): rename it.',
     );
+  });
+
+  it('allows private networks only when told to', () => {
+    expect(load({ DIRSYNC_ALLOW_PRIVATE_NETWORK: 'true' }).allowPrivateNetwork).toBe(true);
+    expect(load({ DIRSYNC_ALLOW_PRIVATE_NETWORK: 'false' }).allowPrivateNetwork).toBe(false);
   });
 
   it('reports every problem at once', () => {

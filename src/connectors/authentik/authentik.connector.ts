@@ -1,5 +1,6 @@
 import { Configuration, CoreApi, PoliciesApi, ResponseError } from '@goauthentik/api';
 import type { Snapshot } from '../../core/model.js';
+import type { Egress } from '../../egress.js';
 import { SnapshotBuilder } from '../../core/snapshot.js';
 import { type CheckStep, NO_RETRY, runChecks } from '../check.js';
 import { type Connector, DEFAULT_RETRY, type EndpointCheck, IdpReadError, type ReadStats, type RetryOptions, emptyReadStats } from '../connector.js';
@@ -12,6 +13,8 @@ export interface AuthentikConnectorOptions {
   /** authentik's address, such as https://auth.example.com (the API lives under /api/v3). */
   readonly baseUrl: string;
   readonly token: string;
+  /** Where requests may connect: egressFor(config), or a test's own. */
+  readonly egress: Egress;
   /** Scope to the users and groups bound to this application (its slug); without it, everyone. */
   readonly appSlug?: string | null;
   readonly retry?: RetryOptions;
@@ -46,7 +49,8 @@ export class AuthentikConnector implements Connector {
       accessToken: options.token,
       fetchApi: (url: string | URL | Request, init?: RequestInit) => {
         this.stats.requests += 1;
-        return fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+        // fetch looked up at each call, not captured: tests replace it (nock).
+        return fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs), dispatcher: options.egress.dispatcher } as RequestInit);
       },
       middleware: [
         {

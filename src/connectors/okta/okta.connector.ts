@@ -4,6 +4,7 @@ import { RecordError, SnapshotBuilder } from '../../core/snapshot.js';
 import { type CheckStep, NO_RETRY, runChecks } from '../check.js';
 import { type Connector, DEFAULT_RETRY, type EndpointCheck, IdpReadError, type ReadHints, type ReadStats, type RetryOptions, emptyReadStats } from '../connector.js';
 import { type RetryPolicy, forEachConcurrently, statusOf, withRetry } from '../retry.js';
+import type { Egress } from '../../egress.js';
 import type { Credentials } from '../../integrations/credentials.js';
 import { OktaRequestExecutor } from './okta.executor.js';
 import { OktaTokenError, adaptTokenRequests, oktaScopes, requestAccessToken, sdkAuthConfig } from './okta.oauth.js';
@@ -13,6 +14,8 @@ import { toDirectoryGroup, toDirectoryUser } from './okta.mapping.js';
 export interface OktaConnectorOptions {
   readonly orgUrl: string;
   readonly credentials: Credentials;
+  /** Where requests may connect: egressFor(config), or a test's own. */
+  readonly egress: Egress;
   /** Scope to the users and groups assigned to this Okta app; without it, the whole org. */
   readonly appId?: string | null;
   readonly retry?: RetryOptions;
@@ -63,6 +66,7 @@ export class OktaConnector implements Connector {
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       max429Retries: options.max429Retries ?? 3,
       stats: this.stats,
+      egress: options.egress,
     });
     this.client = new okta.Client({
       orgUrl: options.orgUrl.replace(/\/+$/, ''),

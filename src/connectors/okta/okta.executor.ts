@@ -1,4 +1,5 @@
 import okta from '@okta/okta-sdk-nodejs';
+import type { Egress } from '../../egress.js';
 import type { ReadStats } from '../connector.js';
 
 const { DefaultRequestExecutor } = okta;
@@ -17,6 +18,8 @@ export interface OktaExecutorOptions {
   /** Retries of a 429 that carries X-Rate-Limit-Reset, done by the SDK after waiting for the reset. */
   readonly max429Retries: number;
   readonly stats: ReadStats;
+  /** Where requests may connect (src/egress.ts): every request, the token request included, goes through it. */
+  readonly egress: Egress;
   readonly sleep?: (ms: number) => Promise<void>;
 }
 
@@ -57,6 +60,9 @@ export class OktaRequestExecutor extends DefaultRequestExecutor {
     request.startTime ??= new Date();
     // node-fetch 2 reads `timeout` from the request; the SDK's typings do not list it.
     (request as SdkRequest & { timeout?: number }).timeout = this.options.requestTimeoutMs;
+    // node-fetch 2 takes an agent per URL (redirects included). It replaces the SDK's own
+    // HTTPS_PROXY agent: through a proxy the IdP's address could not be checked.
+    (request as SdkRequest & { agent?: unknown }).agent = (url: URL) => this.options.egress.agentFor(url);
     this.options.stats.requests += 1;
     const response = await super.fetch(request);
     if (isTokenRequest(request.url ?? '')) {
