@@ -32,9 +32,18 @@ describe('loadConfig', () => {
     [{ DIRSYNC_ALLOW_HTTP: 'maybe' }, 'DIRSYNC_ALLOW_HTTP must be true or false.'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent.'],
     [{ DIRSYNC_ADMIN_TOKEN: 'short' }, 'DIRSYNC_ADMIN_TOKEN must be at least 16 characters.'],
+    [{ HOST: 'example.com' }, 'HOST must be an IP address to listen on'],
+    [{ HOST: '0.0.0.0:3000' }, 'HOST must be an IP address to listen on'],
+    [{ HOST: '' }, 'HOST must be an IP address to listen on'],
   ])('names the bad variable: %o', (env, message) => {
     expect(() => load(env)).toThrow(ConfigError);
     expect(() => load(env)).toThrow(message);
+  });
+
+  it('listens on loopback unless HOST names another address', () => {
+    expect(load({}).host).toBe('127.0.0.1');
+    expect(load({ HOST: '0.0.0.0' }).host).toBe('0.0.0.0');
+    expect(load({ HOST: '::' }).host).toBe('::');
   });
 
   it('reports every problem at once', () => {
