@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import dotenv from 'dotenv';
 import { z } from 'zod';
 import type { Keyring } from './crypto.js';
@@ -11,6 +12,8 @@ export interface Config {
   readonly databaseUrl: string;
   readonly redisUrl: string;
   readonly port: number;
+  /** The address the HTTP server listens on: 127.0.0.1 unless HOST says otherwise (0.0.0.0 in a container). */
+  readonly host: string;
   readonly adminToken: string | undefined;
   /** 32 bytes; undefined until a command that touches credentials asks for it. */
   readonly encryptionKey: Buffer | undefined;
@@ -69,6 +72,12 @@ const schema = z.object({
     .default('redis://127.0.0.1:6379')
     .refine((v) => /^rediss?:\/\//.test(v) && URL.canParse(v), 'is not a valid redis:// URL'),
   PORT: z.coerce.number({ message: 'must be a port number (1-65535)' }).int('must be a whole number').min(1, 'must be 1-65535').max(65535, 'must be 1-65535').default(3000),
+  // Loopback by default, as docker-compose.yml publishes Postgres and Redis: the console and the
+  // admin API are reachable from elsewhere only when the operator says so (HOST=0.0.0.0 in a container).
+  HOST: z
+    .string()
+    .default('127.0.0.1')
+    .refine((v) => isIP(v) !== 0, 'must be an IP address to listen on, such as 127.0.0.1 (this machine only), 0.0.0.0 (every IPv4 interface) or :: (every interface)'),
   DIRSYNC_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   DIRSYNC_ENCRYPTION_KEY: z
     .string()
@@ -167,6 +176,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, envFile = '.env
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
     port: e.PORT,
+    host: e.HOST,
     adminToken: e.DIRSYNC_ADMIN_TOKEN,
     encryptionKey: e.DIRSYNC_ENCRYPTION_KEY,
     previousEncryptionKeys: Object.freeze(e.DIRSYNC_ENCRYPTION_KEY_PREVIOUS),

@@ -9,13 +9,18 @@ import { withContext } from './run-command.js';
 
 interface OptionFlags extends Omit<IntegrationOptions, 'oktaPrivateKey'> {
   oktaPrivateKeyFile?: string;
+  tokenFile?: string;
   json?: boolean;
 }
+
+/** The environment variable that gives an IdP token without putting it on the command line. */
+export const IDP_TOKEN_ENV = 'DIRSYNC_IDP_TOKEN';
 
 function addIntegrationOptions(command: Command): Command {
   return command
     .option('--base-url <url>', 'IdP address, such as https://example.okta.com or https://auth.example.com')
-    .option('--token <token>', 'API token (Okta SSWS token, authentik API token)')
+    .option('--token-file <path>', 'file holding the API token (Okta SSWS token, authentik API token); or set DIRSYNC_IDP_TOKEN')
+    .option('--token <token>', 'API token; - reads it from stdin (a value given here shows in ps: prefer --token-file)')
     .option('--okta-client-id <id>', 'Okta OAuth service app: its client id (instead of --token)')
     .option('--okta-private-key-file <path>', "Okta OAuth service app: file with its private key (PEM or JWK, RSA)")
     .option('--okta-key-id <kid>', "Okta OAuth service app: the key id (kid) of the app's public key, when the key file has none")
@@ -30,16 +35,66 @@ function addIntegrationOptions(command: Command): Command {
 }
 
 
-/** The service's options from the flags: the key file read here, so the service never touches paths. */
-function integrationOptions({ oktaPrivateKeyFile, json: _json, ...rest }: OptionFlags): IntegrationOptions {
-  if (oktaPrivateKeyFile === undefined) return rest;
+/** A file's text, or a one-sentence UserError naming the option and why it cannot be read. */
+function readOptionFile(option: string, path: string): string {
   try {
-    return { ...rest, oktaPrivateKey: readFileSync(oktaPrivateKeyFile, 'utf8') };
+    return readFileSync(path, 'utf8');
   } catch (error) {
     const code = (error as { code?: string }).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (error as Error).message;
-    throw new UserError(`cannot read --okta-private-key-file ${oktaPrivateKeyFile}: ${why}`);
+    throw new UserError(`cannot read ${option} ${path}: ${why}`);
   }
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * The IdP token from wherever it was given: `--token VALUE`, `--token -` (stdin), `--token-file
+ * PATH` or DIRSYNC_IDP_TOKEN, all but the first kept out of `ps`. At most one may give it, and a
+ * token never sits beside a service app's flags. Trailing line breaks (what `echo` and editors
+ * add) are dropped; an empty token, or one of several lines, is refused.
+ * `envToken` is undefined where the variable cannot apply (a scim integration).
+ */
+async function idpToken(flags: OptionFlags, envToken: string | undefined): Promise<string | undefined> {
+  const given = [
+    flags.token !== undefined ? (flags.token === '-' ? '--token -' : '--token') : undefined,
+    flags.tokenFile !== undefined ? '--token-file' : undefined,
+    envToken !== undefined ? IDP_TOKEN_ENV : undefined,
+  ].filter((source): source is string => source !== undefined);
+  if (given.length > 1) throw new UserError(`the IdP token is given ${given.length} ways (${given.join(', ')}): give it only once`);
+  if (envToken !== undefined && (flags.oktaClientId !== undefined || flags.oktaPrivateKeyFile !== undefined || flags.oktaKeyId !== undefined)) {
+    throw new UserError(`${IDP_TOKEN_ENV} gives a token and the --okta-* options a service app: unset ${IDP_TOKEN_ENV} to use the service app`);
+  }
+  const [source, text] =
+    flags.token === '-'
+      ? ['the token read from stdin (--token -)', await readStdin()]
+      : flags.tokenFile !== undefined
+        ? [`--token-file ${flags.tokenFile}`, readOptionFile('--token-file', flags.tokenFile)]
+        : envToken !== undefined
+          ? [IDP_TOKEN_ENV, envToken]
+          : [undefined, flags.token];
+  // --token VALUE goes to the service as it is, which refuses it when empty.
+  if (source === undefined || text === undefined) return text;
+  const token = text.replace(/[\r\n]+$/, '');
+  if (token.trim() === '') throw new UserError(`${source} is empty: it must hold the IdP's API token`);
+  if (/[\r\n]/.test(token)) throw new UserError(`${source} holds more than one line: it must hold only the IdP's API token`);
+  return token;
+}
+
+/**
+ * The service's options from the flags: files, stdin and DIRSYNC_IDP_TOKEN read here, so the
+ * service never touches paths or the environment. `tokenFromEnv` is false where the variable
+ * cannot apply (a scim integration), so that it is ignored there instead of refused.
+ */
+async function integrationOptions({ oktaPrivateKeyFile, tokenFile, json: _json, ...rest }: OptionFlags, tokenFromEnv = true): Promise<IntegrationOptions> {
+  const token = await idpToken({ ...rest, tokenFile, oktaPrivateKeyFile }, tokenFromEnv ? process.env[IDP_TOKEN_ENV] : undefined);
+  const options: IntegrationOptions = { ...rest, token };
+  if (oktaPrivateKeyFile !== undefined) options.oktaPrivateKey = readOptionFile('--okta-private-key-file', oktaPrivateKeyFile);
+  return options;
 }
 
 /** Shows why a check refused the settings (stdout with --json), then lets the error end the command. */
@@ -76,8 +131,9 @@ export function registerIntegrationCommands(program: Command): void {
       // Redis first: an integration must not be stored without its schedule.
       const queue = await ctx.queue();
       const service = new IntegrationService(ctx.db, ctx.config);
+      const options = await integrationOptions(opts, opts.provider !== 'scim');
       const { integration: created, issued, check } = await showingFailedCheck(opts.json, () =>
-        service.create({ ...integrationOptions(opts), tenant: opts.tenant, provider: opts.provider }),
+        service.create({ ...options, tenant: opts.tenant, provider: opts.provider }),
       );
       await syncSchedule(queue, created);
       const view = { ...service.view(created), ...issued, check };
@@ -105,7 +161,8 @@ export function registerIntegrationCommands(program: Command): void {
       withContext(async (ctx) => {
         const queue = await ctx.queue();
         const service = new IntegrationService(ctx.db, ctx.config);
-        const { integration: updated, check } = await showingFailedCheck(opts.json, () => service.update(id, integrationOptions(opts)));
+        const options = await integrationOptions(opts, (await service.get(id)).provider !== 'scim');
+        const { integration: updated, check } = await showingFailedCheck(opts.json, () => service.update(id, options));
         await syncSchedule(queue, updated);
         emit(opts.json, { ...service.view(updated), check }, () => (check ? `updated integration ${id}; ${checkedLine(check)}` : `updated integration ${id}`));
       }),

@@ -122,8 +122,8 @@ export async function serveParts(
     worker = parts.worker ? await startWorker({ db, config, log, queue }) : undefined;
     server = parts.http ? buildServer({ db, config, redis, queue, log }) : undefined;
     if (server) {
-      await server.listen({ port: config.port, host: '0.0.0.0' });
-      log.info({ port: config.port }, 'http server listening');
+      await server.listen({ port: config.port, host: config.host });
+      log.info({ host: config.host, port: config.port }, 'http server listening');
     }
   } catch (error) {
     // Open connections would keep the process alive after its error is reported; closing them

@@ -47,7 +47,7 @@ const page = {
   additionalProperties: false,
 } as const;
 const integrationOptions = {
-  baseUrl: { type: 'string' },
+  baseUrl: { type: 'string', description: 'on update, another origin (scheme, host, port) needs token, or oktaClientId with oktaPrivateKey, in the same request' },
   token: { type: 'string', description: 'write-only: never returned' },
   oktaClientId: { type: 'string', description: 'Okta OAuth service app client id (instead of token)' },
   oktaPrivateKey: { type: 'string', description: "Okta OAuth service app private key, PEM or JWK (RSA); write-only: never returned" },

@@ -210,6 +210,8 @@ export class IntegrationService {
       return { integration: await this.get(id), check: null };
     }
     const changes: IntegrationRowUpdate = this.validate(existing.provider, options);
+    // Before anything reads the stored credentials or reaches out, whatever `verify` says.
+    refuseCredentialRedirect(existing, changes.base_url, options);
     const newCredentials = await this.newCredentials(existing.provider, options, existing.credentialKind === 'okta-private-key' ? () => this.credentials(id) : undefined);
     if (newCredentials) Object.assign(changes, this.credentialColumns(requireEncryptionKey(this.config), id, newCredentials));
     if (Object.keys(changes).length === 0) throw new UserError('nothing to update: give at least one option, such as --token or --every');
@@ -428,6 +430,33 @@ export class IntegrationService {
     if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new UserError(`--base-url ${text} must be an https:// URL`);
     return url.origin + url.pathname.replace(/\/+$/, '');
   }
+}
+
+/**
+ * Stored credentials stay with their origin (SPEC "Operator safety"): a base URL whose origin
+ * (scheme, host and port, as browsers bind credentials) differs from the stored one needs a
+ * whole credential in the same request, either an API token or an Okta service app's client id
+ * and private key, since the next verification or run sends it there. A new path on the same
+ * origin needs none. This is the one place the rule lives; the CLI, the admin API (and any
+ * console form) all update through `IntegrationService.update`.
+ *
+ * @param existing the stored integration (its `baseUrl` is the current address)
+ * @param newBaseUrl the validated new base URL, or undefined when the request keeps the address
+ * @param options the request, to see which credential parts it brings
+ * @throws UserError naming the option to give (worded for the CLI; the API renames it)
+ */
+export function refuseCredentialRedirect(existing: Pick<PulledIntegration, 'baseUrl' | 'credentialKind'>, newBaseUrl: string | null | undefined, options: IntegrationOptions): void {
+  if (newBaseUrl === undefined || newBaseUrl === null) return;
+  const from = new URL(existing.baseUrl).origin;
+  const to = new URL(newBaseUrl).origin;
+  if (from === to) return;
+  const wholeCredential = options.token !== undefined || (options.oktaClientId !== undefined && options.oktaPrivateKey !== undefined);
+  if (wholeCredential) return;
+  const give =
+    existing.credentialKind === 'okta-private-key'
+      ? '--okta-client-id with --okta-private-key-file (or --token)'
+      : '--token';
+  throw new UserError(`--base-url moves the integration from ${from} to ${to}, and stored credentials are never sent to a new address: give ${give} in the same update`);
 }
 
 /**

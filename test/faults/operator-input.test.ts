@@ -1,6 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { type AddressInfo, createServer } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -245,6 +248,8 @@ describe('bad operator input', () => {
       [['tenant', 'list'], /^dirsync: DIRSYNC_ADMIN_TOKEN must be at least 16 characters\.$/, { DIRSYNC_ADMIN_TOKEN: 'short' }],
       [['tenant', 'list'], /^dirsync: DIRSYNC_RETENTION must be a duration from 3d to 3650d, such as 30d or 90d, not "forever"\.$/, { DIRSYNC_RETENTION: 'forever' }],
       [['worker'], /^dirsync: DIRSYNC_RETENTION must be a duration from 3d to 3650d, such as 30d or 90d, not "1h"\.$/, { DIRSYNC_RETENTION: '1h' }],
+      [['tenant', 'list'], /^dirsync: HOST must be an IP address to listen on, such as 127\.0\.0\.1/, { HOST: 'example.com' }],
+      [['server'], /^dirsync: HOST must be an IP address to listen on/, { HOST: '0.0.0.0:3000' }],
       [['start', 'extra'], /too many arguments for 'start'/],
       [['worker', '--bogus'], /^dirsync: unknown option '--bogus'$/],
       [['server', 'x'], /too many arguments for 'server'/],
@@ -324,6 +329,32 @@ describe('bad operator input', () => {
     ]);
   }, 180_000);
 
+  it('integration create: IdP tokens given by file, stdin or DIRSYNC_IDP_TOKEN', async () => {
+    const { okta, tenant } = await fixture({ tenant: true });
+    const create = (...more: string[]) => ['integration', 'create', '--tenant', tenant, ...more];
+    const okta_ = (...more: string[]) => create('--provider', 'okta', '--base-url', 'https://acme.okta.test', '--token', 'tok-123456789', ...more);
+    const oktaNoToken = (...more: string[]) => create('--provider', 'okta', '--base-url', 'https://acme.okta.test', ...more);
+    const files = mkdtempSync(path.join(tmpdir(), 'dirsync-input-'));
+    onTestFinished(() => rmSync(files, { recursive: true, force: true }));
+    const file = (name: string, text: string) => {
+      writeFileSync(path.join(files, name), text);
+      return path.join(files, name);
+    };
+    const [emptyFile, twoLines, tokenFile] = [file('empty', '\n'), file('two-lines', 'tok-1\ntok-2\n'), file('token', 'tok-123456789\n')];
+    await expectOneSentence(okta, [
+      [oktaNoToken('--token-file', path.join(files, 'missing')), /^dirsync: cannot read --token-file .*missing: no such file\.$/],
+      [oktaNoToken('--token-file', files), /^dirsync: cannot read --token-file .*: it is a directory\.$/],
+      [oktaNoToken('--token-file', emptyFile), /^dirsync: --token-file .* is empty: it must hold the IdP's API token\.$/],
+      [oktaNoToken('--token-file', twoLines), /^dirsync: --token-file .* holds more than one line: it must hold only the IdP's API token\.$/],
+      [oktaNoToken('--token-file'), /^dirsync: option '--token-file <path>' argument missing$/],
+      [okta_('--token-file', tokenFile), /^dirsync: the IdP token is given 2 ways \(--token, --token-file\): give it only once\.$/],
+      [oktaNoToken('--token-file', tokenFile), /^dirsync: the IdP token is given 2 ways \(--token-file, DIRSYNC_IDP_TOKEN\): give it only once\.$/, { DIRSYNC_IDP_TOKEN: 'tok-123456789' }],
+      [okta_(), /^dirsync: the IdP token is given 2 ways \(--token, DIRSYNC_IDP_TOKEN\): give it only once\.$/, { DIRSYNC_IDP_TOKEN: 'tok-123456789' }],
+      [oktaNoToken(), /^dirsync: DIRSYNC_IDP_TOKEN is empty: it must hold the IdP's API token\.$/, { DIRSYNC_IDP_TOKEN: '' }],
+      [oktaNoToken('--okta-client-id', '0oa1'), /^dirsync: DIRSYNC_IDP_TOKEN gives a token and the --okta-\* options a service app: unset DIRSYNC_IDP_TOKEN to use the service app\.$/, { DIRSYNC_IDP_TOKEN: 'tok-123456789' }],
+    ]);
+  }, 180_000);
+
   it('integration update, show, list, enable, disable, delete and rotate-webhook-secret', async () => {
     const { okta, tenant, id, disabledId } = await fixture({ integration: true, disabled: true });
     const notFound = (what: string) => new RegExp(`^dirsync: integration ${what} does not exist: \`dirsync integration list\` shows the ids\\.$`);
@@ -337,6 +368,11 @@ describe('bad operator input', () => {
       [['integration', 'update', id, '--base-url', 'ftp://x'], /must be an https:\/\/ URL/],
       [['integration', 'update', id, '--threshold', '0'], /--threshold must be a percentage/],
       [['integration', 'update', id, '--token', '  '], /^dirsync: --token must not be empty\.$/],
+      // Stored credentials never follow a new address (nothing listens on port 1: no request is made either way).
+      [['integration', 'update', id, '--base-url', 'http://127.0.0.1:1'], /^dirsync: --base-url moves the integration from http:\/\/127\.0\.0\.1:\d+ to http:\/\/127\.0\.0\.1:1, and stored credentials are never sent to a new address: give --token in the same update\.$/],
+      [['integration', 'update', id, '--base-url', 'http://127.0.0.1:1', '--no-verify'], /stored credentials are never sent to a new address: give --token in the same update\.$/],
+      [['integration', 'update', disabledId, '--base-url', 'http://127.0.0.1:1', '--no-verify', '--every', '1h'], /^dirsync: --base-url moves the integration from https:\/\/auth\.input\.test to http:\/\/127\.0\.0\.1:1, .*give --token in the same update\.$/],
+      [['integration', 'update', id, '--token-file', '/nonexistent/token'], /^dirsync: cannot read --token-file \/nonexistent\/token: no such file\.$/],
       [['integration', 'update', id, '--every', 'often'], /--every "often" is not a duration/],
       [['integration', 'update', id, '--cron', 'nope'], /--cron "nope" must have exactly five fields/],
       [['integration', 'update', id, '--authentik-app', 'wiki'], /--authentik-app applies only to authentik integrations/],

@@ -34,6 +34,9 @@ describe('loadConfig', () => {
     [{ DIRSYNC_ALLOW_PRIVATE_NETWORK: 'maybe' }, 'DIRSYNC_ALLOW_PRIVATE_NETWORK must be true or false.'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent.'],
     [{ DIRSYNC_ADMIN_TOKEN: 'short' }, 'DIRSYNC_ADMIN_TOKEN must be at least 16 characters.'],
+    [{ HOST: 'example.com' }, 'HOST must be an IP address to listen on'],
+    [{ HOST: '0.0.0.0:3000' }, 'HOST must be an IP address to listen on'],
+    [{ HOST: '' }, 'HOST must be an IP address to listen on'],
   ])('names the bad variable: %o', (env, message) => {
     expect(() => load(env)).toThrow(ConfigError);
     expect(() => load(env)).toThrow(message);
@@ -66,6 +69,12 @@ describe('loadConfig', () => {
   it('allows private networks only when told to', () => {
     expect(load({ DIRSYNC_ALLOW_PRIVATE_NETWORK: 'true' }).allowPrivateNetwork).toBe(true);
     expect(load({ DIRSYNC_ALLOW_PRIVATE_NETWORK: 'false' }).allowPrivateNetwork).toBe(false);
+  });
+
+  it('listens on loopback unless HOST names another address', () => {
+    expect(load({}).host).toBe('127.0.0.1');
+    expect(load({ HOST: '0.0.0.0' }).host).toBe('0.0.0.0');
+    expect(load({ HOST: '::' }).host).toBe('::');
   });
 
   it('reports every problem at once', () => {
