@@ -14,6 +14,7 @@ import * as eventsOutliveRuns from './2026-11-30T0400-events-outlive-runs.js';
 import * as subjectHistory from './2026-11-30T0500-subject-history.js';
 import * as metricCounters from './2026-11-30T0600-metric-counters.js';
 import * as webhookRejections from './2026-11-30T0700-webhook-rejections.js';
+import * as apiTokensAudit from './2026-11-30T0900-api-tokens-audit.js';
 
 /**
  * Every migration, by name (names sort in the order they apply). Listed statically rather
@@ -35,4 +36,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-30T0500-subject-history': subjectHistory,
   '2026-11-30T0600-metric-counters': metricCounters,
   '2026-11-30T0700-webhook-rejections': webhookRejections,
+  '2026-11-30T0900-api-tokens-audit': apiTokensAudit,
 };

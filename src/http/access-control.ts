@@ -1,0 +1,219 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { JsonObject } from '../core/model.js';
+import { type Capabilities, type Principal, type Role, capabilitiesOf, refusal, seesTenant } from '../access/roles.js';
+import { AuditRepository } from '../db/audit.repository.js';
+import type { Db } from '../db/database.js';
+import { DirectoryRepository } from '../db/directory.repository.js';
+import { EndpointRepository } from '../db/endpoint.repository.js';
+import { IntegrationRepository } from '../db/integration.repository.js';
+import { RunRepository, isUuid } from '../db/run.repository.js';
+import { TenantRepository } from '../db/tenant.repository.js';
+import type { Logger } from '../log.js';
+import { NotFoundError } from '../errors.js';
+
+/** What an action is aimed at: for the audit log, and the tenant it belongs to (null: none, or every tenant). */
+export interface Target {
+  readonly type: string;
+  readonly id: string | null;
+  readonly tenantId: string | null;
+}
+
+/**
+ * Finds a request's target (undefined: none in particular, as for a list). Throws NotFoundError (with the message a missing one gets, so a
+ * scoped token cannot tell "elsewhere" from "nowhere") when there is none.
+ */
+export type Locator = (db: Db, request: FastifyRequest) => Promise<Target | undefined>;
+
+/**
+ * What a route needs, declared with the route (fastify's route `config.access`): the weakest
+ * role that may use it, the audit action's name, and how to find its target's tenant.
+ * Mutations (any method but GET) are audited whatever their outcome; reads only when refused.
+ */
+export interface Access {
+  readonly role: Role;
+  /** `<type>.<verb>`, such as `integration.update`. */
+  readonly action: string;
+  readonly target?: Locator;
+  /** Only for tokens that see every tenant (tenants, tokens). */
+  readonly allTenants?: boolean;
+  /** Non-secret particulars for the audit log (field names, flags: never credentials). */
+  readonly detail?: (request: FastifyRequest) => JsonObject | undefined;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    access?: Access;
+  }
+}
+
+interface RequestAudit {
+  action: string;
+  target: Target | undefined;
+  detail: JsonObject | undefined;
+  refused: string | undefined;
+  failed: string | undefined;
+  always: boolean;
+}
+
+// Per-request state kept off the request object, so no fastify decorators are shared between plugins.
+const principals = new WeakMap<FastifyRequest, Principal>();
+const audits = new WeakMap<FastifyRequest, RequestAudit>();
+
+export function setPrincipal(request: FastifyRequest, principal: Principal): void {
+  principals.set(request, principal);
+}
+
+/** The authenticated principal of a request (set by the API's and the console's sign-in checks). */
+export function principalOfRequest(request: FastifyRequest): Principal {
+  const principal = principals.get(request);
+  if (!principal) throw new Error('no principal: the request was not authenticated');
+  return principal;
+}
+
+/** The tenant a request is confined to, or undefined for a token that sees every tenant. */
+export function scopeOf(request: FastifyRequest): string | undefined {
+  return principals.get(request)?.tenantId ?? undefined;
+}
+
+export function capabilitiesOfRequest(request: FastifyRequest): Capabilities {
+  return capabilitiesOf(principalOfRequest(request));
+}
+
+/** Names the target once a handler knows it (a created tenant's, integration's or token's id). */
+export function noteTarget(request: FastifyRequest, target: Target): void {
+  const audit = audits.get(request);
+  if (audit) audit.target = target;
+}
+
+/** Records why a request failed, for its audit row (set from the error handler's error). */
+export function noteFailure(request: FastifyRequest, message: string): void {
+  const audit = audits.get(request);
+  if (audit && !audit.refused) audit.failed = message;
+}
+
+/** Thrown for an insufficient role: 403 with the sentence naming the role needed. */
+export class ForbiddenError extends Error {
+  override name = 'ForbiddenError';
+  readonly statusCode = 403;
+}
+
+/**
+ * The check every route goes through: the target's tenant first (another tenant's is a 404,
+ * as if it did not exist), then the role (403). Marks the request for the audit log.
+ */
+export async function enforce(db: Db, request: FastifyRequest, access: Access, options: { auditAlways: boolean }): Promise<void> {
+  const principal = principalOfRequest(request);
+  const audit: RequestAudit = { action: access.action, target: undefined, detail: undefined, refused: undefined, failed: undefined, always: options.auditAlways };
+  audits.set(request, audit);
+  try {
+    audit.detail = access.detail?.(request);
+  } catch {
+    audit.detail = undefined;
+  }
+  let allTenants = access.allTenants === true;
+  const target = access.target ? await access.target(db, request) : undefined;
+  audit.target = target;
+  if (target && principal.tenantId !== null) {
+    // A create aimed at every tenant (an endpoint without a tenant) needs an unscoped token;
+    // anything existing outside the token's tenant is hidden, as if it did not exist.
+    if (target.id === null && target.tenantId === null) allTenants = true;
+    else if (!seesTenant(principal, target.tenantId)) {
+      audit.refused = `outside the token's tenant ${principal.tenantSlug ?? ''}`.trim();
+      throw notFoundFor(target);
+    }
+  }
+  const why = refusal(principal, access.role, { allTenants });
+  if (why) {
+    audit.refused = why;
+    throw new ForbiddenError(why);
+  }
+}
+
+/** Writes the request's audit row (before the answer is sent, so a caller reading the log next sees it). */
+export async function writeAudit(db: Db, log: Logger, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const audit = audits.get(request);
+  const principal = principals.get(request);
+  if (!audit || !principal) return;
+  audits.delete(request);
+  const status = reply.statusCode;
+  const outcome = audit.refused ? 'refused' : status < 400 ? 'ok' : 'failed';
+  if (!audit.always && outcome !== 'refused') return;
+  await new AuditRepository(db)
+    .append({
+      actor: principal.actor,
+      tokenId: principal.tokenId,
+      role: principal.role,
+      actorTenantId: principal.tenantId,
+      action: audit.action,
+      targetType: audit.target?.type ?? null,
+      targetId: audit.target?.id ?? null,
+      tenantId: audit.target?.tenantId ?? null,
+      source: request.ip,
+      outcome,
+      reason: audit.refused ?? (outcome === 'failed' ? (audit.failed ?? `HTTP ${status}`) : null),
+      detail: audit.detail ?? null,
+    })
+    .catch((error: Error) => log.error({ err: error.message, action: audit.action }, 'audit log write failed'));
+}
+
+function notFoundFor(target: Target): NotFoundError {
+  return new NotFoundError(MISSING[target.type]?.(target.id ?? '') ?? `${target.type} ${target.id} does not exist`);
+}
+
+// One message per kind of target, for a missing one and one outside the token's tenant alike.
+const MISSING: Record<string, (id: string) => string> = {
+  integration: (id) => `integration ${id} does not exist: \`dirsync integration list\` shows the ids`,
+  run: (id) => `run ${id} does not exist`,
+  tenant: (slug) => `tenant "${slug}" does not exist`,
+  group: (id) => `group ${id} does not exist: a tenant's groups list their ids`,
+  account: (id) => `account ${id} does not exist: a tenant's users list their account ids`,
+  endpoint: (id) => `endpoint ${id} does not exist: \`dirsync endpoint list\` shows the ids`,
+};
+
+const missing = (type: string, id: string) => notFoundFor({ type, id, tenantId: null });
+
+/** Targets found from the route's parameters, body or query. */
+export const locate = {
+  integration: (id: string) => async (db: Db): Promise<Target> => {
+    const found = isUuid(id) ? await new IntegrationRepository(db).find(id) : undefined;
+    if (!found) throw missing('integration', id);
+    return { type: 'integration', id: found.id, tenantId: found.tenantId };
+  },
+  run: (id: string) => async (db: Db): Promise<Target> => {
+    const run = await new RunRepository(db).find(id);
+    const integration = run && (await new IntegrationRepository(db).find(run.integrationId));
+    if (!run || !integration) throw missing('run', id);
+    return { type: 'run', id: run.id, tenantId: integration.tenantId };
+  },
+  tenant: (slug: string) => async (db: Db): Promise<Target> => {
+    const tenant = await new TenantRepository(db).findBySlug(slug);
+    if (!tenant) throw missing('tenant', slug);
+    return { type: 'tenant', id: tenant.slug, tenantId: tenant.id };
+  },
+  group: (id: string) => async (db: Db): Promise<Target> => {
+    const group = isUuid(id) ? await new DirectoryRepository(db).findGroup(id) : undefined;
+    if (!group) throw missing('group', id);
+    return { type: 'group', id: group.id, tenantId: group.tenantId };
+  },
+  account: (id: string) => async (db: Db): Promise<Target> => {
+    const tenantId = isUuid(id) ? await new DirectoryRepository(db).tenantOfAccount(id) : undefined;
+    if (!tenantId) throw missing('account', id);
+    return { type: 'account', id, tenantId };
+  },
+  endpoint: (id: string) => async (db: Db): Promise<Target> => {
+    const found = isUuid(id) ? await new EndpointRepository(db).find(id) : undefined;
+    if (!found) throw missing('endpoint', id);
+    return { type: 'endpoint', id: found.id, tenantId: found.tenantId };
+  },
+};
+
+/**
+ * A locator reading one string from the request's params, body or query; when it is absent,
+ * `whenAbsent` (undefined: no particular target, as for an unfiltered list).
+ */
+export function from(part: 'params' | 'body' | 'query', field: string, find: (value: string) => (db: Db) => Promise<Target>, whenAbsent?: Target): Locator {
+  return async (db, request) => {
+    const value = (request[part] as Record<string, unknown> | undefined | null)?.[field];
+    return typeof value === 'string' ? find(value)(db) : whenAbsent;
+  };
+}
