@@ -26,6 +26,8 @@ export interface Access {
   readonly target?: Locator;
   /** Only for tokens that see every tenant (tenants, tokens). */
   readonly allTenants?: boolean;
+  /** Console forms: a post is an action (audited) only with `confirm=yes`; without, it only asks. */
+  readonly confirmed?: boolean;
   /** Non-secret particulars for the audit log (field names, flags: never credentials). */
   readonly detail?: (request: FastifyRequest) => JsonObject | undefined;
 }
@@ -65,8 +67,16 @@ export function scopeOf(request: FastifyRequest): string | undefined {
   return principals.get(request)?.tenantId ?? undefined;
 }
 
-export function capabilitiesOfRequest(request: FastifyRequest): Capabilities {
-  return capabilitiesOf(principalOfRequest(request));
+/** What the console shows this request's principal (undefined before sign-in). */
+export function capabilitiesOfRequest(request: FastifyRequest): Capabilities | undefined {
+  const principal = principals.get(request);
+  return principal && capabilitiesOf(principal);
+}
+
+/** Whether a request is an action to audit whatever its outcome: any API mutation; a console post once confirmed. */
+export function isAction(request: FastifyRequest, access: Access): boolean {
+  if (request.method === 'GET' || request.method === 'HEAD') return false;
+  return !access.confirmed || (request.body as { confirm?: unknown } | undefined)?.confirm === 'yes';
 }
 
 /** Names the target once a handler knows it (a created tenant's, integration's or token's id). */

@@ -15,7 +15,7 @@ import { personOfAccount } from '../directory/person-view.js';
 import { TenantService } from '../tenants/tenant.service.js';
 import { TokenService, adminTokenMatches } from '../access/token.service.js';
 import { AuditRepository } from '../db/audit.repository.js';
-import { type Access, enforce, from, locate, noteFailure, noteTarget, principalOfRequest, scopeOf, setPrincipal, writeAudit } from './access-control.js';
+import { type Access, enforce, isAction, from, locate, noteFailure, noteTarget, principalOfRequest, scopeOf, setPrincipal, writeAudit } from './access-control.js';
 import { parseSince } from '../access/since.js';
 import type { Logger } from '../log.js';
 
@@ -157,7 +157,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
       // Before validation, so a role that may not use a route hears so whatever it sent.
       api.addHook('preValidation', async (request) => {
         const access = request.routeOptions.config.access;
-        if (access) await enforce(deps.db, request, access, { auditAlways: request.method !== 'GET' });
+        if (access) await enforce(deps.db, request, access, { auditAlways: isAction(request, access) });
       });
       api.addHook('onError', async (request, _reply, error) => noteFailure(request, error.message));
       api.addHook('onSend', async (request, reply, payload) => {
