@@ -66,7 +66,7 @@ export class AuditRepository {
 
   /**
    * Actions at or after `since`, newest first, at most `limit`. With `tenantId`, only those
-   * whose target or actor belongs to that tenant (what a tenant-scoped admin may read).
+   * whose target belongs to that tenant (what a tenant-scoped admin may read).
    */
   async list(options: { since: Date; limit: number; tenantId?: string | undefined }): Promise<AuditRecord[]> {
     let query = this.db
@@ -76,7 +76,8 @@ export class AuditRepository {
       .select('t.slug as tenant_slug')
       .where('a.at', '>=', options.since);
     const tenantId = options.tenantId;
-    if (tenantId) query = query.where((eb) => eb.or([eb('a.tenant_id', '=', tenantId), eb('a.actor_tenant_id', '=', tenantId)]));
+    // Not the rows of its own tokens aimed elsewhere: those name another tenant's things.
+    if (tenantId) query = query.where('a.tenant_id', '=', tenantId);
     const rows = await query.orderBy('a.id', 'desc').limit(options.limit).execute();
     return rows.map((r) => ({
       id: String(r.id),
