@@ -13,9 +13,9 @@ import { type DirsyncQueue, removeSchedule, syncSchedule } from '../queue/queue.
 import { approveRun, rejectRun, requestRun } from '../runs/trigger.js';
 import { personOfAccount } from '../directory/person-view.js';
 import { TenantService } from '../tenants/tenant.service.js';
-import { TokenService, adminTokenMatches } from '../access/token.service.js';
+import { TokenService } from '../access/token.service.js';
 import { AuditRepository } from '../db/audit.repository.js';
-import { type Access, enforce, isAction, from, locate, noteFailure, noteTarget, principalOfRequest, scopeOf, setPrincipal, writeAudit } from './access-control.js';
+import { enforce, isAction, from, locate, noteFailure, noteTarget, principalOfRequest, scopeOf, setPrincipal, writeAudit } from './access-control.js';
 import { parseSince } from '../access/since.js';
 import type { Logger } from '../log.js';
 
@@ -26,7 +26,6 @@ export interface AdminApiDeps {
   readonly log?: Logger;
 }
 
-export { adminTokenMatches };
 
 export function bearerOf(request: FastifyRequest): string | undefined {
   const match = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? '');
