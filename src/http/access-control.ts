@@ -130,7 +130,7 @@ export async function enforce(db: Db, request: FastifyRequest, access: Access, o
 }
 
 /** Writes the request's audit row (before the answer is sent, so a caller reading the log next sees it). */
-export async function writeAudit(db: Db, log: Logger, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+export async function writeAudit(db: Db, log: Logger | undefined, request: FastifyRequest, reply: FastifyReply): Promise<void> {
   const audit = audits.get(request);
   const principal = principals.get(request);
   if (!audit || !principal) return;
@@ -153,7 +153,7 @@ export async function writeAudit(db: Db, log: Logger, request: FastifyRequest, r
       reason: audit.refused ?? (outcome === 'failed' ? (audit.failed ?? `HTTP ${status}`) : null),
       detail: audit.detail ?? null,
     })
-    .catch((error: Error) => log.error({ err: error.message, action: audit.action }, 'audit log write failed'));
+    .catch((error: Error) => log?.error({ err: error.message, action: audit.action }, 'audit log write failed'));
 }
 
 /**

@@ -160,7 +160,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
       });
       api.addHook('onError', async (request, _reply, error) => noteFailure(request, error.message));
       api.addHook('onSend', async (request, reply, payload) => {
-        if (deps.log) await writeAudit(deps.db, deps.log, request, reply);
+        await writeAudit(deps.db, deps.log, request, reply);
         return payload;
       });
 

@@ -193,7 +193,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
         if (access) await enforce(deps.db, request, access, { auditAlways: isAction(request, access) });
       });
       pages.addHook('onSend', async (request, reply, payload) => {
-        if (deps.log) await writeAudit(deps.db, deps.log, request, reply);
+        await writeAudit(deps.db, deps.log, request, reply);
         return payload;
       });
       pages.setErrorHandler(async (error, request, reply) => {
