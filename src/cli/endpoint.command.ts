@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { EndpointService, type EndpointView } from '../events/endpoint.service.js';
 import { emit, jsonOption, parseLimit, table } from './output.js';
 import { withContext } from './run-command.js';
+import { audited } from './audited.js';
 
 /** `dirsync endpoint ...`: the host app's event endpoints and their deliveries (SPEC). */
 export function registerEndpointCommands(program: Command): void {
@@ -16,7 +17,10 @@ export function registerEndpointCommands(program: Command): void {
     .addOption(jsonOption())
     .action((opts: { url: string; tenant?: string; types?: string; json?: boolean }) =>
       withContext(async (ctx) => {
-        const created = await new EndpointService(ctx.db, ctx.config).create(opts);
+        const created = await audited(ctx, 'endpoint.create', { type: 'endpoint' }, () => new EndpointService(ctx.db, ctx.config).create(opts), {
+          detail: { ...(opts.tenant !== undefined && { tenant: opts.tenant }), ...(opts.types !== undefined && { types: opts.types }) },
+          created: (e) => ({ id: e.id }),
+        });
         emit(opts.json, created, () =>
           [
             `created endpoint ${created.id} (${created.url}, ${created.tenant ? `tenant ${created.tenant}` : 'every tenant'}, ${created.types ? created.types.join(', ') : 'every event type'})`,
@@ -60,7 +64,7 @@ export function registerEndpointCommands(program: Command): void {
     .addOption(jsonOption())
     .action((id: string, opts: { json?: boolean }) =>
       withContext(async (ctx) => {
-        const deleted = await new EndpointService(ctx.db, ctx.config).delete(id);
+        const deleted = await audited(ctx, 'endpoint.delete', { type: 'endpoint', id }, () => new EndpointService(ctx.db, ctx.config).delete(id));
         emit(opts.json, deleted, () => `deleted endpoint ${id}`);
       }),
     );
@@ -72,7 +76,7 @@ export function registerEndpointCommands(program: Command): void {
     .addOption(jsonOption())
     .action((id: string, opts: { grace?: string; json?: boolean }) =>
       withContext(async (ctx) => {
-        const rotated = await new EndpointService(ctx.db, ctx.config).rotateSecret(id, opts.grace);
+        const rotated = await audited(ctx, 'endpoint.rotate-secret', { type: 'endpoint', id }, () => new EndpointService(ctx.db, ctx.config).rotateSecret(id, opts.grace));
         emit(opts.json, rotated, () =>
           [
             rotated.previousSecretValidUntil ? `the old secret also signs until ${rotated.previousSecretValidUntil}` : 'the old secret no longer signs',
@@ -111,7 +115,7 @@ export function registerEndpointCommands(program: Command): void {
     .action((id: string, opts: { after: string; json?: boolean }) =>
       withContext(async (ctx) => {
         // The worker's delivery trigger picks the endpoint up within seconds.
-        const moved = await new EndpointService(ctx.db, ctx.config).replay(id, opts.after);
+        const moved = await audited(ctx, 'endpoint.replay', { type: 'endpoint', id }, () => new EndpointService(ctx.db, ctx.config).replay(id, opts.after), { detail: { after: opts.after } });
         emit(opts.json, moved, () => `endpoint ${id} will be sent every event after ${moved.cursor}`);
       }),
     );

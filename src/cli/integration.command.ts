@@ -6,6 +6,7 @@ import { type IntegrationOptions, IntegrationService } from '../integrations/int
 import { removeSchedule, syncSchedule } from '../queue/queue.js';
 import { emit, jsonOption, table } from './output.js';
 import { withContext } from './run-command.js';
+import { RefusedError, audited } from './audited.js';
 
 interface OptionFlags extends Omit<IntegrationOptions, 'oktaPrivateKey'> {
   oktaPrivateKeyFile?: string;
@@ -117,6 +118,13 @@ function checkedLine(check: ConnectionReport | null): string {
   return check.checks.some((c) => c.ok && c.note) ? `${line}, with notes:\n${describeReport(check)}` : line;
 }
 
+/** The options a command was given (names only, for the audit log: never their values). */
+function fieldsSet(opts: OptionFlags): string[] {
+  return Object.entries(opts)
+    .filter(([k, v]) => v !== undefined && k !== 'json' && !(k === 'verify' && v === true))
+    .map(([k]) => k);
+}
+
 export function registerIntegrationCommands(program: Command): void {
   const integration = program.command('integration').description('connect tenants to identity providers');
 
@@ -132,8 +140,12 @@ export function registerIntegrationCommands(program: Command): void {
       const queue = await ctx.queue();
       const service = new IntegrationService(ctx.db, ctx.config);
       const options = await integrationOptions(opts, opts.provider !== 'scim');
-      const { integration: created, issued, check } = await showingFailedCheck(opts.json, () =>
-        service.create({ ...options, tenant: opts.tenant, provider: opts.provider }),
+      const { integration: created, issued, check } = await audited(
+        ctx,
+        'integration.create',
+        { type: 'integration' },
+        () => showingFailedCheck(opts.json, () => service.create({ ...options, tenant: opts.tenant, provider: opts.provider })),
+        { detail: { tenant: opts.tenant, provider: opts.provider, fields: fieldsSet(opts) }, created: (r) => ({ id: r.integration.id, tenantId: r.integration.tenantId }) },
       );
       await syncSchedule(queue, created);
       const view = { ...service.view(created), ...issued, check };
@@ -162,7 +174,9 @@ export function registerIntegrationCommands(program: Command): void {
         const queue = await ctx.queue();
         const service = new IntegrationService(ctx.db, ctx.config);
         const options = await integrationOptions(opts, (await service.get(id)).provider !== 'scim');
-        const { integration: updated, check } = await showingFailedCheck(opts.json, () => service.update(id, options));
+        const { integration: updated, check } = await audited(ctx, 'integration.update', { type: 'integration', id }, () => showingFailedCheck(opts.json, () => service.update(id, options)), {
+          detail: { fields: fieldsSet(opts) },
+        });
         await syncSchedule(queue, updated);
         emit(opts.json, { ...service.view(updated), check }, () => (check ? `updated integration ${id}; ${checkedLine(check)}` : `updated integration ${id}`));
       }),
@@ -174,7 +188,7 @@ export function registerIntegrationCommands(program: Command): void {
     .addOption(jsonOption())
     .action((id: string, opts: { json?: boolean }) =>
       withContext(async (ctx) => {
-        const result = await new IntegrationService(ctx.db, ctx.config).test(id);
+        const result = await audited(ctx, 'integration.test', { type: 'integration', id }, () => new IntegrationService(ctx.db, ctx.config).test(id));
         emit(opts.json, result, () => describeReport(result));
         if (!result.ok) throw new UserError(`${failedCount(result)} of ${result.checks.length} endpoints failed the check`);
       }),
@@ -220,7 +234,7 @@ export function registerIntegrationCommands(program: Command): void {
         withContext(async (ctx) => {
           const queue = await ctx.queue();
           const service = new IntegrationService(ctx.db, ctx.config);
-          const updated = await service.setEnabled(id, enabled);
+          const updated = await audited(ctx, `integration.${name}`, { type: 'integration', id }, () => service.setEnabled(id, enabled));
           await syncSchedule(queue, updated);
           emit(opts.json, service.view(updated), () => `integration ${id} ${enabled ? 'enabled' : 'disabled'}`);
         }),
@@ -236,11 +250,13 @@ export function registerIntegrationCommands(program: Command): void {
       withContext(async (ctx) => {
         const queue = await ctx.queue();
         const service = new IntegrationService(ctx.db, ctx.config);
-        await service.get(id);
-        if (!opts.yes) {
-          throw new UserError(`integration delete removes integration ${id} with its groups, memberships and run history: run it again with --yes to confirm`);
-        }
-        const deleted = await service.delete(id);
+        const deleted = await audited(ctx, 'integration.delete', { type: 'integration', id }, async () => {
+          await service.get(id);
+          if (!opts.yes) {
+            throw new RefusedError(`integration delete removes integration ${id} with its groups, memberships and run history: run it again with --yes to confirm`);
+          }
+          return service.delete(id);
+        });
         await removeSchedule(queue, id);
         emit(opts.json, service.view(deleted), () => `deleted integration ${id}`);
       }),
@@ -253,7 +269,7 @@ export function registerIntegrationCommands(program: Command): void {
     .addOption(jsonOption())
     .action((id: string, opts: { grace?: string; json?: boolean }) =>
       withContext(async (ctx) => {
-        const rotation = await new IntegrationService(ctx.db, ctx.config).rotateScimToken(id, opts.grace);
+        const rotation = await audited(ctx, 'integration.rotate-scim-token', { type: 'integration', id }, () => new IntegrationService(ctx.db, ctx.config).rotateScimToken(id, opts.grace));
         const until = rotation.previousScimTokenValidUntil;
         // The token goes last, so that scripts reading the text can take the end of it.
         emit(opts.json, rotation, () =>
@@ -273,7 +289,7 @@ export function registerIntegrationCommands(program: Command): void {
     .action((id: string, opts: { grace?: string; json?: boolean }) =>
       withContext(async (ctx) => {
         const service = new IntegrationService(ctx.db, ctx.config);
-        const rotation = await service.rotateWebhookSecret(id, opts.grace);
+        const rotation = await audited(ctx, 'integration.rotate-webhook-secret', { type: 'integration', id }, () => service.rotateWebhookSecret(id, opts.grace));
         const until = rotation.previousWebhookSecretValidUntil;
         // The secret goes last, so that scripts reading the text can take the end of it.
         emit(opts.json, rotation, () =>

@@ -12,6 +12,8 @@ import { registerServiceCommands } from './service.command.js';
 import { registerSyncCommands } from './sync.command.js';
 import { registerTenantCommands } from './tenant.command.js';
 import { registerWebhookCommands } from './webhook.command.js';
+import { registerTokenCommands } from './token.command.js';
+import { registerAuditCommand } from './audit.command.js';
 import { isDataError, refusedValue } from '../db/database.js';
 
 /**
@@ -57,6 +59,8 @@ export function buildProgram(): Command {
   registerEndpointCommands(program);
   registerWebhookCommands(program);
   registerReencryptCommand(program);
+  registerTokenCommands(program);
+  registerAuditCommand(program);
   for (const command of allCommands(program)) command.exitOverride().configureOutput(program.configureOutput());
   return program;
 }

@@ -3,6 +3,7 @@ import { requireKeyring } from '../config.js';
 import { type ReencryptReport, reencryptCredentials } from '../integrations/reencrypt.js';
 import { emit, jsonOption, table } from './output.js';
 import { withContext } from './run-command.js';
+import { audited } from './audited.js';
 
 function describeReencryption(report: ReencryptReport): string {
   const lines = [`re-encrypted ${report.reencrypted}, already current ${report.alreadyCurrent}, failed ${report.failed}`];
@@ -27,7 +28,7 @@ export function registerReencryptCommand(program: Command): void {
     .action((opts: { json?: boolean }) =>
       withContext(async (ctx) => {
         const keys = requireKeyring(ctx.config);
-        const report = await reencryptCredentials(ctx.db, keys);
+        const report = await audited(ctx, 'credentials.reencrypt', { type: 'credentials' }, () => reencryptCredentials(ctx.db, keys));
         emit(opts.json, report, () => describeReencryption(report));
         if (report.failed > 0) process.exitCode = 1;
       }),

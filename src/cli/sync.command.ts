@@ -9,6 +9,7 @@ import { approveRun, rejectRun, requestRun } from '../runs/trigger.js';
 import type { CliContext } from './context.js';
 import { describeChanges, describeRun, emit, jsonOption, parseLimit, table } from './output.js';
 import { withContext } from './run-command.js';
+import { audited } from './audited.js';
 
 /**
  * Waits for the run to finish, showing its progress on a terminal. If it is still queued
@@ -73,7 +74,10 @@ export function registerSyncCommands(program: Command): void {
     .action((id: string, opts: { wait?: boolean; dryRun?: boolean; timeout: string; json?: boolean }) =>
       withContext(async (ctx) => {
         const timeoutMs = parseTimeout(opts.timeout);
-        const { run } = await requestRun({ db: ctx.db, config: ctx.config, queue: await ctx.queue() }, id, 'manual', { dryRun: opts.dryRun ?? false });
+        const queue = await ctx.queue();
+        const { run } = await audited(ctx, 'integration.sync', { type: 'integration', id }, () => requestRun({ db: ctx.db, config: ctx.config, queue }, id, 'manual', { dryRun: opts.dryRun ?? false }), {
+          detail: { dryRun: opts.dryRun ?? false },
+        });
         await report(ctx, run, { wait: opts.wait ?? false, timeoutMs, json: opts.json });
       }),
     );
@@ -107,7 +111,9 @@ export function registerSyncCommands(program: Command): void {
     .action((id: string, opts: { wait: boolean; timeout: string; json?: boolean }) =>
       withContext(async (ctx) => {
         const timeoutMs = parseTimeout(opts.timeout);
-        await report(ctx, await approveRun({ db: ctx.db, config: ctx.config, queue: await ctx.queue() }, id), { wait: opts.wait, timeoutMs, json: opts.json });
+        const queue = await ctx.queue();
+        const approval = await audited(ctx, 'run.approve', { type: 'run', id }, () => approveRun({ db: ctx.db, config: ctx.config, queue }, id));
+        await report(ctx, approval, { wait: opts.wait, timeoutMs, json: opts.json });
       }),
     );
   run
@@ -116,7 +122,7 @@ export function registerSyncCommands(program: Command): void {
     .addOption(jsonOption())
     .action((id: string, opts: { json?: boolean }) =>
       withContext(async (ctx) => {
-        const rejected = await rejectRun({ db: ctx.db }, id, 'the command line');
+        const rejected = await audited(ctx, 'run.reject', { type: 'run', id }, () => rejectRun({ db: ctx.db }, id, 'the command line'));
         emit(opts.json, rejected, () => describeRun(rejected));
       }),
     );

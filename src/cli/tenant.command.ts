@@ -3,6 +3,7 @@ import { TenantRepository } from '../db/tenant.repository.js';
 import { TenantService } from '../tenants/tenant.service.js';
 import { emit, jsonOption, table } from './output.js';
 import { withContext } from './run-command.js';
+import { audited } from './audited.js';
 
 export function registerTenantCommands(program: Command): void {
   const tenant = program.command('tenant').description('create and list tenants');
@@ -14,7 +15,9 @@ export function registerTenantCommands(program: Command): void {
     .addOption(jsonOption())
     .action((slug: string, opts: { name?: string; json?: boolean }) =>
       withContext(async (ctx) => {
-        const created = await new TenantService(ctx.db).create(slug, opts.name);
+        const created = await audited(ctx, 'tenant.create', { type: 'tenant', id: slug, tenantId: null }, () => new TenantService(ctx.db).create(slug, opts.name), {
+          created: (t) => ({ tenantId: t.id }),
+        });
         emit(opts.json, created, () => `created tenant ${created.slug} (${created.id})`);
       }),
     );

@@ -481,6 +481,12 @@ export class DirectoryRepository {
   }
 
   /** The group (tenant and name) by id, or undefined. */
+  /** The tenant an account belongs to, or undefined for an unknown account. */
+  async tenantOfAccount(accountId: string): Promise<string | undefined> {
+    const row = await this.db.selectFrom('accounts').select('tenant_id').where('id', '=', accountId).executeTakeFirst();
+    return row?.tenant_id;
+  }
+
   async findGroup(groupId: string): Promise<{ id: string; tenantId: string; name: string; description: string | null; integrationId: string } | undefined> {
     const row = await this.db
       .selectFrom('groups')

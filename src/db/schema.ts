@@ -302,6 +302,47 @@ export interface EventDeliveriesTable {
   updated_at: Generated<Date>;
 }
 
+/** What a token may do (SPEC /api/v1): viewer reads, operator also syncs and approves, admin also manages. */
+export type Role = 'viewer' | 'operator' | 'admin';
+
+export interface ApiTokensTable {
+  id: Generated<string>;
+  name: string;
+  role: Role;
+  /** The one tenant the token sees, or null for every tenant. */
+  tenant_id: string | null;
+  /** SHA-256 (hex) of the token's text; the text itself is never stored. */
+  token_hash: string;
+  created_at: Generated<Date>;
+  created_by: string;
+  revoked_at: NullableTimestamp;
+}
+
+/** An admin action's outcome: done, refused (role or tenant scope), or failed (bad input, an error). */
+export type AuditOutcome = 'ok' | 'refused' | 'failed';
+
+/** Append-only (a trigger refuses UPDATE, DELETE and TRUNCATE); no foreign keys, so nothing cascades into it. */
+export interface AuditLogTable {
+  id: Generated<string>;
+  at: Generated<Date>;
+  /** Who: `token <name>`, `bootstrap admin` (DIRSYNC_ADMIN_TOKEN) or `cli <os user>`. */
+  actor: string;
+  token_id: string | null;
+  role: Role | null;
+  /** The tenant the actor's token is scoped to, if any. */
+  actor_tenant_id: string | null;
+  action: string;
+  target_type: string | null;
+  target_id: string | null;
+  /** The tenant the target belongs to, when it belongs to one (a scoped admin reads these rows). */
+  tenant_id: string | null;
+  /** The client's address, or `local` for the CLI. */
+  source: string;
+  outcome: AuditOutcome;
+  reason: string | null;
+  detail: NullableJson<JsonObject>;
+}
+
 export interface Database {
   tenants: TenantsTable;
   integrations: IntegrationsTable;
@@ -321,6 +362,8 @@ export interface Database {
   scim_unapplied: ScimUnappliedTable;
   event_endpoints: EventEndpointsTable;
   event_deliveries: EventDeliveriesTable;
+  api_tokens: ApiTokensTable;
+  audit_log: AuditLogTable;
 }
 
 export type TenantRow = Selectable<TenantsTable>;

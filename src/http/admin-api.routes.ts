@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
@@ -14,19 +13,19 @@ import { type DirsyncQueue, removeSchedule, syncSchedule } from '../queue/queue.
 import { approveRun, rejectRun, requestRun } from '../runs/trigger.js';
 import { personOfAccount } from '../directory/person-view.js';
 import { TenantService } from '../tenants/tenant.service.js';
+import { TokenService } from '../access/token.service.js';
+import { AuditRepository } from '../db/audit.repository.js';
+import { enforce, isAction, from, locate, noteFailure, noteTarget, principalOfRequest, scopeOf, setPrincipal, writeAudit } from './access-control.js';
+import { parseSince } from '../access/since.js';
+import type { Logger } from '../log.js';
 
 export interface AdminApiDeps {
   readonly db: Db;
   readonly config: Config;
   readonly queue: DirsyncQueue;
+  readonly log?: Logger;
 }
 
-/** Constant-time comparison of a presented bearer token with the configured admin token. */
-export function adminTokenMatches(presented: string | undefined, expected: string | undefined): boolean {
-  if (!presented || !expected) return false;
-  const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
-  return timingSafeEqual(digest(presented), digest(expected));
-}
 
 export function bearerOf(request: FastifyRequest): string | undefined {
   const match = /^Bearer\s+(.+)$/i.exec(request.headers.authorization ?? '');
@@ -102,8 +101,27 @@ function paged<T>(all: T[], { limit, offset }: Page) {
   return { items, next: offset + limit < all.length ? offset + limit : null };
 }
 
+/** The named string fields of a request body, for the audit log. */
+function pick(body: unknown, fields: readonly string[]): Record<string, string | string[]> {
+  const source = (body && typeof body === 'object' ? body : {}) as Record<string, unknown>;
+  const out: Record<string, string | string[]> = {};
+  for (const f of fields) {
+    const v = source[f];
+    if (typeof v === 'string') out[f] = v.slice(0, 200);
+    else if (Array.isArray(v)) out[f] = v.filter((x): x is string => typeof x === 'string').slice(0, 20);
+  }
+  return out;
+}
+
+/** Which fields a body sets (names only: credentials' values never reach the audit log). */
+function fieldsOf(body: unknown): string[] {
+  return body && typeof body === 'object' ? Object.keys(body).slice(0, 30) : [];
+}
+
 /**
- * The admin JSON API under /api/v1, behind `Authorization: Bearer $DIRSYNC_ADMIN_TOKEN`.
+ * The admin JSON API under /api/v1, behind `Authorization: Bearer <token>`: DIRSYNC_ADMIN_TOKEN
+ * (the bootstrap admin) or a token from `dirsync token create`. Each route declares its
+ * access (role, audit action, target) in its config; a scoped token's other tenants are 404.
  * Errors are `{"error": {"code", "message"}}`; lists are `{"items", "next"}`. Credentials are
  * write-only.
  */
@@ -122,25 +140,41 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
 
   app.register(
     async (api) => {
+      // Every route declares its access (role, audit action, target): a route without is a bug.
+      api.addHook('onRoute', (route) => {
+        if (!route.config?.access && !route.url.endsWith('/openapi.json')) throw new Error(`admin API route ${route.method} ${route.url} declares no access`);
+      });
       api.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
         if (request.url.startsWith('/api/v1/openapi.json')) return;
         if (!deps.config.adminToken) {
           return reply.code(503).send({ error: { code: 'disabled', message: 'the admin API is off: set DIRSYNC_ADMIN_TOKEN to turn it on' } });
         }
-        if (!adminTokenMatches(bearerOf(request), deps.config.adminToken)) {
-          return reply.code(401).send({ error: { code: 'unauthorized', message: 'missing or wrong bearer token' } });
-        }
+        const principal = await new TokenService(deps.db).authenticate(bearerOf(request), deps.config.adminToken);
+        if (!principal) return reply.code(401).send({ error: { code: 'unauthorized', message: 'missing or wrong bearer token' } });
+        setPrincipal(request, principal);
+      });
+      // Before validation, so a role that may not use a route hears so whatever it sent.
+      api.addHook('preValidation', async (request) => {
+        const access = request.routeOptions.config.access;
+        if (access) await enforce(deps.db, request, access, { auditAlways: isAction(request, access) });
+      });
+      api.addHook('onError', async (request, _reply, error) => noteFailure(request, error.message));
+      api.addHook('onSend', async (request, reply, payload) => {
+        await writeAudit(deps.db, deps.log, request, reply);
+        return payload;
       });
 
       api.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-      api.get('/tenants', { schema: { tags: ['tenants'], summary: 'List tenants', querystring: page } }, async (request) =>
-        paged(await new TenantRepository(deps.db).list(), request.query as Page),
-      );
+      api.get('/tenants', { config: { access: { role: 'viewer', action: 'tenant.list' } }, schema: { tags: ['tenants'], summary: 'List tenants (a scoped token: its own)', querystring: page } }, async (request) => {
+        const scope = scopeOf(request);
+        return paged((await new TenantRepository(deps.db).list()).filter((t) => !scope || t.id === scope), request.query as Page);
+      });
 
       api.post<{ Body: { slug: string; name?: string } }>(
         '/tenants',
         {
+          config: { access: { role: 'admin', action: 'tenant.create', allTenants: true } }, 
           schema: {
             tags: ['tenants'],
             summary: 'Create a tenant',
@@ -151,25 +185,31 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         async (request, reply) => {
           const { slug, name } = request.body;
           const created = await new TenantService(deps.db).create(slug, name);
+          noteTarget(request, { type: 'tenant', id: created.slug, tenantId: created.id });
           return reply.code(201).send(created);
         },
       );
 
       api.get<{ Params: { slug: string }; Querystring: SearchPage }>(
         '/tenants/:slug/users',
-        { schema: { tags: ['tenants'], summary: "A tenant's users (q: those whose userName, email or display name contain it)", params: slugParam, querystring: searchPage } },
+        { config: { access: { role: 'viewer', action: 'tenant.users', target: from('params', 'slug', locate.tenant) } }, schema: { tags: ['tenants'], summary: "A tenant's users (q: those whose userName, email or display name contain it)", params: slugParam, querystring: searchPage } },
         async (request) => pagedQuery(request.query, async (p) => new DirectoryRepository(deps.db).pageTenantUsers(await tenantId(request.params.slug), p)),
       );
 
       api.get<{ Params: { id: string } }>(
         '/accounts/:id',
-        { schema: { tags: ['tenants'], summary: "An account's person with all their accounts across tenants: state, groups, lock and what happened to each (events, newest first)", params: idParam } },
-        async (request) => personOfAccount(deps.db, request.params.id),
+        { config: { access: { role: 'viewer', action: 'account.read', target: from('params', 'id', locate.account) } }, schema: { tags: ['tenants'], summary: "An account's person with all their accounts across tenants: state, groups, lock and what happened to each (events, newest first)", params: idParam } },
+        async (request) => {
+          const person = await personOfAccount(deps.db, request.params.id);
+          // A scoped token sees the person's accounts in its own tenant only.
+          const own = principalOfRequest(request).tenantSlug;
+          return own ? { ...person, accounts: person.accounts.filter((a) => a.tenant === own) } : person;
+        },
       );
 
       api.get<{ Params: { id: string }; Querystring: SearchPage }>(
         '/groups/:id/members',
-        { schema: { tags: ['tenants'], summary: "A group's members, as a tenant's users are listed (q: those whose userName, email or display name contain it)", params: idParam, querystring: searchPage } },
+        { config: { access: { role: 'viewer', action: 'group.members', target: from('params', 'id', locate.group) } }, schema: { tags: ['tenants'], summary: "A group's members, as a tenant's users are listed (q: those whose userName, email or display name contain it)", params: idParam, querystring: searchPage } },
         async (request) => {
           const repo = new DirectoryRepository(deps.db);
           const group = isUuid(request.params.id) ? await repo.findGroup(request.params.id) : undefined;
@@ -180,13 +220,14 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
 
       api.get<{ Params: { slug: string }; Querystring: SearchPage }>(
         '/tenants/:slug/groups',
-        { schema: { tags: ['tenants'], summary: "A tenant's groups (q: those whose name contains it)", params: slugParam, querystring: searchPage } },
+        { config: { access: { role: 'viewer', action: 'tenant.groups', target: from('params', 'slug', locate.tenant) } }, schema: { tags: ['tenants'], summary: "A tenant's groups (q: those whose name contains it)", params: slugParam, querystring: searchPage } },
         async (request) => pagedQuery(request.query, async (p) => new DirectoryRepository(deps.db).pageTenantGroups(await tenantId(request.params.slug), p)),
       );
 
       api.get<{ Querystring: { tenant?: string; after?: string; limit?: number } }>(
         '/events',
         {
+          config: { access: { role: 'viewer', action: 'event.list', target: from('query', 'tenant', locate.tenant) } }, 
           schema: {
             tags: ['events'],
             summary: 'Events after a cursor, oldest first: {"events", "next"} (SPEC "Event"); reading after any cursor never skips one',
@@ -198,13 +239,15 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
             response: { 400: errorResponse, 404: errorResponse },
           },
         },
-        async (request) => readFeed(deps.db, request.query),
+        // A scoped token reads its own tenant's feed, asked for or not.
+        async (request) => readFeed(deps.db, request.query, scopeOf(request)),
       );
 
       const endpoints = () => new EndpointService(deps.db, deps.config);
       api.post<{ Body: { url: string; tenant?: string; types?: string[] } }>(
         '/endpoints',
         {
+          config: { access: { role: 'admin', action: 'endpoint.create', target: from('body', 'tenant', locate.tenant, { type: 'endpoint', id: null, tenantId: null }), detail: (r) => pick(r.body, ['tenant', 'types']) } }, 
           schema: {
             tags: ['endpoints'],
             summary: 'Register an event endpoint; the answer carries its signing secret, shown only this once',
@@ -219,16 +262,21 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         },
         async (request, reply) => {
           const { url, tenant, types } = request.body;
-          return reply.code(201).send(await endpoints().create({ url, ...(tenant !== undefined && { tenant }), ...(types && { types: types.join(',') }) }));
+          const created = await endpoints().create({ url, ...(tenant !== undefined && { tenant }), ...(types && { types: types.join(',') }) });
+          noteTarget(request, { type: 'endpoint', id: created.id, tenantId: scopeOf(request) ?? (tenant ? (await locate.tenant(tenant)(deps.db)).tenantId : null) });
+          return reply.code(201).send(created);
         },
       );
-      api.get('/endpoints', { schema: { tags: ['endpoints'], summary: 'Event endpoints' } }, async () => ({ items: await endpoints().list(), next: null }));
-      api.get<{ Params: { id: string } }>('/endpoints/:id', { schema: { tags: ['endpoints'], summary: 'One event endpoint', params: idParam } }, async (request) =>
+      api.get('/endpoints', { config: { access: { role: 'viewer', action: 'endpoint.list' } }, schema: { tags: ['endpoints'], summary: 'Event endpoints (a scoped token: its tenant\'s)' } }, async (request) => {
+        const own = principalOfRequest(request).tenantSlug;
+        return { items: (await endpoints().list()).filter((e) => !own || e.tenant === own), next: null };
+      });
+      api.get<{ Params: { id: string } }>('/endpoints/:id', { config: { access: { role: 'viewer', action: 'endpoint.read', target: from('params', 'id', locate.endpoint) } }, schema: { tags: ['endpoints'], summary: 'One event endpoint', params: idParam } }, async (request) =>
         endpoints().show(request.params.id),
       );
       api.delete<{ Params: { id: string } }>(
         '/endpoints/:id',
-        { schema: { tags: ['endpoints'], summary: 'Remove an event endpoint and its delivery history', params: idParam } },
+        { config: { access: { role: 'admin', action: 'endpoint.delete', target: from('params', 'id', locate.endpoint) } }, schema: { tags: ['endpoints'], summary: 'Remove an event endpoint and its delivery history', params: idParam } },
         async (request, reply) => {
           await endpoints().delete(request.params.id);
           return reply.code(204).send();
@@ -237,6 +285,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
       api.post<{ Params: { id: string }; Body: { grace?: string } | undefined }>(
         '/endpoints/:id/rotate-secret',
         {
+          config: { access: { role: 'admin', action: 'endpoint.rotate-secret', target: from('params', 'id', locate.endpoint) } }, 
           schema: {
             tags: ['endpoints'],
             summary: 'A new signing secret (shown once); the old one also signs for the grace period',
@@ -249,6 +298,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
       api.get<{ Params: { id: string }; Querystring: Page }>(
         '/endpoints/:id/deliveries',
         {
+          config: { access: { role: 'viewer', action: 'endpoint.deliveries', target: from('params', 'id', locate.endpoint) } }, 
           schema: {
             tags: ['endpoints'],
             summary: 'Recent deliveries, newest first: attempts, last status, next attempt',
@@ -261,6 +311,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
       api.post<{ Params: { id: string }; Body: { after: string } }>(
         '/endpoints/:id/replay',
         {
+          config: { access: { role: 'admin', action: 'endpoint.replay', target: from('params', 'id', locate.endpoint), detail: (r) => pick(r.body, ['after']) } }, 
           schema: {
             tags: ['endpoints'],
             summary: 'Send again every event after a cursor (enables a disabled endpoint)',
@@ -275,21 +326,24 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
       api.get<{ Querystring: Page & { tenant?: string } }>(
         '/integrations',
         {
+          config: { access: { role: 'viewer', action: 'integration.list', target: from('query', 'tenant', locate.tenant) } }, 
           schema: {
             tags: ['integrations'],
-            summary: 'List integrations',
+            summary: 'List integrations (a scoped token: its tenant\'s)',
             querystring: { ...page, properties: { ...page.properties, tenant: { type: 'string' } } },
           },
         },
         async (request) => {
           const service = integrations();
-          return paged((await service.list(request.query.tenant)).map((i) => service.view(i)), request.query);
+          const tenant = request.query.tenant ?? principalOfRequest(request).tenantSlug ?? undefined;
+          return paged((await service.list(tenant)).map((i) => service.view(i)), request.query);
         },
       );
 
       api.post<{ Body: Omit<CreateIntegrationInput, 'threshold'> & { threshold?: number } }>(
         '/integrations',
         {
+          config: { access: { role: 'admin', action: 'integration.create', target: from('body', 'tenant', locate.tenant), detail: (r) => ({ ...pick(r.body, ['provider']), fields: fieldsOf(r.body) }) } }, 
           schema: {
             tags: ['integrations'],
             summary: 'Connect a tenant to an IdP; the webhook secret (okta, authentik) or SCIM token (scim) is returned once',
@@ -306,6 +360,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
           const service = integrations();
           const body = request.body;
           const { integration, issued, check } = await service.create({ ...body, threshold: body.threshold?.toString() });
+          noteTarget(request, { type: 'integration', id: integration.id, tenantId: integration.tenantId });
           await syncSchedule(deps.queue, integration);
           return reply.code(201).send({ ...service.view(integration), ...issued, check });
         },
@@ -313,11 +368,11 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
 
       api.post<{ Params: { id: string } }>(
         '/integrations/:id/test',
-        { schema: { tags: ['integrations'], summary: 'Read one page from every IdP endpoint a sync uses; report each', params: idParam } },
+        { config: { access: { role: 'operator', action: 'integration.test', target: from('params', 'id', locate.integration) } }, schema: { tags: ['integrations'], summary: 'Read one page from every IdP endpoint a sync uses; report each', params: idParam } },
         async (request) => integrations().test(request.params.id),
       );
 
-      api.get<{ Params: { id: string } }>('/integrations/:id', { schema: { tags: ['integrations'], summary: 'One integration', params: idParam } }, async (request) => {
+      api.get<{ Params: { id: string } }>('/integrations/:id', { config: { access: { role: 'viewer', action: 'integration.read', target: from('params', 'id', locate.integration) } }, schema: { tags: ['integrations'], summary: 'One integration', params: idParam } }, async (request) => {
         const service = integrations();
         return service.view(await service.get(request.params.id));
       });
@@ -325,6 +380,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
       api.patch<{ Params: { id: string }; Body: Omit<IntegrationOptions, 'threshold'> & { threshold?: number } }>(
         '/integrations/:id',
         {
+          config: { access: { role: 'admin', action: 'integration.update', target: from('params', 'id', locate.integration), detail: (r) => ({ fields: fieldsOf(r.body) }) } }, 
           schema: {
             tags: ['integrations'],
             summary: "Change an integration's settings or token",
@@ -341,10 +397,21 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         },
       );
 
-      api.delete<{ Params: { id: string } }>(
+      api.delete<{ Params: { id: string }; Querystring: { confirm?: string } }>(
         '/integrations/:id',
-        { schema: { tags: ['integrations'], summary: 'Delete an integration and the tenant state it provisioned', params: idParam } },
+        {
+          config: { access: { role: 'admin', action: 'integration.delete', target: from('params', 'id', locate.integration) } }, 
+          schema: {
+            tags: ['integrations'],
+            summary: 'Delete an integration and the tenant state it provisioned; ?confirm=<the same id> is required',
+            params: idParam,
+            querystring: { type: 'object', properties: { confirm: { type: 'string', description: "the integration's id again" } }, additionalProperties: false },
+          },
+        },
         async (request, reply) => {
+          if (request.query.confirm !== request.params.id) {
+            throw new UserError(`deleting integration ${request.params.id} removes its groups, memberships and run history: repeat the request with ?confirm=${request.params.id} to confirm`);
+          }
           await integrations().delete(request.params.id);
           await removeSchedule(deps.queue, request.params.id);
           return reply.code(204).send();
@@ -354,7 +421,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
       for (const [action, enabled] of [['enable', true], ['disable', false]] as const) {
         api.post<{ Params: { id: string } }>(
           `/integrations/:id/${action}`,
-          { schema: { tags: ['integrations'], summary: enabled ? 'Resume runs and webhooks' : 'Stop scheduled runs; reject webhooks', params: idParam } },
+          { config: { access: { role: 'admin', action: `integration.${action}`, target: from('params', 'id', locate.integration) } }, schema: { tags: ['integrations'], summary: enabled ? 'Resume runs and webhooks' : 'Stop scheduled runs; reject webhooks', params: idParam } },
           async (request) => {
             const service = integrations();
             const updated = await service.setEnabled(request.params.id, enabled);
@@ -373,6 +440,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         api.post<{ Params: { id: string }; Body: { grace?: string } | undefined }>(
           `/integrations/:id/${action}`,
           {
+            config: { access: { role: 'admin', action: `integration.${action}`, target: from('params', 'id', locate.integration) } }, 
             schema: {
               tags: ['integrations'],
               summary,
@@ -394,7 +462,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
 
       api.get<{ Params: { id: string }; Querystring: Page }>(
         '/integrations/:id/runs',
-        { schema: { tags: ['runs'], summary: 'Runs of an integration, newest first', params: idParam, querystring: page } },
+        { config: { access: { role: 'viewer', action: 'integration.runs', target: from('params', 'id', locate.integration) } }, schema: { tags: ['runs'], summary: 'Runs of an integration, newest first', params: idParam, querystring: page } },
         async (request) => {
           await integrations().get(request.params.id);
           const { limit, offset } = request.query;
@@ -406,6 +474,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
       api.post<{ Params: { id: string }; Body: { dryRun?: boolean } | undefined }>(
         '/integrations/:id/sync',
         {
+          config: { access: { role: 'operator', action: 'integration.sync', target: from('params', 'id', locate.integration), detail: (r) => ({ dryRun: (r.body as { dryRun?: unknown } | undefined)?.dryRun === true }) } }, 
           schema: {
             tags: ['runs'],
             summary: 'Run a reconcile now (queued); a dry run records the plan only',
@@ -421,7 +490,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
 
       api.get<{ Params: { id: string }; Querystring: Page }>(
         '/integrations/:id/webhooks',
-        { schema: { tags: ['integrations'], summary: 'Recent webhook deliveries, newest first', params: idParam, querystring: page } },
+        { config: { access: { role: 'viewer', action: 'integration.webhooks', target: from('params', 'id', locate.integration) } }, schema: { tags: ['integrations'], summary: 'Recent webhook deliveries, newest first', params: idParam, querystring: page } },
         async (request) => {
           await integrations().get(request.params.id);
           const { limit, offset } = request.query;
@@ -429,21 +498,72 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         },
       );
 
-      api.get<{ Params: { id: string } }>('/runs/:id', { schema: { tags: ['runs'], summary: 'A run with its change log', params: idParam } }, async (request) => {
+      api.get<{ Params: { id: string } }>('/runs/:id', { config: { access: { role: 'viewer', action: 'run.read', target: from('params', 'id', locate.run) } }, schema: { tags: ['runs'], summary: 'A run with its change log', params: idParam } }, async (request) => {
         const found = await run(request.params.id);
         return { ...found, changes: await new RunRepository(deps.db).listChanges(found.id) };
       });
 
       api.post<{ Params: { id: string } }>(
         '/runs/:id/approve',
-        { schema: { tags: ['runs'], summary: "Approve a held run: queues a run that applies its still-warranted removals", params: idParam } },
+        { config: { access: { role: 'operator', action: 'run.approve', target: from('params', 'id', locate.run) } }, schema: { tags: ['runs'], summary: "Approve a held run: queues a run that applies its still-warranted removals", params: idParam } },
         async (request, reply) => reply.code(202).send(await approveRun(deps, request.params.id)),
       );
 
       api.post<{ Params: { id: string } }>(
         '/runs/:id/reject',
-        { schema: { tags: ['runs'], summary: 'Reject a held run: its held removals are recorded as skipped, never applied', params: idParam } },
-        async (request) => rejectRun(deps, request.params.id, 'an API caller'),
+        { config: { access: { role: 'operator', action: 'run.reject', target: from('params', 'id', locate.run) } }, schema: { tags: ['runs'], summary: 'Reject a held run: its held removals are recorded as skipped, never applied', params: idParam } },
+        async (request) => rejectRun(deps, request.params.id, principalOfRequest(request).actor),
+      );
+
+      const tokens = () => new TokenService(deps.db);
+      api.get('/tokens', { config: { access: { role: 'admin', action: 'token.list', allTenants: true } }, schema: { tags: ['tokens'], summary: 'API tokens, revoked ones too (never their text)' } }, async () => ({ items: await tokens().list(), next: null }));
+      api.post<{ Body: { role: string; tenant?: string; name?: string } }>(
+        '/tokens',
+        {
+          config: { access: { role: 'admin', action: 'token.create', allTenants: true, detail: (r) => pick(r.body, ['role', 'tenant', 'name']) } }, 
+          schema: {
+            tags: ['tokens'],
+            summary: 'Issue a token: {"id","name","role","tenant","token"}; the token is shown only this once',
+            body: {
+              type: 'object',
+              required: ['role'],
+              properties: { role: { type: 'string', enum: ['viewer', 'operator', 'admin'] }, tenant: { type: 'string' }, name: { type: 'string' } },
+              additionalProperties: false,
+            },
+            response: { 400: errorResponse, 404: errorResponse },
+          },
+        },
+        async (request, reply) => {
+          const issued = await tokens().create({ ...request.body, createdBy: principalOfRequest(request).actor });
+          noteTarget(request, { type: 'token', id: issued.id, tenantId: null });
+          return reply.code(201).send(issued);
+        },
+      );
+      api.post<{ Params: { id: string } }>(
+        '/tokens/:id/revoke',
+        { config: { access: { role: 'admin', action: 'token.revoke', allTenants: true } }, schema: { tags: ['tokens'], summary: 'Revoke a token: its requests and console sessions are refused from now on', params: idParam } },
+        async (request) => {
+          noteTarget(request, { type: 'token', id: request.params.id, tenantId: null });
+          return tokens().revoke(request.params.id);
+        },
+      );
+
+      api.get<{ Querystring: Page & { since?: string } }>(
+        '/audit',
+        {
+          config: { access: { role: 'admin', action: 'audit.read' } }, 
+          schema: {
+            tags: ['audit'],
+            summary: 'Admin actions, newest first: who, what, target, when, from where, outcome (since: a duration back, default 24h); a scoped admin sees its tenant\'s',
+            querystring: { ...page, properties: { ...page.properties, since: { type: 'string' } } },
+          },
+        },
+        async (request) => {
+          const since = parseSince(request.query.since ?? '24h');
+          const { limit, offset } = request.query;
+          const rows = await new AuditRepository(deps.db).list({ since, limit: offset + limit + 1, tenantId: scopeOf(request) });
+          return paged(rows, { limit, offset });
+        },
       );
     },
     { prefix: '/api/v1' },

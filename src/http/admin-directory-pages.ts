@@ -6,6 +6,7 @@ import { NotFoundError } from '../errors.js';
 import { personOfAccount } from '../directory/person-view.js';
 import type { AdminApiDeps } from './admin-api.routes.js';
 import { when } from './console-format.js';
+import { capabilitiesOfRequest, from, locate, principalOfRequest, scopeOf } from './access-control.js';
 
 /** Rows per page of a directory listing. */
 const PAGE = 50;
@@ -29,17 +30,18 @@ function listingQuery(query: { q?: string; page?: string }): { q: string; page: 
 export function registerDirectoryPages(pages: FastifyInstance, deps: AdminApiDeps): void {
   const directory = () => new DirectoryRepository(deps.db);
   const view = (reply: FastifyReply, template: string, data: Record<string, unknown>, status = 200) =>
-    reply.code(status).header('cache-control', 'no-store').view(`admin/${template}`, { when, ...data });
+    reply.code(status).header('cache-control', 'no-store').view(`admin/${template}`, { when, can: capabilitiesOfRequest(reply.request), ...data });
   const notFound = (reply: FastifyReply, message: string) =>
     view(reply, 'message', { title: 'Not found', message, error: true, back: { href: '/admin/tenants', text: 'All tenants' } }, 404);
   const tenantOf = async (slug: string) => new TenantRepository(deps.db).findBySlug(slug);
 
-  pages.get('/admin/tenants', async (_request, reply) => {
-    const tenants = await new TenantRepository(deps.db).list();
+  pages.get('/admin/tenants', { config: { access: { role: 'viewer', action: 'tenant.list' } } }, async (request, reply) => {
+    const scope = scopeOf(request);
+    const tenants = (await new TenantRepository(deps.db).list()).filter((t) => !scope || t.id === scope);
     return view(reply, 'tenants', { title: 'Tenants', tenants });
   });
 
-  pages.get<Listing>('/admin/tenants/:slug/users', async (request, reply) => {
+  pages.get<Listing>('/admin/tenants/:slug/users', { config: { access: { role: 'viewer', action: 'tenant.users', target: from('params', 'slug', locate.tenant) } } }, async (request, reply) => {
     const tenant = await tenantOf(request.params.slug);
     if (!tenant) return notFound(reply, `No tenant "${request.params.slug}".`);
     const { q, page, offset } = listingQuery(request.query);
@@ -47,7 +49,7 @@ export function registerDirectoryPages(pages: FastifyInstance, deps: AdminApiDep
     return view(reply, 'users', { title: `Users of ${tenant.name}`, tenant, q, page, users: rows.slice(0, PAGE), more: rows.length > PAGE });
   });
 
-  pages.get<Listing>('/admin/tenants/:slug/groups', async (request, reply) => {
+  pages.get<Listing>('/admin/tenants/:slug/groups', { config: { access: { role: 'viewer', action: 'tenant.groups', target: from('params', 'slug', locate.tenant) } } }, async (request, reply) => {
     const tenant = await tenantOf(request.params.slug);
     if (!tenant) return notFound(reply, `No tenant "${request.params.slug}".`);
     const { q, page, offset } = listingQuery(request.query);
@@ -55,7 +57,7 @@ export function registerDirectoryPages(pages: FastifyInstance, deps: AdminApiDep
     return view(reply, 'groups', { title: `Groups of ${tenant.name}`, tenant, q, page, groups: rows.slice(0, PAGE), more: rows.length > PAGE });
   });
 
-  pages.get<{ Params: { id: string }; Querystring: { q?: string; page?: string } }>('/admin/groups/:id', async (request, reply) => {
+  pages.get<{ Params: { id: string }; Querystring: { q?: string; page?: string } }>('/admin/groups/:id', { config: { access: { role: 'viewer', action: 'group.members', target: from('params', 'id', locate.group) } } }, async (request, reply) => {
     const group = isUuid(request.params.id) ? await directory().findGroup(request.params.id) : undefined;
     if (!group) return notFound(reply, `No group ${request.params.id}.`);
     const tenant = await new TenantRepository(deps.db).findById(group.tenantId);
@@ -64,9 +66,12 @@ export function registerDirectoryPages(pages: FastifyInstance, deps: AdminApiDep
     return view(reply, 'group', { title: `Group ${group.name}`, group, tenant, q, page, members: rows.slice(0, PAGE), more: rows.length > PAGE });
   });
 
-  pages.get<{ Params: { id: string } }>('/admin/accounts/:id', async (request, reply) => {
+  pages.get<{ Params: { id: string } }>('/admin/accounts/:id', { config: { access: { role: 'viewer', action: 'account.read', target: from('params', 'id', locate.account) } } }, async (request, reply) => {
     try {
-      const person = await personOfAccount(deps.db, request.params.id);
+      const whole = await personOfAccount(deps.db, request.params.id);
+      // A scoped token sees the person's accounts in its own tenant only.
+      const own = principalOfRequest(request).tenantSlug;
+      const person = own ? { ...whole, accounts: whole.accounts.filter((a) => a.tenant === own) } : whole;
       const first = person.accounts[0]!;
       return view(reply, 'account', { title: first.userName, person });
     } catch (error) {

@@ -7,6 +7,19 @@ import type { AdminApiDeps } from './admin-api.routes.js';
 import { apiWording } from './api-wording.js';
 import { redirectShowingOnce, takeShownOnce } from './shown-once.js';
 import { when } from './console-format.js';
+import { type Locator, capabilitiesOfRequest, from, locate, noteFailure, principalOfRequest, scopeOf } from './access-control.js';
+
+// The create form's tenant: blank means every tenant (which a scoped token may not choose).
+// An unknown one is the form's mistake, shown on the form, except to a scoped token, for
+// which it looks like any other tenant's: absent.
+const formTenant: Locator = async (db, request) => {
+  const tenant = (request.body as CreateForm | undefined)?.tenant?.trim();
+  if (!tenant) return { type: 'endpoint', id: null, tenantId: null };
+  return locate.tenant(tenant)(db).catch((error: unknown) => {
+    if (scopeOf(request)) throw error;
+    return undefined;
+  });
+};
 
 /** The create form as posted: `types` is one value or several (one per ticked box). */
 interface CreateForm {
@@ -45,16 +58,17 @@ const secretPage = (id: string) => `/admin/endpoints/${encodeURIComponent(id)}/s
 export function registerEndpointPages(admin: FastifyInstance, deps: AdminApiDeps): void {
   const endpoints = () => new EndpointService(deps.db, deps.config);
   const view = (reply: FastifyReply, status: number, template: string, data: Record<string, unknown>) =>
-    reply.code(status).header('cache-control', 'no-store').view(`admin/${template}`, { when, ...data });
+    reply.code(status).header('cache-control', 'no-store').view(`admin/${template}`, { when, can: capabilitiesOfRequest(reply.request), ...data });
   const notFound = (reply: FastifyReply, id: string) =>
     view(reply, 404, 'message', { title: 'Endpoint not found', message: `No endpoint ${id}.`, error: true, back: { href: '/admin/endpoints', text: 'All endpoints' } });
   const noticeText = (key: string | undefined) => (key === undefined ? undefined : NOTICES.get(key));
 
   const listPage = async (reply: FastifyReply, options: { status?: number; form?: CreateForm; error?: string; notice?: string } = {}) => {
     const service = endpoints();
-    const all = await service.list();
+    const own = principalOfRequest(reply.request).tenantSlug;
+    const all = (await service.list()).filter((e) => !own || e.tenant === own);
     const last = await Promise.all(all.map(async (e) => (await service.deliveries(e.id, 1))[0]));
-    const tenants = await new TenantRepository(deps.db).list();
+    const tenants = (await new TenantRepository(deps.db).list()).filter((t) => !own || t.slug === own);
     const form = options.form ?? {};
     const ticked = new Set([form.types ?? []].flat());
     return view(reply, options.status ?? 200, 'endpoints', {
@@ -83,16 +97,18 @@ export function registerEndpointPages(admin: FastifyInstance, deps: AdminApiDeps
       if (body?.confirm !== 'yes') return view(reply, 200, 'endpoint-confirm', { title: 'Confirm', e: await endpoints().show(id), ...ask });
       return await run();
     } catch (error) {
+      if (error instanceof Error) noteFailure(reply.request, error.message);
       if (error instanceof NotFoundError) return notFound(reply, id);
       if (error instanceof UserError) return detailPage(reply, id, { status: 400, error: apiWording(error.message) });
       throw error;
     }
   };
 
-  admin.get<{ Querystring: { done?: string } }>('/admin/endpoints', async (request, reply) => listPage(reply, { notice: request.query.done }));
+  const byId = from('params', 'id', locate.endpoint);
+  admin.get<{ Querystring: { done?: string } }>('/admin/endpoints', { config: { access: { role: 'viewer', action: 'endpoint.list' } } }, async (request, reply) => listPage(reply, { notice: request.query.done }));
 
   // The secret is shown on this answer only, as the CLI prints it once.
-  admin.post<{ Body: CreateForm | undefined }>('/admin/endpoints', async (request, reply) => {
+  admin.post<{ Body: CreateForm | undefined }>('/admin/endpoints', { config: { access: { role: 'admin', action: 'endpoint.create', target: formTenant } } }, async (request, reply) => {
     const form = request.body ?? {};
     const types = [form.types ?? []].flat().filter(Boolean);
     try {
@@ -104,13 +120,14 @@ export function registerEndpointPages(admin: FastifyInstance, deps: AdminApiDeps
       return redirectShowingOnce(reply, deps.config.encryptionKey, secretPage(created.id), { title: 'Endpoint created', secret: created.secret, created });
     } catch (error) {
       if (!(error instanceof UserError)) throw error;
+      noteFailure(request, error.message);
       return listPage(reply, { status: 400, form, error: apiWording(error.message) });
     }
   });
 
   // Where a create or rotation redirects (POST-redirect-GET): the secret shows on the first
   // load only, so a reload neither creates a second endpoint nor rotates again.
-  admin.get<{ Params: { id: string } }>('/admin/endpoints/:id/secret', async (request, reply) => {
+  admin.get<{ Params: { id: string } }>('/admin/endpoints/:id/secret', { config: { access: { role: 'admin', action: 'endpoint.read', target: byId } } }, async (request, reply) => {
     const { id } = request.params;
     const shown = takeShownOnce<Record<string, unknown>>(request, reply, deps.config.encryptionKey);
     if (shown) return view(reply, 200, 'endpoint-secret', { ...shown, id });
@@ -121,7 +138,7 @@ export function registerEndpointPages(admin: FastifyInstance, deps: AdminApiDeps
     });
   });
 
-  admin.get<{ Params: { id: string }; Querystring: { limit?: string; done?: string } }>('/admin/endpoints/:id', async (request, reply) => {
+  admin.get<{ Params: { id: string }; Querystring: { limit?: string; done?: string } }>('/admin/endpoints/:id', { config: { access: { role: 'viewer', action: 'endpoint.read', target: byId } } }, async (request, reply) => {
     const limit = Number(request.query.limit);
     try {
       return await detailPage(reply, request.params.id, {
@@ -134,7 +151,7 @@ export function registerEndpointPages(admin: FastifyInstance, deps: AdminApiDeps
     }
   });
 
-  admin.post<Action>('/admin/endpoints/:id/rotate-secret', async (request, reply) => {
+  admin.post<Action>('/admin/endpoints/:id/rotate-secret', { config: { access: { role: 'admin', action: 'endpoint.rotate-secret', target: byId, confirmed: true } } }, async (request, reply) => {
     const { id } = request.params;
     return confirmed(reply, id, request.body, { action: 'rotate-secret', button: 'Rotate secret', graceful: deps.config.webhookSecretGraceMs > 0 }, async () => {
       const rotated = await endpoints().rotateSecret(id);
@@ -142,7 +159,7 @@ export function registerEndpointPages(admin: FastifyInstance, deps: AdminApiDeps
     });
   });
 
-  admin.post<Action>('/admin/endpoints/:id/replay', async (request, reply) => {
+  admin.post<Action>('/admin/endpoints/:id/replay', { config: { access: { role: 'admin', action: 'endpoint.replay', target: byId, confirmed: true } } }, async (request, reply) => {
     const { id } = request.params;
     const after = request.body?.after?.trim() ?? '';
     return confirmed(reply, id, request.body, { action: 'replay', button: 'Replay', after }, async () => {
@@ -151,7 +168,7 @@ export function registerEndpointPages(admin: FastifyInstance, deps: AdminApiDeps
     });
   });
 
-  admin.post<Action>('/admin/endpoints/:id/delete', async (request, reply) => {
+  admin.post<Action>('/admin/endpoints/:id/delete', { config: { access: { role: 'admin', action: 'endpoint.delete', target: byId, confirmed: true } } }, async (request, reply) => {
     const { id } = request.params;
     return confirmed(reply, id, request.body, { action: 'delete', button: 'Delete endpoint' }, async () => {
       await endpoints().delete(id);

@@ -5,6 +5,7 @@ import { type DirsyncEvent, formatCursor } from '../events/event.js';
 import { readCursor } from '../events/feed.js';
 import { UserError } from '../errors.js';
 import type { AdminApiDeps } from './admin-api.routes.js';
+import { from, locate, scopeOf } from './access-control.js';
 import { when } from './console-format.js';
 
 /** Events a page of /admin/events shows. */
@@ -37,8 +38,11 @@ function eventRow(e: DirsyncEvent) {
  * Registered inside the console's plugin (sign-in, headers, templates).
  */
 export function registerEventPages(pages: FastifyInstance, deps: AdminApiDeps): void {
-  pages.get<{ Querystring: { tenant?: string; before?: string } }>('/admin/events', async (request, reply) => {
-    const tenants = await new TenantRepository(deps.db).list();
+  // As GET /api/v1/events: a tenant-scoped token reads its own tenant's events, and another tenant is absent (404).
+  const access = { role: 'viewer', action: 'event.list', target: from('query', 'tenant', locate.tenant) } as const;
+  pages.get<{ Querystring: { tenant?: string; before?: string } }>('/admin/events', { config: { access } }, async (request, reply) => {
+    const scope = scopeOf(request);
+    const tenants = (await new TenantRepository(deps.db).list()).filter((t) => scope === undefined || t.id === scope);
     const slug = request.query.tenant?.trim() || undefined;
     const tenant = slug === undefined ? undefined : tenants.find((t) => t.slug === slug);
     const render = (status: number, data: Record<string, unknown>) =>
@@ -51,7 +55,8 @@ export function registerEventPages(pages: FastifyInstance, deps: AdminApiDeps): 
       if (error instanceof UserError) return render(400, { error: error.message, rows: [] });
       throw error;
     }
-    const page = await new EventRepository(deps.db).before({ ...(before && { before }), ...(tenant && { tenantId: tenant.id }), limit: PAGE });
+    const tenantId = tenant?.id ?? scope;
+    const page = await new EventRepository(deps.db).before({ ...(before && { before }), ...(tenantId && { tenantId }), limit: PAGE });
     const older = page.next ? `/admin/events?${new URLSearchParams({ ...(slug && { tenant: slug }), before: formatCursor(page.next) })}` : null;
     return render(200, { rows: page.events.map(eventRow), older, paged: before !== undefined });
   });

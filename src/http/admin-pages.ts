@@ -23,16 +23,34 @@ import { WebhookRepository } from '../db/webhook.repository.js';
 import { NotFoundError, UserError } from '../errors.js';
 import { IntegrationService } from '../integrations/integration.service.js';
 import { schedulerId } from '../queue/jobs.js';
+import { removeSchedule } from '../queue/queue.js';
 import { changeState } from '../runs/change-state.js';
 import { approveRun, rejectRun, requestRun } from '../runs/trigger.js';
 import { describeCounts } from '../cli/output.js';
-import { type AdminApiDeps, adminTokenMatches, bearerOf } from './admin-api.routes.js';
+import { type AdminApiDeps, bearerOf } from './admin-api.routes.js';
+import { BOOTSTRAP_ADMIN, TokenService, hashToken, principalOf } from '../access/token.service.js';
+import type { Principal } from '../access/roles.js';
+import { AuditRepository } from '../db/audit.repository.js';
+import { parseSince } from '../access/since.js';
+import {
+  ForbiddenError,
+  capabilitiesOfRequest,
+  enforce,
+  from,
+  isAction,
+  locate,
+  noteFailure,
+  principalOfRequest,
+  scopeOf,
+  setPrincipal,
+  writeAudit,
+} from './access-control.js';
 import { registerDirectoryPages } from './admin-directory-pages.js';
 import { registerEndpointPages } from './admin-endpoint-pages.js';
 import { registerEventPages } from './admin-event-pages.js';
 import { healthOf } from './admin-health.js';
 import { readableHeldReason, runStatusLabel } from '../runs/run-status.js';
-import { SESSION_COOKIE, SESSION_TTL_MS, checkSession, sessionValue } from './admin-session.js';
+import { ADMIN_SUBJECT, SESSION_COOKIE, SESSION_TTL_MS, checkSession, sessionValue } from './admin-session.js';
 import { apiWording } from './api-wording.js';
 import { redirectShowingOnce, takeShownOnce } from './shown-once.js';
 import { when, withConsoleTimes } from './console-format.js';
@@ -126,17 +144,35 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
     await admin.register(cookie);
     await admin.register(formbody);
 
+    const tokens = () => new TokenService(deps.db);
+    /** The session's principal: the bootstrap admin or a live token (a revoked token's session is absent). */
+    const sessionPrincipal = async (request: FastifyRequest, token: string): Promise<{ principal?: Principal; expired: boolean }> => {
+      const check = await checkSession(request.cookies[SESSION_COOKIE], token, async (id) => (await tokens().active(id))?.tokenHash);
+      if (check.state !== 'valid') return { expired: check.state === 'expired' };
+      if (check.subjectId === 'admin') return { principal: BOOTSTRAP_ADMIN, expired: false };
+      const stored = await tokens().active(check.subjectId);
+      return stored ? { principal: principalOf(stored), expired: false } : { expired: false };
+    };
     const guard = async (request: FastifyRequest, reply: FastifyReply) => {
       const path = request.url.split('?')[0]!;
       if (path === '/admin/login' || path.startsWith('/admin/assets/') || path.startsWith('/admin/vendor/')) return;
       if (!adminToken) return reply.code(503).type('text/plain').send('The admin console is off: set DIRSYNC_ADMIN_TOKEN to turn it on.');
-      const session = checkSession(request.cookies[SESSION_COOKIE], adminToken);
-      if (session === 'valid' || adminTokenMatches(bearerOf(request), adminToken)) {
+      const session = await sessionPrincipal(request, adminToken);
+      const principal = session.principal ?? (await tokens().authenticate(bearerOf(request), adminToken));
+      if (principal) {
+        setPrincipal(request, principal);
         if (request.method === 'POST' && !sameOrigin(request)) return reply.code(403).send('cross-site form posts are refused');
+        // bull-board shows every tenant's jobs: tokens scoped to one tenant do not see it at all.
+        if ((path === '/admin/queues' || path.startsWith('/admin/queues/')) && principal.tenantId !== null) {
+          await new AuditRepository(deps.db)
+            .append({ actor: principal.actor, tokenId: principal.tokenId, role: principal.role, actorTenantId: principal.tenantId, action: 'queue.read', source: request.ip, outcome: 'refused', reason: 'the queue dashboard shows every tenant: it needs a token for all tenants' })
+            .catch(() => undefined);
+          return reply.code(404).type('text/plain').send('not found');
+        }
         return;
       }
       if (path.endsWith('/progress')) return reply.code(401).send({ error: 'sign in at /admin/login' });
-      return reply.redirect(`/admin/login?next=${encodeURIComponent(request.url)}${session === 'expired' ? '&expired=1' : ''}`);
+      return reply.redirect(`/admin/login?next=${encodeURIComponent(request.url)}${session.expired ? '&expired=1' : ''}`);
     };
     admin.addHook('onRequest', guard);
 
@@ -171,6 +207,30 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
       const chartDir = dirname(createRequire(import.meta.url).resolve('chart.js'));
       await pages.register(fastifyStatic, { root: chartDir, prefix: '/admin/vendor/', decorateReply: false, index: false, allowedPath: (path) => path === '/chart.umd.min.js' });
 
+      // Each page declares its access (route config.access, as the admin API's routes do):
+      // another tenant's things are a 404 page, too weak a role a 403 page; actions are audited.
+      pages.addHook('preValidation', async (request) => {
+        const access = request.routeOptions.config.access;
+        if (access) await enforce(deps.db, request, access, { auditAlways: isAction(request, access) });
+      });
+      pages.addHook('onSend', async (request, reply, payload) => {
+        await writeAudit(deps.db, deps.log, request, reply);
+        return payload;
+      });
+      pages.setErrorHandler(async (error, request, reply) => {
+        const forbidden = error instanceof ForbiddenError;
+        if (!forbidden && !(error instanceof NotFoundError)) throw error;
+        const status = forbidden ? 403 : 404;
+        if (request.url.split('?')[0]!.endsWith('/progress')) return reply.code(status).send({ error: error.message });
+        const endpoint = request.url.startsWith('/admin/endpoints/');
+        const title = forbidden ? 'Not allowed' : endpoint ? 'Endpoint not found' : 'Not found';
+        const message = forbidden ? `${error.message[0]!.toUpperCase()}${error.message.slice(1)}.` : consoleNotFound(error.message);
+        return reply
+          .code(status)
+          .header('cache-control', 'no-store')
+          .view('admin/message', { title, message, error: true, can: capabilitiesOfRequest(request), back: endpoint ? { href: '/admin/endpoints', text: 'All endpoints' } : { href: '/admin', text: 'All integrations' } });
+      });
+
       registerConsole(pages);
       registerEndpointPages(pages, deps);
       registerDirectoryPages(pages, deps);
@@ -188,13 +248,22 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
     const service = () => new IntegrationService(deps.db, deps.config);
     const runs = () => new RunRepository(deps.db);
 
+    /** Held runs the request's token may see. */
+    const heldRuns = async (request: FastifyRequest) => {
+      const held = await runs().listHeld();
+      const scope = scopeOf(request);
+      if (!scope) return held;
+      const own = new Set((await service().list(principalOfRequest(request).tenantSlug ?? undefined)).map((i) => i.id));
+      return held.filter((r) => own.has(r.integrationId));
+    };
     const render = async (reply: FastifyReply, template: string, data: Record<string, unknown>, status = 200) => {
       // Plans, not runs: an integration's held runs are one plan to approve (heldPlans).
-      const heldCount = new Set((await runs().listHeld()).map((r) => r.integrationId)).size;
-      return reply.code(status).header('cache-control', 'no-store').view(`admin/${template}`, { heldCount, when, ...data });
+      const heldCount = new Set((await heldRuns(reply.request)).map((r) => r.integrationId)).size;
+      return reply.code(status).header('cache-control', 'no-store').view(`admin/${template}`, { heldCount, when, can: capabilitiesOfRequest(reply.request), ...data });
     };
     const notFound = (reply: FastifyReply, message: string) => render(reply, 'message', { title: 'Not found', message, error: true, back: { href: '/admin', text: 'All integrations' } }, 404);
     const refused = (reply: FastifyReply, error: unknown, back: { href: string; text: string }) => {
+      if (error instanceof Error) noteFailure(reply.request, error.message);
       if (error instanceof NotFoundError) return notFound(reply, apiWording(error.message));
       if (error instanceof UserError) return render(reply, 'message', { title: 'Not done', message: apiWording(error.message), error: true, back }, 400);
       throw error;
@@ -205,8 +274,8 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
      * earlier ones, which a busy IdP's webhooks pile up), the weightiest waiting operations
      * first and the count of each kind, for the home page and /admin/held.
      */
-    const heldPlans = async () => {
-      const held = await runs().listHeld();
+    const heldPlans = async (request: FastifyRequest) => {
+      const held = await heldRuns(request);
       const newest = new Map<string, { run: RunSummary; earlier: number }>();
       for (const run of held) {
         const seen = newest.get(run.integrationId);
@@ -214,7 +283,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
         else if (run.queuedAt > seen.run.queuedAt) newest.set(run.integrationId, { run, earlier: seen.earlier + 1 });
         else seen.earlier += 1;
       }
-      const list = await service().list();
+      const list = await service().list(principalOfRequest(request).tenantSlug ?? undefined);
       const byId = new Map(list.map((i) => [i.id, i]));
       const tenants = new Map((await new TenantRepository(deps.db).list()).map((t) => [t.slug, t.name]));
       return Promise.all(
@@ -254,10 +323,17 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
       { config: { rateLimit: { max: SIGN_IN_ATTEMPTS_PER_MINUTE, timeWindow: 60_000 } } },
       async (request, reply) => {
         const next = safeNext(request.body?.next);
-        if (!adminToken || !adminTokenMatches(request.body?.token, adminToken)) {
+        const presented = request.body?.token?.trim();
+        const principal = adminToken ? await new TokenService(deps.db).authenticate(presented, adminToken) : undefined;
+        if (!adminToken || !principal || !presented) {
           return reply.redirect(`/admin/login?failed=1&next=${encodeURIComponent(next)}`);
         }
-        reply.setCookie(SESSION_COOKIE, sessionValue(adminToken), {
+        // The session names its token, bound to the token's hash: revoking the token ends it.
+        const subject = principal.tokenId ? { id: principal.tokenId, binding: hashToken(presented) } : ADMIN_SUBJECT;
+        await new AuditRepository(deps.db)
+          .append({ actor: principal.actor, tokenId: principal.tokenId, role: principal.role, actorTenantId: principal.tenantId, action: 'console.sign-in', source: request.ip, outcome: 'ok' })
+          .catch(() => undefined);
+        reply.setCookie(SESSION_COOKIE, sessionValue(adminToken, Date.now(), subject), {
           path: '/admin',
           httpOnly: true,
           sameSite: 'strict',
@@ -273,10 +349,10 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
       return reply.redirect('/admin/login?out=1');
     });
 
-    pages.get('/admin', async (_request, reply) => {
-      const list = await service().list();
+    pages.get('/admin', { config: { access: { role: 'viewer', action: 'console.home' } } }, async (request, reply) => {
+      const list = await service().list(principalOfRequest(request).tenantSlug ?? undefined);
       const repo = runs();
-      const held = await heldPlans();
+      const held = await heldPlans(request);
       const heldByIntegration = new Map(held.map((h) => [h.run.integrationId, h.run]));
       const counts = await new DirectoryRepository(deps.db).countsByIntegration();
       const tenants = new Map((await new TenantRepository(deps.db).list()).map((t) => [t.slug, t.name]));
@@ -307,9 +383,9 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
       return render(reply, 'home', { title: 'Integrations', rows, held });
     });
 
-    pages.get('/admin/held', async (_request, reply) => render(reply, 'held', { title: 'Held plans awaiting approval', held: await heldPlans() }));
+    pages.get('/admin/held', { config: { access: { role: 'viewer', action: 'console.held' } } }, async (request, reply) => render(reply, 'held', { title: 'Held plans awaiting approval', held: await heldPlans(request) }));
 
-    pages.get<{ Params: { id: string } }>('/admin/integrations/:id', async (request, reply) => {
+    pages.get<{ Params: { id: string } }>('/admin/integrations/:id', { config: { access: { role: 'viewer', action: 'integration.read', target: from('params', 'id', locate.integration) } } }, async (request, reply) => {
       let integration: Integration;
       try {
         integration = await service().get(request.params.id);
@@ -360,7 +436,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
     };
     const pageOf = (text: string | undefined) => (text && /^\d{1,6}$/.test(text) ? Number(text) : 1);
 
-    pages.get<{ Params: { id: string }; Querystring: { page?: string } }>('/admin/runs/:id', async (request, reply) => {
+    pages.get<{ Params: { id: string }; Querystring: { page?: string } }>('/admin/runs/:id', { config: { access: { role: 'viewer', action: 'run.read', target: from('params', 'id', locate.run) } } }, async (request, reply) => {
       const run = await runs().find(request.params.id);
       if (!run) return notFound(reply, `No run ${request.params.id}.`);
       const integration = await service()
@@ -382,7 +458,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
     });
 
     // The change log alone (no layout), which a live run page swaps in as rows are recorded.
-    pages.get<{ Params: { id: string }; Querystring: { page?: string } }>('/admin/runs/:id/changes', async (request, reply) => {
+    pages.get<{ Params: { id: string }; Querystring: { page?: string } }>('/admin/runs/:id/changes', { config: { access: { role: 'viewer', action: 'run.read', target: from('params', 'id', locate.run) } } }, async (request, reply) => {
       const run = await runs().find(request.params.id);
       if (!run) return notFound(reply, `No run ${request.params.id}.`);
       const live = run.status === 'queued' || run.status === 'running';
@@ -390,7 +466,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
     });
 
     // What a running run has done so far (its heartbeat's progress), for the run page's poll.
-    pages.get<{ Params: { id: string } }>('/admin/runs/:id/progress', async (request, reply) => {
+    pages.get<{ Params: { id: string } }>('/admin/runs/:id/progress', { config: { access: { role: 'viewer', action: 'run.read', target: from('params', 'id', locate.run) } } }, async (request, reply) => {
       const run = await runs().find(request.params.id);
       if (!run) return reply.code(404).send({ error: `no run ${request.params.id}` });
       return reply.header('cache-control', 'no-store').send({
@@ -405,7 +481,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
     });
 
     // Sync now, approve and reject: a post without confirm=yes shows what would happen.
-    pages.post<{ Params: { id: string }; Body: { confirm?: string } | undefined }>('/admin/integrations/:id/sync', async (request, reply) => {
+    pages.post<{ Params: { id: string }; Body: { confirm?: string } | undefined }>('/admin/integrations/:id/sync', { config: { access: { role: 'operator', action: 'integration.sync', target: from('params', 'id', locate.integration), confirmed: true } } }, async (request, reply) => {
       const back = { href: `/admin/integrations/${request.params.id}`, text: 'Back to the integration' };
       try {
         const integration = await service().get(request.params.id);
@@ -426,7 +502,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
       }
     });
 
-    pages.post<{ Params: { id: string } }>('/admin/integrations/:id/test', async (request, reply) => {
+    pages.post<{ Params: { id: string } }>('/admin/integrations/:id/test', { config: { access: { role: 'operator', action: 'integration.test', target: from('params', 'id', locate.integration) } } }, async (request, reply) => {
       try {
         const integration = await service().get(request.params.id);
         const report = await service().test(integration.id);
@@ -467,11 +543,11 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
           return refused(reply, error, back);
         }
       };
-    pages.post('/admin/runs/:id/approve', heldAction('approve'));
-    pages.post('/admin/runs/:id/reject', heldAction('reject'));
+    pages.post('/admin/runs/:id/approve', { config: { access: { role: 'operator', action: 'run.approve', target: from('params', 'id', locate.run), confirmed: true } } }, heldAction('approve'));
+    pages.post('/admin/runs/:id/reject', { config: { access: { role: 'operator', action: 'run.reject', target: from('params', 'id', locate.run), confirmed: true } } }, heldAction('reject'));
 
     // The new token is shown on this page only, as the CLI shows it once.
-    pages.post<{ Params: { id: string } }>('/admin/integrations/:id/rotate-scim-token', async (request, reply) => {
+    pages.post<{ Params: { id: string } }>('/admin/integrations/:id/rotate-scim-token', { config: { access: { role: 'admin', action: 'integration.rotate-scim-token', target: from('params', 'id', locate.integration) } } }, async (request, reply) => {
       try {
         const rotation = await service().rotateScimToken(request.params.id);
         const shown = service().view(await service().get(rotation.id));
@@ -484,7 +560,7 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
 
     // Where a rotation redirects (POST-redirect-GET): a reload must not rotate again, which
     // would void the token just shown.
-    pages.get<{ Params: { id: string } }>('/admin/integrations/:id/scim-token', async (request, reply) => {
+    pages.get<{ Params: { id: string } }>('/admin/integrations/:id/scim-token', { config: { access: { role: 'admin', action: 'integration.read', target: from('params', 'id', locate.integration) } } }, async (request, reply) => {
       const { id } = request.params;
       const shown = takeShownOnce<Record<string, unknown>>(request, reply, deps.config.encryptionKey);
       if (shown) return render(reply, 'scim-token', { title: 'New SCIM token', id, ...shown });
@@ -494,6 +570,39 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
         back: { href: `/admin/integrations/${encodeURIComponent(id)}`, text: 'Back to the integration' },
       });
     });
+
+    // Deleting asks first, naming what goes with it; the delete itself needs confirm=yes.
+    pages.post<{ Params: { id: string }; Body: { confirm?: string } | undefined }>(
+      '/admin/integrations/:id/delete',
+      { config: { access: { role: 'admin', action: 'integration.delete', target: from('params', 'id', locate.integration), confirmed: true } } }, 
+      async (request, reply) => {
+        const back = { href: `/admin/integrations/${request.params.id}`, text: 'Back to the integration' };
+        try {
+          const integration = await service().get(request.params.id);
+          if (request.body?.confirm !== 'yes') {
+            return render(reply, 'confirm', {
+              title: 'Delete this integration?',
+              question: `Delete ${integration.tenantSlug} (${integrationLabel(integration)}) with its groups, memberships and run history?`,
+              note: 'Its accounts stay, unowned, for another integration to adopt. This cannot be undone.',
+              action: `/admin/integrations/${integration.id}/delete`,
+              button: 'Yes, delete',
+              cancel: back.href,
+            });
+          }
+          await service().delete(integration.id);
+          await removeSchedule(deps.queue, integration.id);
+          return reply.redirect('/admin');
+        } catch (error) {
+          return refused(reply, error, back);
+        }
+      },
+    );
+
+    pages.get<{ Querystring: { since?: string } }>('/admin/audit', { config: { access: { role: 'admin', action: 'audit.read' } } }, async (request, reply) => {
+      const since = /^\d{1,7}[mhd]$/.test(request.query.since ?? '') ? request.query.since! : '24h';
+      const rows = await new AuditRepository(deps.db).list({ since: parseSince(since), limit: 500, tenantId: scopeOf(request) });
+      return render(reply, 'audit', { title: 'Audit log', since, rows: rows.map((r) => ({ ...r, at: when(r.at) })) });
+    });
   }
 
   async function nextRun(i: Integration): Promise<number | null> {
@@ -501,6 +610,15 @@ export function registerAdminPages(app: FastifyInstance, deps: AdminApiDeps): vo
     const scheduler = await deps.queue.getJobScheduler(schedulerId(i.id));
     return scheduler?.next ?? null;
   }
+}
+
+/**
+ * A target's not-found sentence as the console words it: "No run <id>." (the same for one
+ * that does not exist and one in a tenant the token does not see).
+ */
+function consoleNotFound(message: string): string {
+  const match = /^(\w+) "?([^"\s]*)"? does not exist/.exec(message);
+  return match ? `No ${match[1]} ${match[1] === 'tenant' ? `"${match[2]}"` : match[2]}.` : apiWording(message);
 }
 
 /** Only paths inside /admin, so the sign-in form cannot be turned into an open redirect. */

@@ -68,7 +68,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (status >= 500) deps.log.error({ err: error.message, url: request.url }, 'request failed');
     const message = status >= 500 ? 'temporarily unavailable; try again' : refused ? refusedValue(error) : error.message;
     if (!request.url.startsWith('/api/')) return response.code(status).send({ error: message });
-    const code = status === 404 ? 'not_found' : status === 409 ? 'conflict' : status === 413 ? 'too_large' : status >= 500 ? 'unavailable' : 'bad_request';
+    const code = status === 403 ? 'forbidden' : status === 404 ? 'not_found' : status === 409 ? 'conflict' : status === 413 ? 'too_large' : status >= 500 ? 'unavailable' : 'bad_request';
     return response.code(status).send({ error: { code, message: apiWording(message) } });
   });
   app.setNotFoundHandler((request, response) =>

@@ -438,7 +438,7 @@ describe('secrets never leak', () => {
     const synced = await admin(`/api/v1/integrations/${oktaId}/sync`, { method: 'POST', body: '{}' });
     expect(synced.status).toBe(202);
     await admin(`/api/v1/integrations/${apiId}/rotate-webhook-secret`, { method: 'POST', issues: 'API-rotated webhook secret' });
-    await admin(`/api/v1/integrations/${apiId}`, { method: 'DELETE' });
+    await admin(`/api/v1/integrations/${apiId}?confirm=${apiId}`, { method: 'DELETE' });
     expect((await dirsync(['integration', 'delete', apiId])).code).toBe(1);
   }, 180_000);
 

@@ -336,7 +336,15 @@ describe('admin API', () => {
     expect(refused.statusCode).toBe(400);
     expect(refused.json().error.message).toMatch(/is disabled/);
     expect((await call({ method: 'POST', url: `/api/v1/integrations/${integrationId}/enable` })).json()).toMatchObject({ enabled: true });
-    expect((await call({ method: 'DELETE', url: `/api/v1/integrations/${integrationId}` })).statusCode).toBe(204);
+    // Deleting asks for the id again, so a stray DELETE cannot wipe a tenant's state.
+    const unconfirmed = await call({ method: 'DELETE', url: `/api/v1/integrations/${integrationId}` });
+    expect(unconfirmed.statusCode).toBe(400);
+    expect(unconfirmed.json().error.message).toBe(
+      `deleting integration ${integrationId} removes its groups, memberships and run history: repeat the request with ?confirm=${integrationId} to confirm`,
+    );
+    expect((await call({ method: 'DELETE', url: `/api/v1/integrations/${integrationId}?confirm=wrong` })).statusCode).toBe(400);
+    expect((await call({ method: 'GET', url: `/api/v1/integrations/${integrationId}` })).statusCode).toBe(200);
+    expect((await call({ method: 'DELETE', url: `/api/v1/integrations/${integrationId}?confirm=${integrationId}` })).statusCode).toBe(204);
     expect((await call({ method: 'GET', url: `/api/v1/integrations/${integrationId}` })).statusCode).toBe(404);
   });
 });

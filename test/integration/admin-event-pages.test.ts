@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TokenService } from '../../src/access/token.service.js';
 import type { Db } from '../../src/db/database.js';
 import { createTestDatabase, testConfig, uniqueSlug } from '../support/env.js';
 import { FakeOkta } from '../support/fake-okta.js';
@@ -76,6 +77,17 @@ describe('/admin/events', () => {
     expect(bad.body).toContain('is not an event cursor');
     const unknown = await get('/admin/events?tenant=%3Cb%3Enope');
     expect(unknown.statusCode).toBe(404);
-    expect(unknown.body).toContain('There is no tenant &quot;&lt;b&gt;nope&quot;.');
+    expect(unknown.body).not.toContain('<b>nope');
+  });
+
+  it("shows a tenant-scoped token its own tenant's events only; another tenant is absent (404), as in the API", async () => {
+    const { token } = await new TokenService(db).create({ role: 'viewer', tenant: other, createdBy: 'test' });
+    const asScoped = (url: string) => app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${token}` } });
+    const all = await asScoped('/admin/events');
+    expect(all.statusCode).toBe(200);
+    expect(new Set(rowsOf(all.body).map((r) => r.tenant))).toEqual(new Set([other]));
+    expect(all.body).not.toContain(`<option value="${slug}"`);
+    expect((await asScoped(`/admin/events?tenant=${slug}`)).statusCode).toBe(404);
+    expect((await asScoped(`/admin/events?tenant=${other}`)).statusCode).toBe(200);
   });
 });
