@@ -11,8 +11,11 @@ export interface JobPayloads {
 export type JobName = keyof JobPayloads;
 export const JOB_NAMES = ['reconcile', 'schedule-tick', 'deliver'] as const satisfies readonly JobName[];
 
+/** How the job schedulers of integrations are named in Redis: `schedule-<integration id>`. */
+export const SCHEDULER_PREFIX = 'schedule-';
+
 export function schedulerId(integrationId: string): string {
-  return `schedule-${integrationId}`;
+  return `${SCHEDULER_PREFIX}${integrationId}`;
 }
 
 /**
