@@ -161,7 +161,10 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     if (error instanceof RunInterruptedError) {
       // Shutting down: the attempt is given up so that the next worker takes the run over at once
       // (RunRecorder.start there counts what this one committed). Superseded: not ours to touch.
-      if (error.reason === 'shutdown') await abandon(error.message);
+      if (error.reason === 'shutdown') {
+        await recorder.halt();
+        await abandon(error.message);
+      }
       log.warn({ reason: error.reason }, error.reason === 'shutdown' ? 'run interrupted by shutdown; the next worker takes it over' : 'run stopped: another attempt has it');
       throw error;
     }
@@ -174,6 +177,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     // Postgres went away (or anything unforeseen): the queue retries the job; let the retry
     // take the run over at once. Postgres gets a few seconds to come back; after that the run
     // is taken over once its heartbeat is stale.
+    await recorder.halt();
     await abandon((error as Error).message);
     log.warn({ err: (error as Error).message }, 'run attempt stopped; the queue retries it');
     throw error;

@@ -24,6 +24,7 @@ export class RunRecorder {
   private applyStart = 0;
 
   private readonly lost = new AbortController();
+  private beating: Promise<void> = Promise.resolve();
 
   /**
    * Starts recording attempt `attempt` of a run (RunRepository.claim's). What earlier attempts
@@ -45,7 +46,7 @@ export class RunRecorder {
     private readonly prior: PlanCounts,
   ) {
     this.heartbeat = setInterval(() => {
-      runs.heartbeat(runId, attempt, this.progress()).then(
+      this.beating = runs.heartbeat(runId, attempt, this.progress()).then(
         (ours) => {
           if (ours || this.lost.signal.aborted) return;
           log.warn('the run was taken over by another worker (this one missed its heartbeats); stopping this attempt');
@@ -120,6 +121,12 @@ export class RunRecorder {
 
   stop(): void {
     clearInterval(this.heartbeat);
+  }
+
+  /** Stops the heartbeat and waits for one in flight: a beat landing after abandonAttempt would make the run look alive again. */
+  async halt(): Promise<void> {
+    this.stop();
+    await this.beating;
   }
 }
 
