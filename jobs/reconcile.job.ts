@@ -20,8 +20,8 @@ export const BUSY_RETRY_MIN_MS = 100;
  * with `held: <why>`. Only an abandoned attempt (Postgres away; reconcile() throws) fails the
  * attempt for BullMQ to retry with backoff (src/queue/queue.ts enqueueRun). When the
  * integration already has a run in progress, the job steps aside (moved to delayed) rather
- * than running concurrently. A run interrupted by `signal` (shutdown, lost lock) hands its job
- * back or leaves it (see below).
+ * than running concurrently. A run interrupted by `signal` (shutdown) or taken over by another
+ * attempt hands its job back or leaves it (see below).
  */
 export async function handleReconcile(deps: ReconcileDeps, job: Job<JobPayloads['reconcile']>, token?: string, signal?: AbortSignal): Promise<string> {
   let outcome;
@@ -30,8 +30,8 @@ export async function handleReconcile(deps: ReconcileDeps, job: Job<JobPayloads[
   } catch (error) {
     if (!(error instanceof RunInterruptedError)) throw error;
     // Shutting down: the job goes back to waiting (no attempt used up) for the next worker, which
-    // takes the run over at once (reconcile gave up this attempt). Superseded: the job is no
-    // longer ours (its lock was lost); leave it as it is. Either way BullMQ records nothing.
+    // takes the run over at once (reconcile gave up this attempt). Superseded: another attempt
+    // has the run (and the job, handed on after this worker stalled); leave it as it is.
     // If that fails (lock or Redis lost), the job's lock expires and BullMQ's stalled check hands it on.
     if (error.reason === 'shutdown') await job.moveToWait(token).catch(() => {});
     throw new WaitingError();

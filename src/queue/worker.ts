@@ -72,12 +72,11 @@ export async function startWorker(deps: WorkerDeps): Promise<DirsyncWorker> {
       stalledInterval: STALLED_INTERVAL_MS,
     },
   );
-  // A job whose lock could not be renewed may already be another worker's: its run stops
-  // applying (src/runs/interruption.ts) rather than race the worker that took it over.
-  worker.on('lockRenewalFailed', (jobIds) => {
-    for (const id of jobIds) worker.cancelJob(id, 'lock lost');
-    deps.log.warn({ jobIds }, 'lost the lock of running jobs; stopping them');
-  });
+  // A lost job lock alone does not stop the run: another worker that gets the job cannot claim
+  // the run while this one's heartbeat in Postgres is fresh (it steps aside), and after Redis
+  // restarted empty nobody else would run it. Postgres decides: once another attempt has
+  // claimed the run, this one's next heartbeat finds out and stops it (RunRecorder.superseded).
+  worker.on('lockRenewalFailed', (jobIds) => deps.log.warn({ jobIds }, 'lost the queue lock of running jobs; their runs go on while Postgres says they are theirs'));
   // /healthz counts live workers and notices when waiting jobs are not taken (src/queue/liveness.ts).
   const workerId = randomUUID();
   const alive = () => recordWorkerAlive(connection, deps.queue, workerId).catch(() => {});

@@ -2,8 +2,8 @@
  * Why a run stops before its end without failing:
  * - `shutdown`: the worker is stopping (SIGTERM); the attempt is given up and its job handed
  *   back, so the next worker takes the run over at once.
- * - `superseded`: the run is no longer this attempt's (its queue lock was lost, or another
- *   worker took it over after a stale heartbeat); it stops writing and touches nothing more.
+ * - `superseded`: the run is no longer this attempt's (another worker took it over after a
+ *   stale heartbeat); it stops writing and touches nothing more.
  */
 export type InterruptReason = 'shutdown' | 'superseded';
 

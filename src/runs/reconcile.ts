@@ -86,10 +86,9 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     await abandon((error as Error).message);
     throw error;
   });
-  // The run stops (RunInterruptedError) when the worker shuts down or loses the job's lock
-  // (`stop`, BullMQ's job signal), or when a heartbeat finds the run taken over: checked while
-  // reading and after every committed batch, so a run that is no longer this worker's applies
-  // nothing more.
+  // The run stops (RunInterruptedError) when the worker shuts down (`stop`, BullMQ's job signal),
+  // or when a heartbeat finds the run taken over by another attempt: checked while reading and
+  // after every committed batch, so a run that is no longer this worker's applies nothing more.
   const signal = stop ? AbortSignal.any([stop, recorder.superseded]) : recorder.superseded;
   try {
     const integrations = new IntegrationService(deps.db, deps.config);
