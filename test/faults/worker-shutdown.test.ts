@@ -89,8 +89,8 @@ describe('dirsync start stopped with SIGTERM mid-run', () => {
         const first = new DirsyncProcess(cli, 'start');
         processes.push(first);
         await first.start();
-        // Slow enough that the read outlasts the shutdown grace (5 s): the run must be interrupted.
-        okta.responseDelayMs = 300;
+        // Slow enough that the read (about 20 requests) outlasts the shutdown grace (5 s): the run must be interrupted.
+        okta.responseDelayMs = 800;
         let seen = 0;
         let reached!: () => void;
         const reading = new Promise<void>((resolve) => (reached = resolve));
