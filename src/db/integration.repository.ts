@@ -152,6 +152,20 @@ export class IntegrationRepository {
     return row && { previousExpiresAt: row.scim_token_previous_expires_at };
   }
 
+  /**
+   * The schedule of every enabled integration that has one (what the queue's job schedulers
+   * must match, src/queue/queue.ts reconcileSchedules): two columns of each row, no join.
+   */
+  async listSchedules(): Promise<{ id: string; schedule: Schedule }[]> {
+    const rows = await this.db
+      .selectFrom('integrations')
+      .select(['id', 'schedule_every_ms', 'schedule_cron'])
+      .where('enabled', '=', true)
+      .where((eb) => eb.or([eb('schedule_every_ms', 'is not', null), eb('schedule_cron', 'is not', null)]))
+      .execute();
+    return rows.map((row) => ({ id: row.id, schedule: scheduleOf(row)! }));
+  }
+
   /** Every integration's id, oldest first. */
   async listIds(): Promise<string[]> {
     const rows = await this.db.selectFrom('integrations').select('id').orderBy('created_at').orderBy('id').execute();
@@ -207,13 +221,16 @@ type ListedRow = Omit<
   previous_scim_token_valid_until: Date | null;
 };
 
+function scheduleOf(row: Pick<IntegrationRow, 'schedule_every_ms' | 'schedule_cron'>): Schedule | null {
+  return row.schedule_every_ms !== null
+    ? { kind: 'every', ms: Number(row.schedule_every_ms) }
+    : row.schedule_cron !== null
+      ? { kind: 'cron', pattern: row.schedule_cron }
+      : null;
+}
+
 function toIntegration(row: ListedRow): Integration {
-  const schedule: Schedule | null =
-    row.schedule_every_ms !== null
-      ? { kind: 'every', ms: Number(row.schedule_every_ms) }
-      : row.schedule_cron !== null
-        ? { kind: 'cron', pattern: row.schedule_cron }
-        : null;
+  const schedule = scheduleOf(row);
   // The table's integrations_reach check guarantees the pairing.
   const reach = row.provider === 'scim' ? { provider: row.provider, baseUrl: null } : { provider: row.provider, baseUrl: row.base_url! };
   return {

@@ -50,7 +50,8 @@ export interface NewRunChange {
 }
 
 export type ClaimResult =
-  | { readonly kind: 'claimed'; readonly run: RunSummary }
+  /** `attempt` counts this run's claims (1 for the first): it fences this attempt's writes (heartbeat, abandonAttempt). */
+  | { readonly kind: 'claimed'; readonly run: RunSummary; readonly attempt: number }
   /** Another run of the same integration is in progress; try again later. */
   | { readonly kind: 'busy' }
   /** Already finished (a duplicate delivery of the job); nothing to do. */
@@ -173,7 +174,7 @@ export class RunRepository {
         )
         .returningAll()
         .executeTakeFirst();
-      if (claimed) return { kind: 'claimed', run: toSummary(claimed) };
+      if (claimed) return { kind: 'claimed', run: toSummary(claimed), attempt: claimed.attempts };
       return { kind: 'busy' };
     } catch (error) {
       if ((error as { code?: string }).code === '23505') return { kind: 'busy' };
@@ -204,12 +205,16 @@ export class RunRepository {
    * its heartbeat is made stale so the job's retry takes it over at once, instead of waiting
    * out the stale period as for a dead worker.
    */
-  async abandonAttempt(runId: string, why: string): Promise<void> {
+  async abandonAttempt(runId: string, attempt: number, why: string): Promise<void> {
     await this.db
       .updateTable('runs')
-      .set({ heartbeat_at: sql`'epoch'::timestamptz`, error: `an attempt stopped: ${why}; retrying` })
+      // Stale just now, not long ago: the next claim takes it over, while failAbandoned (a worker
+      // starting) still tells it from a run whose worker died long ago.
+      .set({ heartbeat_at: sql`now() - ${STALE_AFTER_MS + 1_000} * interval '1 millisecond'`, error: `an attempt stopped: ${why}; retrying` })
       .where('id', '=', runId)
       .where('status', '=', 'running')
+      // A later attempt that took the run over is not this attempt's to give up.
+      .where('attempts', '=', attempt)
       .execute();
   }
 
@@ -282,14 +287,20 @@ export class RunRepository {
     return Number(result.numUpdatedRows);
   }
 
-  /** Marks the run alive, and records how far it got (shown by `sync --wait` and the dashboards). */
-  async heartbeat(runId: string, progress?: Record<string, number>): Promise<void> {
-    await this.db
+  /**
+   * Marks attempt `attempt` of the run alive, and records how far it got (shown by `sync --wait`
+   * and the dashboards). Returns false when the run is no longer this attempt's: finished, failed
+   * as abandoned by another worker, or taken over by a later attempt after a stale heartbeat.
+   */
+  async heartbeat(runId: string, attempt: number, progress?: Record<string, number>): Promise<boolean> {
+    const result = await this.db
       .updateTable('runs')
       .set({ heartbeat_at: sql`now()`, ...(progress ? { stats: JSON.stringify(progress) } : {}) })
       .where('id', '=', runId)
       .where('status', '=', 'running')
-      .execute();
+      .where('attempts', '=', attempt)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
   }
 
   async finish(
@@ -302,8 +313,10 @@ export class RunRepository {
       heldReason?: string;
       warnings?: readonly RunWarning[];
     },
-  ): Promise<void> {
-    await this.db
+    /** The attempt finishing it (RunRecorder): nothing is written unless the run is still running under that attempt. */
+    attempt?: number,
+  ): Promise<boolean> {
+    let update = this.db
       .updateTable('runs')
       .set({
         status: outcome.status,
@@ -314,8 +327,10 @@ export class RunRepository {
         held_reason: outcome.heldReason ?? null,
         warnings: storableJson(outcome.warnings ?? []),
       })
-      .where('id', '=', runId)
-      .execute();
+      .where('id', '=', runId);
+    if (attempt !== undefined) update = update.where('status', '=', 'running').where('attempts', '=', attempt);
+    const result = await update.executeTakeFirst();
+    return result.numUpdatedRows > 0n;
   }
 
   /**

@@ -16,6 +16,7 @@ import { registerAdminPages } from './admin-pages.js';
 import { registerMetrics } from './metrics.js';
 import { apiWording } from './api-wording.js';
 import { isDataError, refusedValue } from '../db/database.js';
+import { queueHealth } from '../queue/liveness.js';
 
 export interface ServerDeps {
   readonly db: Db;
@@ -94,6 +95,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   // Browsers ask every page's origin for one; no icon, and no 404 in the logs for it.
   app.get('/favicon.ico', { logLevel: 'silent' }, async (_request, reply) => reply.code(204).send());
 
+  // Degraded (503, saying why) when Postgres or Redis does not answer, the queue is paused, no
+  // worker has been heard from lately, or jobs wait untaken (src/queue/liveness.ts). Cheap: a
+  // `select 1`, a ping and a few Redis reads, so an orchestrator may poll it every few seconds.
   app.get('/healthz', async (_request, reply) => {
     const [postgres, redis] = await Promise.all([
       sql`select 1`.execute(deps.db).then(
@@ -105,8 +109,13 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
         (error: Error) => error.message,
       ),
     ]);
-    const ok = postgres === 'ok' && redis === 'ok';
-    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ok' : 'degraded', postgres, redis });
+    const reasons: string[] = [];
+    if (postgres !== 'ok') reasons.push('postgres does not answer');
+    if (redis !== 'ok') reasons.push('redis does not answer');
+    const queue = redis === 'ok' ? await queueHealth(deps.redis, deps.queue).catch(() => undefined) : undefined;
+    if (queue) reasons.push(...queue.reasons);
+    const ok = reasons.length === 0;
+    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ok' : 'degraded', reasons, postgres, redis, workers: queue?.workers ?? null, queuePaused: queue?.paused ?? null });
   });
 
   return app;

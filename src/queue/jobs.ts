@@ -16,8 +16,11 @@ export const JOB_NAMES = ['reconcile', 'schedule-tick', 'deliver', 'prune'] as c
 /** The retention job's scheduler: one for the whole queue, not per integration (so not `schedule-`). */
 export const RETENTION_SCHEDULER_ID = 'retention';
 
+/** How the job schedulers of integrations are named in Redis: `schedule-<integration id>`. */
+export const SCHEDULER_PREFIX = 'schedule-';
+
 export function schedulerId(integrationId: string): string {
-  return `schedule-${integrationId}`;
+  return `${SCHEDULER_PREFIX}${integrationId}`;
 }
 
 /**

@@ -1,8 +1,8 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Integration } from '../db/integration.repository.js';
+import type { Integration, Schedule } from '../db/integration.repository.js';
 import type { RunSummary } from '../db/run.repository.js';
-import { type JobName, type JobPayloads, RETENTION_SCHEDULER_ID, deliveryJobId, schedulerId } from './jobs.js';
+import { type JobName, type JobPayloads, RETENTION_SCHEDULER_ID, SCHEDULER_PREFIX, deliveryJobId, schedulerId } from './jobs.js';
 
 export type DirsyncQueue = Queue<JobPayloads[JobName], unknown, JobName>;
 
@@ -52,10 +52,60 @@ export async function syncSchedule(queue: DirsyncQueue, integration: Integration
     await queue.removeJobScheduler(id);
     return;
   }
-  const repeat =
-    integration.schedule.kind === 'every' ? { every: integration.schedule.ms } : { pattern: integration.schedule.pattern, tz: 'UTC' };
+  await upsertScheduler(queue, integration.id, integration.schedule);
+}
+
+function repeatOf(schedule: Schedule): { every: number } | { pattern: string; tz: string } {
+  return schedule.kind === 'every' ? { every: schedule.ms } : { pattern: schedule.pattern, tz: 'UTC' };
+}
+
+async function upsertScheduler(queue: DirsyncQueue, integrationId: string, schedule: Schedule): Promise<void> {
   // BullMQ types the scheduler id as the job-name type; any string is accepted at runtime.
-  await queue.upsertJobScheduler(id as JobName, repeat, { name: 'schedule-tick', data: { integrationId: integration.id } });
+  await queue.upsertJobScheduler(schedulerId(integrationId) as JobName, repeatOf(schedule), { name: 'schedule-tick', data: { integrationId } });
+}
+
+/** What reconcileSchedules changed in Redis, by integration id. */
+export interface ScheduleRepairs {
+  /** Scheduled in Postgres, no scheduler in Redis (removed on the board, Redis flushed): re-created. */
+  readonly restored: string[];
+  /** A scheduler whose every/pattern differed from Postgres's schedule: replaced. */
+  readonly updated: string[];
+  /** A scheduler of an integration deleted, disabled or unscheduled in Postgres: removed. */
+  readonly removed: string[];
+}
+
+/**
+ * Makes the queue's job schedulers match Postgres, level-based (SPEC "Operator safety": schedules
+ * live in Postgres and the queue's schedulers are repaired from it continuously). `readDesired`
+ * returns every enabled, scheduled integration (IntegrationRepository.listSchedules); it is
+ * called after Redis is listed (see below). Costs one listing of the schedulers (BullMQ 6
+ * `getJobSchedulers`) plus one write per drifted integration, none when nothing drifted.
+ * Schedulers not named `schedule-<id>` (another feature's) are left alone.
+ */
+export async function reconcileSchedules(queue: DirsyncQueue, readDesired: () => Promise<readonly { id: string; schedule: Schedule }[]>): Promise<ScheduleRepairs> {
+  // Redis first, then Postgres: every writer (CLI, API, console) updates Postgres before Redis,
+  // so a scheduler seen here is backed by a row at least as new in the read that follows.
+  const schedulers = (await queue.getJobSchedulers(0, -1)).filter((s) => s.key.startsWith(SCHEDULER_PREFIX));
+  const desired = await readDesired();
+  const inRedis = new Map(schedulers.map((s) => [s.key.slice(SCHEDULER_PREFIX.length), s]));
+  const repairs: ScheduleRepairs = { restored: [], updated: [], removed: [] };
+  for (const { id, schedule } of desired) {
+    const current = inRedis.get(id);
+    inRedis.delete(id);
+    if (current && matches(current, schedule)) continue;
+    await upsertScheduler(queue, id, schedule);
+    (current ? repairs.updated : repairs.restored).push(id);
+  }
+  for (const id of inRedis.keys()) {
+    await queue.removeJobScheduler(schedulerId(id));
+    repairs.removed.push(id);
+  }
+  return repairs;
+}
+
+function matches(scheduler: { every?: number; pattern?: string; tz?: string }, schedule: Schedule): boolean {
+  if (schedule.kind === 'every') return scheduler.every === schedule.ms && !scheduler.pattern;
+  return scheduler.pattern === schedule.pattern && (scheduler.tz ?? 'UTC') === 'UTC' && !scheduler.every;
 }
 
 /** How often the retention job runs: hourly keeps each pass small. */

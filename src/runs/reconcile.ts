@@ -24,6 +24,7 @@ import { loadApprovals, settleApprovals } from './approvals.js';
 import { type ReconcileOutcome, RunRecorder } from './run-recorder.js';
 import { egressFor } from '../egress.js';
 import { outboundRefusal } from '../outbound.js';
+import { RunInterruptedError, throwIfInterrupted, untilInterrupted } from './interruption.js';
 
 /** How often every group's members are read in full, whatever their versions say. */
 const FULL_MEMBER_READ_EVERY_MS = 24 * 3_600_000;
@@ -72,19 +73,24 @@ export type { ReconcileOutcome };
  * that cannot be taken one by one are skipped with a warning; anything else (Postgres gone)
  * is thrown for the queue to retry.
  */
-export async function reconcile(deps: ReconcileDeps, runId: string): Promise<ReconcileOutcome> {
+export async function reconcile(deps: ReconcileDeps, runId: string, stop?: AbortSignal): Promise<ReconcileOutcome> {
   const runs = new RunRepository(deps.db);
   const claim = await runs.claim(runId);
   if (claim.kind === 'busy') return { kind: 'busy' };
   if (claim.kind === 'missing') return { kind: 'skipped', reason: `run ${runId} does not exist` };
   if (claim.kind === 'finished') return { kind: 'skipped', reason: `run ${runId} already ${claim.run.status}` };
-  const run = claim.run;
+  const { run, attempt } = claim;
   const log = deps.log.child({ runId, integrationId: run.integrationId });
-  const recorder = await RunRecorder.start(runs, run.id, deps.heartbeatMs ?? 1_000, log).catch(async (error: unknown) => {
+  const abandon = (why: string) => pRetry(() => runs.abandonAttempt(runId, attempt, why), { retries: 5, minTimeout: 200, maxTimeout: 2_000 }).catch(() => {});
+  const recorder = await RunRecorder.start(runs, run.id, attempt, deps.heartbeatMs ?? 1_000, log).catch(async (error: unknown) => {
     // Postgres went away right after the claim: the retry takes the run over at once.
-    await pRetry(() => runs.abandonAttempt(runId, (error as Error).message), { retries: 5, minTimeout: 200, maxTimeout: 2_000 }).catch(() => {});
+    await abandon((error as Error).message);
     throw error;
   });
+  // The run stops (RunInterruptedError) when the worker shuts down (`stop`, BullMQ's job signal),
+  // or when a heartbeat finds the run taken over by another attempt: checked while reading and
+  // after every committed batch, so a run that is no longer this worker's applies nothing more.
+  const signal = stop ? AbortSignal.any([stop, recorder.superseded]) : recorder.superseded;
   try {
     const integrations = new IntegrationService(deps.db, deps.config);
     const integration = await integrations.get(run.integrationId);
@@ -92,7 +98,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
 
     // Read.
     log.info({ provider: integration.provider, dryRun: run.dryRun }, 'run started');
-    const read = await readTenantAndIdp(deps, integrations, integration, recorder, run.mode);
+    const read = await untilInterrupted(readTenantAndIdp(deps, integrations, integration, recorder, run.mode, signal), signal);
     if (read.kind === 'failed') return await recorder.fail(read.error);
     const { local, snapshot, current, pushes } = read;
 
@@ -107,6 +113,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
     recorder.planned(totalChanges(planCounts(decision.plan)));
 
     // Apply.
+    throwIfInterrupted(signal);
     const scope = { tenantId: integration.tenantId, integrationId: integration.id, runId };
     if (run.dryRun) {
       await recordPlan(deps.db, runId, decision.plan, policy, 'planned');
@@ -117,8 +124,10 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
       afterBatch: async (kind, count) => {
         recorder.applied(kind, count);
         await deps.afterBatch?.();
+        throwIfInterrupted(signal);
       },
     });
+    throwIfInterrupted(signal);
     const counts = await recorder.withEarlierAttempts(result.counts);
     if (totalChanges(counts) >= LARGE_WRITE) await new DirectoryRepository(deps.db).refreshStatistics();
     await recordPlan(deps.db, runId, decision.gated.held, policy, 'held');
@@ -149,6 +158,16 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
     }
     return await recorder.finish('succeeded', counts, skipped);
   } catch (error) {
+    if (error instanceof RunInterruptedError) {
+      // Shutting down: the attempt is given up so that the next worker takes the run over at once
+      // (RunRecorder.start there counts what this one committed). Superseded: not ours to touch.
+      if (error.reason === 'shutdown') {
+        await recorder.halt();
+        await abandon(error.message);
+      }
+      log.warn({ reason: error.reason }, error.reason === 'shutdown' ? 'run interrupted by shutdown; the next worker takes it over' : 'run stopped: another attempt has it');
+      throw error;
+    }
     // Data Postgres refuses outside the per-record paths would be refused again on every
     // retry: the run fails for good, saying so, rather than being retried as an outage.
     if (isDataError(error)) {
@@ -158,7 +177,8 @@ export async function reconcile(deps: ReconcileDeps, runId: string): Promise<Rec
     // Postgres went away (or anything unforeseen): the queue retries the job; let the retry
     // take the run over at once. Postgres gets a few seconds to come back; after that the run
     // is taken over once its heartbeat is stale.
-    await pRetry(() => runs.abandonAttempt(runId, (error as Error).message), { retries: 5, minTimeout: 200, maxTimeout: 2_000 }).catch(() => {});
+    await recorder.halt();
+    await abandon((error as Error).message);
     log.warn({ err: (error as Error).message }, 'run attempt stopped; the queue retries it');
     throw error;
   } finally {
@@ -186,7 +206,15 @@ type ReadResult =
  * For a scim integration the writes not yet applied are read first, so that whatever they
  * name is in the read that follows; a targeted run reads those subjects alone.
  */
-async function readTenantAndIdp(deps: ReconcileDeps, integrations: IntegrationService, integration: Integration, recorder: RunRecorder, mode: RunMode): Promise<ReadResult> {
+async function readTenantAndIdp(
+  deps: ReconcileDeps,
+  integrations: IntegrationService,
+  integration: Integration,
+  recorder: RunRecorder,
+  mode: RunMode,
+  /** Stops the connector's retries once the run is interrupted (the caller stops waiting at once). */
+  signal: AbortSignal,
+): Promise<ReadResult> {
   const source = await snapshotSourceFor(deps, integrations, integration);
   if ('error' in source) return { kind: 'failed', error: source.error };
   const { connector, credentials } = source;
@@ -218,15 +246,15 @@ async function readTenantAndIdp(deps: ReconcileDeps, integrations: IntegrationSe
     // What was pushed is compared with the accounts before it is read whole (see ScimSnapshotSource);
     // an IdP is read first, so that the tenant's state is as fresh as the read.
     const pushedLocal = pushes ? await directory.loadLocalState(integration.id, integration.tenantId) : undefined;
-    let snapshot = await connector.readSnapshot(undefined, { membersVersions, ...(pushedLocal && compareFirst && { users: pushedLocal.users }) });
+    let snapshot = await connector.readSnapshot(signal, { membersVersions, ...(pushedLocal && compareFirst && { users: pushedLocal.users }) });
     const [local, current] = await Promise.all([pushedLocal ?? directory.loadLocalState(integration.id, integration.tenantId), directory.countTenant(integration.tenantId)]);
     let complete = completeSnapshot(snapshot, local);
     if (snapshot.unreadMembers) {
       // Users entering the scope may be members of groups that were not re-read.
       const entering = [...snapshot.users.values()].filter((u) => u.active && !local.users.get(u.externalId)?.active).map((u) => u.externalId);
       if (entering.length > 0) {
-        if (connector.readGroupsOf) complete = completeSnapshot(snapshot, local, await connector.readGroupsOf(entering));
-        else complete = snapshot = await connector.readSnapshot();
+        if (connector.readGroupsOf) complete = completeSnapshot(snapshot, local, await connector.readGroupsOf(entering, signal));
+        else complete = snapshot = await connector.readSnapshot(signal);
       }
     }
     recorder.read(connector.stats, Date.now() - readStart, snapshot);

@@ -4,6 +4,7 @@ import { type PlanCounts, type PlanKind, addCounts } from '../core/plan.js';
 import type { RunRepository, RunSummary } from '../db/run.repository.js';
 import type { RunWarning } from '../db/schema.js';
 import type { Logger } from '../log.js';
+import { RunInterruptedError } from './interruption.js';
 
 export type ReconcileOutcome =
   | { readonly kind: 'finished'; readonly run: RunSummary }
@@ -22,26 +23,43 @@ export class RunRecorder {
   private readonly heartbeat: NodeJS.Timeout;
   private applyStart = 0;
 
+  private readonly lost = new AbortController();
+  private beating: Promise<void> = Promise.resolve();
+
   /**
-   * Starts recording an attempt of a run. What earlier attempts committed is read first, before
-   * this attempt writes anything: read later (on a busy pool it could run after this attempt's
-   * first batches committed), it would count this attempt's own changes twice.
+   * Starts recording attempt `attempt` of a run (RunRepository.claim's). What earlier attempts
+   * committed is read first, before this attempt writes anything: read later (on a busy pool it
+   * could run after this attempt's first batches committed), it would count this attempt's own
+   * changes twice.
    */
-  static async start(runs: RunRepository, runId: string, heartbeatMs: number, log: Logger): Promise<RunRecorder> {
-    return new RunRecorder(runs, runId, heartbeatMs, log, await runs.appliedCounts(runId));
+  static async start(runs: RunRepository, runId: string, attempt: number, heartbeatMs: number, log: Logger): Promise<RunRecorder> {
+    return new RunRecorder(runs, runId, attempt, heartbeatMs, log, await runs.appliedCounts(runId));
   }
 
   private constructor(
     private readonly runs: RunRepository,
     readonly runId: string,
+    readonly attempt: number,
     heartbeatMs: number,
     private readonly log: Logger,
     /** What earlier attempts of this run committed. */
     private readonly prior: PlanCounts,
   ) {
     this.heartbeat = setInterval(() => {
-      runs.heartbeat(runId, this.progress()).catch((error: unknown) => log.warn({ err: error }, 'heartbeat failed'));
+      this.beating = runs.heartbeat(runId, attempt, this.progress()).then(
+        (ours) => {
+          if (ours || this.lost.signal.aborted) return;
+          log.warn('the run was taken over by another worker (this one missed its heartbeats); stopping this attempt');
+          this.lost.abort(new RunInterruptedError('superseded'));
+        },
+        (error: unknown) => log.warn({ err: error }, 'heartbeat failed'),
+      );
     }, heartbeatMs);
+  }
+
+  /** Aborted once a heartbeat finds the run no longer this attempt's (taken over after a stale heartbeat). */
+  get superseded(): AbortSignal {
+    return this.lost.signal;
   }
 
   reading(connectorStats: ReadStats): void {
@@ -88,7 +106,7 @@ export class RunRecorder {
     this.stats.applyMs = Date.now() - (this.applyStart || this.started);
     this.stats.totalMs = Date.now() - this.started;
     const warnings = skipped.map(toWarning);
-    await this.runs.finish(this.runId, { status, counts, stats: this.stats, heldReason: held?.reason, warnings });
+    if (!(await this.runs.finish(this.runId, { status, counts, stats: this.stats, heldReason: held?.reason, warnings }, this.attempt))) throw new RunInterruptedError('superseded');
     if (held) this.log.warn({ counts, held: held.held, reason: held.reason }, 'run held for approval');
     else this.log.info({ counts, stats: this.stats, skipped: warnings.length }, 'run succeeded');
     return { kind: 'finished', run: (await this.runs.find(this.runId))! };
@@ -97,12 +115,18 @@ export class RunRecorder {
   async fail(error: string): Promise<ReconcileOutcome> {
     const counts = this.prior;
     this.stats.totalMs = Date.now() - this.started;
-    await this.runs.finish(this.runId, { status: 'failed', counts, stats: this.stats, error });
+    if (!(await this.runs.finish(this.runId, { status: 'failed', counts, stats: this.stats, error }, this.attempt))) throw new RunInterruptedError('superseded');
     return { kind: 'finished', run: (await this.runs.find(this.runId))! };
   }
 
   stop(): void {
     clearInterval(this.heartbeat);
+  }
+
+  /** Stops the heartbeat and waits for one in flight: a beat landing after abandonAttempt would make the run look alive again. */
+  async halt(): Promise<void> {
+    this.stop();
+    await this.beating;
   }
 }
 

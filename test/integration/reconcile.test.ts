@@ -106,7 +106,7 @@ describe('reconcile against a fake Okta and real Postgres', () => {
     const { run } = await runs.trigger(t.integrationId, 'manual', false);
     const scope = { runId: run.id, tenantId: t.tenantId, integrationId: t.integrationId };
     await runs.recordApplied(scope, [{ kind: 'group.created', externalId: '00gEarlier', subject: 'Earlier', detail: null }], { ids: false });
-    const recorder = await RunRecorder.start(runs, run.id, 60_000, silentLog);
+    const recorder = await RunRecorder.start(runs, run.id, 1, 60_000, silentLog);
     try {
       // This attempt's first batch commits (on a busy pool, possibly before a lazy read would run).
       await runs.recordApplied(scope, [{ kind: 'group.created', externalId: '00gMine', subject: 'Mine', detail: null }], { ids: false });

@@ -52,15 +52,16 @@ export class DirsyncProcess {
     await this.signal('SIGKILL');
   }
 
-  /** SIGTERM, the way an orchestrator stops it. */
-  async stop(): Promise<void> {
-    await this.signal('SIGTERM');
+  /** SIGTERM, the way an orchestrator stops it; resolves with the exit code (null if it was not running or died of a signal). */
+  async stop(): Promise<number | null> {
+    return this.signal('SIGTERM');
   }
 
-  private async signal(signal: NodeJS.Signals): Promise<void> {
-    if (!this.running) return;
-    const exited = new Promise((resolve) => this.child!.once('exit', resolve));
+  private async signal(signal: NodeJS.Signals): Promise<number | null> {
+    if (!this.running) return null;
+    // 'close', not 'exit': by then its output is read to the end (this.log is complete).
+    const exited = new Promise<number | null>((resolve) => this.child!.once('close', (code) => resolve(code)));
     this.child!.kill(signal);
-    await exited;
+    return exited;
   }
 }
