@@ -154,11 +154,13 @@ export function emptyPlan(): Plan {
 
 /**
  * What deleting an integration removes from its tenant, as a plan: every group it provisioned,
- * each membership going with its group. Its accounts stay (unowned, for the next integration
- * that provisions them to adopt), so no user operation is planned. Recorded as applied, these
- * are the deletion's events (IntegrationService.delete).
+ * each membership going with its group. By default its accounts stay (unowned, for the next
+ * integration that provisions them to adopt), so no user operation is planned; with
+ * `accounts: 'delete'` (the demo's reset) every account goes too, each a deprovision (recorded
+ * in `delete` mode: a `user.deleted` event). Recorded as applied, these are the deletion's
+ * events (IntegrationService.delete).
  */
-export function integrationRemovalPlan(local: Pick<LocalState, 'users' | 'groups' | 'memberships'>): Plan {
+export function integrationRemovalPlan(local: Pick<LocalState, 'users' | 'groups' | 'memberships'>, options: { accounts: 'keep' | 'delete' } = { accounts: 'keep' }): Plan {
   const plan = emptyPlan();
   const groupsDeleted: GroupDelete[] = [];
   const membershipsRemoved: Membership[] = [];
@@ -170,7 +172,9 @@ export function integrationRemovalPlan(local: Pick<LocalState, 'users' | 'groups
     }
     groupsDeleted.push({ externalId: group.externalId, name: group.name, members: members.length });
   }
-  return { ...plan, groupsDeleted, membershipsRemoved };
+  const usersDeprovisioned: UserDeprovision[] =
+    options.accounts === 'delete' ? sorted(local.users).map((u) => ({ externalId: u.externalId, userName: u.userName, reason: 'out-of-scope', user: null })) : [];
+  return { ...plan, groupsDeleted, membershipsRemoved, usersDeprovisioned };
 }
 
 export function isEmptyPlan(plan: Plan): boolean {

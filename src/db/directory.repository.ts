@@ -56,6 +56,31 @@ const LOCKED = sql<boolean>`exists (select 1 from locks l where l.account_id = a
 export class DirectoryRepository {
   constructor(private readonly db: Db) {}
 
+  /**
+   * Deletes an integration's accounts (their memberships and their tenant's locks on their
+   * people with them), then the people (users) they linked who have no account left in any
+   * tenant: a person exists only through accounts (SPEC "Identity"). For deleting an
+   * integration with its accounts (the demo's reset). Returns how many of each went.
+   */
+  async deleteAccountsOf(integrationId: string): Promise<{ accounts: number; people: number }> {
+    const gone = await this.db.deleteFrom('accounts').where('integration_id', '=', integrationId).returning(['user_id', 'tenant_id']).execute();
+    const linked = [...new Set(gone.map((a) => a.user_id).filter((id): id is string => id !== null))];
+    if (linked.length === 0) return { accounts: gone.length, people: 0 };
+    const tenantId = gone[0]!.tenant_id;
+    await this.db
+      .deleteFrom('locks')
+      .where('tenant_id', '=', tenantId)
+      .where('user_id', 'in', linked)
+      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('accounts').select('accounts.id').whereRef('accounts.user_id', '=', 'locks.user_id').whereRef('accounts.tenant_id', '=', 'locks.tenant_id'))))
+      .execute();
+    const people = await this.db
+      .deleteFrom('users')
+      .where('id', 'in', linked)
+      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('accounts').select('accounts.id').whereRef('accounts.user_id', '=', 'users.id'))))
+      .executeTakeFirst();
+    return { accounts: gone.length, people: Number(people.numDeletedRows) };
+  }
+
   /** The integration's whole local state, as the planner diffs a full read against. */
   async loadLocalState(integrationId: string, tenantId: string): Promise<LocalState> {
     const [users, groups, pairs, lockedOut, others] = await Promise.all([

@@ -129,8 +129,8 @@ export function fillDemoEnvironment(env: NodeJS.ProcessEnv, envFile = '.env'): s
  * The demo tenant, reset: the company starts over with each demo (the same people, ids and
  * groups), so what an earlier session left in the tenant (its hires, leavers, an approved mass
  * removal) is removed rather than reconciled as a surprise. Its integrations are deleted as the
- * CLI deletes them (their schedules too), then its directory with the people only it had. The
- * tenant stays with its event endpoints (someone may have pointed one at a receiver) and its
+ * CLI deletes them (their schedules too), with their accounts (each a user.deleted event) and
+ * the people only they had. The tenant stays with its event endpoints (someone may have pointed one at a receiver) and its
  * events: the reset is history too.
  */
 async function resetDemoTenant(db: Db, config: Config, okta: OktaDirectoryServer): Promise<DemoSetup> {
@@ -142,14 +142,15 @@ async function resetDemoTenant(db: Db, config: Config, okta: OktaDirectoryServer
     const queue = createQueue(config.queueName, redis);
     try {
       for (const integration of await integrations.list(DEMO_TENANT)) {
-        await integrations.delete(integration.id);
+        // Its accounts too, each a user.deleted event: a host app following the demo's feed
+        // (an endpoint the reset keeps) hears that the earlier session's people are gone.
+        await integrations.delete(integration.id, { accounts: 'delete' });
         await removeSchedule(queue, integration.id);
       }
     } finally {
       await queue.close();
       redis.disconnect();
     }
-    await tenants.clearDirectory(old.id);
   } else {
     await tenants.create(DEMO_TENANT, 'Demo company');
   }

@@ -7,7 +7,8 @@ import { IntegrationRepository } from '../db/integration.repository.js';
 import { RunRepository } from '../db/run.repository.js';
 
 /**
- * Deletes an integration in one transaction, with the events of what that removes from its
+ * Deletes an integration in one transaction (with `accounts: 'delete'`, its accounts too, each
+ * a `user.deleted` event, and the people only they linked: see integrationRemovalPlan), with the events of what that removes from its
  * tenant: `group.user_removed` for every membership and `group.deleted` for every group it
  * provisioned (with no run: `runId` null), recorded exactly as a run applying the same removals
  * would record them. Its accounts stay, unowned (no event: nothing about them changed for the
@@ -15,20 +16,22 @@ import { RunRepository } from '../db/run.repository.js';
  * DIRSYNC_RETENTION prunes them (migration 2026-11-30T0400, src/runs/retention.ts). Returns false if the
  * integration was already gone.
  */
-export async function deleteIntegration(db: Db, integration: Integration): Promise<boolean> {
+export async function deleteIntegration(db: Db, integration: Integration, options: { accounts: 'keep' | 'delete' } = { accounts: 'keep' }): Promise<boolean> {
   return db.transaction().execute(async (trx) => {
     // Taken first: a run's applying transaction commits before the state is read, and none starts after.
     const found = await new IntegrationRepository(trx).lockForDelete(integration.id);
     if (!found) return false;
     const local = await new DirectoryRepository(trx).loadLocalState(integration.id, integration.tenantId);
-    const plan = integrationRemovalPlan(local);
+    const plan = integrationRemovalPlan(local, options);
     const runs = new RunRepository(trx);
     const scope = { runId: null, tenantId: integration.tenantId, integrationId: integration.id };
-    for (const batch of describePlan(plan, { deprovisionMode: integration.deprovisionMode }, 2_000)) {
-      // A deleted group is described as it was (the rows are still here: this runs before the delete).
-      const before = batch.kind === 'groupsDeleted' ? await runs.describeSubjects(integration.id, batch.changes) : undefined;
+    const deprovisionMode = options.accounts === 'delete' ? 'delete' : integration.deprovisionMode;
+    for (const batch of describePlan(plan, { deprovisionMode }, 2_000)) {
+      // A deleted group or account is described as it was (the rows are still here: this runs before the delete).
+      const before = batch.kind === 'groupsDeleted' || batch.kind === 'usersDeprovisioned' ? await runs.describeSubjects(integration.id, batch.changes) : undefined;
       await runs.recordApplied(scope, batch.changes, { ...(before && { before }) });
     }
+    if (options.accounts === 'delete') await new DirectoryRepository(trx).deleteAccountsOf(integration.id);
     return new IntegrationRepository(trx).delete(integration.id);
   });
 }

@@ -287,10 +287,10 @@ export class IntegrationService {
     return integration;
   }
 
-  /** Deletes the integration, its groups and run history; events stay (see deleteIntegration). */
-  async delete(id: string): Promise<Integration> {
+  /** Deletes the integration, its groups and run history (its accounts too with `accounts: 'delete'`); events stay (see deleteIntegration). */
+  async delete(id: string, options: { accounts: 'keep' | 'delete' } = { accounts: 'keep' }): Promise<Integration> {
     const existing = await this.get(id);
-    if (!(await deleteIntegration(this.db, existing))) throw new NotFoundError(`integration ${id} does not exist: \`dirsync integration list\` shows the ids`);
+    if (!(await deleteIntegration(this.db, existing, options))) throw new NotFoundError(`integration ${id} does not exist: \`dirsync integration list\` shows the ids`);
     return existing;
   }
 

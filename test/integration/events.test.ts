@@ -242,6 +242,38 @@ describe('events when an integration is deleted', () => {
     expect(orphans).toEqual([]);
   });
 
+  it('with its accounts (the demo reset): user.deleted for each account as it was, then accounts, locks and the people only they had are gone', async () => {
+    const { okta, t, domain } = await oktaOrg('suspend');
+    await runNow(deps(), t.integrationId);
+    // u2 suspended: deprovisioned and locked here, and never provisioned in the other tenant below.
+    okta.updateUser('00u2', { status: 'SUSPENDED' });
+    await runNow(deps(), t.integrationId);
+    expect(await db.selectFrom('locks').select('user_id').where('tenant_id', '=', t.tenantId).execute()).toHaveLength(1);
+    // The same Okta app synced into another tenant: people with accounts there too.
+    const elsewhere = await createOktaIntegration(db, config, okta, { appId: '0oaApp' });
+    await runNow(deps(), elsewhere.integrationId);
+    const accounts = await db.selectFrom('accounts').select(['id', 'user_id', 'external_id']).where('integration_id', '=', t.integrationId).orderBy('external_id').execute();
+    expect(accounts).toHaveLength(3);
+    const made = await allEvents(t.tenantId);
+
+    await new IntegrationService(db, config).delete(t.integrationId, { accounts: 'delete' });
+
+    const removal = (await allEvents(t.tenantId)).slice(made.length);
+    // In the order a run records the same removals: memberships, then accounts, then the group.
+    expect(types(removal)).toEqual(['group.user_removed', 'group.user_removed', 'group.user_removed', 'user.deleted', 'user.deleted', 'user.deleted', 'group.deleted']);
+    const deleted = removal.filter((e) => e.type === 'user.deleted');
+    expect(deleted.map((e) => (e.data.account as { id: string }).id)).toEqual(accounts.map((a) => a.id));
+    expect(deleted[0]!.data).toMatchObject({ mode: 'delete', account: { userName: `u0@${domain}`, externalId: '00u0' } });
+    expect(await db.selectFrom('accounts').select('id').where('tenant_id', '=', t.tenantId).execute()).toEqual([]);
+    expect(await db.selectFrom('locks').select('user_id').where('tenant_id', '=', t.tenantId).execute()).toEqual([]);
+    const people = await db.selectFrom('users').select('id').where('id', 'in', accounts.map((a) => a.user_id)).execute();
+    // u0's and u1's people also have an account in the other tenant and stay; suspended u2 was never
+    // provisioned there, so its person, which only this integration's account linked, goes.
+    expect(people.map((p) => p.id).sort()).toEqual(accounts.slice(0, 2).map((a) => a.user_id).sort());
+    await new IntegrationService(db, config).delete(elsewhere.integrationId, { accounts: 'delete' });
+    expect(await db.selectFrom('users').select('id').where('id', 'in', accounts.map((a) => a.user_id)).execute()).toEqual([]);
+  });
+
   it("labels a membership removal that goes with a deprovision 'user deprovisioned'", async () => {
     for (const mode of ['remove-access', 'delete']) {
       const { okta, t } = await oktaOrg(mode);
