@@ -314,3 +314,41 @@ export function completeSnapshot(snapshot: Snapshot, local: LocalState, groupsOf
   }
   return { users: snapshot.users, groups: snapshot.groups, memberships, skipped: snapshot.skipped, suspicious: snapshot.suspicious };
 }
+
+/**
+ * The membership versions a run may record once everything it planned was applied (no record
+ * refused, nothing held): `{externalId, version}` for each group whose members it read from the
+ * IdP and whose listing names no record the run skipped. A recorded version means "the tenant's
+ * members are the IdP's at this version": the next run does not re-read the group while its
+ * version is unchanged and takes its members from the tenant (completeSnapshot).
+ *
+ * That promise does not hold for a group that lists a skipped record (unreadable, clashing, or
+ * in conflict with another integration's account): a record not taken gains no membership
+ * (SPEC "Safety", per-record isolation), so the tenant lacks what the IdP lists. Were the
+ * version recorded, the group would not be read again once the record is readable (its version
+ * does not change when one of its members is fixed), and the account would never gain the
+ * membership (SPEC "Group": members mirror the IdP). Such a group keeps the version recorded
+ * before, which differs from the IdP's, so it is read again every run until the record is taken.
+ * Groups whose members were taken from the tenant (`unread`) were not read: recording them
+ * again would postpone their periodic full read for ever.
+ *
+ * @param snapshot the run's snapshot; `memberships` as read or completed, groups carrying
+ *   `membersVersion` (Okta's lastMembershipUpdated, a pushed SCIM group's version)
+ * @param unread the groups whose members were not read (the read's `unreadMembers`)
+ * @param skipped every record the run skipped: the snapshot's, and the planner's clashes and conflicts
+ */
+export function settledMemberVersions(
+  snapshot: Pick<Snapshot, 'groups' | 'memberships'>,
+  unread: ReadonlySet<string> | undefined,
+  skipped: readonly SkippedRecord[],
+): { externalId: string; version: string }[] {
+  const skippedUsers = new Set(skipped.flatMap((r) => (r.kind === 'user' && r.externalId !== null ? [r.externalId] : [])));
+  const settled: { externalId: string; version: string }[] = [];
+  for (const group of snapshot.groups.values()) {
+    if (!group.membersVersion || unread?.has(group.externalId)) continue;
+    const members = snapshot.memberships.get(group.externalId);
+    if (members && skippedUsers.size > 0 && [...members].some((id) => skippedUsers.has(id))) continue;
+    settled.push({ externalId: group.externalId, version: group.membersVersion });
+  }
+  return settled;
+}

@@ -8,7 +8,7 @@ import type { LocalState, Snapshot } from '../core/model.js';
 import { planCounts, totalChanges } from '../core/plan.js';
 import type { Policy } from '../core/policy.js';
 import type { TenantCounts } from '../core/safety.js';
-import { SnapshotError, completeSnapshot } from '../core/snapshot.js';
+import { SnapshotError, completeSnapshot, settledMemberVersions } from '../core/snapshot.js';
 import { DecryptionError } from '../crypto.js';
 import { type Db, isDataError } from '../db/database.js';
 import { DirectoryRepository } from '../db/directory.repository.js';
@@ -148,13 +148,9 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
       recorder.stat('pushesApplied', settled.length);
     }
     if (result.skipped.length === 0) {
-      // Everything read was applied: next time, groups whose membership version is unchanged need not be re-read.
-      await new DirectoryRepository(deps.db).recordMemberVersions(
-        integration.id,
-        [...snapshot.groups.values()].flatMap((g) =>
-          g.membersVersion && !snapshot.unreadMembers?.has(g.externalId) ? [{ externalId: g.externalId, version: g.membersVersion }] : [],
-        ),
-      );
+      // Everything planned was applied: next time, groups whose membership version is unchanged
+      // need not be re-read; but for groups listing a skipped record, which lack its membership.
+      await new DirectoryRepository(deps.db).recordMemberVersions(integration.id, settledMemberVersions(snapshot, read.unread, decision.skipped));
     }
     return await recorder.finish('succeeded', counts, skipped);
   } catch (error) {
@@ -191,6 +187,8 @@ type ReadResult =
       readonly kind: 'read';
       readonly local: LocalState;
       readonly snapshot: Snapshot;
+      /** Groups whose members were taken from the tenant, not read (the connector's `unreadMembers`). */
+      readonly unread?: ReadonlySet<string>;
       readonly current: TenantCounts;
       /** For a scim integration: the pushed writes this read covers, to settle once applied. */
       readonly pushes?: readonly UnappliedWrite[];
@@ -258,7 +256,7 @@ async function readTenantAndIdp(
       }
     }
     recorder.read(connector.stats, Date.now() - readStart, snapshot);
-    return { kind: 'read', local, snapshot: complete, current, ...(pushes && { pushes }) };
+    return { kind: 'read', local, snapshot: complete, current, ...(snapshot.unreadMembers && { unread: snapshot.unreadMembers }), ...(pushes && { pushes }) };
   } catch (error) {
     if (credentials) scrubCredentials(error, credentials);
     if (!(error instanceof IdpReadError || error instanceof SnapshotError)) throw error;

@@ -196,6 +196,56 @@ describe('reconcile against a fake Okta and real Postgres', () => {
     expect((await runNow(deps(), t.integrationId)).counts).toEqual(zeroCounts());
   });
 
+  it('gives a record skipped as unreadable every membership and attribute the IdP gave it meanwhile, once it is readable', async () => {
+    await runNow(deps(), t.integrationId);
+    const bob = () => users().then((u) => u.find((x) => x.userName === `bob.king@${domain}`));
+    expect(await bob()).toMatchObject({ groups: ['Engineering'] });
+
+    // Bob's login becomes unreadable: he is skipped (kept as he is), and everything else applies.
+    okta.updateUser('00uBob', { profile: { login: undefined as unknown as string } });
+    let run = await runNow(deps(), t.integrationId);
+    expect(run.status).toBe('succeeded');
+    expect(run.warnings.map((w) => w.externalId)).toEqual(['00uBob']);
+
+    // While he is skipped: a new group with him in it is assigned to the app, he joins Ops, his
+    // email changes. He gains nothing yet (a record not taken gains nothing); Cat joins Sales.
+    okta.addGroup('Sales', { id: '00gSales' });
+    okta.addMember('00gSales', '00uBob');
+    okta.addMember('00gSales', '00uCat');
+    okta.apps.get(APP)!.groups.add('00gSales');
+    okta.addMember('00gOps', '00uBob');
+    okta.updateUser('00uBob', { profile: { email: 'bob@new.example.test' } });
+    run = await runNow(deps(), t.integrationId);
+    expect(run.counts).toEqual({ ...zeroCounts(), groupsCreated: 1, membershipsAdded: 1 });
+    expect(await bob()).toMatchObject({ email: `bob.king@${domain}`, groups: ['Engineering'] });
+
+    // Readable again: neither group's membership version moves, yet Bob gains both, and his email.
+    okta.updateUser('00uBob', { profile: { login: `bob.king@${domain}` } });
+    run = await runNow(deps(), t.integrationId);
+    expect(run.warnings).toEqual([]);
+    expect(run.counts).toEqual({ ...zeroCounts(), usersUpdated: 1, membershipsAdded: 2 });
+    expect(await bob()).toMatchObject({ email: 'bob@new.example.test', groups: ['Engineering', 'Ops', 'Sales'] });
+    expect((await groups()).find((g) => g.name === 'Sales')).toMatchObject({ members: [`bob.king@${domain}`, `cat.ray@${domain}`] });
+
+    // Converged: the versions are recorded now, and the next run reads no group's members.
+    const memberReads = () => okta.requests.filter((r) => /\/api\/v1\/groups\/[^/]+\/users/.test(r));
+    okta.requests.length = 0;
+    expect((await runNow(deps(), t.integrationId)).counts).toEqual(zeroCounts());
+    expect(memberReads()).toEqual([]);
+  });
+
+  it('does not count groups whose members were not read as read: their periodic full read is not postponed', async () => {
+    await runNow(deps(), t.integrationId);
+    const readAt = () =>
+      db.selectFrom('groups').select(['external_id', 'members_read_at']).where('integration_id', '=', t.integrationId).orderBy('external_id').execute();
+    const before = await readAt();
+    expect(before.every((g) => g.members_read_at !== null)).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const run = await runNow(deps(), t.integrationId);
+    expect(run.stats).toMatchObject({ membersSkipped: 2 });
+    expect(await readAt()).toEqual(before);
+  });
+
   it('gives a login to a new person once its owner was renamed, in the same run', async () => {
     await runNow(deps(), t.integrationId);
     okta.updateUser('00uAnn', { profile: { login: `ann.old@${domain}`, email: `ann.old@${domain}` } });

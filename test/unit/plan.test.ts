@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { emptyLocalState } from '../../src/core/model.js';
 import { isEmptyPlan, plan, planCounts } from '../../src/core/plan.js';
 import { DEFAULT_POLICY } from '../../src/core/policy.js';
+import { settledMemberVersions } from '../../src/core/snapshot.js';
 import { group, local, localGroup, localUser, snapshot, user } from '../support/builders.js';
 
 const suspend = DEFAULT_POLICY;
@@ -236,5 +237,55 @@ describe('plan, per-record isolation (SPEC "Safety")', () => {
     );
     expect(p.usersCreated).toEqual([]);
     expect(p.groupsDeleted).toEqual([]);
+  });
+});
+
+describe('settledMemberVersions: a group listing a record not taken is read again next run', () => {
+  const bad = (externalId: string) => ({ kind: 'user' as const, externalId, subject: externalId, reason: 'Okta user has no profile.login', active: true });
+  const ann = user('u1', { userName: 'ann@x.test' });
+  const bob = user('u2', { userName: 'bob@x.test' });
+  const sales = { ...group('g1', { name: 'Sales' }), membersVersion: 'v1' };
+  const ops = { ...group('g2', { name: 'Ops' }), membersVersion: 'v2' };
+  const listing = (members: Record<string, string[]>) => new Map(Object.entries(members).map(([g, m]) => [g, new Set(m)]));
+
+  it('records no version for a group whose listing names a skipped record, which gains no membership', () => {
+    // Ann is skipped as unreadable while Sales, listing her, is created: she is not added.
+    const read = { ...snapshot([bob], [sales, ops]), memberships: listing({ g1: ['u1', 'u2'], g2: ['u2'] }), skipped: [bad('u1')] };
+    const p = plan(local([localUser(ann), localUser(bob)], []), read, suspend);
+    expect(p.membershipsAdded.map((m) => `${m.userExternalId} in ${m.groupExternalId}`)).toEqual(['u2 in g1', 'u2 in g2']);
+    expect(settledMemberVersions(read, undefined, p.skipped)).toEqual([{ externalId: 'g2', version: 'v2' }]);
+
+    // Readable again, Sales unchanged: read again (not taken from the tenant), Ann gains it.
+    const fixed = { ...snapshot([ann, bob], [sales, ops]), memberships: listing({ g1: ['u1', 'u2'], g2: ['u2'] }) };
+    const after = local([localUser(ann), localUser(bob)], [localGroup(sales), localGroup(ops)], { g1: ['u2'], g2: ['u2'] });
+    const next = plan(after, fixed, suspend);
+    expect(next.membershipsAdded.map((m) => `${m.userExternalId} in ${m.groupExternalId}`)).toEqual(['u1 in g1']);
+    expect(settledMemberVersions(fixed, undefined, next.skipped)).toEqual([
+      { externalId: 'g1', version: 'v1' },
+      { externalId: 'g2', version: 'v2' },
+    ]);
+  });
+
+  it('counts the records the planner skips too: a login another enabled integration owns, two logins alike', () => {
+    const owned = {
+      ...local([localUser(ann), localUser(bob)], []),
+      others: new Map([['carl@x.test', { accountId: 'acc-9', ownedByEnabled: 'int-2' }]]),
+    };
+    const renamed = { ...snapshot([user('u1', { userName: 'carl@x.test' }), bob], [sales, ops], { g1: ['u1'], g2: ['u2'] }) };
+    const conflict = plan(owned, renamed, suspend);
+    expect(conflict.skipped.map((r) => r.externalId)).toEqual(['u1']);
+    expect(settledMemberVersions(renamed, undefined, conflict.skipped)).toEqual([{ externalId: 'g2', version: 'v2' }]);
+
+    const alike = snapshot([user('u1', { userName: 'ann@x.test' }), user('u3', { userName: 'ANN@x.test' }), bob], [sales, ops], { g1: ['u3'], g2: ['u2'] });
+    const clash = plan(local([localUser(ann), localUser(bob)], []), alike, suspend);
+    expect(clash.skipped.map((r) => r.externalId)).toEqual(['u1', 'u3']);
+    expect(settledMemberVersions(alike, undefined, clash.skipped)).toEqual([{ externalId: 'g2', version: 'v2' }]);
+  });
+
+  it('records no version for groups whose members were not read, nor for groups without one', () => {
+    const read = snapshot([bob], [sales, ops, group('g3')], { g1: ['u2'], g2: ['u2'], g3: ['u2'] });
+    expect(settledMemberVersions(read, new Set(['g1']), [])).toEqual([{ externalId: 'g2', version: 'v2' }]);
+    // A record skipped without an id names no member.
+    expect(settledMemberVersions(read, undefined, [{ kind: 'user', externalId: null, subject: '?', reason: 'no id' }])).toHaveLength(2);
   });
 });
