@@ -18,10 +18,11 @@ export function registerAuditCommand(program: Command): void {
         const rows = await new AuditRepository(ctx.db).list({ since, limit });
         emit(opts.json, rows, () =>
           table(
-            ['at', 'actor', 'action', 'target', 'tenant', 'source', 'outcome'],
+            ['at', 'actor', 'role', 'action', 'target', 'tenant', 'source', 'outcome'],
             rows.map((r) => [
               r.at,
               r.actor,
+              r.role,
               r.action,
               r.target ? `${r.target.type} ${r.target.id ?? ''}`.trim() : null,
               r.tenant,

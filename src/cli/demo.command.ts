@@ -19,10 +19,13 @@ export function registerDemoCommand(program: Command): void {
     .option('--people <n>', 'how many people the demo company starts with', whole('--people', 10, 20_000), 500)
     .action(async (opts: { tick: number; people: number }) => {
       const { runDemo } = await import('../demo/demo.js');
+      const say = (line: string) => process.stdout.write(`${line}\n`);
       const stop = new Promise<string>((resolve) => {
         process.once('SIGINT', () => resolve('SIGINT'));
         process.once('SIGTERM', () => resolve('SIGTERM'));
       });
-      await runDemo({ tickMs: opts.tick * 1000, people: opts.people, say: (line) => process.stdout.write(`${line}\n`) }, stop);
+      void stop.then(() => say('stopping the demo: the server, the worker and the demo IdP…'));
+      await runDemo({ tickMs: opts.tick * 1000, people: opts.people, say }, stop);
+      say('demo stopped; `npx dirsync demo` starts it again (the demo tenant is reset)');
     });
 }

@@ -7,6 +7,7 @@ import type { Db } from '../db/database.js';
 export { type Target, locate };
 import { type Target, locate, notFoundFor } from '../access/targets.js';
 import type { Logger } from '../log.js';
+import { apiWording } from './api-wording.js';
 
 /**
  * Finds a request's target (undefined: none in particular, as for a list). Throws NotFoundError (with the message a missing one gets, so a
@@ -136,7 +137,9 @@ export async function writeAudit(db: Db, log: Logger | undefined, request: Fasti
   if (!audit || !principal) return;
   audits.delete(request);
   const status = reply.statusCode;
-  const outcome = audit.refused ? 'refused' : status < 400 ? 'ok' : 'failed';
+  // A 4xx is dirsync saying no (bad input, a credential redirect, a run not held): refused,
+  // as an access refusal is; a 5xx is a failure.
+  const outcome = audit.refused || (status >= 400 && status < 500) ? 'refused' : status < 400 ? 'ok' : 'failed';
   if (!audit.always && outcome !== 'refused') return;
   await new AuditRepository(db)
     .append({
@@ -150,7 +153,7 @@ export async function writeAudit(db: Db, log: Logger | undefined, request: Fasti
       tenantId: audit.target?.tenantId ?? null,
       source: request.ip,
       outcome,
-      reason: audit.refused ?? (outcome === 'failed' ? (audit.failed ?? `HTTP ${status}`) : null),
+      reason: audit.refused ?? (outcome === 'ok' ? null : apiWording(audit.failed ?? `HTTP ${status}`)),
       detail: audit.detail ?? null,
     })
     .catch((error: Error) => log?.error({ err: error.message, action: audit.action }, 'audit log write failed'));

@@ -117,6 +117,7 @@ describe('dirsync demo', () => {
     } finally {
       const stopped = await stopDemo(first.child);
       expect(stopped.code, first.output()).toBe(0);
+      expect(first.output()).toMatch(/stopping the demo[^\n]*\n(.*\n)*demo stopped;/);
       expect(stopped.ms).toBeLessThan(10_000);
     }
 

@@ -297,5 +297,15 @@ describe('issue 17, done when: a tenant-scoped operator token', () => {
     );
     expect(byToken.filter((r) => r === 'integration.update refused')).toHaveLength(2);
     expect(rows).toContainEqual(expect.objectContaining({ action: 'token.create', outcome: 'ok', target: { type: 'token', id: tokenId } }));
+
+    // A tenant admin may PATCH, but not move the credentials to another host without them: a
+    // refusal (400) the audit log files as refused, worded for the API (fields, not CLI flags).
+    const admin = (await call({ method: 'POST', url: '/api/v1/tokens', payload: { role: 'admin', tenant: tenant.tenantSlug, name: 'acme-admin' } })).json() as { token: string; id: string };
+    const moved = await call({ method: 'PATCH', url: `/api/v1/integrations/${tenant.integrationId}`, payload: { baseUrl: 'https://evil.example.com', verify: false }, token: admin.token });
+    expect(moved.statusCode).toBe(400);
+    const after = (await call({ method: 'GET', url: '/api/v1/audit?since=1h&limit=1000' })).json().items as { tokenId: string | null; action: string; outcome: string; reason: string | null }[];
+    const refusal = after.find((r) => r.tokenId === admin.id && r.action === 'integration.update');
+    expect(refusal).toMatchObject({ outcome: 'refused', reason: expect.stringContaining('give token in the same update') });
+    expect(refusal!.reason).not.toContain('--');
   });
 });
