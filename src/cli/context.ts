@@ -3,8 +3,7 @@ import { type Config, loadConfig } from '../config.js';
 import { type Db, createDb } from '../db/database.js';
 import { type Logger, createLogger } from '../log.js';
 import { UserError } from '../errors.js';
-import { type DirsyncQueue, createQueue } from '../queue/queue.js';
-import { createRedis } from '../queue/redis.js';
+import type { DirsyncQueue } from '../queue/queue.js';
 
 /**
  * What a command needs, opened on first use and closed once at exit, so `dirsync tenant list`
@@ -27,8 +26,10 @@ export class CliContext {
     return this.dbInstance;
   }
 
-  get redis(): Redis {
+  /** Redis, connecting on first use (ioredis and BullMQ load only then: most commands never queue, and every CLI start pays for what it loads). */
+  async redis(): Promise<Redis> {
     if (!this.redisInstance) {
+      const { createRedis } = await import('../queue/redis.js');
       this.redisInstance = createRedis(this.config.redisUrl, 'client');
       // Connection errors surface on the command that needed Redis; do not also log them.
       this.redisInstance.on('error', () => {});
@@ -41,7 +42,7 @@ export class CliContext {
    * command says within seconds that Redis is unreachable instead.
    */
   async queue(): Promise<DirsyncQueue> {
-    const redis = this.redis;
+    const redis = await this.redis();
     if (redis.status !== 'ready') {
       await new Promise<void>((resolve, reject) => {
         const fail = () => {
@@ -59,6 +60,7 @@ export class CliContext {
       });
     }
     if (!this.queueInstance) {
+      const { createQueue } = await import('../queue/queue.js');
       this.queueInstance = createQueue(this.config.queueName, redis);
       this.queueInstance.on('error', () => {});
     }

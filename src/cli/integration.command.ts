@@ -3,7 +3,6 @@ import type { Command } from 'commander';
 import { UserError } from '../errors.js';
 import { type ConnectionReport, VerificationError, describeReport, failedCount } from '../integrations/connection-check.js';
 import { type IntegrationOptions, IntegrationService } from '../integrations/integration.service.js';
-import { removeSchedule, syncSchedule } from '../queue/queue.js';
 import { emit, jsonOption, table } from './output.js';
 import { withContext } from './run-command.js';
 import { RefusedError, audited } from './audited.js';
@@ -147,7 +146,7 @@ export function registerIntegrationCommands(program: Command): void {
         () => showingFailedCheck(opts.json, () => service.create({ ...options, tenant: opts.tenant, provider: opts.provider })),
         { detail: { tenant: opts.tenant, provider: opts.provider, fields: fieldsSet(opts) }, created: (r) => ({ id: r.integration.id, tenantId: r.integration.tenantId }) },
       );
-      await syncSchedule(queue, created);
+      await (await import('../queue/queue.js')).syncSchedule(queue, created);
       const view = { ...service.view(created), ...issued, check };
       emit(opts.json, view, () =>
         'scimToken' in issued
@@ -177,7 +176,7 @@ export function registerIntegrationCommands(program: Command): void {
         const { integration: updated, check } = await audited(ctx, 'integration.update', { type: 'integration', id }, () => showingFailedCheck(opts.json, () => service.update(id, options)), {
           detail: { fields: fieldsSet(opts) },
         });
-        await syncSchedule(queue, updated);
+        await (await import('../queue/queue.js')).syncSchedule(queue, updated);
         emit(opts.json, { ...service.view(updated), check }, () => (check ? `updated integration ${id}; ${checkedLine(check)}` : `updated integration ${id}`));
       }),
   );
@@ -235,7 +234,7 @@ export function registerIntegrationCommands(program: Command): void {
           const queue = await ctx.queue();
           const service = new IntegrationService(ctx.db, ctx.config);
           const updated = await audited(ctx, `integration.${name}`, { type: 'integration', id }, () => service.setEnabled(id, enabled));
-          await syncSchedule(queue, updated);
+          await (await import('../queue/queue.js')).syncSchedule(queue, updated);
           emit(opts.json, service.view(updated), () => `integration ${id} ${enabled ? 'enabled' : 'disabled'}`);
         }),
       );
@@ -257,7 +256,7 @@ export function registerIntegrationCommands(program: Command): void {
           }
           return service.delete(id);
         });
-        await removeSchedule(queue, id);
+        await (await import('../queue/queue.js')).removeSchedule(queue, id);
         emit(opts.json, service.view(deleted), () => `deleted integration ${id}`);
       }),
     );

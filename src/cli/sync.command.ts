@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import ora from 'ora';
 import { RunRepository, type RunSummary } from '../db/run.repository.js';
 import { NotFoundError, UserError } from '../errors.js';
 import { IntegrationService } from '../integrations/integration.service.js';
@@ -22,7 +21,7 @@ async function waitForRun(
   options: { showProgress: boolean; noWorkerMs?: number },
 ): Promise<RunSummary> {
   // A spinner on stderr while it waits (ora: cursor, redraws and clean-up on exit handled).
-  const spinner = options.showProgress ? ora({ stream: process.stderr }).start() : undefined;
+  const spinner = options.showProgress ? (await import('ora')).default({ stream: process.stderr }).start() : undefined;
   try {
     return await waitForRunEnd(ctx.db, runId, {
       timeoutMs,

@@ -4,7 +4,7 @@ import type { RunTrigger } from '../db/schema.js';
 import { NotFoundError, UserError } from '../errors.js';
 import { IntegrationService } from '../integrations/integration.service.js';
 import type { Config } from '../config.js';
-import { type DirsyncQueue, enqueueRun } from '../queue/queue.js';
+import type { DirsyncQueue } from '../queue/queue.js';
 import { withTimeout } from '../queue/timeout.js';
 
 /** The queue did not take a run's job in time: the caller answers "try again later". */
@@ -48,7 +48,7 @@ export async function queueRun(
   const result = await runs.trigger(integrationId, trigger, options.dryRun ?? false);
   // Always (re-)add: if an earlier enqueue was lost (Redis away), this repairs it.
   try {
-    const enqueued = enqueueRun(deps.queue, result.run);
+    const enqueued = enqueue(deps.queue, result.run);
     await (options.enqueueTimeoutMs === undefined ? enqueued : withTimeout(enqueued, options.enqueueTimeoutMs, () => new QueueUnavailableError(`the queue did not answer within ${options.enqueueTimeoutMs} ms`)));
   } catch (error) {
     if (result.created) await runs.deleteQueued(result.run.id);
@@ -67,7 +67,7 @@ export async function queueRun(
 export async function queuePushRun(deps: { db: Db; queue: DirsyncQueue }, integrationId: string, enqueueTimeoutMs: number): Promise<RunSummary> {
   const { run, created } = await new RunRepository(deps.db).trigger(integrationId, 'scim', false);
   if (created) {
-    await withTimeout(enqueueRun(deps.queue, run), enqueueTimeoutMs, () => new QueueUnavailableError(`the queue did not answer within ${enqueueTimeoutMs} ms`));
+    await withTimeout(enqueue(deps.queue, run), enqueueTimeoutMs, () => new QueueUnavailableError(`the queue did not answer within ${enqueueTimeoutMs} ms`));
   }
   return run;
 }
@@ -89,7 +89,7 @@ export async function approveRun(deps: { db: Db; config: Config; queue: DirsyncQ
     throw new UserError(`integration ${integration.id} is disabled: enable it before approving its runs`);
   }
   const approval = await runs.createApproval(held);
-  await enqueueRun(deps.queue, approval);
+  await enqueue(deps.queue, approval);
   return approval;
 }
 
@@ -108,4 +108,9 @@ export async function rejectRun(deps: { db: Db }, runId: string, by = 'an admin'
     throw new UserError(`run ${runId} is ${held.status === 'held' ? 'no longer held' : `${held.status}, not held`}: only a held run can be rejected`);
   }
   return (await runs.find(runId))!;
+}
+
+/** enqueueRun, with the queue module loaded on first use: the CLI loads this module for every command, BullMQ only for those that queue. */
+async function enqueue(...args: Parameters<typeof import('../queue/queue.js').enqueueRun>): ReturnType<typeof import('../queue/queue.js').enqueueRun> {
+  return (await import('../queue/queue.js')).enqueueRun(...args);
 }

@@ -88,5 +88,5 @@ describe('/metrics counters (dirsync start)', () => {
 
     expect(await cli.json<RunSummaryJson>(['sync', ids[1]!, '--wait'])).toMatchObject({ status: 'succeeded' });
     expect(sample(await scrape(), RUNS)).toBe(3);
-  });
+  }, 120_000);
 });
