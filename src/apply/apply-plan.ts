@@ -116,7 +116,7 @@ export const USER_DEPROVISIONED = 'user deprovisioned';
  * in remove-access or delete mode, a group, a lifted lock), and updates, whose rename may move
  * the account to another person (the event's `changes.personId`).
  */
-const DESCRIBED_BEFORE: ReadonlySet<PlanKind> = new Set(['usersDeprovisioned', 'groupsDeleted', 'usersReprovisioned', 'usersUpdated']);
+export const DESCRIBED_BEFORE: ReadonlySet<PlanKind> = new Set(['usersDeprovisioned', 'groupsDeleted', 'usersReprovisioned', 'usersUpdated']);
 
 const REFUSED = 'another enabled integration of this tenant took an account with this userName while the run was applying';
 

@@ -7,6 +7,9 @@ import { emit, jsonOption, table } from './output.js';
 import { withContext } from './run-command.js';
 import { RefusedError, audited } from './audited.js';
 
+/** The schedule functions, loaded when a command changes a schedule: BullMQ is not loaded for every CLI start. */
+const queueModule = () => import('../queue/queue.js');
+
 interface OptionFlags extends Omit<IntegrationOptions, 'oktaPrivateKey'> {
   oktaPrivateKeyFile?: string;
   tokenFile?: string;
@@ -146,7 +149,7 @@ export function registerIntegrationCommands(program: Command): void {
         () => showingFailedCheck(opts.json, () => service.create({ ...options, tenant: opts.tenant, provider: opts.provider })),
         { detail: { tenant: opts.tenant, provider: opts.provider, fields: fieldsSet(opts) }, created: (r) => ({ id: r.integration.id, tenantId: r.integration.tenantId }) },
       );
-      await (await import('../queue/queue.js')).syncSchedule(queue, created);
+      await (await queueModule()).syncSchedule(queue, created);
       const view = { ...service.view(created), ...issued, check };
       emit(opts.json, view, () =>
         'scimToken' in issued
@@ -176,7 +179,7 @@ export function registerIntegrationCommands(program: Command): void {
         const { integration: updated, check } = await audited(ctx, 'integration.update', { type: 'integration', id }, () => showingFailedCheck(opts.json, () => service.update(id, options)), {
           detail: { fields: fieldsSet(opts) },
         });
-        await (await import('../queue/queue.js')).syncSchedule(queue, updated);
+        await (await queueModule()).syncSchedule(queue, updated);
         emit(opts.json, { ...service.view(updated), check }, () => (check ? `updated integration ${id}; ${checkedLine(check)}` : `updated integration ${id}`));
       }),
   );
@@ -234,7 +237,7 @@ export function registerIntegrationCommands(program: Command): void {
           const queue = await ctx.queue();
           const service = new IntegrationService(ctx.db, ctx.config);
           const updated = await audited(ctx, `integration.${name}`, { type: 'integration', id }, () => service.setEnabled(id, enabled));
-          await (await import('../queue/queue.js')).syncSchedule(queue, updated);
+          await (await queueModule()).syncSchedule(queue, updated);
           emit(opts.json, service.view(updated), () => `integration ${id} ${enabled ? 'enabled' : 'disabled'}`);
         }),
       );
@@ -256,7 +259,7 @@ export function registerIntegrationCommands(program: Command): void {
           }
           return service.delete(id);
         });
-        await (await import('../queue/queue.js')).removeSchedule(queue, id);
+        await (await queueModule()).removeSchedule(queue, id);
         emit(opts.json, service.view(deleted), () => `deleted integration ${id}`);
       }),
     );

@@ -1,4 +1,4 @@
-import { describePlan } from '../apply/apply-plan.js';
+import { DESCRIBED_BEFORE, describePlan } from '../apply/apply-plan.js';
 import { integrationRemovalPlan } from '../core/plan.js';
 import type { Db } from '../db/database.js';
 import { DirectoryRepository } from '../db/directory.repository.js';
@@ -27,8 +27,8 @@ export async function deleteIntegration(db: Db, integration: Integration, option
     const scope = { runId: null, tenantId: integration.tenantId, integrationId: integration.id };
     const deprovisionMode = options.accounts === 'delete' ? 'delete' : integration.deprovisionMode;
     for (const batch of describePlan(plan, { deprovisionMode }, 2_000)) {
-      // A deleted group or account is described as it was (the rows are still here: this runs before the delete).
-      const before = batch.kind === 'groupsDeleted' || batch.kind === 'usersDeprovisioned' ? await runs.describeSubjects(integration.id, batch.changes) : undefined;
+      // Described as a run applying them would be: a removed subject as it was (its rows are still here).
+      const before = DESCRIBED_BEFORE.has(batch.kind) ? await runs.describeSubjects(integration.id, batch.changes) : undefined;
       await runs.recordApplied(scope, batch.changes, { ...(before && { before }) });
     }
     if (options.accounts === 'delete') await new DirectoryRepository(trx).deleteAccountsOf(integration.id);
