@@ -167,8 +167,7 @@ describe('SCIM "Done when": an Okta app pushing to a scim integration', () => {
   // SPEC, "Events": every applied change, from any source, is an event for the host app; user.deprovisioned
   // carries (mode, reason, lock), user.reprovisioned (lock lifted). `dirsync events --tenant <slug>` is in the
   // SPEC's command list.
-  // Skipped until issue #15 (events) lands: `dirsync events` does not exist yet.
-  it.skip('the deactivation and the reactivation reach the host app as events (dirsync events)', async () => {
+  it('the deactivation and the reactivation reach the host app as events (dirsync events)', async () => {
     const milton = people[1]!;
     const { events } = await cli.json<{ events: { type: string; data: unknown }[] }>(['events', '--tenant', TENANT]);
     expect(events.some((e) => e.type === 'user.deprovisioned' && JSON.stringify(e.data).includes(milton.userName))).toBe(true);
