@@ -46,6 +46,70 @@ export interface SnapshotSource {
   readonly stats: ReadStats;
 }
 
+/**
+ * Users and groups a targeted run reads (SPEC "Run": `targeted`): named by an event, a push, a
+ * change feed, or an operator (`dirsync sync <id> --user LOGIN`).
+ */
+export interface SubjectNames {
+  /** IdP user ids (Okta user id; authentik user pk, as a string). */
+  readonly userIds: readonly string[];
+  /** Logins as an operator types them: the IdP resolves each to its user. */
+  readonly logins: readonly string[];
+  /** IdP group ids (Okta group id; authentik group pk, a uuid). */
+  readonly groupIds: readonly string[];
+}
+
+export const NO_SUBJECTS: SubjectNames = Object.freeze({ userIds: [], logins: [], groupIds: [] });
+
+/**
+ * What the IdP says now of named users and groups (a targeted read). Nothing here is a full
+ * listing: a user or group absent from `snapshot` was read and found out of scope or gone.
+ */
+export interface SubjectRead {
+  /**
+   * Built with SnapshotBuilder (records that cannot be taken are in `skipped`):
+   * - `users`: the named users that are in scope, and every member of a named group in scope
+   *   (members of a group in scope are in scope);
+   * - `groups`: the named groups that are in scope;
+   * - `memberships`: each named group in scope with all its members.
+   */
+  readonly snapshot: Snapshot;
+  /** Every named user read (logins resolved to ids), in scope or not. */
+  readonly userIds: readonly string[];
+  /** Named logins that no IdP user has. */
+  readonly unknownLogins: readonly string[];
+  /** Named users in scope -> the ids of every IdP group they belong to (in scope or not). */
+  readonly groupsOf: ReadonlyMap<string, readonly string[]>;
+  /** Every named group read, in scope or not. */
+  readonly groupIds: readonly string[];
+}
+
+/** Changes read from an IdP's change feed since a cursor (an incremental run). */
+export type ChangeFeedRead =
+  | {
+      readonly kind: 'changes';
+      /** The users and groups the changes name: a targeted read of these follows. */
+      readonly names: SubjectNames;
+      /** Changes that cannot be narrowed to subjects (an app-level change), one sentence each: the run reads the whole scope. */
+      readonly unnarrowable: readonly string[];
+      /** Events read (after dropping duplicates). */
+      readonly events: number;
+      /** Where the next read starts: store it once this run's changes are applied. */
+      readonly cursor: string;
+    }
+  /** The feed cannot be read (scope missing, cursor too old, ...): the run reads the whole scope instead, saying why. */
+  | { readonly kind: 'unavailable'; readonly reason: string };
+
+/** A connector that can read named subjects alone, and (optionally) a change feed. */
+export interface TargetedSource {
+  /** Reads the named users and groups. Throws IdpReadError when a request fails after retries. */
+  readSubjects(names: SubjectNames, signal?: AbortSignal): Promise<SubjectRead>;
+  /** A cursor from which the feed yields every change made at or after `at` (taken when a full read starts). */
+  feedCursorAt?(at: Date): string;
+  /** Changes since `cursor`. Never throws for a feed it cannot read: answers `unavailable`. */
+  readChanges?(cursor: string, signal?: AbortSignal): Promise<ChangeFeedRead>;
+}
+
 export interface Connector extends SnapshotSource {
   /**
    * Reads one page from every endpoint a sync uses, each once without retries, and says per
