@@ -5,6 +5,7 @@ import type { DeprovisionMode, Policy } from '../core/policy.js';
 import { type Db, isDataError } from '../db/database.js';
 import { DirectoryRepository, type WriteScope } from '../db/directory.repository.js';
 import { type NewRunChange, RunRepository } from '../db/run.repository.js';
+import { type Fence, fenceFor } from '../runs/read-stamps.js';
 
 /** Operations per transaction: large enough that round trips do not dominate, small enough to keep transactions short. */
 const DEFAULT_BATCH = 2_000;
@@ -14,12 +15,26 @@ export interface ApplyOptions {
   readonly batchSize?: number;
   /** Called after each committed batch (progress, heartbeats, and crash tests). */
   readonly afterBatch?: (kind: PlanKind, applied: number) => Promise<void> | void;
+  /**
+   * When the run's IdP read began (src/runs/read-stamps.ts): each transaction drops the
+   * operations on subjects read later by another run. Without it, nothing is dropped (a dry
+   * run's record, an integration's removal).
+   */
+  readonly readAt?: Date;
 }
 
 export interface ApplyResult {
   readonly counts: PlanCounts;
   /** Records the database refused, each skipped with the reason (SPEC "Per-record isolation"). */
   readonly skipped: readonly SkippedRecord[];
+  /** Operations dropped because another run read their subject later (see ApplyOptions.readAt). */
+  readonly stale: number;
+}
+
+/** The subjects an operation writes: a membership is both its user's and its group's. */
+interface Subjects {
+  readonly user?: string;
+  readonly group?: string;
 }
 
 /** One kind of operation, cut into batches; the item type is closed over so steps can share a list. */
@@ -35,6 +50,8 @@ interface Batch {
   write(repo: DirectoryRepository, scope: WriteScope): Promise<Written>;
   /** The batch as single-item batches, for when one of its records fails. */
   items(): Batch[];
+  /** The batch without the operations on fenced subjects, and how many were dropped. */
+  without(fence: Fence): { batch: Batch | undefined; dropped: number };
   /** The same item in a form more likely to apply (a deprovision without its attribute refresh), if any. */
   fallback?(): Batch | undefined;
   describe(): SkippedRecord;
@@ -73,8 +90,17 @@ export async function applyPlan(
 ): Promise<ApplyResult> {
   const applied: Record<PlanKind, number> = { ...zeroCounts() };
   const skipped: SkippedRecord[] = [];
-  const commit = async (batch: Batch): Promise<number> => {
+  let stale = 0;
+  const commit = async (whole: Batch): Promise<number> => {
     return db.transaction().execute(async (trx) => {
+      let batch: Batch | undefined = whole;
+      if (options.readAt) {
+        // Held until commit: no other run of the integration declares a read or applies meanwhile.
+        const { batch: kept, dropped } = whole.without(await fenceFor(trx, scope.integrationId, options.readAt));
+        stale += dropped;
+        if (!kept) return 0;
+        batch = kept;
+      }
       const runs = new RunRepository(trx);
       // An event describes its subject as it is after the change; one the change removes, as it was.
       const before = DESCRIBED_BEFORE.has(batch.kind) ? await runs.describeSubjects(scope.integrationId, batch.changes) : undefined;
@@ -101,7 +127,7 @@ export async function applyPlan(
       await options.afterBatch?.(step.kind, applied[step.kind]);
     }
   }
-  return { counts: applied, skipped };
+  return { counts: applied, skipped, stale };
 }
 
 /**
@@ -156,24 +182,24 @@ export function* describePlan(plan: Plan, policy: Policy, batchSize: number): It
 function steps(plan: Plan, policy: Policy): Step[] {
   const mode = policy.deprovisionMode;
   return [
-    step('groupsCreated', plan.groupsCreated, (r, s, b) => r.upsertGroups(s, b).then(() => ({})), (g) =>
+    step('groupsCreated', plan.groupsCreated, (g) => ({ group: g.externalId }), (r, s, b) => r.upsertGroups(s, b).then(() => ({})), (g) =>
       change(CHANGE_KINDS.groupsCreated, g.externalId, g.name, { description: g.description, of: { group: groupOf(g) } }),
     ),
-    step('groupsUpdated', plan.groupsUpdated, (r, s, b) => r.upsertGroups(s, b.map((u) => u.group)).then(() => ({})), (u) =>
+    step('groupsUpdated', plan.groupsUpdated, (u) => ({ group: u.group.externalId }), (r, s, b) => r.upsertGroups(s, b.map((u) => u.group)).then(() => ({})), (u) =>
       change(CHANGE_KINDS.groupsUpdated, u.group.externalId, u.group.name, {
         changed: [...u.changed],
         changes: changes(u.changed, u.previous, u.group),
         of: { group: groupOf(u.group) },
       }),
     ),
-    step('usersUpdated', plan.usersUpdated, (r, s, b) => r.updateUsers(s, b.map((u) => u.user)).then(() => ({})), (u) =>
+    step('usersUpdated', plan.usersUpdated, (u) => ({ user: u.user.externalId }), (r, s, b) => r.updateUsers(s, b.map((u) => u.user)).then(() => ({})), (u) =>
       change(CHANGE_KINDS.usersUpdated, u.user.externalId, u.user.userName, {
         changed: [...u.changed],
         changes: changes(u.changed, u.previous, u.user),
         of: { account: accountOf(u.user) },
       }),
     ),
-    step('usersCreated', plan.usersCreated, async (r, s, b) => ({ refused: await r.grantAccess(s, b) }), (u) =>
+    step('usersCreated', plan.usersCreated, (u) => ({ user: u.externalId }), async (r, s, b) => ({ refused: await r.grantAccess(s, b) }), (u) =>
       change(CHANGE_KINDS.usersCreated, u.externalId, u.userName, {
         email: u.email,
         status: u.status,
@@ -181,17 +207,17 @@ function steps(plan: Plan, policy: Policy): Step[] {
         of: { account: accountOf(u) },
       }),
     ),
-    step('usersReprovisioned', plan.usersReprovisioned, async (r, s, b) => ({ refused: await r.grantAccess(s, b) }), (u) =>
+    step('usersReprovisioned', plan.usersReprovisioned, (u) => ({ user: u.externalId }), async (r, s, b) => ({ refused: await r.grantAccess(s, b) }), (u) =>
       change(CHANGE_KINDS.usersReprovisioned, u.externalId, u.userName, {
         status: u.status,
         ...(u.adopts ? { adopted: u.adopts } : {}),
         of: { account: accountOf(u) },
       }),
     ),
-    step('membershipsAdded', plan.membershipsAdded, async (r, s, b) => ({ ids: await r.addMemberships(s, b) }), (m) =>
+    step('membershipsAdded', plan.membershipsAdded, membershipSubjects, async (r, s, b) => ({ ids: await r.addMemberships(s, b) }), (m) =>
       change(CHANGE_KINDS.membershipsAdded, membershipId(m), `${m.userName} in ${m.groupName}`, { ...membershipDetail(m), of: membershipOf(m) }),
     ),
-    step('membershipsRemoved', plan.membershipsRemoved, (r, s, b) => r.removeMemberships(s, b).then(() => ({})), (m) =>
+    step('membershipsRemoved', plan.membershipsRemoved, membershipSubjects, (r, s, b) => r.removeMemberships(s, b).then(() => ({})), (m) =>
       change(CHANGE_KINDS.membershipsRemoved, membershipId(m), `${m.userName} in ${m.groupName}`, {
         ...membershipDetail(m),
         ...(m.with ? { with: m.with === 'group' ? 'group deleted' : USER_DEPROVISIONED } : {}),
@@ -201,6 +227,7 @@ function steps(plan: Plan, policy: Policy): Step[] {
     step(
       'usersDeprovisioned',
       plan.usersDeprovisioned,
+      (d) => ({ user: d.externalId }),
       (r, s, b) => deprovision(r, s, b, mode).then(() => ({})),
       (d) =>
         change(CHANGE_KINDS.usersDeprovisioned, d.externalId, d.userName, {
@@ -212,7 +239,7 @@ function steps(plan: Plan, policy: Policy): Step[] {
       // A record whose attributes Postgres refuses is still deprovisioned: bad data never keeps anyone in.
       (d) => (d.user ? { ...d, user: null } : undefined),
     ),
-    step('groupsDeleted', plan.groupsDeleted, (r, s, b) => r.deleteGroups(s, b.map((g) => g.externalId)).then(() => ({})), (g) =>
+    step('groupsDeleted', plan.groupsDeleted, (g) => ({ group: g.externalId }), (r, s, b) => r.deleteGroups(s, b.map((g) => g.externalId)).then(() => ({})), (g) =>
       change(CHANGE_KINDS.groupsDeleted, g.externalId, g.name, { members: g.members, of: { group: { name: g.name } } }),
     ),
   ];
@@ -221,6 +248,7 @@ function steps(plan: Plan, policy: Policy): Step[] {
 function step<T>(
   kind: PlanKind,
   items: readonly T[],
+  subjects: (item: T) => Subjects,
   write: (repo: DirectoryRepository, scope: WriteScope, batch: readonly T[]) => Promise<Written>,
   describe: (item: T) => NewRunChange,
   fallback?: (item: T) => T | undefined,
@@ -233,6 +261,15 @@ function step<T>(
       changes,
       write: (repo, scope) => write(repo, scope, batch),
       items: () => batch.map((item) => batchOf([item])),
+      without: (fence) => {
+        const fenced = (item: T) => {
+          const s = subjects(item);
+          return fence.all || (s.user !== undefined && fence.users.has(s.user)) || (s.group !== undefined && fence.groups.has(s.group));
+        };
+        const kept = batch.filter((item) => !fenced(item));
+        const dropped = batch.length - kept.length;
+        return { batch: kept.length === 0 ? undefined : dropped === 0 ? batchOf(batch) : batchOf(kept), dropped };
+      },
       fallback: () => {
         const better = batch.length === 1 && fallback ? fallback(batch[0]!) : undefined;
         return better === undefined ? undefined : batchOf([better]);
@@ -298,6 +335,10 @@ function changes<F extends string>(changed: readonly (F | 'attributes')[], previ
   const out: JsonObject = {};
   for (const field of changed) if (field !== 'attributes') out[field] = { previous: previous[field as F], new: next[field as F] };
   return out;
+}
+
+function membershipSubjects(m: Membership): Subjects {
+  return { user: m.userExternalId, group: m.groupExternalId };
 }
 
 function membershipId(m: Membership): string {

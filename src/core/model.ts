@@ -123,6 +123,19 @@ export interface LocalState {
   readonly others: ReadonlyMap<string, OtherAccount>;
 }
 
+/**
+ * An account as the IdP user it was applied from: equal fields and fingerprint, so a plan finds
+ * nothing to do for it. How a narrowed read stands in for users it did not read whole.
+ */
+export function accountAsRead(account: LocalUser): DirectoryUser {
+  return { ...account, status: account.active ? 'active' : 'inactive', attributes: {} };
+}
+
+/** A group as the tenant holds it, standing in for a read of it: a plan finds nothing to do for it. */
+export function groupAsRead(group: LocalGroup): DirectoryGroup {
+  return { ...group, attributes: {} };
+}
+
 export const USER_FIELDS = ['userName', 'email', 'givenName', 'familyName', 'displayName'] as const;
 export type UserField = (typeof USER_FIELDS)[number];
 

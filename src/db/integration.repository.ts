@@ -30,6 +30,8 @@ interface IntegrationCommon {
   readonly deprovisionMode: DeprovisionMode;
   readonly thresholdPercent: number | null;
   readonly schedule: Schedule | null;
+  /** How often a scheduled run reads the whole scope rather than the change feed (ms); null: the default, DEFAULT_FULL_EVERY_MS. */
+  readonly fullEveryMs: number | null;
   readonly enabled: boolean;
   /** Until when the webhook secret retired by the last rotation still works; null when none does. */
   readonly previousWebhookSecretValidUntil: string | null;
@@ -166,6 +168,16 @@ export class IntegrationRepository {
     return rows.map((row) => ({ id: row.id, schedule: scheduleOf(row)! }));
   }
 
+  /** Where the integration's change feed is read from next; null before its first full run. */
+  async feedCursor(id: string): Promise<string | null> {
+    const row = await this.db.selectFrom('integrations').select('feed_cursor').where('id', '=', id).executeTakeFirst();
+    return row?.feed_cursor ?? null;
+  }
+
+  async setFeedCursor(id: string, cursor: string | null): Promise<void> {
+    await this.db.updateTable('integrations').set({ feed_cursor: cursor }).where('id', '=', id).execute();
+  }
+
   /** Every integration's id, oldest first. */
   async listIds(): Promise<string[]> {
     const rows = await this.db.selectFrom('integrations').select('id').orderBy('created_at').orderBy('id').execute();
@@ -201,6 +213,7 @@ export class IntegrationRepository {
         'i.threshold_percent',
         'i.schedule_every_ms',
         'i.schedule_cron',
+        'i.full_every_ms',
         'i.enabled',
         sql<Date | null>`case when i.webhook_secret_previous_expires_at > now() then i.webhook_secret_previous_expires_at end`.as(
           'previous_webhook_secret_valid_until',
@@ -214,7 +227,7 @@ export class IntegrationRepository {
 
 type ListedRow = Omit<
   IntegrationRow,
-  'credentials' | 'webhook_secret_hash' | 'webhook_secret_previous_hash' | 'webhook_secret_previous_expires_at' | 'scim_token_hash' | 'scim_token_previous_hash' | 'scim_token_previous_expires_at'
+  'credentials' | 'full_read_at' | 'feed_cursor' | 'webhook_secret_hash' | 'webhook_secret_previous_hash' | 'webhook_secret_previous_expires_at' | 'scim_token_hash' | 'scim_token_previous_hash' | 'scim_token_previous_expires_at'
 > & {
   tenant_slug: string;
   previous_webhook_secret_valid_until: Date | null;
@@ -245,6 +258,7 @@ function toIntegration(row: ListedRow): Integration {
     deprovisionMode: row.deprovision_mode,
     thresholdPercent: row.threshold_percent,
     schedule,
+    fullEveryMs: row.full_every_ms === null ? null : Number(row.full_every_ms),
     enabled: row.enabled,
     previousWebhookSecretValidUntil: row.previous_webhook_secret_valid_until?.toISOString() ?? null,
     previousScimTokenValidUntil: row.previous_scim_token_valid_until?.toISOString() ?? null,

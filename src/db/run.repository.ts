@@ -6,7 +6,46 @@ import { printable } from '../core/snapshot.js';
 import { CHANGE_KINDS, PLAN_KINDS, type PlanCounts } from '../core/plan.js';
 import type { RecentRemovals } from '../core/safety.js';
 import type { Db } from './database.js';
-import type { ChangeState, RunChangeRow, RunMode, RunRow, RunStatus, RunTrigger, RunWarning } from './schema.js';
+import type { ChangeState, RunChangeRow, RunLane, RunMode, RunRow, RunStatus, RunSubjectKind, RunTrigger, RunWarning } from './schema.js';
+import type { SubjectNames } from '../connectors/connector.js';
+
+/**
+ * What a trigger asks for: a full run, an incremental one (the change feed since the last), or
+ * a targeted read of named subjects; and the lane it queues in (see RunRepository.trigger).
+ */
+export type RunRequest =
+  | { readonly mode: 'full'; readonly lane: RunLane; readonly subjects?: undefined }
+  | { readonly mode: 'incremental' | 'targeted'; readonly lane: RunLane; readonly subjects?: Partial<SubjectNames> };
+
+/** The wider of two requests joined into one run: full > incremental > targeted. */
+export function widerMode(a: RunMode, b: RunMode): RunMode {
+  const rank: Record<RunMode, number> = { targeted: 0, incremental: 1, full: 2 };
+  return rank[a] >= rank[b] ? a : b;
+}
+
+/** Without a request: a push (`scim`) asks for a targeted run of what was pushed, anything else for a full one. */
+function defaultRequest(trigger: RunTrigger): RunRequest {
+  return trigger === 'scim' ? { mode: 'targeted', lane: 'full' } : { mode: 'full', lane: 'full' };
+}
+
+/** Named subjects as run_subjects rows. */
+export function subjectRows(names: Partial<SubjectNames> | undefined): Array<{ kind: RunSubjectKind; name: string }> {
+  return [
+    ...(names?.userIds ?? []).map((name) => ({ kind: 'user' as const, name })),
+    ...(names?.logins ?? []).map((name) => ({ kind: 'login' as const, name })),
+    ...(names?.groupIds ?? []).map((name) => ({ kind: 'group' as const, name })),
+  ];
+}
+
+async function addSubjects(db: Db, runId: string, subjects: ReadonlyArray<{ kind: RunSubjectKind; name: string }>): Promise<void> {
+  for (let i = 0; i < subjects.length; i += 5_000) {
+    await db
+      .insertInto('run_subjects')
+      .values(subjects.slice(i, i + 5_000).map((s) => ({ run_id: runId, ...s })))
+      .onConflict((oc) => oc.doNothing())
+      .execute();
+  }
+}
 
 /** A run as SPEC's run summary shows it. */
 export interface RunSummary {
@@ -70,43 +109,75 @@ export class RunRepository {
   constructor(private readonly db: Db) {}
 
   /**
-   * Records a trigger. Non-dry triggers coalesce: while a run of the integration is queued
-   * (not yet started), every further trigger returns that run instead of adding one.
-   * Atomic through the partial unique index runs_one_queued, so racing triggers agree.
+   * Records a trigger. Non-dry triggers coalesce per lane: while a run of the integration is
+   * queued (not yet started) in the lane the request goes to, every further trigger joins that
+   * run instead of adding one. Atomic through the partial unique index runs_one_queued (per
+   * integration and lane), so racing triggers agree.
    *
-   * A push (`scim`) asks for a targeted run, anything else for a full one; a queued targeted
-   * run that a full trigger joins becomes full (a full run applies what was pushed too). A
-   * dry run is always full: it records the whole plan.
+   * The `full` lane serves full runs, dry runs (always full: they record the whole plan) and
+   * every run of a scim integration; the `quick` lane serves targeted and incremental runs of a
+   * pulled integration, which go on while a full run reads (src/runs/read-stamps.ts keeps them
+   * from overwriting each other). Joining a queued run widens it: full beats targeted (a full
+   * run applies what was pushed too), incremental beats targeted (it also reads the named
+   * subjects), and named subjects add up.
    */
-  async trigger(integrationId: string, trigger: RunTrigger, dryRun: boolean): Promise<{ run: RunSummary; created: boolean }> {
-    const mode: RunMode = trigger === 'scim' && !dryRun ? 'targeted' : 'full';
+  async trigger(integrationId: string, trigger: RunTrigger, dryRun: boolean, request: RunRequest = defaultRequest(trigger)): Promise<{ run: RunSummary; created: boolean }> {
+    const mode: RunMode = dryRun ? 'full' : request.mode;
+    const lane: RunLane = dryRun ? 'full' : request.lane;
+    const subjects = mode === 'full' ? [] : subjectRows(request.subjects);
     for (;;) {
-      const inserted = await this.db
-        .insertInto('runs')
-        .values({ id: randomUUID(), integration_id: integrationId, trigger, mode, status: 'queued', dry_run: dryRun })
-        .onConflict((oc) =>
-          oc.column('integration_id').where('status', '=', 'queued').where('dry_run', '=', false).where('approves_run_id', 'is', null).doNothing(),
-        )
-        .returningAll()
-        .executeTakeFirst();
-      if (inserted) return { run: toSummary(inserted), created: true };
-      const queued = await this.db
-        .selectFrom('runs')
-        .selectAll()
-        .where('integration_id', '=', integrationId)
-        .where('status', '=', 'queued')
-        .where('dry_run', '=', false)
-        .where('approves_run_id', 'is', null)
-        .executeTakeFirst();
-      // The queued run may have started between the two statements; then insert again.
-      if (!queued) continue;
-      if (mode === 'full' && queued.mode !== 'full') {
-        const widened = await this.db.updateTable('runs').set({ mode: 'full' }).where('id', '=', queued.id).where('status', '=', 'queued').returningAll().executeTakeFirst();
-        if (!widened) continue;
-        return { run: toSummary(widened), created: false };
-      }
-      return { run: toSummary(queued), created: false };
+      const result = await this.db.transaction().execute(async (trx) => {
+        const inserted = await trx
+          .insertInto('runs')
+          .values({ id: randomUUID(), integration_id: integrationId, trigger, mode, lane, status: 'queued', dry_run: dryRun })
+          .onConflict((oc) =>
+            oc.columns(['integration_id', 'lane']).where('status', '=', 'queued').where('dry_run', '=', false).where('approves_run_id', 'is', null).doNothing(),
+          )
+          .returningAll()
+          .executeTakeFirst();
+        if (inserted) {
+          await addSubjects(trx, inserted.id, subjects);
+          return { run: toSummary(inserted), created: true };
+        }
+        // Locked until commit: the run cannot start (RunRepository.claim waits) before the subjects are in.
+        const queued = await trx
+          .selectFrom('runs')
+          .selectAll()
+          .where('integration_id', '=', integrationId)
+          .where('lane', '=', lane)
+          .where('status', '=', 'queued')
+          .where('dry_run', '=', false)
+          .where('approves_run_id', 'is', null)
+          .forUpdate()
+          .executeTakeFirst();
+        // The queued run may have started between the two statements; then insert again.
+        if (!queued) return undefined;
+        const widened = widerMode(queued.mode, mode);
+        if (widened !== 'full') await addSubjects(trx, queued.id, subjects);
+        if (widened === queued.mode) return { run: toSummary(queued), created: false };
+        const row = await trx.updateTable('runs').set({ mode: widened }).where('id', '=', queued.id).returningAll().executeTakeFirstOrThrow();
+        if (widened === 'full') await trx.deleteFrom('run_subjects').where('run_id', '=', queued.id).execute();
+        return { run: toSummary(row), created: false };
+      });
+      if (result) return result;
     }
+  }
+
+  /** What a targeted or incremental run reads besides its change feed: the subjects its triggers named. */
+  async subjects(runId: string): Promise<SubjectNames> {
+    const rows = await this.db.selectFrom('run_subjects').select(['kind', 'name']).where('run_id', '=', runId).orderBy('kind').orderBy('name').execute();
+    const of = (kind: RunSubjectKind) => rows.filter((r) => r.kind === kind).map((r) => r.name);
+    return { userIds: of('user'), logins: of('login'), groupIds: of('group') };
+  }
+
+  /** Records when this run's IdP read began (see src/runs/read-stamps.ts). */
+  async markRead(runId: string, readAt: Date): Promise<void> {
+    await this.db.updateTable('runs').set({ read_at: readAt }).where('id', '=', runId).execute();
+  }
+
+  /** Records that a run reads something else than it was asked to: the whole scope (its feed could not be read), or a targeted read of the feed's names. */
+  async changeMode(runId: string, mode: RunMode): Promise<void> {
+    await this.db.updateTable('runs').set({ mode }).where('id', '=', runId).execute();
   }
 
   /** When the integration's last full (not dry) run succeeded, or null. */
@@ -124,7 +195,7 @@ export class RunRepository {
 
   /** Records that a run reads the whole scope after all (a targeted run with too much to target). */
   async widenToFull(runId: string): Promise<void> {
-    await this.db.updateTable('runs').set({ mode: 'full' }).where('id', '=', runId).execute();
+    await this.changeMode(runId, 'full');
   }
 
   /** Deletes a run that never started (its enqueue failed), so triggers do not coalesce into a run without a job. */

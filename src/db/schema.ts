@@ -20,6 +20,7 @@ export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'held';
  * users and groups (for a scim integration: the resources pushed since they were last applied).
  */
 export type RunMode = 'full' | 'incremental' | 'targeted';
+export type RunLane = 'full' | 'quick';
 
 export interface TenantsTable {
   id: Generated<string>;
@@ -54,6 +55,12 @@ export interface IntegrationsTable {
   scim_token_hash: string | null;
   scim_token_previous_hash: string | null;
   scim_token_previous_expires_at: NullableTimestamp;
+  /** The latest full read that began applying: no run that read before it writes anything more (src/runs/read-stamps.ts). */
+  full_read_at: NullableTimestamp;
+  /** How often the schedule runs a full run rather than an incremental one; null: DEFAULT_FULL_EVERY_MS. */
+  full_every_ms: ColumnType<string | null, number | null, number | null>;
+  /** Where the IdP's change feed is read from next (opaque to all but the connector). */
+  feed_cursor: string | null;
   created_at: Generated<Date>;
   updated_at: Timestamp;
 }
@@ -135,6 +142,10 @@ export interface RunsTable {
   integration_id: string;
   trigger: RunTrigger;
   mode: ColumnType<RunMode, RunMode | undefined, RunMode>;
+  /** `quick` (targeted, incremental) runs go alongside `full` ones: one queued and one running of each per integration. */
+  lane: ColumnType<RunLane, RunLane | undefined, RunLane>;
+  /** When this run's IdP read began (database clock), declared before it loads the tenant's state. */
+  read_at: NullableTimestamp;
   status: RunStatus;
   dry_run: ColumnType<boolean, boolean | undefined, boolean>;
   queued_at: Generated<Date>;
@@ -343,6 +354,23 @@ export interface AuditLogTable {
   detail: NullableJson<JsonObject>;
 }
 
+/** What a targeted run reads: IdP user ids, logins to resolve, IdP group ids. */
+export type RunSubjectKind = 'user' | 'login' | 'group';
+
+export interface RunSubjectsTable {
+  run_id: string;
+  kind: RunSubjectKind;
+  name: string;
+}
+
+/** The latest targeted read of one subject of an integration (src/runs/read-stamps.ts). */
+export interface SubjectReadsTable {
+  integration_id: string;
+  kind: 'user' | 'group';
+  external_id: string;
+  read_at: Date;
+}
+
 export interface Database {
   tenants: TenantsTable;
   integrations: IntegrationsTable;
@@ -364,6 +392,8 @@ export interface Database {
   event_deliveries: EventDeliveriesTable;
   api_tokens: ApiTokensTable;
   audit_log: AuditLogTable;
+  run_subjects: RunSubjectsTable;
+  subject_reads: SubjectReadsTable;
 }
 
 export type TenantRow = Selectable<TenantsTable>;

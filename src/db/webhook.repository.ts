@@ -1,6 +1,6 @@
 import { type RawBuilder, sql } from 'kysely';
 import type { Db } from './database.js';
-import type { Provider, WebhookOutcome } from './schema.js';
+import type { Provider, RunSubjectKind, WebhookOutcome } from './schema.js';
 
 export interface WebhookTarget {
   id: string;
@@ -77,12 +77,21 @@ export class WebhookRepository {
     eventTypes: readonly string[];
     eventIds: readonly string[];
     relevant: boolean;
+    /**
+     * What the events name, for a targeted run: joins only a queued quick-lane run (targeted or
+     * incremental), adding these subjects to it. Null when the events cannot be narrowed: then
+     * nothing is joined and the caller asks for a full run.
+     */
+    subjects: ReadonlyArray<{ kind: RunSubjectKind; name: string }> | null;
   }): Promise<{
     target: { enabled: boolean; secretHash: string; previousSecretHash: string | null } | undefined;
     fresh: string[];
     joinedRunId: string | null;
   }> {
     const ids = [...new Set(delivery.eventIds)];
+    const join = delivery.subjects !== null;
+    const kinds = (delivery.subjects ?? []).map((s) => s.kind);
+    const names = (delivery.subjects ?? []).map((s) => s.name);
     // Only bookkeeping is written here (the run it joins is already durable), so the statement
     // does not wait for the WAL flush (see ASYNC_COMMIT): a crash could lose the last few of
     // these rows, and with them at worst the dedupe of a redelivery, which costs one extra run.
@@ -107,10 +116,18 @@ export class WebhookRepository {
         on conflict do nothing
         returning event_id
       ), queued as (
+        -- Locked, so the run cannot start before its subjects are in (RunRepository.claim waits);
+        -- one that started already no longer matches, and a new run is asked for instead.
         select id from runs
         where integration_id = ${delivery.integrationId}::uuid and status = 'queued' and dry_run = false and approves_run_id is null
-          and exists (select 1 from allowed)
+          and lane = 'quick' and ${join}::boolean and exists (select 1 from allowed)
         limit 1
+        for update
+      ), named as (
+        insert into run_subjects (run_id, kind, name)
+        select queued.id, s.kind, s.name from queued, unnest(${kinds}::text[], ${names}::text[]) as s (kind, name)
+        where ${delivery.relevant}::boolean and (cardinality(${ids}::text[]) = 0 or exists (select 1 from ev))
+        on conflict do nothing
       ), joined as (
         insert into webhook_deliveries (integration_id, source, event_types, event_ids, outcome, run_id)
         select ${delivery.integrationId}::uuid, ${delivery.source}, ${[...delivery.eventTypes]}::text[], ${ids}::text[], 'triggered', queued.id

@@ -1,10 +1,10 @@
 import pRetry from 'p-retry';
 import { applyPlan, recordPlan } from '../apply/apply-plan.js';
 import type { Config } from '../config.js';
-import { IdpReadError, type SnapshotSource } from '../connectors/connector.js';
+import { IdpReadError, type SnapshotSource, type TargetedSource } from '../connectors/connector.js';
 import { type ConnectorSettings, createConnector } from '../connectors/index.js';
 import { decide } from '../core/decide.js';
-import type { LocalState, Snapshot } from '../core/model.js';
+import type { LocalState, SkippedRecord, Snapshot } from '../core/model.js';
 import { planCounts, totalChanges } from '../core/plan.js';
 import type { Policy } from '../core/policy.js';
 import type { TenantCounts } from '../core/safety.js';
@@ -16,7 +16,10 @@ import { ScimRepository, type UnappliedWrite } from '../db/scim.repository.js';
 import type { RunMode } from '../db/schema.js';
 import { ScimSnapshotSource } from '../connectors/scim/scim.source.js';
 import type { Integration, PulledIntegration } from '../db/integration.repository.js';
-import { RunRepository } from '../db/run.repository.js';
+import { RunRepository, type RunSummary } from '../db/run.repository.js';
+import { IntegrationRepository } from '../db/integration.repository.js';
+import { databaseNow, declareFullRead, pruneOvertakenReads } from './read-stamps.js';
+import { readNarrowed } from './targeted-read.js';
 import { type Credentials, scrubCredentials } from '../integrations/credentials.js';
 import { IntegrationService } from '../integrations/integration.service.js';
 import type { Logger } from '../log.js';
@@ -98,7 +101,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
 
     // Read.
     log.info({ provider: integration.provider, dryRun: run.dryRun }, 'run started');
-    const read = await untilInterrupted(readTenantAndIdp(deps, integrations, integration, recorder, run.mode, signal), signal);
+    const read = await untilInterrupted(readTenantAndIdp(deps, integrations, integration, recorder, run, signal), signal);
     if (read.kind === 'failed') return await recorder.fail(read.error);
     const { local, snapshot, current, pushes } = read;
 
@@ -107,7 +110,9 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     const approvals = await loadApprovals(runs, run);
     // Pushes arrive one at a time: a mass deactivation is many small runs, so removals are
     // weighed over a sliding window; and an empty push is what the IdP asked for, not a lost listing.
-    const pushed = integration.provider === 'scim' ? { pushed: true, recent: await runs.recentRemovals(integration.id, SCIM_REMOVAL_WINDOW_MS) } : {};
+    // So are targeted and incremental reads: a subject found gone is what the IdP says, not a lost listing.
+    const narrowed = integration.provider === 'scim' || read.narrowed;
+    const pushed = narrowed ? { pushed: true, recent: await runs.recentRemovals(integration.id, SCIM_REMOVAL_WINDOW_MS) } : {};
     const decision = decide({ local, snapshot, policy, thresholdPercent: integration.thresholdPercent, current, ...approvals, ...pushed });
     if (decision.kind === 'fail') return await recorder.fail(`${decision.reason}. Nothing was changed.`);
     recorder.planned(totalChanges(planCounts(decision.plan)));
@@ -117,10 +122,11 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     const scope = { tenantId: integration.tenantId, integrationId: integration.id, runId };
     if (run.dryRun) {
       await recordPlan(deps.db, runId, decision.plan, policy, 'planned');
-      return await recorder.finish('succeeded', planCounts(decision.plan), decision.skipped);
+      return await recorder.finish('succeeded', planCounts(decision.plan), [...read.notes, ...decision.skipped]);
     }
     const result = await applyPlan(deps.db, scope, decision.gated.apply, policy, {
       batchSize: deps.batchSize,
+      ...(read.readAt && { readAt: read.readAt }),
       afterBatch: async (kind, count) => {
         recorder.applied(kind, count);
         await deps.afterBatch?.();
@@ -128,12 +134,19 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
       },
     });
     throwIfInterrupted(signal);
+    if (result.stale > 0) recorder.stat('staleSkipped', result.stale);
     const counts = await recorder.withEarlierAttempts(result.counts);
     if (totalChanges(counts) >= LARGE_WRITE) await new DirectoryRepository(deps.db).refreshStatistics();
     await recordPlan(deps.db, runId, decision.gated.held, policy, 'held');
     await settleApprovals(runs, run, approvals, decision.gated.stale);
-    const skipped = [...decision.skipped, ...result.skipped];
+    const skipped = [...read.notes, ...decision.skipped, ...result.skipped];
     const held = totalChanges(planCounts(decision.gated.held));
+    if (read.feedCursor !== undefined) {
+      // The feed is read on from here: what changed since is in the next incremental run (held
+      // removals wait on their approval, which reads everything again).
+      await new IntegrationRepository(deps.db).setFeedCursor(integration.id, read.feedCursor);
+      if (!read.narrowed) await pruneOvertakenReads(deps.db, integration.id);
+    }
     if (held > 0) {
       // Membership versions are not recorded: with removals held, the members are not as read.
       const reason = `${held} removals wait for approval (\`dirsync run approve ${runId}\`): ${decision.gated.reasons.join('; ')}.`;
@@ -147,7 +160,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
       await new ScimRepository(deps.db).settle(settled);
       recorder.stat('pushesApplied', settled.length);
     }
-    if (result.skipped.length === 0) {
+    if (result.skipped.length === 0 && result.stale === 0 && !read.narrowed) {
       // Everything planned was applied: next time, groups whose membership version is unchanged
       // need not be re-read; but for groups listing a skipped record, which lack its membership.
       await new DirectoryRepository(deps.db).recordMemberVersions(integration.id, settledMemberVersions(snapshot, read.unread, decision.skipped));
@@ -192,14 +205,35 @@ type ReadResult =
       readonly current: TenantCounts;
       /** For a scim integration: the pushed writes this read covers, to settle once applied. */
       readonly pushes?: readonly UnappliedWrite[];
+      /** A targeted or incremental read: named subjects only (see src/runs/targeted-read.ts). */
+      readonly narrowed: boolean;
+      /** When the IdP read began, declared (src/runs/read-stamps.ts): applying drops what others read later. Absent for scim and dry runs. */
+      readonly readAt?: Date;
+      /** Where the change feed is read from once this run is applied. */
+      readonly feedCursor?: string;
+      /** What the run tells beyond skipped records: logins nobody has, why it read everything. */
+      readonly notes: readonly SkippedRecord[];
     }
   | { readonly kind: 'failed'; readonly error: string };
 
 /**
- * The read step: the integration's whole scope from the IdP, and the tenant's state. Members
- * of groups whose version did not change are taken from the tenant's state; users entering
- * the scope get theirs read from the IdP (or every group is read again if the connector
- * cannot). An IdP that cannot be read, or credentials that cannot be opened, fail the run.
+ * How far before a full read's start its change-feed position is taken: the feed orders events
+ * by when they were stored, and an event stored a little late must not fall between the full
+ * read and the first incremental one. Reading an event twice costs a request, never a wrong write.
+ */
+const FEED_OVERLAP_MS = 60_000;
+
+/**
+ * The read step. A targeted or incremental run of a pulled integration reads the named
+ * subjects (and, incremental, those the IdP's change feed names since the last run) alone; one
+ * whose feed cannot be read reads the whole scope instead, saying why. Otherwise: the
+ * integration's whole scope from the IdP, and the tenant's state. Members of groups whose
+ * version did not change are taken from the tenant's state; users entering the scope get theirs
+ * read from the IdP (or every group is read again if the connector cannot). An IdP that cannot
+ * be read, or credentials that cannot be opened, fail the run.
+ *
+ * A run that applies declares its read (src/runs/read-stamps.ts) before it loads the tenant's
+ * state, so that nothing it writes overwrites what another run read later.
  *
  * For a scim integration the writes not yet applied are read first, so that whatever they
  * name is in the read that follows; a targeted run reads those subjects alone.
@@ -209,16 +243,19 @@ async function readTenantAndIdp(
   integrations: IntegrationService,
   integration: Integration,
   recorder: RunRecorder,
-  mode: RunMode,
+  run: RunSummary,
   /** Stops the connector's retries once the run is interrupted (the caller stops waiting at once). */
   signal: AbortSignal,
 ): Promise<ReadResult> {
   const source = await snapshotSourceFor(deps, integrations, integration);
   if ('error' in source) return { kind: 'failed', error: source.error };
   const { connector, credentials } = source;
+  const mode = run.mode;
   recorder.reading(connector.stats);
   const directory = new DirectoryRepository(deps.db);
+  const runs = new RunRepository(deps.db);
   const readStart = Date.now();
+  const notes: SkippedRecord[] = [];
   try {
     let pushes: UnappliedWrite[] | undefined;
     // scim: whether pushed users and groups are compared with the tenant on cheap columns
@@ -231,20 +268,33 @@ async function readTenantAndIdp(
         if (pushes.length <= TARGETED_WRITES && !due) {
           const [{ local, snapshot }, current] = await Promise.all([connector.readSubjects(pushes, directory, integration.tenantId), directory.countTenant(integration.tenantId)]);
           recorder.read(connector.stats, Date.now() - readStart, snapshot);
-          return { kind: 'read', local, snapshot, current, pushes };
+          return { kind: 'read', local, snapshot, current, pushes, narrowed: true, notes };
         }
-        await new RunRepository(deps.db).widenToFull(recorder.runId);
+        await runs.widenToFull(recorder.runId);
         pushes = await new ScimRepository(deps.db).unapplied(integration.id, FULL_RUN_SETTLES);
         // Too much written to target: compared first. A run that is due (and any full run asked
         // for) reads everything whole: it is the proof that heals a tenant changed behind dirsync's back.
         compareFirst = !due;
       }
+    } else if ((mode === 'targeted' || mode === 'incremental') && !run.dryRun && isTargetedSource(connector)) {
+      const narrowed = await readNamed(deps, integration, connector, recorder, run, signal, notes);
+      if (narrowed) {
+        recorder.read(connector.stats, Date.now() - readStart, narrowed.snapshot);
+        return { kind: 'read', ...narrowed, narrowed: true, notes };
+      }
+      await runs.changeMode(run.id, 'full');
     }
+    // A pulled integration's full read, when it applies, is declared: see src/runs/read-stamps.ts.
+    const declares = !(connector instanceof ScimSnapshotSource) && !run.dryRun;
+    const readAt = declares ? await databaseNow(deps.db) : undefined;
+    if (readAt) await runs.markRead(run.id, readAt);
+    const feedCursor = readAt && isTargetedSource(connector) ? connector.feedCursorAt?.(new Date(readAt.getTime() - FEED_OVERLAP_MS)) : undefined;
     const membersVersions = pushes && !compareFirst ? new Map<string, string>() : await directory.loadMemberVersions(integration.id, FULL_MEMBER_READ_EVERY_MS);
     // What was pushed is compared with the accounts before it is read whole (see ScimSnapshotSource);
     // an IdP is read first, so that the tenant's state is as fresh as the read.
     const pushedLocal = pushes ? await directory.loadLocalState(integration.id, integration.tenantId) : undefined;
     let snapshot = await connector.readSnapshot(signal, { membersVersions, ...(pushedLocal && compareFirst && { users: pushedLocal.users }) });
+    if (readAt) await declareFullRead(deps.db, integration.id, readAt);
     const [local, current] = await Promise.all([pushedLocal ?? directory.loadLocalState(integration.id, integration.tenantId), directory.countTenant(integration.tenantId)]);
     let complete = completeSnapshot(snapshot, local);
     if (snapshot.unreadMembers) {
@@ -256,7 +306,18 @@ async function readTenantAndIdp(
       }
     }
     recorder.read(connector.stats, Date.now() - readStart, snapshot);
-    return { kind: 'read', local, snapshot: complete, current, ...(snapshot.unreadMembers && { unread: snapshot.unreadMembers }), ...(pushes && { pushes }) };
+    return {
+      kind: 'read',
+      local,
+      snapshot: complete,
+      current,
+      ...(snapshot.unreadMembers && { unread: snapshot.unreadMembers }),
+      ...(pushes && { pushes }),
+      narrowed: false,
+      ...(readAt && { readAt }),
+      ...(feedCursor !== undefined && { feedCursor }),
+      notes,
+    };
   } catch (error) {
     if (credentials) scrubCredentials(error, credentials);
     if (!(error instanceof IdpReadError || error instanceof SnapshotError)) throw error;
@@ -264,6 +325,63 @@ async function readTenantAndIdp(
     deps.log.warn({ err: error.message, runId: recorder.runId }, 'IdP read failed; nobody deprovisioned');
     return { kind: 'failed', error: `${error.message}. Nothing was changed.` };
   }
+}
+
+/**
+ * A targeted or incremental run's read (see src/runs/targeted-read.ts): the subjects its
+ * triggers named, plus (incremental) those the change feed names since the last run. Undefined
+ * when the run must read the whole scope instead (no feed position yet, the feed cannot be
+ * read, a change it cannot narrow), with the reason added to `notes`.
+ */
+async function readNamed(
+  deps: ReconcileDeps,
+  integration: Integration,
+  connector: SnapshotSource & TargetedSource,
+  recorder: RunRecorder,
+  run: RunSummary,
+  signal: AbortSignal,
+  notes: SkippedRecord[],
+): Promise<Omit<Extract<ReadResult, { kind: 'read' }>, 'kind' | 'narrowed' | 'notes'> | undefined> {
+  const runs = new RunRepository(deps.db);
+  let names = await runs.subjects(run.id);
+  let feedCursor: string | undefined;
+  if (run.mode === 'incremental') {
+    const cursor = await new IntegrationRepository(deps.db).feedCursor(integration.id);
+    const feed = cursor !== null && connector.readChanges ? await connector.readChanges(cursor, signal) : undefined;
+    const fallback = !connector.readChanges
+      ? 'this IdP has no change feed dirsync reads'
+      : !feed
+        ? 'no change-feed position yet (it is taken by a full run)'
+        : feed.kind === 'unavailable'
+          ? feed.reason
+          : feed.unnarrowable.length > 0
+            ? feed.unnarrowable.join('; ')
+            : undefined;
+    if (fallback || feed?.kind !== 'changes') {
+      notes.push({ kind: 'user', externalId: null, subject: 'change feed', reason: `read the whole scope instead of the changes: ${fallback}` });
+      return undefined;
+    }
+    recorder.stat('feedEvents', feed.events);
+    names = {
+      userIds: [...new Set([...names.userIds, ...feed.names.userIds])],
+      logins: [...new Set([...names.logins, ...feed.names.logins])],
+      groupIds: [...new Set([...names.groupIds, ...feed.names.groupIds])],
+    };
+    feedCursor = feed.cursor;
+  }
+  const readAt = await databaseNow(deps.db);
+  await runs.markRead(run.id, readAt);
+  const directory = new DirectoryRepository(deps.db);
+  const { local, snapshot, read } = await readNarrowed(deps.db, connector, directory, integration, names, readAt, signal);
+  for (const login of read.unknownLogins) notes.push({ kind: 'user', externalId: null, subject: login, reason: `no ${integration.provider === 'okta' ? 'Okta' : 'authentik'} user has the login "${login}"` });
+  recorder.stat('subjectsRead', read.userIds.length + read.groupIds.length);
+  const current = await directory.countTenant(integration.tenantId);
+  return { local, snapshot, current, readAt, ...(feedCursor !== undefined && { feedCursor }) };
+}
+
+function isTargetedSource(connector: SnapshotSource): connector is SnapshotSource & TargetedSource {
+  // ScimSnapshotSource reads named subjects too, from what was pushed: it has its own path.
+  return !(connector instanceof ScimSnapshotSource) && typeof (connector as Partial<TargetedSource>).readSubjects === 'function';
 }
 
 /**

@@ -1,5 +1,7 @@
 import type { Db } from '../db/database.js';
-import { RunRepository, type RunSummary } from '../db/run.repository.js';
+import { type RunRequest, RunRepository, type RunSummary } from '../db/run.repository.js';
+import { type Integration, IntegrationRepository } from '../db/integration.repository.js';
+import type { SubjectNames } from '../connectors/connector.js';
 import type { RunTrigger } from '../db/schema.js';
 import { NotFoundError, UserError } from '../errors.js';
 import { IntegrationService } from '../integrations/integration.service.js';
@@ -13,22 +15,52 @@ export class QueueUnavailableError extends Error {
 }
 
 /**
+ * What a caller asks a run to read:
+ * - `full`: the whole scope (`dirsync sync --full`, approvals, dry runs);
+ * - `auto`: what changed, by the IdP's change feed (an incremental run), or the whole scope when
+ *   a full run is due (none succeeded within the integration's full-every) or the integration has
+ *   no feed position yet (the schedule, `dirsync sync`);
+ * - `targeted`: named users (ids or logins) and groups only (webhook events, `sync --user`).
+ */
+export type RunWish =
+  | { readonly kind: 'full' }
+  | { readonly kind: 'auto' }
+  | { readonly kind: 'targeted'; readonly subjects: Partial<SubjectNames> };
+
+/** How often a scheduled (or plain `dirsync sync`) run reads everything, when the integration does not say (SPEC `--full-every`). */
+export const DEFAULT_FULL_EVERY_MS = 24 * 3_600_000;
+
+/**
  * Asks for a run of an integration: the one way every caller (CLI, admin API, console,
  * scheduler, webhook) requests one. Triggers that arrive while a run is queued coalesce into
- * it; one that arrives while a run is in progress queues exactly one follow-up. Returns the
- * run that will serve this trigger. Refuses a disabled integration.
+ * it; one that arrives while a run is in progress queues exactly one follow-up (per lane: see
+ * RunRepository.trigger). Returns the run that will serve this trigger. Refuses a disabled
+ * integration.
  */
 export async function requestRun(
   deps: { db: Db; config: Config; queue: DirsyncQueue },
   integrationId: string,
   trigger: RunTrigger,
-  options: { dryRun?: boolean } = {},
+  options: { dryRun?: boolean; wish?: RunWish } = {},
 ): Promise<{ run: RunSummary; created: boolean }> {
   const integration = await new IntegrationService(deps.db, deps.config).get(integrationId);
   if (!integration.enabled) {
     throw new UserError(`integration ${integrationId} is disabled: enable it with \`dirsync integration enable ${integrationId}\``);
   }
-  return queueRun(deps, integrationId, trigger, options);
+  return queueRun(deps, integration, trigger, options);
+}
+
+/**
+ * What a wish comes to for this integration, now: the run's mode and lane. A scim integration
+ * has no feed to read and is read whole (its pushes ask for targeted runs: queuePushRun).
+ */
+export async function resolveWish(db: Db, integration: Integration, wish: RunWish): Promise<RunRequest> {
+  if (integration.provider === 'scim') return { mode: 'full', lane: 'full' };
+  if (wish.kind === 'targeted') return { mode: 'targeted', lane: 'quick', subjects: wish.subjects };
+  if (wish.kind === 'full') return { mode: 'full', lane: 'full' };
+  const [cursor, lastFull] = await Promise.all([new IntegrationRepository(db).feedCursor(integration.id), new RunRepository(db).lastFullRunAt(integration.id)]);
+  const due = !lastFull || Date.now() - lastFull.getTime() >= (integration.fullEveryMs ?? DEFAULT_FULL_EVERY_MS);
+  return cursor === null || due ? { mode: 'full', lane: 'full' } : { mode: 'incremental', lane: 'quick' };
 }
 
 /**
@@ -40,12 +72,15 @@ export async function requestRun(
  */
 export async function queueRun(
   deps: { db: Db; queue: DirsyncQueue },
-  integrationId: string,
+  integrationOrId: Integration | string,
   trigger: RunTrigger,
-  options: { dryRun?: boolean; enqueueTimeoutMs?: number } = {},
+  options: { dryRun?: boolean; wish?: RunWish; enqueueTimeoutMs?: number } = {},
 ): Promise<{ run: RunSummary; created: boolean }> {
   const runs = new RunRepository(deps.db);
-  const result = await runs.trigger(integrationId, trigger, options.dryRun ?? false);
+  const integration = typeof integrationOrId === 'string' ? await new IntegrationRepository(deps.db).find(integrationOrId) : integrationOrId;
+  if (!integration) throw new NotFoundError(`integration ${String(integrationOrId)} does not exist`);
+  const request = await resolveWish(deps.db, integration, options.wish ?? { kind: 'full' });
+  const result = await runs.trigger(integration.id, trigger, options.dryRun ?? false, request);
   // Always (re-)add: if an earlier enqueue was lost (Redis away), this repairs it.
   try {
     const enqueued = enqueue(deps.queue, result.run);

@@ -1,3 +1,5 @@
+import { NO_SUBJECTS, type SubjectNames } from '../connectors/connector.js';
+
 /**
  * What an IdP's webhook body says, read without IO: which events (for deduplication), their
  * types (for the record), and whether any of them can change the tenant's directory. An event
@@ -9,6 +11,10 @@ export interface WebhookSignal {
   readonly eventTypes: readonly string[];
   /** Worth a run: some event can change the users, groups or memberships in scope. */
   readonly relevant: boolean;
+  /** The users and groups the relevant events name: what a targeted run reads. */
+  readonly names: SubjectNames;
+  /** Relevant events that name no subject a targeted read can cover (an app-level change), one sentence each: a full run follows. */
+  readonly unnarrowable: readonly string[];
 }
 
 /** The body is not what the IdP sends; answered 400. */
@@ -58,7 +64,7 @@ export function readOktaDelivery(body: unknown, appId: string | null): WebhookSi
     eventTypes.push(event.eventType);
     if (oktaEventMatters(event.eventType, Array.isArray(event.target) ? (event.target as OktaTarget[]) : [], appId)) relevant = true;
   }
-  return { eventIds, eventTypes, relevant };
+  return { eventIds, eventTypes, relevant, names: NO_SUBJECTS, unnarrowable: relevant ? ['the events are not narrowed to subjects yet'] : [] };
 }
 
 function oktaEventMatters(type: string, targets: OktaTarget[], appId: string | null): boolean {
@@ -84,14 +90,14 @@ export function readAuthentikNotification(body: unknown): WebhookSignal {
   const eventIds = typeof body.event_id === 'string' && body.event_id !== '' ? [checkText('"event_id"', body.event_id)] : [];
   if (typeof body.action === 'string') checkText('"action"', body.action);
   if (body.action === undefined || body.action === null) {
-    return { eventIds, eventTypes: ['notification'], relevant: true };
+    return { eventIds, eventTypes: ['notification'], relevant: true, names: NO_SUBJECTS, unnarrowable: ['the notification does not say what changed'] };
   }
   if (typeof body.action !== 'string') throw new MalformedWebhookError('"action" must be a string');
   const model = isObject(body.model) ? body.model : {};
   const modelName = typeof model.model_name === 'string' ? model.model_name : '';
   const type = modelName ? `${body.action}:${model.app ?? ''}.${modelName}` : body.action;
   const relevant = AUTHENTIK_MODEL_ACTIONS.has(body.action) && (AUTHENTIK_MODELS.has(modelName) || modelName.includes('group'));
-  return { eventIds, eventTypes: [type], relevant };
+  return { eventIds, eventTypes: [type], relevant, names: NO_SUBJECTS, unnarrowable: relevant ? ['the events are not narrowed to subjects yet'] : [] };
 }
 
 /**

@@ -1,12 +1,12 @@
 import { hashSecret, secretMatchesEither } from '../crypto.js';
 import type { Db } from '../db/database.js';
 import type { Provider } from '../db/schema.js';
-import { isUuid } from '../db/run.repository.js';
+import { isUuid, subjectRows } from '../db/run.repository.js';
 import { WebhookRepository } from '../db/webhook.repository.js';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
 import type { DirsyncQueue } from '../queue/queue.js';
-import { QueueUnavailableError, queueRun } from '../runs/trigger.js';
+import { QueueUnavailableError, type RunWish, queueRun } from '../runs/trigger.js';
 import { withTimeout } from '../queue/timeout.js';
 import { countDelivery } from './delivery-counts.js';
 import { MalformedWebhookError, type WebhookSignal, readAuthentikNotification, readOktaDelivery } from './events.js';
@@ -98,7 +98,9 @@ export async function receiveWebhook(
   // One statement checks the secret and the enabled flag, drops redeliveries and, under a burst
   // (a run almost always queued already), joins the queued run: no Redis round trip, since a
   // queued run's job was enqueued by whoever queued it.
-  const { target, fresh, joinedRunId } = await webhooks.coalesce({ ...record, secretHash: hashSecret(secret), relevant: signal.relevant });
+  const wish = wishOf(signal);
+  const subjects = wish.kind === 'targeted' ? subjectRows(signal.names) : null;
+  const { target, fresh, joinedRunId } = await webhooks.coalesce({ ...record, secretHash: hashSecret(secret), relevant: signal.relevant, subjects });
   if (!target) return reply(404, { error: `no integration ${integrationId}` });
   if (!secret || !secretMatchesEither(secret, target)) {
     return refuse(reply(401, { error: 'missing or wrong webhook secret in the Authorization header' }));
@@ -120,7 +122,7 @@ export async function receiveWebhook(
     return reply(200, { outcome: 'duplicate' });
   }
   try {
-    const { run } = await queueRun(deps, integrationId, 'webhook', { enqueueTimeoutMs: ENQUEUE_TIMEOUT_MS });
+    const { run } = await queueRun(deps, integrationId, 'webhook', { wish, enqueueTimeoutMs: ENQUEUE_TIMEOUT_MS });
     await webhooks.recordDelivery({ ...record, outcome: 'triggered', runId: run.id });
     countDelivery(meta.provider, 'triggered');
     return reply(200, { outcome: 'triggered', runId: run.id });
@@ -130,6 +132,17 @@ export async function receiveWebhook(
     await webhooks.forgetEvents(integrationId, fresh);
     return unavailable(deps, integrationId, (error as Error).message);
   }
+}
+
+/**
+ * What a delivery asks for: a targeted read of the users and groups its events name, or the
+ * whole scope when some event cannot be narrowed (an app-level change, a notification that
+ * does not say what changed). An event is a signal to re-read, never a change to apply.
+ */
+function wishOf(signal: WebhookSignal): RunWish {
+  const { userIds, logins, groupIds } = signal.names;
+  const named = userIds.length + logins.length + groupIds.length > 0;
+  return signal.unnarrowable.length === 0 && named ? { kind: 'targeted', subjects: signal.names } : { kind: 'full' };
 }
 
 // An integration's provider never changes and its Okta app id rarely does; reading a body

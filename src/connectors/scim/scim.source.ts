@@ -1,5 +1,5 @@
 import { SnapshotBuilder } from '../../core/snapshot.js';
-import type { DirectoryUser, LocalState, LocalUser, Snapshot } from '../../core/model.js';
+import { type DirectoryUser, type LocalState, type LocalUser, type Snapshot, accountAsRead } from '../../core/model.js';
 import { type DirectoryRepository, membershipMap } from '../../db/directory.repository.js';
 import type { ScimRepository, ScimUserKey, UnappliedWrite } from '../../db/scim.repository.js';
 import { type ReadHints, type ReadStats, type SnapshotSource, emptyReadStats } from '../connector.js';
@@ -32,7 +32,7 @@ export class ScimSnapshotSource implements SnapshotSource {
     const changed: string[] = [];
     for (const key of keys) {
       const account = accounts.get(key.id);
-      if (account ? unchanged(key, account) : !key.active) builder.addUser(account ? fromAccount(account) : inactive(key));
+      if (account ? unchanged(key, account) : !key.active) builder.addUser(account ? accountAsRead(account) : inactive(key));
       else changed.push(key.id);
     }
     const repairs: Array<{ id: string; version: string; fingerprint: string }> = [];
@@ -137,7 +137,7 @@ export class ScimSnapshotSource implements SnapshotSource {
     const unaccounted: string[] = [];
     for (const userId of bystanders) {
       const account = accounts.get(userId);
-      if (account) builder.addUser(fromAccount(account));
+      if (account) builder.addUser(accountAsRead(account));
       else unaccounted.push(userId);
     }
     for (const group of pushedGroups) builder.addGroupFrom(group, toDirectoryGroup);
@@ -174,11 +174,6 @@ export class ScimSnapshotSource implements SnapshotSource {
 
 function unchanged(key: ScimUserKey, account: LocalUser): boolean {
   return key.fingerprint !== null && key.fingerprint === account.fingerprint && key.active === account.active && key.userName === account.userName;
-}
-
-/** The account as the pushed user it was applied from: equal fields and fingerprint, so nothing to plan. */
-function fromAccount(account: LocalUser): DirectoryUser {
-  return { ...account, status: account.active ? 'active' : 'inactive', attributes: {} };
 }
 
 /** An inactive pushed user without an account: nothing is done for it, but its userName still counts for clashes. */

@@ -1,0 +1,140 @@
+import type { SubjectNames, SubjectRead, TargetedSource } from '../connectors/connector.js';
+import { type DirectoryGroup, type DirectoryUser, type LocalState, type Snapshot, accountAsRead, groupAsRead } from '../core/model.js';
+import type { Db } from '../db/database.js';
+import { type DirectoryRepository, membershipMap } from '../db/directory.repository.js';
+import { declareTargetedRead } from './read-stamps.js';
+
+/**
+ * The read step of a targeted (or incremental) run of a pulled integration: the named users
+ * and groups from the IdP, declared as read (src/runs/read-stamps.ts), then the tenant's state
+ * of the same subjects, both narrowed so that the planner, diffing them, plans for these
+ * subjects exactly what it would plan for them over the whole scope, and nothing for anyone else.
+ *
+ * - A named user: its IdP record (absent: out of scope or gone, so deprovisioned), its account,
+ *   lock and the accounts with its login (adoption, conflicts), and its memberships on both
+ *   sides, in the groups the tenant knows (a group new to the tenant comes with a full run or
+ *   with an event naming it).
+ * - A named group: its record on both sides, and all its members on both sides.
+ * - Groups a named user is or was a member of, unnamed, stand as the tenant holds them.
+ * - Members of a named group that are not named ("bystanders") stand as their accounts are,
+ *   so nothing is planned for them but their membership; one without an account yet is read
+ *   as a named user (all its memberships), as a full run would grant it one.
+ *
+ * Throws IdpReadError when the IdP cannot be read, as a full read does.
+ */
+export async function readNarrowed(
+  db: Db,
+  source: TargetedSource,
+  tenant: DirectoryRepository,
+  integration: { id: string; tenantId: string },
+  names: SubjectNames,
+  readAt: Date,
+  signal?: AbortSignal,
+): Promise<{ local: LocalState; snapshot: Snapshot; read: SubjectRead }> {
+  let read = await source.readSubjects(names, signal);
+  await declareTargetedRead(db, integration.id, readAt, { users: read.userIds, groups: read.groupIds });
+  let view = await narrow(read, tenant, integration);
+  if (view.unaccounted.length > 0) {
+    const more = await source.readSubjects({ userIds: view.unaccounted, logins: [], groupIds: [] }, signal);
+    await declareTargetedRead(db, integration.id, readAt, { users: more.userIds, groups: [] });
+    read = mergeReads(read, more);
+    view = await narrow(read, tenant, integration);
+  }
+  return { local: view.local, snapshot: view.snapshot, read };
+}
+
+/** Both sides of the named subjects (see readNarrowed); `unaccounted`: members of named groups with no account yet. */
+export async function narrow(
+  read: SubjectRead,
+  tenant: DirectoryRepository,
+  integration: { id: string; tenantId: string },
+): Promise<{ local: LocalState; snapshot: Snapshot; unaccounted: string[] }> {
+  const id = integration.id;
+  const users = unique(read.userIds);
+  const named = new Set(users);
+  const groups = unique(read.groupIds);
+  const idp = read.snapshot;
+  const [localOfUsers, localOfGroups] = await Promise.all([
+    tenant.membershipPairs(id, { by: 'user', externalIds: users }),
+    tenant.membershipPairs(id, { by: 'group', externalIds: groups }),
+  ]);
+  const groupsOfUsers = unique([...users.flatMap((u) => read.groupsOf.get(u) ?? []), ...localOfUsers.map((p) => p.group)]);
+  const localGroups = await tenant.groupsOf(id, unique([...groups, ...groupsOfUsers]));
+  // Unnamed groups the tenant knows: they stand as held, carrying only the named users' memberships.
+  const incidental = groupsOfUsers.filter((g) => !groups.includes(g) && localGroups.has(g));
+  const namedInScope = groups.filter((g) => idp.groups.has(g) || idp.skipped.some((r) => r.kind === 'group' && r.externalId === g));
+  const bystanders = unique([...namedInScope.flatMap((g) => [...(idp.memberships.get(g) ?? [])]), ...localOfGroups.map((p) => p.user)]).filter((u) => !named.has(u));
+  const [accounts, lockedOut] = await Promise.all([tenant.accountsOf(id, [...users, ...bystanders]), tenant.lockedOutOf(id, users)]);
+  const readUsers = users.flatMap((u) => {
+    const user = idp.users.get(u);
+    return user ? [user] : [];
+  });
+  const others = await tenant.othersOf(integration.tenantId, id, readUsers.map((u) => u.userName));
+
+  const local: LocalState = {
+    users: accounts,
+    groups: localGroups,
+    memberships: membershipMap([...localOfUsers, ...localOfGroups]),
+    lockedOut,
+    others,
+  };
+
+  const snapshotUsers = new Map<string, DirectoryUser>(readUsers.map((u) => [u.externalId, u]));
+  const unaccounted: string[] = [];
+  for (const userId of bystanders) {
+    const account = accounts.get(userId);
+    if (account) snapshotUsers.set(userId, accountAsRead(account));
+    else if (idp.users.has(userId)) unaccounted.push(userId);
+  }
+  const snapshotGroups = new Map<string, DirectoryGroup>();
+  for (const g of groups) {
+    const group = idp.groups.get(g);
+    if (group) snapshotGroups.set(g, group);
+  }
+  for (const g of incidental) snapshotGroups.set(g, groupAsRead(localGroups.get(g)!));
+  const memberships = new Map<string, Set<string>>();
+  const member = (g: string, u: string) => {
+    let set = memberships.get(g);
+    if (!set) memberships.set(g, (set = new Set()));
+    set.add(u);
+  };
+  for (const g of namedInScope) {
+    memberships.set(g, new Set());
+    for (const u of idp.memberships.get(g) ?? []) if (snapshotUsers.has(u) || isSkippedUser(idp, u)) member(g, u);
+  }
+  for (const u of users) {
+    if (!snapshotUsers.has(u) && !isSkippedUser(idp, u)) continue;
+    for (const g of read.groupsOf.get(u) ?? []) if (snapshotGroups.has(g)) member(g, u);
+  }
+  for (const g of incidental) if (!memberships.has(g)) memberships.set(g, new Set());
+  // Records read but not taken (named, or members of a named group): evidence they exist, and warnings.
+  const snapshot: Snapshot = { users: snapshotUsers, groups: snapshotGroups, memberships, skipped: idp.skipped, suspicious: [...idp.suspicious] };
+  return { local, snapshot, unaccounted };
+}
+
+/** Two targeted reads as one (the second reads users the first found without an account). */
+function mergeReads(a: SubjectRead, b: SubjectRead): SubjectRead {
+  const memberships = new Map<string, ReadonlySet<string>>(a.snapshot.memberships);
+  for (const [g, members] of b.snapshot.memberships) memberships.set(g, new Set([...(memberships.get(g) ?? []), ...members]));
+  return {
+    snapshot: {
+      users: new Map([...a.snapshot.users, ...b.snapshot.users]),
+      groups: new Map([...a.snapshot.groups, ...b.snapshot.groups]),
+      memberships,
+      skipped: [...a.snapshot.skipped, ...b.snapshot.skipped],
+      suspicious: [...a.snapshot.suspicious, ...b.snapshot.suspicious],
+    },
+    userIds: unique([...a.userIds, ...b.userIds]),
+    unknownLogins: unique([...a.unknownLogins, ...b.unknownLogins]),
+    groupsOf: new Map([...a.groupsOf, ...b.groupsOf]),
+    groupIds: unique([...a.groupIds, ...b.groupIds]),
+  };
+}
+
+function isSkippedUser(snapshot: Snapshot, userId: string): boolean {
+  return snapshot.skipped.some((r) => r.kind === 'user' && r.externalId === userId);
+}
+
+function unique(ids: readonly string[]): string[] {
+  return [...new Set(ids)];
+}
