@@ -34,6 +34,7 @@ function addIntegrationOptions(command: Command): Command {
     .option('--threshold <percent>', 'hold plans that deprovision more than this share of active users (default 20)')
     .option('--every <duration>', 'run on a schedule, such as 15m, 1h or 1d')
     .option('--cron <expr>', 'run on a cron schedule (UTC), such as "0 * * * *"')
+    .option('--full-every <duration>', 'scheduled runs read what changed, and the whole scope this often (default 1d, at least 1h)')
     .addOption(jsonOption());
 }
 

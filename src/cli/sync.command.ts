@@ -4,7 +4,7 @@ import { NotFoundError, UserError } from '../errors.js';
 import { IntegrationService } from '../integrations/integration.service.js';
 import { runStatusLabel } from '../runs/run-status.js';
 import { waitForRunEnd } from '../runs/run-wait.js';
-import { approveRun, rejectRun, requestRun } from '../runs/trigger.js';
+import { approveRun, rejectRun, requestRun, syncWish } from '../runs/trigger.js';
 import type { CliContext } from './context.js';
 import { describeChanges, describeRun, emit, jsonOption, parseLimit, table } from './output.js';
 import { withContext } from './run-command.js';
@@ -65,17 +65,22 @@ async function report(ctx: CliContext, run: RunSummary, opts: { wait: boolean; t
 export function registerSyncCommands(program: Command): void {
   program
     .command('sync <integration-id>')
-    .description('run a reconcile now (queued for the worker)')
+    .description(
+      'run a reconcile now (queued for the worker): what changed since the last run, by the IdP\'s change feed (incremental), or the whole scope when a full run is due',
+    )
     .option('--wait', 'wait for the run to finish and print its summary')
-    .option('--dry-run', 'plan only: record what would change, change nothing')
+    .option('--dry-run', 'plan only: record what would change, change nothing (reads the whole scope)')
+    .option('--full', 'read the whole scope, whatever the change feed says')
+    .option('--user <login>', 'read only this user, by login (repeatable): provision on demand', (login: string, logins: string[] = []) => [...logins, login])
     .option('--timeout <seconds>', 'with --wait, give up after this long', '3600')
     .addOption(jsonOption())
-    .action((id: string, opts: { wait?: boolean; dryRun?: boolean; timeout: string; json?: boolean }) =>
+    .action((id: string, opts: { wait?: boolean; dryRun?: boolean; full?: boolean; user?: string[]; timeout: string; json?: boolean }) =>
       withContext(async (ctx) => {
         const timeoutMs = parseTimeout(opts.timeout);
+        const wish = syncWish({ dryRun: opts.dryRun, full: opts.full, users: opts.user });
         const queue = await ctx.queue();
-        const { run } = await audited(ctx, 'integration.sync', { type: 'integration', id }, () => requestRun({ db: ctx.db, config: ctx.config, queue }, id, 'manual', { dryRun: opts.dryRun ?? false }), {
-          detail: { dryRun: opts.dryRun ?? false },
+        const { run } = await audited(ctx, 'integration.sync', { type: 'integration', id }, () => requestRun({ db: ctx.db, config: ctx.config, queue }, id, 'manual', { dryRun: opts.dryRun ?? false, wish }), {
+          detail: { dryRun: opts.dryRun ?? false, ...(opts.full && { full: true }), ...(opts.user && { users: opts.user }) },
         });
         await report(ctx, run, { wait: opts.wait ?? false, timeoutMs, json: opts.json });
       }),

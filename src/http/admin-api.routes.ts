@@ -10,7 +10,7 @@ import { EndpointService } from '../events/endpoint.service.js';
 import { readFeed } from '../events/feed.js';
 import { type CreateIntegrationInput, type IntegrationOptions, IntegrationService } from '../integrations/integration.service.js';
 import { type DirsyncQueue, removeSchedule, syncSchedule } from '../queue/queue.js';
-import { approveRun, rejectRun, requestRun } from '../runs/trigger.js';
+import { approveRun, rejectRun, requestRun, syncWish } from '../runs/trigger.js';
 import { personOfAccount } from '../directory/person-view.js';
 import { TenantService } from '../tenants/tenant.service.js';
 import { TokenService } from '../access/token.service.js';
@@ -57,6 +57,7 @@ const integrationOptions = {
   threshold: { type: 'number', exclusiveMinimum: 0, maximum: 100 },
   every: { type: 'string', description: 'duration such as 15m, 1h, 1d' },
   cron: { type: 'string', description: 'five-field cron expression, UTC' },
+  fullEvery: { type: 'string', description: 'scheduled runs read what changed, and the whole scope this often: a duration from 1h, default 1d' },
   verify: { type: 'boolean', default: true, description: 'check the IdP accepts a new address or credentials before storing them' },
 } as const;
 const errorResponse = {
@@ -471,19 +472,29 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         },
       );
 
-      api.post<{ Params: { id: string }; Body: { dryRun?: boolean } | undefined }>(
+      api.post<{ Params: { id: string }; Body: { dryRun?: boolean; full?: boolean; users?: string[] } | undefined }>(
         '/integrations/:id/sync',
         {
           config: { access: { role: 'operator', action: 'integration.sync', target: from('params', 'id', locate.integration), detail: (r) => ({ dryRun: (r.body as { dryRun?: unknown } | undefined)?.dryRun === true }) } }, 
           schema: {
             tags: ['runs'],
-            summary: 'Run a reconcile now (queued); a dry run records the plan only',
+            summary: 'Run a reconcile now (queued): what changed since the last run, everything (`full`), or only the users named by login (`users`, a targeted run); a dry run records the plan only',
             params: idParam,
-            body: { type: 'object', properties: { dryRun: { type: 'boolean' } }, additionalProperties: false },
+            body: {
+              type: 'object',
+              properties: {
+                dryRun: { type: 'boolean' },
+                full: { type: 'boolean' },
+                users: { type: 'array', items: { type: 'string', minLength: 1, maxLength: 256 }, minItems: 1, maxItems: 1000 },
+              },
+              additionalProperties: false,
+            },
           },
         },
         async (request, reply) => {
-          const { run: queued } = await requestRun(deps, request.params.id, 'manual', { dryRun: request.body?.dryRun ?? false });
+          const body = request.body ?? {};
+          const wish = syncWish({ dryRun: body.dryRun, full: body.full, users: body.users });
+          const { run: queued } = await requestRun(deps, request.params.id, 'manual', { dryRun: body.dryRun ?? false, wish });
           return reply.code(202).send(queued);
         },
       );

@@ -12,7 +12,8 @@ import { isUuid } from '../db/run.repository.js';
 import { type ConnectionReport, type ConnectionTarget, VerificationError, checkConnection } from './connection-check.js';
 import { type CredentialKind, type Credentials, openCredentials, sealCredentials } from './credentials.js';
 import { parseOktaPrivateKey } from './okta-private-key.js';
-import { InvalidScheduleError, describeSchedule, parseSchedule } from './schedule.js';
+import { InvalidScheduleError, MAX_EVERY_MS, describeSchedule, parseDuration, parseSchedule } from './schedule.js';
+import { DEFAULT_FULL_EVERY_MS } from '../runs/full-every.js';
 import { GRACE_RULE, parseGrace } from './webhook-secret-grace.js';
 import { deleteIntegration } from './integration-removal.js';
 import { egressFor } from '../egress.js';
@@ -31,6 +32,8 @@ export interface IntegrationOptions {
   threshold?: string | undefined;
   every?: string | undefined;
   cron?: string | undefined;
+  /** How often a scheduled run reads the whole scope instead of the change feed (`--full-every`). */
+  fullEvery?: string | undefined;
   /** false stores without checking the IdP first (--no-verify). */
   verify?: boolean | undefined;
 }
@@ -55,6 +58,8 @@ export interface IntegrationView {
   deprovisionMode: DeprovisionMode;
   thresholdPercent: number | null;
   schedule: string;
+  /** okta, authentik: how often a scheduled run reads the whole scope rather than the change feed, such as "every 1d". */
+  fullEvery?: string;
   enabled: boolean;
   /** okta, authentik: where the IdP's event hook / notification webhook posts. */
   webhookUrl?: string;
@@ -101,6 +106,7 @@ const PULL_ONLY: ReadonlyArray<[keyof IntegrationOptions, string]> = [
   ['authentikApp', '--authentik-app'],
   ['every', '--every'],
   ['cron', '--cron'],
+  ['fullEvery', '--full-every'],
 ];
 
 /** Validates and stores integrations; encrypts credentials under DIRSYNC_ENCRYPTION_KEY. */
@@ -158,6 +164,7 @@ export class IntegrationService {
       threshold_percent: fields.threshold_percent ?? null,
       schedule_every_ms: fields.schedule_every_ms ?? null,
       schedule_cron: fields.schedule_cron ?? null,
+      full_every_ms: fields.full_every_ms ?? null,
       webhook_secret_hash: hashSecret(webhookSecret),
       updated_at: new Date(),
     });
@@ -330,6 +337,7 @@ export class IntegrationService {
       deprovisionMode: integration.deprovisionMode,
       thresholdPercent: integration.thresholdPercent,
       schedule: describeSchedule(integration.schedule),
+      ...(integration.provider !== 'scim' && { fullEvery: describeSchedule({ kind: 'every', ms: integration.fullEveryMs ?? DEFAULT_FULL_EVERY_MS }) }),
       enabled: integration.enabled,
       ...reach,
       createdAt: integration.createdAt,
@@ -414,6 +422,7 @@ export class IntegrationService {
       changes.schedule_every_ms = schedule.kind === 'every' ? schedule.ms : null;
       changes.schedule_cron = schedule.kind === 'cron' ? schedule.pattern : null;
     }
+    if (o.fullEvery !== undefined) changes.full_every_ms = parseFullEvery(o.fullEvery);
     return changes;
   }
 
@@ -472,4 +481,21 @@ export function parseThreshold(text: string): number {
     throw new UserError(`--threshold must be a percentage from 0.01 to 100 with at most two decimals, such as 5 or 2.5, not "${text.slice(0, 40)}"`);
   }
   return percent;
+}
+
+/**
+ * `--full-every`: how often scheduled runs read the whole scope (SPEC "Run"); between them they
+ * read the change feed. From 1h (a full read of a large org spends much of its rate limit) to 365d.
+ */
+function parseFullEvery(text: string): number {
+  let ms: number;
+  try {
+    ms = parseDuration(text, '--full-every');
+  } catch (error) {
+    if (error instanceof InvalidScheduleError) throw new UserError(error.message);
+    throw error;
+  }
+  if (ms < 3_600_000) throw new UserError(`--full-every ${text} is too frequent: the minimum is 1h (a full read costs a large org much of its rate limit)`);
+  if (ms > MAX_EVERY_MS) throw new UserError(`--full-every ${text} is too long: the maximum is 365d`);
+  return ms;
 }

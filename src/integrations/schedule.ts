@@ -13,15 +13,15 @@ export class InvalidScheduleError extends Error {
   override name = 'InvalidScheduleError';
 }
 
-/** Parses `--every` values such as `30m`, `1h`, `1h30m`, `90s`, `1d`. */
-export function parseDuration(text: string): number {
+/** Parses `--every` (or `option`) values such as `30m`, `1h`, `1h30m`, `90s`, `1d`. */
+export function parseDuration(text: string, option = '--every'): number {
   const trimmed = text.trim();
   const parts = [...trimmed.matchAll(/(\d+)\s*([smhd])/g)];
   if (parts.length === 0 || parts.map((p) => p[0]).join('') !== trimmed.replace(/\s+/g, '')) {
-    throw new InvalidScheduleError(`--every "${text}" is not a duration: use a number and a unit, such as 15m, 1h or 1d`);
+    throw new InvalidScheduleError(`${option} "${text}" is not a duration: use a number and a unit, such as 15m, 1h or 1d`);
   }
   const ms = parts.reduce((sum, p) => sum + Number(p[1]) * (UNITS[p[2]!] ?? 0), 0);
-  if (!Number.isSafeInteger(ms)) throw new InvalidScheduleError(`--every "${text.slice(0, 40)}" is too long: the maximum is 365d`);
+  if (!Number.isSafeInteger(ms)) throw new InvalidScheduleError(`${option} "${text.slice(0, 40)}" is too long: the maximum is 365d`);
   return ms;
 }
 

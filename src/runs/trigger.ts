@@ -8,6 +8,7 @@ import { IntegrationService } from '../integrations/integration.service.js';
 import type { Config } from '../config.js';
 import type { DirsyncQueue } from '../queue/queue.js';
 import { withTimeout } from '../queue/timeout.js';
+import { DEFAULT_FULL_EVERY_MS } from './full-every.js';
 
 /** The queue did not take a run's job in time: the caller answers "try again later". */
 export class QueueUnavailableError extends Error {
@@ -27,8 +28,21 @@ export type RunWish =
   | { readonly kind: 'auto' }
   | { readonly kind: 'targeted'; readonly subjects: Partial<SubjectNames> };
 
-/** How often a scheduled (or plain `dirsync sync`) run reads everything, when the integration does not say (SPEC `--full-every`). */
-export const DEFAULT_FULL_EVERY_MS = 24 * 3_600_000;
+/**
+ * What a sync asked for by hand asks of a run (`dirsync sync`, the admin API): `full`, `users`
+ * (logins: a targeted run, provision on demand), or by default what changed (SPEC "Run").
+ * Throws UserError for a contradiction (users with full, or with a dry run).
+ */
+export function syncWish(opts: { dryRun?: boolean | undefined; full?: boolean | undefined; users?: readonly string[] | undefined }): RunWish {
+  const logins = opts.users ?? [];
+  if (logins.length > 0 && opts.full) throw new UserError('--user (users) reads only the users named and --full reads everything: give one or the other');
+  if (logins.length > 0 && opts.dryRun) throw new UserError('a dry run records the plan of a full read: it cannot be combined with --user (users)');
+  const blank = logins.find((login) => login.trim() === '' || login.length > 256);
+  if (blank !== undefined) throw new UserError(`--user (users) takes logins, such as jane@example.com, not ${JSON.stringify(blank.slice(0, 40))}`);
+  if (logins.length > 0) return { kind: 'targeted', subjects: { logins: [...new Set(logins.map((l) => l.trim()))] } };
+  return opts.full || opts.dryRun ? { kind: 'full' } : { kind: 'auto' };
+}
+
 
 /**
  * Asks for a run of an integration: the one way every caller (CLI, admin API, console,
