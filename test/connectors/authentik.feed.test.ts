@@ -176,6 +176,15 @@ describe('authentik change feed', () => {
     expect(changes(await c.readChanges(fourth.cursor)).userIds).toEqual([]);
   });
 
+  it('takes the next cursor from authentik\'s clock (its Date header), not dirsync\'s', async () => {
+    const c = connector('crm');
+    ak.clockOffsetMs = 10 * MINUTE;
+    const read = changes(await c.readChanges(c.feedCursorAt(new Date())));
+    const next = Date.parse(read.cursor.slice('authentik:v1:'.length));
+    expect(next - (Date.now() + 10 * MINUTE - FEED_OVERLAP_MS)).toBeGreaterThan(-5_000);
+    expect(next - (Date.now() + 10 * MINUTE - FEED_OVERLAP_MS)).toBeLessThanOrEqual(0);
+  });
+
   it('covers clock skew up to the overlap between dirsync and authentik', async () => {
     const c = connector('crm');
     ak.clockOffsetMs = -(FEED_OVERLAP_MS / 2); // authentik's clock runs 30 s behind

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuthentikConnector } from '../../src/connectors/authentik/authentik.connector.js';
+import { GROUPS_PER_LISTING } from '../../src/connectors/authentik/authentik.subjects.js';
 import { IdpReadError, NO_SUBJECTS, type SubjectNames } from '../../src/connectors/connector.js';
 import { type AkGroup, type AkUser, FakeAuthentik } from '../support/fake-authentik.js';
 import { loopbackEgress } from '../support/egress.js';
@@ -141,6 +142,19 @@ describe('readSubjects with an application', () => {
     expect(pages('GET /api/v3/core/groups/')).toBe(3);
     expect(pages('GET /api/v3/core/users/?groups_by_pk=')).toBe(3); // bob, cat and the service account
     expect(c.stats.requests).toBe(1 + 3 + 3 + 3);
+  });
+
+  it('lists the members of a group with many groups below it in chunks of GROUPS_PER_LISTING', async () => {
+    let parent = eng.pk;
+    for (let i = 0; i < GROUPS_PER_LISTING + 5; i += 1) parent = ak.addGroup(`Level ${i}`, { parents: [parent] }).pk;
+    const deep = ak.addUser('dee.p@acme.test', { pk: 20 });
+    ak.addMember(parent, deep.pk);
+    ak.requests.length = 0;
+    const read = await connector('crm').readSubjects(names({ groupIds: [eng.pk] }));
+    expect(sorted(read.snapshot.memberships.get(eng.pk)!)).toEqual(ids(bob, cat, deep));
+    const listings = ak.requests.filter((r) => r.startsWith('GET /api/v3/core/users/?groups_by_pk='));
+    expect(listings).toHaveLength(2);
+    expect(listings.map((r) => new URL(r.slice(4), 'http://x').searchParams.getAll('groups_by_pk').length)).toEqual([GROUPS_PER_LISTING, 7]);
   });
 
   it('a user with no groups needs no group hierarchy: one request per user plus the application', async () => {

@@ -37,16 +37,13 @@ export interface ApplicationAccess {
 
 /**
  * The HTTP side of the authentik connector: the @goauthentik/api clients over one fetch that
- * counts requests in `stats`, keeps authentik's error `detail` and the server's clock (`Date`),
- * and one retry policy (429 honouring Retry-After, 5xx, timeouts, bad bodies) with the
+ * counts requests in `stats` and keeps authentik's error `detail`, and one retry policy (429 honouring Retry-After, 5xx, timeouts, bad bodies) with the
  * errors worded by authentikProblem. Shared by the full, targeted and change-feed reads.
  */
 export class AuthentikClient {
   readonly core: CoreApi;
   readonly policies: PoliciesApi;
   readonly events: EventsApi;
-  /** The `Date` header of the latest answer: authentik's clock, to second precision. */
-  serverDate: Date | undefined;
   private readonly details = new WeakMap<Response, string>();
 
   constructor(
@@ -65,8 +62,6 @@ export class AuthentikClient {
         {
           post: async ({ response }) => {
             if (response.status === 429) this.stats.rateLimited += 1;
-            const date = Date.parse(response.headers.get('date') ?? '');
-            if (Number.isFinite(date)) this.serverDate = new Date(date);
             // authentik says why in `detail` ("Token invalid/expired" is a 403 too); the SDK's
             // ResponseError keeps the response but not its body.
             if (response.status >= 400) {

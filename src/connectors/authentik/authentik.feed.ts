@@ -8,7 +8,8 @@ import { MODEL_ACTIONS, bindingConcerns, subjectOfModelEvent } from './authentik
 /**
  * authentik's change feed for incremental runs, in two parts:
  * - users whose `last_updated` is after the cursor (`GET /core/users/?last_updated__gt=`,
- *   paged): any save of a user, whoever made it, bumps it (Django `auto_now`);
+ *   paged): any save of a user, whoever made it, bumps it (`auto_now=True` on User in
+ *   authentik/core/models.py), though a bulk `QuerySet.update()` does not;
  * - model events (`GET /events/events/?actions=model_created&actions=model_updated&
  *   actions=model_deleted`, newest first, read back to the cursor): a user or group event names
  *   it (this is how deletions and membership changes are seen: neither bumps a user's
@@ -72,9 +73,9 @@ export async function readAuthentikChanges(client: AuthentikClient, appSlug: str
     // `gt` on a timestamp sent to the millisecond (the SDK's toISOString) of one kept to the microsecond: 1 ms earlier reads "at or after".
     const after = new Date(since.getTime() - 1);
     for await (const u of client.pages('GET /api/v3/core/users/?last_updated__gt=', signal, async (page) => {
-      const result = await client.core.coreUsersList({ lastUpdatedGt: after, page, pageSize: PAGE_SIZE, includeGroups: false, includeRoles: false });
-      if (page === 1) serverStart ??= client.serverDate;
-      return result;
+      const response = await client.core.coreUsersListRaw({ lastUpdatedGt: after, page, pageSize: PAGE_SIZE, includeGroups: false, includeRoles: false });
+      if (page === 1) serverStart = serverDateOf(response.raw);
+      return response.value();
     })) {
       changes += 1;
       userIds.add(String(u.pk));
@@ -103,7 +104,8 @@ export async function readAuthentikChanges(client: AuthentikClient, appSlug: str
     if (signal?.aborted) throw error;
     return { kind: 'unavailable', reason: unavailableReason(error) };
   }
-  const next = new Date((serverStart ?? new Date(localStart)).getTime() - FEED_OVERLAP_MS);
+  // authentik's clock when it answered the first page; the overlap covers the header's whole seconds.
+  const next = new Date((serverStart ? serverStart.getTime() : localStart) - FEED_OVERLAP_MS);
   return {
     kind: 'changes',
     names: { userIds: [...userIds], logins: [], groupIds: [...groupIds] },
@@ -147,6 +149,12 @@ async function* modelEventsSince(client: AuthentikClient, since: Date, signal: A
     if (next <= current) throw new IdpReadError(`authentik GET /api/v3/events/events/ paginates in a loop (page ${current} points back to page ${next})`);
     page = next;
   }
+}
+
+/** authentik's clock from an answer's `Date` header (whole seconds, truncated), if it sent one. */
+function serverDateOf(response: Response): Date | undefined {
+  const at = Date.parse(response.headers.get('date') ?? '');
+  return Number.isFinite(at) ? new Date(at) : undefined;
 }
 
 function unavailableReason(error: unknown): string {

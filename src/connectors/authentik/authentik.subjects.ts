@@ -8,6 +8,9 @@ import { ancestorsOf, appScope, descendantsOf } from './authentik.scope.js';
 /** Named users read at once: authentik documents no API rate limit, so only a modest bound. */
 const CONCURRENCY = 8;
 
+/** Group pks per member listing: 50 dashed UUIDs keep the URL near 2.5 kB (servers allow 8 kB). */
+export const GROUPS_PER_LISTING = 50;
+
 /**
  * A targeted read of named authentik users and groups, with exactly the full read's rules:
  * service accounts (`service_account`, `internal_service_account`) are never in scope; with an
@@ -24,7 +27,8 @@ const CONCURRENCY = 8;
  * - per named user id: 1 (`GET /core/users/{pk}/`; 404 with authentik's body = gone);
  * - per named login: 1 (`GET /core/users/?username=`; no result = unknown login);
  * - per named group in scope: 1 per 500 members (`/core/users/?groups_by_pk=` the group and the
- *   groups below it). A named group's record comes from the hierarchy listing: absent = gone.
+ *   groups below it, GROUPS_PER_LISTING pks a listing). A named group's record comes from the
+ *   hierarchy listing: absent = gone.
  */
 export async function readAuthentikSubjects(
   client: AuthentikClient,
@@ -49,10 +53,14 @@ export async function readAuthentikSubjects(
   const below = descendantsOf(groupParents);
   for (const pk of groupIds.filter(groupInScope)) {
     const listed = [pk, ...below(pk)];
-    for await (const u of client.pages(`GET /api/v3/core/users/?groups_by_pk=${pk}`, signal, (page) =>
-      client.core.coreUsersList({ groupsByPk: listed, page, pageSize: PAGE_SIZE, includeGroups: false, includeRoles: false }),
-    )) {
-      members.set(String(u.pk), u);
+    // A deep hierarchy would make one URL too long for proxies: a few dozen groups per listing.
+    for (let at = 0; at < listed.length; at += GROUPS_PER_LISTING) {
+      const chunk = listed.slice(at, at + GROUPS_PER_LISTING);
+      for await (const u of client.pages(`GET /api/v3/core/users/?groups_by_pk=${pk}`, signal, (page) =>
+        client.core.coreUsersList({ groupsByPk: chunk, page, pageSize: PAGE_SIZE, includeGroups: false, includeRoles: false }),
+      )) {
+        members.set(String(u.pk), u);
+      }
     }
   }
 
