@@ -38,6 +38,15 @@ export interface AuthentikConnectorOptions {
  * groups, and, for an application, its policy bindings. Memberships come from each user's
  * `groups`, so they cost no extra requests. Every page is retried on 429 (honouring
  * Retry-After), 5xx, timeouts and bad bodies; a page that still fails fails the read.
+ *
+ * It also reads named users and groups alone (readSubjects: 1 request per named user or login,
+ * plus the application and the group hierarchy once per call) and a change feed (readChanges:
+ * users by `last_updated`, and model events). The feed cannot see what authentik records no
+ * model event for: it records them only while serving an HTTP request (AuditMiddleware,
+ * authentik/events/middleware.py), so membership changes and deletions made by source syncs
+ * or blueprints in its worker, `ak` shell commands or direct database writes are missed until
+ * the next full run (user saves are still seen by `last_updated`); a token that may not view
+ * events sees none. Details in authentik.subjects.ts and authentik.feed.ts.
  */
 export class AuthentikConnector implements Connector, TargetedSource {
   readonly stats: ReadStats = emptyReadStats();
