@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuthentikConnector } from '../../src/connectors/authentik/authentik.connector.js';
 import { GROUPS_PER_LISTING } from '../../src/connectors/authentik/authentik.subjects.js';
@@ -7,7 +8,8 @@ import { loopbackEgress } from '../support/egress.js';
 
 /**
  * Targeted reads (readSubjects) against the fake authentik, which speaks /api/v3 as authentik
- * does, through the real @goauthentik/api SDK. Each test pins the exact requests sent.
+ * does, through the real @goauthentik/api SDK: the requests each read sends, and (a property
+ * test) that naming everyone reads exactly what the full read does.
  */
 
 const FAST_RETRY = { retries: 1, minTimeoutMs: 10, maxTimeoutMs: 20 };
@@ -235,6 +237,58 @@ describe('readSubjects per-record isolation and errors', () => {
     ak.fault = ({ path }) => (path === `/api/v3/core/users/${bob.pk}/` ? { status: 503, body: { detail: 'busy' } } : undefined);
     await expect(connector().readSubjects(names({ userIds: ids(bob) }))).rejects.toThrow(
       `authentik GET /api/v3/core/users/${bob.pk}/ failed after 2 attempts: HTTP 503; authentik answered with a server error (503): try again later`,
+    );
+  });
+});
+
+describe('readSubjects agrees with the full read', () => {
+  /** A random directory: groups in a hierarchy, users (some service accounts) in them, bindings of every kind. */
+  const directory = fc.record({
+    parents: fc.array(fc.array(fc.nat(5), { maxLength: 2 }), { minLength: 6, maxLength: 6 }),
+    users: fc.array(fc.record({ groups: fc.uniqueArray(fc.nat(5), { maxLength: 3 }), service: fc.boolean(), active: fc.boolean() }), { minLength: 1, maxLength: 8 }),
+    bindings: fc.array(
+      fc.record({ to: fc.oneof(fc.record({ user: fc.nat(7) }), fc.record({ group: fc.nat(5) }), fc.constant({ policy: true })), negate: fc.boolean(), enabled: fc.boolean() }),
+      { maxLength: 4 },
+    ),
+    mode: fc.constantFrom('any' as const, 'all' as const),
+    withApp: fc.boolean(),
+  });
+
+  it('every user and group named: the same users, groups and memberships as readSnapshot', async () => {
+    await fc.assert(
+      fc.asyncProperty(directory, async (d) => {
+        const fake = await new FakeAuthentik().start();
+        try {
+          const groups = d.parents.map((_, i) => fake.addGroup(`G${i}`));
+          // Parents only among earlier groups: authentik refuses cycles.
+          d.parents.forEach((ps, i) => {
+            groups[i]!.parents = [...new Set(ps.filter((p) => p < i).map((p) => groups[p]!.pk))];
+          });
+          const users = d.users.map((u, i) =>
+            fake.addUser(`u${i}.x@acme.test`, { pk: 200 + i, is_active: u.active, type: u.service ? 'service_account' : 'internal', groups: u.groups.map((g) => groups[g]!.pk) }),
+          );
+          fake.addApp('crm', d.mode);
+          for (const b of d.bindings) {
+            const to = 'user' in b.to ? { user: users[b.to.user % users.length]!.pk } : 'group' in b.to ? { group: groups[b.to.group]!.pk } : { policy: 'e0c7c8a2-0000-4000-8000-00000000000a' };
+            fake.bind('crm', { ...to, negate: b.negate, enabled: b.enabled });
+          }
+          const make = () =>
+            new AuthentikConnector({ baseUrl: fake.url, token: fake.token, egress: loopbackEgress, appSlug: d.withApp ? 'crm' : null, retry: FAST_RETRY });
+          const full = await make().readSnapshot();
+          const read = await make().readSubjects(names({ userIds: users.map((u) => String(u.pk)), groupIds: groups.map((g) => g.pk) }));
+          expect(sorted(read.snapshot.users.keys())).toEqual(sorted(full.users.keys()));
+          expect(sorted(read.snapshot.groups.keys())).toEqual(sorted(full.groups.keys()));
+          for (const g of full.groups.keys()) expect(sorted(read.snapshot.memberships.get(g)!)).toEqual(sorted(full.memberships.get(g)!));
+          // groupsOf, restricted to the groups in scope, is each user's memberships in the full read.
+          for (const u of full.users.keys()) {
+            const inFull = [...full.memberships].filter(([, members]) => members.has(u)).map(([g]) => g);
+            expect(sorted(read.groupsOf.get(u)!.filter((g) => full.groups.has(g)))).toEqual(sorted(inFull));
+          }
+        } finally {
+          await fake.stop();
+        }
+      }),
+      { numRuns: 40 },
     );
   });
 });
