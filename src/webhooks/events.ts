@@ -1,19 +1,20 @@
+import { subjectOfModelEvent } from '../connectors/authentik/authentik.model-events.js';
 import { NO_SUBJECTS, type SubjectNames } from '../connectors/connector.js';
+import { printable } from '../core/snapshot.js';
 
 /**
  * What an IdP's webhook body says, read without IO: which events (for deduplication), their
  * types (for the record), and whether any of them can change the tenant's directory. An event
  * is only ever a signal to re-read the IdP; nothing from its body is applied.
  */
-
 export interface WebhookSignal {
   readonly eventIds: readonly string[];
   readonly eventTypes: readonly string[];
   /** Worth a run: some event can change the users, groups or memberships in scope. */
   readonly relevant: boolean;
-  /** The users and groups the relevant events name: what a targeted run reads. */
+  /** The users and groups the events name: a targeted run reads these. */
   readonly names: SubjectNames;
-  /** Relevant events that name no subject a targeted read can cover (an app-level change), one sentence each: a full run follows. */
+  /** Events that cannot be narrowed to subjects, one sentence each: the run reads the whole scope. Relevant means names or these. */
   readonly unnarrowable: readonly string[];
 }
 
@@ -64,7 +65,9 @@ export function readOktaDelivery(body: unknown, appId: string | null): WebhookSi
     eventTypes.push(event.eventType);
     if (oktaEventMatters(event.eventType, Array.isArray(event.target) ? (event.target as OktaTarget[]) : [], appId)) relevant = true;
   }
-  return { eventIds, eventTypes, relevant, names: NO_SUBJECTS, unnarrowable: relevant ? ['the events are not narrowed to subjects yet'] : [] };
+  // Not narrowed to the events' targets on this branch: a relevant delivery reads the whole scope, as before.
+  const unnarrowable = relevant ? ['an Okta event hook delivery (not narrowed to its targets)'] : [];
+  return { eventIds, eventTypes, relevant, names: NO_SUBJECTS, unnarrowable };
 }
 
 function oktaEventMatters(type: string, targets: OktaTarget[], appId: string | null): boolean {
@@ -81,9 +84,12 @@ const AUTHENTIK_MODELS = new Set(['user', 'group', 'application', 'policybinding
 /**
  * An authentik notification (webhook transport). With dirsync's body mapping it carries the
  * event's `action`, `model` context and `event_id`; model changes to users, groups,
- * applications and policy bindings are relevant, other actions (logins, ...) are not. The
- * default body (`{body, severity, user_email, ...}`, no action) says nothing about what
- * changed, so it triggers a full run.
+ * applications and policy bindings are relevant, other actions (logins, ...) are not. A user
+ * event names the user (its pk), a group event the group (its pk, which authentik's event
+ * context spells as undashed hex: see authentik.model-events.ts); an application or policy
+ * binding change cannot be narrowed (the notification does not say which application's
+ * binding it is), nor can another group-related model. The default body (`{body, severity,
+ * user_email, ...}`, no action) says nothing about what changed, so it triggers a full run.
  */
 export function readAuthentikNotification(body: unknown): WebhookSignal {
   if (!isObject(body)) throw new MalformedWebhookError('not an authentik notification: expected a JSON object');
@@ -97,7 +103,19 @@ export function readAuthentikNotification(body: unknown): WebhookSignal {
   const modelName = typeof model.model_name === 'string' ? model.model_name : '';
   const type = modelName ? `${body.action}:${model.app ?? ''}.${modelName}` : body.action;
   const relevant = AUTHENTIK_MODEL_ACTIONS.has(body.action) && (AUTHENTIK_MODELS.has(modelName) || modelName.includes('group'));
-  return { eventIds, eventTypes: [type], relevant, names: NO_SUBJECTS, unnarrowable: relevant ? ['the events are not narrowed to subjects yet'] : [] };
+  if (!relevant) return { eventIds, eventTypes: [type], relevant, names: NO_SUBJECTS, unnarrowable: [] };
+  const subject = subjectOfModelEvent(body.action, model);
+  if (subject.kind === 'user') return { eventIds, eventTypes: [type], relevant, names: { ...NO_SUBJECTS, userIds: [subject.id] }, unnarrowable: [] };
+  if (subject.kind === 'group') return { eventIds, eventTypes: [type], relevant, names: { ...NO_SUBJECTS, groupIds: [subject.id] }, unnarrowable: [] };
+  const what = typeof model.name === 'string' && model.name !== '' ? ` (${printableName(model.name)})` : '';
+  return { eventIds, eventTypes: [type], relevant, names: NO_SUBJECTS, unnarrowable: [`authentik ${type}${what} cannot be narrowed to users or groups`] };
+}
+
+/** A name from a body, short, storable (printable) and without control characters, for a sentence. */
+function printableName(name: string): string {
+  const clean = printable(name).replace(/[\u0000-\u001f\u007f]/g, ' ');
+  const chars = [...clean];
+  return chars.length > 120 ? `${chars.slice(0, 117).join('')}...` : clean;
 }
 
 /**

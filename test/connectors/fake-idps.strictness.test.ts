@@ -155,3 +155,48 @@ describe('fake authentik paging and bindings', () => {
     expect([...snapshot.groups.keys()]).toEqual([eng.pk]);
   });
 });
+
+describe('fake authentik filters and events', () => {
+  it('filters users as UserFilter does: username exact, groups_by_pk any-of (400 for an unknown group), last_updated__gt strict to the microsecond', async () => {
+    const a = await authentik();
+    const eng = a.addGroup('Engineering');
+    const ann = a.addUser('ann@acme.test', { last_updated: '2026-01-01T10:00:00.000500Z' });
+    a.addUser('bob@acme.test', { last_updated: '2026-01-01T10:00:00.000400Z' });
+    a.addMember(eng.pk, ann.pk);
+    const auth = `Bearer ${a.token}`;
+    const pks = (body: unknown) => (body as { results: { pk: number }[] }).results.map((u) => u.pk);
+
+    expect(pks((await get(a.url, '/api/v3/core/users/?username=ANN@acme.test', auth)).body)).toEqual([]);
+    expect(pks((await get(a.url, '/api/v3/core/users/?username=ann@acme.test', auth)).body)).toEqual([ann.pk]);
+    expect(pks((await get(a.url, `/api/v3/core/users/?groups_by_pk=${eng.pk}`, auth)).body)).toEqual([ann.pk]);
+    const unknown = await get(a.url, '/api/v3/core/users/?groups_by_pk=a1b2c3d4-0000-4000-8000-0000000000ff', auth);
+    expect(unknown.status).toBe(400);
+    expect(unknown.body).toEqual({ groups_by_pk: ['Select a valid choice. a1b2c3d4-0000-4000-8000-0000000000ff is not one of the available choices.'] });
+    expect(pks((await get(a.url, '/api/v3/core/users/?last_updated__gt=2026-01-01T10:00:00.000400Z', auth)).body)).toEqual([ann.pk]);
+    expect(pks((await get(a.url, '/api/v3/core/users/?last_updated__gt=2026-01-01T10:00:00.000Z', auth)).body)).toHaveLength(2);
+  });
+
+  it('retrieves one user, 404 with a detail when there is none', async () => {
+    const a = await authentik();
+    const ann = a.addUser('ann@acme.test');
+    expect((await get(a.url, `/api/v3/core/users/${ann.pk}/`, `Bearer ${a.token}`)).body).toMatchObject({ pk: ann.pk, username: 'ann@acme.test' });
+    expect(await get(a.url, '/api/v3/core/users/99999/', `Bearer ${a.token}`)).toMatchObject({ status: 404, body: { detail: 'No User matches the given query.' } });
+  });
+
+  it('logs model events as authentik does (group pks as hex) and lists them newest first, filtered by actions', async () => {
+    const a = await authentik();
+    const eng = a.addGroup('Engineering');
+    const ann = a.addUser('ann@acme.test');
+    a.recordEvent('login');
+    a.deleteUser(ann.pk);
+    const auth = `Bearer ${a.token}`;
+    const listed = await get(a.url, '/api/v3/events/events/?actions=model_created&actions=model_deleted', auth);
+    const results = (listed.body as { results: { action: string; context: { model: unknown } }[] }).results;
+    expect(results.map((e) => [e.action, e.context.model])).toEqual([
+      ['model_deleted', { app: 'authentik_core', model_name: 'user', pk: ann.pk, name: 'ann@acme.test' }],
+      ['model_created', { app: 'authentik_core', model_name: 'user', pk: ann.pk, name: 'ann@acme.test' }],
+      ['model_created', { app: 'authentik_core', model_name: 'group', pk: eng.pk.replace(/-/g, ''), name: 'Engineering' }],
+    ]);
+    expect((await get(a.url, '/api/v3/events/events/?actions=model_renamed', auth)).status).toBe(400);
+  });
+});

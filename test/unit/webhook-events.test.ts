@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { NO_SUBJECTS } from '../../src/connectors/connector.js';
 import { MalformedWebhookError, readAuthentikNotification, readOktaDelivery } from '../../src/webhooks/events.js';
 import { presentedSecret } from '../../src/webhooks/receive.js';
 import { authentikDefaultBody, authentikMappedBody, oktaDelivery } from '../support/webhook-bodies.js';
@@ -14,7 +15,7 @@ describe('Okta event hook deliveries', () => {
     ['user.authentication.sso', false],
   ])('%s is relevant: %s', (eventType, relevant) => {
     const body = oktaDelivery([{ eventType, uuid: 'e1' }]);
-    expect(readOktaDelivery(body, null)).toEqual({ eventIds: ['e1'], eventTypes: [eventType], relevant });
+    expect(readOktaDelivery(body, null)).toMatchObject({ eventIds: ['e1'], eventTypes: [eventType], relevant });
   });
 
   it('ignores app assignments to another app than the integration\'s', () => {
@@ -40,7 +41,13 @@ describe('Okta event hook deliveries', () => {
 
 describe('authentik notifications', () => {
   it('the default body says nothing about what changed, so it asks for a full run', () => {
-    expect(readAuthentikNotification(authentikDefaultBody())).toEqual({ eventIds: [], eventTypes: ['notification'], relevant: true });
+    expect(readAuthentikNotification(authentikDefaultBody())).toEqual({
+      eventIds: [],
+      eventTypes: ['notification'],
+      relevant: true,
+      names: NO_SUBJECTS,
+      unnarrowable: ['the notification does not say what changed'],
+    });
   });
 
   it.each([
@@ -50,11 +57,42 @@ describe('authentik notifications', () => {
     ['model_updated', 'authentik_core', 'token', false],
   ])('%s of %s.%s is relevant: %s', (action, app, model_name, relevant) => {
     const body = authentikMappedBody(action, { app, model_name, pk: 1, name: 'x' });
-    expect(readAuthentikNotification(body)).toEqual({ eventIds: [body.event_id], eventTypes: [`${action}:${app}.${model_name}`], relevant });
+    expect(readAuthentikNotification(body)).toMatchObject({ eventIds: [body.event_id], eventTypes: [`${action}:${app}.${model_name}`], relevant });
   });
 
   it('other actions are not relevant', () => {
-    expect(readAuthentikNotification(authentikMappedBody('login')).relevant).toBe(false);
+    expect(readAuthentikNotification(authentikMappedBody('login'))).toMatchObject({ relevant: false, names: NO_SUBJECTS, unnarrowable: [] });
+  });
+
+  it('a user event names the user by pk', () => {
+    const body = authentikMappedBody('model_updated', { app: 'authentik_core', model_name: 'user', pk: 42, name: 'ann' });
+    expect(readAuthentikNotification(body)).toMatchObject({ relevant: true, names: { userIds: ['42'], logins: [], groupIds: [] }, unnarrowable: [] });
+  });
+
+  it('a group event names the group by pk, dashed as the API shows it (authentik logs the hex)', () => {
+    const pk = '0f8e5a9c2b7d4e1fa3c6b8d0e2f4a6c8';
+    for (const action of ['model_created', 'model_updated', 'model_deleted']) {
+      const body = authentikMappedBody(action, { app: 'authentik_core', model_name: 'group', pk, name: 'Engineering' });
+      expect(readAuthentikNotification(body)).toMatchObject({ names: { userIds: [], groupIds: ['0f8e5a9c-2b7d-4e1f-a3c6-b8d0e2f4a6c8'] }, unnarrowable: [] });
+    }
+  });
+
+  it.each([
+    ['authentik_core', 'application', 'CRM'],
+    ['authentik_policies', 'policybinding', 'Binding from CRM #0 to Group Engineering'],
+    ['authentik_core', 'groupsourceconnection', 'x'],
+  ])('a change to %s.%s cannot be narrowed', (app, model_name, name) => {
+    const body = authentikMappedBody('model_updated', { app, model_name, pk: 'a'.repeat(32), name });
+    expect(readAuthentikNotification(body)).toMatchObject({
+      relevant: true,
+      names: NO_SUBJECTS,
+      unnarrowable: [`authentik model_updated:${app}.${model_name} (${name}) cannot be narrowed to users or groups`],
+    });
+  });
+
+  it('a user event without a usable pk cannot be narrowed', () => {
+    const body = authentikMappedBody('model_deleted', { app: 'authentik_core', model_name: 'user', pk: 'ann', name: 'ann' });
+    expect(readAuthentikNotification(body)).toMatchObject({ names: NO_SUBJECTS, unnarrowable: [expect.stringContaining('cannot be narrowed')] });
   });
 
   it('rejects a body that is not an object', () => {

@@ -64,8 +64,8 @@ export function appScope(input: AppScopeInput): AppScope {
   return { users, groups, ignoredPolicyBindings };
 }
 
-/** Ancestors through `parents`, memoized, safe against cycles. */
-function ancestorsOf(parents: ReadonlyMap<string, readonly string[]>): (group: string) => Set<string> {
+/** Ancestors through `parents` (group id -> the ids of every group above it), memoized, safe against cycles. */
+export function ancestorsOf(parents: ReadonlyMap<string, readonly string[]>): (group: string) => Set<string> {
   const memo = new Map<string, Set<string>>();
   const visit = (group: string, path: Set<string>): Set<string> => {
     const known = memo.get(group);
@@ -101,4 +101,23 @@ export function effectiveMembers(
     }
   }
   return members;
+}
+
+/** Descendants through `parents` (group id -> the ids of every group below it), safe against cycles. */
+export function descendantsOf(groupParents: ReadonlyMap<string, readonly string[]>): (group: string) => Set<string> {
+  const children = new Map<string, string[]>();
+  for (const [child, parents] of groupParents) {
+    for (const p of parents) children.set(p, [...(children.get(p) ?? []), child]);
+  }
+  return (group) => {
+    const found = new Set<string>();
+    const queue = [...(children.get(group) ?? [])];
+    while (queue.length > 0) {
+      const g = queue.pop() as string;
+      if (g === group || found.has(g)) continue;
+      found.add(g);
+      queue.push(...(children.get(g) ?? []));
+    }
+    return found;
+  };
 }
