@@ -217,13 +217,6 @@ type ReadResult =
   | { readonly kind: 'failed'; readonly error: string };
 
 /**
- * How far before a full read's start its change-feed position is taken: the feed orders events
- * by when they were stored, and an event stored a little late must not fall between the full
- * read and the first incremental one. Reading an event twice costs a request, never a wrong write.
- */
-const FEED_OVERLAP_MS = 60_000;
-
-/**
  * The read step. A targeted or incremental run of a pulled integration reads the named
  * subjects (and, incremental, those the IdP's change feed names since the last run) alone; one
  * whose feed cannot be read reads the whole scope instead, saying why. Otherwise: the
@@ -288,7 +281,7 @@ async function readTenantAndIdp(
     const declares = !(connector instanceof ScimSnapshotSource) && !run.dryRun;
     const readAt = declares ? await databaseNow(deps.db) : undefined;
     if (readAt) await runs.markRead(run.id, readAt);
-    const feedCursor = readAt && isTargetedSource(connector) ? connector.feedCursorAt?.(new Date(readAt.getTime() - FEED_OVERLAP_MS)) : undefined;
+    const feedCursor = readAt && isTargetedSource(connector) ? connector.feedCursorAt?.(readAt) : undefined;
     const membersVersions = pushes && !compareFirst ? new Map<string, string>() : await directory.loadMemberVersions(integration.id, FULL_MEMBER_READ_EVERY_MS);
     // What was pushed is compared with the accounts before it is read whole (see ScimSnapshotSource);
     // an IdP is read first, so that the tenant's state is as fresh as the read.
