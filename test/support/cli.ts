@@ -110,6 +110,12 @@ export class CliHarness {
     return { id: integration.id, webhookSecret: (issued as { webhookSecret: string }).webhookSecret };
   }
 
+  /** Disables a manual-only integration in this process, as `dirsync integration disable` does (IntegrationService.setEnabled). */
+  async disableIntegration(id: string): Promise<void> {
+    const [{ IntegrationService }, { loadConfig }] = await Promise.all([import('../../src/integrations/integration.service.js'), import('../../src/config.js')]);
+    await new IntegrationService(await this.db(), loadConfig(this.env(), '')).setEnabled(id, false);
+  }
+
   /**
    * Waits until run `runId` is in one of `statuses` (by default: no longer queued or running),
    * reading its row; answers the status. `timeoutMs` as in waitFor.
