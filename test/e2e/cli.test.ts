@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { CliHarness, type RunSummaryJson, ZERO_COUNTS } from '../support/cli.js';
 import { FakeOkta } from '../support/fake-okta.js';
 import { waitFor } from '../support/wait.js';
@@ -53,7 +53,7 @@ async function oktaOrg(): Promise<{ okta: FakeOkta; token: string }> {
 /**
  * The scenario's starting point, for one test: an Okta org with ann (directly assigned, in
  * Engineering) and bob (in Ops), both groups assigned to the app, and a tenant of its own with
- * an Okta integration for that app, created through the CLI. `synced` runs the first sync.
+ * an Okta integration for that app. `synced` runs the first sync, through the CLI.
  */
 async function acme(options: { synced?: boolean } = {}): Promise<Acme> {
   const { okta, token } = await oktaOrg();
@@ -68,10 +68,11 @@ async function acme(options: { synced?: boolean } = {}): Promise<Acme> {
   app.groups.add(eng.id);
   app.groups.add(ops.id);
   const tenant = `acme-${randomBytes(3).toString('hex')}`;
-  await json(['tenant', 'create', tenant, '--name', 'Acme Corp']);
-  const created = await json<{ id: string }>([
-    'integration', 'create', '--tenant', tenant, '--provider', 'okta', '--base-url', okta.url, '--token', token, '--okta-app-id', '0oaE2E',
-  ]);
+  // Made in this process by the functions the commands call: the commands themselves are
+  // tested as processes above ('creates a tenant and an Okta integration ...'), and every
+  // process started costs a test seconds on a busy machine.
+  await cli.createTenant(tenant, 'Acme Corp');
+  const created = await cli.createIntegration({ tenant, provider: 'okta', baseUrl: okta.url, token, oktaAppId: '0oaE2E' });
   if (options.synced) {
     await server();
     expect(await json<Summary>(['sync', created.id, '--wait'])).toMatchObject({ status: 'succeeded' });
@@ -192,10 +193,8 @@ describe('dirsync CLI, end to end', () => {
     expect(queued.stdout.trim()).toMatch(/^[0-9a-f-]{36}$/);
     // The running worker takes the queued run; let it finish before Okta changes, or it
     // would apply the change the dry run is meant to find.
-    await vi.waitFor(async () => expect((await json<Summary>(['run', 'show', queued.stdout.trim()])).status).toBe('succeeded'), {
-      timeout: 20_000,
-      interval: 200,
-    });
+    await cli.waitForRunStatus(queued.stdout.trim(), { timeoutMs: 20_000 });
+    expect((await json<Summary>(['run', 'show', queued.stdout.trim()])).status).toBe('succeeded');
     okta.updateUser('00uBob', { profile: { firstName: 'Robert' } });
     const dry = await json<Summary & { dryRun: boolean }>(['sync', integrationId, '--wait', '--dry-run']);
     expect(dry).toMatchObject({ dryRun: true, status: 'succeeded' });
@@ -219,8 +218,9 @@ describe('dirsync CLI, end to end', () => {
       [['run', 'show', '00000000-0000-0000-0000-000000000000'], /^dirsync: run 0{8}-.* does not exist/],
       [['frobnicate'], /^dirsync: unknown command 'frobnicate'/],
     ];
-    for (const [args, pattern] of cases) {
-      const result = await dirsync(args);
+    const results = await Promise.all(cases.map(([args]) => dirsync(args)));
+    for (const [i, [args, pattern]] of cases.entries()) {
+      const result = results[i]!;
       expect(result.code, args.join(' ')).not.toBe(0);
       expect(result.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
       expect(result.stderr.trim(), args.join(' ')).toMatch(pattern);
@@ -297,7 +297,7 @@ describe('dirsync CLI, end to end', () => {
     expect(res.status).toBe(200);
     const { runId } = (await res.json()) as { runId: string };
     // The run the delivery queued is what the wait is for; then the user is read once.
-    await waitFor(`webhook run ${runId} to finish`, async () => !['queued', 'running'].includes((await json<Summary>(['run', 'show', runId])).status), { timeoutMs: 10_000 - (Date.now() - started), intervalMs: 100 });
+    await cli.waitForRunStatus(runId, { timeoutMs: 10_000 - (Date.now() - started) });
     const bob = (await json<{ userName: string; active: boolean; locked: boolean }[]>(['users', '--tenant', tenant])).find((u) => u.userName === 'bob.king@e2e.test');
     expect(bob).toMatchObject({ active: false, locked: true });
     expect(await json(['run', 'show', runId])).toMatchObject({ trigger: 'webhook', status: 'succeeded' });
@@ -333,11 +333,14 @@ describe('dirsync CLI, end to end', () => {
     const updated = await json<{ schedule: string }>(['integration', 'update', integrationId, '--every', '1h']);
     expect(updated.schedule).toBe('every 1h');
     // BullMQ fires an `every` scheduler at once, then every hour.
-    const scheduled = await waitFor('a scheduled run to succeed', async () => (await json<Summary[]>(['runs', integrationId])).find((r) => r.trigger === 'schedule' && r.status === 'succeeded'), {
+    await waitFor('a scheduled run to succeed', async () =>
+      (await cli.query(`select 1 from runs where integration_id = $1 and trigger = 'schedule' and status = 'succeeded'`, [integrationId])).length > 0, {
       timeoutMs: 20_000,
-      intervalMs: 200,
+      intervalMs: 50,
     });
-    expect(scheduled.counts).toMatchObject({ usersCreated: 0, usersDeprovisioned: 0 });
+    const scheduled = (await json<Summary[]>(['runs', integrationId])).find((r) => r.trigger === 'schedule' && r.status === 'succeeded');
+    expect(scheduled).toBeDefined();
+    expect(scheduled!.counts).toMatchObject({ usersCreated: 0, usersDeprovisioned: 0 });
   }, 60_000);
 
   it('the server log never contains the token', async () => {

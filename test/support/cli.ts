@@ -4,7 +4,10 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { TEST_KEY } from './env.js';
+import type { Db } from '../../src/db/database.js';
+import type { CreateIntegrationInput } from '../../src/integrations/integration.service.js';
 import { DirsyncProcess } from './processes.js';
+import { waitFor } from './wait.js';
 
 export interface CliResult {
   code: number;
@@ -23,6 +26,8 @@ export class CliHarness {
   readonly port = 20_000 + Math.floor(Math.random() * 20_000);
   readonly dbUrl: string;
   private server: DirsyncProcess | undefined;
+  private pool: pg.Pool | undefined;
+  private dbHandle: Promise<Db> | undefined;
 
   constructor() {
     if (!existsSync('dist/src/cli/main.js')) throw new Error('build first: npm run build (npm test does)');
@@ -62,6 +67,71 @@ export class CliHarness {
     return JSON.parse(result.stdout) as T;
   }
 
+  /**
+   * Rows of the harness's database, read directly. For waiting, not for asserting: a poll
+   * through the CLI starts a process each time (about 0.3 s of CPU, seconds on a busy
+   * machine), so tests wait here and then assert on the CLI's own answer once.
+   */
+  async query<R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> {
+    this.pool ??= new pg.Pool({ connectionString: this.dbUrl, max: 2 });
+    return (await this.pool.query<R>(text, values)).rows;
+  }
+
+  /**
+   * The harness's database through dirsync's own repositories (the functions the CLI's
+   * commands call), opened on first use; for waiting on what a command would show.
+   */
+  db(): Promise<Db> {
+    this.dbHandle ??= import('../../src/db/database.js').then(({ createDb }) => createDb(this.dbUrl, { max: 2 }));
+    return this.dbHandle;
+  }
+
+  /**
+   * A tenant, made in this process by the function `dirsync tenant create` calls: for tests
+   * that need one but are about something else (the command itself is tested as a process).
+   */
+  async createTenant(slug: string, name?: string): Promise<{ id: string; slug: string }> {
+    const { TenantService } = await import('../../src/tenants/tenant.service.js');
+    return new TenantService(await this.db()).create(slug, name);
+  }
+
+  /**
+   * An integration, made in this process by the function `dirsync integration create` calls
+   * (IntegrationService.create: the IdP check and encryption under the harness's key
+   * included), with the harness's settings; answers its id and webhook secret. For tests
+   * that need one but are about something else. Only for manual-only integrations: the
+   * command also writes the schedule to the queue, which this does not.
+   */
+  async createIntegration(input: CreateIntegrationInput & { provider: 'okta' | 'authentik' }): Promise<{ id: string; webhookSecret: string }> {
+    if (input.every !== undefined || input.cron !== undefined) throw new Error('createIntegration makes manual-only integrations: use the CLI for a schedule');
+    const [{ IntegrationService }, { loadConfig }] = await Promise.all([import('../../src/integrations/integration.service.js'), import('../../src/config.js')]);
+    const service = new IntegrationService(await this.db(), loadConfig(this.env(), ''));
+    const { integration, issued } = await service.create(input);
+    return { id: integration.id, webhookSecret: (issued as { webhookSecret: string }).webhookSecret };
+  }
+
+  /** Disables a manual-only integration in this process, as `dirsync integration disable` does (IntegrationService.setEnabled). */
+  async disableIntegration(id: string): Promise<void> {
+    const [{ IntegrationService }, { loadConfig }] = await Promise.all([import('../../src/integrations/integration.service.js'), import('../../src/config.js')]);
+    await new IntegrationService(await this.db(), loadConfig(this.env(), '')).setEnabled(id, false);
+  }
+
+  /**
+   * Waits until run `runId` is in one of `statuses` (by default: no longer queued or running),
+   * reading its row; answers the status. `timeoutMs` as in waitFor.
+   */
+  async waitForRunStatus(runId: string, options: { statuses?: readonly string[]; timeoutMs?: number } = {}): Promise<string> {
+    const settled = (status: string) => (options.statuses ? options.statuses.includes(status) : !['queued', 'running'].includes(status));
+    return waitFor(
+      `run ${runId} to be ${options.statuses?.join(' or ') ?? 'settled'}`,
+      async () => {
+        const [row] = await this.query<{ status: string }>('select status from runs where id = $1', [runId]);
+        return row && settled(row.status) ? row.status : undefined;
+      },
+      { timeoutMs: options.timeoutMs ?? 30_000, intervalMs: 50 },
+    );
+  }
+
   /** `dirsync start` in the background, resolved once it listens. */
   async start(): Promise<void> {
     this.server = await new DirsyncProcess(this, 'start').start();
@@ -80,6 +150,8 @@ export class CliHarness {
 
   async stop(): Promise<void> {
     await this.server?.stop();
+    await this.pool?.end();
+    if (this.dbHandle) await (await this.dbHandle).destroy();
     const admin = new URL(process.env.DATABASE_URL!);
     admin.pathname = '/postgres';
     const client = new pg.Client({ connectionString: admin.toString() });
