@@ -249,6 +249,7 @@ async function readTenantAndIdp(
   const runs = new RunRepository(deps.db);
   const readStart = Date.now();
   const notes: SkippedRecord[] = [];
+  let feedAfterFallback: string | undefined;
   try {
     let pushes: UnappliedWrite[] | undefined;
     // scim: whether pushed users and groups are compared with the tenant on cheap columns
@@ -270,18 +271,21 @@ async function readTenantAndIdp(
         compareFirst = !due;
       }
     } else if ((mode === 'targeted' || mode === 'incremental') && !run.dryRun && isTargetedSource(connector)) {
-      const narrowed = await readNamed(deps, integration, connector, recorder, run, signal, notes);
-      if (narrowed) {
+      const named = await readNamed(deps, integration, connector, recorder, run, signal, notes);
+      if (named.kind === 'narrowed') {
+        const { kind: _, ...narrowed } = named;
         recorder.read(connector.stats, Date.now() - readStart, narrowed.snapshot);
         return { kind: 'read', ...narrowed, narrowed: true, notes };
       }
       await runs.changeMode(run.id, 'full');
+      // The feed was read up to here: the whole read that follows covers what it named.
+      feedAfterFallback = named.feedCursor;
     }
     // A pulled integration's full read, when it applies, is declared: see src/runs/read-stamps.ts.
     const declares = !(connector instanceof ScimSnapshotSource) && !run.dryRun;
     const readAt = declares ? await databaseNow(deps.db) : undefined;
     if (readAt) await runs.markRead(run.id, readAt);
-    const feedCursor = readAt && isTargetedSource(connector) ? connector.feedCursorAt?.(readAt) : undefined;
+    const feedCursor = readAt && isTargetedSource(connector) ? (feedAfterFallback ?? connector.feedCursorAt?.(readAt)) : undefined;
     const membersVersions = pushes && !compareFirst ? new Map<string, string>() : await directory.loadMemberVersions(integration.id, FULL_MEMBER_READ_EVERY_MS);
     // What was pushed is compared with the accounts before it is read whole (see ScimSnapshotSource);
     // an IdP is read first, so that the tenant's state is as fresh as the read.
@@ -322,9 +326,9 @@ async function readTenantAndIdp(
 
 /**
  * A targeted or incremental run's read (see src/runs/targeted-read.ts): the subjects its
- * triggers named, plus (incremental) those the change feed names since the last run. Undefined
- * when the run must read the whole scope instead (no feed position yet, the feed cannot be
- * read, a change it cannot narrow), with the reason added to `notes`.
+ * triggers named, plus (incremental) those the change feed names since the last run; or
+ * `whole` when the run must read the whole scope instead (no feed position yet, the feed cannot
+ * be read, a change it cannot narrow), with the reason added to `notes`.
  */
 async function readNamed(
   deps: ReconcileDeps,
@@ -334,7 +338,11 @@ async function readNamed(
   run: RunSummary,
   signal: AbortSignal,
   notes: SkippedRecord[],
-): Promise<Omit<Extract<ReadResult, { kind: 'read' }>, 'kind' | 'narrowed' | 'notes'> | undefined> {
+): Promise<
+  | ({ readonly kind: 'narrowed' } & Omit<Extract<ReadResult, { kind: 'read' }>, 'kind' | 'narrowed' | 'notes'>)
+  /** Read the whole scope instead; `feedCursor`: where the feed was read up to, when it was. */
+  | { readonly kind: 'whole'; readonly feedCursor?: string }
+> {
   const runs = new RunRepository(deps.db);
   let names = await runs.subjects(run.id);
   let feedCursor: string | undefined;
@@ -352,7 +360,7 @@ async function readNamed(
             : undefined;
     if (fallback || feed?.kind !== 'changes') {
       notes.push({ kind: 'user', externalId: null, subject: 'change feed', reason: `read the whole scope instead of the changes: ${fallback}` });
-      return undefined;
+      return { kind: 'whole', ...(feed?.kind === 'changes' && { feedCursor: feed.cursor }) };
     }
     recorder.stat('feedEvents', feed.events);
     names = {
@@ -369,7 +377,7 @@ async function readNamed(
   for (const login of read.unknownLogins) notes.push({ kind: 'user', externalId: null, subject: login, reason: `no ${integration.provider === 'okta' ? 'Okta' : 'authentik'} user has the login "${login}"` });
   recorder.stat('subjectsRead', read.userIds.length + read.groupIds.length);
   const current = await directory.countTenant(integration.tenantId);
-  return { local, snapshot, current, readAt, ...(feedCursor !== undefined && { feedCursor }) };
+  return { kind: 'narrowed', local, snapshot, current, readAt, ...(feedCursor !== undefined && { feedCursor }) };
 }
 
 function isTargetedSource(connector: SnapshotSource): connector is SnapshotSource & TargetedSource {

@@ -1,5 +1,5 @@
 import type { SubjectNames, SubjectRead, TargetedSource } from '../connectors/connector.js';
-import { type DirectoryGroup, type DirectoryUser, type LocalState, type Snapshot, accountAsRead, groupAsRead } from '../core/model.js';
+import { type DirectoryGroup, type DirectoryUser, type LocalState, type Snapshot, accountAsRead, emptyLocalState, groupAsRead } from '../core/model.js';
 import type { Db } from '../db/database.js';
 import { type DirectoryRepository, membershipMap } from '../db/directory.repository.js';
 import { declareTargetedRead } from './read-stamps.js';
@@ -31,6 +31,11 @@ export async function readNarrowed(
   readAt: Date,
   signal?: AbortSignal,
 ): Promise<{ local: LocalState; snapshot: Snapshot; read: SubjectRead }> {
+  if (names.userIds.length + names.logins.length + names.groupIds.length === 0) {
+    // Nothing named (a change feed with nothing new): nothing to ask the IdP, nothing to plan.
+    const read: SubjectRead = { snapshot: emptySnapshot(), userIds: [], unknownLogins: [], groupsOf: new Map(), groupIds: [] };
+    return { local: emptyLocalState(), snapshot: read.snapshot, read };
+  }
   let read = await source.readSubjects(names, signal);
   await declareTargetedRead(db, integration.id, readAt, { users: read.userIds, groups: read.groupIds });
   let view = await narrow(read, tenant, integration);
@@ -129,6 +134,10 @@ function mergeReads(a: SubjectRead, b: SubjectRead): SubjectRead {
     groupsOf: new Map([...a.groupsOf, ...b.groupsOf]),
     groupIds: unique([...a.groupIds, ...b.groupIds]),
   };
+}
+
+function emptySnapshot(): Snapshot {
+  return { users: new Map(), groups: new Map(), memberships: new Map(), skipped: [], suspicious: [] };
 }
 
 function isSkippedUser(snapshot: Snapshot, userId: string): boolean {

@@ -55,21 +55,21 @@ const EVENTS_PAGE_1 = 'GET /api/v3/events/events/?actions=model_created&actions=
 const usersChangedPage1 = (after: string) => `GET /api/v3/core/users/?include_groups=false&include_roles=false&last_updated__gt=${encodeURIComponent(after)}&page=1&page_size=500`;
 
 describe('authentik change feed', () => {
-  it('nothing changed: two requests, no names, and a cursor one overlap behind authentik\'s clock', async () => {
+  it('nothing changed: two requests, no names, and a cursor at authentik\'s clock (read back one overlap)', async () => {
     const c = connector('crm');
     const at = new Date();
     const cursor = c.feedCursorAt(at);
-    expect(cursor).toBe(`authentik:v1:${new Date(at.getTime() - FEED_OVERLAP_MS).toISOString()}`);
+    expect(cursorTime(cursor)).toBe(at.getTime());
 
     const read = changes(await c.readChanges(cursor));
     expect(read).toMatchObject({ userIds: [], groupIds: [], unnarrowable: [], events: 0 });
     expect(read.names.logins).toEqual([]);
     expect(ak.requests).toEqual([usersChangedPage1(new Date(at.getTime() - FEED_OVERLAP_MS - 1).toISOString()), EVENTS_PAGE_1]);
     expect(c.stats.requests).toBe(2);
-    // authentik's Date header has whole seconds: the next cursor is that less the overlap.
-    const next = Date.parse(read.cursor.slice('authentik:v1:'.length));
-    expect(Date.now() - FEED_OVERLAP_MS - next).toBeGreaterThanOrEqual(0);
-    expect(Date.now() - FEED_OVERLAP_MS - next).toBeLessThan(5_000);
+    // authentik's Date header has whole seconds: the next cursor is that instant.
+    const next = cursorTime(read.cursor);
+    expect(Date.now() - next).toBeGreaterThanOrEqual(0);
+    expect(Date.now() - next).toBeLessThan(5_000);
   });
 
   it('names users changed by last_updated, also when authentik recorded no event for the change', async () => {
@@ -156,7 +156,7 @@ describe('authentik change feed', () => {
     expect(ak.requests.filter((r) => r.includes('/events/events/'))).toHaveLength(3);
   });
 
-  it('chains cursors: the next read sees what changed after the previous one, and re-reads only the overlap', async () => {
+  it('chains cursors: the next read sees what changed after the previous one, and passes over what it read already', async () => {
     const c = connector('crm');
     const first = changes(await c.readChanges(c.feedCursorAt(new Date())));
     ak.clockOffsetMs = 5 * MINUTE; // time passes
@@ -169,20 +169,32 @@ describe('authentik change feed', () => {
     ak.clockOffsetMs = 10 * MINUTE;
     const third = changes(await c.readChanges(second.cursor));
     expect(third.userIds).toEqual(['12']);
-    // bob changed within the overlap before the third read: named again (harmless); cat no more.
+    // bob changed within the overlap before the third read: read again, but passed over (the
+    // cursor remembers his last_updated); a change of his since is named.
     ak.clockOffsetMs = 20 * MINUTE;
     const fourth = changes(await c.readChanges(third.cursor));
-    expect(fourth.userIds).toEqual(['12']);
-    expect(changes(await c.readChanges(fourth.cursor)).userIds).toEqual([]);
+    expect(fourth.userIds).toEqual([]);
+    ak.updateUser(bob.pk, { is_active: true });
+    expect(changes(await c.readChanges(fourth.cursor)).userIds).toEqual(['12']);
   });
 
   it('takes the next cursor from authentik\'s clock (its Date header), not dirsync\'s', async () => {
     const c = connector('crm');
     ak.clockOffsetMs = 10 * MINUTE;
     const read = changes(await c.readChanges(c.feedCursorAt(new Date())));
-    const next = Date.parse(read.cursor.slice('authentik:v1:'.length));
-    expect(next - (Date.now() + 10 * MINUTE - FEED_OVERLAP_MS)).toBeGreaterThan(-5_000);
-    expect(next - (Date.now() + 10 * MINUTE - FEED_OVERLAP_MS)).toBeLessThanOrEqual(0);
+    const next = cursorTime(read.cursor);
+    expect(next - (Date.now() + 10 * MINUTE)).toBeGreaterThan(-5_000);
+    expect(next - (Date.now() + 10 * MINUTE)).toBeLessThanOrEqual(0);
+  });
+
+  it('still reads a v1 cursor (an instant stored already one overlap behind), and answers with a v2 one', async () => {
+    const c = connector('crm');
+    const v1 = `authentik:v1:${new Date(Date.now() - FEED_OVERLAP_MS).toISOString()}`;
+    ak.updateUser(bob.pk, { is_active: false });
+    const read = changes(await c.readChanges(v1));
+    expect(read.userIds).toEqual(['12']);
+    expect(read.cursor.startsWith('authentik:v2:')).toBe(true);
+    expect(changes(await c.readChanges(read.cursor)).userIds).toEqual([]);
   });
 
   it('covers clock skew up to the overlap between dirsync and authentik', async () => {
@@ -230,3 +242,9 @@ describe('authentik change feed', () => {
     await expect(c.readChanges(c.feedCursorAt(new Date()), controller.signal)).rejects.toThrow();
   });
 });
+
+/** The instant an authentik cursor (authentik:v2:, base64url JSON) holds, in ms. */
+function cursorTime(cursor: string): number {
+  expect(cursor.startsWith('authentik:v2:')).toBe(true);
+  return Date.parse((JSON.parse(Buffer.from(cursor.slice('authentik:v2:'.length), 'base64url').toString('utf8')) as { t: string }).t);
+}

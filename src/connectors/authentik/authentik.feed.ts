@@ -26,31 +26,57 @@ import { MODEL_ACTIONS, bindingConcerns, subjectOfModelEvent } from './authentik
  * rather than an error, so the feed then sees user saves only. Full runs (`--full-every`,
  * default daily) catch up on all of these.
  *
- * The cursor is `authentik:v1:` and an ISO 8601 instant of authentik's clock (from its `Date`
- * header, falling back to dirsync's own): every change at or after it is read again. It stays
- * FEED_OVERLAP_MS behind the read, since a change is stamped when it is saved and may commit
- * later, and the clocks may differ; a change read twice costs a request, one missed would stay
- * until the next full run.
+ * The cursor holds an instant of authentik's clock (from its `Date` header, falling back to
+ * dirsync's own) and what was read in the FEED_OVERLAP_MS before it: users by `last_updated`,
+ * events by pk. The next read starts FEED_OVERLAP_MS before that instant, since a change is
+ * stamped when it is saved and may commit later, and the clocks may differ; what it finds that
+ * was read already is passed over, so a feed with nothing new names nothing (2 requests). A
+ * change read twice would cost a targeted read, one missed would stay until the next full run.
+ * `authentik:v2:` and base64url JSON `{t, u: {pk: last_updated}, e: [event pk]}`; a v1 cursor
+ * (`authentik:v1:<instant>`, already behind) is still read.
  */
 
-const CURSOR_PREFIX = 'authentik:v1:';
+const CURSOR_V1 = 'authentik:v1:';
+const CURSOR_V2 = 'authentik:v2:';
 
-/** How far a cursor stays behind the read it follows (or `at`), in ms: commit delay and clock skew. */
+/** How far a read reaches back before its cursor's instant, in ms: commit delay and clock skew. */
 export const FEED_OVERLAP_MS = 60_000;
 
-/** A cursor from which the feed yields every change made at or after `at` (less FEED_OVERLAP_MS). */
+/** Where a read starts, and what of the overlap before it was read already. */
+interface FeedPosition {
+  readonly at: Date;
+  /** user pk -> last_updated (ISO) already read */
+  readonly users: Readonly<Record<string, string>>;
+  /** event pks already read */
+  readonly events: readonly string[];
+  /** v1 cursors were stored already FEED_OVERLAP_MS behind. */
+  readonly behind: boolean;
+}
+
+/** A cursor from which the feed yields every change made at or after `at` (and in the overlap before it). */
 export function authentikFeedCursorAt(at: Date): string {
-  return encodeCursor(new Date(at.getTime() - FEED_OVERLAP_MS));
+  return encodeCursor({ at, users: {}, events: [], behind: false });
 }
 
-function encodeCursor(at: Date): string {
-  return `${CURSOR_PREFIX}${at.toISOString()}`;
+function encodeCursor(position: FeedPosition): string {
+  return `${CURSOR_V2}${Buffer.from(JSON.stringify({ t: position.at.toISOString(), u: position.users, e: position.events })).toString('base64url')}`;
 }
 
-function decodeCursor(cursor: string): Date | undefined {
-  if (!cursor.startsWith(CURSOR_PREFIX)) return undefined;
-  const at = new Date(cursor.slice(CURSOR_PREFIX.length));
-  return Number.isFinite(at.getTime()) ? at : undefined;
+function decodeCursor(cursor: string): FeedPosition | undefined {
+  if (cursor.startsWith(CURSOR_V1)) {
+    const at = new Date(cursor.slice(CURSOR_V1.length));
+    return Number.isFinite(at.getTime()) ? { at, users: {}, events: [], behind: true } : undefined;
+  }
+  if (!cursor.startsWith(CURSOR_V2)) return undefined;
+  try {
+    const raw = JSON.parse(Buffer.from(cursor.slice(CURSOR_V2.length), 'base64url').toString('utf8')) as { t?: unknown; u?: unknown; e?: unknown };
+    const at = new Date(typeof raw.t === 'string' ? raw.t : NaN);
+    const users = raw.u && typeof raw.u === 'object' && !Array.isArray(raw.u) ? (raw.u as Record<string, string>) : {};
+    const events = Array.isArray(raw.e) ? raw.e.filter((e): e is string => typeof e === 'string') : [];
+    return Number.isFinite(at.getTime()) ? { at, users, events, behind: false } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -61,9 +87,14 @@ function decodeCursor(cursor: string): Date | undefined {
  * `unavailable` with the reason. Aborting (`signal`) still throws.
  */
 export async function readAuthentikChanges(client: AuthentikClient, appSlug: string | null, cursor: string, signal?: AbortSignal): Promise<ChangeFeedRead> {
-  const since = decodeCursor(cursor);
-  if (!since) return { kind: 'unavailable', reason: `the change-feed cursor ${JSON.stringify(cursor.slice(0, 60))} is not an authentik cursor, so the whole scope is read instead` };
+  const position = decodeCursor(cursor);
+  if (!position) return { kind: 'unavailable', reason: `the change-feed cursor ${JSON.stringify(cursor.slice(0, 60))} is not an authentik cursor, so the whole scope is read instead` };
+  const since = new Date(position.at.getTime() - (position.behind ? 0 : FEED_OVERLAP_MS));
   const localStart = Date.now();
+  // Everything read within the overlap, for the next read to pass over.
+  const readUsers: Record<string, string> = {};
+  const readEvents: Array<{ pk: string; created: Date | undefined }> = [];
+  const seenEvents = new Set(position.events);
   let serverStart: Date | undefined;
   const userIds = new Set<string>();
   const groupIds = new Set<string>();
@@ -77,14 +108,20 @@ export async function readAuthentikChanges(client: AuthentikClient, appSlug: str
       if (page === 1) serverStart = serverDateOf(response.raw);
       return response.value();
     })) {
+      const pk = String(u.pk);
+      const version = u.lastUpdated instanceof Date ? u.lastUpdated.toISOString() : undefined;
+      if (version) readUsers[pk] = version;
+      if (version !== undefined && position.users[pk] === version) continue;
       changes += 1;
-      userIds.add(String(u.pk));
+      userIds.add(pk);
     }
 
     let app: { pk: string; name: string } | typeof GONE | undefined;
     const application = async () =>
       (app ??= await client.retrieve(`GET /api/v3/core/applications/${appSlug}/`, signal, () => client.core.coreApplicationsRetrieve({ slug: appSlug as string })));
     for await (const event of modelEventsSince(client, since, signal)) {
+      readEvents.push({ pk: event.pk, created: event.created instanceof Date ? event.created : undefined });
+      if (seenEvents.has(event.pk)) continue;
       changes += 1;
       const subject = subjectOfModelEvent(event.action, event.context?.model);
       if (subject.kind === 'user') userIds.add(subject.id);
@@ -105,13 +142,17 @@ export async function readAuthentikChanges(client: AuthentikClient, appSlug: str
     return { kind: 'unavailable', reason: unavailableReason(error) };
   }
   // authentik's clock when it answered the first page; the overlap covers the header's whole seconds.
-  const next = new Date((serverStart ? serverStart.getTime() : localStart) - FEED_OVERLAP_MS);
+  const next = new Date(serverStart ? serverStart.getTime() : localStart);
+  const from = next.getTime() - FEED_OVERLAP_MS;
+  const users = Object.fromEntries(Object.entries(readUsers).filter(([, at]) => Date.parse(at) >= from));
+  // An event without a readable time is kept: passing over it again costs nothing.
+  const events = readEvents.filter((e) => !e.created || e.created.getTime() >= from).map((e) => e.pk);
   return {
     kind: 'changes',
     names: { userIds: [...userIds], logins: [], groupIds: [...groupIds] },
     unnarrowable: [...new Set(unnarrowable)],
     events: changes,
-    cursor: encodeCursor(next),
+    cursor: encodeCursor({ at: next, users, events, behind: false }),
   };
 }
 
