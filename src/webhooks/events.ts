@@ -1,11 +1,13 @@
 import { subjectOfModelEvent } from '../connectors/authentik/authentik.model-events.js';
 import { NO_SUBJECTS, type SubjectNames } from '../connectors/connector.js';
+import { namesOfOktaEvents } from '../connectors/okta/okta.events.js';
 import { printable } from '../core/snapshot.js';
 
 /**
  * What an IdP's webhook body says, read without IO: which events (for deduplication), their
- * types (for the record), and whether any of them can change the tenant's directory. An event
- * is only ever a signal to re-read the IdP; nothing from its body is applied.
+ * types (for the record), whether any of them can change the tenant's directory, and which
+ * users and groups they name (for a targeted run). An event is only ever a signal to re-read
+ * the IdP; nothing from its body is applied.
  */
 export interface WebhookSignal {
   readonly eventIds: readonly string[];
@@ -23,29 +25,12 @@ export class MalformedWebhookError extends Error {
   override name = 'MalformedWebhookError';
 }
 
-const OKTA_RELEVANT = new Set([
-  'user.account.update_profile',
-  'group.user_membership.add',
-  'group.user_membership.remove',
-  'application.user_membership.add',
-  'application.user_membership.remove',
-  'group.lifecycle.create',
-  'group.lifecycle.delete',
-  'group.profile.update',
-  'group.application_assignment.add',
-  'group.application_assignment.remove',
-]);
-
-interface OktaTarget {
-  id?: unknown;
-  type?: unknown;
-}
-
 /**
  * An Okta event hook delivery: `{eventType: "com.okta.event_hook", data: {events: [...]}}`.
- * User lifecycle, profile, group membership, app assignment and group lifecycle events are
- * relevant. Okta hooks are org-wide: an app assignment event for another app than the
- * integration's is not.
+ * What its events name is read as the System Log reader reads it (namesOfOktaEvents): user
+ * lifecycle, profile, group membership, app assignment and group lifecycle events name users
+ * and groups; a change to the integration's app itself cannot be narrowed. Okta hooks are
+ * org-wide: an app assignment event for another app than the integration's names nobody.
  */
 export function readOktaDelivery(body: unknown, appId: string | null): WebhookSignal {
   const events = (body as { data?: { events?: unknown } } | null)?.data?.events;
@@ -54,7 +39,7 @@ export function readOktaDelivery(body: unknown, appId: string | null): WebhookSi
   }
   const eventIds: string[] = [];
   const eventTypes: string[] = [];
-  let relevant = false;
+  const read: { eventType: string; target: unknown }[] = [];
   for (const event of events) {
     if (!isObject(event) || typeof event.uuid !== 'string' || typeof event.eventType !== 'string') {
       throw new MalformedWebhookError('an Okta event has no uuid or eventType');
@@ -63,19 +48,10 @@ export function readOktaDelivery(body: unknown, appId: string | null): WebhookSi
     checkText('an Okta eventType', event.eventType);
     eventIds.push(event.uuid);
     eventTypes.push(event.eventType);
-    if (oktaEventMatters(event.eventType, Array.isArray(event.target) ? (event.target as OktaTarget[]) : [], appId)) relevant = true;
+    read.push({ eventType: event.eventType, target: event.target });
   }
-  // Not narrowed to the events' targets on this branch: a relevant delivery reads the whole scope, as before.
-  const unnarrowable = relevant ? ['an Okta event hook delivery (not narrowed to its targets)'] : [];
-  return { eventIds, eventTypes, relevant, names: NO_SUBJECTS, unnarrowable };
-}
-
-function oktaEventMatters(type: string, targets: OktaTarget[], appId: string | null): boolean {
-  if (!type.startsWith('user.lifecycle.') && !OKTA_RELEVANT.has(type)) return false;
-  if (appId && (type.startsWith('application.') || type.startsWith('group.application_assignment.'))) {
-    return targets.some((t) => t.type === 'AppInstance' && t.id === appId);
-  }
-  return true;
+  const { names, unnarrowable, relevant } = namesOfOktaEvents(read, appId);
+  return { eventIds, eventTypes, relevant, names, unnarrowable };
 }
 
 const AUTHENTIK_MODEL_ACTIONS = new Set(['model_created', 'model_updated', 'model_deleted']);

@@ -4,6 +4,12 @@ import { MalformedWebhookError, readAuthentikNotification, readOktaDelivery } fr
 import { presentedSecret } from '../../src/webhooks/receive.js';
 import { authentikDefaultBody, authentikMappedBody, oktaDelivery } from '../support/webhook-bodies.js';
 
+// Event targets as Okta's System Log gives them (src/connectors/okta/okta.events.ts cites samples).
+const user = (id: string) => ({ id, type: 'User', alternateId: `${id}@acme.test`, displayName: 'Ann Lee' });
+const group = (id: string) => ({ id, type: 'UserGroup', alternateId: 'unknown', displayName: 'Engineering' });
+const app = (id: string) => ({ id, type: 'AppInstance', alternateId: 'Acme Portal', displayName: 'Acme Portal' });
+const appUser = (id: string) => ({ id, type: 'AppUser', alternateId: 'ann@acme.test', displayName: 'Ann Lee' });
+
 describe('Okta event hook deliveries', () => {
   it.each([
     ['user.lifecycle.deactivate', true],
@@ -18,11 +24,48 @@ describe('Okta event hook deliveries', () => {
     expect(readOktaDelivery(body, null)).toMatchObject({ eventIds: ['e1'], eventTypes: [eventType], relevant });
   });
 
+  it.each([
+    ['user.lifecycle.deactivate', [user('00uAnn')], { userIds: ['00uAnn'], groupIds: [] }],
+    ['user.account.update_profile', [user('00uAnn')], { userIds: ['00uAnn'], groupIds: [] }],
+    ['group.user_membership.add', [group('00gEng'), user('00uAnn')], { userIds: ['00uAnn'], groupIds: [] }],
+    ['group.user_membership.remove', [group('00gEng'), user('00uAnn')], { userIds: ['00uAnn'], groupIds: [] }],
+    ['application.user_membership.add', [appUser('0uaAnn'), app('0oaOurs'), user('00uAnn')], { userIds: ['00uAnn'], groupIds: [] }],
+    ['application.user_membership.remove', [appUser('0uaAnn'), app('0oaOurs'), user('00uAnn')], { userIds: ['00uAnn'], groupIds: [] }],
+    ['group.lifecycle.create', [group('00gEng')], { userIds: [], groupIds: ['00gEng'] }],
+    ['group.lifecycle.delete', [group('00gEng')], { userIds: [], groupIds: ['00gEng'] }],
+    ['group.profile.update', [group('00gEng')], { userIds: [], groupIds: ['00gEng'] }],
+    ['group.application_assignment.add', [app('0oaOurs'), group('00gEng')], { userIds: [], groupIds: ['00gEng'] }],
+    ['group.application_assignment.remove', [app('0oaOurs'), group('00gEng')], { userIds: [], groupIds: ['00gEng'] }],
+  ])('%s names its targets by id (an AppUser is not the user)', (eventType, target, names) => {
+    const signal = readOktaDelivery(oktaDelivery([{ eventType, target }]), '0oaOurs');
+    expect(signal).toMatchObject({ relevant: true, names: { ...names, logins: [] }, unnarrowable: [] });
+  });
+
+  it('a change to the integration\'s app itself cannot be narrowed; to another app it is nothing', () => {
+    const deactivated = (appId: string) => oktaDelivery([{ eventType: 'application.lifecycle.deactivate', target: [app(appId)] }]);
+    expect(readOktaDelivery(deactivated('0oaOurs'), '0oaOurs')).toMatchObject({ relevant: true, unnarrowable: [expect.stringContaining('0oaOurs')] });
+    expect(readOktaDelivery(deactivated('0oaOther'), '0oaOurs')).toMatchObject({ relevant: false, unnarrowable: [] });
+    expect(readOktaDelivery(deactivated('0oaOurs'), null)).toMatchObject({ relevant: false, unnarrowable: [] });
+  });
+
+  it('an event that should name a subject but names none cannot be narrowed', () => {
+    const body = oktaDelivery([{ eventType: 'user.lifecycle.suspend', target: [{ id: '0oaOurs', type: 'AppInstance' }] }]);
+    expect(readOktaDelivery(body, null)).toMatchObject({ relevant: true, names: { userIds: [] }, unnarrowable: ['an Okta user.lifecycle.suspend event names no user'] });
+  });
+
+  it('names each subject once across a batch, and takes no id that is not Okta-shaped', () => {
+    const body = oktaDelivery([
+      { eventType: 'user.lifecycle.suspend', target: [user('00uAnn')] },
+      { eventType: 'group.user_membership.add', target: [group('00gEng'), user('00uAnn'), user('00uBo')] },
+      { eventType: 'user.lifecycle.activate', target: [user('../../api/v1/users'), user('00uCy')] },
+    ]);
+    expect(readOktaDelivery(body, null).names).toEqual({ userIds: ['00uAnn', '00uBo', '00uCy'], logins: [], groupIds: [] });
+  });
+
   it('ignores app assignments to another app than the integration\'s', () => {
-    const body = (appId: string) =>
-      oktaDelivery([{ eventType: 'application.user_membership.add', target: [{ id: '00uAnn', type: 'User' }, { id: appId, type: 'AppInstance' }] }]);
-    expect(readOktaDelivery(body('0oaOurs'), '0oaOurs').relevant).toBe(true);
-    expect(readOktaDelivery(body('0oaOther'), '0oaOurs').relevant).toBe(false);
+    const body = (appId: string) => oktaDelivery([{ eventType: 'application.user_membership.add', target: [appUser('0uaAnn'), app(appId), user('00uAnn')] }]);
+    expect(readOktaDelivery(body('0oaOurs'), '0oaOurs')).toMatchObject({ relevant: true, names: { userIds: ['00uAnn'] } });
+    expect(readOktaDelivery(body('0oaOther'), '0oaOurs')).toMatchObject({ relevant: false, names: { userIds: [] } });
     expect(readOktaDelivery(body('0oaOther'), null).relevant).toBe(true);
   });
 
