@@ -12,9 +12,10 @@ import { waitForRunEnd } from '../runs/run-wait.js';
 import { requestRun } from '../runs/trigger.js';
 import { UserError } from '../errors.js';
 import { describeCounts } from '../cli/output.js';
-import { type CompanyChange, DEMO_APP_ID, DemoCompany, type DemoDirectory } from './company.js';
+import { DEMO_APP_ID, DemoCompany, type DemoDirectory } from './company.js';
 import { oktaEventHookDelivery } from './okta-event-hook.js';
 import { OktaDirectoryServer } from './okta-directory.js';
+import type { LoggedEvent } from './okta-system-log.js';
 
 /** How often the demo looks for runs that ended, to say how they went. */
 const TELL_EVERY_MS = 2_000;
@@ -77,7 +78,7 @@ export async function runDemo(options: DemoOptions, stop: Promise<string>): Prom
     const { serveParts } = await import('../cli/serve.js');
     await serveParts({ http: true, worker: true }, stop, {
       ready: () => {
-        void afterReady(db, config, setup, company, options).then(
+        void afterReady(db, config, setup, company, okta, options).then(
           (t) => (timers = t),
           (error: unknown) => say(`the demo could not start its first sync: ${(error as Error).message}`),
         );
@@ -168,7 +169,7 @@ async function resetDemoTenant(db: Db, config: Config, okta: OktaDirectoryServer
 }
 
 /** Once the server listens: the first sync, the console's address, then the company's changes every tick. */
-async function afterReady(db: Db, config: Config, setup: DemoSetup, company: DemoCompany, options: DemoOptions): Promise<NodeJS.Timeout[]> {
+async function afterReady(db: Db, config: Config, setup: DemoSetup, company: DemoCompany, okta: OktaDirectoryServer, options: DemoOptions): Promise<NodeJS.Timeout[]> {
   const { say } = options;
   let firstRun = '';
   const redis = createRedis(config.redisUrl, 'client');
@@ -198,9 +199,11 @@ async function afterReady(db: Db, config: Config, setup: DemoSetup, company: Dem
   // Runs are told as they end (a few seconds after the hook), not at the next round of changes.
   const teller = setInterval(() => void tellRuns(db, setup.integrationId, told, say).catch(() => {}), TELL_EVERY_MS);
   const ticker = setInterval(() => {
+    const mark = okta.logMark();
     const changes = company.step();
     for (const c of changes) say(`idp: ${c.text}`);
-    void sendEventHook(hookUrl, setup.webhookSecret, changes).catch((error: unknown) => say(`idp: the event hook failed: ${(error as Error).message}`));
+    // What the org logged for this round's changes is what its event hook delivers.
+    void sendEventHook(hookUrl, setup.webhookSecret, okta.loggedSince(mark)).catch((error: unknown) => say(`idp: the event hook failed: ${(error as Error).message}`));
   }, options.tickMs);
   return [ticker, teller];
 }
@@ -216,35 +219,13 @@ async function tellRuns(db: Db, integrationId: string, told: Set<string>, say: (
   }
 }
 
-/** Tells dirsync what changed, as an Okta event hook does (one delivery per round). */
-async function sendEventHook(url: string, secret: string, changes: readonly CompanyChange[]): Promise<void> {
-  if (changes.length === 0) return;
-  const body = oktaEventHookDelivery(
-    changes.flatMap((c) =>
-      EVENT_TYPES[c.kind].map((eventType) => ({
-        eventType,
-        displayMessage: c.text,
-        target: [
-          ...c.ids.map((id) => ({ id, type: c.target, displayName: c.text })),
-          ...(eventType.startsWith('group.application_assignment.') ? [{ id: DEMO_APP_ID, type: 'AppInstance' }] : []),
-        ],
-      })),
-    ),
-  );
+/** Tells dirsync what changed, as an Okta event hook does: the round's System Log events in one delivery. */
+async function sendEventHook(url: string, secret: string, events: readonly LoggedEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  const body = oktaEventHookDelivery(events.map((e) => ({ uuid: e.uuid, eventType: e.eventType, displayMessage: e.displayMessage, target: e.target })));
   const response = await fetch(url, { method: 'POST', headers: { authorization: secret, 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
   if (!response.ok) throw new Error(`dirsync answered ${response.status}`);
 }
-
-/** The Okta System Log event types each kind of change produces (developer.okta.com, Event Types). */
-const EVENT_TYPES: Record<CompanyChange['kind'], readonly string[]> = {
-  hire: ['user.lifecycle.create', 'user.lifecycle.activate', 'group.user_membership.add'],
-  leaver: ['user.lifecycle.deactivate'],
-  rename: ['user.account.update_profile'],
-  move: ['group.user_membership.remove', 'group.user_membership.add', 'user.account.update_profile'],
-  suspension: ['user.lifecycle.suspend'],
-  return: ['user.lifecycle.unsuspend'],
-  'mass-unassign': ['group.application_assignment.remove'],
-};
 
 function describeRun(run: RunSummary): string {
   const counts = run.counts ? `: ${describeCounts(run.counts)}` : '';
@@ -253,16 +234,16 @@ function describeRun(run: RunSummary): string {
 
 /** The company's view of the demo's Okta org, its changes made to the app `appId`. */
 function directoryOf(okta: OktaDirectoryServer, appId: string): DemoDirectory {
-  const app = okta.addApp(appId);
+  okta.addApp(appId);
   return {
     addUser: (login, opts) => void okta.addUser(login, opts),
     updateUser: (id, change) => okta.updateUser(id, change),
     addGroup: (name, opts) => void okta.addGroup(name, opts),
     addMember: (groupId, userId) => okta.addMember(groupId, userId),
     removeMember: (groupId, userId) => okta.removeMember(groupId, userId),
-    assignUser: (userId) => void app.users.add(userId),
-    unassignUser: (userId) => void app.users.delete(userId),
-    assignGroup: (groupId) => void app.groups.add(groupId),
-    unassignGroup: (groupId) => void app.groups.delete(groupId),
+    assignUser: (userId) => okta.assignUser(appId, userId),
+    unassignUser: (userId) => okta.unassignUser(appId, userId),
+    assignGroup: (groupId) => okta.assignGroup(appId, groupId),
+    unassignGroup: (groupId) => okta.unassignGroup(appId, groupId),
   };
 }

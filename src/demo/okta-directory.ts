@@ -1,14 +1,17 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LoopbackServer } from './loopback-server.js';
+import { DISPLAY_MESSAGES, type LogTarget, type LoggedEvent, SINCE_LIMIT_MS, logEventJson, parseLogFilter } from './okta-system-log.js';
 
 /**
  * An Okta org's management API on 127.0.0.1, for the demo (`dirsync demo`) and as the base of
  * the tests' fake Okta: Okta's JSON shapes for users, groups and app assignments, `Link`-header
  * paging with opaque `after` cursors, rate-limit headers and error bodies, SSWS token
  * authentication, and the listing quirks dirsync depends on (plain /users omits DEPROVISIONED
- * users). The official Okta SDK reads it exactly as it reads a real org. Sources are cited where
- * each shape is made; the directory is changed through the methods below.
+ * users); single users, groups and app assignments; and a System Log (`GET /api/v1/logs`) into
+ * which every change made through the methods below writes its event. The official Okta SDK reads
+ * it exactly as it reads a real org. Sources are cited where each shape is made. A change made by
+ * editing the maps directly (tests do) is a change nobody logged.
  */
 
 export type OktaStatus =
@@ -63,8 +66,17 @@ export class OktaDirectoryServer extends LoopbackServer {
   maxPageSize: number | undefined;
   /** Rewrites a listing's items (in wire format, before paging): malformed or duplicated records. */
   rewriteList: ((path: string, items: Record<string, unknown>[]) => Record<string, unknown>[]) | undefined;
+  /** The System Log, in persistence order (the oldest dropped beyond `maxLogEvents`). */
+  readonly log: LoggedEvent[] = [];
+  maxLogEvents = 100_000;
+  /** Rewrites `published` as an event is logged (tests of events published out of order). */
+  publishedOf: ((persistedAt: number) => string) | undefined;
   /** Cursors this org issued in `next` links: which listing each continues and where. */
   private readonly cursors = new Map<string, { listing: string; start: number }>();
+  /** System Log cursors: which filter each continues, and the sequence number it continues after. */
+  private readonly logCursors = new Map<string, { listing: string; after: number }>();
+  /** Sequence number of the next logged event (log[0] has `logSeq - log.length`). */
+  private logSeq = 0;
   private seq = 0;
 
   // ---- directory mutations -------------------------------------------------------------
@@ -79,14 +91,30 @@ export class OktaDirectoryServer extends LoopbackServer {
       lastUpdated: this.now(),
     };
     this.users.set(id, user);
+    this.logEvent('user.lifecycle.create', [this.userTarget(user)]);
+    if (user.status === 'ACTIVE') this.logEvent('user.lifecycle.activate', [this.userTarget(user)]);
     return user;
   }
 
+  /** A status change logs its lifecycle event (Okta's Event Types), a profile change user.account.update_profile. */
   updateUser(id: string, change: { status?: OktaStatus; profile?: Record<string, unknown> }): void {
     const user = this.must(this.users, id);
+    const before = user.status;
     if (change.status) user.status = change.status;
     if (change.profile) user.profile = { ...user.profile, ...change.profile };
     user.lastUpdated = this.now();
+    if (change.profile) this.logEvent('user.account.update_profile', [this.userTarget(user)]);
+    const lifecycle = change.status && change.status !== before ? lifecycleEvent(before, change.status) : undefined;
+    if (lifecycle) this.logEvent(lifecycle, [this.userTarget(user)]);
+  }
+
+  /** Deletes a user (Okta deletes only deactivated users; not enforced here): gone from its groups and apps too. */
+  deleteUser(id: string): void {
+    const user = this.must(this.users, id);
+    this.users.delete(id);
+    for (const [groupId, members] of this.members) if (members.delete(id)) this.groups.get(groupId)!.lastMembershipUpdated = this.now();
+    for (const app of this.apps.values()) app.users.delete(id);
+    this.logEvent('user.lifecycle.delete.initiated', [this.userTarget(user)]);
   }
 
   addGroup(name: string, opts: { id?: string; description?: string | null; type?: OktaGroupRecord['type'] } = {}): OktaGroupRecord {
@@ -100,23 +128,112 @@ export class OktaDirectoryServer extends LoopbackServer {
     };
     this.groups.set(id, group);
     this.members.set(id, new Set());
+    this.logEvent('group.lifecycle.create', [this.groupTarget(group)]);
     return group;
+  }
+
+  updateGroup(id: string, profile: { name?: string; description?: string | null }): void {
+    const group = this.must(this.groups, id);
+    group.profile = { ...group.profile, ...profile };
+    group.lastUpdated = this.now();
+    this.logEvent('group.profile.update', [this.groupTarget(group)]);
+  }
+
+  /** Deletes a group: its memberships and app assignments go with it. */
+  deleteGroup(id: string): void {
+    const group = this.must(this.groups, id);
+    this.groups.delete(id);
+    this.members.delete(id);
+    for (const app of this.apps.values()) app.groups.delete(id);
+    this.logEvent('group.lifecycle.delete', [this.groupTarget(group)]);
   }
 
   addMember(groupId: string, userId: string): void {
     this.must(this.members, groupId).add(userId);
-    this.must(this.groups, groupId).lastMembershipUpdated = this.now();
+    const group = this.must(this.groups, groupId);
+    group.lastMembershipUpdated = this.now();
+    this.logEvent('group.user_membership.add', [this.groupTarget(group), this.userTarget(userId)]);
   }
 
   removeMember(groupId: string, userId: string): void {
     this.must(this.members, groupId).delete(userId);
-    this.must(this.groups, groupId).lastMembershipUpdated = this.now();
+    const group = this.must(this.groups, groupId);
+    group.lastMembershipUpdated = this.now();
+    this.logEvent('group.user_membership.remove', [this.groupTarget(group), this.userTarget(userId)]);
   }
 
   addApp(id: string): OktaAppRecord {
     const app: OktaAppRecord = { users: new Set(), groups: new Set() };
     this.apps.set(id, app);
     return app;
+  }
+
+  /** Assigns a user to the app directly (scope USER). */
+  assignUser(appId: string, userId: string): void {
+    this.must(this.apps, appId).users.add(userId);
+    this.logEvent('application.user_membership.add', this.appUserTargets(appId, userId));
+  }
+
+  unassignUser(appId: string, userId: string): void {
+    this.must(this.apps, appId).users.delete(userId);
+    this.logEvent('application.user_membership.remove', this.appUserTargets(appId, userId));
+  }
+
+  /** Assigns a group to the app: its members reach the app with scope GROUP. */
+  assignGroup(appId: string, groupId: string): void {
+    this.must(this.apps, appId).groups.add(groupId);
+    this.logEvent('group.application_assignment.add', [appTarget(appId), this.groupTarget(this.must(this.groups, groupId))]);
+  }
+
+  unassignGroup(appId: string, groupId: string): void {
+    this.must(this.apps, appId).groups.delete(groupId);
+    const group = this.groups.get(groupId);
+    if (group) this.logEvent('group.application_assignment.remove', [appTarget(appId), this.groupTarget(group)]);
+  }
+
+  /** Writes an event to the System Log, as Okta does for every change (at-least-once, in persistence order). */
+  logEvent(eventType: string, target: readonly LogTarget[]): LoggedEvent {
+    const persistedAt = Date.now();
+    const event: LoggedEvent = {
+      uuid: randomUUID(),
+      persistedAt,
+      published: this.publishedOf?.(persistedAt) ?? new Date(persistedAt).toISOString(),
+      eventType,
+      displayMessage: DISPLAY_MESSAGES[eventType] ?? eventType,
+      target,
+    };
+    this.log.push(event);
+    this.logSeq += 1;
+    if (this.log.length > this.maxLogEvents) this.log.splice(0, this.log.length - this.maxLogEvents);
+    return event;
+  }
+
+  /** Events logged from now on: the System Log's length, to hand to `loggedSince`. */
+  logMark(): number {
+    return this.logSeq;
+  }
+
+  /** The events logged since `mark` (logMark), oldest first: what an event hook delivers. */
+  loggedSince(mark: number): LoggedEvent[] {
+    return this.log.slice(Math.max(0, this.log.length - (this.logSeq - mark)));
+  }
+
+  /** A user as an event's target; one the directory does not hold (a test's made-up id) by its id alone. */
+  private userTarget(user: OktaUserRecord | string): LogTarget {
+    const u = typeof user === 'string' ? this.users.get(user) : user;
+    if (!u) return { id: user as string, type: 'User', alternateId: 'unknown', displayName: 'unknown' };
+    const name = [u.profile.firstName, u.profile.lastName].filter((p) => typeof p === 'string' && p).join(' ');
+    return { id: u.id, type: 'User', alternateId: u.profile.login, displayName: name || u.profile.login };
+  }
+
+  private groupTarget(g: OktaGroupRecord): LogTarget {
+    return { id: g.id, type: 'UserGroup', alternateId: g.profile.name, displayName: g.profile.name };
+  }
+
+  /** application.user_membership.* target the app assignment (AppUser, its own 0ua id), the app and the user. */
+  private appUserTargets(appId: string, userId: string): LogTarget[] {
+    const user = this.userTarget(userId);
+    return [{ ...user, id: `0ua${userId.slice(3)}`, type: 'AppUser' }, appTarget(appId), user];
   }
 
   /** Users the app reaches: direct assignments plus members of assigned groups. */
@@ -242,6 +359,19 @@ export class OktaDirectoryServer extends LoopbackServer {
         list = status ? list.filter((u) => u.status === status) : list.filter((u) => u.status !== 'DEPROVISIONED');
         return this.page(res, url, list.sort(byId).map((u) => this.userJson(u)), 200);
       }
+      if (parts[2] === 'users' && parts.length === 4) {
+        // Okta takes the login (or an unambiguous login shortname) in place of the id (UserApi.getUser's `userId`).
+        const key = decodeURIComponent(parts[3]!);
+        const user = this.users.get(key) ?? [...this.users.values()].find((u) => u.profile.login.toLowerCase() === key.toLowerCase());
+        if (!user) return this.error(res, 404, 'E0000007', `Not found: Resource not found: ${key} (User)`);
+        return this.json(res, this.userJson(user));
+      }
+      if (parts[2] === 'groups' && parts.length === 4) {
+        const group = this.groups.get(decodeURIComponent(parts[3]!));
+        if (!group) return this.error(res, 404, 'E0000007', `Not found: Resource not found: ${parts[3]} (UserGroup)`);
+        return this.json(res, this.groupJson(group));
+      }
+      if (parts[2] === 'logs' && parts.length === 3) return this.logs(res, url);
       if (parts[2] === 'users' && parts[4] === 'groups' && parts.length === 5) {
         if (!this.users.has(parts[3]!)) return this.error(res, 404, 'E0000007', `Not found: Resource not found: ${parts[3]} (User)`);
         const list = [...this.members].filter(([, m]) => m.has(parts[3]!)).map(([g]) => this.groups.get(g)!);
@@ -255,6 +385,20 @@ export class OktaDirectoryServer extends LoopbackServer {
         if (!members) return this.error(res, 404, 'E0000007', `Not found: Resource not found: ${parts[3]} (UserGroup)`);
         const list = [...members].map((id) => this.users.get(id)).filter((u): u is OktaUserRecord => !!u);
         return this.page(res, url, list.sort(byId).map((u) => this.userJson(u)), 1_000);
+      }
+      // One assignment: 404 when the user (group) is not assigned. The resource name in the 404's summary
+      // is not documented for these two; the app's own absence says (AppInstance), as the listings do.
+      if (parts[2] === 'apps' && parts.length === 6 && (parts[4] === 'users' || parts[4] === 'groups')) {
+        const appId = parts[3]!;
+        const id = decodeURIComponent(parts[5]!);
+        if (!this.apps.has(appId)) return this.error(res, 404, 'E0000007', `Not found: Resource not found: ${appId} (AppInstance)`);
+        if (parts[4] === 'users') {
+          const scope = this.appUserScopes(appId).get(id);
+          if (!scope) return this.error(res, 404, 'E0000007', `Not found: Resource not found: ${id} (AppUser)`);
+          return this.json(res, this.appUserJson(appId, this.users.get(id)!, scope, expands(q, 'user')));
+        }
+        if (!this.apps.get(appId)!.groups.has(id) || !this.groups.has(id)) return this.error(res, 404, 'E0000007', `Not found: Resource not found: ${id} (ApplicationGroupAssignment)`);
+        return this.json(res, this.appGroupJson(appId, this.groups.get(id)!, expands(q, 'group')));
       }
       if (parts[2] === 'apps' && parts.length === 5) {
         const appId = parts[3]!;
@@ -320,6 +464,69 @@ export class OktaDirectoryServer extends LoopbackServer {
     res.end(JSON.stringify(items));
   }
 
+  /**
+   * GET /api/v1/logs. The polling form (`sortOrder=ASCENDING`, no `until`) always has a `next` link,
+   * even on an empty page, continuing after the last event returned; a client polls it for what
+   * is logged later. `since` (default 7 days ago) compares persistence time and may not be older
+   * than 180 days (400); `after` is a cursor from a `next` link of the same filter (else 400, as for
+   * every listing here); `limit` 0-1000 (default 100); `filter` as parseLogFilter reads it.
+   * Other forms (`until`, DESCENDING) answer one bounded page set without the polling link.
+   */
+  private logs(res: ServerResponse, url: URL): void {
+    const q = url.searchParams;
+    const filterText = q.get('filter');
+    const filter = filterText === null ? () => true : parseLogFilter(filterText);
+    if (!filter) return this.error(res, 400, 'E0000001', 'Api validation failed: filter', {}, [{ errorSummary: `filter: '${filterText}' is not a valid filter expression` }]);
+    const polling = (q.get('sortOrder') ?? 'ASCENDING') === 'ASCENDING' && !q.get('until');
+    const listing = `filter=${filterText ?? ''}&sortOrder=${q.get('sortOrder') ?? ''}&until=${q.get('until') ?? ''}`;
+    const first = this.logSeq - this.log.length;
+    let afterSeq: number;
+    const after = q.get('after');
+    if (after !== null) {
+      const cursor = this.logCursors.get(after);
+      if (!cursor || cursor.listing !== listing) {
+        return this.error(res, 400, 'E0000001', 'Api validation failed: after', {}, [{ errorSummary: `after: '${after}' is not a cursor of this listing` }]);
+      }
+      afterSeq = cursor.after;
+    } else {
+      const since = q.get('since') ? Date.parse(q.get('since')!) : Date.now() - 7 * 24 * 3600_000;
+      if (!Number.isFinite(since)) return this.error(res, 400, 'E0000001', 'Api validation failed: since', {}, [{ errorSummary: 'since: is not a valid ISO 8601 timestamp' }]);
+      if (since < Date.now() - SINCE_LIMIT_MS) {
+        return this.error(res, 400, 'E0000001', 'Api validation failed: since', {}, [{ errorSummary: 'since: The since parameter must be no earlier than 180 days ago' }]);
+      }
+      const at = this.log.findIndex((e) => e.persistedAt >= since);
+      afterSeq = (at === -1 ? this.logSeq : first + at) - 1;
+    }
+    const until = q.get('until') ? Date.parse(q.get('until')!) : Infinity;
+    const limit = Math.min(Math.max(Number(q.get('limit') ?? 100) || 0, 0), 1000);
+    const items: LoggedEvent[] = [];
+    let seq = Math.max(afterSeq + 1, first);
+    for (; seq < this.logSeq && items.length < limit; seq++) {
+      const e = this.log[seq - first]!;
+      if (e.persistedAt > until) break;
+      if (filter(e)) items.push(e);
+    }
+    const ordered = q.get('sortOrder') === 'DESCENDING' ? items.reverse() : items;
+    const links = [`<${this.url}${url.pathname}${url.search}>; rel="self"`];
+    if (polling || (seq < this.logSeq && items.length === limit)) {
+      const cursor = randomBytes(12).toString('base64url');
+      this.logCursors.set(cursor, { listing, after: seq - 1 });
+      if (this.logCursors.size > MAX_CURSORS) this.logCursors.delete(this.logCursors.keys().next().value!);
+      const next = new URL(url.toString());
+      next.searchParams.delete('since');
+      next.searchParams.set('after', cursor);
+      next.searchParams.set('limit', String(limit));
+      links.push(`<${this.url}${next.pathname}${next.search}>; rel="next"`);
+    }
+    res.writeHead(200, { 'content-type': 'application/json', link: links, ...this.rateHeaders() });
+    res.end(JSON.stringify(ordered.map(logEventJson)));
+  }
+
+  protected json(res: ServerResponse, body: Record<string, unknown>): void {
+    res.writeHead(200, { 'content-type': 'application/json', ...this.rateHeaders() });
+    res.end(JSON.stringify(body));
+  }
+
   protected error(
     res: ServerResponse,
     status: number,
@@ -355,6 +562,19 @@ export class OktaDirectoryServer extends LoopbackServer {
     if (value === undefined) throw new Error(`the Okta directory has no ${String(key)}`);
     return value;
   }
+}
+
+/** The lifecycle event a status change logs (Okta's Event Types: user.lifecycle.*). */
+function lifecycleEvent(from: OktaStatus, to: OktaStatus): string | undefined {
+  if (to === 'SUSPENDED') return 'user.lifecycle.suspend';
+  if (to === 'DEPROVISIONED') return 'user.lifecycle.deactivate';
+  if (from === 'SUSPENDED' && to === 'ACTIVE') return 'user.lifecycle.unsuspend';
+  if (to === 'ACTIVE') return 'user.lifecycle.activate';
+  return undefined;
+}
+
+function appTarget(appId: string): LogTarget {
+  return { id: appId, type: 'AppInstance', alternateId: appId, displayName: appId };
 }
 
 /** Whether `expand` asks for `what` (Okta takes one value; a comma list is tolerated). */

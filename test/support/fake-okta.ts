@@ -33,7 +33,7 @@ export interface FakeTokenRequest {
 }
 
 // The scope each management API family needs (Okta's "Scopes and supported endpoints").
-const SCOPE_OF: Record<string, string> = { users: 'okta.users.read', groups: 'okta.groups.read', apps: 'okta.apps.read' };
+const SCOPE_OF: Record<string, string> = { users: 'okta.users.read', groups: 'okta.groups.read', apps: 'okta.apps.read', logs: 'okta.logs.read' };
 
 export class FakeOkta extends OktaDirectoryServer {
   fault: FaultInjector | undefined;
