@@ -1,15 +1,30 @@
 import okta from '@okta/okta-sdk-nodejs';
 import type { Snapshot } from '../../core/model.js';
-import { RecordError, SnapshotBuilder } from '../../core/snapshot.js';
+import { SnapshotBuilder } from '../../core/snapshot.js';
 import { type CheckStep, NO_RETRY, runChecks } from '../check.js';
-import { type Connector, DEFAULT_RETRY, type EndpointCheck, IdpReadError, type ReadHints, type ReadStats, type RetryOptions, emptyReadStats } from '../connector.js';
+import {
+  type ChangeFeedRead,
+  type Connector,
+  DEFAULT_RETRY,
+  type EndpointCheck,
+  IdpReadError,
+  type ReadHints,
+  type ReadStats,
+  type RetryOptions,
+  type SubjectNames,
+  type SubjectRead,
+  type TargetedSource,
+  emptyReadStats,
+} from '../connector.js';
 import { type RetryPolicy, forEachConcurrently, statusOf, withRetry } from '../retry.js';
 import type { Egress } from '../../egress.js';
 import type { Credentials } from '../../integrations/credentials.js';
 import { OktaRequestExecutor } from './okta.executor.js';
-import { OktaTokenError, adaptTokenRequests, oktaScopes, requestAccessToken, sdkAuthConfig } from './okta.oauth.js';
+import { LOGS_SCOPE, OktaTokenError, adaptTokenRequests, oktaScopes, requestAccessToken, sdkAuthConfig } from './okta.oauth.js';
 import { type OktaContext, oktaProblem } from './okta.problems.js';
-import { toDirectoryGroup, toDirectoryUser } from './okta.mapping.js';
+import { type OktaAppGroupLike, type OktaAppUserLike, appGroupToDirectoryGroup, appUserToDirectoryUser, toDirectoryGroup, toDirectoryUser } from './okta.mapping.js';
+import { readOktaSubjects } from './okta.subjects.js';
+import { type FeedOptions, oktaFeedCursorAt, readOktaChanges } from './okta.system-log.js';
 
 export interface OktaConnectorOptions {
   readonly orgUrl: string;
@@ -25,7 +40,11 @@ export interface OktaConnectorOptions {
   readonly concurrency?: number;
   /** 429s the SDK retries itself after X-Rate-Limit-Reset (default 3). */
   readonly max429Retries?: number;
+  /** How much of the System Log one incremental read takes (tests use small pages). */
+  readonly feed?: FeedOptions;
 }
+
+type Client = InstanceType<typeof okta.Client>;
 
 // The largest page sizes Okta allows, to spend the fewest requests of the org's rate limit.
 const PAGE = { users: 200, appUsers: 500, groups: 10_000, appGroups: 200, groupUsers: 1_000 } as const;
@@ -37,30 +56,30 @@ interface Pager<T> {
   currentItems: unknown[];
 }
 
-interface AppUserLike {
-  id?: string;
-  _embedded?: { user?: unknown } & Record<string, unknown>;
-}
-
-interface AppGroupLike {
-  id?: string;
-  _embedded?: { group?: unknown } & Record<string, unknown>;
-}
-
 /**
- * Reads an Okta org (or one Okta app's assignments) through @okta/okta-sdk-nodejs.
+ * Reads an Okta org (or one Okta app's assignments) through @okta/okta-sdk-nodejs: the whole
+ * scope (readSnapshot), named users and groups alone (readSubjects, okta.subjects.ts), and the
+ * System Log's changes since a cursor (readChanges, okta.system-log.ts).
  * Every page is retried with p-retry on 429/5xx/timeouts/malformed bodies; a page that
  * still fails aborts the whole read with IdpReadError.
  */
-export class OktaConnector implements Connector {
+export class OktaConnector implements Connector, TargetedSource {
   readonly stats: ReadStats = emptyReadStats();
-  private readonly client: InstanceType<typeof okta.Client>;
+  private readonly client: Client;
+  /** The client reading the System Log: a service app's has a token of its own (LOGS_SCOPE). */
+  private logsClient: Client | undefined;
   private readonly retry: RetryOptions;
   /** Access tokens issued to a service app during this read: secrets an echoing IdP or proxy could put in an error. */
   private readonly accessTokens: string[] = [];
 
   constructor(private readonly options: OktaConnectorOptions) {
     this.retry = options.retry ?? DEFAULT_RETRY;
+    this.client = this.newClient(oktaScopes(options.appId));
+  }
+
+  /** A client whose service-app tokens ask for `scopes` (an API token ignores them), counting into this.stats. */
+  private newClient(scopes: readonly string[]): Client {
+    const { options } = this;
     const executor = new OktaRequestExecutor({
       rateLimitShare: options.rateLimitShare ?? 0.5,
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
@@ -68,14 +87,73 @@ export class OktaConnector implements Connector {
       stats: this.stats,
       egress: options.egress,
     });
-    this.client = new okta.Client({
-      orgUrl: options.orgUrl.replace(/\/+$/, ''),
-      ...sdkAuthConfig(options.credentials, options.appId),
+    const client = new okta.Client({
+      orgUrl: this.orgUrl(),
+      ...sdkAuthConfig(options.credentials, options.appId, scopes),
       // The SDK caches single-resource GETs forever by default; a reconciler must not.
       cacheMiddleware: null,
       requestExecutor: executor,
     } as ConstructorParameters<typeof okta.Client>[0]);
-    adaptTokenRequests(this.client, executor, (token) => this.accessTokens.push(token));
+    adaptTokenRequests(client, executor, (token) => this.accessTokens.push(token));
+    return client;
+  }
+
+  private orgUrl(): string {
+    return this.options.orgUrl.replace(/\/+$/, '');
+  }
+
+  /** Reads the named users and groups alone (a targeted run): see readOktaSubjects. */
+  readSubjects(names: SubjectNames, signal?: AbortSignal): Promise<SubjectRead> {
+    return readOktaSubjects(
+      {
+        client: this.client,
+        appId: this.options.appId,
+        concurrency: this.options.concurrency ?? 4,
+        get: (endpoint, request, s) => this.getOne(endpoint, request, s),
+        readAll: (endpoint, open, s, onItem) => this.readAll(endpoint, open, s, onItem),
+      },
+      names,
+      signal,
+    );
+  }
+
+  /** The System Log from `at` on (taken when a full read starts). */
+  feedCursorAt(at: Date): string {
+    return oktaFeedCursorAt(at);
+  }
+
+  /** The System Log's changes since `cursor` (an incremental run): see readOktaChanges. */
+  readChanges(cursor: string, signal?: AbortSignal): Promise<ChangeFeedRead> {
+    // Only an incremental run asks for okta.logs.read, in a token of its own: full reads of a
+    // service app without that scope go on working.
+    this.logsClient ??= this.options.credentials.kind === 'token' ? this.client : this.newClient([LOGS_SCOPE]);
+    const requests = {
+      orgUrl: this.orgUrl(),
+      client: this.logsClient,
+      auth: this.options.credentials.kind,
+      policy: (endpoint: string, s: AbortSignal | undefined) => this.policy(endpoint, s, 'GET', [LOGS_SCOPE]),
+    };
+    return readOktaChanges(requests, cursor, this.options.appId ?? null, signal, this.options.feed);
+  }
+
+  /**
+   * One resource, or undefined when Okta says it does not exist (404 E0000007): an answer, not a
+   * failure. A 404 naming the integration's app (AppInstance) is a failure: the app is gone, not
+   * every user, and a 404 without Okta's error code is not Okta's API.
+   */
+  private async getOne<T>(endpoint: string, request: () => Promise<T>, signal: AbortSignal | undefined): Promise<T | undefined> {
+    const found = await withRetry(async () => {
+      try {
+        return { value: await request() };
+      } catch (error) {
+        const e = error as { errorCode?: unknown; errorSummary?: unknown };
+        const appGone = typeof e.errorSummary === 'string' && e.errorSummary.includes('(AppInstance)');
+        if (statusOf(error) === 404 && e.errorCode === 'E0000007' && !appGone) return { value: undefined };
+        throw error;
+      }
+    }, this.policy(endpoint, signal));
+    if (found.value !== undefined) this.stats.records += 1;
+    return found.value;
   }
 
   async readSnapshot(signal?: AbortSignal, hints?: ReadHints): Promise<Snapshot> {
@@ -84,20 +162,12 @@ export class OktaConnector implements Connector {
     const c = this.client;
     if (appId) {
       const path = `/api/v1/apps/${appId}`;
-      await this.readAll(`${path}/users`, () => c.applicationApi.listApplicationUsers({ appId, expand: 'user', limit: PAGE.appUsers }), signal, (appUser: AppUserLike) => {
-        snapshot.addUserFrom(appUser, (a) => {
-          const user = a._embedded?.user;
-          if (!user) throw new RecordError(`Okta app user ${a.id ?? '?'} came without its embedded user (expand=user)`, { externalId: typeof a.id === 'string' ? a.id : null, subject: a.id ?? '?' });
-          return toDirectoryUser(user);
-        });
-      });
-      await this.readAll(`${path}/groups`, () => c.applicationApi.listApplicationGroupAssignments({ appId, expand: 'group', limit: PAGE.appGroups }), signal, (assignment: AppGroupLike) => {
-        snapshot.addGroupFrom(assignment, (a) => {
-          const group = a._embedded?.group;
-          if (!group) throw new RecordError(`Okta app group ${a.id ?? '?'} came without its embedded group (expand=group)`, { externalId: typeof a.id === 'string' ? a.id : null, subject: a.id ?? '?' });
-          return toDirectoryGroup(group);
-        });
-      });
+      await this.readAll(`${path}/users`, () => c.applicationApi.listApplicationUsers({ appId, expand: 'user', limit: PAGE.appUsers }), signal, (appUser: OktaAppUserLike) =>
+        snapshot.addUserFrom(appUser, appUserToDirectoryUser),
+      );
+      await this.readAll(`${path}/groups`, () => c.applicationApi.listApplicationGroupAssignments({ appId, expand: 'group', limit: PAGE.appGroups }), signal, (assignment: OktaAppGroupLike) =>
+        snapshot.addGroupFrom(assignment, appGroupToDirectoryGroup),
+      );
     } else {
       const addUser = (user: unknown) => snapshot.addUserFrom(user as object, toDirectoryUser);
       await this.readAll('/api/v1/users', () => c.userApi.listUsers({ limit: PAGE.users }), signal, addUser);
@@ -194,23 +264,24 @@ export class OktaConnector implements Connector {
     return runChecks(steps, (step) => withRetry(step.run, { ...this.policy(step.endpoint, signal, step.method), retry: NO_RETRY }));
   }
 
-  private policy(endpoint: string, signal: AbortSignal | undefined, method = 'GET'): RetryPolicy {
+  /** `scopes`: what the service app's token for this endpoint asks for (to name a refused one). */
+  private policy(endpoint: string, signal: AbortSignal | undefined, method = 'GET', scopes?: readonly string[]): RetryPolicy {
     return {
       retry: this.retry,
       stats: this.stats,
       signal,
       describeRequest: `Okta ${method} ${endpoint}`,
-      permanent: (error) => this.permanentError(error, endpoint),
+      permanent: (error) => this.permanentError(error, endpoint, scopes),
       describeError: (error) => this.errorText(error),
-      problem: (error) => oktaProblem(error, this.context(endpoint)),
+      problem: (error) => oktaProblem(error, this.context(endpoint, scopes)),
     };
   }
 
   /** 429, 5xx, network failures and unparseable bodies are worth retrying; other 4xx are not. */
-  private permanentError(error: unknown, endpoint: string): IdpReadError | undefined {
+  private permanentError(error: unknown, endpoint: string, scopes?: readonly string[]): IdpReadError | undefined {
     const status = statusOf(error);
     if (status === undefined || status === 429 || status >= 500) return undefined;
-    const problem = oktaProblem(error, this.context(endpoint));
+    const problem = oktaProblem(error, this.context(endpoint, scopes));
     const request = error instanceof OktaTokenError ? 'Okta POST /oauth2/v1/token' : `Okta GET ${endpoint}`;
     return new IdpReadError(`${request} failed: ${this.errorText(error)}; ${problem?.message ?? 'Okta refused the request'}`, status, { cause: error, problem });
   }
@@ -220,9 +291,9 @@ export class OktaConnector implements Connector {
     return this.accessTokens.reduce((text, token) => text.split(token).join('[redacted]'), describe(error));
   }
 
-  private context(endpoint: string): OktaContext {
+  private context(endpoint: string, scopes: readonly string[] = oktaScopes(this.options.appId)): OktaContext {
     const { orgUrl, credentials, appId } = this.options;
-    return { orgUrl, endpoint: endpoint.split('?')[0]!, auth: credentials.kind, appId, scopes: oktaScopes(appId) };
+    return { orgUrl, endpoint: endpoint.split('?')[0]!, auth: credentials.kind, appId, scopes };
   }
 
   /** Pages through one listing. A failed page is fetched again: the SDK keeps its cursor until a page succeeds. */

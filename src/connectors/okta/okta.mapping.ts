@@ -1,6 +1,6 @@
 import { fingerprint, toJson } from '../../core/fingerprint.js';
 import type { DirectoryGroup, DirectoryUser, JsonObject } from '../../core/model.js';
-import { optionalText, requireText } from '../../core/snapshot.js';
+import { RecordError, optionalText, requireText } from '../../core/snapshot.js';
 
 /** Okta statuses that take access away (SPEC: deactivated, suspended or deprovisioned). */
 const INACTIVE_STATUSES = new Set(['SUSPENDED', 'DEPROVISIONED']);
@@ -66,6 +66,34 @@ export function toDirectoryGroup(raw: OktaGroupLike): DirectoryGroup {
     fingerprint: fingerprint({ name, description, attributes }),
     membersVersion: timestamp(raw.lastMembershipUpdated),
   };
+}
+
+/** An app assignment as Okta lists it with `expand=user` (its id is the user's id). */
+export interface OktaAppUserLike {
+  id?: unknown;
+  _embedded?: { user?: unknown } & Record<string, unknown>;
+}
+
+/** An app group assignment as Okta lists it with `expand=group` (its id is the group's id). */
+export interface OktaAppGroupLike {
+  id?: unknown;
+  _embedded?: { group?: unknown } & Record<string, unknown>;
+}
+
+/** Okta app user (`expand=user`) -> DirectoryUser, from the embedded user. */
+export function appUserToDirectoryUser(appUser: OktaAppUserLike): DirectoryUser {
+  const user = appUser._embedded?.user;
+  const id = typeof appUser.id === 'string' ? appUser.id : null;
+  if (!user) throw new RecordError(`Okta app user ${id ?? '?'} came without its embedded user (expand=user)`, { externalId: id, subject: id ?? '?' });
+  return toDirectoryUser(user as OktaUserLike);
+}
+
+/** Okta app group assignment (`expand=group`) -> DirectoryGroup, from the embedded group. */
+export function appGroupToDirectoryGroup(assignment: OktaAppGroupLike): DirectoryGroup {
+  const group = assignment._embedded?.group;
+  const id = typeof assignment.id === 'string' ? assignment.id : null;
+  if (!group) throw new RecordError(`Okta app group ${id ?? '?'} came without its embedded group (expand=group)`, { externalId: id, subject: id ?? '?' });
+  return toDirectoryGroup(group as OktaGroupLike);
 }
 
 /** The SDK gives Dates for its models and strings inside `_embedded`: compare them as ISO strings. */

@@ -11,14 +11,21 @@ export function oktaScopes(appId: string | null | undefined): string[] {
   return appId ? ['okta.users.read', 'okta.groups.read', 'okta.apps.read'] : ['okta.users.read', 'okta.groups.read'];
 }
 
-/** How the SDK authenticates: an SSWS token, or an OAuth service app's private key. */
-export function sdkAuthConfig(credentials: Credentials, appId: string | null | undefined): Record<string, unknown> {
+/**
+ * The scope reading the System Log needs (incremental runs). Asked for in a token of its own, so a
+ * service app without it still syncs in full: a token request naming a scope the app is not
+ * granted is refused whole.
+ */
+export const LOGS_SCOPE = 'okta.logs.read';
+
+/** How the SDK authenticates: an SSWS token, or an OAuth service app's private key asking for `scopes`. */
+export function sdkAuthConfig(credentials: Credentials, appId: string | null | undefined, scopes: readonly string[] = oktaScopes(appId)): Record<string, unknown> {
   // Every field explicit, so an okta.yaml or OKTA_CLIENT_* variables on the machine cannot change them.
   if (credentials.kind === 'token') return { authorizationMode: 'SSWS', token: credentials.token };
   return {
     authorizationMode: 'PrivateKey',
     clientId: credentials.clientId,
-    scopes: oktaScopes(appId),
+    scopes: [...scopes],
     privateKey: credentials.privateKey,
     keyId: credentials.keyId ?? '',
   };
