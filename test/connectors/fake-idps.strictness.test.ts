@@ -62,6 +62,43 @@ describe('fake Okta paging', () => {
     expect((await get(o.url, `/api/v1/users?filter=${encodeURIComponent('status eq "DEPROVISIONED"')}&after=${cursor}&limit=2`, auth)).status).toBe(400);
   });
 
+  it('System Log: the polling form always links to what comes next, even from an empty page; its cursors are refused on another filter', async () => {
+    const o = await okta();
+    const auth = `SSWS ${o.token}`;
+    const since = new Date(Date.now() - 1000).toISOString();
+    const filter = encodeURIComponent('eventType eq "user.lifecycle.create"');
+    o.addUser('ann@acme.test', { id: '00uAnn' });
+    const first = await get(o.url, `/api/v1/logs?since=${since}&sortOrder=ASCENDING&filter=${filter}`, auth);
+    expect(first.body).toEqual([expect.objectContaining({ eventType: 'user.lifecycle.create', target: [expect.objectContaining({ id: '00uAnn', type: 'User', alternateId: 'ann@acme.test' })] })]);
+    const empty = await get(o.url, nextOf(first.link)!, auth);
+    expect(empty.body).toEqual([]);
+    expect(nextOf(empty.link)).toBeDefined();
+    o.addUser('bob@acme.test', { id: '00uBob' });
+    const later = await get(o.url, nextOf(empty.link)!, auth);
+    expect((later.body as { target: { id: string }[] }[]).map((e) => e.target[0]!.id)).toEqual(['00uBob']);
+    const cursor = new URL(nextOf(later.link)!, o.url).searchParams.get('after')!;
+    expect((await get(o.url, `/api/v1/logs?sortOrder=ASCENDING&after=${cursor}`, auth)).status).toBe(400);
+    expect((await get(o.url, `/api/v1/logs?filter=${encodeURIComponent('published gt "2026-01-01"')}`, auth)).status).toBe(400);
+  });
+
+  it('answers a single user (by id or login), group and app assignment, and Okta\'s 404 for what is not there', async () => {
+    const o = await okta();
+    o.addUser('ann@acme.test', { id: '00uAnn' });
+    o.addGroup('Eng', { id: '00gEng' });
+    o.addApp('0oaApp');
+    o.assignGroup('0oaApp', '00gEng');
+    o.addMember('00gEng', '00uAnn');
+    const auth = `SSWS ${o.token}`;
+    expect((await get(o.url, '/api/v1/users/ann%40acme.test', auth)).body).toMatchObject({ id: '00uAnn', profile: { login: 'ann@acme.test' } });
+    expect((await get(o.url, '/api/v1/groups/00gEng', auth)).body).toMatchObject({ id: '00gEng', profile: { name: 'Eng' } });
+    expect((await get(o.url, '/api/v1/apps/0oaApp/users/00uAnn?expand=user', auth)).body).toMatchObject({ id: '00uAnn', scope: 'GROUP', _embedded: { user: { id: '00uAnn' } } });
+    expect((await get(o.url, '/api/v1/apps/0oaApp/groups/00gEng', auth)).body).toEqual(expect.not.objectContaining({ _embedded: expect.anything() }));
+    const missing = await get(o.url, '/api/v1/users/00uNobody', auth);
+    expect(missing).toMatchObject({ status: 404, body: { errorCode: 'E0000007', errorSummary: 'Not found: Resource not found: 00uNobody (User)', errorCauses: [] } });
+    o.removeMember('00gEng', '00uAnn');
+    expect((await get(o.url, '/api/v1/apps/0oaApp/users/00uAnn', auth)).status).toBe(404);
+  });
+
   it('embeds the user and the group in app listings only when expand asks for them', async () => {
     const o = await okta();
     const u = o.addUser('ann@acme.test');

@@ -181,6 +181,14 @@ describe('readSubjects, app-scoped', () => {
 });
 
 describe('readSubjects, whole org', () => {
+  it('asks nothing when nothing is named', async () => {
+    const o = await org();
+    const r = await read(o, null, {});
+    expect(r.requests).toEqual([]);
+    expect(r).toMatchObject({ userIds: [], unknownLogins: [], groupIds: [] });
+    expect(r.snapshot.users.size + r.snapshot.groups.size).toBe(0);
+  });
+
   it('reads a user by id and its groups (2 requests); a deactivated one is in scope, inactive', async () => {
     const o = await org();
     o.updateUser('00uCy', { status: 'DEPROVISIONED' });
