@@ -58,7 +58,8 @@ export function oktaFeedCursorAt(at: Date): string {
  * read: a cursor older than the log's retention or refused by Okta (400), a missing okta.logs.read
  * scope or admin permission (403, or a token request refused), or failures that outlast the
  * retries answer `unavailable` with the reason. More than `maxPages` pages of changes answer what
- * was read plus an unnarrowable "more than N changes", so the run reads the whole scope. Throws
+ * was read plus an unnarrowable "more changes than one incremental read takes", so the run reads
+ * the whole scope; the cursor is where the read stopped. Throws
  * only when `signal` aborts.
  */
 export async function readOktaChanges(requests: OktaLogRequests, cursor: string, appId: string | null, signal?: AbortSignal, options: FeedOptions = {}): Promise<ChangeFeedRead> {
@@ -84,7 +85,8 @@ export async function readOktaChanges(requests: OktaLogRequests, cursor: string,
     let anonymous = 0;
     for (let pages = 0; ; pages++) {
       if (pages === maxPages) {
-        return changes(events, appId, nextCursor(pager, now()) ?? cursor, [`more than ${maxPages * pageSize} changes since the last run`]);
+        const more = `more changes since the last run than one incremental read takes (${maxPages} pages of up to ${pageSize} events of Okta's System Log)`;
+        return changes(events, appId, nextCursor(pager, now()) ?? cursor, [more]);
       }
       // The SDK's Collection would stop at an empty page too (it yields no item), but it is paged
       // here one page at a time to count pages and keep the empty page's next link.
