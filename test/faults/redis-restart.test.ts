@@ -122,9 +122,11 @@ describe('Redis restarts', () => {
     restarts += 1;
     await until('the schedules to be re-created', async () => (await schedulers()).join() === expected.join() || undefined);
 
-    okta.updateUser([...okta.users.keys()][0]!, { status: 'SUSPENDED' });
+    const suspended = [...okta.users.keys()][0]!;
+    okta.updateUser(suspended, { status: 'SUSPENDED' });
     const res = await until('a webhook to be accepted', async () => {
-      const r = await deliver(oktaDelivery([{ eventType: 'user.lifecycle.suspend' }]));
+      // The event names the user it is about, as Okta's do: the run it triggers reads that user.
+      const r = await deliver(oktaDelivery([{ eventType: 'user.lifecycle.suspend', target: [{ id: suspended, type: 'User' }] }]));
       return r.status === 200 ? ((await r.json()) as { runId: string }) : undefined;
     });
     runs += 1;
@@ -137,7 +139,7 @@ describe('Redis restarts', () => {
     restarts += 1;
     const target = [...okta.users.keys()][1]!;
     okta.updateUser(target, { status: 'SUSPENDED' });
-    const body = oktaDelivery([{ eventType: 'user.lifecycle.suspend', uuid: `evt-down-${Date.now()}` }]);
+    const body = oktaDelivery([{ eventType: 'user.lifecycle.suspend', uuid: `evt-down-${Date.now()}`, target: [{ id: target, type: 'User' }] }]);
     const runsBefore = await db.selectFrom('runs').select(db.fn.countAll<string>().as('n')).where('integration_id', '=', integrationId).executeTakeFirstOrThrow();
     for (let i = 0; i < 3; i++) {
       const r = await deliver(body);
