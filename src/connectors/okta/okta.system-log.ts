@@ -47,9 +47,17 @@ export const LOG_RETENTION_MS = 90 * 24 * 3600_000;
 
 const LOGS = '/api/v1/logs';
 
-/** A cursor from which the System Log yields every event persisted at or after `at`. */
+/**
+ * How far before the asked time a cursor starts. `at` comes from dirsync's clock (the database's),
+ * `since` is compared with Okta's persistence time: two clocks. An event read twice costs a
+ * targeted read of its subject, which changes nothing the second time; one missed stays missed
+ * until the next full run.
+ */
+export const FEED_OVERLAP_MS = 60_000;
+
+/** A cursor from which the System Log yields every event persisted at or after `at` (less FEED_OVERLAP_MS). */
 export function oktaFeedCursorAt(at: Date): string {
-  return `since:${at.toISOString()}`;
+  return `since:${new Date(at.getTime() - FEED_OVERLAP_MS).toISOString()}`;
 }
 
 /**
