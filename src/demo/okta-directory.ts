@@ -9,9 +9,10 @@ import { DISPLAY_MESSAGES, type LogTarget, type LoggedEvent, SINCE_LIMIT_MS, log
  * paging with opaque `after` cursors, rate-limit headers and error bodies, SSWS token
  * authentication, and the listing quirks dirsync depends on (plain /users omits DEPROVISIONED
  * users); single users, groups and app assignments; and a System Log (`GET /api/v1/logs`) into
- * which every change made through the methods below writes its event. The official Okta SDK reads
- * it exactly as it reads a real org. Sources are cited where each shape is made. A change made by
- * editing the maps directly (tests do) is a change nobody logged.
+ * which every change made through the methods below (or to an app's assignment sets) writes its
+ * event. The official Okta SDK reads it exactly as it reads a real org. Sources are cited where
+ * each shape is made. Another change made by editing the maps or records directly (tests do) is a
+ * change nobody logged: a full run sees it, the System Log does not.
  */
 
 export type OktaStatus =
@@ -44,6 +45,33 @@ export interface OktaAppRecord {
   users: Set<string>;
   /** Groups assigned to the app: their members are assigned with scope GROUP. */
   groups: Set<string>;
+}
+
+/**
+ * An app's assignments: adding or deleting one (through assignUser and the like, or directly,
+ * as tests do) writes its System Log event, as every assignment change in Okta does.
+ */
+class AssignmentSet extends Set<string> {
+  constructor(private readonly changed: (id: string, assigned: boolean) => void) {
+    super();
+  }
+
+  override add(id: string): this {
+    if (this.has(id)) return this;
+    super.add(id);
+    this.changed(id, true);
+    return this;
+  }
+
+  override delete(id: string): boolean {
+    if (!super.delete(id)) return false;
+    this.changed(id, false);
+    return true;
+  }
+
+  override clear(): void {
+    for (const id of [...this]) this.delete(id);
+  }
 }
 
 
@@ -112,9 +140,9 @@ export class OktaDirectoryServer extends LoopbackServer {
   /** Deletes a user (Okta deletes only deactivated users; not enforced here): gone from its groups and apps too. */
   deleteUser(id: string): void {
     const user = this.must(this.users, id);
-    this.users.delete(id);
-    for (const [groupId, members] of this.members) if (members.delete(id)) this.groups.get(groupId)!.lastMembershipUpdated = this.now();
     for (const app of this.apps.values()) app.users.delete(id);
+    for (const [groupId, members] of this.members) if (members.delete(id)) this.groups.get(groupId)!.lastMembershipUpdated = this.now();
+    this.users.delete(id);
     this.logEvent('user.lifecycle.delete.initiated', [this.userTarget(user)]);
   }
 
@@ -143,9 +171,9 @@ export class OktaDirectoryServer extends LoopbackServer {
   /** Deletes a group: its memberships and app assignments go with it. */
   deleteGroup(id: string): void {
     const group = this.must(this.groups, id);
+    for (const app of this.apps.values()) app.groups.delete(id);
     this.groups.delete(id);
     this.members.delete(id);
-    for (const app of this.apps.values()) app.groups.delete(id);
     this.logEvent('group.lifecycle.delete', [this.groupTarget(group)]);
   }
 
@@ -164,7 +192,14 @@ export class OktaDirectoryServer extends LoopbackServer {
   }
 
   addApp(id: string): OktaAppRecord {
-    const app: OktaAppRecord = { users: new Set(), groups: new Set() };
+    const app: OktaAppRecord = {
+      users: new AssignmentSet((userId, assigned) =>
+        this.logEvent(assigned ? 'application.user_membership.add' : 'application.user_membership.remove', this.appUserTargets(id, userId)),
+      ),
+      groups: new AssignmentSet((groupId, assigned) =>
+        this.logEvent(assigned ? 'group.application_assignment.add' : 'group.application_assignment.remove', [appTarget(id), this.groupTarget(groupId)]),
+      ),
+    };
     this.apps.set(id, app);
     return app;
   }
@@ -172,24 +207,20 @@ export class OktaDirectoryServer extends LoopbackServer {
   /** Assigns a user to the app directly (scope USER). */
   assignUser(appId: string, userId: string): void {
     this.must(this.apps, appId).users.add(userId);
-    this.logEvent('application.user_membership.add', this.appUserTargets(appId, userId));
   }
 
   unassignUser(appId: string, userId: string): void {
     this.must(this.apps, appId).users.delete(userId);
-    this.logEvent('application.user_membership.remove', this.appUserTargets(appId, userId));
   }
 
   /** Assigns a group to the app: its members reach the app with scope GROUP. */
   assignGroup(appId: string, groupId: string): void {
+    this.must(this.groups, groupId);
     this.must(this.apps, appId).groups.add(groupId);
-    this.logEvent('group.application_assignment.add', [appTarget(appId), this.groupTarget(this.must(this.groups, groupId))]);
   }
 
   unassignGroup(appId: string, groupId: string): void {
     this.must(this.apps, appId).groups.delete(groupId);
-    const group = this.groups.get(groupId);
-    if (group) this.logEvent('group.application_assignment.remove', [appTarget(appId), this.groupTarget(group)]);
   }
 
   /** Makes `change` without logging it: an org as it was before the log's window (tests' set-up). */
@@ -238,7 +269,10 @@ export class OktaDirectoryServer extends LoopbackServer {
     return { id: u.id, type: 'User', alternateId: u.profile.login, displayName: name || u.profile.login };
   }
 
-  private groupTarget(g: OktaGroupRecord): LogTarget {
+  /** A group as an event's target; one the directory does not hold by its id alone. */
+  private groupTarget(group: OktaGroupRecord | string): LogTarget {
+    const g = typeof group === 'string' ? this.groups.get(group) : group;
+    if (!g) return { id: group as string, type: 'UserGroup', alternateId: 'unknown', displayName: 'unknown' };
     return { id: g.id, type: 'UserGroup', alternateId: g.profile.name, displayName: g.profile.name };
   }
 
