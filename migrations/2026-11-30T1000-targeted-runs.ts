@@ -18,6 +18,8 @@ type Db = Kysely<any>;
  *   the latest full read that began applying.
  * - `integrations.full_every_ms`: how often the schedule runs a full run instead of an
  *   incremental one; `integrations.feed_cursor`: where the IdP's change feed is read from next.
+ * - `integrations_reach`: an okta or authentik integration may hold a SCIM token too (`--scim`:
+ *   pushes read back through the API).
  */
 export async function up(db: Db): Promise<void> {
   await sql`alter table runs add column lane text not null default 'full' check (lane in ('full', 'quick'))`.execute(db);
@@ -46,9 +48,24 @@ export async function up(db: Db): Promise<void> {
   await sql`alter table integrations add column full_read_at timestamptz`.execute(db);
   await sql`alter table integrations add column full_every_ms bigint`.execute(db);
   await sql`alter table integrations add column feed_cursor text`.execute(db);
+  await sql`alter table integrations drop constraint integrations_reach`.execute(db);
+  await sql`
+    alter table integrations add constraint integrations_reach check (
+      case when provider = 'scim'
+        then base_url is null and credentials is null and scim_token_hash is not null
+        else base_url is not null and credentials is not null end)
+  `.execute(db);
 }
 
 export async function down(db: Db): Promise<void> {
+  await sql`update integrations set scim_token_hash = null, scim_token_previous_hash = null, scim_token_previous_expires_at = null where provider <> 'scim'`.execute(db);
+  await sql`alter table integrations drop constraint integrations_reach`.execute(db);
+  await sql`
+    alter table integrations add constraint integrations_reach check (
+      case when provider = 'scim'
+        then base_url is null and credentials is null and scim_token_hash is not null
+        else base_url is not null and credentials is not null and scim_token_hash is null end)
+  `.execute(db);
   await sql`alter table integrations drop column feed_cursor, drop column full_every_ms, drop column full_read_at`.execute(db);
   await sql`drop table subject_reads`.execute(db);
   await sql`drop table run_subjects`.execute(db);

@@ -35,6 +35,8 @@ function addIntegrationOptions(command: Command): Command {
     .option('--every <duration>', 'run on a schedule, such as 15m, 1h or 1d')
     .option('--cron <expr>', 'run on a cron schedule (UTC), such as "0 * * * *"')
     .option('--full-every <duration>', 'scheduled runs read what changed, and the whole scope this often (default 1d, at least 1h)')
+    .option('--scim', 'okta, authentik: also take SCIM pushes, each read back through the API at once (prints a SCIM base URL and token)')
+    .option('--no-scim', 'okta, authentik: stop taking SCIM pushes')
     .addOption(jsonOption());
 }
 
@@ -153,7 +155,7 @@ export function registerIntegrationCommands(program: Command): void {
       await (await queueModule()).syncSchedule(queue, created);
       const view = { ...service.view(created), ...issued, check };
       emit(opts.json, view, () =>
-        'scimToken' in issued
+        !('webhookSecret' in issued)
           ? [
               `created integration ${created.id} (scim for tenant ${created.tenantSlug}): paste these into the IdP's SCIM provisioning settings`,
               `SCIM base URL: ${view.scimBaseUrl}`,
@@ -166,6 +168,13 @@ export function registerIntegrationCommands(program: Command): void {
               `webhook URL:    ${view.webhookUrl}`,
               `webhook secret: ${issued.webhookSecret}`,
               '(the secret is shown only now; rotate it with `dirsync integration rotate-webhook-secret`)',
+              ...(issued.scimToken
+                ? [
+                    `SCIM base URL:  ${view.scimBaseUrl} (pushes are read back through the API at once)`,
+                    `SCIM token:     ${issued.scimToken}`,
+                    '(the token is shown only now; rotate it with `dirsync integration rotate-scim-token`)',
+                  ]
+                : []),
             ].join('\n'),
       );
     }),
@@ -177,11 +186,17 @@ export function registerIntegrationCommands(program: Command): void {
         const queue = await ctx.queue();
         const service = new IntegrationService(ctx.db, ctx.config);
         const options = await integrationOptions(opts, (await service.get(id)).provider !== 'scim');
-        const { integration: updated, check } = await audited(ctx, 'integration.update', { type: 'integration', id }, () => showingFailedCheck(opts.json, () => service.update(id, options)), {
+        const { integration: updated, check, scimToken } = await audited(ctx, 'integration.update', { type: 'integration', id }, () => showingFailedCheck(opts.json, () => service.update(id, options)), {
           detail: { fields: fieldsSet(opts) },
         });
         await (await queueModule()).syncSchedule(queue, updated);
-        emit(opts.json, { ...service.view(updated), check }, () => (check ? `updated integration ${id}; ${checkedLine(check)}` : `updated integration ${id}`));
+        const view = { ...service.view(updated), check, ...(scimToken && { scimToken }) };
+        emit(opts.json, view, () =>
+          [
+            check ? `updated integration ${id}; ${checkedLine(check)}` : `updated integration ${id}`,
+            ...(scimToken ? [`SCIM base URL: ${view.scimBaseUrl}`, `SCIM token:    ${scimToken}`, '(the token is shown only now)'] : []),
+          ].join('\n'),
+        );
       }),
   );
 

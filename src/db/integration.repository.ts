@@ -37,6 +37,11 @@ interface IntegrationCommon {
   readonly previousWebhookSecretValidUntil: string | null;
   /** scim: until when the token retired by the last rotation still works; null when none does. */
   readonly previousScimTokenValidUntil: string | null;
+  /**
+   * Takes SCIM pushes: always for a scim integration; for okta and authentik, when created or
+   * updated with `--scim` (push for latency, the API for truth: each push asks for a targeted read).
+   */
+  readonly scimPush: boolean;
   readonly createdAt: string;
   readonly updatedAt: string;
 }
@@ -114,7 +119,7 @@ export class IntegrationRepository {
   }
 
   /** The sealed credentials; undefined when there is no such integration or it holds none (scim). */
-  /** What authenticates a SCIM request: the token hashes (the previous one only within its grace) and whether it is enabled; undefined unless a scim integration. */
+  /** What authenticates a SCIM request: the token hashes (the previous one only within its grace) and whether it is enabled; undefined unless the integration takes SCIM pushes. */
   async findScimAuth(id: string): Promise<{ secretHash: string; previousSecretHash: string | null; enabled: boolean } | undefined> {
     const row = await this.db
       .selectFrom('integrations')
@@ -124,7 +129,6 @@ export class IntegrationRepository {
         sql<string | null>`case when scim_token_previous_expires_at > now() then scim_token_previous_hash end`.as('previous_hash'),
       ])
       .where('id', '=', id)
-      .where('provider', '=', 'scim')
       .executeTakeFirst();
     return row?.scim_token_hash ? { secretHash: row.scim_token_hash, previousSecretHash: row.previous_hash, enabled: row.enabled } : undefined;
   }
@@ -148,7 +152,7 @@ export class IntegrationRepository {
         updated_at: sql<Date>`now()`,
       }))
       .where('id', '=', id)
-      .where('provider', '=', 'scim')
+      .where('scim_token_hash', 'is not', null)
       .returning('scim_token_previous_expires_at')
       .executeTakeFirst();
     return row && { previousExpiresAt: row.scim_token_previous_expires_at };
@@ -219,6 +223,7 @@ export class IntegrationRepository {
           'previous_webhook_secret_valid_until',
         ),
         sql<Date | null>`case when i.scim_token_previous_expires_at > now() then i.scim_token_previous_expires_at end`.as('previous_scim_token_valid_until'),
+        sql<boolean>`i.scim_token_hash is not null`.as('scim_push'),
         'i.created_at',
         'i.updated_at',
       ]);
@@ -232,6 +237,7 @@ type ListedRow = Omit<
   tenant_slug: string;
   previous_webhook_secret_valid_until: Date | null;
   previous_scim_token_valid_until: Date | null;
+  scim_push: boolean;
 };
 
 function scheduleOf(row: Pick<IntegrationRow, 'schedule_every_ms' | 'schedule_cron'>): Schedule | null {
@@ -262,6 +268,7 @@ function toIntegration(row: ListedRow): Integration {
     enabled: row.enabled,
     previousWebhookSecretValidUntil: row.previous_webhook_secret_valid_until?.toISOString() ?? null,
     previousScimTokenValidUntil: row.previous_scim_token_valid_until?.toISOString() ?? null,
+    scimPush: row.scim_push,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
   };

@@ -57,6 +57,7 @@ const integrationOptions = {
   threshold: { type: 'number', exclusiveMinimum: 0, maximum: 100 },
   every: { type: 'string', description: 'duration such as 15m, 1h, 1d' },
   cron: { type: 'string', description: 'five-field cron expression, UTC' },
+  scim: { type: 'boolean', description: 'okta, authentik: also take SCIM pushes, each read back through the API at once (the answer carries scimBaseUrl and, once, scimToken); false stops taking them' },
   fullEvery: { type: 'string', description: 'scheduled runs read what changed, and the whole scope this often: a duration from 1h, default 1d' },
   verify: { type: 'boolean', default: true, description: 'check the IdP accepts a new address or credentials before storing them' },
 } as const;
@@ -392,9 +393,9 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         },
         async (request) => {
           const service = integrations();
-          const { integration: updated, check } = await service.update(request.params.id, { ...request.body, threshold: request.body.threshold?.toString() });
+          const { integration: updated, check, scimToken } = await service.update(request.params.id, { ...request.body, threshold: request.body.threshold?.toString() });
           await syncSchedule(deps.queue, updated);
-          return { ...service.view(updated), check };
+          return { ...service.view(updated), check, ...(scimToken && { scimToken }) };
         },
       );
 

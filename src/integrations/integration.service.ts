@@ -34,6 +34,11 @@ export interface IntegrationOptions {
   cron?: string | undefined;
   /** How often a scheduled run reads the whole scope instead of the change feed (`--full-every`). */
   fullEvery?: string | undefined;
+  /**
+   * okta, authentik: also take SCIM pushes (`--scim`), each a targeted read through the API;
+   * false (`--no-scim`) stops taking them.
+   */
+  scim?: boolean | undefined;
   /** false stores without checking the IdP first (--no-verify). */
   verify?: boolean | undefined;
 }
@@ -88,7 +93,7 @@ export interface ScimTokenRotation {
 }
 
 /** The secret a new integration is given, shown only once: a webhook secret, or a scim integration's token. */
-export type IssuedSecret = { readonly webhookSecret: string } | { readonly scimToken: string };
+export type IssuedSecret = { readonly webhookSecret: string; readonly scimToken?: string } | { readonly scimToken: string };
 
 /** What `integration test` answers: which integration, and the report. */
 export type IntegrationTestResult = Pick<IntegrationView, 'id' | 'provider' | 'baseUrl' | 'auth'> & ConnectionReport;
@@ -107,6 +112,7 @@ const PULL_ONLY: ReadonlyArray<[keyof IntegrationOptions, string]> = [
   ['every', '--every'],
   ['cron', '--cron'],
   ['fullEvery', '--full-every'],
+  ['scim', '--scim'],
 ];
 
 /** Validates and stores integrations; encrypts credentials under DIRSYNC_ENCRYPTION_KEY. */
@@ -152,6 +158,7 @@ export class IntegrationService {
     // Before anything is stored: a typo is caught now, not at the first scheduled run.
     const check = input.verify === false ? null : await this.verify(target, credentials);
     const webhookSecret = newSecret();
+    const scimToken = input.scim ? newSecret() : undefined;
     await this.integrations.insert({
       id,
       tenant_id: tenant.id,
@@ -167,9 +174,10 @@ export class IntegrationService {
       // Only when given: an integration made at an older schema (the migration tests) has no such column.
       ...(fields.full_every_ms !== undefined && { full_every_ms: fields.full_every_ms }),
       webhook_secret_hash: hashSecret(webhookSecret),
+      ...(scimToken && { scim_token_hash: hashSecret(scimToken) }),
       updated_at: new Date(),
     });
-    return { integration: await this.get(id), issued: { webhookSecret }, check };
+    return { integration: await this.get(id), issued: { webhookSecret, ...(scimToken && { scimToken }) }, check };
   }
 
   /**
@@ -208,9 +216,10 @@ export class IntegrationService {
    * Changes settings; a change to how dirsync reaches the IdP (address, credentials, app) is
    * checked against the IdP first unless `verify` is false.
    */
-  async update(id: string, options: IntegrationOptions): Promise<{ integration: Integration; check: ConnectionReport | null }> {
+  async update(id: string, options: IntegrationOptions): Promise<{ integration: Integration; check: ConnectionReport | null; scimToken?: string }> {
     const existing: Integration = await this.get(id);
     if (existing.provider === 'scim') {
+      if (options.scim !== undefined) throw new UserError('--scim applies to okta and authentik integrations: a scim integration always takes pushes');
       this.refusePullOnly(options);
       const changes = this.validate('scim', options);
       if (Object.keys(changes).length === 0) throw new UserError('nothing to update: give --deprovision or --threshold');
@@ -218,6 +227,14 @@ export class IntegrationService {
       return { integration: await this.get(id), check: null };
     }
     const changes: IntegrationRowUpdate = this.validate(existing.provider, options);
+    let scimToken: string | undefined;
+    if (options.scim === true) {
+      if (existing.scimPush) throw new UserError(`integration ${id} takes SCIM pushes already: \`dirsync integration rotate-scim-token ${id}\` issues a new token`);
+      scimToken = newSecret();
+      changes.scim_token_hash = hashSecret(scimToken);
+    } else if (options.scim === false) {
+      Object.assign(changes, { scim_token_hash: null, scim_token_previous_hash: null, scim_token_previous_expires_at: null });
+    }
     // Before anything reads the stored credentials or reaches out, whatever `verify` says.
     refuseCredentialRedirect(existing, changes.base_url, options);
     const newCredentials = await this.newCredentials(existing.provider, options, existing.credentialKind === 'okta-private-key' ? () => this.credentials(id) : undefined);
@@ -236,7 +253,7 @@ export class IntegrationService {
       check = await this.verify(target, newCredentials ?? (await this.credentials(id)));
     }
     await this.integrations.update(id, changes);
-    return { integration: await this.get(id), check };
+    return { integration: await this.get(id), check, ...(scimToken && { scimToken }) };
   }
 
   /** Reads one page from every endpoint a sync uses (`dirsync integration test`). */
@@ -279,8 +296,10 @@ export class IntegrationService {
     const graceMs = grace === undefined ? this.config.webhookSecretGraceMs : parseGrace(grace);
     if (graceMs === undefined) throw new UserError(`--grace ${GRACE_RULE}, not "${grace}"`);
     const integration = await this.get(id);
-    if (integration.provider !== 'scim') {
-      throw new UserError(`integration ${id} is an ${integration.provider} integration, which has no SCIM token: rotate its webhook secret with \`dirsync integration rotate-webhook-secret\``);
+    if (!integration.scimPush) {
+      throw new UserError(
+        `integration ${id} is an ${integration.provider} integration that takes no SCIM pushes, so it has no SCIM token: rotate its webhook secret with \`dirsync integration rotate-webhook-secret\`, or take pushes with \`dirsync integration update ${id} --scim\``,
+      );
     }
     const token = newSecret();
     const rotated = await this.integrations.rotateScimToken(id, hashSecret(token), graceMs);
@@ -322,10 +341,15 @@ export class IntegrationService {
   }
 
   view(integration: Integration): IntegrationView {
+    const scim = { scimBaseUrl: `${this.config.publicUrl}/scim/v2/${integration.id}`, previousScimTokenValidUntil: integration.previousScimTokenValidUntil };
     const reach =
       integration.provider === 'scim'
-        ? { scimBaseUrl: `${this.config.publicUrl}/scim/v2/${integration.id}`, previousScimTokenValidUntil: integration.previousScimTokenValidUntil }
-        : { webhookUrl: `${this.config.publicUrl}/webhooks/${integration.id}`, previousWebhookSecretValidUntil: integration.previousWebhookSecretValidUntil };
+        ? scim
+        : {
+            webhookUrl: `${this.config.publicUrl}/webhooks/${integration.id}`,
+            previousWebhookSecretValidUntil: integration.previousWebhookSecretValidUntil,
+            ...(integration.scimPush && scim),
+          };
     return {
       id: integration.id,
       tenant: integration.tenantSlug,

@@ -153,6 +153,11 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
       return await recorder.finish('held', counts, skipped, { held, reason });
     }
     if (decision.gated.stale.length > 0) recorder.stat('approvedStale', decision.gated.stale.length);
+    if (read.pushesRead) {
+      // The IdP was read for what was pushed: the pushes are done with (the API is the truth).
+      await new ScimRepository(deps.db).settle(read.pushesRead.map((w) => w.seq));
+      recorder.stat('pushesRead', read.pushesRead.length);
+    }
     if (pushes) {
       // What was pushed is applied: forgotten, but for records left as they were (tried again next run).
       const left = new Set(skipped.flatMap((r) => (r.externalId === null ? [] : [r.externalId])));
@@ -205,6 +210,8 @@ type ReadResult =
       readonly current: TenantCounts;
       /** For a scim integration: the pushed writes this read covers, to settle once applied. */
       readonly pushes?: readonly UnappliedWrite[];
+      /** For an okta or authentik integration taking pushes (`--scim`): the pushes this read of the IdP covers, forgotten once applied. */
+      readonly pushesRead?: readonly UnappliedWrite[];
       /** A targeted or incremental read: named subjects only (see src/runs/targeted-read.ts). */
       readonly narrowed: boolean;
       /** When the IdP read began, declared (src/runs/read-stamps.ts): applying drops what others read later. Absent for scim and dry runs. */
@@ -250,6 +257,7 @@ async function readTenantAndIdp(
   const readStart = Date.now();
   const notes: SkippedRecord[] = [];
   let feedAfterFallback: string | undefined;
+  let pushesRead: UnappliedWrite[] | undefined;
   try {
     let pushes: UnappliedWrite[] | undefined;
     // scim: whether pushed users and groups are compared with the tenant on cheap columns
@@ -272,6 +280,7 @@ async function readTenantAndIdp(
       }
     } else if ((mode === 'targeted' || mode === 'incremental') && !run.dryRun && isTargetedSource(connector)) {
       const named = await readNamed(deps, integration, connector, recorder, run, signal, notes);
+      if (named.kind === 'whole') pushesRead = named.pushesRead;
       if (named.kind === 'narrowed') {
         const { kind: _, ...narrowed } = named;
         recorder.read(connector.stats, Date.now() - readStart, narrowed.snapshot);
@@ -283,6 +292,8 @@ async function readTenantAndIdp(
     }
     // A pulled integration's full read, when it applies, is declared: see src/runs/read-stamps.ts.
     const declares = !(connector instanceof ScimSnapshotSource) && !run.dryRun;
+    // Pushes stored before the read are covered by it (`--scim`).
+    if (declares && integration.scimPush && !pushesRead) pushesRead = await new ScimRepository(deps.db).unapplied(integration.id, FULL_RUN_SETTLES);
     const readAt = declares ? await databaseNow(deps.db) : undefined;
     if (readAt) await runs.markRead(run.id, readAt);
     const feedCursor = readAt && isTargetedSource(connector) ? (feedAfterFallback ?? connector.feedCursorAt?.(readAt)) : undefined;
@@ -310,6 +321,7 @@ async function readTenantAndIdp(
       current,
       ...(snapshot.unreadMembers && { unread: snapshot.unreadMembers }),
       ...(pushes && { pushes }),
+      ...(pushesRead && { pushesRead }),
       narrowed: false,
       ...(readAt && { readAt }),
       ...(feedCursor !== undefined && { feedCursor }),
@@ -341,11 +353,18 @@ async function readNamed(
 ): Promise<
   | ({ readonly kind: 'narrowed' } & Omit<Extract<ReadResult, { kind: 'read' }>, 'kind' | 'narrowed' | 'notes'>)
   /** Read the whole scope instead; `feedCursor`: where the feed was read up to, when it was. */
-  | { readonly kind: 'whole'; readonly feedCursor?: string }
+  | { readonly kind: 'whole'; readonly feedCursor?: string; readonly pushesRead?: UnappliedWrite[] }
 > {
   const runs = new RunRepository(deps.db);
   let names = await runs.subjects(run.id);
   let feedCursor: string | undefined;
+  // `--scim`: what was pushed is read back through the API, by login (push for latency, the API for truth).
+  const pushes = integration.scimPush ? await pushedLogins(deps.db, integration.id) : undefined;
+  if (pushes === 'too many') {
+    notes.push({ kind: 'user', externalId: null, subject: 'SCIM pushes', reason: `read the whole scope instead: more than ${TARGETED_WRITES} pushed writes wait` });
+    return { kind: 'whole', pushesRead: await new ScimRepository(deps.db).unapplied(integration.id, FULL_RUN_SETTLES) };
+  }
+  if (pushes) names = { ...names, logins: [...new Set([...names.logins, ...pushes.logins])] };
   if (run.mode === 'incremental') {
     const cursor = await new IntegrationRepository(deps.db).feedCursor(integration.id);
     const feed = cursor !== null && connector.readChanges ? await connector.readChanges(cursor, signal) : undefined;
@@ -360,7 +379,7 @@ async function readNamed(
             : undefined;
     if (fallback || feed?.kind !== 'changes') {
       notes.push({ kind: 'user', externalId: null, subject: 'change feed', reason: `read the whole scope instead of the changes: ${fallback}` });
-      return { kind: 'whole', ...(feed?.kind === 'changes' && { feedCursor: feed.cursor }) };
+      return { kind: 'whole', ...(feed?.kind === 'changes' && { feedCursor: feed.cursor }), ...(pushes && { pushesRead: pushes.writes }) };
     }
     recorder.stat('feedEvents', feed.events);
     names = {
@@ -377,7 +396,30 @@ async function readNamed(
   for (const login of read.unknownLogins) notes.push({ kind: 'user', externalId: null, subject: login, reason: `no ${integration.provider === 'okta' ? 'Okta' : 'authentik'} user has the login "${login}"` });
   recorder.stat('subjectsRead', read.userIds.length + read.groupIds.length);
   const current = await directory.countTenant(integration.tenantId);
-  return { kind: 'narrowed', local, snapshot, current, readAt, ...(feedCursor !== undefined && { feedCursor }) };
+  return { kind: 'narrowed', local, snapshot, current, readAt, ...(feedCursor !== undefined && { feedCursor }), ...(pushes && { pushesRead: pushes.writes }) };
+}
+
+/**
+ * The logins an okta or authentik integration's SCIM pushes name (`--scim`): a pushed user's
+ * userName, a pushed membership's user's, a pushed group's members'. Logins, not the pushed
+ * resources' ids: the IdP's API is read by them. 'too many' beyond TARGETED_WRITES.
+ */
+async function pushedLogins(db: Db, integrationId: string): Promise<{ writes: UnappliedWrite[]; logins: string[] } | 'too many' | undefined> {
+  const store = new ScimRepository(db);
+  const writes = await store.unapplied(integrationId, TARGETED_WRITES + 1);
+  if (writes.length === 0) return undefined;
+  if (writes.length > TARGETED_WRITES) return 'too many';
+  const users = new Set<string>();
+  const groups: string[] = [];
+  for (const w of writes) {
+    if (w.resourceType === 'User') users.add(w.resourceId);
+    else if (w.resourceType === 'Member') users.add(w.memberId);
+    else groups.push(w.resourceId);
+  }
+  for (const { userId } of await store.memberPairs(groups, 'group')) users.add(userId);
+  if (users.size > TARGETED_WRITES) return 'too many';
+  const logins = (await store.usersById(integrationId, [...users])).map((u) => u.userName);
+  return { writes, logins };
 }
 
 function isTargetedSource(connector: SnapshotSource): connector is SnapshotSource & TargetedSource {

@@ -114,7 +114,11 @@ export async function queueRun(
  * round trip. Throws when the run could not be recorded or enqueued.
  */
 export async function queuePushRun(deps: { db: Db; queue: DirsyncQueue }, integrationId: string, enqueueTimeoutMs: number): Promise<RunSummary> {
-  const { run, created } = await new RunRepository(deps.db).trigger(integrationId, 'scim', false);
+  // A scim integration's push is applied from what was pushed; an okta or authentik one's
+  // (`--scim`) is read back through the API, beside any full run in flight.
+  const integration = await new IntegrationRepository(deps.db).find(integrationId);
+  const request: RunRequest | undefined = integration && integration.provider !== 'scim' ? { mode: 'targeted', lane: 'quick' } : undefined;
+  const { run, created } = await new RunRepository(deps.db).trigger(integrationId, 'scim', false, request);
   if (created) {
     await withTimeout(enqueue(deps.queue, run), enqueueTimeoutMs, () => new QueueUnavailableError(`the queue did not answer within ${enqueueTimeoutMs} ms`));
   }
