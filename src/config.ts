@@ -34,6 +34,12 @@ export interface Config {
    * deliveries and endpoint deliveries are kept (src/runs/retention.ts).
    */
   readonly retentionMs: number;
+  /**
+   * DIRSYNC_RATE_LIMIT_SHARE as a fraction: the share of each of the IdP's rate-limit buckets
+   * (Okta's X-Rate-Limit-* headers, per endpoint family) an integration's runs use before they
+   * wait for the bucket's reset; the rest is left to the customer's other clients. Default 0.5.
+   */
+  readonly rateLimitShare: number;
 }
 
 export class ConfigError extends Error {
@@ -149,6 +155,17 @@ const schema = z.object({
       }
       return ms;
     }),
+  DIRSYNC_RATE_LIMIT_SHARE: z
+    .string()
+    .default('50')
+    .transform((v, ctx) => {
+      const percent = /^\s*\d+(\.\d+)?\s*%?\s*$/.test(v) ? Number.parseFloat(v) : NaN;
+      if (!(percent >= 1 && percent <= 100)) {
+        ctx.addIssue({ code: 'custom', message: `must be a percentage from 1 to 100, such as 50, not "${v.slice(0, 40)}"` });
+        return z.NEVER;
+      }
+      return percent / 100;
+    }),
   DIRSYNC_EVENT_RETENTION: z
     .string()
     .optional()
@@ -187,6 +204,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, envFile = '.env
     publicUrl: (e.DIRSYNC_PUBLIC_URL ?? `http://127.0.0.1:${e.PORT}`).replace(/\/+$/, ''),
     webhookSecretGraceMs: e.DIRSYNC_WEBHOOK_SECRET_GRACE,
     retentionMs: e.DIRSYNC_RETENTION,
+    rateLimitShare: e.DIRSYNC_RATE_LIMIT_SHARE,
   });
 }
 

@@ -16,6 +16,8 @@ export interface IntegrationHealth {
   readonly provider: Provider;
   readonly lastStatus: Extract<RunStatus, 'succeeded' | 'failed' | 'held'> | null;
   readonly lastSuccessAt: Date | null;
+  /** The fullest an IdP rate-limit bucket was seen during the last finished run, in percent (Okta); null when not known. */
+  readonly rateLimitPeakPercent: number | null;
 }
 
 /**
@@ -46,12 +48,12 @@ export class MetricsRepository {
   }
 
   async integrationHealth(): Promise<IntegrationHealth[]> {
-    const { rows } = await sql<{ id: string; tenant: string; provider: Provider; last_status: IntegrationHealth['lastStatus']; last_success_at: Date | null }>`
-      select i.id, t.slug as tenant, i.provider, last.status as last_status, ok.finished_at as last_success_at
+    const { rows } = await sql<{ id: string; tenant: string; provider: Provider; last_status: IntegrationHealth['lastStatus']; last_success_at: Date | null; rate_peak: string | null }>`
+      select i.id, t.slug as tenant, i.provider, last.status as last_status, ok.finished_at as last_success_at, last.stats ->> 'rateLimitPeakPercent' as rate_peak
       from integrations i
       join tenants t on t.id = i.tenant_id
       left join lateral (
-        select status from runs
+        select status, stats from runs
         where integration_id = i.id and status in ('succeeded', 'failed', 'held') and not dry_run
         order by finished_at desc limit 1
       ) last on true
@@ -61,6 +63,13 @@ export class MetricsRepository {
         order by finished_at desc limit 1
       ) ok on true
     `.execute(this.db);
-    return rows.map((r) => ({ integrationId: r.id, tenant: r.tenant, provider: r.provider, lastStatus: r.last_status, lastSuccessAt: r.last_success_at }));
+    return rows.map((r) => ({
+      integrationId: r.id,
+      tenant: r.tenant,
+      provider: r.provider,
+      lastStatus: r.last_status,
+      lastSuccessAt: r.last_success_at,
+      rateLimitPeakPercent: r.rate_peak === null || !Number.isFinite(Number(r.rate_peak)) ? null : Number(r.rate_peak),
+    }));
   }
 }

@@ -109,6 +109,19 @@ export function createMetrics(deps: { db: Db; queue: DirsyncQueue }): Registry {
   });
 
   new Gauge({
+    name: 'dirsync_idp_rate_limit_peak_ratio',
+    help: "The fullest one of the IdP's rate-limit buckets was seen during the integration's last finished run (0 to 1; Okta's X-Rate-Limit headers, counting every client of the org): runs wait at DIRSYNC_RATE_LIMIT_SHARE",
+    labelNames: ['integration_id', 'tenant', 'provider'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const i of await integrations()) {
+        if (i.rateLimitPeakPercent !== null) this.set({ integration_id: i.integrationId, tenant: i.tenant, provider: i.provider }, i.rateLimitPeakPercent / 100);
+      }
+    },
+  });
+
+  new Gauge({
     name: 'dirsync_queue_jobs',
     help: 'BullMQ jobs by state',
     labelNames: ['state'],

@@ -446,7 +446,7 @@ async function snapshotSourceFor(
     if (error instanceof DecryptionError) return { error: `cannot read the integration's credentials: ${error.message}` };
     throw error;
   }
-  const connector = deps.connectorFor ? deps.connectorFor(integration, credentials) : createConnector(integration, credentials, egressFor(deps.config), deps.connectorSettings);
+  const connector = deps.connectorFor ? deps.connectorFor(integration, credentials) : createConnector(integration, credentials, egressFor(deps.config), { rateLimitShare: deps.config.rateLimitShare, ...deps.connectorSettings });
   return { connector, credentials };
 }
 

@@ -382,5 +382,29 @@ describe('OktaConnector pacing', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
     expect(c.stats.pacedMs).toBeGreaterThan(500);
     expect(c.stats.rateLimited).toBe(0);
+    // The fullest the bucket was seen (60 of 100 spent, by anyone): shown in the run's stats.
+    expect(c.stats.rateLimitPeakPercent).toBe(60);
+  });
+
+  it('uses the share it is given: at 75% it does not wait with 40 of 100 left', async () => {
+    const APP = '0oaShare';
+    const reply = (remaining: number) => ({
+      'X-Rate-Limit-Limit': '100',
+      'X-Rate-Limit-Remaining': String(remaining),
+      'X-Rate-Limit-Reset': String(Math.floor(Date.now() / 1000) + 30),
+      Date: new Date().toUTCString(),
+    });
+    const scope = nock(ORG)
+      .get(`/api/v1/apps/${APP}/users`)
+      .query({ expand: 'user', limit: '500' })
+      .reply(200, [], reply(40))
+      .get(`/api/v1/apps/${APP}/groups`)
+      .query(true)
+      .reply(200, [], reply(39));
+    const c = new OktaConnector({ orgUrl: ORG, credentials: { kind: 'token', token: 'test-token' }, egress: strictEgress, appId: APP, retry: FAST_RETRY, rateLimitShare: 0.75 });
+    await c.readSnapshot();
+    expect(scope.isDone()).toBe(true);
+    expect(c.stats.pacedMs).toBe(0);
+    expect(c.stats.rateLimitPeakPercent).toBe(61);
   });
 });

@@ -83,6 +83,15 @@ describe('/metrics', () => {
     const other = await createOktaIntegration(db, config, okta, { appId: '0oaM' });
     const before = Date.now() / 1000;
     expect((await runNow({ db, config }, t.integrationId)).status).toBe('succeeded');
+    // How full the org's rate-limit buckets got during the last run: 150 of 600 spent.
+    const { rateLimit } = okta;
+    okta.rateLimit = { limit: 600, remaining: 450 };
+    try {
+      expect((await runNow({ db, config }, t.integrationId)).stats).toMatchObject({ rateLimitPeakPercent: 25 });
+      expect(sample(await scrape(), `dirsync_idp_rate_limit_peak_ratio{integration_id="${t.integrationId}",tenant="${t.tenantSlug}",provider="okta"}`)).toBe(0.25);
+    } finally {
+      okta.rateLimit = rateLimit;
+    }
     // A later failed run: the status says failed, the last success stays.
     const runs = new RunRepository(db);
     const { run } = await runs.trigger(t.integrationId, 'manual', false);

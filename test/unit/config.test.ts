@@ -60,6 +60,15 @@ describe('loadConfig', () => {
     expect(message).toBe(`DIRSYNC_RETENTION must be a duration from 3d to 3650d, such as 30d or 90d, not "${value}".`);
   });
 
+  it('lets runs use half of each IdP rate-limit bucket unless DIRSYNC_RATE_LIMIT_SHARE says otherwise', () => {
+    expect(load({}).rateLimitShare).toBe(0.5);
+    expect(load({ DIRSYNC_RATE_LIMIT_SHARE: '25' }).rateLimitShare).toBe(0.25);
+    expect(load({ DIRSYNC_RATE_LIMIT_SHARE: '100%' }).rateLimitShare).toBe(1);
+    for (const bad of ['0', '101', 'half', '-5', '0.5x']) {
+      expect(() => load({ DIRSYNC_RATE_LIMIT_SHARE: bad })).toThrow(`DIRSYNC_RATE_LIMIT_SHARE must be a percentage from 1 to 100, such as 50, not "${bad}".`);
+    }
+  });
+
   it('refuses the replaced DIRSYNC_EVENT_RETENTION, saying what took its place', () => {
     expect(() => load({ DIRSYNC_EVENT_RETENTION: '30d' })).toThrow(
       'DIRSYNC_EVENT_RETENTION was replaced by DIRSYNC_RETENTION (one horizon for runs, change logs, events and deliveries): rename it.',

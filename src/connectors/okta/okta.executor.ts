@@ -114,6 +114,10 @@ export class OktaRequestExecutor extends DefaultRequestExecutor {
     if (!(limit > 0) || !Number.isFinite(remaining) || !(reset > 0)) return;
     // Okta's clock may differ from ours: measure the reset relative to its Date header.
     const serverNow = Date.parse(response.headers.get('date') ?? '') || Date.now();
+    // The org's counter, whoever spent it (this run, another run of the integration, other
+    // clients): the run's stats keep the fullest any bucket was seen, as a percentage.
+    const used = Math.round(((limit - Math.max(0, remaining)) / limit) * 100);
+    if (used > (this.options.stats.rateLimitPeakPercent ?? 0)) this.options.stats.rateLimitPeakPercent = used;
     this.buckets.set(bucketOf(url), { limit, remaining, resetAtMs: Date.now() + (reset * 1000 - serverNow) });
   }
 
