@@ -13,9 +13,8 @@ type Db = Kysely<any>;
  *   before the run loads the tenant's state; its writes of a subject someone read later are dropped.
  * - `run_subjects`: what a targeted run reads (user ids, logins, group ids); triggers that join a
  *   queued run add theirs.
- * - `subject_reads`: per subject, the latest `read_at` of a targeted run that read it (see
- *   src/runs/read-stamps.ts). `integrations.full_read_at` is the same for every subject at once:
- *   the latest full read that began applying.
+ * - `subject_reads`: per subject and run, when that run's read of it ended (`all` for a full
+ *   read: every subject), declared before the run loads the tenant's state (src/runs/read-stamps.ts).
  * - `integrations.full_every_ms`: how often the schedule runs a full run instead of an
  *   incremental one; `integrations.feed_cursor`: where the IdP's change feed is read from next.
  * - `integrations_reach`: an okta or authentik integration may hold a SCIM token too (`--scim`:
@@ -39,13 +38,14 @@ export async function up(db: Db): Promise<void> {
   await sql`
     create table subject_reads (
       integration_id uuid not null references integrations (id) on delete cascade,
-      kind text not null check (kind in ('user', 'group')),
+      kind text not null check (kind in ('user', 'group', 'all')),
       external_id text not null,
+      run_id uuid not null references runs (id) on delete cascade,
       read_at timestamptz not null,
-      primary key (integration_id, kind, external_id)
+      primary key (integration_id, kind, external_id, run_id)
     )`.execute(db);
   await sql`create index subject_reads_recent_idx on subject_reads (integration_id, read_at)`.execute(db);
-  await sql`alter table integrations add column full_read_at timestamptz`.execute(db);
+  await sql`create index subject_reads_run_idx on subject_reads (run_id)`.execute(db);
   await sql`alter table integrations add column full_every_ms bigint`.execute(db);
   await sql`alter table integrations add column feed_cursor text`.execute(db);
   await sql`alter table integrations drop constraint integrations_reach`.execute(db);
@@ -66,7 +66,7 @@ export async function down(db: Db): Promise<void> {
         then base_url is null and credentials is null and scim_token_hash is not null
         else base_url is not null and credentials is not null and scim_token_hash is null end)
   `.execute(db);
-  await sql`alter table integrations drop column feed_cursor, drop column full_every_ms, drop column full_read_at`.execute(db);
+  await sql`alter table integrations drop column feed_cursor, drop column full_every_ms`.execute(db);
   await sql`drop table subject_reads`.execute(db);
   await sql`drop table run_subjects`.execute(db);
   await sql`delete from runs where lane = 'quick' and status in ('queued', 'running')`.execute(db);

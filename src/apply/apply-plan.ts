@@ -5,7 +5,7 @@ import type { DeprovisionMode, Policy } from '../core/policy.js';
 import { type Db, isDataError } from '../db/database.js';
 import { DirectoryRepository, type WriteScope } from '../db/directory.repository.js';
 import { type NewRunChange, RunRepository } from '../db/run.repository.js';
-import { type Fence, fenceFor } from '../runs/read-stamps.js';
+import { type Fence, type ReadInterval, fenceFor } from '../runs/read-stamps.js';
 
 /** Operations per transaction: large enough that round trips do not dominate, small enough to keep transactions short. */
 const DEFAULT_BATCH = 2_000;
@@ -16,18 +16,18 @@ export interface ApplyOptions {
   /** Called after each committed batch (progress, heartbeats, and crash tests). */
   readonly afterBatch?: (kind: PlanKind, applied: number) => Promise<void> | void;
   /**
-   * When the run's IdP read began (src/runs/read-stamps.ts): each transaction drops the
-   * operations on subjects read later by another run. Without it, nothing is dropped (a dry
-   * run's record, an integration's removal).
+   * The run's IdP read (src/runs/read-stamps.ts): each transaction drops the operations on
+   * subjects another run may have read later. Without it, nothing is dropped (a dry run's
+   * record, an integration's removal).
    */
-  readonly readAt?: Date;
+  readonly read?: ReadInterval;
 }
 
 export interface ApplyResult {
   readonly counts: PlanCounts;
   /** Records the database refused, each skipped with the reason (SPEC "Per-record isolation"). */
   readonly skipped: readonly SkippedRecord[];
-  /** Operations dropped because another run read their subject later (see ApplyOptions.readAt). */
+  /** Operations dropped because another run may have read their subject later (see ApplyOptions.read). */
   readonly stale: number;
 }
 
@@ -94,9 +94,9 @@ export async function applyPlan(
   const commit = async (whole: Batch): Promise<number> => {
     return db.transaction().execute(async (trx) => {
       let batch: Batch | undefined = whole;
-      if (options.readAt) {
+      if (options.read) {
         // Held until commit: no other run of the integration declares a read or applies meanwhile.
-        const { batch: kept, dropped } = whole.without(await fenceFor(trx, scope.integrationId, options.readAt));
+        const { batch: kept, dropped } = whole.without(await fenceFor(trx, scope.integrationId, options.read));
         stale += dropped;
         if (!kept) return 0;
         batch = kept;

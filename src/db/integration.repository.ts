@@ -232,7 +232,7 @@ export class IntegrationRepository {
 
 type ListedRow = Omit<
   IntegrationRow,
-  'credentials' | 'full_read_at' | 'feed_cursor' | 'webhook_secret_hash' | 'webhook_secret_previous_hash' | 'webhook_secret_previous_expires_at' | 'scim_token_hash' | 'scim_token_previous_hash' | 'scim_token_previous_expires_at'
+  'credentials' | 'feed_cursor' | 'webhook_secret_hash' | 'webhook_secret_previous_hash' | 'webhook_secret_previous_expires_at' | 'scim_token_hash' | 'scim_token_previous_hash' | 'scim_token_previous_expires_at'
 > & {
   tenant_slug: string;
   previous_webhook_secret_valid_until: Date | null;

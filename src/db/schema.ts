@@ -55,8 +55,6 @@ export interface IntegrationsTable {
   scim_token_hash: string | null;
   scim_token_previous_hash: string | null;
   scim_token_previous_expires_at: NullableTimestamp;
-  /** The latest full read that began applying: no run that read before it writes anything more (src/runs/read-stamps.ts). */
-  full_read_at: NullableTimestamp;
   /** How often the schedule runs a full run rather than an incremental one; null: DEFAULT_FULL_EVERY_MS. */
   full_every_ms: ColumnType<string | null, number | null, number | null>;
   /** Where the IdP's change feed is read from next (opaque to all but the connector). */
@@ -363,11 +361,12 @@ export interface RunSubjectsTable {
   name: string;
 }
 
-/** The latest targeted read of one subject of an integration (src/runs/read-stamps.ts). */
+/** When a run's read of one subject (or of all: a full read) ended (src/runs/read-stamps.ts). */
 export interface SubjectReadsTable {
   integration_id: string;
-  kind: 'user' | 'group';
+  kind: 'user' | 'group' | 'all';
   external_id: string;
+  run_id: string;
   read_at: Date;
 }
 

@@ -7,26 +7,34 @@ import type { Db } from '../db/database.js';
  * found: a full run reads X active, an event deactivates X and a targeted run applies it, then
  * the full run applies its older view).
  *
- * Each run has a read time `readAt` (the database's clock when its IdP read began, so no
- * worker's clock matters). Before it loads the tenant's state, a run *declares* it:
- * - a targeted or incremental run stamps each subject it reads whole (a user: its record and all
- *   its memberships; a group: its record and all its members) in `subject_reads`;
- * - a full run raises `integrations.full_read_at`, which stamps every subject at once.
- * A subject's stamp is the larger of the two. Every applying transaction first takes the
- * integration's apply lock, then drops the operations on subjects stamped later than its run's
- * `readAt` (a membership is both its group's and its user's): `ApplyOptions.fence`.
+ * When a run read a subject is known only within an interval: after its read began (`start`,
+ * `runs.read_at`) and before its read ended (`end`); a full read of minutes may have read X at
+ * any moment in between. So two reads are ordered only when their intervals do not overlap.
+ * Every time comes from Postgres's clock, so no worker's clock matters.
  *
- * Why this holds: declarations and applying transactions take the same lock, so a write of
- * subject X by an earlier reader either commits before the later reader's declaration (which
- * then loads the tenant's state with it, and plans from there) or sees the declaration and is
- * dropped. Declarations only raise stamps, and a stamp is never later than the read it stands
- * for (declared as the read's start), so a run never drops a view newer than what is kept.
- * Ops dropped are counted on the run (`staleSkipped`); the subject is as its later read left it.
+ * - **Declare.** Once its read has ended, and before it loads the tenant's state, a run records
+ *   `end` for what it read: per subject for a targeted read (a user: its record and all its
+ *   memberships; a group: its record and all its members), once (`all`) for a full read.
+ * - **Fence.** Every applying transaction takes the integration's apply lock, then drops this
+ *   run's operations on any subject another run declared an `end` for that is later than this
+ *   run's `start` (that run's read may be later than this one's), and all of them when another
+ *   run declared a full read so. A membership is both its user's and its group's.
+ *
+ * Why this holds: declarations and applying transactions take the same lock. A run B whose read
+ * is certainly earlier than A's (B's end before A's start) writes X either before A declares (A
+ * then loads the tenant's state with B's write and plans from it) or after, when A's declared
+ * end (later than A's start, so later than B's start) fences B. So no write comes from a read
+ * certainly earlier than one already declared, and what the tenant shows never moves back.
+ * When two reads overlap, whichever applies first stays (the other, seeing the first's end
+ * later than its own start, drops its write): either could be the later read. Both may drop,
+ * leaving the subject as it was; a targeted run that dropped writes asks for a follow-up that
+ * reads its subjects again (src/runs/reconcile.ts). Dropped operations are counted on the run
+ * (`staleSkipped`).
  */
 
-/** Subjects a run may no longer write: someone read them after it did. */
+/** Subjects a run may no longer write: another run may have read them later than it did. */
 export interface Fence {
-  /** A full read began applying after this run read: nothing of this run applies any more. */
+  /** Another run's full read may be later than this run's read: nothing of this run applies any more. */
   readonly all: boolean;
   readonly users: ReadonlySet<string>;
   readonly groups: ReadonlySet<string>;
@@ -38,72 +46,77 @@ export interface ReadSubjects {
   readonly groups: readonly string[];
 }
 
+/** This run's read: who, and when it began (see the module's docstring). */
+export interface ReadInterval {
+  readonly runId: string;
+  readonly start: Date;
+}
+
 /** Serializes declarations and applying transactions of one integration (transaction-scoped). */
 async function lockApply(trx: Db, integrationId: string): Promise<void> {
   await sql`select pg_advisory_xact_lock(hashtextextended(${`dirsync.apply:${integrationId}`}, 0))`.execute(trx);
 }
 
-/** The database's clock: a run's `readAt`, taken just before it reads the IdP. */
+/** The database's clock: a read's start (taken just before it) and end (just after). */
 export async function databaseNow(db: Db): Promise<Date> {
   const { rows } = await sql<{ now: Date }>`select clock_timestamp() as now`.execute(db);
   return rows[0]!.now;
 }
 
-/** Declares a targeted read of `subjects` at `readAt`. Call before loading the tenant's state. */
-export async function declareTargetedRead(db: Db, integrationId: string, readAt: Date, subjects: ReadSubjects): Promise<void> {
-  const rows = [
-    ...new Set(subjects.users.map((id) => `user\u0000${id}`)),
-    ...new Set(subjects.groups.map((id) => `group\u0000${id}`)),
-  ].map((key) => {
-    const [kind, externalId] = key.split('\u0000') as ['user' | 'group', string];
-    return { integration_id: integrationId, kind, external_id: externalId, read_at: readAt };
-  });
-  await db.transaction().execute(async (trx) => {
+/**
+ * Declares that run `runId` read `subjects` (or, `all`, the whole scope) and that its read
+ * ended now, by the database's clock. Call when the IdP read has returned, before loading the
+ * tenant's state. Returns the end it declared.
+ */
+export async function declareRead(db: Db, integrationId: string, runId: string, subjects: ReadSubjects | 'all'): Promise<Date> {
+  return db.transaction().execute(async (trx) => {
     await lockApply(trx, integrationId);
-    for (let i = 0; i < rows.length; i += 5_000) {
+    const end = await databaseNow(trx);
+    const keys: Array<{ kind: 'user' | 'group' | 'all'; external_id: string }> =
+      subjects === 'all'
+        ? [{ kind: 'all', external_id: '' }]
+        : [
+            ...[...new Set(subjects.users)].map((id) => ({ kind: 'user' as const, external_id: id })),
+            ...[...new Set(subjects.groups)].map((id) => ({ kind: 'group' as const, external_id: id })),
+          ];
+    for (let i = 0; i < keys.length; i += 5_000) {
       await trx
         .insertInto('subject_reads')
-        .values(rows.slice(i, i + 5_000))
-        .onConflict((oc) => oc.columns(['integration_id', 'kind', 'external_id']).doUpdateSet({ read_at: sql`greatest(subject_reads.read_at, excluded.read_at)` }))
+        .values(keys.slice(i, i + 5_000).map((k) => ({ integration_id: integrationId, ...k, run_id: runId, read_at: end })))
+        .onConflict((oc) => oc.columns(['integration_id', 'kind', 'external_id', 'run_id']).doUpdateSet({ read_at: end }))
         .execute();
     }
-  });
-}
-
-/** Declares a full read at `readAt`: every subject at once. Call before loading the tenant's state. */
-export async function declareFullRead(db: Db, integrationId: string, readAt: Date): Promise<void> {
-  await db.transaction().execute(async (trx) => {
-    await lockApply(trx, integrationId);
-    await trx
-      .updateTable('integrations')
-      .set({ full_read_at: sql`greatest(coalesce(full_read_at, '-infinity'::timestamptz), ${readAt}::timestamptz)` })
-      .where('id', '=', integrationId)
-      .execute();
+    return end;
   });
 }
 
 /**
  * Inside an applying transaction: takes the integration's apply lock (held until it commits)
- * and answers which subjects a run that read at `readAt` must leave alone.
+ * and answers which subjects the run whose read is `read` must leave alone.
  */
-export async function fenceFor(trx: Db, integrationId: string, readAt: Date): Promise<Fence> {
+export async function fenceFor(trx: Db, integrationId: string, read: ReadInterval): Promise<Fence> {
   await lockApply(trx, integrationId);
-  const full = await trx.selectFrom('integrations').select('full_read_at').where('id', '=', integrationId).executeTakeFirst();
-  if (full?.full_read_at && full.full_read_at > readAt) return { all: true, users: new Set(), groups: new Set() };
-  const later = await trx.selectFrom('subject_reads').select(['kind', 'external_id']).where('integration_id', '=', integrationId).where('read_at', '>', readAt).execute();
+  const later = await trx
+    .selectFrom('subject_reads')
+    .select(['kind', 'external_id'])
+    .where('integration_id', '=', integrationId)
+    .where('run_id', '!=', read.runId)
+    .where('read_at', '>', read.start)
+    .execute();
   return {
-    all: false,
+    all: later.some((r) => r.kind === 'all'),
     users: new Set(later.filter((r) => r.kind === 'user').map((r) => r.external_id)),
     groups: new Set(later.filter((r) => r.kind === 'group').map((r) => r.external_id)),
   };
 }
 
 /**
- * Forgets stamps a full read has overtaken (each is below `full_read_at`, which stands for
- * them): keeps subject_reads as small as the targeted reads since the last full run.
+ * Forgets declarations no run can be fenced by any more: those ending before every running run
+ * of the integration began its read (a run not yet reading will begin later still).
  */
-export async function pruneOvertakenReads(db: Db, integrationId: string): Promise<void> {
+export async function pruneReads(db: Db, integrationId: string): Promise<void> {
   await sql`
-    delete from subject_reads s using integrations i
-    where i.id = ${integrationId}::uuid and s.integration_id = i.id and s.read_at <= i.full_read_at`.execute(db);
+    delete from subject_reads
+    where integration_id = ${integrationId}::uuid
+      and read_at < coalesce((select min(read_at) from runs where integration_id = ${integrationId}::uuid and status = 'running' and read_at is not null), now())`.execute(db);
 }

@@ -13,16 +13,17 @@ import { DecryptionError } from '../crypto.js';
 import { type Db, isDataError } from '../db/database.js';
 import { DirectoryRepository } from '../db/directory.repository.js';
 import { ScimRepository, type UnappliedWrite } from '../db/scim.repository.js';
-import type { RunMode } from '../db/schema.js';
+import type { RunMode, RunTrigger } from '../db/schema.js';
 import { ScimSnapshotSource } from '../connectors/scim/scim.source.js';
 import type { Integration, PulledIntegration } from '../db/integration.repository.js';
 import { RunRepository, type RunSummary } from '../db/run.repository.js';
 import { IntegrationRepository } from '../db/integration.repository.js';
-import { databaseNow, declareFullRead, pruneOvertakenReads } from './read-stamps.js';
+import { type ReadInterval, databaseNow, declareRead, pruneReads } from './read-stamps.js';
 import { readNarrowed } from './targeted-read.js';
 import { type Credentials, scrubCredentials } from '../integrations/credentials.js';
 import { IntegrationService } from '../integrations/integration.service.js';
 import type { Logger } from '../log.js';
+import type { DirsyncQueue } from '../queue/queue.js';
 import { loadApprovals, settleApprovals } from './approvals.js';
 import { type ReconcileOutcome, RunRecorder } from './run-recorder.js';
 import { egressFor } from '../egress.js';
@@ -64,6 +65,8 @@ export interface ReconcileDeps {
   readonly batchSize?: number;
   /** Called after each applied batch; crash tests throw here. */
   readonly afterBatch?: () => Promise<void> | void;
+  /** Where a follow-up run is put (the worker's queue); without it, the worker's sweep enqueues it. */
+  readonly queue?: DirsyncQueue;
 }
 
 export type { ReconcileOutcome };
@@ -126,7 +129,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     }
     const result = await applyPlan(deps.db, scope, decision.gated.apply, policy, {
       batchSize: deps.batchSize,
-      ...(read.readAt && { readAt: read.readAt }),
+      ...(read.readAt && { read: { runId, start: read.readAt } satisfies ReadInterval }),
       afterBatch: async (kind, count) => {
         recorder.applied(kind, count);
         await deps.afterBatch?.();
@@ -134,7 +137,13 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
       },
     });
     throwIfInterrupted(signal);
-    if (result.stale > 0) recorder.stat('staleSkipped', result.stale);
+    if (result.stale > 0) {
+      recorder.stat('staleSkipped', result.stale);
+      // Another run may have read these subjects later, but it may also have dropped its own
+      // writes for this run's sake (reads that overlap): read them once more, from now.
+      if (read.subjectsRead) await followUp(deps, integration.id, run.trigger, read.subjectsRead, log);
+    }
+    if (read.readAt) await pruneReads(deps.db, integration.id);
     const counts = await recorder.withEarlierAttempts(result.counts);
     if (totalChanges(counts) >= LARGE_WRITE) await new DirectoryRepository(deps.db).refreshStatistics();
     await recordPlan(deps.db, runId, decision.gated.held, policy, 'held');
@@ -145,7 +154,6 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
       // The feed is read on from here: what changed since is in the next incremental run (held
       // removals wait on their approval, which reads everything again).
       await new IntegrationRepository(deps.db).setFeedCursor(integration.id, read.feedCursor);
-      if (!read.narrowed) await pruneOvertakenReads(deps.db, integration.id);
     }
     if (held > 0) {
       // Membership versions are not recorded: with removals held, the members are not as read.
@@ -214,10 +222,12 @@ type ReadResult =
       readonly pushesRead?: readonly UnappliedWrite[];
       /** A targeted or incremental read: named subjects only (see src/runs/targeted-read.ts). */
       readonly narrowed: boolean;
-      /** When the IdP read began, declared (src/runs/read-stamps.ts): applying drops what others read later. Absent for scim and dry runs. */
+      /** When the IdP read began (src/runs/read-stamps.ts): applying drops what others may have read later. Absent for scim and dry runs. */
       readonly readAt?: Date;
       /** Where the change feed is read from once this run is applied. */
       readonly feedCursor?: string;
+      /** A narrowed read: the subjects it read whole, for a follow-up when some of its writes were dropped. */
+      readonly subjectsRead?: { readonly userIds: readonly string[]; readonly groupIds: readonly string[] };
       /** What the run tells beyond skipped records: logins nobody has, why it read everything. */
       readonly notes: readonly SkippedRecord[];
     }
@@ -302,7 +312,7 @@ async function readTenantAndIdp(
     // an IdP is read first, so that the tenant's state is as fresh as the read.
     const pushedLocal = pushes ? await directory.loadLocalState(integration.id, integration.tenantId) : undefined;
     let snapshot = await connector.readSnapshot(signal, { membersVersions, ...(pushedLocal && compareFirst && { users: pushedLocal.users }) });
-    if (readAt) await declareFullRead(deps.db, integration.id, readAt);
+    if (readAt) await declareRead(deps.db, integration.id, run.id, 'all');
     const [local, current] = await Promise.all([pushedLocal ?? directory.loadLocalState(integration.id, integration.tenantId), directory.countTenant(integration.tenantId)]);
     let complete = completeSnapshot(snapshot, local);
     if (snapshot.unreadMembers) {
@@ -392,11 +402,27 @@ async function readNamed(
   const readAt = await databaseNow(deps.db);
   await runs.markRead(run.id, readAt);
   const directory = new DirectoryRepository(deps.db);
-  const { local, snapshot, read } = await readNarrowed(deps.db, connector, directory, integration, names, readAt, signal);
+  const { local, snapshot, read } = await readNarrowed(deps.db, connector, directory, integration, names, run.id, signal);
   for (const login of read.unknownLogins) notes.push({ kind: 'user', externalId: null, subject: login, reason: `no ${integration.provider === 'okta' ? 'Okta' : 'authentik'} user has the login "${login}"` });
   recorder.stat('subjectsRead', read.userIds.length + read.groupIds.length);
   const current = await directory.countTenant(integration.tenantId);
-  return { kind: 'narrowed', local, snapshot, current, readAt, ...(feedCursor !== undefined && { feedCursor }), ...(pushes && { pushesRead: pushes.writes }) };
+  return {
+    kind: 'narrowed',
+    local,
+    snapshot,
+    current,
+    readAt,
+    subjectsRead: { userIds: read.userIds, groupIds: read.groupIds },
+    ...(feedCursor !== undefined && { feedCursor }),
+    ...(pushes && { pushesRead: pushes.writes }),
+  };
+}
+
+/** Asks for a targeted run of these subjects (it joins one already queued). */
+async function followUp(deps: ReconcileDeps, integrationId: string, trigger: RunTrigger, subjects: { userIds: readonly string[]; groupIds: readonly string[] }, log: Logger): Promise<void> {
+  const { run } = await new RunRepository(deps.db).trigger(integrationId, trigger, false, { mode: 'targeted', lane: 'quick', subjects: { userIds: [...subjects.userIds], groupIds: [...subjects.groupIds] } });
+  // Without a queue at hand, the worker's sweep enqueues the recorded run.
+  if (deps.queue) await (await import('../queue/queue.js')).enqueueRun(deps.queue, run).catch((error: unknown) => log.warn({ err: (error as Error).message }, 'follow-up run recorded; the sweep enqueues it'));
 }
 
 /**

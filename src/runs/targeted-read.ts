@@ -2,7 +2,7 @@ import type { SubjectNames, SubjectRead, TargetedSource } from '../connectors/co
 import { type DirectoryGroup, type DirectoryUser, type LocalState, type Snapshot, accountAsRead, emptyLocalState, groupAsRead } from '../core/model.js';
 import type { Db } from '../db/database.js';
 import { type DirectoryRepository, membershipMap } from '../db/directory.repository.js';
-import { declareTargetedRead } from './read-stamps.js';
+import { declareRead } from './read-stamps.js';
 
 /**
  * The read step of a targeted (or incremental) run of a pulled integration: the named users
@@ -28,7 +28,7 @@ export async function readNarrowed(
   tenant: DirectoryRepository,
   integration: { id: string; tenantId: string },
   names: SubjectNames,
-  readAt: Date,
+  runId: string,
   signal?: AbortSignal,
 ): Promise<{ local: LocalState; snapshot: Snapshot; read: SubjectRead }> {
   if (names.userIds.length + names.logins.length + names.groupIds.length === 0) {
@@ -37,11 +37,11 @@ export async function readNarrowed(
     return { local: emptyLocalState(), snapshot: read.snapshot, read };
   }
   let read = await source.readSubjects(names, signal);
-  await declareTargetedRead(db, integration.id, readAt, { users: read.userIds, groups: read.groupIds });
+  await declareRead(db, integration.id, runId, { users: read.userIds, groups: read.groupIds });
   let view = await narrow(read, tenant, integration);
   if (view.unaccounted.length > 0) {
     const more = await source.readSubjects({ userIds: view.unaccounted, logins: [], groupIds: [] }, signal);
-    await declareTargetedRead(db, integration.id, readAt, { users: more.userIds, groups: [] });
+    await declareRead(db, integration.id, runId, { users: more.userIds, groups: [] });
     read = mergeReads(read, more);
     view = await narrow(read, tenant, integration);
   }
