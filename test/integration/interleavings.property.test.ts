@@ -306,8 +306,10 @@ function count(key: string, n = 1): void {
 
 // ---- one scenario --------------------------------------------------------------------------
 
+/** The oracle disagreed, or a run failed or got stuck: the message carries the scenario's whole trace. */
 class Failure extends Error {}
 
+/** Plays one scenario on a fresh tenant and okta integration (threshold 100), checking after every run. */
 async function play(s: Scenario): Promise<void> {
   const slug = uniqueSlug('ilv');
   await new TenantRepository(db).create(slug, slug);
