@@ -29,6 +29,8 @@ export interface ApplyResult {
   readonly skipped: readonly SkippedRecord[];
   /** Operations dropped because another run may have read their subject later (see ApplyOptions.read). */
   readonly stale: number;
+  /** The users and groups those operations were on (a membership: both): what to read again. */
+  readonly staleSubjects: { readonly userIds: readonly string[]; readonly groupIds: readonly string[] };
 }
 
 /** The subjects an operation writes: a membership is both its user's and its group's. */
@@ -50,8 +52,8 @@ interface Batch {
   write(repo: DirectoryRepository, scope: WriteScope): Promise<Written>;
   /** The batch as single-item batches, for when one of its records fails. */
   items(): Batch[];
-  /** The batch without the operations on fenced subjects, and how many were dropped. */
-  without(fence: Fence): { batch: Batch | undefined; dropped: number };
+  /** The batch without the operations on fenced subjects, how many were dropped, and their subjects. */
+  without(fence: Fence): { batch: Batch | undefined; dropped: number; subjects: Subjects[] };
   /** The same item in a form more likely to apply (a deprovision without its attribute refresh), if any. */
   fallback?(): Batch | undefined;
   describe(): SkippedRecord;
@@ -91,13 +93,19 @@ export async function applyPlan(
   const applied: Record<PlanKind, number> = { ...zeroCounts() };
   const skipped: SkippedRecord[] = [];
   let stale = 0;
+  const staleUsers = new Set<string>();
+  const staleGroups = new Set<string>();
   const commit = async (whole: Batch): Promise<number> => {
     return db.transaction().execute(async (trx) => {
       let batch: Batch | undefined = whole;
       if (options.read) {
         // Held until commit: no other run of the integration declares a read or applies meanwhile.
-        const { batch: kept, dropped } = whole.without(await fenceFor(trx, scope.integrationId, options.read));
+        const { batch: kept, dropped, subjects } = whole.without(await fenceFor(trx, scope.integrationId, options.read));
         stale += dropped;
+        for (const s of subjects) {
+          if (s.user !== undefined) staleUsers.add(s.user);
+          if (s.group !== undefined) staleGroups.add(s.group);
+        }
         if (!kept) return 0;
         batch = kept;
       }
@@ -127,7 +135,7 @@ export async function applyPlan(
       await options.afterBatch?.(step.kind, applied[step.kind]);
     }
   }
-  return { counts: applied, skipped, stale };
+  return { counts: applied, skipped, stale, staleSubjects: { userIds: [...staleUsers], groupIds: [...staleGroups] } };
 }
 
 /**
@@ -268,7 +276,8 @@ function step<T>(
         };
         const kept = batch.filter((item) => !fenced(item));
         const dropped = batch.length - kept.length;
-        return { batch: kept.length === 0 ? undefined : dropped === 0 ? batchOf(batch) : batchOf(kept), dropped };
+        const subjectsDropped = dropped === 0 ? [] : batch.filter(fenced).map(subjects);
+        return { batch: kept.length === 0 ? undefined : dropped === 0 ? batchOf(batch) : batchOf(kept), dropped, subjects: subjectsDropped };
       },
       fallback: () => {
         const better = batch.length === 1 && fallback ? fallback(batch[0]!) : undefined;

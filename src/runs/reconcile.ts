@@ -5,7 +5,7 @@ import { IdpReadError, type SnapshotSource, type TargetedSource } from '../conne
 import { type ConnectorSettings, createConnector } from '../connectors/index.js';
 import { decide } from '../core/decide.js';
 import type { LocalState, SkippedRecord, Snapshot } from '../core/model.js';
-import { planCounts, totalChanges } from '../core/plan.js';
+import { addCounts, planCounts, totalChanges } from '../core/plan.js';
 import type { Policy } from '../core/policy.js';
 import type { TenantCounts } from '../core/safety.js';
 import { SnapshotError, completeSnapshot, settledMemberVersions } from '../core/snapshot.js';
@@ -50,6 +50,9 @@ export const SCIM_FULL_EVERY_MS = 24 * 3_600_000;
 
 /** Writes a full scim run settles at most (the rest are no-ops for the next targeted run). */
 const FULL_RUN_SETTLES = 200_000;
+
+/** How often a targeted or incremental run reads again the subjects whose writes were dropped for another run's read (see src/runs/read-stamps.ts). */
+const MAX_REREADS = 2;
 
 /** Changes after which a run refreshes Postgres's statistics (see DirectoryRepository.refreshStatistics). */
 const LARGE_WRITE = 10_000;
@@ -137,19 +140,44 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
       },
     });
     throwIfInterrupted(signal);
-    if (result.stale > 0) {
-      recorder.stat('staleSkipped', result.stale);
-      // Another run may have read these subjects later, but it may also have dropped its own
-      // writes for this run's sake (reads that overlap): read them once more, from now.
-      if (read.subjectsRead) await followUp(deps, integration.id, run.trigger, read.subjectsRead, log);
+    // Writes dropped for another run whose read may be later (src/runs/read-stamps.ts). That run
+    // may have dropped its own for this one's sake (reads that overlap): the run reads those
+    // subjects once more, from now, and applies what is still to do.
+    let stale = result.stale;
+    let dropped = result.staleSubjects;
+    let staleTotal = 0;
+    let appliedCounts = result.counts;
+    const rereadSkipped: SkippedRecord[] = [];
+    let rereadHeld = 0;
+    for (let pass = 1; stale > 0 && pass <= MAX_REREADS; pass++) {
+      recorder.stat('staleSkipped', (staleTotal += stale));
+      const again = await untilInterrupted(rereadNamed(deps, integrations, integration, run, dropped, signal), signal);
+      if (again.kind === 'failed') break;
+      // A read of named subjects: one found gone is what the IdP says, not a lost listing (as for targeted runs).
+      const recent = await runs.recentRemovals(integration.id, SCIM_REMOVAL_WINDOW_MS);
+      const next = decide({ local: again.local, snapshot: again.snapshot, policy, thresholdPercent: integration.thresholdPercent, current: again.current, ...approvals, pushed: true, recent });
+      if (next.kind === 'fail') break;
+      const more = await applyPlan(deps.db, scope, next.gated.apply, policy, { batchSize: deps.batchSize, read: { runId, start: again.readAt } });
+      throwIfInterrupted(signal);
+      await recordPlan(deps.db, runId, next.gated.held, policy, 'held');
+      rereadHeld += totalChanges(planCounts(next.gated.held));
+      appliedCounts = addCounts(appliedCounts, more.counts);
+      rereadSkipped.push(...more.skipped);
+      stale = more.stale;
+      dropped = more.staleSubjects;
+    }
+    if (stale > 0) {
+      recorder.stat('staleSkipped', (staleTotal += stale));
+      // Still dropped after re-reading: a targeted run reads them again later.
+      await followUp(deps, integration.id, run.trigger, dropped, log);
     }
     if (read.readAt) await pruneReads(deps.db, integration.id);
-    const counts = await recorder.withEarlierAttempts(result.counts);
+    const counts = await recorder.withEarlierAttempts(appliedCounts);
     if (totalChanges(counts) >= LARGE_WRITE) await new DirectoryRepository(deps.db).refreshStatistics();
     await recordPlan(deps.db, runId, decision.gated.held, policy, 'held');
     await settleApprovals(runs, run, approvals, decision.gated.stale);
-    const skipped = [...read.notes, ...decision.skipped, ...result.skipped];
-    const held = totalChanges(planCounts(decision.gated.held));
+    const skipped = [...read.notes, ...decision.skipped, ...result.skipped, ...rereadSkipped];
+    const held = totalChanges(planCounts(decision.gated.held)) + rereadHeld;
     if (read.feedCursor !== undefined) {
       // The feed is read on from here: what changed since is in the next incremental run (held
       // removals wait on their approval, which reads everything again).
@@ -173,7 +201,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
       await new ScimRepository(deps.db).settle(settled);
       recorder.stat('pushesApplied', settled.length);
     }
-    if (result.skipped.length === 0 && result.stale === 0 && !read.narrowed) {
+    if (result.skipped.length === 0 && stale === 0 && result.stale === 0 && !read.narrowed) {
       // Everything planned was applied: next time, groups whose membership version is unchanged
       // need not be re-read; but for groups listing a skipped record, which lack its membership.
       await new DirectoryRepository(deps.db).recordMemberVersions(integration.id, settledMemberVersions(snapshot, read.unread, decision.skipped));
@@ -226,8 +254,6 @@ type ReadResult =
       readonly readAt?: Date;
       /** Where the change feed is read from once this run is applied. */
       readonly feedCursor?: string;
-      /** A narrowed read: the subjects it read whole, for a follow-up when some of its writes were dropped. */
-      readonly subjectsRead?: { readonly userIds: readonly string[]; readonly groupIds: readonly string[] };
       /** What the run tells beyond skipped records: logins nobody has, why it read everything. */
       readonly notes: readonly SkippedRecord[];
     }
@@ -412,10 +438,34 @@ async function readNamed(
     snapshot,
     current,
     readAt,
-    subjectsRead: { userIds: read.userIds, groupIds: read.groupIds },
     ...(feedCursor !== undefined && { feedCursor }),
     ...(pushes && { pushesRead: pushes.writes }),
   };
+}
+
+/** A narrowed run's second read of its subjects (after writes were dropped): read, declared, and the tenant's state of them. */
+async function rereadNamed(
+  deps: ReconcileDeps,
+  integrations: IntegrationService,
+  integration: Integration,
+  run: RunSummary,
+  subjects: { readonly userIds: readonly string[]; readonly groupIds: readonly string[] },
+  signal: AbortSignal,
+): Promise<{ kind: 'read'; local: LocalState; snapshot: Snapshot; current: TenantCounts; readAt: Date } | { kind: 'failed' }> {
+  const source = await snapshotSourceFor(deps, integrations, integration);
+  if ('error' in source || !isTargetedSource(source.connector)) return { kind: 'failed' };
+  const readAt = await databaseNow(deps.db);
+  await new RunRepository(deps.db).markRead(run.id, readAt);
+  try {
+    const directory = new DirectoryRepository(deps.db);
+    const names = { userIds: [...subjects.userIds], logins: [], groupIds: [...subjects.groupIds] };
+    const { local, snapshot } = await readNarrowed(deps.db, source.connector, directory, integration, names, run.id, signal);
+    return { kind: 'read', local, snapshot, current: await directory.countTenant(integration.tenantId), readAt };
+  } catch (error) {
+    if (source.credentials) scrubCredentials(error, source.credentials);
+    if (error instanceof IdpReadError || error instanceof SnapshotError) return { kind: 'failed' };
+    throw error;
+  }
 }
 
 /** Asks for a targeted run of these subjects (it joins one already queued). */

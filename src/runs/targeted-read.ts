@@ -17,8 +17,9 @@ import { declareRead } from './read-stamps.js';
  * - A named group: its record on both sides, and all its members on both sides.
  * - Groups a named user is or was a member of, unnamed, stand as the tenant holds them.
  * - Members of a named group that are not named ("bystanders") stand as their accounts are,
- *   so nothing is planned for them but their membership; one without an account yet is read
- *   as a named user (all its memberships), as a full run would grant it one.
+ *   so nothing is planned for them but their membership; one who joined or left the group (and
+ *   may have entered or left the scope with it), or has no account yet, is read as a named
+ *   user (its record and all its memberships), as a full run would read it.
  *
  * Throws IdpReadError when the IdP cannot be read, as a full read does.
  */
@@ -48,7 +49,7 @@ export async function readNarrowed(
   return { local: view.local, snapshot: view.snapshot, read };
 }
 
-/** Both sides of the named subjects (see readNarrowed); `unaccounted`: members of named groups with no account yet. */
+/** Both sides of the named subjects (see readNarrowed); `unaccounted`: members of named groups to read as named users (no account yet, or joined or left). */
 export async function narrow(
   read: SubjectRead,
   tenant: DirectoryRepository,
@@ -85,11 +86,21 @@ export async function narrow(
   };
 
   const snapshotUsers = new Map<string, DirectoryUser>(readUsers.map((u) => [u.externalId, u]));
+  // A member who joined or left a named group may have entered or left the scope with it (a
+  // group assigned to the app, bound to the application): read as a named user, all of it.
+  const moved = new Set<string>();
+  const localByGroup = membershipMap(localOfGroups);
+  for (const g of groups) {
+    const before = localByGroup.get(g) ?? new Set<string>();
+    const now = idp.memberships.get(g) ?? new Set<string>();
+    for (const u of now) if (!before.has(u) && !named.has(u)) moved.add(u);
+    for (const u of before) if (!now.has(u) && !named.has(u)) moved.add(u);
+  }
   const unaccounted: string[] = [];
   for (const userId of bystanders) {
     const account = accounts.get(userId);
-    if (account) snapshotUsers.set(userId, accountAsRead(account));
-    else if (idp.users.has(userId)) unaccounted.push(userId);
+    if (account && !moved.has(userId)) snapshotUsers.set(userId, accountAsRead(account));
+    else unaccounted.push(userId);
   }
   const snapshotGroups = new Map<string, DirectoryGroup>();
   for (const g of groups) {

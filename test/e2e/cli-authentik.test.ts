@@ -73,7 +73,7 @@ describe('dirsync CLI with authentik, end to end', () => {
     ak.removeMember(eng.pk, 25); // still in scope through Ops: only the membership goes
     expect((await sync()).counts).toEqual({ ...ZERO_COUNTS, membershipsRemoved: 1 });
 
-    ak.groups.get(ops.pk)!.name = 'Operations';
+    ak.updateGroup(ops.pk, { name: 'Operations' }); // through authentik's API: its model event names the group
     expect((await sync()).counts).toEqual({ ...ZERO_COUNTS, groupsUpdated: 1 });
 
     ak.unbind(opsBinding);
