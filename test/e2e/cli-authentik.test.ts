@@ -29,7 +29,7 @@ beforeAll(async () => {
   ak.addApp('wiki');
   ak.bind('wiki', { group: eng.pk });
   opsBinding = ak.bind('wiki', { group: ops.pk });
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', 'globex']);
   await cli.start();
 }, 60_000);

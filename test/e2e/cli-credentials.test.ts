@@ -16,7 +16,7 @@ const cli = new CliHarness();
 const dir = mkdtempSync(path.join(tmpdir(), 'dirsync-creds-'));
 
 beforeAll(async () => {
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
 }, 60_000);
 afterAll(async () => {
   await cli.stop();

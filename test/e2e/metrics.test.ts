@@ -12,7 +12,7 @@ const cli = new CliHarness();
 let okta: FakeOkta;
 
 beforeAll(async () => {
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   okta = await new FakeOkta().start();
   const app = okta.addApp('0oaMetrics');
   for (let i = 0; i < 3; i++) app.users.add(okta.addUser(`m${i}@metrics.test`).id);
