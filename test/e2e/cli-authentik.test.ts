@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../support/wait.js';
 import { CliHarness, type RunSummaryJson, ZERO_COUNTS } from '../support/cli.js';
 import { type AkBinding, type AkGroup, FakeAuthentik } from '../support/fake-authentik.js';
 import { authentikMappedBody } from '../support/webhook-bodies.js';
@@ -29,7 +28,7 @@ beforeAll(async () => {
   ak.addApp('wiki');
   ak.bind('wiki', { group: eng.pk });
   opsBinding = ak.bind('wiki', { group: ops.pk });
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', 'globex']);
   await cli.start();
 }, 60_000);
@@ -101,7 +100,8 @@ describe('dirsync CLI with authentik, end to end', () => {
     expect(res.status).toBe(200);
     const { runId } = (await res.json()) as { runId: string };
     // The run the notification queued is what the wait is for; then the groups are read once.
-    await waitFor(`webhook run ${runId} to finish`, async () => !['queued', 'running'].includes((await cli.json<{ status: string }>(['run', 'show', runId])).status), { timeoutMs: 10_000, intervalMs: 100 });
+    // Waited for in Postgres: a CLI call a poll would start a process every 100 ms.
+    await cli.waitForRunStatus(runId, { timeoutMs: 10_000 });
     const groups = await cli.json<{ name: string }[]>(['groups', '--tenant', 'globex']);
     expect(groups.map((g) => g.name)).toEqual(['Design']);
     expect(await cli.json(['run', 'show', runId])).toMatchObject({ trigger: 'webhook', status: 'succeeded' });

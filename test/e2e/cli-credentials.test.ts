@@ -16,7 +16,7 @@ const cli = new CliHarness();
 const dir = mkdtempSync(path.join(tmpdir(), 'dirsync-creds-'));
 
 beforeAll(async () => {
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
 }, 60_000);
 afterAll(async () => {
   await cli.stop();
@@ -49,9 +49,10 @@ async function okta(): Promise<FakeOkta> {
   return org;
 }
 
+/** A tenant of the test's own, made in this process (`dirsync tenant create` is tested elsewhere; a process costs seconds on a busy machine). */
 async function tenant(): Promise<string> {
   const slug = `creds-${randomBytes(3).toString('hex')}`;
-  await cli.json(['tenant', 'create', slug]);
+  await cli.createTenant(slug);
   return slug;
 }
 
@@ -69,11 +70,13 @@ describe('IdP tokens kept out of ps', () => {
     const slug = await tenant();
     const create = ['integration', 'create', '--tenant', slug, '--provider', 'okta', '--base-url', org.url, '--json'];
     // The fake org accepts only the exact token: a kept newline would fail the check.
-    const fromFile = await cli.run([...create, '--token-file', file(`${org.token}\n`)]);
+    const [fromFile, fromStdin, fromEnv] = await Promise.all([
+      cli.run([...create, '--token-file', file(`${org.token}\n`)]),
+      runWithInput([...create, '--token', '-'], `${org.token}\r\n`),
+      cli.run(create, { DIRSYNC_IDP_TOKEN: org.token }),
+    ]);
     expect(fromFile.code, fromFile.stderr).toBe(0);
-    const fromStdin = await runWithInput([...create, '--token', '-'], `${org.token}\r\n`);
     expect(fromStdin.code, fromStdin.stderr).toBe(0);
-    const fromEnv = await cli.run(create, { DIRSYNC_IDP_TOKEN: org.token });
     expect(fromEnv.code, fromEnv.stderr).toBe(0);
     for (const r of [fromFile, fromStdin, fromEnv]) expect(JSON.parse(r.stdout)).toMatchObject({ auth: 'token', check: { ok: true } });
 
@@ -96,12 +99,16 @@ describe('IdP tokens kept out of ps', () => {
     const org = await okta();
     const slug = await tenant();
     const create = ['integration', 'create', '--tenant', slug, '--provider', 'okta', '--base-url', org.url];
-    expectRefused(await runWithInput([...create, '--token', '-'], '\n'), /^dirsync: the token read from stdin \(--token -\) is empty: it must hold the IdP's API token\.$/);
-    expectRefused(await runWithInput([...create, '--token', '-', '--token-file', file(org.token)], org.token), /^dirsync: the IdP token is given 2 ways \(--token -, --token-file\): give it only once\.$/);
-    expectRefused(await cli.run([...create, '--token-file', path.join(dir, 'missing')]), /^dirsync: cannot read --token-file .*missing: no such file\.$/);
-    expectRefused(await cli.run([...create, '--token-file', file('\n')]), /^dirsync: --token-file .* is empty: it must hold the IdP's API token\.$/);
-    expectRefused(await cli.run(create, { DIRSYNC_IDP_TOKEN: '' }), /^dirsync: DIRSYNC_IDP_TOKEN is empty/);
-    expectRefused(await cli.run([...create, '--token', org.token], { DIRSYNC_IDP_TOKEN: org.token }), /^dirsync: the IdP token is given 2 ways \(--token, DIRSYNC_IDP_TOKEN\): give it only once\.$/);
+    const refusals: Array<[Promise<CliResult>, RegExp]> = [
+      [runWithInput([...create, '--token', '-'], '\n'), /^dirsync: the token read from stdin \(--token -\) is empty: it must hold the IdP's API token\.$/],
+      [runWithInput([...create, '--token', '-', '--token-file', file(org.token)], org.token), /^dirsync: the IdP token is given 2 ways \(--token -, --token-file\): give it only once\.$/],
+      [cli.run([...create, '--token-file', path.join(dir, 'missing')]), /^dirsync: cannot read --token-file .*missing: no such file\.$/],
+      [cli.run([...create, '--token-file', file('\n')]), /^dirsync: --token-file .* is empty: it must hold the IdP's API token\.$/],
+      [cli.run(create, { DIRSYNC_IDP_TOKEN: '' }), /^dirsync: DIRSYNC_IDP_TOKEN is empty/],
+      [cli.run([...create, '--token', org.token], { DIRSYNC_IDP_TOKEN: org.token }), /^dirsync: the IdP token is given 2 ways \(--token, DIRSYNC_IDP_TOKEN\): give it only once\.$/],
+    ];
+    const results = await Promise.all(refusals.map(([result]) => result));
+    refusals.forEach(([, message], i) => expectRefused(results[i]!, message));
     expect(org.requests).toEqual([]);
     expect(await cli.json<unknown[]>(['integration', 'list', '--tenant', slug])).toEqual([]);
   }, 120_000);
@@ -111,11 +118,9 @@ describe('integration update: stored credentials never follow a new base URL', (
   it('okta API token: refused without the token (with --no-verify too), nothing sent there; moved with --token-file', async () => {
     const [home, away] = [await okta(), await okta()];
     const id = (await cli.json<{ id: string }>(['integration', 'create', '--tenant', await tenant(), '--provider', 'okta', '--base-url', home.url, '--token-file', file(home.token)])).id;
-    for (const extra of [[], ['--no-verify'], ['--every', '1h', '--no-verify']]) {
-      expectRefused(
-        await cli.run(['integration', 'update', id, '--base-url', away.url, ...extra]),
-        new RegExp(`^dirsync: --base-url moves the integration from ${home.url} to ${away.url}, and stored credentials are never sent to a new address: give --token in the same update\\.$`),
-      );
+    const extras = [[], ['--no-verify'], ['--every', '1h', '--no-verify']];
+    for (const result of await Promise.all(extras.map((extra) => cli.run(['integration', 'update', id, '--base-url', away.url, ...extra])))) {
+      expectRefused(result, new RegExp(`^dirsync: --base-url moves the integration from ${home.url} to ${away.url}, and stored credentials are never sent to a new address: give --token in the same update\\.$`));
     }
     expect(away.requests).toEqual([]);
     const moved = await cli.json<{ baseUrl: string; check: { ok: boolean } }>(['integration', 'update', id, '--base-url', away.url, '--token-file', file(away.token)]);
@@ -143,8 +148,11 @@ describe('integration update: stored credentials never follow a new base URL', (
     const app = ['--okta-client-id', '0oaCliSvc', '--okta-private-key-file', keyFile, '--okta-key-id', 'k1'];
     const id = (await cli.json<{ id: string }>(['integration', 'create', '--tenant', await tenant(), '--provider', 'okta', '--base-url', home.url, ...app])).id;
     const needed = /give --okta-client-id with --okta-private-key-file \(or --token\) in the same update\.$/;
-    expectRefused(await cli.run(['integration', 'update', id, '--base-url', away.url]), needed);
-    expectRefused(await cli.run(['integration', 'update', id, '--base-url', away.url, '--okta-private-key-file', keyFile, '--no-verify']), needed);
+    const refused = await Promise.all([
+      cli.run(['integration', 'update', id, '--base-url', away.url]),
+      cli.run(['integration', 'update', id, '--base-url', away.url, '--okta-private-key-file', keyFile, '--no-verify']),
+    ]);
+    for (const result of refused) expectRefused(result, needed);
     expect(away.requests).toEqual([]);
     expect(away.tokenRequests).toEqual([]);
     const moved = await cli.json<{ baseUrl: string; auth: string }>(['integration', 'update', id, '--base-url', away.url, ...app]);

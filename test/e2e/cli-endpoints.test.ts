@@ -24,7 +24,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/dirsync-events`;
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', 'hooli']);
   scim = await cli.json(['integration', 'create', '--tenant', 'hooli', '--provider', 'scim']);
 }, 60_000);

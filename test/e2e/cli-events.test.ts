@@ -9,7 +9,7 @@ let scim: { id: string; scimBaseUrl: string; scimToken: string };
 let follower: ChildProcess | undefined;
 
 beforeAll(async () => {
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', 'globex']);
   await cli.json(['tenant', 'create', 'other']);
   scim = await cli.json(['integration', 'create', '--tenant', 'globex', '--provider', 'scim']);

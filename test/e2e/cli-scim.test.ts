@@ -5,7 +5,7 @@ import { CliHarness } from '../support/cli.js';
 const cli = new CliHarness();
 
 beforeAll(async () => {
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', 'initech']);
 }, 60_000);
 afterAll(() => cli.stop());

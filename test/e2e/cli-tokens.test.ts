@@ -9,7 +9,7 @@ const ADMIN = 'e2e-admin-token-0123456789abcdef';
 let server: DirsyncProcess;
 
 beforeAll(async () => {
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', 'acme']);
   await cli.json(['tenant', 'create', 'globex']);
   server = await new DirsyncProcess(cli, 'start', { DIRSYNC_ADMIN_TOKEN: ADMIN }).start();

@@ -23,7 +23,7 @@ beforeAll(async () => {
   okta = await new FakeOkta().start();
   okta.token = TOKEN;
   okta.addApp('0oaGrace');
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', 'acme']);
   id = (
     await cli.json<{ id: string }>(['integration', 'create', '--tenant', 'acme', '--provider', 'okta', '--base-url', okta.url, '--token', TOKEN, '--okta-app-id', '0oaGrace'])

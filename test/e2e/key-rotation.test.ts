@@ -32,7 +32,7 @@ beforeAll(async () => {
   okta.token = TOKEN;
   const app = okta.addApp('0oaRot');
   app.users.add(okta.addUser('ann.lee@rotation.test', { id: '00uAnn' }).id);
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', 'acme']);
   const create = (key: Record<string, string>) =>
     cli.json<{ id: string }>(['integration', 'create', '--tenant', 'acme', '--provider', 'okta', '--base-url', okta.url, '--token', TOKEN, '--okta-app-id', '0oaRot'], key);

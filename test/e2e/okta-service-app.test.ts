@@ -39,7 +39,7 @@ beforeAll(async () => {
     okta.addMember(eng.id, user.id);
   }
   app.groups.add(eng.id);
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', 'acme']);
   server = await new DirsyncProcess(cli, 'start', { DIRSYNC_ADMIN_TOKEN: ADMIN_TOKEN }).start();
 }, 120_000);

@@ -46,7 +46,7 @@ beforeAll(async () => {
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  expect((await cli.run(['migrate'], env())).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', 'faults'], env());
   integrationId = (await cli.json<{ id: string }>(['integration', 'create', '--tenant', 'faults', '--provider', 'scim'], env())).id;
   const endpoint = await cli.json<{ id: string; secret: string }>(

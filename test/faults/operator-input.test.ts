@@ -115,7 +115,7 @@ async function expectOneSentence(okta: FakeOkta, cases: readonly Case[]): Promis
 }
 
 beforeAll(async () => {
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
 }, 120_000);
 
 let worker: ChildProcess | undefined;

@@ -35,7 +35,7 @@ beforeAll(async () => {
   okta.maxPageSize = 200;
   okta.responseDelayMs = 5;
   populateOktaOrg(okta, { appId: APP, users: USERS, groups: 20, domain: 'pg.test', memberEvery: 5 });
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', 'pg']);
   integrationId = (
     await cli.json<{ id: string }>([

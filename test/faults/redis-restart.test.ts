@@ -38,7 +38,7 @@ beforeAll(async () => {
   okta.maxPageSize = 100;
   const app = okta.addApp(APP);
   for (let i = 0; i < 1_000; i++) app.users.add(okta.addUser(`r${i}@redis.test`).id);
-  expect((await cli.run(['migrate'], env)).code).toBe(0);
+  await cli.createDatabase();
   expect((await cli.run(['tenant', 'create', 'redis', '--json'], env)).code).toBe(0);
   const created = await cli.run(
     ['integration', 'create', '--tenant', 'redis', '--provider', 'okta', '--base-url', okta.url, '--token', okta.token, '--okta-app-id', APP, '--every', '1h', '--threshold', '100', '--json'],

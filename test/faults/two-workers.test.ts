@@ -27,7 +27,7 @@ beforeAll(async () => {
   okta.responseDelayMs = 10;
   const app = okta.addApp(APP);
   for (let i = 0; i < 400; i++) app.users.add(okta.addUser(`w${i}@two.test`).id);
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   for (let i = 0; i < INTEGRATIONS; i++) {
     await cli.json(['tenant', 'create', `two${i}`]);
     const created = await cli.json<{ id: string }>([

@@ -33,7 +33,7 @@ beforeAll(async () => {
   okta.maxPageSize = 200;
   okta.responseDelayMs = 5;
   populateOktaOrg(okta, { appId: APP, users: USERS, groups: 30, domain: 'kill.test', memberEvery: 6, assignGroup: (j) => j % 3 !== 0 });
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', 'kill']);
   const created = await cli.json<{ id: string }>([
     'integration', 'create', '--tenant', 'kill', '--provider', 'okta', '--base-url', okta.url, '--token', okta.token,

@@ -28,7 +28,7 @@ beforeAll(async () => {
   okta = await new FakeOkta().start();
   okta.maxPageSize = 100;
   populateOktaOrg(okta, { appId: APP, users: USERS, groups: 20, domain: 'term.test', memberEvery: 5, assignGroup: (j) => j % 2 === 0 });
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', 'term']);
   const created = await cli.json<{ id: string }>([
     'integration', 'create', '--tenant', 'term', '--provider', 'okta', '--base-url', okta.url, '--token', okta.token,

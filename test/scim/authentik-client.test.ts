@@ -81,7 +81,7 @@ function expectAkSuccess(res: ScimResponse, statuses: number[]): void {
 }
 
 beforeAll(async () => {
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', TENANT]);
   await cli.start();
   integration = await createScimIntegration(cli, TENANT);

@@ -62,7 +62,7 @@ async function expectScimRuns(fresh: RunSummaryJson[], counts: Partial<typeof ZE
 }
 
 beforeAll(async () => {
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', TENANT]);
   await cli.start();
 }, 60_000);

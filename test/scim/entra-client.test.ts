@@ -57,7 +57,7 @@ function entraCreateBody(u: typeof eve, given: string, family: string) {
 }
 
 beforeAll(async () => {
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', TENANT]);
   await cli.start();
   integration = await createScimIntegration(cli, TENANT);

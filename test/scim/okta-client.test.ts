@@ -67,7 +67,7 @@ async function oktaAssign(u: typeof ann): Promise<string> {
 }
 
 beforeAll(async () => {
-  expect((await cli.run(['migrate'])).code).toBe(0);
+  await cli.createDatabase();
   await cli.json(['tenant', 'create', TENANT]);
   await cli.start();
   integration = await createScimIntegration(cli, TENANT);
