@@ -14,12 +14,10 @@ import { MemoryIdp, type ReadObserver } from '../support/memory-idp.js';
  * started before an event must not undo it)", for reads that take time: a read is asked for,
  * the IdP changes, and only then does the read reach the subject (a full read paging through a
  * large org, a targeted or incremental run reading many subjects under the rate limit). Each
- * case was found by test/integration/interleavings.property.test.ts and shrunk by hand; each
- * ends with the IdP change applied by the run that read it, then undone by a run whose read of
- * that subject came before the change but started after the other read was asked for.
- *
- * They are `it.fails` while the mechanism orders reads by when they were asked for rather than
- * by when they read the subject: turn each into `it` when it passes.
+ * case was found by test/integration/interleavings.property.test.ts and shrunk by hand: the IdP
+ * change, applied by the run that read it, was undone by a run whose read of that subject came
+ * before the change but started after the other read was asked for, while reads were ordered
+ * by when they began. Reads are now ordered by their intervals (src/runs/read-stamps.ts).
  */
 
 let config: ReturnType<typeof testConfig>;
