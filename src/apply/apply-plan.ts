@@ -170,10 +170,31 @@ async function commitItem(item: Batch, commit: (b: Batch) => Promise<number>, sk
   return 0;
 }
 
-/** Records planned operations as changes not applied: `planned` for a dry run, `held` for a held plan. */
-export async function recordPlan(db: Db, runId: string, plan: Plan, policy: Policy, state: 'planned' | 'held', batchSize = 1000): Promise<void> {
+/**
+ * Records planned operations as changes not applied: `planned` for a dry run, `held` for a held
+ * plan; but those whose change key (planKeys) is in `except` (recorded already). Returns how
+ * many it recorded.
+ */
+export async function recordPlan(db: Db, runId: string, plan: Plan, policy: Policy, state: 'planned' | 'held', batchSize = 1000, except?: ReadonlySet<string>): Promise<number> {
   const runs = new RunRepository(db);
-  for (const batch of describePlan(plan, policy, batchSize)) await runs.recordChanges(runId, batch.changes, state);
+  let recorded = 0;
+  for (const batch of describePlan(plan, policy, batchSize)) {
+    const changes = except ? batch.changes.filter((c) => !except.has(changeKey(c))) : batch.changes;
+    if (changes.length > 0) await runs.recordChanges(runId, changes, state);
+    recorded += changes.length;
+  }
+  return recorded;
+}
+
+/** The change-log keys of a plan's operations (kind and subject), to tell one recorded already. */
+export function planKeys(plan: Plan, policy: Policy): Set<string> {
+  const keys = new Set<string>();
+  for (const batch of describePlan(plan, policy, 10_000)) for (const c of batch.changes) keys.add(changeKey(c));
+  return keys;
+}
+
+function changeKey(change: NewRunChange): string {
+  return `${change.kind}\u0000${change.externalId}`;
 }
 
 /**

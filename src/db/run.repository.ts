@@ -580,8 +580,9 @@ export class RunRepository {
 
   /**
    * Destructive operations this integration applied within the last `windowMs` (as of the
-   * database's clock), by kind: the sliding window scim pushes are guarded by. Removals that
-   * went with a deprovision are counted with it, not on their own.
+   * database's clock), by kind: the sliding window scim pushes, targeted and incremental runs
+   * are guarded by. Removals that went with a deprovision are counted with it, not on their
+   * own; those an approval applied are not counted (an admin weighed them already).
    */
   async recentRemovals(integrationId: string, windowMs: number): Promise<RecentRemovals> {
     const rows = await this.db
@@ -589,6 +590,8 @@ export class RunRepository {
       .innerJoin('runs as r', 'r.id', 'c.run_id')
       .select(['c.kind', (eb) => eb.fn.countAll<string>().as('n')])
       .where('r.integration_id', '=', integrationId)
+      // What an admin approved was weighed already: it does not hold the hour's next removals.
+      .where('r.approves_run_id', 'is', null)
       .where('c.state', '=', 'applied')
       .where('c.kind', 'in', [CHANGE_KINDS.usersDeprovisioned, CHANGE_KINDS.groupsDeleted, CHANGE_KINDS.membershipsRemoved])
       .where(sql<boolean>`c.created_at > now() - ${windowMs} * interval '1 millisecond'`)

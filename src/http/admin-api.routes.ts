@@ -494,7 +494,7 @@ export function registerAdminApi(app: FastifyInstance, deps: AdminApiDeps): void
         },
         async (request, reply) => {
           const body = request.body ?? {};
-          const wish = syncWish({ dryRun: body.dryRun, full: body.full, users: body.users });
+          const wish = syncWish({ dryRun: body.dryRun, full: body.full, users: body.users }, { users: 'users', full: 'full', dryRun: 'dryRun' });
           const { run: queued } = await requestRun(deps, request.params.id, 'manual', { dryRun: body.dryRun ?? false, wish });
           return reply.code(202).send(queued);
         },

@@ -1,5 +1,5 @@
 import pRetry from 'p-retry';
-import { applyPlan, recordPlan } from '../apply/apply-plan.js';
+import { applyPlan, planKeys, recordPlan } from '../apply/apply-plan.js';
 import type { Config } from '../config.js';
 import { IdpReadError, type SnapshotSource, type TargetedSource } from '../connectors/connector.js';
 import { type ConnectorSettings, createConnector } from '../connectors/index.js';
@@ -149,6 +149,9 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     let appliedCounts = result.counts;
     const rereadSkipped: SkippedRecord[] = [];
     let rereadHeld = 0;
+    const heldReasons = [...decision.gated.reasons];
+    // What a re-read holds again (a subject held and dropped both) is recorded once.
+    const heldKeys = planKeys(decision.gated.held, policy);
     for (let pass = 1; stale > 0 && pass <= MAX_REREADS; pass++) {
       recorder.stat('staleSkipped', (staleTotal += stale));
       const again = await untilInterrupted(rereadNamed(deps, integrations, integration, run, dropped, signal), signal);
@@ -159,8 +162,10 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
       if (next.kind === 'fail') break;
       const more = await applyPlan(deps.db, scope, next.gated.apply, policy, { batchSize: deps.batchSize, read: { runId, start: again.readAt } });
       throwIfInterrupted(signal);
-      await recordPlan(deps.db, runId, next.gated.held, policy, 'held');
-      rereadHeld += totalChanges(planCounts(next.gated.held));
+      const newlyHeld = await recordPlan(deps.db, runId, next.gated.held, policy, 'held', 1000, heldKeys);
+      for (const key of planKeys(next.gated.held, policy)) heldKeys.add(key);
+      if (newlyHeld > 0) heldReasons.push(...next.gated.reasons.filter((r) => !heldReasons.includes(r)));
+      rereadHeld += newlyHeld;
       appliedCounts = addCounts(appliedCounts, more.counts);
       rereadSkipped.push(...more.skipped);
       stale = more.stale;
@@ -185,7 +190,8 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     }
     if (held > 0) {
       // Membership versions are not recorded: with removals held, the members are not as read.
-      const reason = `${held} removals wait for approval (\`dirsync run approve ${runId}\`): ${decision.gated.reasons.join('; ')}.`;
+      const why = heldReasons.length > 0 ? heldReasons.join('; ') : 'removals an earlier held run planned still wait for approval';
+      const reason = `${held} removals wait for approval (\`dirsync run approve ${runId}\`): ${why}.`;
       return await recorder.finish('held', counts, skipped, { held, reason });
     }
     if (decision.gated.stale.length > 0) recorder.stat('approvedStale', decision.gated.stale.length);
@@ -425,13 +431,26 @@ async function readNamed(
     };
     feedCursor = feed.cursor;
   }
+  const directory = new DirectoryRepository(deps.db);
+  const current = await directory.countTenant(integration.tenantId);
+  // A targeted read costs the IdP about two requests a user; past what a full read costs, the
+  // run reads the whole scope instead (a group taken off the app names all its members).
+  const budget = Math.max(MIN_TARGETED_USERS, fullReadCost(current) / 2);
+  const tooWide = (users: number) => users > budget;
+  if (tooWide(names.userIds.length + names.logins.length)) {
+    notes.push({ kind: 'user', externalId: null, subject: 'targeted read', reason: `read the whole scope instead: ${names.userIds.length + names.logins.length} users named, more than a full read costs` });
+    return { kind: 'whole', ...(feedCursor !== undefined && { feedCursor }), ...(pushes && { pushesRead: pushes.writes }) };
+  }
   const readAt = await databaseNow(deps.db);
   await runs.markRead(run.id, readAt);
-  const directory = new DirectoryRepository(deps.db);
-  const { local, snapshot, read } = await readNarrowed(deps.db, connector, directory, integration, names, run.id, signal);
+  const narrowedRead = await readNarrowed(deps.db, connector, directory, integration, names, run.id, signal, tooWide);
+  if (narrowedRead === 'too wide') {
+    notes.push({ kind: 'user', externalId: null, subject: 'targeted read', reason: 'read the whole scope instead: the groups named took more members in or out than a full read costs' });
+    return { kind: 'whole', ...(feedCursor !== undefined && { feedCursor }), ...(pushes && { pushesRead: pushes.writes }) };
+  }
+  const { local, snapshot, read } = narrowedRead;
   for (const login of read.unknownLogins) notes.push({ kind: 'user', externalId: null, subject: login, reason: `no ${integration.provider === 'okta' ? 'Okta' : 'authentik'} user has the login "${login}"` });
   recorder.stat('subjectsRead', read.userIds.length + read.groupIds.length);
-  const current = await directory.countTenant(integration.tenantId);
   return {
     kind: 'narrowed',
     local,
@@ -443,7 +462,18 @@ async function readNamed(
   };
 }
 
-/** A narrowed run's second read of its subjects (after writes were dropped): read, declared, and the tenant's state of them. */
+/** Users a targeted run reads one by one at least, however small the scope (below, a full read would be as cheap). */
+const MIN_TARGETED_USERS = 25;
+
+/**
+ * About how many requests a full read of this tenant costs Okta: users and groups at the largest
+ * page sizes, and each group's members (what readSnapshot asks for when member versions changed).
+ */
+function fullReadCost(current: TenantCounts): number {
+  return Math.ceil(current.activeUsers / 500) + Math.ceil(current.groups / 200) + current.groups + Math.ceil(current.memberships / 1000);
+}
+
+/** A run's second read of the subjects whose writes were dropped for another run's read (a targeted read, declared), and the tenant's state of them; 'failed' when it cannot (or there are too many: the follow-up takes them). */
 async function rereadNamed(
   deps: ReconcileDeps,
   integrations: IntegrationService,
@@ -459,8 +489,13 @@ async function rereadNamed(
   try {
     const directory = new DirectoryRepository(deps.db);
     const names = { userIds: [...subjects.userIds], logins: [], groupIds: [...subjects.groupIds] };
-    const { local, snapshot } = await readNarrowed(deps.db, source.connector, directory, integration, names, run.id, signal);
-    return { kind: 'read', local, snapshot, current: await directory.countTenant(integration.tenantId), readAt };
+    const current = await directory.countTenant(integration.tenantId);
+    const budget = Math.max(MIN_TARGETED_USERS, fullReadCost(current) / 2);
+    // Too many to read one by one: left to the follow-up (which reads the whole scope if need be).
+    if (names.userIds.length > budget) return { kind: 'failed' };
+    const again = await readNarrowed(deps.db, source.connector, directory, integration, names, run.id, signal, (users) => users > budget);
+    if (again === 'too wide') return { kind: 'failed' };
+    return { kind: 'read', local: again.local, snapshot: again.snapshot, current, readAt };
   } catch (error) {
     if (source.credentials) scrubCredentials(error, source.credentials);
     if (error instanceof IdpReadError || error instanceof SnapshotError) return { kind: 'failed' };

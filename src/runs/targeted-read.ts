@@ -31,7 +31,9 @@ export async function readNarrowed(
   names: SubjectNames,
   runId: string,
   signal?: AbortSignal,
-): Promise<{ local: LocalState; snapshot: Snapshot; read: SubjectRead }> {
+  /** Whether reading this many users one by one costs more than reading the whole scope: then 'too wide'. */
+  tooWide: (users: number) => boolean = () => false,
+): Promise<{ local: LocalState; snapshot: Snapshot; read: SubjectRead } | 'too wide'> {
   if (names.userIds.length + names.logins.length + names.groupIds.length === 0) {
     // Nothing named (a change feed with nothing new): nothing to ask the IdP, nothing to plan.
     const read: SubjectRead = { snapshot: emptySnapshot(), userIds: [], unknownLogins: [], groupsOf: new Map(), groupIds: [] };
@@ -40,6 +42,7 @@ export async function readNarrowed(
   let read = await source.readSubjects(names, signal);
   await declareRead(db, integration.id, runId, { users: read.userIds, groups: read.groupIds });
   let view = await narrow(read, tenant, integration);
+  if (tooWide(read.userIds.length + view.unaccounted.length)) return 'too wide';
   if (view.unaccounted.length > 0) {
     const more = await source.readSubjects({ userIds: view.unaccounted, logins: [], groupIds: [] }, signal);
     await declareRead(db, integration.id, runId, { users: more.userIds, groups: [] });

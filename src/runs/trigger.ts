@@ -33,12 +33,16 @@ export type RunWish =
  * (logins: a targeted run, provision on demand), or by default what changed (SPEC "Run").
  * Throws UserError for a contradiction (users with full, or with a dry run).
  */
-export function syncWish(opts: { dryRun?: boolean | undefined; full?: boolean | undefined; users?: readonly string[] | undefined }): RunWish {
+export function syncWish(
+  opts: { dryRun?: boolean | undefined; full?: boolean | undefined; users?: readonly string[] | undefined },
+  /** How the caller names the options: the CLI's flags by default, the API's fields for it. */
+  terms: { users: string; full: string; dryRun: string } = { users: '--user', full: '--full', dryRun: '--dry-run' },
+): RunWish {
   const logins = opts.users ?? [];
-  if (logins.length > 0 && opts.full) throw new UserError('--user (users) reads only the users named and --full reads everything: give one or the other');
-  if (logins.length > 0 && opts.dryRun) throw new UserError('a dry run records the plan of a full read: it cannot be combined with --user (users)');
+  if (logins.length > 0 && opts.full) throw new UserError(`${terms.users} reads only the users named and ${terms.full} reads everything: give one or the other`);
+  if (logins.length > 0 && opts.dryRun) throw new UserError(`${terms.dryRun} records the plan of a full read: it cannot be combined with ${terms.users}`);
   const blank = logins.find((login) => login.trim() === '' || login.length > 256);
-  if (blank !== undefined) throw new UserError(`--user (users) takes logins, such as jane@example.com, not ${JSON.stringify(blank.slice(0, 40))}`);
+  if (blank !== undefined) throw new UserError(`${terms.users} takes logins, such as jane@example.com, not ${JSON.stringify(blank.slice(0, 40))}`);
   if (logins.length > 0) return { kind: 'targeted', subjects: { logins: [...new Set(logins.map((l) => l.trim()))] } };
   return opts.full || opts.dryRun ? { kind: 'full' } : { kind: 'auto' };
 }

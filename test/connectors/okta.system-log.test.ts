@@ -1,3 +1,4 @@
+import { FEED_OVERLAP_MS } from '../../src/connectors/okta/okta.system-log.js';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ChangeFeedRead } from '../../src/connectors/connector.js';
@@ -84,8 +85,8 @@ describe('Okta System Log, at the wire', () => {
     after('c2').reply(200, [], { ...rate(), ...links('self3', 'c3') });
     const c = connector();
     // A minute before the time asked for: dirsync's clock and Okta's are two clocks.
-    expect(c.feedCursorAt(new Date(Date.parse(SINCE) + 60_000))).toBe(`since:${SINCE}`);
-    const read = changes(await c.readChanges(c.feedCursorAt(new Date(Date.parse(SINCE) + 60_000))));
+    expect(c.feedCursorAt(new Date(Date.parse(SINCE) + FEED_OVERLAP_MS))).toBe(`since:${SINCE}`);
+    const read = changes(await c.readChanges(c.feedCursorAt(new Date(Date.parse(SINCE) + FEED_OVERLAP_MS))));
     expect(read).toMatchObject({ names: { userIds: ['00uAnn', '00uBob'], logins: [], groupIds: ['00gOld'] }, unnarrowable: [], events: 3 });
     expect(read.cursor).toMatch(/^next:2026-11-30T12:00:00.000Z \/api\/v1\/logs\?.*&after=c3$/);
     expect(c.stats.requests).toBe(3);
@@ -212,7 +213,7 @@ describe('Okta System Log, from the fake org', () => {
   it('names what changed since the cursor, then nothing until the next change', async () => {
     const o = await org();
     const c = tokenConnector(o);
-    // From now exactly (feedCursorAt would reach a minute back, into the set-up).
+    // From now exactly (feedCursorAt would reach back into the set-up).
     const start = `since:${new Date().toISOString()}`;
     o.updateUser('00uAnn', { status: 'DEPROVISIONED' });
     o.addMember('00gOps', '00uBob');

@@ -80,6 +80,27 @@ describe('run lanes and coalescing', () => {
   });
 });
 
+describe('the sliding window of removals', () => {
+  it('does not count what an approval applied: an admin weighed those already', async () => {
+    const integration = await okta();
+    const runs = new RunRepository(db);
+    const record = async (approves: string | null) => {
+      const { run } = await runs.trigger(integration.id, 'manual', false, { mode: 'full', lane: 'full' });
+      if (approves) await db.updateTable('runs').set({ approves_run_id: approves }).where('id', '=', run.id).execute();
+      await db
+        .insertInto('run_changes')
+        .values({ run_id: run.id, kind: 'user.deprovisioned', external_id: `00u${run.id.slice(0, 6)}`, subject: 'x', detail: null, state: 'applied', tenant_id: integration.tenantId, integration_id: integration.id })
+        .execute();
+      await runs.claim(run.id);
+      await runs.finish(run.id, { status: 'succeeded', counts: {} as never, stats: {} });
+      return run.id;
+    };
+    const first = await record(null);
+    await record(first);
+    expect(await runs.recentRemovals(integration.id, 3_600_000)).toMatchObject({ deprovisions: 1 });
+  });
+});
+
 describe('what a sync by hand asks for', () => {
   it('reads what changed by default, everything with full, named users with users; refuses contradictions', () => {
     expect(syncWish({})).toEqual({ kind: 'auto' });

@@ -217,6 +217,17 @@ describe('targeted runs', () => {
     expect((await full()).counts).toMatchObject({ usersDeprovisioned: 1, usersUpdated: 0, usersCreated: 0, membershipsAdded: 0, membershipsRemoved: 0 });
   });
 
+  it('read the whole scope instead when more users are named than a full read costs, saying why', async () => {
+    const { idp, full, targeted } = await setup();
+    const ids = Array.from({ length: 30 }, (_, i) => `w${i}`);
+    for (const id of ids) idp.put(user(id));
+    expect((await full()).status).toBe('succeeded');
+    for (const id of ids) idp.put(user(id, { displayName: `${id} renamed` }));
+    const wide = await targeted(ids);
+    expect(wide).toMatchObject({ mode: 'full', status: 'succeeded', counts: { usersUpdated: 30 } });
+    expect(wide.warnings).toEqual([expect.objectContaining({ subject: 'targeted read', reason: expect.stringContaining('read the whole scope instead') })]);
+  });
+
   it('deprovision a named user that left the IdP, and delete a named group that did, with its memberships', async () => {
     const { idp, full, targeted, account, members } = await setup();
     idp.put(user('a'));

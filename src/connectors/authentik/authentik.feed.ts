@@ -39,8 +39,12 @@ import { MODEL_ACTIONS, bindingConcerns, subjectOfModelEvent } from './authentik
 const CURSOR_V1 = 'authentik:v1:';
 const CURSOR_V2 = 'authentik:v2:';
 
-/** How far a read reaches back before its cursor's instant, in ms: commit delay and clock skew. */
-export const FEED_OVERLAP_MS = 60_000;
+/**
+ * How far a read reaches back before its cursor's instant, in ms: a save stamped before it and
+ * committed after (authentik's requests commit within seconds), the `Date` header's whole
+ * seconds, and the skew between dirsync's clock and authentik's for a full run's position.
+ */
+export const FEED_OVERLAP_MS = 10_000;
 
 /** Where a read starts, and what of the overlap before it was read already. */
 interface FeedPosition {

@@ -49,11 +49,13 @@ const LOGS = '/api/v1/logs';
 
 /**
  * How far before the asked time a cursor starts. `at` comes from dirsync's clock (the database's),
- * `since` is compared with Okta's persistence time: two clocks. An event read twice costs a
- * targeted read of its subject, which changes nothing the second time; one missed stays missed
- * until the next full run.
+ * `since` is compared with Okta's: two clocks, kept by NTP within well under a second of each
+ * other. A full read that began at `at` saw every change made before it, so the margin is for
+ * the clocks only. An event read twice costs a targeted read of its subject (and a burst of them
+ * right after a full run, the whole scope again: see readNamed's cost check); one missed stays
+ * missed until the next full run.
  */
-export const FEED_OVERLAP_MS = 60_000;
+export const FEED_OVERLAP_MS = 10_000;
 
 /** A cursor from which the System Log yields every event persisted at or after `at` (less FEED_OVERLAP_MS). */
 export function oktaFeedCursorAt(at: Date): string {
