@@ -13,7 +13,7 @@ import { DecryptionError } from '../crypto.js';
 import { type Db, isDataError } from '../db/database.js';
 import { DirectoryRepository } from '../db/directory.repository.js';
 import { ScimRepository, type UnappliedWrite } from '../db/scim.repository.js';
-import type { RunMode, RunTrigger } from '../db/schema.js';
+import type { RunLane, RunMode, RunTrigger } from '../db/schema.js';
 import { ScimSnapshotSource } from '../connectors/scim/scim.source.js';
 import type { Integration, PulledIntegration } from '../db/integration.repository.js';
 import { RunRepository, type RunSummary } from '../db/run.repository.js';
@@ -289,7 +289,8 @@ async function readTenantAndIdp(
   /** Stops the connector's retries once the run is interrupted (the caller stops waiting at once). */
   signal: AbortSignal,
 ): Promise<ReadResult> {
-  const source = await snapshotSourceFor(deps, integrations, integration);
+  // Lane from the mode it was asked for (a scim run's lane has no rate limit to share).
+  const source = await snapshotSourceFor(deps, integrations, integration, run.mode === 'full' ? 'full' : 'quick');
   if ('error' in source) return { kind: 'failed', error: source.error };
   const { connector, credentials } = source;
   const mode = run.mode;
@@ -462,6 +463,13 @@ async function readNamed(
   };
 }
 
+/**
+ * The part of DIRSYNC_RATE_LIMIT_SHARE a full-lane run paces itself to: Okta's headers count the
+ * whole org, so a full run that stops at 80% of the share leaves the rest to the targeted and
+ * incremental runs beside it, and an event is not made to wait for a bucket's reset.
+ */
+const FULL_RUN_SHARE = 0.8;
+
 /** Users a targeted run reads one by one at least, however small the scope (below, a full read would be as cheap). */
 const MIN_TARGETED_USERS = 25;
 
@@ -546,6 +554,8 @@ async function snapshotSourceFor(
   deps: ReconcileDeps,
   integrations: IntegrationService,
   integration: Integration,
+  /** Which lane the run is in: a full run leaves part of the rate-limit share to targeted runs (FULL_RUN_SHARE). */
+  lane: RunLane = 'quick',
 ): Promise<{ connector: SnapshotSource; credentials: Credentials | undefined } | { error: string }> {
   if (integration.provider === 'scim') return { connector: new ScimSnapshotSource(new ScimRepository(deps.db), integration.id), credentials: undefined };
   const refused = outboundRefusal(integration.baseUrl, deps.config);
@@ -557,7 +567,10 @@ async function snapshotSourceFor(
     if (error instanceof DecryptionError) return { error: `cannot read the integration's credentials: ${error.message}` };
     throw error;
   }
-  const connector = deps.connectorFor ? deps.connectorFor(integration, credentials) : createConnector(integration, credentials, egressFor(deps.config), { rateLimitShare: deps.config.rateLimitShare, ...deps.connectorSettings });
+  const connector = deps.connectorFor ? deps.connectorFor(integration, credentials) : createConnector(integration, credentials, egressFor(deps.config), {
+        rateLimitShare: lane === 'full' ? deps.config.rateLimitShare * FULL_RUN_SHARE : deps.config.rateLimitShare,
+        ...deps.connectorSettings,
+      });
   return { connector, credentials };
 }
 
