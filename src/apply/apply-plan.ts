@@ -284,7 +284,7 @@ function step<T>(
 ): Step {
   const batchOf = (batch: readonly T[]): Batch => {
     const changes = batch.map(describe);
-    return {
+    const self: Batch = {
       kind,
       size: batch.length,
       changes,
@@ -297,8 +297,9 @@ function step<T>(
         };
         const kept = batch.filter((item) => !fenced(item));
         const dropped = batch.length - kept.length;
-        const subjectsDropped = dropped === 0 ? [] : batch.filter(fenced).map(subjects);
-        return { batch: kept.length === 0 ? undefined : dropped === 0 ? batchOf(batch) : batchOf(kept), dropped, subjects: subjectsDropped };
+        // Nearly always nothing is fenced: the batch as it is, not described again.
+        if (dropped === 0) return { batch: self, dropped, subjects: [] };
+        return { batch: kept.length === 0 ? undefined : batchOf(kept), dropped, subjects: batch.filter(fenced).map(subjects) };
       },
       fallback: () => {
         const better = batch.length === 1 && fallback ? fallback(batch[0]!) : undefined;
@@ -311,6 +312,7 @@ function step<T>(
         reason: `${changes[0]?.kind ?? kind} of ${changes[0]?.subject ?? '?'}`,
       }),
     };
+    return self;
   };
   return {
     kind,

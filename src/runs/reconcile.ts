@@ -1,7 +1,7 @@
 import pRetry from 'p-retry';
 import { applyPlan, planKeys, recordPlan } from '../apply/apply-plan.js';
 import type { Config } from '../config.js';
-import { IdpReadError, type SnapshotSource, type TargetedSource } from '../connectors/connector.js';
+import { IdpReadError, type SnapshotSource, type SubjectNames, type TargetedSource } from '../connectors/connector.js';
 import { type ConnectorSettings, createConnector } from '../connectors/index.js';
 import { decide } from '../core/decide.js';
 import type { LocalState, SkippedRecord, Snapshot } from '../core/model.js';
@@ -407,7 +407,7 @@ async function readNamed(
     notes.push({ kind: 'user', externalId: null, subject: 'SCIM pushes', reason: `read the whole scope instead: more than ${TARGETED_WRITES} pushed writes wait` });
     return { kind: 'whole', pushesRead: await new ScimRepository(deps.db).unapplied(integration.id, FULL_RUN_SETTLES) };
   }
-  if (pushes) names = { ...names, logins: [...new Set([...names.logins, ...pushes.logins])] };
+  if (pushes) names = mergeNames(names, { userIds: [], logins: pushes.logins, groupIds: [] });
   if (run.mode === 'incremental') {
     const cursor = await new IntegrationRepository(deps.db).feedCursor(integration.id);
     const feed = cursor !== null && connector.readChanges ? await connector.readChanges(cursor, signal) : undefined;
@@ -425,29 +425,25 @@ async function readNamed(
       return { kind: 'whole', ...(feed?.kind === 'changes' && { feedCursor: feed.cursor }), ...(pushes && { pushesRead: pushes.writes }) };
     }
     recorder.stat('feedEvents', feed.events);
-    names = {
-      userIds: [...new Set([...names.userIds, ...feed.names.userIds])],
-      logins: [...new Set([...names.logins, ...feed.names.logins])],
-      groupIds: [...new Set([...names.groupIds, ...feed.names.groupIds])],
-    };
+    names = mergeNames(names, feed.names);
     feedCursor = feed.cursor;
   }
   const directory = new DirectoryRepository(deps.db);
   const current = await directory.countTenant(integration.tenantId);
   // A targeted read costs the IdP about two requests a user; past what a full read costs, the
   // run reads the whole scope instead (a group taken off the app names all its members).
-  const budget = Math.max(MIN_TARGETED_USERS, fullReadCost(current) / 2);
-  const tooWide = (users: number) => users > budget;
+  const tooWide = tooWideFor(current);
+  const whole = () => ({ kind: 'whole' as const, ...(feedCursor !== undefined && { feedCursor }), ...(pushes && { pushesRead: pushes.writes }) });
   if (tooWide(names.userIds.length + names.logins.length)) {
     notes.push({ kind: 'user', externalId: null, subject: 'targeted read', reason: `read the whole scope instead: ${names.userIds.length + names.logins.length} users named, more than a full read costs` });
-    return { kind: 'whole', ...(feedCursor !== undefined && { feedCursor }), ...(pushes && { pushesRead: pushes.writes }) };
+    return whole();
   }
   const readAt = await databaseNow(deps.db);
   await runs.markRead(run.id, readAt);
   const narrowedRead = await readNarrowed(deps.db, connector, directory, integration, names, run.id, signal, tooWide);
   if (narrowedRead === 'too wide') {
     notes.push({ kind: 'user', externalId: null, subject: 'targeted read', reason: 'read the whole scope instead: the groups named took more members in or out than a full read costs' });
-    return { kind: 'whole', ...(feedCursor !== undefined && { feedCursor }), ...(pushes && { pushesRead: pushes.writes }) };
+    return whole();
   }
   const { local, snapshot, read } = narrowedRead;
   for (const login of read.unknownLogins) notes.push({ kind: 'user', externalId: null, subject: login, reason: `no ${integration.provider === 'okta' ? 'Okta' : 'authentik'} user has the login "${login}"` });
@@ -472,6 +468,12 @@ const FULL_RUN_SHARE = 0.8;
 
 /** Users a targeted run reads one by one at least, however small the scope (below, a full read would be as cheap). */
 const MIN_TARGETED_USERS = 25;
+
+/** Whether reading this many users one by one (about two requests each) costs more than a full read of this tenant. */
+function tooWideFor(current: TenantCounts): (users: number) => boolean {
+  const budget = Math.max(MIN_TARGETED_USERS, fullReadCost(current) / 2);
+  return (users) => users > budget;
+}
 
 /**
  * About how many requests a full read of this tenant costs Okta: users and groups at the largest
@@ -498,10 +500,10 @@ async function rereadNamed(
     const directory = new DirectoryRepository(deps.db);
     const names = { userIds: [...subjects.userIds], logins: [], groupIds: [...subjects.groupIds] };
     const current = await directory.countTenant(integration.tenantId);
-    const budget = Math.max(MIN_TARGETED_USERS, fullReadCost(current) / 2);
+    const tooWide = tooWideFor(current);
     // Too many to read one by one: left to the follow-up (which reads the whole scope if need be).
-    if (names.userIds.length > budget) return { kind: 'failed' };
-    const again = await readNarrowed(deps.db, source.connector, directory, integration, names, run.id, signal, (users) => users > budget);
+    if (tooWide(names.userIds.length)) return { kind: 'failed' };
+    const again = await readNarrowed(deps.db, source.connector, directory, integration, names, run.id, signal, tooWide);
     if (again === 'too wide') return { kind: 'failed' };
     return { kind: 'read', local: again.local, snapshot: again.snapshot, current, readAt };
   } catch (error) {
@@ -539,6 +541,12 @@ async function pushedLogins(db: Db, integrationId: string): Promise<{ writes: Un
   if (users.size > TARGETED_WRITES) return 'too many';
   const logins = (await store.usersById(integrationId, [...users])).map((u) => u.userName);
   return { writes, logins };
+}
+
+/** Both sets of names, each once. */
+function mergeNames(a: SubjectNames, b: SubjectNames): SubjectNames {
+  const union = (x: readonly string[], y: readonly string[]) => [...new Set([...x, ...y])];
+  return { userIds: union(a.userIds, b.userIds), logins: union(a.logins, b.logins), groupIds: union(a.groupIds, b.groupIds) };
 }
 
 function isTargetedSource(connector: SnapshotSource): connector is SnapshotSource & TargetedSource {
