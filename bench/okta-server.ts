@@ -179,7 +179,9 @@ function control(path: string, reqUrl: URL, res: ServerResponse): void {
   }
   if (path === '/_bench/churn') {
     const before = dir;
-    const changed = churn(before);
+    const share = Number(reqUrl.searchParams.get('share') ?? '0.01');
+    if (!(share > 0 && share <= 1)) return json(res, 400, { error: 'share must be in (0, 1]' });
+    const changed = churn(before, 7, share);
     dir = changed.dir;
     indexUsers();
     return json(res, 200, { ...logChurn(before, dir), created: changed.created, updated: changed.updated, removed: changed.removed, moved: changed.moved });

@@ -9,7 +9,7 @@
  *    longer active; quiet, and again while a full run of the whole scope is in flight;
  * 2. `dirsync sync <id> --user LOGIN --wait` for a new hire (the CLI's wall time, and the run's
  *    own queued-to-finished time);
- * 3. incremental runs (`auto`): requests with nothing changed, and after 1% churn, per bucket;
+ * 3. incremental runs (`auto`): requests with nothing changed, after a run's worth of churn (`--churn-share`, per bucket) and after 1% at once;
  * 4. the rate-limit budget of a schedule, computed from the measured per-change costs.
  *
  *   npm run bench:targeted [-- --workload w100k --latency-ms 100 --events 20 --sets 3 --hires 3 --rounds 3]
@@ -42,6 +42,8 @@ const { values } = parseArgs({
     hires: { type: 'string', default: '3' },
     rounds: { type: 'string', default: '3' },
     'churn-limits': { type: 'string', default: 'none' },
+    // The budget's run: 1% of the users an hour, a run every 3 minutes, is 0.05% a run.
+    'churn-share': { type: 'string', default: '0.0005' },
   },
 });
 const NAME = values.workload!;
@@ -53,6 +55,9 @@ const EVENTS = Number(values.events);
 const SETS = Number(values.sets);
 const HIRES = Number(values.hires);
 const ROUNDS = Number(values.rounds);
+const CHURN_SHARE = Number(values['churn-share']);
+if (!(CHURN_SHARE > 0 && CHURN_SHARE <= 1)) throw new Error('--churn-share must be a fraction in (0, 1], e.g. 0.0005');
+const pct = (share: number) => `${+(share * 100).toFixed(3)}%`;
 const dist = path.resolve('dist-bench/bench');
 
 const admin = new URL(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
@@ -232,12 +237,17 @@ async function main(): Promise<void> {
     // dirsync's half) 1% of W100k takes about 20 minutes of pacing, so by default the churn rounds
     // run with the latency but without limits, counting requests per bucket all the same.
     await realistic(values['churn-limits'] === 'okta' ? 'okta' : 'none');
+    type Churn = { events: number; users: number; created: number; updated: number; removed: number; moved: number };
     const churned = [];
     for (let r = 0; r < ROUNDS; r++) {
-      const change = await control<{ events: number; users: number; created: number; updated: number; removed: number; moved: number }>('churn');
+      const change = await control<Churn>(`churn?share=${CHURN_SHARE}`);
       log(`  churn #${r + 1}: ${JSON.stringify(change)}`);
-      churned.push({ ...(await measured(`after 1% churn #${r + 1}`)), change });
+      churned.push({ ...(await measured(`after ${pct(CHURN_SHARE)} churn #${r + 1}`)), change });
     }
+    // 1% at once: more users than reading them one by one is worth (the run reads the whole scope).
+    const burstChange = await control<Churn>('churn?share=0.01');
+    log(`  churn 1% at once: ${JSON.stringify(burstChange)}`);
+    const burst = { ...(await measured('after 1% churn at once')), change: burstChange };
 
     /**
      * Events while a full run is in flight: `limits` none, the full run reads and applies as fast
@@ -312,7 +322,8 @@ async function main(): Promise<void> {
       `| event to applied, unpaced full run in flight (${SETS} sets of ${EVENTS}) | p50 ${q(unpaced.sets, 'p50')} | p95 ${q(unpaced.sets, 'p95')} (sets ${unpaced.sets.map((x) => secs(x.p95)).join(', ')}; ${pooled(unpaced.sets)}) | p95 <= 2 s: ${m(unpaced.sets.map((x) => x.p95)) <= 2000 ? 'met' : 'MISSED'} | ${secs(m(unpaced.sets.map((x) => x.waitMs)))} / ${secs(m(unpaced.sets.map((x) => x.readMs)))} / ${secs(m(unpaced.sets.map((x) => x.totalMs)))} | ${m(unpaced.sets.map((x) => x.requests))} |`,
       `| sync --user (new hire), CLI wall (${hires.length}) | ${secs(m(hires.map((h) => h.cliMs)))} | ${secs(Math.min(...hires.map((h) => h.cliMs)))}-${secs(Math.max(...hires.map((h) => h.cliMs)))} | <= 2 s: ${m(hires.map((h) => h.cliMs)) <= 2000 ? 'met' : 'MISSED'} | run queued->finished ${secs(m(hires.map((h) => h.runMs)))}; CLI floor (\`dirsync runs\`) ${secs(m(cliFloor))} | ${m(hires.map((h) => h.requests))} |`,
       `| incremental, nothing changed (${noop.length}) | ${secs(m(noop.map((n) => n.wallMs)))} | ${noop.map((n) => n.requests).join(', ')} requests | <= 3 requests: ${Math.max(...noop.map((n) => n.requests)) <= 3 ? 'met' : 'MISSED'} | mode ${[...new Set(noop.map((n) => n.mode))].join(',')} | ${m(noop.map((n) => n.requests))} (${showBuckets(noop[0]!.used)}) |`,
-      `| incremental after 1% churn (${churned.length}; limits ${values['churn-limits']}) | ${secs(m(churned.map((c) => c.wallMs)))} | ${churned.map((c) => c.requests).join(', ')} requests | O(changes) | mode ${[...new Set(churned.map((c) => c.mode))].join(',')}; ${m(churned.map((c) => c.change.users))} users changed, ${m(churned.map((c) => c.change.events))} events | ${m(churned.map((c) => c.requests))} (${showBuckets(churned[0]!.used)}) |`,
+      `| incremental after ${pct(CHURN_SHARE)} churn (${churned.length}; limits ${values['churn-limits']}) | ${secs(m(churned.map((c) => c.wallMs)))} | ${churned.map((c) => c.requests).join(', ')} requests | O(changes) | mode ${[...new Set(churned.map((c) => c.mode))].join(',')}; ${m(churned.map((c) => c.change.users))} users changed, ${m(churned.map((c) => c.change.events))} events | ${m(churned.map((c) => c.requests))} (${showBuckets(churned[0]!.used)}) |`,
+      `| incremental after 1% churn at once | ${secs(burst.wallMs)} | | at most a full read | mode ${burst.mode}; ${burst.change.users} users changed, ${burst.change.events} events; ${burst.warnings.join(' / ').slice(0, 200)} | ${burst.requests} (${showBuckets(burst.used)}) |`,
       `| incremental catching up on the events and hires | ${secs(catchUp.wallMs)} | | | mode ${catchUp.mode} | ${catchUp.requests} (${showBuckets(catchUp.used)}) |`,
       '',
       `Unpaced full run (no limits) during its events: ${unpacedBusy ? 'in flight throughout' : 'NOT in flight throughout'} (${unpaced.sets.map((b) => `${b.fullPhase} at ${b.fullRequests} requests`).join('; ')}); it took ${secs(unpacedRun.stats?.totalMs ?? NaN)} in all, ${unpacedRun.stats?.requests} requests.`,

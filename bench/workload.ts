@@ -67,12 +67,13 @@ export function generate(size: WorkloadSize, seed = 42): BenchDirectory {
 }
 
 /**
- * 1% churn: a third of it new hires, a third profile updates, a third deactivated in Okta
- * (deprovisioned), plus membership moves. Returns the changed directory and how many of each.
+ * Churn of `share` of the users (default 1%, at least 3): a third of it new hires, a third
+ * profile updates, a third deactivated in Okta (deprovisioned), plus as many membership moves.
+ * Returns the changed directory and how many of each.
  */
-export function churn(dir: BenchDirectory, seed = 7): { dir: BenchDirectory; created: number; updated: number; removed: number; moved: number } {
+export function churn(dir: BenchDirectory, seed = 7, share = 0.01): { dir: BenchDirectory; created: number; updated: number; removed: number; moved: number } {
   const random = seededRandom(seed);
-  const n = Math.max(3, Math.floor(dir.users.length / 100));
+  const n = Math.max(3, Math.floor(dir.users.length * share));
   const third = Math.floor(n / 3);
   const users = dir.users.slice();
   const touched = new Set<number>();

@@ -5,7 +5,7 @@ import type { DeprovisionMode, Policy } from '../core/policy.js';
 import { type Db, isDataError } from '../db/database.js';
 import { DirectoryRepository, type WriteScope } from '../db/directory.repository.js';
 import { type NewRunChange, RunRepository } from '../db/run.repository.js';
-import { type Fence, type ReadInterval, fenceFor } from '../runs/read-stamps.js';
+import { type Fence, type ReadInterval, fenceFor, lostScope } from '../runs/read-stamps.js';
 
 /** Operations per transaction: large enough that round trips do not dominate, small enough to keep transactions short. */
 const DEFAULT_BATCH = 2_000;
@@ -95,12 +95,16 @@ export async function applyPlan(
   let stale = 0;
   const staleUsers = new Set<string>();
   const staleGroups = new Set<string>();
+  // Users taken as in scope whose accounts another run deprovisioned since (ReadInterval.assumedInScope).
+  let lost: Set<string> | undefined;
   const commit = async (whole: Batch): Promise<number> => {
     return db.transaction().execute(async (trx) => {
       let batch: Batch | undefined = whole;
       if (options.read) {
         // Held until commit: no other run of the integration declares a read or applies meanwhile.
-        const { batch: kept, dropped, subjects } = whole.without(await fenceFor(trx, scope.integrationId, options.read));
+        const fence = await fenceFor(trx, scope.integrationId, options.read);
+        lost ??= await lostScope(trx, scope.integrationId, options.read.assumedInScope ?? []);
+        const { batch: kept, dropped, subjects } = whole.without(lost.size === 0 ? fence : { ...fence, users: new Set([...fence.users, ...lost]) });
         stale += dropped;
         for (const s of subjects) {
           if (s.user !== undefined) staleUsers.add(s.user);

@@ -57,6 +57,15 @@ export interface SubjectNames {
   readonly logins: readonly string[];
   /** IdP group ids (Okta group id; authentik group pk, a uuid). */
   readonly groupIds: readonly string[];
+  /**
+   * Of `userIds`, those whose named changes cannot move them into or out of the integration's
+   * scope (a profile update, a suspension or its end, joining a group: Okta keeps app
+   * assignments through all of them). The targeted read narrows this to users the tenant holds
+   * an active account for, whom a connector may then read without asking whether they are in
+   * scope (Okta: `/api/v1/users`, sparing the app's far smaller rate-limit bucket); the run
+   * checks again when it applies that the account is still active (src/runs/read-stamps.ts).
+   */
+  readonly inPlace?: readonly string[];
 }
 
 export const NO_SUBJECTS: SubjectNames = Object.freeze({ userIds: [], logins: [], groupIds: [] });
@@ -82,6 +91,12 @@ export interface SubjectRead {
   readonly groupsOf: ReadonlyMap<string, readonly string[]>;
   /** Every named group read, in scope or not. */
   readonly groupIds: readonly string[];
+  /**
+   * Named users taken as in scope without asking the IdP (of `names.inPlace`, those read
+   * present and still holding access): the run applies to them only while their accounts stay
+   * active (read-stamps.ts `ReadInterval.assumedInScope`).
+   */
+  readonly assumedInScope?: readonly string[];
 }
 
 /** Changes read from an IdP's change feed since a cursor (an incremental run). */

@@ -50,6 +50,14 @@ export interface ReadSubjects {
 export interface ReadInterval {
   readonly runId: string;
   readonly start: Date;
+  /**
+   * Users the read took as in scope because the tenant held active accounts for them, without
+   * asking the IdP (SubjectRead.assumedInScope). That is knowledge from the tenant's state when
+   * the run loaded it, which a run whose read ended before this one's began may change after:
+   * so the run applies to them only if their accounts are still active when it starts applying
+   * (lostScope). Later changes are fenced as any other: this run declared them read.
+   */
+  readonly assumedInScope?: readonly string[];
 }
 
 /** Serializes declarations and applying transactions of one integration (transaction-scoped). */
@@ -108,6 +116,24 @@ export async function fenceFor(trx: Db, integrationId: string, read: ReadInterva
     users: new Set(later.filter((r) => r.kind === 'user').map((r) => r.external_id)),
     groups: new Set(later.filter((r) => r.kind === 'group').map((r) => r.external_id)),
   };
+}
+
+/**
+ * Inside an applying transaction, after fenceFor: of `userIds`, those whose accounts are no
+ * longer active (deprovisioned or gone). Asked once, before the run's first write, since the
+ * run's own deprovisions would answer it too.
+ */
+export async function lostScope(trx: Db, integrationId: string, userIds: readonly string[]): Promise<Set<string>> {
+  if (userIds.length === 0) return new Set();
+  const active = await trx
+    .selectFrom('accounts')
+    .select('external_id')
+    .where('integration_id', '=', integrationId)
+    .where(sql<boolean>`external_id = any(${[...userIds]}::text[])`)
+    .where('active', '=', true)
+    .execute();
+  const still = new Set(active.map((r) => r.external_id));
+  return new Set(userIds.filter((id) => !still.has(id)));
 }
 
 /**

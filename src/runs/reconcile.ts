@@ -132,7 +132,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     }
     const result = await applyPlan(deps.db, scope, decision.gated.apply, policy, {
       batchSize: deps.batchSize,
-      ...(read.readAt && { read: { runId, start: read.readAt } satisfies ReadInterval }),
+      ...(read.readAt && { read: { runId, start: read.readAt, ...(read.assumedInScope && { assumedInScope: read.assumedInScope }) } satisfies ReadInterval }),
       afterBatch: async (kind, count) => {
         recorder.applied(kind, count);
         await deps.afterBatch?.();
@@ -258,6 +258,8 @@ type ReadResult =
       readonly narrowed: boolean;
       /** When the IdP read began (src/runs/read-stamps.ts): applying drops what others may have read later. Absent for scim and dry runs. */
       readonly readAt?: Date;
+      /** Users a targeted read took as in scope from the tenant's state (ReadInterval.assumedInScope). */
+      readonly assumedInScope?: readonly string[];
       /** Where the change feed is read from once this run is applied. */
       readonly feedCursor?: string;
       /** What the run tells beyond skipped records: logins nobody has, why it read everything. */
@@ -454,6 +456,7 @@ async function readNamed(
     snapshot,
     current,
     readAt,
+    ...(read.assumedInScope?.length && { assumedInScope: read.assumedInScope }),
     ...(feedCursor !== undefined && { feedCursor }),
     ...(pushes && { pushesRead: pushes.writes }),
   };
@@ -543,10 +546,17 @@ async function pushedLogins(db: Db, integrationId: string): Promise<{ writes: Un
   return { writes, logins };
 }
 
-/** Both sets of names, each once. */
+/** Both sets of names, each once; a user is named in place only if every side naming it does so. */
 function mergeNames(a: SubjectNames, b: SubjectNames): SubjectNames {
   const union = (x: readonly string[], y: readonly string[]) => [...new Set([...x, ...y])];
-  return { userIds: union(a.userIds, b.userIds), logins: union(a.logins, b.logins), groupIds: union(a.groupIds, b.groupIds) };
+  const moved = new Set([...without(a.userIds, a.inPlace), ...without(b.userIds, b.inPlace)]);
+  const inPlace = union(a.inPlace ?? [], b.inPlace ?? []).filter((id) => !moved.has(id));
+  return { userIds: union(a.userIds, b.userIds), logins: union(a.logins, b.logins), groupIds: union(a.groupIds, b.groupIds), ...(inPlace.length > 0 && { inPlace }) };
+}
+
+function without(ids: readonly string[], minus: readonly string[] | undefined): string[] {
+  const drop = new Set(minus);
+  return ids.filter((id) => !drop.has(id));
 }
 
 function isTargetedSource(connector: SnapshotSource): connector is SnapshotSource & TargetedSource {

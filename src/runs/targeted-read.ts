@@ -39,7 +39,7 @@ export async function readNarrowed(
     const read: SubjectRead = { snapshot: emptySnapshot(), userIds: [], unknownLogins: [], groupsOf: new Map(), groupIds: [] };
     return { local: emptyLocalState(), snapshot: read.snapshot, read };
   }
-  let read = await source.readSubjects(names, signal);
+  let read = await source.readSubjects({ ...names, inPlace: await heldActive(tenant, integration.id, names) }, signal);
   await declareRead(db, integration.id, runId, { users: read.userIds, groups: read.groupIds });
   let view = await narrow(read, tenant, integration);
   if (tooWide(read.userIds.length + view.unaccounted.length)) return 'too wide';
@@ -131,6 +131,18 @@ export async function narrow(
   return { local, snapshot, unaccounted };
 }
 
+/**
+ * Of the users named in place (SubjectNames.inPlace), those the tenant holds an active account
+ * for: in scope as of the tenant's last read of them, so a connector need not ask again.
+ */
+async function heldActive(tenant: DirectoryRepository, integrationId: string, names: SubjectNames): Promise<string[]> {
+  const named = new Set(names.userIds);
+  const candidates = unique((names.inPlace ?? []).filter((id) => named.has(id)));
+  if (candidates.length === 0) return [];
+  const accounts = await tenant.accountsOf(integrationId, candidates);
+  return candidates.filter((id) => accounts.get(id)?.active === true);
+}
+
 /** Two targeted reads as one (the second reads users the first found without an account). */
 function mergeReads(a: SubjectRead, b: SubjectRead): SubjectRead {
   const memberships = new Map<string, ReadonlySet<string>>(a.snapshot.memberships);
@@ -144,6 +156,7 @@ function mergeReads(a: SubjectRead, b: SubjectRead): SubjectRead {
       suspicious: [...a.snapshot.suspicious, ...b.snapshot.suspicious],
     },
     userIds: unique([...a.userIds, ...b.userIds]),
+    assumedInScope: unique([...(a.assumedInScope ?? []), ...(b.assumedInScope ?? [])]),
     unknownLogins: unique([...a.unknownLogins, ...b.unknownLogins]),
     groupsOf: new Map([...a.groupsOf, ...b.groupsOf]),
     groupIds: unique([...a.groupIds, ...b.groupIds]),

@@ -80,6 +80,45 @@ describe('readSubjects, app-scoped', () => {
     expect(r.groupsOf.size).toBe(0);
   });
 
+  it('reads a user named in place through the users API alone (2 requests, none to the app) and says it took it in scope', async () => {
+    const o = await org();
+    o.updateUser('00uAnn', { profile: { department: 'Sales' } });
+    const r = await read(o, APP, { userIds: ['00uAnn', '00uBob'], inPlace: ['00uAnn'] });
+    expect(r.requests.filter((q) => q.includes('00uAnn'))).toEqual(['GET /api/v1/users/00uAnn', 'GET /api/v1/users/00uAnn/groups']);
+    // Bob is not named in place: the app says whether he is in scope.
+    expect(r.requests.filter((q) => q.includes('00uBob'))).toEqual([`GET /api/v1/apps/${APP}/users/00uBob?expand=user`, 'GET /api/v1/users/00uBob/groups']);
+    expect(r.snapshot.users.get('00uAnn')).toMatchObject({ userName: 'ann@acme.test', active: true, attributes: expect.objectContaining({ department: 'Sales' }) });
+    expect(r.assumedInScope).toEqual(['00uAnn']);
+    expect([...r.groupsOf]).toEqual([['00uAnn', ['00gEng']], ['00uBob', ['00gEng']]]);
+  });
+
+  it('reads a user named in place the same whichever way: the app user and the user map to the same record', async () => {
+    const o = await org();
+    const viaApp = await read(o, APP, { userIds: ['00uAnn', '00uDee'] });
+    const inPlace = await read(o, APP, { userIds: ['00uAnn', '00uDee'], inPlace: ['00uAnn', '00uDee'] });
+    expect(inPlace.snapshot.users).toEqual(viaApp.snapshot.users);
+    expect(inPlace.groupsOf).toEqual(viaApp.groupsOf);
+    expect(inPlace.requests.some((q) => q.startsWith('GET /api/v1/apps/'))).toBe(false);
+  });
+
+  it('asks the app about a user named in place who was deactivated since (Okta takes its assignments away then)', async () => {
+    const o = await org();
+    o.updateUser('00uAnn', { status: 'DEPROVISIONED' });
+    const r = await read(o, APP, { userIds: ['00uAnn'], inPlace: ['00uAnn'] });
+    expect(r.requests[0]).toBe('GET /api/v1/users/00uAnn');
+    expect(r.requests[1]).toBe(`GET /api/v1/apps/${APP}/users/00uAnn?expand=user`);
+    expect(r.assumedInScope).toEqual([]);
+  });
+
+  it('finds a user named in place but deleted out of scope, with one request', async () => {
+    const o = await org();
+    o.deleteUser('00uAnn');
+    const r = await read(o, APP, { userIds: ['00uAnn'], inPlace: ['00uAnn'] });
+    expect(r.requests).toEqual(['GET /api/v1/users/00uAnn']);
+    expect(r.snapshot.users.size).toBe(0);
+    expect(r.assumedInScope).toEqual([]);
+  });
+
   it('finds a deleted user out of scope', async () => {
     const o = await org();
     o.deleteUser('00uAnn');

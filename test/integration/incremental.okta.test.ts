@@ -84,6 +84,42 @@ describe('Okta: incremental and targeted runs', () => {
     expect((await run({ kind: 'full' })).counts).toMatchObject({ usersCreated: 0, usersUpdated: 0, usersDeprovisioned: 0, membershipsAdded: 0, membershipsRemoved: 0 });
   });
 
+  it('reads a profile change or a suspension of a user it holds through /api/v1/users alone, sparing the app\'s rate-limit bucket', async () => {
+    const { domain, groupId, people, run, accounts } = await setup();
+    await run({ kind: 'auto' });
+    const [ann, bob, cat] = people as [(typeof people)[0], (typeof people)[0], (typeof people)[0]];
+    okta.updateUser(ann.id, { profile: { firstName: 'Annie' } });
+    okta.updateUser(bob.id, { status: 'SUSPENDED' });
+    const mark = okta.requests.length;
+    const changed = await run({ kind: 'auto' });
+    expect(changed).toMatchObject({ mode: 'incremental', status: 'succeeded', counts: { usersUpdated: 1, usersDeprovisioned: 1 } });
+    // (The fake org is shared: the feed's overlap may name earlier tests' users too.)
+    const ours = (r: string) => people.some((p) => r.includes(p.id));
+    const asked = okta.requests.slice(mark).filter(ours);
+    expect(asked.filter((r) => r.startsWith('GET /api/v1/apps'))).toEqual([]);
+    expect(asked.filter((r) => r.startsWith('GET /api/v1/users')).sort()).toEqual(
+      [`GET /api/v1/users/${ann.id}`, `GET /api/v1/users/${ann.id}/groups`, `GET /api/v1/users/${bob.id}`, `GET /api/v1/users/${bob.id}/groups`].sort(),
+    );
+    expect((await accounts()).get(ann.id)?.givenName).toBe('Annie');
+    expect((await accounts()).get(bob.id)?.active).toBe(false);
+
+    // Bob's account is deprovisioned now: lifting his suspension asks the app whether he is in
+    // scope, as would a profile change of Cat once she is out of the app and her account with her.
+    okta.updateUser(bob.id, { status: 'ACTIVE' });
+    okta.withoutLog(() => okta.removeMember(groupId, cat.id));
+    await run({ kind: 'full' });
+    okta.updateUser(cat.id, { profile: { firstName: 'Caterina' } });
+    const again = okta.requests.length;
+    const later = await run({ kind: 'auto' });
+    expect(later).toMatchObject({ mode: 'incremental', status: 'succeeded' });
+    expect(okta.requests.slice(again).filter((r) => ours(r) && r.startsWith('GET /api/v1/apps'))).toEqual([expect.stringContaining(`/users/${cat.id}?expand=user`)]);
+    expect((await accounts()).get(cat.id)?.active).toBe(false);
+    expect((await accounts()).get(bob.id)?.active).toBe(true);
+    // A full run afterwards agrees.
+    expect((await run({ kind: 'full' })).counts).toMatchObject({ usersCreated: 0, usersUpdated: 0, usersDeprovisioned: 0, usersReprovisioned: 0, membershipsAdded: 0, membershipsRemoved: 0 });
+    void domain;
+  });
+
   it('sync --user provisions one user by login at once (3 requests), and names a login nobody has in its warnings', async () => {
     const { domain, groupId, run, accounts } = await setup();
     await run({ kind: 'full' });

@@ -1,4 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { applyPlan } from '../../src/apply/apply-plan.js';
+import { emptyPlan } from '../../src/core/plan.js';
+import { databaseNow } from '../../src/runs/read-stamps.js';
 import type { Db } from '../../src/db/database.js';
 import { DirectoryRepository } from '../../src/db/directory.repository.js';
 import { type RunRequest, RunRepository, type RunSummary } from '../../src/db/run.repository.js';
@@ -243,5 +246,45 @@ describe('targeted runs', () => {
     expect((await targeted([], ['g'])).counts).toMatchObject({ groupsDeleted: 1, usersDeprovisioned: 0 });
     expect(await members('g')).toEqual([]);
     expect((await account('b'))?.active).toBe(true);
+  });
+});
+
+describe('users taken as in scope from the tenant (a profile change read through Okta\'s users API)', () => {
+  /**
+   * A run that read X in place took X's scope from the tenant's state when it loaded it. A run
+   * whose read ended before that one began may still deprovision X after (it applies later):
+   * the first run's writes on X are dropped then, to be read again through the app.
+   */
+  async function readInPlace(deprovisionedMeanwhile: boolean) {
+    const { idp, integration, tenant, full, account } = await setup();
+    idp.put(user('x'));
+    idp.put(user('y'));
+    expect((await full()).status).toBe('succeeded');
+    // This run's read began after the full run's ended.
+    const start = await databaseNow(db);
+    const previous = (await account('x'))!;
+    if (deprovisionedMeanwhile) {
+      await db.updateTable('accounts').set({ active: false }).where('integration_id', '=', integration.id).where('external_id', '=', 'x').execute();
+    }
+    const renamed = user('x', { givenName: 'Xavier' });
+    const plan = { ...emptyPlan(), usersUpdated: [{ user: renamed, changed: ['givenName' as const], previous }, { user: user('y', { givenName: 'Yves' }), changed: ['givenName' as const], previous: (await account('y'))! }] };
+    const scope = { tenantId: tenant.id, integrationId: integration.id, runId: (await new RunRepository(db).trigger(integration.id, 'manual', false, { mode: 'targeted', lane: 'quick', subjects: { userIds: ['x', 'y'] } })).run.id };
+    const result = await applyPlan(db, scope, plan, { deprovisionMode: 'suspend' }, { read: { runId: scope.runId, start, assumedInScope: ['x'] } });
+    return { result, x: (await account('x'))!, y: (await account('y'))! };
+  }
+
+  it('applies to them while their accounts stay active', async () => {
+    const { result, x, y } = await readInPlace(false);
+    expect(result.stale).toBe(0);
+    expect(x.givenName).toBe('Xavier');
+    expect(y.givenName).toBe('Yves');
+  });
+
+  it('drops its writes on one whose account another run deprovisioned after it loaded the tenant, and only those', async () => {
+    const { result, x, y } = await readInPlace(true);
+    expect(result.stale).toBe(1);
+    expect(result.staleSubjects.userIds).toEqual(['x']);
+    expect(x).toMatchObject({ givenName: 'x', active: false });
+    expect(y.givenName).toBe('Yves');
   });
 });

@@ -59,7 +59,7 @@ describe('Okta event hook deliveries', () => {
       { eventType: 'group.user_membership.add', target: [group('00gEng'), user('00uAnn'), user('00uBo')] },
       { eventType: 'user.lifecycle.activate', target: [user('../../api/v1/users'), user('00uCy')] },
     ]);
-    expect(readOktaDelivery(body, null).names).toEqual({ userIds: ['00uAnn', '00uBo', '00uCy'], logins: [], groupIds: [] });
+    expect(readOktaDelivery(body, null).names).toEqual({ userIds: ['00uAnn', '00uBo', '00uCy'], logins: [], groupIds: [], inPlace: ['00uAnn', '00uBo'] });
   });
 
   it('ignores app assignments to another app than the integration\'s', () => {

@@ -31,6 +31,14 @@ const USER_EVENTS = new Set([
   'group.user_membership.remove',
 ]);
 
+/**
+ * User events after which a user assigned to the app still is: a profile update, a suspension
+ * or its end, and joining a group. Okta removes every app assignment when it deactivates a
+ * user, and none when it suspends one (Okta support, "Does Okta Support Partial App Assignment,
+ * Revoke or Removal During User Deactivation"); joining a group only ever adds assignments.
+ */
+const IN_PLACE_EVENTS = new Set(['user.account.update_profile', 'user.lifecycle.suspend', 'user.lifecycle.unsuspend', 'group.user_membership.add']);
+
 /** Assignment of a user to an app: only the integration's app matters when it is app-scoped. */
 const APP_USER_EVENTS = new Set(['application.user_membership.add', 'application.user_membership.remove']);
 
@@ -77,7 +85,7 @@ export interface OktaEventLike {
 
 /** What a batch of events names. */
 export interface OktaEventNames {
-  /** Users (ids only: logins never come from events) and groups to read. */
+  /** Users (ids only: logins never come from events) and groups to read; `inPlace`: users only IN_PLACE_EVENTS name. */
   readonly names: SubjectNames;
   /** Changes no subject names (an app-level change, an event without its target): one sentence each. */
   readonly unnarrowable: readonly string[];
@@ -95,10 +103,13 @@ export interface OktaEventNames {
  * - application.lifecycle.activate/deactivate/delete of the integration's app cannot be narrowed;
  * - a relevant event without the target it should name cannot be narrowed either.
  * Other events (logins, sessions, other apps) name nothing. Ids come out deduplicated, in order.
+ * Users that only IN_PLACE_EVENTS name are also in `names.inPlace` (SubjectNames).
  */
 export function namesOfOktaEvents(events: Iterable<OktaEventLike>, appId: string | null): OktaEventNames {
   const userIds = new Set<string>();
   const groupIds = new Set<string>();
+  // Users named by an event that may move them into or out of scope: never read in place.
+  const moved = new Set<string>();
   const unnarrowable: string[] = [];
   for (const event of events) {
     const type = event.eventType;
@@ -107,7 +118,10 @@ export function namesOfOktaEvents(events: Iterable<OktaEventLike>, appId: string
     const take = (kind: 'User' | 'UserGroup', into: Set<string>) => {
       const ids = targets.filter((t) => t.type === kind).map((t) => t.id);
       if (ids.length === 0) unnarrowable.push(`an Okta ${type} event names no ${kind === 'User' ? 'user' : 'group'}`);
-      for (const id of ids) into.add(id);
+      for (const id of ids) {
+        into.add(id);
+        if (kind === 'User' && !IN_PLACE_EVENTS.has(type)) moved.add(id);
+      }
     };
     if (USER_EVENTS.has(type)) take('User', userIds);
     else if (APP_USER_EVENTS.has(type)) {
@@ -119,7 +133,8 @@ export function namesOfOktaEvents(events: Iterable<OktaEventLike>, appId: string
       unnarrowable.push(`the Okta app ${appId} itself changed (${type}), which changes every assignment`);
     }
   }
-  const names: SubjectNames = { userIds: [...userIds], logins: [], groupIds: [...groupIds] };
+  const inPlace = [...userIds].filter((id) => !moved.has(id));
+  const names: SubjectNames = { userIds: [...userIds], logins: [], groupIds: [...groupIds], ...(inPlace.length > 0 && { inPlace }) };
   return { names, unnarrowable: [...new Set(unnarrowable)], relevant: userIds.size > 0 || groupIds.size > 0 || unnarrowable.length > 0 };
 }
 
