@@ -163,7 +163,7 @@ export function registerIntegrationCommands(program: Command): void {
               '(the token is shown only now; rotate it with `dirsync integration rotate-scim-token`)',
             ].join('\n')
           : [
-              `created integration ${created.id} (${created.provider} for tenant ${created.tenantSlug}, ${view.schedule})`,
+              `created integration ${created.id} (${created.provider} for tenant ${created.tenantSlug}, ${view.schedule}; full runs ${view.fullEvery})`,
               checkedLine(check),
               `webhook URL:    ${view.webhookUrl}`,
               `webhook secret: ${issued.webhookSecret}`,

@@ -80,7 +80,20 @@ describe('integration test, Okta', () => {
       'GET /api/v1/apps/0oaCheck/groups',
       'GET /api/v1/groups/{groupId}/users',
       'GET /api/v1/users/{userId}/groups',
+      'GET /api/v1/logs',
     ]);
+    expect(report.checks.every((c) => c.ok && !c.note)).toBe(true);
+  });
+
+  it('says in a note, not a failure, when the System Log cannot be read: scheduled runs read the whole scope then', async () => {
+    okta.fault = ({ path: p }) => (p === '/api/v1/logs' ? { status: 403, body: { errorCode: 'E0000006', errorSummary: 'You do not have permission to perform the requested action' } } : undefined);
+    const report = await checkConnection(oktaTarget(), token(okta.token), loopbackEgress);
+    expect(report.ok).toBe(true);
+    expect(report.checks.at(-1)).toEqual({
+      endpoint: 'GET /api/v1/logs',
+      ok: true,
+      note: expect.stringMatching(/^cannot be read, so every scheduled run reads the whole scope instead of the changes: the API token's admin may not read Okta's System Log \(HTTP 403 E0000006/),
+    });
   });
 
   it('checks the org-wide listings when not scoped to an app', async () => {
@@ -92,6 +105,7 @@ describe('integration test, Okta', () => {
       'GET /api/v1/groups',
       'GET /api/v1/groups/{groupId}/users',
       'GET /api/v1/users/{userId}/groups',
+      'GET /api/v1/logs',
     ]);
   });
 
@@ -171,7 +185,24 @@ describe('integration test, authentik', () => {
       'GET /api/v3/policies/bindings/',
       'GET /api/v3/core/users/',
       'GET /api/v3/core/groups/',
+      'GET /api/v3/events/events/',
     ]);
+  });
+
+  it('says in a note, not a failure, when model events cannot be read or none are visible', async () => {
+    for (const [access, note] of [
+      ['forbidden', /^cannot be read \(HTTP 403\), so incremental runs see only user changes/],
+      ['hidden', /^no events visible \(the token's user may lack the permission to view events\), so incremental runs/],
+    ] as const) {
+      authentik.eventsAccess = access;
+      try {
+        const report = await checkConnection(akTarget(), token(authentik.token), loopbackEgress);
+        expect(report.ok).toBe(true);
+        expect(report.checks.at(-1)).toEqual({ endpoint: 'GET /api/v3/events/events/', ok: true, note: expect.stringMatching(note) });
+      } finally {
+        authentik.eventsAccess = 'ok';
+      }
+    }
   });
 
   it('says the token is invalid or expired (authentik answers 403)', async () => {

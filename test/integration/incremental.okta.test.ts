@@ -143,6 +143,16 @@ describe('Okta: incremental and targeted runs', () => {
     } finally {
       okta.fault = undefined;
     }
+    // Okta may quote the request's Authorization header back: never into the run's warnings.
+    okta.fault = ({ path }) => (path === '/api/v1/logs' ? { status: 400, body: { errorCode: 'E0000001', errorSummary: `Api validation failed: Authorization: SSWS ${okta.token}` } } : undefined);
+    try {
+      const echoed = await run({ kind: 'auto' });
+      expect(echoed).toMatchObject({ mode: 'full', status: 'succeeded' });
+      expect(JSON.stringify(echoed.warnings)).not.toContain(okta.token);
+      expect(JSON.stringify(echoed.warnings)).toContain('SSWS [redacted]');
+    } finally {
+      okta.fault = undefined;
+    }
 
     okta.logEvent('application.lifecycle.deactivate', [{ id: appId, type: 'AppInstance', alternateId: appId, displayName: appId }]);
     const appChanged = await run({ kind: 'auto' });

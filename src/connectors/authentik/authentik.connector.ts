@@ -14,7 +14,7 @@ import {
   type TargetedSource,
   emptyReadStats,
 } from '../connector.js';
-import { withRetry } from '../retry.js';
+import { statusOf, withRetry } from '../retry.js';
 import { AuthentikClient, PAGE_SIZE, stringList } from './authentik.client.js';
 import { authentikFeedCursorAt, readAuthentikChanges } from './authentik.feed.js';
 import { type AuthentikGroupLike, type AuthentikUserLike, SERVICE_ACCOUNT_TYPES, toDirectoryGroup, toDirectoryUser } from './authentik.mapping.js';
@@ -147,6 +147,22 @@ export class AuthentikConnector implements Connector, TargetedSource {
       endpoint: '/api/v3/core/groups/',
       run: async () => {
         await this.client.core.coreGroupsList({ page: 1, pageSize: 1, includeUsers: false });
+      },
+    });
+    // Optional: incremental runs read group and membership changes from model events; without
+    // them those wait for the next full run (a note, not a failure).
+    const missed = 'so incremental runs see only user changes (by last_updated), and group and membership changes wait for the next full run';
+    steps.push({
+      endpoint: '/api/v3/events/events/',
+      run: async () => {
+        try {
+          const page = await this.client.events.eventsEventsList({ ordering: '-created', page: 1, pageSize: 1 });
+          if (page.pagination.count === 0) return `no events visible (the token's user may lack the permission to view events), ${missed}`;
+        } catch (error) {
+          const status = statusOf(error);
+          return `cannot be read (${status ? `HTTP ${status}` : (error as Error).message}), ${missed}`;
+        }
+        return undefined;
       },
     });
     return runChecks(steps, (step) => withRetry(step.run, { ...this.client.policy(`GET ${step.endpoint}`, signal), retry: NO_RETRY }));

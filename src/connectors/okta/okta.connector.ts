@@ -123,7 +123,7 @@ export class OktaConnector implements Connector, TargetedSource {
   }
 
   /** The System Log's changes since `cursor` (an incremental run): see readOktaChanges. */
-  readChanges(cursor: string, signal?: AbortSignal): Promise<ChangeFeedRead> {
+  readChanges(cursor: string, signal?: AbortSignal, retry: RetryOptions = this.retry): Promise<ChangeFeedRead> {
     // Only an incremental run asks for okta.logs.read, in a token of its own: full reads of a
     // service app without that scope go on working.
     this.logsClient ??= this.options.credentials.kind === 'token' ? this.client : this.newClient([LOGS_SCOPE]);
@@ -131,9 +131,12 @@ export class OktaConnector implements Connector, TargetedSource {
       orgUrl: this.orgUrl(),
       client: this.logsClient,
       auth: this.options.credentials.kind,
-      policy: (endpoint: string, s: AbortSignal | undefined) => this.policy(endpoint, s, 'GET', [LOGS_SCOPE]),
+      policy: (endpoint: string, s: AbortSignal | undefined) => ({ ...this.policy(endpoint, s, 'GET', [LOGS_SCOPE]), retry }),
     };
-    return readOktaChanges(requests, cursor, this.options.appId ?? null, signal, this.options.feed);
+    // Okta may quote the request's credentials back in an error summary: never into a run's warnings.
+    return readOktaChanges(requests, cursor, this.options.appId ?? null, signal, this.options.feed).then((feed) =>
+      feed.kind === 'unavailable' ? { ...feed, reason: this.redacted(feed.reason) } : feed,
+    );
   }
 
   /**
@@ -261,6 +264,14 @@ export class OktaConnector implements Connector, TargetedSource {
         await firstId(() => c.userApi.listUserGroups({ userId: userId! }));
       },
     });
+    // Optional: without the System Log, scheduled runs read the whole scope (said in a note, not a failure).
+    steps.push({
+      endpoint: '/api/v1/logs',
+      run: async () => {
+        const feed = await this.readChanges(oktaFeedCursorAt(new Date()), signal, NO_RETRY);
+        if (feed.kind === 'unavailable') return `cannot be read, so every scheduled run reads the whole scope instead of the changes: ${feed.reason}`;
+      },
+    });
     return runChecks(steps, (step) => withRetry(step.run, { ...this.policy(step.endpoint, signal, step.method), retry: NO_RETRY }));
   }
 
@@ -288,7 +299,14 @@ export class OktaConnector implements Connector, TargetedSource {
 
   /** How a failure reads in a run's error, without any access token it may echo. */
   private errorText(error: unknown): string {
-    return this.accessTokens.reduce((text, token) => text.split(token).join('[redacted]'), describe(error));
+    return this.redacted(describe(error));
+  }
+
+  /** `text` without the API token or any access token in it. */
+  private redacted(text: string): string {
+    const credentials = this.options.credentials;
+    const secrets = credentials.kind === 'token' ? [credentials.token, ...this.accessTokens] : this.accessTokens;
+    return secrets.filter((secret) => secret.length > 0).reduce((t, secret) => t.split(secret).join('[redacted]'), text);
   }
 
   private context(endpoint: string, scopes: readonly string[] = oktaScopes(this.options.appId)): OktaContext {
