@@ -103,7 +103,8 @@ export function describeRun(run: RunSummary): string {
   if (run.approvedByRunId) lines.push(`  approved:  ${run.approvedAt} by run ${run.approvedByRunId}`);
   if (run.error) lines.push(`  error:     ${run.error}`);
   if (run.warnings.length > 0) {
-    lines.push(`  warnings:  ${run.warnings.length === 1 ? '1 IdP record' : `${run.warnings.length} IdP records`} skipped:`);
+    // IdP records skipped, and notes on how the run read (a login nobody has, why it read the whole scope).
+    lines.push(`  warnings:  ${run.warnings.length}`);
     for (const w of run.warnings) lines.push(`    - ${w.subject}${w.externalId && w.externalId !== w.subject ? ` (${w.externalId})` : ''}: ${w.reason}`);
   }
   return lines.join('\n');

@@ -37,7 +37,7 @@ export async function waitForRunEnd(db: Db, runId: string, options: RunWaitOptio
     if (options.noWorker && run.status === 'queued' && waited > options.noWorker.afterMs && (await options.noWorker.workers()) === 0) {
       throw new UserError(`run ${runId} is queued but no worker is running to pick it up: start one with \`dirsync worker\` or \`dirsync start\``);
     }
-    if (waited > options.timeoutMs) throw new UserError(`run ${runId} is still ${run.status} after ${Math.round(options.timeoutMs / 1000)} s; \`dirsync run show ${runId}\` follows it`);
+    if (waited > options.timeoutMs) throw new UserError(`run ${runId} is still ${run.status} after ${Math.round(options.timeoutMs / 1000)} s; it goes on in the worker: \`dirsync run show ${runId}\` shows how far it got`);
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 200));
   }
 }

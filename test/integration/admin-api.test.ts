@@ -400,7 +400,7 @@ describe('/admin pages', () => {
     const warning = { externalId: '00uBad', subject: '<b>ann@x.test</b>', reason: 'IdP user 00uBad has a NUL character in attributes.nickName, which Postgres cannot store: remove it in the IdP' };
     await runs.finish(run.id, { status: 'succeeded', counts: zeroCounts(), stats: {}, warnings: [warning] });
     const page = await call({ method: 'GET', url: `/admin/runs/${run.id}` });
-    expect(page.body).toContain('1 IdP record skipped:');
+    expect(page.body).toContain('1 warning (IdP records skipped, and how the run read):');
     expect(page.body).toContain('&lt;b&gt;ann@x.test&lt;/b&gt;');
     expect(page.body).not.toContain('<b>ann@x.test</b>');
     expect((await call({ method: 'GET', url: `/api/v1/runs/${run.id}` })).json()).toMatchObject({ warnings: [warning] });
