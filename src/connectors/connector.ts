@@ -66,6 +66,14 @@ export interface SubjectNames {
    * checks again when it applies that the account is still active (src/runs/read-stamps.ts).
    */
   readonly inPlace?: readonly string[];
+  /**
+   * Of `userIds`, those whose named changes are of the `inPlace` kind and leaving groups: in
+   * scope still if, read afterwards, they are members of a group that brings its members into
+   * scope and that the tenant holds (Okta: a group assigned to the app). The targeted read asks
+   * the connector to read them in place, then checks their groups, and asks again through the
+   * app for those it cannot place (src/runs/targeted-read.ts).
+   */
+  readonly leftGroups?: readonly string[];
 }
 
 export const NO_SUBJECTS: SubjectNames = Object.freeze({ userIds: [], logins: [], groupIds: [] });

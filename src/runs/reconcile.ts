@@ -546,15 +546,27 @@ async function pushedLogins(db: Db, integrationId: string): Promise<{ writes: Un
   return { writes, logins };
 }
 
-/** Both sets of names, each once; a user is named in place only if every side naming it does so. */
+/**
+ * Both sets of names, each once. A user is named in place only if every side naming it does so,
+ * and as having left groups if every side names it in place or so, and one so.
+ */
 function mergeNames(a: SubjectNames, b: SubjectNames): SubjectNames {
   const union = (x: readonly string[], y: readonly string[]) => [...new Set([...x, ...y])];
-  const moved = new Set([...without(a.userIds, a.inPlace), ...without(b.userIds, b.inPlace)]);
-  const inPlace = union(a.inPlace ?? [], b.inPlace ?? []).filter((id) => !moved.has(id));
-  return { userIds: union(a.userIds, b.userIds), logins: union(a.logins, b.logins), groupIds: union(a.groupIds, b.groupIds), ...(inPlace.length > 0 && { inPlace }) };
+  const kept = (n: SubjectNames) => [...(n.inPlace ?? []), ...(n.leftGroups ?? [])];
+  const moved = new Set([...without(a.userIds, kept(a)), ...without(b.userIds, kept(b))]);
+  const leftGroups = union(a.leftGroups ?? [], b.leftGroups ?? []).filter((id) => !moved.has(id));
+  const left = new Set(leftGroups);
+  const inPlace = union(a.inPlace ?? [], b.inPlace ?? []).filter((id) => !moved.has(id) && !left.has(id));
+  return {
+    userIds: union(a.userIds, b.userIds),
+    logins: union(a.logins, b.logins),
+    groupIds: union(a.groupIds, b.groupIds),
+    ...(inPlace.length > 0 && { inPlace }),
+    ...(leftGroups.length > 0 && { leftGroups }),
+  };
 }
 
-function without(ids: readonly string[], minus: readonly string[] | undefined): string[] {
+function without(ids: readonly string[], minus: readonly string[]): string[] {
   const drop = new Set(minus);
   return ids.filter((id) => !drop.has(id));
 }

@@ -40,6 +40,8 @@ export async function readNarrowed(
     return { local: emptyLocalState(), snapshot: read.snapshot, read };
   }
   let read = await source.readSubjects({ ...names, inPlace: await heldActive(tenant, integration.id, names) }, signal);
+  const unplaced = await leftWithoutGroup(read, names, tenant, integration.id);
+  if (unplaced.length > 0) read = mergeReads(withoutUsers(read, unplaced), await source.readSubjects({ userIds: unplaced, logins: [], groupIds: [] }, signal));
   await declareRead(db, integration.id, runId, { users: read.userIds, groups: read.groupIds });
   let view = await narrow(read, tenant, integration);
   if (tooWide(read.userIds.length + view.unaccounted.length)) return 'too wide';
@@ -132,15 +134,46 @@ export async function narrow(
 }
 
 /**
- * Of the users named in place (SubjectNames.inPlace), those the tenant holds an active account
- * for: in scope as of the tenant's last read of them, so a connector need not ask again.
+ * Of the users named in place (SubjectNames.inPlace and leftGroups), those the tenant holds an
+ * active account for: in scope as of the tenant's last read of them, so a connector need not ask
+ * again (leftGroups: if still in a group that brings them in scope, see leftWithoutGroup).
  */
 async function heldActive(tenant: DirectoryRepository, integrationId: string, names: SubjectNames): Promise<string[]> {
   const named = new Set(names.userIds);
-  const candidates = unique((names.inPlace ?? []).filter((id) => named.has(id)));
+  const candidates = unique([...(names.inPlace ?? []), ...(names.leftGroups ?? [])].filter((id) => named.has(id)));
   if (candidates.length === 0) return [];
   const accounts = await tenant.accountsOf(integrationId, candidates);
   return candidates.filter((id) => accounts.get(id)?.active === true);
+}
+
+/**
+ * Users who left a group (SubjectNames.leftGroups) and were read in place, who are no longer a
+ * member of any group the tenant holds (a group in scope brings its members in), nor a member of
+ * a group this read found in scope: the group they left may have been what brought them in.
+ */
+async function leftWithoutGroup(read: SubjectRead, names: SubjectNames, tenant: DirectoryRepository, integrationId: string): Promise<string[]> {
+  const assumed = new Set(read.assumedInScope ?? []);
+  const candidates = (names.leftGroups ?? []).filter((id) => assumed.has(id));
+  if (candidates.length === 0) return [];
+  const held = await tenant.groupsOf(integrationId, unique(candidates.flatMap((id) => read.groupsOf.get(id) ?? [])));
+  const listed = new Set([...read.snapshot.memberships.values()].flatMap((members) => [...members]));
+  return candidates.filter((id) => !listed.has(id) && !(read.groupsOf.get(id) ?? []).some((g) => held.has(g)));
+}
+
+/** A targeted read without these users (to read them again another way). */
+function withoutUsers(read: SubjectRead, userIds: readonly string[]): SubjectRead {
+  const drop = new Set(userIds);
+  return {
+    ...read,
+    snapshot: {
+      ...read.snapshot,
+      users: new Map([...read.snapshot.users].filter(([id]) => !drop.has(id))),
+      skipped: read.snapshot.skipped.filter((r) => !(r.kind === 'user' && r.externalId !== null && drop.has(r.externalId))),
+    },
+    userIds: read.userIds.filter((id) => !drop.has(id)),
+    groupsOf: new Map([...read.groupsOf].filter(([id]) => !drop.has(id))),
+    assumedInScope: (read.assumedInScope ?? []).filter((id) => !drop.has(id)),
+  };
 }
 
 /** Two targeted reads as one (the second reads users the first found without an account). */

@@ -120,6 +120,31 @@ describe('Okta: incremental and targeted runs', () => {
     void domain;
   });
 
+  it('a user who left a group is read in place while another group assigned to the app keeps it in scope, and through the app otherwise', async () => {
+    const { domain, appId, groupId, people, run, accounts } = await setup();
+    const [ann, bob] = people as [(typeof people)[0], (typeof people)[0]];
+    const ops = okta.withoutLog(() => {
+      const g = okta.addGroup(`Ops ${domain}`);
+      okta.assignGroup(appId, g.id);
+      okta.addMember(g.id, ann.id);
+      return g;
+    });
+    await run({ kind: 'auto' });
+    okta.removeMember(groupId, ann.id); // still in Ops
+    okta.removeMember(groupId, bob.id); // in no group the app is assigned to any more
+    const ours = (r: string) => people.some((p) => r.includes(p.id));
+    const mark = okta.requests.length;
+    const changed = await run({ kind: 'auto' });
+    expect(changed).toMatchObject({ mode: 'incremental', status: 'succeeded', counts: { membershipsRemoved: 2, usersDeprovisioned: 1 } });
+    const apps = okta.requests.slice(mark).filter((r) => ours(r) && r.startsWith('GET /api/v1/apps'));
+    expect(apps).toEqual([expect.stringContaining(`/users/${bob.id}?expand=user`)]);
+    const after = await accounts();
+    expect(after.get(ann.id)?.active).toBe(true);
+    expect(after.get(bob.id)?.active).toBe(false);
+    expect((await run({ kind: 'full' })).counts).toMatchObject({ usersCreated: 0, usersUpdated: 0, usersDeprovisioned: 0, usersReprovisioned: 0, membershipsAdded: 0, membershipsRemoved: 0 });
+    void ops;
+  });
+
   it('sync --user provisions one user by login at once (3 requests), and names a login nobody has in its warnings', async () => {
     const { domain, groupId, run, accounts } = await setup();
     await run({ kind: 'full' });

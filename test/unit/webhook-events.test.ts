@@ -53,6 +53,25 @@ describe('Okta event hook deliveries', () => {
     expect(readOktaDelivery(body, null)).toMatchObject({ relevant: true, names: { userIds: [] }, unnarrowable: ['an Okta user.lifecycle.suspend event names no user'] });
   });
 
+  it('tells users whose changes keep them in the app (in place) from those who left a group, and from those any other change may move', () => {
+    const body = oktaDelivery([
+      { eventType: 'user.account.update_profile', target: [user('00uAnn')] },
+      { eventType: 'group.user_membership.remove', target: [group('00gEng'), user('00uBo')] },
+      { eventType: 'user.lifecycle.unsuspend', target: [user('00uBo')] },
+      { eventType: 'group.user_membership.remove', target: [group('00gEng'), user('00uCy')] },
+      { eventType: 'user.lifecycle.deactivate', target: [user('00uCy')] },
+      { eventType: 'application.user_membership.add', target: [user('00uDee')] },
+      { eventType: 'group.user_membership.add', target: [group('00gEng'), user('00uEd')] },
+    ]);
+    expect(readOktaDelivery(body, null).names).toEqual({
+      userIds: ['00uAnn', '00uBo', '00uCy', '00uDee', '00uEd'],
+      logins: [],
+      groupIds: [],
+      inPlace: ['00uAnn', '00uEd'],
+      leftGroups: ['00uBo'],
+    });
+  });
+
   it('names each subject once across a batch, and takes no id that is not Okta-shaped', () => {
     const body = oktaDelivery([
       { eventType: 'user.lifecycle.suspend', target: [user('00uAnn')] },

@@ -85,7 +85,10 @@ export interface OktaEventLike {
 
 /** What a batch of events names. */
 export interface OktaEventNames {
-  /** Users (ids only: logins never come from events) and groups to read; `inPlace`: users only IN_PLACE_EVENTS name. */
+  /**
+   * Users (ids only: logins never come from events) and groups to read; `inPlace`: users only
+   * IN_PLACE_EVENTS name; `leftGroups`: users only those and group.user_membership.remove name.
+   */
   readonly names: SubjectNames;
   /** Changes no subject names (an app-level change, an event without its target): one sentence each. */
   readonly unnarrowable: readonly string[];
@@ -103,13 +106,16 @@ export interface OktaEventNames {
  * - application.lifecycle.activate/deactivate/delete of the integration's app cannot be narrowed;
  * - a relevant event without the target it should name cannot be narrowed either.
  * Other events (logins, sessions, other apps) name nothing. Ids come out deduplicated, in order.
- * Users that only IN_PLACE_EVENTS name are also in `names.inPlace` (SubjectNames).
+ * Users that only IN_PLACE_EVENTS name are also in `names.inPlace` (SubjectNames); those that
+ * only these and group.user_membership.remove name, in `names.leftGroups`.
  */
 export function namesOfOktaEvents(events: Iterable<OktaEventLike>, appId: string | null): OktaEventNames {
   const userIds = new Set<string>();
   const groupIds = new Set<string>();
   // Users named by an event that may move them into or out of scope: never read in place.
   const moved = new Set<string>();
+  // Users who left a group: still in scope while a member of another group assigned to the app.
+  const left = new Set<string>();
   const unnarrowable: string[] = [];
   for (const event of events) {
     const type = event.eventType;
@@ -120,7 +126,9 @@ export function namesOfOktaEvents(events: Iterable<OktaEventLike>, appId: string
       if (ids.length === 0) unnarrowable.push(`an Okta ${type} event names no ${kind === 'User' ? 'user' : 'group'}`);
       for (const id of ids) {
         into.add(id);
-        if (kind === 'User' && !IN_PLACE_EVENTS.has(type)) moved.add(id);
+        if (kind !== 'User' || IN_PLACE_EVENTS.has(type)) continue;
+        if (type === 'group.user_membership.remove') left.add(id);
+        else moved.add(id);
       }
     };
     if (USER_EVENTS.has(type)) take('User', userIds);
@@ -133,8 +141,15 @@ export function namesOfOktaEvents(events: Iterable<OktaEventLike>, appId: string
       unnarrowable.push(`the Okta app ${appId} itself changed (${type}), which changes every assignment`);
     }
   }
-  const inPlace = [...userIds].filter((id) => !moved.has(id));
-  const names: SubjectNames = { userIds: [...userIds], logins: [], groupIds: [...groupIds], ...(inPlace.length > 0 && { inPlace }) };
+  const inPlace = [...userIds].filter((id) => !moved.has(id) && !left.has(id));
+  const leftGroups = [...userIds].filter((id) => !moved.has(id) && left.has(id));
+  const names: SubjectNames = {
+    userIds: [...userIds],
+    logins: [],
+    groupIds: [...groupIds],
+    ...(inPlace.length > 0 && { inPlace }),
+    ...(leftGroups.length > 0 && { leftGroups }),
+  };
   return { names, unnarrowable: [...new Set(unnarrowable)], relevant: userIds.size > 0 || groupIds.size > 0 || unnarrowable.length > 0 };
 }
 
