@@ -4,7 +4,10 @@
  *
  *   case.js sync <integration-id>                 a real run: SDK -> plan -> Postgres
  *   case.js idp-floor <okta-url>                  the same pages through the SDK, doing nothing
- *   case.js db-floor <users> <groups> <members>   the same rows into Postgres with COPY
+ *   case.js db-floor <users> <groups> <members> [bare]
+ *                                                 the same rows into Postgres with COPY: into
+ *                                                 copies of the real tables with their indexes and
+ *                                                 constraints, or (bare) with their columns and defaults alone
  */
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -62,7 +65,7 @@ async function idpFloor(orgUrl: string): Promise<void> {
   report({ items, requests });
 }
 
-async function dbFloor(users: number, groups: number, memberships: number): Promise<void> {
+async function dbFloor(users: number, groups: number, memberships: number, bare: boolean): Promise<void> {
   const dir = generate({ users, groups, memberships });
   started = performance.now(); // the floor is the writing, not the generating
   const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
@@ -74,10 +77,13 @@ async function dbFloor(users: number, groups: number, memberships: number): Prom
     groups: `floor_groups_${suffix}`,
     members: `floor_members_${suffix}`,
   };
-  await client.query(`create table ${tables.users} (like users including all)`);
-  await client.query(`create table ${tables.access} (like accounts including all)`);
-  await client.query(`create table ${tables.groups} (like groups including all)`);
-  await client.query(`create table ${tables.members} (like group_memberships including all)`);
+  // Bare: the columns, their defaults and generated values alone (no index, key or check):
+  // issue 19's floor. (LIKE keeps NOT NULL, which costs nothing to speak of.)
+  const like = bare ? ' including defaults including generated' : ' including all';
+  await client.query(`create table ${tables.users} (like users${like})`);
+  await client.query(`create table ${tables.access} (like accounts${like})`);
+  await client.query(`create table ${tables.groups} (like groups${like})`);
+  await client.query(`create table ${tables.members} (like group_memberships${like})`);
   const tenant = randomUUID();
   const integration = randomUUID();
   const userIds = dir.users.map(() => randomUUID());
@@ -125,7 +131,7 @@ async function dbFloor(users: number, groups: number, memberships: number): Prom
 async function main(): Promise<void> {
   if (mode === 'sync') return sync(args[0]!);
   if (mode === 'idp-floor') return idpFloor(args[0]!);
-  if (mode === 'db-floor') return dbFloor(Number(args[0]), Number(args[1]), Number(args[2]));
+  if (mode === 'db-floor') return dbFloor(Number(args[0]), Number(args[1]), Number(args[2]), args[3] === 'bare');
   throw new Error(`unknown mode ${mode}`);
 }
 
