@@ -35,6 +35,15 @@ async function waitForRun(
   }
 }
 
+/**
+ * Whether a spinner can be drawn on `stream`: a terminal with a width. A pseudo-terminal of no
+ * size (`script -c` under a process without a terminal, some CI runners) reports 0 columns, for
+ * which ora 9.4 counts Infinity lines to clear and redraws forever, blocking the event loop.
+ */
+export function canShowProgress(stream: { isTTY?: boolean; columns?: number }): boolean {
+  return stream.isTTY === true && typeof stream.columns === 'number' && stream.columns > 0;
+}
+
 function progressLine(run: RunSummary, waitedMs: number): string {
   const s = run.stats ?? {};
   const secs = `${Math.round(waitedMs / 1000)}s`;
@@ -57,7 +66,7 @@ async function report(ctx: CliContext, run: RunSummary, opts: { wait: boolean; t
     return;
   }
   // Live progress on a terminal; nothing extra with --json or when piped.
-  const finished = await waitForRun(ctx, run.id, opts.timeoutMs, { showProgress: !opts.json && process.stderr.isTTY === true });
+  const finished = await waitForRun(ctx, run.id, opts.timeoutMs, { showProgress: !opts.json && canShowProgress(process.stderr) });
   emit(opts.json, finished, () => describeRun(finished));
   if (finished.status === 'failed') process.exitCode = 1;
 }
