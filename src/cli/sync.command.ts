@@ -55,7 +55,7 @@ function progressLine(run: RunSummary, waitedMs: number): string {
 
 function parseTimeout(text: string): number {
   const seconds = Number(text);
-  if (!(seconds > 0)) throw new UserError(`--timeout must be a number of seconds, not "${text}"`);
+  if (!(seconds > 0)) throw new UserError(`--timeout must be a number of seconds above 0, not "${text}"`);
   return seconds * 1000;
 }
 

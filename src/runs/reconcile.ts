@@ -448,7 +448,16 @@ async function readNamed(
     return whole();
   }
   const { local, snapshot, read } = narrowedRead;
-  for (const login of read.unknownLogins) notes.push({ kind: 'user', externalId: null, subject: login, reason: `no ${integration.provider === 'okta' ? 'Okta' : 'authentik'} user has the login "${login}"` });
+  const idp = integration.provider === 'okta' ? 'Okta' : 'authentik';
+  for (const login of read.unknownLogins) notes.push({ kind: 'user', externalId: null, subject: login, reason: `no ${idp} user has the login "${login}"` });
+  // A login asked for by name that the IdP has but the scope does not reach: say so, rather than nothing.
+  const inScope = new Set([...read.snapshot.users.values()].map((u) => u.userName.toLowerCase()));
+  const unknown = new Set(read.unknownLogins.map((l) => l.toLowerCase()));
+  for (const login of new Set(names.logins)) {
+    if (unknown.has(login.toLowerCase()) || inScope.has(login.toLowerCase()) || read.snapshot.skipped.some((r) => r.subject.toLowerCase() === login.toLowerCase())) continue;
+    const where = integration.provider === 'okta' && integration.oktaAppId ? 'not assigned to the Okta app' : integration.provider === 'authentik' && integration.authentikApp ? "not allowed to the authentik application" : "not in the integration's scope";
+    notes.push({ kind: 'user', externalId: null, subject: login, reason: `the ${idp} user with the login "${login}" is ${where}, so it is not provisioned (an account it had is deprovisioned)` });
+  }
   recorder.stat('subjectsRead', read.userIds.length + read.groupIds.length);
   return {
     kind: 'narrowed',

@@ -80,6 +80,8 @@ describe('integration test, Okta', () => {
       'GET /api/v1/apps/0oaCheck/groups',
       'GET /api/v1/groups/{groupId}/users',
       'GET /api/v1/users/{userId}/groups',
+      'GET /api/v1/apps/0oaCheck/users/{userId}',
+      'GET /api/v1/users/{userId}',
       'GET /api/v1/logs',
     ]);
     expect(report.checks.every((c) => c.ok && !c.note)).toBe(true);
@@ -105,6 +107,7 @@ describe('integration test, Okta', () => {
       'GET /api/v1/groups',
       'GET /api/v1/groups/{groupId}/users',
       'GET /api/v1/users/{userId}/groups',
+      'GET /api/v1/users/{userId}',
       'GET /api/v1/logs',
     ]);
   });

@@ -89,6 +89,8 @@ describe('an Okta OAuth service app', () => {
       'ok GET /api/v1/apps/0oaSvcApp/groups',
       'ok GET /api/v1/groups/{groupId}/users',
       'ok GET /api/v1/users/{userId}/groups',
+      'ok GET /api/v1/apps/0oaSvcApp/users/{userId}',
+      'ok GET /api/v1/users/{userId}',
       'ok GET /api/v1/logs',
     ]);
   });
@@ -105,7 +107,7 @@ describe('an Okta OAuth service app', () => {
       expect(result.code).toBe(1);
       expect(result.stdout).toMatch(/FAILED +POST \/oauth2\/v1\/token +the service app is not granted the scope okta\.apps\.read: grant it in the Okta Admin Console/);
       expect(result.stdout).toMatch(/skipped +GET \/api\/v1\/apps\/0oaSvcApp\/users +not checked: POST \/oauth2\/v1\/token failed/);
-      expect(result.stderr.trim()).toBe('dirsync: 1 of 6 endpoints failed the check.');
+      expect(result.stderr.trim()).toBe('dirsync: 1 of 8 endpoints failed the check.');
 
       const response = await fetch(`http://127.0.0.1:${cli.port}/api/v1/integrations/${id}/test`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
       expect(response.status).toBe(200);
@@ -174,7 +176,7 @@ describe('an Okta OAuth service app', () => {
     okta.serviceApp = { ...okta.serviceApp!, publicKey: next.publicKey, keyId: 'kid-2027' };
     const updated = await cli.run(['integration', 'update', id, '--okta-private-key-file', nextFile]);
     expect(updated.code, updated.stderr).toBe(0);
-    expect(updated.stdout).toMatch(/checked 6 IdP endpoints: all ok/);
+    expect(updated.stdout).toMatch(/checked 8 IdP endpoints: all ok/);
     expect(okta.tokenRequests.at(-1)!.assertion).toMatchObject({ header: { kid: 'kid-2027' } });
   });
 

@@ -413,8 +413,8 @@ describe('bad operator input', () => {
       [['sync', ZERO], /^dirsync: integration 0{8}-.* does not exist/],
       [['sync', 'nope', '--wait'], /^dirsync: integration nope does not exist/],
       [['sync', disabledId], new RegExp(`^dirsync: integration ${disabledId} is disabled: enable it with \`dirsync integration enable ${disabledId}\`\\.$`)],
-      [['sync', id, '--timeout', 'abc', '--wait'], /^dirsync: --timeout must be a number of seconds, not "abc"\.$/],
-      [['sync', id, '--timeout', '-1'], /^dirsync: --timeout must be a number of seconds, not "-1"\.$/],
+      [['sync', id, '--timeout', 'abc', '--wait'], /^dirsync: --timeout must be a number of seconds above 0, not "abc"\.$/],
+      [['sync', id, '--timeout', '-1'], /^dirsync: --timeout must be a number of seconds above 0, not "-1"\.$/],
       [['sync', id, '--bogus'], /^dirsync: unknown option '--bogus'$/],
       [['sync', id, 'extra'], /too many arguments for 'sync'/],
       [['sync', id], /^dirsync: cannot connect to Redis at redis:\/\/127\.0\.0\.1:1/, { REDIS_URL: 'redis://127.0.0.1:1' }],
@@ -439,7 +439,7 @@ describe('bad operator input', () => {
       [['run', 'approve', 'nope'], /^dirsync: run nope does not exist/],
       [['run', 'approve', ZERO], /^dirsync: run 0{8}-.* does not exist/],
       [['run', 'approve', queuedRunId], new RegExp(`^dirsync: run ${queuedRunId} is queued, not held: only a held run can be approved\\.$`)],
-      [['run', 'approve', queuedRunId, '--timeout', 'x'], /^dirsync: --timeout must be a number of seconds, not "x"\.$/],
+      [['run', 'approve', queuedRunId, '--timeout', 'x'], /^dirsync: --timeout must be a number of seconds above 0, not "x"\.$/],
       [['run', 'approve', queuedRunId], /^dirsync: cannot connect to Redis/, { REDIS_URL: 'redis://127.0.0.1:1' }],
     ]);
   }, 180_000);

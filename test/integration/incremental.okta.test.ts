@@ -77,6 +77,8 @@ describe('Okta: incremental and targeted runs', () => {
     expect(changed).toMatchObject({ mode: 'incremental', status: 'succeeded', counts: { usersDeprovisioned: 1, usersCreated: 1, membershipsAdded: 1 } });
     // The log (a page of events, then the empty page) and 2 per user it names (Bob, Dan).
     expect(changed.stats?.requests).toBe(2 + 2 * 2);
+    // Per rate-limit bucket: Bob's suspension is read in place (users), Dan is new (the app, then his groups).
+    expect(changed.stats).toMatchObject({ requestsLogs: 2, requestsUsers: 3, requestsApps: 1 });
     const after = await accounts();
     expect(after.get(people[1]!.id)?.active).toBe(false);
     expect(after.get(dan.id)?.active).toBe(true);
@@ -154,6 +156,13 @@ describe('Okta: incremental and targeted runs', () => {
     expect(onDemand).toMatchObject({ mode: 'targeted', status: 'succeeded', counts: { usersCreated: 1, membershipsAdded: 1 } });
     expect(onDemand.stats?.requests).toBe(3 + 1);
     expect(onDemand.warnings).toEqual([expect.objectContaining({ subject: `nobody@${domain}`, reason: expect.stringContaining('no Okta user') })]);
+    // A user Okta has but the app does not reach is named too, not passed over in silence.
+    okta.addUser(`outsider@${domain}`);
+    const outside = await run({ kind: 'targeted', subjects: { logins: [`outsider@${domain}`] } });
+    expect(outside.counts).toMatchObject({ usersCreated: 0 });
+    expect(outside.warnings).toEqual([
+      expect.objectContaining({ subject: `outsider@${domain}`, reason: `the Okta user with the login "outsider@${domain}" is not assigned to the Okta app, so it is not provisioned (an account it had is deprovisioned)` }),
+    ]);
     expect((await accounts()).get(eve.id)?.userName).toBe(`eve@${domain}`);
   });
 

@@ -264,6 +264,23 @@ export class OktaConnector implements Connector, TargetedSource {
         await firstId(() => c.userApi.listUserGroups({ userId: userId! }));
       },
     });
+    // What targeted runs read of one user (okta.subjects.ts).
+    if (appId) {
+      steps.push({
+        endpoint: `/api/v1/apps/${appId}/users/{userId}`,
+        run: async () => {
+          if (!userId) return 'no user in scope to try it with';
+          await c.applicationApi.getApplicationUser({ appId, userId: userId!, expand: 'user' });
+        },
+      });
+    }
+    steps.push({
+      endpoint: '/api/v1/users/{userId}',
+      run: async () => {
+        if (!userId) return 'no user in scope to try it with';
+        await c.userApi.getUser({ userId: userId! });
+      },
+    });
     // Optional: without the System Log, scheduled runs read the whole scope (said in a note, not a failure).
     steps.push({
       endpoint: '/api/v1/logs',

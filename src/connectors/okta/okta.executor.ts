@@ -64,6 +64,9 @@ export class OktaRequestExecutor extends DefaultRequestExecutor {
     // HTTPS_PROXY agent: through a proxy the IdP's address could not be checked.
     (request as SdkRequest & { agent?: unknown }).agent = (url: URL) => this.options.egress.agentFor(url);
     this.options.stats.requests += 1;
+    // Per rate-limit bucket too: what a run spent of each (`requestsApps`, `requestsUsers`, ...).
+    const perBucket = bucketStat(request.url ?? '');
+    this.options.stats[perBucket] = (this.options.stats[perBucket] ?? 0) + 1;
     const response = await super.fetch(request);
     if (isTokenRequest(request.url ?? '')) {
       // The SDK does not report a refused token request faithfully (see adaptTokenRequests): keep it.
@@ -140,6 +143,22 @@ export class OktaRequestExecutor extends DefaultRequestExecutor {
 export function bucketOf(url: string): string {
   const path = new URL(url).pathname.split('/').slice(0, 4).join('/');
   return path;
+}
+
+/**
+ * The run-stats key counting requests to `url`'s Okta rate-limit bucket: `requestsApps`
+ * (/api/v1/apps*), `requestsUsers`, `requestsGroups`, `requestsLogs`, or `requestsOther` (the
+ * token endpoint and anything else). Okta's buckets: IDP-FACTS "Okta System Log".
+ */
+export function bucketStat(url: string): string {
+  let path: string;
+  try {
+    path = new URL(url).pathname;
+  } catch {
+    return 'requestsOther';
+  }
+  const family = /^\/api\/v1\/(apps|users|groups|logs)(\/|$)/.exec(path)?.[1];
+  return family ? `requests${family[0]!.toUpperCase()}${family.slice(1)}` : 'requestsOther';
 }
 
 function isTokenRequest(url: string): boolean {
