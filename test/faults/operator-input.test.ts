@@ -468,11 +468,11 @@ describe('bad operator input', () => {
     const texts: string[] = [];
     targets.forEach(([what, , expected], i) => {
       const [asJson, asText] = results[i]!;
-      expect(asJson.stderr, `${what}: ${JSON.stringify(asJson)}`).toBe('dirsync: 1 of 5 endpoints failed the check.\n');
+      expect(asJson.stderr, `${what}: ${JSON.stringify(asJson)}`).toBe('dirsync: 1 of 7 endpoints failed the check.\n');
       expect(asJson.code, what).toBe(1);
       const report = JSON.parse(asJson.stdout) as { ok: boolean; checks: Array<{ endpoint: string; ok: boolean; problem?: string; message?: string }> };
       expect(report.checks[0], what).toEqual({ endpoint: 'GET /api/v1/users', ok: false, problem: 'private-address', message: expected });
-      expect(report.checks.slice(1).map((c) => c.problem), what).toEqual(Array(4).fill('not-checked'));
+      expect(report.checks.slice(1).map((c) => c.problem), what).toEqual(Array(6).fill('not-checked'));
       if (asText) {
         expect(asText.code, what).toBe(1);
         texts.push(asText.stdout);
