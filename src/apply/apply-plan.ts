@@ -64,11 +64,10 @@ interface Written {
   /** IdP ids of users it refused (a grant's per-record conflicts): not applied. */
   readonly refused?: readonly string[];
   /**
-   * Per change (aligned with the batch's changes), the ids the write itself joined: stored as
-   * the event's `detail.ids`, sparing recordApplied its own join. A change without is not
-   * applied (an added membership whose group or account was not there).
+   * The write recorded its own change-log rows, in the same statement (how many): bulk kinds,
+   * where a second statement and sending the ids back and forth cost as much as the write.
    */
-  readonly ids?: ReadonlyArray<JsonObject | undefined>;
+  readonly recorded?: number;
 }
 
 /**
@@ -117,9 +116,10 @@ export async function applyPlan(
       // An event describes its subject as it is after the change; one the change removes, as it was.
       const before = DESCRIBED_BEFORE.has(batch.kind) ? await runs.describeSubjects(scope.integrationId, batch.changes) : undefined;
       const written = await batch.write(new DirectoryRepository(trx), scope);
+      if (written.recorded !== undefined) return written.recorded;
       const refused = new Set(written.refused);
-      const changes = written.ids ? withIds(batch.changes, written.ids) : batch.changes.filter((c) => !refused.has(c.externalId));
-      await runs.recordApplied(scope, changes, { ...(before && { before }), ids: !written.ids });
+      const changes = batch.changes.filter((c) => !refused.has(c.externalId));
+      await runs.recordApplied(scope, changes, { ...(before && { before }) });
       for (const c of batch.changes) {
         if (refused.has(c.externalId)) skipped.push({ kind: 'user', externalId: c.externalId, subject: c.subject, reason: `${c.subject}: ${REFUSED}` });
       }
@@ -247,7 +247,7 @@ function steps(plan: Plan, policy: Policy): Step[] {
         of: { account: accountOf(u) },
       }),
     ),
-    step('membershipsAdded', plan.membershipsAdded, membershipSubjects, async (r, s, b) => ({ ids: await r.addMemberships(s, b) }), (m) =>
+    step('membershipsAdded', plan.membershipsAdded, membershipSubjects, async (r, s, b, changes) => ({ recorded: await r.addMemberships(s, b, changes) }), (m) =>
       change(CHANGE_KINDS.membershipsAdded, membershipId(m), `${m.userName} in ${m.groupName}`, { ...membershipDetail(m), of: membershipOf(m) }),
     ),
     step('membershipsRemoved', plan.membershipsRemoved, membershipSubjects, (r, s, b) => r.removeMemberships(s, b).then(() => ({})), (m) =>
@@ -282,7 +282,8 @@ function step<T>(
   kind: PlanKind,
   items: readonly T[],
   subjects: (item: T) => Subjects,
-  write: (repo: DirectoryRepository, scope: WriteScope, batch: readonly T[]) => Promise<Written>,
+  /** `changes`: the batch's change-log rows (describe), for a write that records them itself. */
+  write: (repo: DirectoryRepository, scope: WriteScope, batch: readonly T[], changes: readonly NewRunChange[]) => Promise<Written>,
   describe: (item: T) => NewRunChange,
   fallback?: (item: T) => T | undefined,
 ): Step {
@@ -292,7 +293,7 @@ function step<T>(
       kind,
       size: batch.length,
       changes,
-      write: (repo, scope) => write(repo, scope, batch),
+      write: (repo, scope) => write(repo, scope, batch, changes),
       items: () => batch.map((item) => batchOf([item])),
       without: (fence) => {
         const fenced = (item: T) => {
@@ -343,15 +344,6 @@ function deprovision(
 }
 
 /** The changes whose write joined ids, each with them in its detail; the others were not applied. */
-function withIds(changes: readonly NewRunChange[], ids: ReadonlyArray<JsonObject | undefined>): NewRunChange[] {
-  const out: NewRunChange[] = [];
-  changes.forEach((c, i) => {
-    const found = ids[i];
-    if (found) out.push({ ...c, detail: { ...c.detail, ids: found } });
-  });
-  return out;
-}
-
 /** The account an event describes, as the plan knows it (its ids, IdP id included, are added when events are read). */
 function accountOf(u: DirectoryUser): JsonObject {
   return { userName: u.userName, email: u.email, givenName: u.givenName, familyName: u.familyName, displayName: u.displayName, active: u.active, locked: false };

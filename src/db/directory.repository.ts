@@ -3,13 +3,7 @@ import { type DirectoryGroup, type DirectoryUser, type LocalGroup, type LocalSta
 import type { Membership, UserGrant } from '../core/plan.js';
 import type { TenantCounts } from '../core/safety.js';
 import type { Db } from './database.js';
-
-/** A membership's ids in the tenant: its group, account and the account's person. */
-export type MembershipIds = {
-  readonly groupId: string;
-  readonly accountId: string;
-  readonly personId: string;
-};
+import type { NewRunChange } from './run.repository.js';
 
 /** Which integration, in which tenant, a write belongs to, and the run that makes it. */
 export interface WriteScope {
@@ -457,13 +451,21 @@ export class DirectoryRepository {
    * group's, the account's and its person's; undefined where the group or account is not
    * there), read by the same join that inserts them, for the change log's events.
    */
-  async addMemberships(scope: WriteScope, memberships: readonly Membership[]): Promise<Array<MembershipIds | undefined>> {
-    if (memberships.length === 0) return [];
-    const { rows } = await sql<{ n: string; group_id: string; account_id: string; person_id: string }>`
+  /**
+   * Adds memberships and records them as applied, in one statement: `changes[i]` is the
+   * change-log row of `memberships[i]` (as applyPlan describes it), stored with the ids the
+   * insert joined (`detail.ids`: groupId, accountId, personId). A membership whose group or
+   * account is not there is neither added nor recorded. Returns how many were recorded.
+   */
+  async addMemberships(scope: WriteScope, memberships: readonly Membership[], changes: readonly NewRunChange[]): Promise<number> {
+    if (memberships.length === 0) return 0;
+    const result = await sql`
       with r as materialized (
-        select m.n, g.id as group_id, a.id as account_id, a.user_id as person_id
-        from unnest(${memberships.map((m) => m.groupExternalId)}::text[], ${memberships.map((m) => m.userExternalId)}::text[])
-          with ordinality as m(group_external_id, user_external_id, n)
+        select m.n, m.kind, m.external_id, m.subject, m.detail, g.id as group_id, a.id as account_id, a.user_id as person_id
+        from unnest(${memberships.map((m) => m.groupExternalId)}::text[], ${memberships.map((m) => m.userExternalId)}::text[],
+          ${changes.map((c) => c.kind)}::text[], ${changes.map((c) => c.externalId)}::text[], ${changes.map((c) => c.subject)}::text[],
+          ${changes.map((c) => (c.detail ? JSON.stringify(c.detail) : null))}::jsonb[])
+          with ordinality as m(group_external_id, user_external_id, kind, external_id, subject, detail, n)
         join groups g on g.integration_id = ${scope.integrationId}::uuid and g.external_id = m.group_external_id
         join accounts a on a.integration_id = ${scope.integrationId}::uuid and a.external_id = m.user_external_id
       ), added as (
@@ -471,11 +473,14 @@ export class DirectoryRepository {
         select group_id, account_id from r
         on conflict do nothing
       )
-      select n, group_id, account_id, person_id from r
+      insert into run_changes (run_id, tenant_id, integration_id, kind, external_id, subject, detail, state)
+      select ${scope.runId}::uuid, ${scope.tenantId}::uuid, ${scope.integrationId}::uuid, r.kind, r.external_id, r.subject,
+        coalesce(r.detail, '{}'::jsonb) || jsonb_build_object('ids', jsonb_build_object('groupId', r.group_id, 'accountId', r.account_id, 'personId', r.person_id)),
+        'applied'
+      from r
+      order by r.n
     `.execute(this.db);
-    const ids: Array<MembershipIds | undefined> = new Array(memberships.length);
-    for (const row of rows) ids[Number(row.n) - 1] = { groupId: row.group_id, accountId: row.account_id, personId: row.person_id };
-    return ids;
+    return Number(result.numAffectedRows ?? 0n);
   }
 
   async removeMemberships(scope: WriteScope, memberships: readonly Membership[]): Promise<void> {

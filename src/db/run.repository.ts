@@ -627,9 +627,9 @@ export class RunRepository {
    * joined set-based in this same transaction, so an event keeps the ids of its own moment.
    * For subjects the change removed (an account in remove-access or delete mode, a deleted
    * group, a lifted lock) what `before` described before the write (see describeSubjects) is
-   * kept too. With `ids: false` nothing is joined: the write itself returned the ids and they
-   * are in each change's detail already (added memberships, five in six changes of an initial
-   * sync: the insert's own join finds them, see DirectoryRepository.addMemberships).
+   * kept too. With `ids: false` nothing is joined: each change's detail is stored as given.
+   * (Added memberships, five in six changes of an initial sync, are recorded by their insert
+   * itself: DirectoryRepository.addMemberships.)
    */
   async recordApplied(scope: ChangeScope, changes: readonly NewRunChange[], options: { before?: ReadonlyMap<string, JsonObject>; ids?: boolean } = {}): Promise<void> {
     if (changes.length === 0) return;
