@@ -41,7 +41,7 @@ export async function readNarrowed(
   }
   let read = await source.readSubjects({ ...names, inPlace: await heldActive(tenant, integration.id, names) }, signal);
   const unplaced = await leftWithoutGroup(read, names, tenant, integration.id);
-  if (unplaced.length > 0) read = mergeReads(withoutUsers(read, unplaced), await source.readSubjects({ userIds: unplaced, logins: [], groupIds: [] }, signal));
+  if (unplaced.length > 0) read = mergeReads(read, await source.readSubjects({ userIds: unplaced, logins: [], groupIds: [] }, signal));
   await declareRead(db, integration.id, runId, { users: read.userIds, groups: read.groupIds });
   let view = await narrow(read, tenant, integration);
   if (tooWide(read.userIds.length + view.unaccounted.length)) return 'too wide';
@@ -160,38 +160,35 @@ async function leftWithoutGroup(read: SubjectRead, names: SubjectNames, tenant: 
   return candidates.filter((id) => !listed.has(id) && !(read.groupsOf.get(id) ?? []).some((g) => held.has(g)));
 }
 
-/** A targeted read without these users (to read them again another way). */
-function withoutUsers(read: SubjectRead, userIds: readonly string[]): SubjectRead {
-  const drop = new Set(userIds);
-  return {
-    ...read,
-    snapshot: {
-      ...read.snapshot,
-      users: new Map([...read.snapshot.users].filter(([id]) => !drop.has(id))),
-      skipped: read.snapshot.skipped.filter((r) => !(r.kind === 'user' && r.externalId !== null && drop.has(r.externalId))),
-    },
-    userIds: read.userIds.filter((id) => !drop.has(id)),
-    groupsOf: new Map([...read.groupsOf].filter(([id]) => !drop.has(id))),
-    assumedInScope: (read.assumedInScope ?? []).filter((id) => !drop.has(id)),
-  };
-}
-
-/** Two targeted reads as one (the second reads users the first found without an account). */
+/**
+ * Two targeted reads as one, `b` read after `a` (users `a` found without an account, or who
+ * joined or left a named group; or users asked again another way). `b` is the later word on
+ * each user it read, its memberships included: in the groups `a` listed whole, such a user is a
+ * member exactly where `b` found it one (it may have joined or left since `a` listed them).
+ */
 function mergeReads(a: SubjectRead, b: SubjectRead): SubjectRead {
-  const memberships = new Map<string, ReadonlySet<string>>(a.snapshot.memberships);
+  const reread = new Set(b.userIds);
+  const memberships = new Map<string, ReadonlySet<string>>();
+  for (const [g, members] of a.snapshot.memberships) {
+    const now = new Set([...members].filter((u) => !reread.has(u)));
+    for (const u of reread) if (b.groupsOf.get(u)?.includes(g)) now.add(u);
+    memberships.set(g, now);
+  }
   for (const [g, members] of b.snapshot.memberships) memberships.set(g, new Set([...(memberships.get(g) ?? []), ...members]));
+  const first = (r: { kind: string; externalId: string | null }) => !(r.kind === 'user' && r.externalId !== null && reread.has(r.externalId));
   return {
     snapshot: {
-      users: new Map([...a.snapshot.users, ...b.snapshot.users]),
+      // A user `b` found gone or out of scope is so, whatever `a` saw of it earlier.
+      users: new Map([...[...a.snapshot.users].filter(([u]) => !reread.has(u)), ...b.snapshot.users]),
       groups: new Map([...a.snapshot.groups, ...b.snapshot.groups]),
       memberships,
-      skipped: [...a.snapshot.skipped, ...b.snapshot.skipped],
+      skipped: [...a.snapshot.skipped.filter(first), ...b.snapshot.skipped],
       suspicious: [...a.snapshot.suspicious, ...b.snapshot.suspicious],
     },
     userIds: unique([...a.userIds, ...b.userIds]),
-    assumedInScope: unique([...(a.assumedInScope ?? []), ...(b.assumedInScope ?? [])]),
+    assumedInScope: unique([...(a.assumedInScope ?? []).filter((u) => !reread.has(u)), ...(b.assumedInScope ?? [])]),
     unknownLogins: unique([...a.unknownLogins, ...b.unknownLogins]),
-    groupsOf: new Map([...a.groupsOf, ...b.groupsOf]),
+    groupsOf: new Map([...[...a.groupsOf].filter(([u]) => !reread.has(u)), ...b.groupsOf]),
     groupIds: unique([...a.groupIds, ...b.groupIds]),
   };
 }

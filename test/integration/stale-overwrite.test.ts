@@ -247,6 +247,32 @@ describe('targeted runs', () => {
     expect(await members('g')).toEqual([]);
     expect((await account('b'))?.active).toBe(true);
   });
+
+  it('takes a member it read again (it joined a named group) as the second read found it: gone, and in no group', async () => {
+    // Found by the interleavings property (seed 594990749): the first read's listing of the
+    // group stood for the member even after the run's own later read found it deleted.
+    const { idp, full, targeted, account, members } = await setup();
+    idp.put(user('x'));
+    idp.put(user('y'));
+    idp.putGroup(group('g'), ['x']);
+    expect((await full()).status).toBe('succeeded');
+    idp.members.get('g')!.add('y');
+    const held = gate();
+    idp.pauseTargetedRead = held.wait;
+    const captured = gate();
+    idp.onCaptured = (kind) => kind === 'targeted' && captured.open();
+    const run = targeted([], ['g']);
+    await captured.wait;
+    idp.onCaptured = undefined;
+    // After the group was listed with y in it, y is deleted; the run reads y again (it joined g).
+    idp.users.delete('y');
+    idp.members.get('g')!.delete('y');
+    held.open();
+    const done = await run;
+    expect(done.status).toBe('succeeded');
+    expect(await members('g')).toEqual(['x']);
+    expect((await account('y'))?.active).toBe(false);
+  });
 });
 
 describe('users taken as in scope from the tenant (a profile change read through Okta\'s users API)', () => {
