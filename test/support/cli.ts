@@ -24,7 +24,10 @@ export class CliHarness {
   readonly bin = path.resolve('bin/dirsync.js');
   readonly dbName = `${process.env.DIRSYNC_TEST_DB_NAME}_cli_${randomBytes(3).toString('hex')}`;
   readonly queue = `cli-${randomBytes(4).toString('hex')}`;
-  readonly port = 20_000 + Math.floor(Math.random() * 20_000);
+  // Below Linux's ephemeral range (32768-60999), which outgoing connections and port-0 servers
+  // take from: a port picked in it was at times in use already ("Port … is already in use").
+  // 21000-32000 is the fault suite's Redis servers' (test/faults/support/redis-server.ts).
+  readonly port = 10_000 + Math.floor(Math.random() * 11_000);
   readonly dbUrl: string;
   private server: DirsyncProcess | undefined;
   private pool: pg.Pool | undefined;

@@ -9,7 +9,8 @@ import path from 'node:path';
  * persistence a restart comes back empty, the harder case: every job and schedule is gone.
  */
 export class PrivateRedis {
-  readonly port = 30_000 + Math.floor(Math.random() * 20_000);
+  // Below the ephemeral range (32768-60999), apart from the CLI harness's 10000-21000 (test/support/cli.ts).
+  readonly port = 21_000 + Math.floor(Math.random() * 11_000);
   readonly url = `redis://127.0.0.1:${this.port}`;
   private readonly dir = mkdtempSync(path.join(os.tmpdir(), 'dirsync-redis-'));
   private child: ChildProcess | undefined;
