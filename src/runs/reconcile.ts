@@ -1,7 +1,7 @@
 import pRetry from 'p-retry';
 import { applyPlan, planKeys, recordPlan } from '../apply/apply-plan.js';
 import type { Config } from '../config.js';
-import { IdpReadError, type SnapshotSource, type SubjectNames, type TargetedSource } from '../connectors/connector.js';
+import { IdpReadError, type SnapshotSource, type SubjectNames, type SubjectRead, type TargetedSource } from '../connectors/connector.js';
 import { type ConnectorSettings, createConnector } from '../connectors/index.js';
 import { decide } from '../core/decide.js';
 import type { LocalState, SkippedRecord, Snapshot } from '../core/model.js';
@@ -448,16 +448,7 @@ async function readNamed(
     return whole();
   }
   const { local, snapshot, read } = narrowedRead;
-  const idp = integration.provider === 'okta' ? 'Okta' : 'authentik';
-  for (const login of read.unknownLogins) notes.push({ kind: 'user', externalId: null, subject: login, reason: `no ${idp} user has the login "${login}"` });
-  // A login asked for by name that the IdP has but the scope does not reach: say so, rather than nothing.
-  const inScope = new Set([...read.snapshot.users.values()].map((u) => u.userName.toLowerCase()));
-  const unknown = new Set(read.unknownLogins.map((l) => l.toLowerCase()));
-  for (const login of new Set(names.logins)) {
-    if (unknown.has(login.toLowerCase()) || inScope.has(login.toLowerCase()) || read.snapshot.skipped.some((r) => r.subject.toLowerCase() === login.toLowerCase())) continue;
-    const where = integration.provider === 'okta' && integration.oktaAppId ? 'not assigned to the Okta app' : integration.provider === 'authentik' && integration.authentikApp ? "not allowed to the authentik application" : "not in the integration's scope";
-    notes.push({ kind: 'user', externalId: null, subject: login, reason: `the ${idp} user with the login "${login}" is ${where}, so it is not provisioned (an account it had is deprovisioned)` });
-  }
+  notes.push(...loginNotes(integration, names.logins, read));
   recorder.stat('subjectsRead', read.userIds.length + read.groupIds.length);
   return {
     kind: 'narrowed',
@@ -469,6 +460,29 @@ async function readNamed(
     ...(feedCursor !== undefined && { feedCursor }),
     ...(pushes && { pushesRead: pushes.writes }),
   };
+}
+
+/**
+ * What became of logins named by hand (`--user`) that the read did not take: no IdP user has the
+ * login, or the user is outside the scope (a login the read took, or skipped as a bad record,
+ * needs no word here). One warning each.
+ */
+function loginNotes(integration: Integration, logins: readonly string[], read: SubjectRead): SkippedRecord[] {
+  const idp = integration.provider === 'okta' ? 'Okta' : 'authentik';
+  const note = (login: string, reason: string): SkippedRecord => ({ kind: 'user', externalId: null, subject: login, reason });
+  const notes = read.unknownLogins.map((login) => note(login, `no ${idp} user has the login "${login}"`));
+  const seen = new Set([...read.unknownLogins, ...[...read.snapshot.users.values()].map((u) => u.userName), ...read.snapshot.skipped.map((r) => r.subject)].map((l) => l.toLowerCase()));
+  const outside =
+    integration.provider === 'okta' && integration.oktaAppId
+      ? 'not assigned to the Okta app'
+      : integration.provider === 'authentik' && integration.authentikApp
+        ? 'not allowed to the authentik application'
+        : "not in the integration's scope";
+  for (const login of new Set(logins)) {
+    if (seen.has(login.toLowerCase())) continue;
+    notes.push(note(login, `the ${idp} user with the login "${login}" is ${outside}, so it is not provisioned (an account it had is deprovisioned)`));
+  }
+  return notes;
 }
 
 /**

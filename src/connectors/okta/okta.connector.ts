@@ -18,7 +18,7 @@ import {
 } from '../connector.js';
 import { type RetryPolicy, forEachConcurrently, statusOf, withRetry } from '../retry.js';
 import type { Egress } from '../../egress.js';
-import type { Credentials } from '../../integrations/credentials.js';
+import { type Credentials, redactCredentials } from '../../integrations/credentials.js';
 import { OktaRequestExecutor } from './okta.executor.js';
 import { LOGS_SCOPE, OktaTokenError, adaptTokenRequests, oktaScopes, requestAccessToken, sdkAuthConfig } from './okta.oauth.js';
 import { type OktaContext, oktaProblem } from './okta.problems.js';
@@ -319,11 +319,10 @@ export class OktaConnector implements Connector, TargetedSource {
     return this.redacted(describe(error));
   }
 
-  /** `text` without the API token or any access token in it. */
+  /** `text` without the integration's credentials or any access token issued for them in it. */
   private redacted(text: string): string {
-    const credentials = this.options.credentials;
-    const secrets = credentials.kind === 'token' ? [credentials.token, ...this.accessTokens] : this.accessTokens;
-    return secrets.filter((secret) => secret.length > 0).reduce((t, secret) => t.split(secret).join('[redacted]'), text);
+    const withoutTokens = this.accessTokens.reduce((t, token) => t.split(token).join('[redacted]'), text);
+    return redactCredentials(withoutTokens, this.options.credentials);
   }
 
   private context(endpoint: string, scopes: readonly string[] = oktaScopes(this.options.appId)): OktaContext {

@@ -65,14 +65,14 @@ export async function readOktaSubjects(requests: OktaSubjectRequests, names: Sub
 
   const readUser = async (userId: string) => {
     let inScope: boolean;
+    // Read in place: the user alone (deleted: out of scope, as the app would answer). One
+    // deactivated since (Okta then removes its app assignments) is asked of the app below.
     const held = inPlace.has(userId) ? await requests.get(`/api/v1/users/${userId}`, () => c.userApi.getUser({ userId }), signal) : undefined;
-    // Deactivated since (Okta then removes its app assignments): what the app says, as for anyone else.
+    if (inPlace.has(userId) && held === undefined) return;
     if (held !== undefined && (held as { status?: unknown }).status !== 'DEPROVISIONED') {
       snapshot.addUserFrom(held as object, toDirectoryUser);
       assumed.add(userId);
       inScope = true;
-    } else if (inPlace.has(userId) && held === undefined) {
-      inScope = false; // deleted: out of scope, as the app would answer
     } else if (appId) {
       const appUser = await requests.get(
         `/api/v1/apps/${appId}/users/${userId}`,
