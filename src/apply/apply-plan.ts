@@ -64,8 +64,9 @@ interface Written {
   /** IdP ids of users it refused (a grant's per-record conflicts): not applied. */
   readonly refused?: readonly string[];
   /**
-   * The write recorded its own change-log rows, in the same statement (how many): bulk kinds,
-   * where a second statement and sending the ids back and forth cost as much as the write.
+   * The write recorded its own change-log rows, in the same statement (how many): the bulk
+   * kinds (created users, added memberships), where a second statement joining the ids back
+   * costs as much as the write. Users it refused are neither written nor recorded.
    */
   readonly recorded?: number;
 }
@@ -116,13 +117,15 @@ export async function applyPlan(
       // An event describes its subject as it is after the change; one the change removes, as it was.
       const before = DESCRIBED_BEFORE.has(batch.kind) ? await runs.describeSubjects(scope.integrationId, batch.changes) : undefined;
       const written = await batch.write(new DirectoryRepository(trx), scope);
-      if (written.recorded !== undefined) return written.recorded;
       const refused = new Set(written.refused);
-      const changes = batch.changes.filter((c) => !refused.has(c.externalId));
-      await runs.recordApplied(scope, changes, { ...(before && { before }) });
-      for (const c of batch.changes) {
-        if (refused.has(c.externalId)) skipped.push({ kind: 'user', externalId: c.externalId, subject: c.subject, reason: `${c.subject}: ${REFUSED}` });
+      if (refused.size > 0) {
+        for (const c of batch.changes) {
+          if (refused.has(c.externalId)) skipped.push({ kind: 'user', externalId: c.externalId, subject: c.subject, reason: `${c.subject}: ${REFUSED}` });
+        }
       }
+      if (written.recorded !== undefined) return written.recorded;
+      const changes = refused.size > 0 ? batch.changes.filter((c) => !refused.has(c.externalId)) : batch.changes;
+      await runs.recordApplied(scope, changes, { ...(before && { before }) });
       return changes.length;
     });
   };
@@ -232,7 +235,9 @@ function steps(plan: Plan, policy: Policy): Step[] {
         of: { account: accountOf(u.user) },
       }),
     ),
-    step('usersCreated', plan.usersCreated, (u) => ({ user: u.externalId }), async (r, s, b) => ({ refused: await r.grantAccess(s, b) }), (u) =>
+    // Created users are recorded by the grant itself (one statement, not a second join); a
+    // reprovision goes through recordApplied, which adds what its account was before (DESCRIBED_BEFORE).
+    step('usersCreated', plan.usersCreated, (u) => ({ user: u.externalId }), (r, s, b, changes) => r.grantAccess(s, b, changes()), (u) =>
       change(CHANGE_KINDS.usersCreated, u.externalId, u.userName, {
         email: u.email,
         status: u.status,
@@ -240,14 +245,14 @@ function steps(plan: Plan, policy: Policy): Step[] {
         of: { account: accountOf(u) },
       }),
     ),
-    step('usersReprovisioned', plan.usersReprovisioned, (u) => ({ user: u.externalId }), async (r, s, b) => ({ refused: await r.grantAccess(s, b) }), (u) =>
+    step('usersReprovisioned', plan.usersReprovisioned, (u) => ({ user: u.externalId }), (r, s, b) => r.grantAccess(s, b), (u) =>
       change(CHANGE_KINDS.usersReprovisioned, u.externalId, u.userName, {
         status: u.status,
         ...(u.adopts ? { adopted: u.adopts } : {}),
         of: { account: accountOf(u) },
       }),
     ),
-    step('membershipsAdded', plan.membershipsAdded, membershipSubjects, async (r, s, b, changes) => ({ recorded: await r.addMemberships(s, b, changes) }), (m) =>
+    step('membershipsAdded', plan.membershipsAdded, membershipSubjects, async (r, s, b) => ({ recorded: await r.addMemberships(s, b) }), (m) =>
       change(CHANGE_KINDS.membershipsAdded, membershipId(m), `${m.userName} in ${m.groupName}`, { ...membershipDetail(m), of: membershipOf(m) }),
     ),
     step('membershipsRemoved', plan.membershipsRemoved, membershipSubjects, (r, s, b) => r.removeMemberships(s, b).then(() => ({})), (m) =>
@@ -283,17 +288,20 @@ function step<T>(
   items: readonly T[],
   subjects: (item: T) => Subjects,
   /** `changes`: the batch's change-log rows (describe), for a write that records them itself. */
-  write: (repo: DirectoryRepository, scope: WriteScope, batch: readonly T[], changes: readonly NewRunChange[]) => Promise<Written>,
+  write: (repo: DirectoryRepository, scope: WriteScope, batch: readonly T[], changes: () => readonly NewRunChange[]) => Promise<Written>,
   describe: (item: T) => NewRunChange,
   fallback?: (item: T) => T | undefined,
 ): Step {
   const batchOf = (batch: readonly T[]): Batch => {
-    const changes = batch.map(describe);
+    // Described when asked: a write that records its own rows (added memberships) never asks.
+    let described: NewRunChange[] | undefined;
     const self: Batch = {
       kind,
       size: batch.length,
-      changes,
-      write: (repo, scope) => write(repo, scope, batch, changes),
+      get changes() {
+        return (described ??= batch.map(describe));
+      },
+      write: (repo, scope) => write(repo, scope, batch, () => self.changes),
       items: () => batch.map((item) => batchOf([item])),
       without: (fence) => {
         const fenced = (item: T) => {
@@ -310,12 +318,15 @@ function step<T>(
         const better = batch.length === 1 && fallback ? fallback(batch[0]!) : undefined;
         return better === undefined ? undefined : batchOf([better]);
       },
-      describe: () => ({
-        kind: kind.startsWith('group') ? 'group' : 'user',
-        externalId: changes[0]?.externalId ?? null,
-        subject: changes[0]?.subject ?? '',
-        reason: `${changes[0]?.kind ?? kind} of ${changes[0]?.subject ?? '?'}`,
-      }),
+      describe: () => {
+        const first = self.changes[0];
+        return {
+          kind: kind.startsWith('group') ? 'group' : 'user',
+          externalId: first?.externalId ?? null,
+          subject: first?.subject ?? '',
+          reason: `${first?.kind ?? kind} of ${first?.subject ?? '?'}`,
+        };
+      },
     };
     return self;
   };
@@ -343,7 +354,6 @@ function deprovision(
   }
 }
 
-/** The changes whose write joined ids, each with them in its detail; the others were not applied. */
 /** The account an event describes, as the plan knows it (its ids, IdP id included, are added when events are read). */
 function accountOf(u: DirectoryUser): JsonObject {
   return { userName: u.userName, email: u.email, givenName: u.givenName, familyName: u.familyName, displayName: u.displayName, active: u.active, locked: false };

@@ -164,7 +164,10 @@ export class SnapshotBuilder {
   addMember(groupExternalId: string, userExternalId: string): void {
     let set = this.members.get(groupExternalId);
     if (!set) this.members.set(groupExternalId, (set = new Set()));
-    set.add(userExternalId);
+    // The user's own id string when the user was read already (every connector reads users
+    // first): a member listing parses a fresh copy of each id, and a large directory's members
+    // are most of its strings (5M at 1M users), so they share the one copy.
+    set.add(this.users.get(userExternalId)?.externalId ?? userExternalId);
   }
 
   /** The read looks incomplete although every page answered: hold every destructive operation. */

@@ -3,7 +3,7 @@ import { type DirectoryGroup, type DirectoryUser, type LocalGroup, type LocalSta
 import type { Membership, UserGrant } from '../core/plan.js';
 import type { TenantCounts } from '../core/safety.js';
 import type { Db } from './database.js';
-import type { NewRunChange } from './run.repository.js';
+import { type NewRunChange, changeRows } from './run.repository.js';
 
 /** Which integration, in which tenant, a write belongs to, and the run that makes it. */
 export interface WriteScope {
@@ -77,14 +77,34 @@ export class DirectoryRepository {
 
   /** The integration's whole local state, as the planner diffs a full read against. */
   async loadLocalState(integrationId: string, tenantId: string): Promise<LocalState> {
-    const [users, groups, pairs, lockedOut, others] = await Promise.all([
+    const [users, groups, members, lockedOut, others] = await Promise.all([
       this.accountsOf(integrationId),
       this.groupsOf(integrationId),
-      this.membershipPairs(integrationId),
+      this.membersByGroup(integrationId),
       this.lockedOutOf(integrationId),
       this.othersOf(tenantId, integrationId),
     ]);
-    return { users, groups, memberships: membershipMap(pairs), lockedOut, others };
+    // Members as their accounts' own id strings: a large tenant's memberships are most of its
+    // strings (5M at 1M users), and each row brings a fresh copy of the id.
+    const memberships = new Map<string, Set<string>>();
+    for (const { group, members: ids } of members) memberships.set(group, new Set(ids.map((id) => users.get(id)?.externalId ?? id)));
+    return { users, groups, memberships, lockedOut, others };
+  }
+
+  /**
+   * The integration's memberships, one row per group with its members' IdP ids: a few thousand
+   * rows with arrays, rather than a row object per membership (half a million at 100k users).
+   */
+  private async membersByGroup(integrationId: string): Promise<Array<{ group: string; members: string[] }>> {
+    const { rows } = await sql<{ group: string; members: string[] }>`
+      select g.external_id as "group", array_agg(a.external_id) as members
+      from group_memberships gm
+      join groups g on g.id = gm.group_id
+      join accounts a on a.id = gm.account_id
+      where g.integration_id = ${integrationId}::uuid and a.integration_id = ${integrationId}::uuid
+      group by g.external_id
+    `.execute(this.db);
+    return rows;
   }
 
   /** The integration's accounts (of these IdP ids only, when given), by IdP id. */
@@ -205,15 +225,33 @@ export class DirectoryRepository {
    * identity's lock is lifted. An adopted account keeps no membership of another integration's
    * groups: it holds only what its new IdP identity has. Serves creates and reprovisions alike.
    *
-   * Returns the IdP ids refused because, by the time this batch runs, another enabled
+   * `refused`: the IdP ids refused because, by the time this batch runs, another enabled
    * integration of the tenant owns an account with that login (the planner saw none): a
    * per-record conflict, recorded as a warning, never retried as an outage.
+   *
+   * With `changes` (aligned with `users`: each grant's change-log row as apply-plan describes
+   * it), each account granted is recorded as applied in the same statements, its detail given
+   * the ids the write produced (`detail.ids`: accountId, personId, active, locked: false, as
+   * RunRepository.recordApplied joins them); `recorded` says how many.
    */
-  async grantAccess(scope: WriteScope, users: readonly UserGrant[]): Promise<string[]> {
-    if (users.length === 0) return [];
+  async grantAccess(scope: WriteScope, users: readonly UserGrant[], changes?: readonly NewRunChange[]): Promise<{ refused: string[]; recorded?: number }> {
+    if (users.length === 0) return { refused: [], ...(changes && { recorded: 0 }) };
     // Grants in one tenant take turns, so two integrations cannot both claim one login at once.
     await sql`select pg_advisory_xact_lock(hashtextextended(${`dirsync.accounts:${scope.tenantId}`}, 0))`.execute(this.db);
-    const { rows } = await sql<{ external_id: string }>`
+    const record = (granted: string) =>
+      changes
+        ? sql`, recorded as (
+        insert into run_changes (run_id, tenant_id, integration_id, kind, external_id, subject, detail, state)
+        select ${scope.runId}::uuid, ${scope.tenantId}::uuid, ${scope.integrationId}::uuid, c.kind, c.external_id, c.subject,
+          coalesce(c.detail, '{}'::jsonb) || jsonb_build_object('ids', jsonb_build_object('accountId', g.id, 'personId', g.user_id, 'active', g.active, 'locked', false)),
+          'applied'
+        from ${changeRows(changes, 'c')} join ${sql.raw(granted)} g on g.external_id = c.external_id
+        order by c.n
+        returning 1
+      )`
+        : sql``;
+    const counted = changes ? sql`(select count(*) from recorded)` : sql`0`;
+    const { rows } = await sql<{ refused: string[] | null; recorded: string }>`
       with input as (${grantRows(users)}), refused as (
         select i.external_id from input i
         where not exists (select 1 from accounts mine
@@ -250,34 +288,39 @@ export class DirectoryRepository {
           display_name = excluded.display_name, active = excluded.active, idp_status = excluded.idp_status,
           attributes = excluded.attributes, fingerprint = excluded.fingerprint, deprovisioned_at = null,
           updated_at = now()
-        returning id, external_id
+        returning id, external_id, user_id, active
       ), unlocked as (
         delete from locks l
         where l.integration_id = ${scope.integrationId}::uuid and l.external_id in (select external_id from accepted)
-      )
-      select external_id from refused
+      )${record('upserted')}
+      select (select array_agg(external_id) from refused) as refused, ${counted} as recorded
     `.execute(this.db);
+    const refused = rows[0]?.refused ?? [];
+    let recorded = Number(rows[0]?.recorded ?? 0);
     const adopting = users.filter((u) => u.adopts !== null);
-    if (adopting.length === 0) return rows.map((r) => r.external_id);
+    if (adopting.length === 0) return { refused, ...(changes && { recorded }) };
     // The adopted accounts take the identity's attributes now that they are this integration's
     // (a data-modifying CTE cannot update a row twice); their other integrations' memberships
     // and their own lock go.
-    await sql`
+    const adopted = await sql<{ recorded: string }>`
       with input as (${grantRows(adopting)}), adopted as (
         update accounts a set user_id = p.id, user_name = i.user_name, email = i.email, given_name = i.given_name,
           family_name = i.family_name, display_name = i.display_name, active = i.active, idp_status = i.idp_status,
           attributes = i.attributes, fingerprint = i.fingerprint, deprovisioned_at = null, updated_at = now()
         from input i join users p on p.user_name_key = ${KEY('i.user_name')}
         where a.id = i.adopts and a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id
-        returning a.id
+        returning a.id, a.external_id, a.user_id, a.active
       ), foreign_memberships as (
         delete from group_memberships gm using groups g
         where gm.account_id in (select id from adopted) and g.id = gm.group_id
           and g.integration_id is distinct from ${scope.integrationId}::uuid
-      )
-      delete from locks l where l.account_id in (select id from adopted)
+      ), unlocked as (
+        delete from locks l where l.account_id in (select id from adopted)
+      )${record('adopted')}
+      select ${counted} as recorded
     `.execute(this.db);
-    return rows.map((r) => r.external_id);
+    recorded += Number(adopted.rows[0]?.recorded ?? 0);
+    return { refused, ...(changes && { recorded }) };
   }
 
   /**
@@ -447,25 +490,23 @@ export class DirectoryRepository {
   }
 
   /**
-   * Adds memberships; returns, aligned with `memberships`, the ids each one joined (the
-   * group's, the account's and its person's; undefined where the group or account is not
-   * there), read by the same join that inserts them, for the change log's events.
+   * Adds memberships and records each as applied, in one statement: the change-log row (kind
+   * `membership.added`, external_id `group/user`, subject `userName in groupName`, detail as
+   * apply-plan's describe writes it: `{group, user, of: {account: {userName}, group: {name}}}`)
+   * is built here from the ids and names alone, with the ids the insert joined (`detail.ids`:
+   * groupId, accountId, personId). Building it in SQL rather than sending each row's JSON is
+   * what makes an initial sync's 5 of 6 changes cheap. A membership whose group or account is
+   * not there is neither added nor recorded. Returns how many were recorded.
    */
-  /**
-   * Adds memberships and records them as applied, in one statement: `changes[i]` is the
-   * change-log row of `memberships[i]` (as applyPlan describes it), stored with the ids the
-   * insert joined (`detail.ids`: groupId, accountId, personId). A membership whose group or
-   * account is not there is neither added nor recorded. Returns how many were recorded.
-   */
-  async addMemberships(scope: WriteScope, memberships: readonly Membership[], changes: readonly NewRunChange[]): Promise<number> {
+  async addMemberships(scope: WriteScope, memberships: readonly Membership[]): Promise<number> {
     if (memberships.length === 0) return 0;
     const result = await sql`
       with r as materialized (
-        select m.n, m.kind, m.external_id, m.subject, m.detail, g.id as group_id, a.id as account_id, a.user_id as person_id
+        select m.n, m.group_external_id, m.user_external_id, m.user_name, m.group_name,
+          g.id as group_id, a.id as account_id, a.user_id as person_id
         from unnest(${memberships.map((m) => m.groupExternalId)}::text[], ${memberships.map((m) => m.userExternalId)}::text[],
-          ${changes.map((c) => c.kind)}::text[], ${changes.map((c) => c.externalId)}::text[], ${changes.map((c) => c.subject)}::text[],
-          ${changes.map((c) => (c.detail ? JSON.stringify(c.detail) : null))}::jsonb[])
-          with ordinality as m(group_external_id, user_external_id, kind, external_id, subject, detail, n)
+          ${memberships.map((m) => m.userName)}::text[], ${memberships.map((m) => m.groupName)}::text[])
+          with ordinality as m(group_external_id, user_external_id, user_name, group_name, n)
         join groups g on g.integration_id = ${scope.integrationId}::uuid and g.external_id = m.group_external_id
         join accounts a on a.integration_id = ${scope.integrationId}::uuid and a.external_id = m.user_external_id
       ), added as (
@@ -474,8 +515,11 @@ export class DirectoryRepository {
         on conflict do nothing
       )
       insert into run_changes (run_id, tenant_id, integration_id, kind, external_id, subject, detail, state)
-      select ${scope.runId}::uuid, ${scope.tenantId}::uuid, ${scope.integrationId}::uuid, r.kind, r.external_id, r.subject,
-        coalesce(r.detail, '{}'::jsonb) || jsonb_build_object('ids', jsonb_build_object('groupId', r.group_id, 'accountId', r.account_id, 'personId', r.person_id)),
+      select ${scope.runId}::uuid, ${scope.tenantId}::uuid, ${scope.integrationId}::uuid, 'membership.added',
+        r.group_external_id || '/' || r.user_external_id, r.user_name || ' in ' || r.group_name,
+        jsonb_build_object('group', r.group_external_id, 'user', r.user_external_id,
+          'of', jsonb_build_object('account', jsonb_build_object('userName', r.user_name), 'group', jsonb_build_object('name', r.group_name)),
+          'ids', jsonb_build_object('groupId', r.group_id, 'accountId', r.account_id, 'personId', r.person_id)),
         'applied'
       from r
       order by r.n

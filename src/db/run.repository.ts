@@ -628,8 +628,8 @@ export class RunRepository {
    * For subjects the change removed (an account in remove-access or delete mode, a deleted
    * group, a lifted lock) what `before` described before the write (see describeSubjects) is
    * kept too. With `ids: false` nothing is joined: each change's detail is stored as given.
-   * (Added memberships, five in six changes of an initial sync, are recorded by their insert
-   * itself: DirectoryRepository.addMemberships.)
+   * (Created users and added memberships, nearly every change of an initial sync, are recorded
+   * by the statements that write them: DirectoryRepository.grantAccess and addMemberships.)
    */
   async recordApplied(scope: ChangeScope, changes: readonly NewRunChange[], options: { before?: ReadonlyMap<string, JsonObject>; ids?: boolean } = {}): Promise<void> {
     if (changes.length === 0) return;
@@ -756,10 +756,14 @@ export interface ChangeScope {
   readonly integrationId: string;
 }
 
-function changeRows(changes: readonly NewRunChange[]) {
+/**
+ * Change-log rows as a table expression for a FROM clause, named `alias` (default `t`), with
+ * the columns kind, external_id, subject, detail (jsonb) and n (1-based position).
+ */
+export function changeRows(changes: readonly NewRunChange[], alias = 't') {
   return sql`unnest(${changes.map((c) => c.kind)}::text[], ${changes.map((c) => c.externalId)}::text[],
         ${changes.map((c) => c.subject)}::text[], ${changes.map((c) => (c.detail ? JSON.stringify(c.detail) : null))}::jsonb[])
-        with ordinality as t(kind, external_id, subject, detail, n)`;
+        with ordinality as ${sql.raw(alias)}(kind, external_id, subject, detail, n)`;
 }
 
 /**
