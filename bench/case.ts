@@ -89,9 +89,10 @@ async function dbFloor(users: number, groups: number, memberships: number, bare:
   const userIds = dir.users.map(() => randomUUID());
   const accountIds = dir.users.map(() => randomUUID());
   const groupIds = dir.groups.map(() => randomUUID());
+  // Rows go in chunks of about 64 KB: one CopyData message per row would time the stream, not Postgres.
   const copy = async (sqlText: string, rows: Iterable<string>) => {
     const stream = client.query(copyFrom(sqlText));
-    await pipeline(Readable.from(rows), stream);
+    await pipeline(Readable.from(chunked(rows)), stream);
   };
   const esc = (s: string) => s.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n');
   await copy(
@@ -126,6 +127,18 @@ async function dbFloor(users: number, groups: number, memberships: number, bare:
   for (const t of Object.values(tables)) await client.query(`drop table ${t}`);
   await client.end();
   report({ rows });
+}
+
+function* chunked(rows: Iterable<string>, size = 64 * 1024): Generator<string> {
+  let chunk = '';
+  for (const row of rows) {
+    chunk += row;
+    if (chunk.length >= size) {
+      yield chunk;
+      chunk = '';
+    }
+  }
+  if (chunk.length > 0) yield chunk;
 }
 
 async function main(): Promise<void> {

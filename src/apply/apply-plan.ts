@@ -48,7 +48,7 @@ interface Step {
 interface Batch {
   readonly kind: PlanKind;
   readonly size: number;
-  readonly changes: NewRunChange[];
+  readonly changes: readonly NewRunChange[];
   write(repo: DirectoryRepository, scope: WriteScope): Promise<Written>;
   /** The batch as single-item batches, for when one of its records fails. */
   items(): Batch[];
@@ -57,6 +57,16 @@ interface Batch {
   /** The same item in a form more likely to apply (a deprovision without its attribute refresh), if any. */
   fallback?(): Batch | undefined;
   describe(): SkippedRecord;
+}
+
+/** What one batch's transaction did: taken in by applyPlan once it committed. */
+interface Committed {
+  readonly applied: number;
+  /** Operations dropped for another run's later read, and their subjects. */
+  readonly dropped: number;
+  readonly subjects: readonly Subjects[];
+  /** Grants refused as per-record conflicts (Written.refused), as the run's warnings. */
+  readonly refused: readonly SkippedRecord[];
 }
 
 /** What writing a batch did beyond what its changes say. */
@@ -97,37 +107,40 @@ export async function applyPlan(
   const staleGroups = new Set<string>();
   // Users taken as in scope whose accounts another run deprovisioned since (ReadInterval.assumedInScope).
   let lost: Set<string> | undefined;
+  // What a batch's transaction found is taken in only once it committed: a transaction that
+  // fails is tried again item by item, and must not count its drops or refusals twice.
   const commit = async (whole: Batch): Promise<number> => {
-    return db.transaction().execute(async (trx) => {
+    const done = await db.transaction().execute(async (trx): Promise<Committed> => {
       let batch: Batch | undefined = whole;
+      let dropped = 0;
+      let subjects: Subjects[] = [];
       if (options.read) {
         // Held until commit: no other run of the integration declares a read or applies meanwhile.
         const fence = await fenceFor(trx, scope.integrationId, options.read);
         lost ??= await lostScope(trx, scope.integrationId, options.read.assumedInScope ?? []);
-        const { batch: kept, dropped, subjects } = whole.without(lost.size === 0 ? fence : { ...fence, users: new Set([...fence.users, ...lost]) });
-        stale += dropped;
-        for (const s of subjects) {
-          if (s.user !== undefined) staleUsers.add(s.user);
-          if (s.group !== undefined) staleGroups.add(s.group);
-        }
-        if (!kept) return 0;
-        batch = kept;
+        ({ batch, dropped, subjects } = whole.without(lost.size === 0 ? fence : { ...fence, users: new Set([...fence.users, ...lost]) }));
+        if (!batch) return { applied: 0, dropped, subjects, refused: [] };
       }
       const runs = new RunRepository(trx);
       // An event describes its subject as it is after the change; one the change removes, as it was.
       const before = DESCRIBED_BEFORE.has(batch.kind) ? await runs.describeSubjects(scope.integrationId, batch.changes) : undefined;
       const written = await batch.write(new DirectoryRepository(trx), scope);
-      const refused = new Set(written.refused);
-      if (refused.size > 0) {
-        for (const c of batch.changes) {
-          if (refused.has(c.externalId)) skipped.push({ kind: 'user', externalId: c.externalId, subject: c.subject, reason: `${c.subject}: ${REFUSED}` });
-        }
-      }
-      if (written.recorded !== undefined) return written.recorded;
-      const changes = refused.size > 0 ? batch.changes.filter((c) => !refused.has(c.externalId)) : batch.changes;
+      const refusedIds = new Set(written.refused);
+      const refused: SkippedRecord[] = batch.changes
+        .filter((c) => refusedIds.has(c.externalId))
+        .map((c) => ({ kind: 'user', externalId: c.externalId, subject: c.subject, reason: `${c.subject}: ${REFUSED}` }));
+      if (written.recorded !== undefined) return { applied: written.recorded, dropped, subjects, refused };
+      const changes = refusedIds.size > 0 ? batch.changes.filter((c) => !refusedIds.has(c.externalId)) : batch.changes;
       await runs.recordApplied(scope, changes, { ...(before && { before }) });
-      return changes.length;
+      return { applied: changes.length, dropped, subjects, refused };
     });
+    stale += done.dropped;
+    for (const s of done.subjects) {
+      if (s.user !== undefined) staleUsers.add(s.user);
+      if (s.group !== undefined) staleGroups.add(s.group);
+    }
+    skipped.push(...done.refused);
+    return done.applied;
   };
   for (const step of steps(plan, policy)) {
     for (const batch of step.batches(options.batchSize ?? DEFAULT_BATCH)) {
@@ -209,7 +222,7 @@ function changeKey(change: NewRunChange): string {
  * batches of at most `batchSize` of one kind; nothing is written. For recording a change made
  * outside applyPlan exactly as applyPlan would (an integration's deletion).
  */
-export function* describePlan(plan: Plan, policy: Policy, batchSize: number): Iterable<{ kind: PlanKind; changes: NewRunChange[] }> {
+export function* describePlan(plan: Plan, policy: Policy, batchSize: number): Iterable<{ kind: PlanKind; changes: readonly NewRunChange[] }> {
   for (const step of steps(plan, policy)) {
     for (const batch of step.batches(batchSize)) yield { kind: batch.kind, changes: batch.changes };
   }

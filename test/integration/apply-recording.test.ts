@@ -75,6 +75,32 @@ describe('change-log rows a write records itself', () => {
   });
 });
 
+describe('a grant refused while applying', () => {
+  it('is neither written nor recorded, and is one warning, while the rest of its batch applies', async () => {
+    const slug = uniqueSlug('refuse');
+    const tenant = (await new TenantRepository(db).create(slug, slug))!;
+    const service = new IntegrationService(db, config);
+    const mine = (await service.create({ tenant: slug, provider: 'okta', baseUrl: 'http://127.0.0.1:9', token: 'unused', verify: false })).integration;
+    const other = (await service.create({ tenant: slug, provider: 'okta', baseUrl: 'http://127.0.0.1:8', token: 'unused', verify: false })).integration;
+    const runs = new RunRepository(db);
+    const policy = { deprovisionMode: 'suspend' as const };
+    // Planned while nobody had the login; the other enabled integration takes it before this run applies.
+    const planned = plan(emptyLocalState(), snapshot([user('00uA', { userName: 'dup@example.com' }), user('00uB', { userName: 'solo@example.com' })], []), policy);
+    const theirs = plan(emptyLocalState(), snapshot([user('00uX', { userName: 'DUP@example.com' })], []), policy);
+    const otherRun = (await runs.trigger(other.id, 'manual', false)).run;
+    await applyPlan(db, { tenantId: tenant.id, integrationId: other.id, runId: otherRun.id }, theirs, policy);
+
+    const { run } = await runs.trigger(mine.id, 'manual', false);
+    const result = await applyPlan(db, { tenantId: tenant.id, integrationId: mine.id, runId: run.id }, planned, policy);
+    expect(result.counts.usersCreated).toBe(1);
+    expect(result.skipped).toEqual([{ kind: 'user', externalId: '00uA', subject: 'dup@example.com', reason: expect.stringContaining('another enabled integration of this tenant took an account with this userName') }]);
+    const rows = await db.selectFrom('run_changes').select(['kind', 'external_id']).where('run_id', '=', run.id).execute();
+    expect(rows).toEqual([{ kind: 'user.created', external_id: '00uB' }]);
+    const accounts = await db.selectFrom('accounts').select('external_id').where('integration_id', '=', mine.id).execute();
+    expect(accounts.map((a) => a.external_id)).toEqual(['00uB']);
+  });
+});
+
 function withoutIds(detail: unknown): unknown {
   if (detail === null || typeof detail !== 'object') return detail;
   const { ids: _ids, ...rest } = detail as Record<string, unknown>;
