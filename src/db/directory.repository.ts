@@ -251,21 +251,30 @@ export class DirectoryRepository {
       )`
         : sql``;
     const counted = changes ? sql`(select count(*) from recorded)` : sql`0`;
+    const adopts = users.some((u) => u.adopts !== null);
     const { rows } = await sql<{ refused: string[] | null; recorded: string }>`
       with input as (${grantRows(users)}), refused as (
+        -- Each login looked up by the (tenant, key) index (LATERAL ... LIMIT 1 keeps it a
+        -- per-row probe): a join the planner may hash would read every account of the tenant
+        -- in every batch, quadratic in an initial sync.
         select i.external_id from input i
-        where not exists (select 1 from accounts mine
-                          where mine.integration_id = ${scope.integrationId}::uuid and mine.external_id = i.external_id)
-          and exists (select 1 from accounts o join integrations oi on oi.id = o.integration_id
-                      where o.tenant_id = ${scope.tenantId}::uuid and o.user_name_key = ${KEY('i.user_name')}
-                        and o.integration_id <> ${scope.integrationId}::uuid and oi.enabled)
+        cross join lateral (select 1 from accounts o join integrations oi on oi.id = o.integration_id
+                            where o.tenant_id = ${scope.tenantId}::uuid and o.user_name_key = ${KEY('i.user_name')}
+                              and o.integration_id <> ${scope.integrationId}::uuid and oi.enabled
+                              and not exists (select 1 from accounts mine
+                                              where mine.integration_id = ${scope.integrationId}::uuid and mine.external_id = i.external_id)
+                            limit 1) taken
       ), accepted as (
         select i.*, ${KEY('i.user_name')} as key from input i where i.external_id not in (select external_id from refused)
       ), people as (
         insert into users (user_name) select distinct on (key) user_name from accepted order by key, external_id
         on conflict (user_name_key) do update set updated_at = users.updated_at
         returning id, user_name_key
-      ), adopted as (
+      ), adopted as (${
+        // Without adoptions in the batch (nearly always), no statement at all: the planner may
+        // hash every account of the integration to rule out rows that cannot match.
+        adopts
+          ? sql`
         -- Only an account nobody enabled owns: checked again here, as the owner may have changed.
         update accounts a set integration_id = ${scope.integrationId}::uuid, external_id = i.external_id
         from accepted i
@@ -274,8 +283,9 @@ export class DirectoryRepository {
           and not ${LOCKED}
           and not exists (select 1 from accounts mine
                           where mine.integration_id = ${scope.integrationId}::uuid and mine.external_id = i.external_id)
-        returning a.id, a.external_id
-      ), upserted as (
+        returning a.id, a.external_id`
+          : sql`select null::uuid as id, null::text as external_id where false`
+      }), upserted as (
         insert into accounts (tenant_id, user_id, integration_id, external_id, user_name, email, given_name,
           family_name, display_name, active, idp_status, attributes, fingerprint)
         select ${scope.tenantId}::uuid, p.id, ${scope.integrationId}::uuid, i.external_id, i.user_name, i.email,
@@ -297,8 +307,8 @@ export class DirectoryRepository {
     `.execute(this.db);
     const refused = rows[0]?.refused ?? [];
     let recorded = Number(rows[0]?.recorded ?? 0);
+    if (!adopts) return { refused, ...(changes && { recorded }) };
     const adopting = users.filter((u) => u.adopts !== null);
-    if (adopting.length === 0) return { refused, ...(changes && { recorded }) };
     // The adopted accounts take the identity's attributes now that they are this integration's
     // (a data-modifying CTE cannot update a row twice); their other integrations' memberships
     // and their own lock go.
