@@ -300,7 +300,7 @@ function step<T>(
   kind: PlanKind,
   items: readonly T[],
   subjects: (item: T) => Subjects,
-  /** `changes`: the batch's change-log rows (describe), for a write that records them itself. */
+  /** `changes()`: the batch's change-log rows (describe, computed on the first call), for a write that records them itself. */
   write: (repo: DirectoryRepository, scope: WriteScope, batch: readonly T[], changes: () => readonly NewRunChange[]) => Promise<Written>,
   describe: (item: T) => NewRunChange,
   fallback?: (item: T) => T | undefined,
