@@ -126,9 +126,12 @@ export async function applyPlan(
       const before = DESCRIBED_BEFORE.has(batch.kind) ? await runs.describeSubjects(scope.integrationId, batch.changes) : undefined;
       const written = await batch.write(new DirectoryRepository(trx), scope);
       const refusedIds = new Set(written.refused);
-      const refused: SkippedRecord[] = batch.changes
-        .filter((c) => refusedIds.has(c.externalId))
-        .map((c) => ({ kind: 'user', externalId: c.externalId, subject: c.subject, reason: `${c.subject}: ${REFUSED}` }));
+      // Only a refusal needs the batch described: a write that records its own rows (added
+      // memberships) must not have its 2,000 descriptions built for nothing.
+      const refused: SkippedRecord[] =
+        refusedIds.size === 0
+          ? []
+          : batch.changes.filter((c) => refusedIds.has(c.externalId)).map((c) => ({ kind: 'user', externalId: c.externalId, subject: c.subject, reason: `${c.subject}: ${REFUSED}` }));
       if (written.recorded !== undefined) return { applied: written.recorded, dropped, subjects, refused };
       const changes = refusedIds.size > 0 ? batch.changes.filter((c) => !refusedIds.has(c.externalId)) : batch.changes;
       await runs.recordApplied(scope, changes, { ...(before && { before }) });
