@@ -30,7 +30,10 @@ const size = chosen;
 const RUNS = Number(values.runs);
 const dist = path.resolve('dist-bench/bench');
 
+// DATABASE_URL names the server: each run makes and drops its own database there, connecting
+// to the server's `postgres` database to do so (the one DATABASE_URL names need not exist).
 const admin = new URL(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
+admin.pathname = '/postgres';
 const dbUrl = new URL(admin.toString());
 dbUrl.pathname = `/dirsync_bench_${randomBytes(3).toString('hex')}`;
 const env = { ...process.env, DATABASE_URL: dbUrl.toString(), DIRSYNC_ENCRYPTION_KEY: randomBytes(32).toString('base64'), DIRSYNC_ALLOW_HTTP: 'true', DIRSYNC_ALLOW_PRIVATE_NETWORK: 'true', LOG_LEVEL: 'warn' };
