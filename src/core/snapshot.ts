@@ -180,34 +180,13 @@ export class SnapshotBuilder {
     // One user per key; a second with the same key starts a clash (rare, so kept apart).
     const byKey = new Map<string, DirectoryUser>();
     const clashes = new Map<string, DirectoryUser[]>();
-    let oversize: string | undefined;
     for (const user of this.users.values()) {
-      const problem = storableProblem(user, `IdP user ${printable(user.externalId)}`);
-      const length = [...user.userName].length;
-      if (problem?.path === 'externalId') {
-        // An id Postgres cannot store identifies nobody: the record could be any user.
+      const problem = userProblem(user);
+      if (problem?.externalId === null) {
         this.skippedUsers.delete(user.externalId);
-        this.unidentified.push({ kind: 'user', externalId: null, subject: printable(user.userName), reason: problem.reason });
-      } else if (problem) {
-        this.skippedUsers.set(user.externalId, {
-          kind: 'user',
-          externalId: user.externalId,
-          subject: printable(user.userName),
-          reason: problem.reason,
-          ...(problem.path === 'status' ? {} : { active: user.active }),
-        });
-      } else if ((oversize = recordSizeProblem(`IdP user ${user.externalId}`, user.attributes))) {
-        // Its id and status are readable: a status that deprovisions still applies.
-        this.skippedUsers.set(user.externalId, { kind: 'user', externalId: user.externalId, subject: shortSubject(user.userName), reason: oversize, active: user.active });
-      } else if (length > MAX_USER_NAME_LENGTH) {
-        this.skippedUsers.set(user.externalId, {
-          kind: 'user',
-          externalId: user.externalId,
-          subject: `${[...user.userName].slice(0, 40).join('')}...`,
-          reason: `IdP user ${user.externalId} has a userName of ${length} characters; at most ${MAX_USER_NAME_LENGTH} fit the index that keeps userNames unique: shorten it in the IdP`,
-          active: user.active,
-        });
-      } else {
+        this.unidentified.push(problem);
+      } else if (problem) this.skippedUsers.set(user.externalId, problem);
+      else {
         const key = userNameKey(user.userName);
         const first = byKey.get(key);
         if (first === undefined) byKey.set(key, user);
@@ -230,12 +209,10 @@ export class SnapshotBuilder {
     }
     const groups = new Map<string, DirectoryGroup>();
     for (const group of this.groups.values()) {
-      const problem = storableProblem(group, `IdP group ${printable(group.externalId)}`);
-      if (problem?.path === 'externalId') this.unidentified.push({ kind: 'group', externalId: null, subject: printable(group.name), reason: problem.reason });
-      else if (problem) this.skippedGroups.set(group.externalId, { kind: 'group', externalId: group.externalId, subject: printable(group.name), reason: problem.reason });
-      else if ((oversize = recordSizeProblem(`IdP group ${group.externalId}`, group.attributes))) {
-        this.skippedGroups.set(group.externalId, { kind: 'group', externalId: group.externalId, subject: shortSubject(group.name), reason: oversize });
-      } else groups.set(group.externalId, group);
+      const problem = groupProblem(group);
+      if (problem?.externalId === null) this.unidentified.push(problem);
+      else if (problem) this.skippedGroups.set(group.externalId, problem);
+      else groups.set(group.externalId, group);
     }
     const memberships = new Map<string, ReadonlySet<string>>();
     const inScope = (id: string) => users.has(id) || this.skippedUsers.has(id);
@@ -261,6 +238,47 @@ export class SnapshotBuilder {
     else if (kind === 'user') this.skippedUsers.set(record.externalId, record);
     else this.skippedGroups.set(record.externalId, record);
   }
+}
+
+/**
+ * Why a mapped IdP user cannot be taken as it is, as its skipped record, or undefined when it
+ * can: text Postgres cannot store (NUL, a lone surrogate; in the id, the record identifies
+ * nobody and its `externalId` is null), attributes over MAX_RECORD_ATTRIBUTES or
+ * MAX_RECORD_BYTES, a userName over MAX_USER_NAME_LENGTH. The record keeps a readable status
+ * (`active`), so that a status that deprovisions still applies. Clashes between users are the
+ * caller's to find: they need every user.
+ */
+export function userProblem(user: DirectoryUser): SkippedRecord | undefined {
+  const problem = storableProblem(user, `IdP user ${printable(user.externalId)}`);
+  // An id Postgres cannot store identifies nobody: the record could be any user.
+  if (problem?.path === 'externalId') return { kind: 'user', externalId: null, subject: printable(user.userName), reason: problem.reason };
+  if (problem) {
+    return { kind: 'user', externalId: user.externalId, subject: printable(user.userName), reason: problem.reason, ...(problem.path === 'status' ? {} : { active: user.active }) };
+  }
+  const oversize = recordSizeProblem(`IdP user ${user.externalId}`, user.attributes);
+  // Its id and status are readable: a status that deprovisions still applies.
+  if (oversize) return { kind: 'user', externalId: user.externalId, subject: shortSubject(user.userName), reason: oversize, active: user.active };
+  const length = [...user.userName].length;
+  if (length > MAX_USER_NAME_LENGTH) {
+    return {
+      kind: 'user',
+      externalId: user.externalId,
+      subject: `${[...user.userName].slice(0, 40).join('')}...`,
+      reason: `IdP user ${user.externalId} has a userName of ${length} characters; at most ${MAX_USER_NAME_LENGTH} fit the index that keeps userNames unique: shorten it in the IdP`,
+      active: user.active,
+    };
+  }
+  return undefined;
+}
+
+/** Why a mapped IdP group cannot be taken as it is, as its skipped record (`externalId` null when its id is unstorable), or undefined when it can. */
+export function groupProblem(group: DirectoryGroup): SkippedRecord | undefined {
+  const problem = storableProblem(group, `IdP group ${printable(group.externalId)}`);
+  if (problem?.path === 'externalId') return { kind: 'group', externalId: null, subject: printable(group.name), reason: problem.reason };
+  if (problem) return { kind: 'group', externalId: group.externalId, subject: printable(group.name), reason: problem.reason };
+  const oversize = recordSizeProblem(`IdP group ${group.externalId}`, group.attributes);
+  if (oversize) return { kind: 'group', externalId: group.externalId, subject: shortSubject(group.name), reason: oversize };
+  return undefined;
 }
 
 // NUL, and a lone surrogate (which Postgres would store as U+FFFD, so two names could merge).
