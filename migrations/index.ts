@@ -17,6 +17,7 @@ import * as webhookRejections from './2026-11-30T0700-webhook-rejections.js';
 import * as retentionIndexes from './2026-11-30T0850-retention-indexes.js';
 import * as apiTokensAudit from './2026-11-30T0900-api-tokens-audit.js';
 import * as targetedRuns from './2026-11-30T1000-targeted-runs.js';
+import * as stagedReads from './2026-12-01T0000-staged-reads.js';
 
 /**
  * Every migration, by name (names sort in the order they apply). Listed statically rather
@@ -41,4 +42,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-30T0850-retention-indexes': retentionIndexes,
   '2026-11-30T0900-api-tokens-audit': apiTokensAudit,
   '2026-11-30T1000-targeted-runs': targetedRuns,
+  '2026-12-01T0000-staged-reads': stagedReads,
 };

@@ -95,6 +95,29 @@ function shortSubject(text: string): string {
 }
 
 /**
+ * Where a connector puts what it reads, record by record, as it pages: SnapshotBuilder (in
+ * memory, for reads of any size) or a staged read (src/runs/staged-read.ts: written to
+ * Postgres as it comes, for full reads of large directories). Calls are synchronous; a sink
+ * that writes elsewhere does so in the background and reports failures when it is finished.
+ */
+export interface SnapshotSink {
+  /** Maps a raw IdP user and adds it, or records it as skipped when it cannot be taken; a later version of a record replaces an earlier one. */
+  addUserFrom<T>(raw: T, map: (raw: T) => DirectoryUser): void;
+  /** Maps a raw IdP group and adds it, or records it as skipped when it cannot be taken. */
+  addGroupFrom<T>(raw: T, map: (raw: T) => DirectoryGroup): void;
+  /** The group, read already, as mapped (undefined when it was not read, or skipped). */
+  group(externalId: string): DirectoryGroup | undefined;
+  /** Groups in scope, skipped ones included: their members are read like any other's. */
+  groupIds(): string[];
+  /** The group's members were not read: its version matched what the tenant holds. */
+  markMembersUnread(groupExternalId: string): void;
+  /** A member the IdP lists for a group (members outside the scope are dropped when the read is built). */
+  addMember(groupExternalId: string, userExternalId: string): void;
+  /** The read looks incomplete although every page answered: hold every destructive operation. */
+  suspect(reason: string): void;
+}
+
+/**
  * Collects what a connector reads, page by page, into a Snapshot. A record seen twice (pages
  * shift while the IdP changes) keeps its last version. Records that cannot be taken as they
  * are (a mapping error, text Postgres cannot store such as NUL or a lone surrogate, a userName
@@ -102,7 +125,7 @@ function shortSubject(text: string): string {
  * whose userNames normalize alike) are skipped with a reason,
  * never dropped silently: each is evidence that the record exists.
  */
-export class SnapshotBuilder {
+export class SnapshotBuilder implements SnapshotSink {
   private readonly users = new Map<string, DirectoryUser>();
   private readonly groups = new Map<string, DirectoryGroup>();
   private readonly members = new Map<string, Set<string>>();
@@ -234,9 +257,15 @@ export class SnapshotBuilder {
 
   private skip(kind: 'user' | 'group', error: RecordError): void {
     const record: SkippedRecord = { kind, ...error.record, reason: error.message };
+    // The last version of a record is what counts: one read well before is taken no more.
     if (record.externalId === null) this.unidentified.push(record);
-    else if (kind === 'user') this.skippedUsers.set(record.externalId, record);
-    else this.skippedGroups.set(record.externalId, record);
+    else if (kind === 'user') {
+      this.users.delete(record.externalId);
+      this.skippedUsers.set(record.externalId, record);
+    } else {
+      this.groups.delete(record.externalId);
+      this.skippedGroups.set(record.externalId, record);
+    }
   }
 }
 

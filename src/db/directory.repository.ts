@@ -4,6 +4,7 @@ import type { Membership, UserGrant } from '../core/plan.js';
 import type { TenantCounts } from '../core/safety.js';
 import type { Db } from './database.js';
 import { type NewRunChange, changeRows } from './run.repository.js';
+import { type IdRange, inRange } from './staging.repository.js';
 
 /** Which integration, in which tenant, a write belongs to, and the run that makes it. */
 export interface WriteScope {
@@ -31,6 +32,11 @@ export interface TenantGroupView {
   id: string;
   name: string;
   members: string[];
+}
+
+/** The SQL condition "`column` is one of these ids", or "is in this range". */
+function idFilter(column: string, only: readonly string[] | IdRange) {
+  return Array.isArray(only) ? sql<boolean>`${sql.ref(column)} = any(${only}::text[])` : inRange(column, only as IdRange);
 }
 
 // The key people and accounts are matched by: see userNameKey in src/core/model.ts.
@@ -95,25 +101,44 @@ export class DirectoryRepository {
    * The integration's memberships, one row per group with its members' IdP ids: a few thousand
    * rows with arrays, rather than a row object per membership (half a million at 100k users).
    */
-  private async membersByGroup(integrationId: string): Promise<Array<{ group: string; members: string[] }>> {
+  private async membersByGroup(integrationId: string, users?: IdRange): Promise<Array<{ group: string; members: string[] }>> {
     const { rows } = await sql<{ group: string; members: string[] }>`
       select g.external_id as "group", array_agg(a.external_id) as members
       from group_memberships gm
       join groups g on g.id = gm.group_id
       join accounts a on a.id = gm.account_id
       where g.integration_id = ${integrationId}::uuid and a.integration_id = ${integrationId}::uuid
+        and ${users ? inRange('a.external_id', users) : sql<boolean>`true`}
       group by g.external_id
     `.execute(this.db);
     return rows;
   }
 
-  /** The integration's accounts (of these IdP ids only, when given), by IdP id. */
-  async accountsOf(integrationId: string, externalIds?: readonly string[]): Promise<Map<string, LocalUser>> {
+  /**
+   * The part of the integration's state a staged plan needs for the users in `range`
+   * (src/runs/staged-plan.ts): their accounts, their memberships (in every group), their
+   * locks, and the tenant's other accounts with `userNames`' logins. Groups are not loaded:
+   * the caller has them all (`groupsOf`).
+   */
+  async loadLocalChunk(integrationId: string, tenantId: string, range: IdRange, userNames: readonly string[]): Promise<Omit<LocalState, 'groups'>> {
+    const [users, members, lockedOut, others] = await Promise.all([
+      this.accountsOf(integrationId, range),
+      this.membersByGroup(integrationId, range),
+      this.lockedOutOf(integrationId, range),
+      userNames.length > 0 ? this.othersOf(tenantId, integrationId, userNames) : new Map<string, OtherAccount>(),
+    ]);
+    const memberships = new Map<string, Set<string>>();
+    for (const { group, members: ids } of members) memberships.set(group, new Set(ids.map((id) => users.get(id)?.externalId ?? id)));
+    return { users, memberships, lockedOut, others };
+  }
+
+  /** The integration's accounts (of these IdP ids, or of the ids in this range, only, when given), by IdP id. */
+  async accountsOf(integrationId: string, only?: readonly string[] | IdRange): Promise<Map<string, LocalUser>> {
     const rows = await this.db
       .selectFrom('accounts')
       .select(['external_id', 'user_name', 'email', 'given_name', 'family_name', 'display_name', 'active', 'fingerprint'])
       .where('integration_id', '=', integrationId)
-      .$if(externalIds !== undefined, (q) => q.where(sql<boolean>`external_id = any(${externalIds}::text[])`))
+      .$if(only !== undefined, (q) => q.where(idFilter('external_id', only!)))
       .execute();
     const users = new Map<string, LocalUser>();
     for (const r of rows) {
@@ -172,14 +197,14 @@ export class DirectoryRepository {
     return rows;
   }
 
-  /** IdP ids (of these only, when given) whose account this integration removed and that are still locked. */
-  async lockedOutOf(integrationId: string, externalIds?: readonly string[]): Promise<Set<string>> {
+  /** IdP ids (of these, or of this range, only, when given) whose account this integration removed and that are still locked. */
+  async lockedOutOf(integrationId: string, only?: readonly string[] | IdRange): Promise<Set<string>> {
     const rows = await this.db
       .selectFrom('locks as l')
       .select('l.external_id')
       .where('l.integration_id', '=', integrationId)
       .where('l.external_id', 'is not', null)
-      .$if(externalIds !== undefined, (q) => q.where(sql<boolean>`l.external_id = any(${externalIds}::text[])`))
+      .$if(only !== undefined, (q) => q.where(idFilter('l.external_id', only!)))
       .where(({ not, exists, selectFrom }) =>
         not(
           exists(

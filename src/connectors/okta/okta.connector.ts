@@ -1,6 +1,6 @@
 import okta from '@okta/okta-sdk-nodejs';
 import type { Snapshot } from '../../core/model.js';
-import { SnapshotBuilder } from '../../core/snapshot.js';
+import { SnapshotBuilder, type SnapshotSink } from '../../core/snapshot.js';
 import { type CheckStep, NO_RETRY, runChecks } from '../check.js';
 import {
   type ChangeFeedRead,
@@ -161,6 +161,16 @@ export class OktaConnector implements Connector, TargetedSource {
 
   async readSnapshot(signal?: AbortSignal, hints?: ReadHints): Promise<Snapshot> {
     const snapshot = new SnapshotBuilder();
+    await this.readInto(snapshot, signal, hints);
+    return snapshot.build();
+  }
+
+  /**
+   * Reads the whole scope into `snapshot`, page by page (readSnapshot's read, into any sink: a
+   * staged read writes it to Postgres as it comes). Throws IdpReadError when a page cannot be
+   * read after retries; what the sink holds then is not a read.
+   */
+  async readInto(snapshot: SnapshotSink, signal?: AbortSignal, hints?: ReadHints): Promise<void> {
     const appId = this.options.appId;
     const c = this.client;
     if (appId) {
@@ -194,7 +204,6 @@ export class OktaConnector implements Connector, TargetedSource {
         if (typeof user.id === 'string') snapshot.addMember(groupId, user.id);
       }),
     );
-    return snapshot.build();
   }
 
   async readGroupsOf(userIds: readonly string[], signal?: AbortSignal): Promise<Map<string, string[]>> {

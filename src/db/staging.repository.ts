@@ -1,0 +1,122 @@
+import { sql } from 'kysely';
+import { type DirectoryUser, userNameKey } from '../core/model.js';
+import type { Db } from './database.js';
+
+/**
+ * A range of IdP ids in the database's order of text (its default collation): after `after`
+ * (null: from the first) up to and including `upTo` (null: to the last). How a staged run cuts
+ * its users into chunks (src/runs/staged-plan.ts); the same order is used by every query, so
+ * consecutive ranges cover every id exactly once.
+ */
+export interface IdRange {
+  readonly after: string | null;
+  readonly upTo: string | null;
+}
+
+/** The SQL condition "`column` is in `range`". */
+export function inRange(column: string, range: IdRange) {
+  const ref = sql.ref(column);
+  return sql<boolean>`(${range.after}::text is null or ${ref} > ${range.after}::text) and (${range.upTo}::text is null or ${ref} <= ${range.upTo}::text)`;
+}
+
+/**
+ * What a staged read wrote (migration 2026-12-01T0000-staged-reads): a run's IdP users as read,
+ * and the group members the IdP listed, keyed by run. Rows of a run live from its read to its
+ * end; `clear` removes them (each attempt starts with it).
+ */
+export class StagingRepository {
+  constructor(private readonly db: Db) {}
+
+  /** Removes every staged row of the run. */
+  async clear(runId: string): Promise<void> {
+    await sql`delete from staged_users where run_id = ${runId}::uuid`.execute(this.db);
+    await sql`delete from staged_members where run_id = ${runId}::uuid`.execute(this.db);
+  }
+
+  /** Stages these users (each once: the caller keeps a record's last version); a user staged already is replaced. */
+  async stageUsers(runId: string, users: readonly DirectoryUser[]): Promise<void> {
+    if (users.length === 0) return;
+    await sql`
+      insert into staged_users (run_id, external_id, user_key, body)
+      select ${runId}::uuid, t.id, t.key, t.body
+      from unnest(${users.map((u) => u.externalId)}::text[], ${users.map((u) => userNameKey(u.userName))}::text[], ${users.map((u) => JSON.stringify(u))}::text[]) as t(id, key, body)
+      on conflict (run_id, external_id) do update set user_key = excluded.user_key, body = excluded.body
+    `.execute(this.db);
+  }
+
+  /** Removes these users from the run's staging (a later version of the record cannot be taken). */
+  async unstageUsers(runId: string, externalIds: readonly string[]): Promise<void> {
+    if (externalIds.length === 0) return;
+    await sql`delete from staged_users where run_id = ${runId}::uuid and external_id = any(${externalIds}::text[])`.execute(this.db);
+  }
+
+  /** Stages (group, user) IdP-id pairs as the IdP listed them; `groups` and `users` are aligned. */
+  async stageMembers(runId: string, groups: readonly string[], users: readonly string[]): Promise<void> {
+    if (groups.length === 0) return;
+    await sql`
+      insert into staged_members (run_id, group_external_id, user_external_id)
+      select ${runId}::uuid, g, u from unnest(${groups}::text[], ${users}::text[]) as t(g, u)
+    `.execute(this.db);
+  }
+
+  /** Staged users whose userName keys another staged user shares (SnapshotBuilder's clashes), as read. */
+  async clashing(runId: string): Promise<DirectoryUser[]> {
+    const { rows } = await sql<{ body: string }>`
+      select body from staged_users
+      where run_id = ${runId}::uuid
+        and user_key in (select user_key from staged_users where run_id = ${runId}::uuid group by user_key having count(*) > 1)
+    `.execute(this.db);
+    return rows.map((r) => JSON.parse(r.body) as DirectoryUser);
+  }
+
+  /** How many users the run staged. */
+  async countUsers(runId: string): Promise<number> {
+    const { rows } = await sql<{ n: string }>`select count(*) as n from staged_users where run_id = ${runId}::uuid`.execute(this.db);
+    return Number(rows[0]!.n);
+  }
+
+  /** The run's staged users in `range`. */
+  async usersIn(runId: string, range: IdRange): Promise<DirectoryUser[]> {
+    const { rows } = await sql<{ body: string }>`
+      select body from staged_users where run_id = ${runId}::uuid and ${inRange('external_id', range)}
+    `.execute(this.db);
+    return rows.map((r) => JSON.parse(r.body) as DirectoryUser);
+  }
+
+  /** The (group, user) pairs the IdP listed for the users in `range`, each once. */
+  async membersIn(runId: string, range: IdRange): Promise<Array<{ group: string; user: string }>> {
+    const { rows } = await sql<{ group: string; user: string }>`
+      select distinct group_external_id as "group", user_external_id as "user"
+      from staged_members where run_id = ${runId}::uuid and ${inRange('user_external_id', range)}
+    `.execute(this.db);
+    return rows;
+  }
+
+  /**
+   * Cuts the IdP ids a staged plan covers (the run's staged users, the integration's accounts,
+   * and `extra`: users skipped as unreadable) into ranges of about `size` ids, in the
+   * database's order: at least one range, the last open-ended.
+   */
+  async ranges(runId: string, integrationId: string, extra: readonly string[], size: number): Promise<IdRange[]> {
+    const { rows } = await sql<{ id: string }>`
+      select id from (
+        select id, row_number() over (order by id) as n
+        from (
+          select external_id as id from staged_users where run_id = ${runId}::uuid
+          union select external_id from accounts where integration_id = ${integrationId}::uuid
+          union select unnest(${extra}::text[])
+        ) ids
+      ) numbered
+      where n % ${size} = 0
+      order by id
+    `.execute(this.db);
+    const ranges: IdRange[] = [];
+    let after: string | null = null;
+    for (const { id } of rows) {
+      ranges.push({ after, upTo: id });
+      after = id;
+    }
+    ranges.push({ after, upTo: null });
+    return ranges;
+  }
+}
