@@ -1,5 +1,5 @@
 import { type DestructiveOp, DestructiveSet, destructive } from './approvals.js';
-import type { LocalState, Snapshot } from './model.js';
+import type { LocalState, SkippedRecord } from './model.js';
 import type { GroupDelete, Membership, Plan, UserDeprovision } from './plan.js';
 
 /** Default share of a kind's current count a run may remove without approval (Okta's own import safeguard is 20%). */
@@ -61,15 +61,30 @@ export interface GatedPlan {
  * that comes back empty, or a scope that vanished): the connector's own suspicions, and a
  * users or groups listing that is empty while this integration's tenant state is not.
  */
-export function vanishedListings(local: LocalState, snapshot: Snapshot): string[] {
+export function vanishedListings(local: LocalState, snapshot: ListingSizes): string[] {
+  return vanishedFrom({ activeUsers: [...local.users.values()].filter((u) => u.active).length, groups: local.groups.size }, snapshot);
+}
+
+/**
+ * The sizes of a read that the safety checks weigh: a Snapshot has them, and a staged read
+ * (src/runs/staged-read.ts) gives its counts in the same shape.
+ */
+export interface ListingSizes {
+  readonly users: { readonly size: number };
+  readonly groups: { readonly size: number };
+  readonly skipped: readonly SkippedRecord[];
+  readonly suspicious: readonly string[];
+}
+
+/** vanishedListings, for a tenant state known by its counts: the integration's active accounts and groups. */
+export function vanishedFrom(local: { readonly activeUsers: number; readonly groups: number }, snapshot: ListingSizes): string[] {
   const reasons = [...snapshot.suspicious];
   const skippedOf = (kind: 'user' | 'group') => snapshot.skipped.filter((r) => r.kind === kind).length;
-  const activeUsers = [...local.users.values()].filter((u) => u.active).length;
-  if (snapshot.users.size + skippedOf('user') === 0 && activeUsers > 0) {
-    reasons.push(`the IdP listed no users at all, while the tenant has ${activeUsers} active users from it`);
+  if (snapshot.users.size + skippedOf('user') === 0 && local.activeUsers > 0) {
+    reasons.push(`the IdP listed no users at all, while the tenant has ${local.activeUsers} active users from it`);
   }
-  if (snapshot.groups.size + skippedOf('group') === 0 && local.groups.size > 0) {
-    reasons.push(`the IdP listed no groups at all, while the tenant has ${local.groups.size} groups from it`);
+  if (snapshot.groups.size + skippedOf('group') === 0 && local.groups > 0) {
+    reasons.push(`the IdP listed no groups at all, while the tenant has ${local.groups} groups from it`);
   }
   return reasons;
 }
@@ -78,7 +93,7 @@ export function vanishedListings(local: LocalState, snapshot: Snapshot): string[
  * More skipped records than a few bad ones (max(10, 1% of the scope)) means something is wrong
  * with the read as a whole: the sentence to fail the run with, or undefined.
  */
-export function tooManySkipped(snapshot: Snapshot): string | undefined {
+export function tooManySkipped(snapshot: ListingSizes): string | undefined {
   const scope = snapshot.users.size + snapshot.groups.size + snapshot.skipped.length;
   const limit = Math.max(MINIMUM_SUSPICIOUS_SKIPS, Math.floor(scope / 100));
   if (snapshot.skipped.length <= limit) return undefined;

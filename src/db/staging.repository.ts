@@ -20,74 +20,117 @@ export function inRange(column: string, range: IdRange) {
 }
 
 /**
- * What a staged read wrote (migration 2026-12-01T0000-staged-reads): a run's IdP users as read,
- * and the group members the IdP listed, keyed by run. Rows of a run live from its read to its
- * end; `clear` removes them (each attempt starts with it).
+ * What a staged read wrote (migration 2026-12-01T0000-staged-reads): the IdP users one attempt
+ * of a run read, and the group members the IdP listed, keyed by the read (`begin`). Rows live
+ * from the read to the end of its run: `clear` removes them, `prune` what a killed attempt left.
  */
 export class StagingRepository {
   constructor(private readonly db: Db) {}
 
-  /** Removes every staged row of the run. */
-  async clear(runId: string): Promise<void> {
-    await sql`delete from staged_users where run_id = ${runId}::uuid`.execute(this.db);
-    await sql`delete from staged_members where run_id = ${runId}::uuid`.execute(this.db);
+  /** Starts a read for run `runId` (one attempt of it): its id, which keys what it stages. */
+  async begin(runId: string): Promise<string> {
+    const { rows } = await sql<{ id: string }>`insert into staged_reads (run_id) values (${runId}::uuid) returning id`.execute(this.db);
+    return rows[0]!.id;
+  }
+
+  /** Removes the read and every row it staged. */
+  async clear(readId: string): Promise<void> {
+    await sql`delete from staged_users where read_id = ${readId}::uuid`.execute(this.db);
+    await sql`delete from staged_members where read_id = ${readId}::uuid`.execute(this.db);
+    await sql`delete from staged_reads where id = ${readId}::uuid`.execute(this.db);
+  }
+
+  /**
+   * Removes the reads of runs that are no longer running (or gone), with their rows: what an
+   * attempt killed mid-run left. Answers how many reads went.
+   */
+  async prune(): Promise<number> {
+    const { rows } = await sql<{ id: string }>`
+      select r.id from staged_reads r
+      where not exists (select 1 from runs where runs.id = r.run_id and runs.status = 'running')
+    `.execute(this.db);
+    for (const { id } of rows) await this.clear(id);
+    return rows.length;
   }
 
   /** Stages these users (each once: the caller keeps a record's last version); a user staged already is replaced. */
-  async stageUsers(runId: string, users: readonly DirectoryUser[]): Promise<void> {
+  async stageUsers(readId: string, users: readonly DirectoryUser[]): Promise<void> {
     if (users.length === 0) return;
     await sql`
-      insert into staged_users (run_id, external_id, user_key, body)
-      select ${runId}::uuid, t.id, t.key, t.body
+      insert into staged_users (read_id, external_id, user_key, body)
+      select ${readId}::uuid, t.id, t.key, t.body
       from unnest(${users.map((u) => u.externalId)}::text[], ${users.map((u) => userNameKey(u.userName))}::text[], ${users.map((u) => JSON.stringify(u))}::text[]) as t(id, key, body)
-      on conflict (run_id, external_id) do update set user_key = excluded.user_key, body = excluded.body
+      on conflict (read_id, external_id) do update set user_key = excluded.user_key, body = excluded.body
     `.execute(this.db);
   }
 
   /** Removes these users from the run's staging (a later version of the record cannot be taken). */
-  async unstageUsers(runId: string, externalIds: readonly string[]): Promise<void> {
+  async unstageUsers(readId: string, externalIds: readonly string[]): Promise<void> {
     if (externalIds.length === 0) return;
-    await sql`delete from staged_users where run_id = ${runId}::uuid and external_id = any(${externalIds}::text[])`.execute(this.db);
+    await sql`delete from staged_users where read_id = ${readId}::uuid and external_id = any(${externalIds}::text[])`.execute(this.db);
   }
 
   /** Stages (group, user) IdP-id pairs as the IdP listed them; `groups` and `users` are aligned. */
-  async stageMembers(runId: string, groups: readonly string[], users: readonly string[]): Promise<void> {
+  async stageMembers(readId: string, groups: readonly string[], users: readonly string[]): Promise<void> {
     if (groups.length === 0) return;
     await sql`
-      insert into staged_members (run_id, group_external_id, user_external_id)
-      select ${runId}::uuid, g, u from unnest(${groups}::text[], ${users}::text[]) as t(g, u)
+      insert into staged_members (read_id, group_external_id, user_external_id)
+      select ${readId}::uuid, g, u from unnest(${groups}::text[], ${users}::text[]) as t(g, u)
     `.execute(this.db);
   }
 
   /** Staged users whose userName keys another staged user shares (SnapshotBuilder's clashes), as read. */
-  async clashing(runId: string): Promise<DirectoryUser[]> {
+  async clashing(readId: string): Promise<DirectoryUser[]> {
     const { rows } = await sql<{ body: string }>`
       select body from staged_users
-      where run_id = ${runId}::uuid
-        and user_key in (select user_key from staged_users where run_id = ${runId}::uuid group by user_key having count(*) > 1)
+      where read_id = ${readId}::uuid
+        and user_key in (select user_key from staged_users where read_id = ${readId}::uuid group by user_key having count(*) > 1)
     `.execute(this.db);
     return rows.map((r) => JSON.parse(r.body) as DirectoryUser);
   }
 
-  /** How many users the run staged. */
-  async countUsers(runId: string): Promise<number> {
-    const { rows } = await sql<{ n: string }>`select count(*) as n from staged_users where run_id = ${runId}::uuid`.execute(this.db);
+  /**
+   * Staged users entering the scope: active as read, and without an active account of the
+   * integration (completeSnapshot's `groupsOf` users): their groups must be read from the IdP.
+   */
+  async entering(readId: string, integrationId: string): Promise<string[]> {
+    const { rows } = await sql<{ id: string }>`
+      select s.external_id as id from staged_users s
+      left join accounts a on a.integration_id = ${integrationId}::uuid and a.external_id = s.external_id
+      where s.read_id = ${readId}::uuid and (s.body::jsonb ->> 'active')::boolean and not coalesce(a.active, false)
+    `.execute(this.db);
+    return rows.map((r) => r.id);
+  }
+
+  /** The groups whose staged members include any of these users. */
+  async groupsListing(readId: string, userIds: readonly string[]): Promise<string[]> {
+    if (userIds.length === 0) return [];
+    const { rows } = await sql<{ group: string }>`
+      select distinct group_external_id as "group" from staged_members
+      where read_id = ${readId}::uuid and user_external_id = any(${userIds}::text[])
+    `.execute(this.db);
+    return rows.map((r) => r.group);
+  }
+
+  /** How many users the read staged. */
+  async countUsers(readId: string): Promise<number> {
+    const { rows } = await sql<{ n: string }>`select count(*) as n from staged_users where read_id = ${readId}::uuid`.execute(this.db);
     return Number(rows[0]!.n);
   }
 
   /** The run's staged users in `range`. */
-  async usersIn(runId: string, range: IdRange): Promise<DirectoryUser[]> {
+  async usersIn(readId: string, range: IdRange): Promise<DirectoryUser[]> {
     const { rows } = await sql<{ body: string }>`
-      select body from staged_users where run_id = ${runId}::uuid and ${inRange('external_id', range)}
+      select body from staged_users where read_id = ${readId}::uuid and ${inRange('external_id', range)}
     `.execute(this.db);
     return rows.map((r) => JSON.parse(r.body) as DirectoryUser);
   }
 
   /** The (group, user) pairs the IdP listed for the users in `range`, each once. */
-  async membersIn(runId: string, range: IdRange): Promise<Array<{ group: string; user: string }>> {
+  async membersIn(readId: string, range: IdRange): Promise<Array<{ group: string; user: string }>> {
     const { rows } = await sql<{ group: string; user: string }>`
       select distinct group_external_id as "group", user_external_id as "user"
-      from staged_members where run_id = ${runId}::uuid and ${inRange('user_external_id', range)}
+      from staged_members where read_id = ${readId}::uuid and ${inRange('user_external_id', range)}
     `.execute(this.db);
     return rows;
   }
@@ -97,12 +140,12 @@ export class StagingRepository {
    * and `extra`: users skipped as unreadable) into ranges of about `size` ids, in the
    * database's order: at least one range, the last open-ended.
    */
-  async ranges(runId: string, integrationId: string, extra: readonly string[], size: number): Promise<IdRange[]> {
+  async ranges(readId: string, integrationId: string, extra: readonly string[], size: number): Promise<IdRange[]> {
     const { rows } = await sql<{ id: string }>`
       select id from (
         select id, row_number() over (order by id) as n
         from (
-          select external_id as id from staged_users where run_id = ${runId}::uuid
+          select external_id as id from staged_users where read_id = ${readId}::uuid
           union select external_id from accounts where integration_id = ${integrationId}::uuid
           union select unnest(${extra}::text[])
         ) ids

@@ -1,14 +1,14 @@
 import pRetry from 'p-retry';
-import { applyPlan, planKeys, recordPlan } from '../apply/apply-plan.js';
+import { type ApplyOptions, applyPlan, planKeys, recordPlan } from '../apply/apply-plan.js';
 import type { Config } from '../config.js';
-import { IdpReadError, type SnapshotSource, type SubjectNames, type SubjectRead, type TargetedSource } from '../connectors/connector.js';
+import { IdpReadError, type ReadHints, type SnapshotSource, type SubjectNames, type SubjectRead, type TargetedSource } from '../connectors/connector.js';
 import { type ConnectorSettings, createConnector } from '../connectors/index.js';
 import { decide } from '../core/decide.js';
 import type { LocalState, SkippedRecord, Snapshot } from '../core/model.js';
-import { addCounts, planCounts, totalChanges } from '../core/plan.js';
+import { type Plan, type PlanCounts, addCounts, planCounts, totalChanges } from '../core/plan.js';
 import type { Policy } from '../core/policy.js';
-import type { TenantCounts } from '../core/safety.js';
-import { SnapshotError, completeSnapshot, settledMemberVersions } from '../core/snapshot.js';
+import type { GatedPlan, TenantCounts } from '../core/safety.js';
+import { SnapshotError, type SnapshotSink, completeSnapshot, settledMemberVersions } from '../core/snapshot.js';
 import { DecryptionError } from '../crypto.js';
 import { type Db, isDataError } from '../db/database.js';
 import { DirectoryRepository } from '../db/directory.repository.js';
@@ -20,6 +20,9 @@ import { RunRepository, type RunSummary } from '../db/run.repository.js';
 import { IntegrationRepository } from '../db/integration.repository.js';
 import { type ReadInterval, databaseNow, declareRead, pruneReads } from './read-stamps.js';
 import { readNarrowed } from './targeted-read.js';
+import { StagingRepository } from '../db/staging.repository.js';
+import { StagedSnapshot, type StagedRead } from './staged-read.js';
+import { applyStaged, decideStaged, settledStagedVersions } from './staged-run.js';
 import { type Credentials, scrubCredentials } from '../integrations/credentials.js';
 import { IntegrationService } from '../integrations/integration.service.js';
 import type { Logger } from '../log.js';
@@ -100,6 +103,8 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
   // or when a heartbeat finds the run taken over by another attempt: checked while reading and
   // after every committed batch, so a run that is no longer this worker's applies nothing more.
   const signal = stop ? AbortSignal.any([stop, recorder.superseded]) : recorder.superseded;
+  /** A staged read's rows, removed when the attempt ends however it ends (retention prunes what a killed one left). */
+  let staged: StagedRead | undefined;
   try {
     const integrations = new IntegrationService(deps.db, deps.config);
     const integration = await integrations.get(run.integrationId);
@@ -109,28 +114,38 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     log.info({ provider: integration.provider, dryRun: run.dryRun }, 'run started');
     const read = await untilInterrupted(readTenantAndIdp(deps, integrations, integration, recorder, run, signal), signal);
     if (read.kind === 'failed') return await recorder.fail(read.error);
-    const { local, snapshot, current, pushes } = read;
+    const { current, pushes } = read;
+    if (read.kind === 'staged') staged = read.staged;
 
     // Decide.
     const policy: Policy = { deprovisionMode: integration.deprovisionMode };
     const approvals = await loadApprovals(runs, run);
-    // Pushes arrive one at a time: a mass deactivation is many small runs, so removals are
-    // weighed over a sliding window; and an empty push is what the IdP asked for, not a lost listing.
-    // So are targeted and incremental reads: a subject found gone is what the IdP says, not a lost listing.
-    const narrowed = integration.provider === 'scim' || read.narrowed;
-    const pushed = narrowed ? { pushed: true, recent: await runs.recentRemovals(integration.id, SCIM_REMOVAL_WINDOW_MS) } : {};
-    const decision = decide({ local, snapshot, policy, thresholdPercent: integration.thresholdPercent, current, ...approvals, ...pushed });
-    if (decision.kind === 'fail') return await recorder.fail(`${decision.reason}. Nothing was changed.`);
-    recorder.planned(totalChanges(planCounts(decision.plan)));
+    const scope = { tenantId: integration.tenantId, integrationId: integration.id, runId };
+    let decision: { readonly kind: 'plan'; readonly counts: PlanCounts; readonly gated: GatedPlan; readonly skipped: readonly SkippedRecord[]; readonly plan?: Plan };
+    if (read.kind === 'staged') {
+      // A dry run's plan is recorded chunk by chunk as it is made.
+      const staged = await decideStaged(deps.db, { read: read.staged, scope, policy, thresholdPercent: integration.thresholdPercent, current, ...approvals, dryRun: run.dryRun });
+      if (staged.kind === 'fail') return await recorder.fail(`${staged.reason}. Nothing was changed.`);
+      decision = staged;
+    } else {
+      // Pushes arrive one at a time: a mass deactivation is many small runs, so removals are
+      // weighed over a sliding window; and an empty push is what the IdP asked for, not a lost listing.
+      // So are targeted and incremental reads: a subject found gone is what the IdP says, not a lost listing.
+      const narrowed = integration.provider === 'scim' || read.narrowed;
+      const pushed = narrowed ? { pushed: true, recent: await runs.recentRemovals(integration.id, SCIM_REMOVAL_WINDOW_MS) } : {};
+      const whole = decide({ local: read.local, snapshot: read.snapshot, policy, thresholdPercent: integration.thresholdPercent, current, ...approvals, ...pushed });
+      if (whole.kind === 'fail') return await recorder.fail(`${whole.reason}. Nothing was changed.`);
+      decision = { ...whole, counts: planCounts(whole.plan) };
+    }
+    recorder.planned(totalChanges(decision.counts));
 
     // Apply.
     throwIfInterrupted(signal);
-    const scope = { tenantId: integration.tenantId, integrationId: integration.id, runId };
     if (run.dryRun) {
-      await recordPlan(deps.db, runId, decision.plan, policy, 'planned');
-      return await recorder.finish('succeeded', planCounts(decision.plan), [...read.notes, ...decision.skipped]);
+      if (decision.plan) await recordPlan(deps.db, runId, decision.plan, policy, 'planned');
+      return await recorder.finish('succeeded', decision.counts, [...read.notes, ...decision.skipped]);
     }
-    const result = await applyPlan(deps.db, scope, decision.gated.apply, policy, {
+    const applyOptions: ApplyOptions = {
       batchSize: deps.batchSize,
       ...(read.readAt && { read: { runId, start: read.readAt, ...(read.assumedInScope && { assumedInScope: read.assumedInScope }) } satisfies ReadInterval }),
       afterBatch: async (kind, count) => {
@@ -138,7 +153,11 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
         await deps.afterBatch?.();
         throwIfInterrupted(signal);
       },
-    });
+    };
+    const result =
+      read.kind === 'staged'
+        ? await applyStaged(deps.db, scope, read.staged, decision.gated.apply, policy, applyOptions)
+        : await applyPlan(deps.db, scope, decision.gated.apply, policy, applyOptions);
     throwIfInterrupted(signal);
     // Writes dropped for another run whose read may be later (src/runs/read-stamps.ts). That run
     // may have dropped its own for this one's sake (reads that overlap): the run reads those
@@ -210,7 +229,8 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     if (result.skipped.length === 0 && stale === 0 && result.stale === 0 && !read.narrowed) {
       // Everything planned was applied: next time, groups whose membership version is unchanged
       // need not be re-read; but for groups listing a skipped record, which lack its membership.
-      await new DirectoryRepository(deps.db).recordMemberVersions(integration.id, settledMemberVersions(snapshot, read.unread, decision.skipped));
+      const settled = read.kind === 'staged' ? await settledStagedVersions(deps.db, read.staged, decision.skipped) : settledMemberVersions(read.snapshot, read.unread, decision.skipped);
+      await new DirectoryRepository(deps.db).recordMemberVersions(integration.id, settled);
     }
     return await recorder.finish('succeeded', counts, skipped);
   } catch (error) {
@@ -239,32 +259,39 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     throw error;
   } finally {
     recorder.stop();
+    if (staged) await new StagingRepository(deps.db).clear(staged.readId).catch(() => {});
   }
 }
 
+/** What every kind of read answers besides the IdP's data. */
+interface ReadCommon {
+  readonly current: TenantCounts;
+  /** For a scim integration: the pushed writes this read covers, to settle once applied. */
+  readonly pushes?: readonly UnappliedWrite[];
+  /** For an okta or authentik integration taking pushes (`--scim`): the pushes this read of the IdP covers, forgotten once applied. */
+  readonly pushesRead?: readonly UnappliedWrite[];
+  /** A targeted or incremental read: named subjects only (see src/runs/targeted-read.ts). */
+  readonly narrowed: boolean;
+  /** When the IdP read began (src/runs/read-stamps.ts): applying drops what others may have read later. Absent for scim and dry runs. */
+  readonly readAt?: Date;
+  /** Users a targeted read took as in scope from the tenant's state (ReadInterval.assumedInScope). */
+  readonly assumedInScope?: readonly string[];
+  /** Where the change feed is read from once this run is applied. */
+  readonly feedCursor?: string;
+  /** What the run tells beyond skipped records: logins nobody has, why it read everything. */
+  readonly notes: readonly SkippedRecord[];
+}
+
 type ReadResult =
-  | {
+  | (ReadCommon & {
       readonly kind: 'read';
       readonly local: LocalState;
       readonly snapshot: Snapshot;
       /** Groups whose members were taken from the tenant, not read (the connector's `unreadMembers`). */
       readonly unread?: ReadonlySet<string>;
-      readonly current: TenantCounts;
-      /** For a scim integration: the pushed writes this read covers, to settle once applied. */
-      readonly pushes?: readonly UnappliedWrite[];
-      /** For an okta or authentik integration taking pushes (`--scim`): the pushes this read of the IdP covers, forgotten once applied. */
-      readonly pushesRead?: readonly UnappliedWrite[];
-      /** A targeted or incremental read: named subjects only (see src/runs/targeted-read.ts). */
-      readonly narrowed: boolean;
-      /** When the IdP read began (src/runs/read-stamps.ts): applying drops what others may have read later. Absent for scim and dry runs. */
-      readonly readAt?: Date;
-      /** Users a targeted read took as in scope from the tenant's state (ReadInterval.assumedInScope). */
-      readonly assumedInScope?: readonly string[];
-      /** Where the change feed is read from once this run is applied. */
-      readonly feedCursor?: string;
-      /** What the run tells beyond skipped records: logins nobody has, why it read everything. */
-      readonly notes: readonly SkippedRecord[];
-    }
+    })
+  /** A full read staged in Postgres (src/runs/staged-read.ts), planned and applied chunk by chunk (src/runs/staged-run.ts). */
+  | (ReadCommon & { readonly kind: 'staged'; readonly staged: StagedRead })
   | { readonly kind: 'failed'; readonly error: string };
 
 /**
@@ -346,6 +373,41 @@ async function readTenantAndIdp(
     // What was pushed is compared with the accounts before it is read whole (see ScimSnapshotSource);
     // an IdP is read first, so that the tenant's state is as fresh as the read.
     const pushedLocal = pushes ? await directory.loadLocalState(integration.id, integration.tenantId) : undefined;
+    if (!pushes && isStageable(connector)) {
+      // A full read of the IdP: staged in Postgres as it comes, not held whole (issue 19).
+      const staging = new StagingRepository(deps.db);
+      const readId = await staging.begin(run.id);
+      try {
+        const sink = new StagedSnapshot(deps.db, readId);
+        await connector.readInto(sink, signal, { membersVersions });
+        const staged = await sink.finish();
+        if (readAt) await declareRead(deps.db, integration.id, run.id, 'all');
+        const current = await directory.countTenant(integration.tenantId);
+        if (staged.unreadMembers) {
+          // Users entering the scope may be members of groups that were not re-read.
+          const entering = await staging.entering(readId, integration.id);
+          if (entering.length > 0) {
+            const groupsOf = await connector.readGroupsOf(entering, signal);
+            const pairs = [...groupsOf].flatMap(([user, groups]) => groups.filter((g) => staged.unreadMembers!.has(g)).map((group) => ({ group, user })));
+            await staging.stageMembers(readId, pairs.map((p) => p.group), pairs.map((p) => p.user));
+          }
+        }
+        recorder.read(connector.stats, Date.now() - readStart, { users: { size: staged.users }, groups: staged.groups, skipped: staged.skipped, suspicious: staged.suspicious, ...(staged.unreadMembers && { unreadMembers: staged.unreadMembers }) });
+        return {
+          kind: 'staged',
+          staged,
+          current,
+          ...(pushesRead && { pushesRead }),
+          narrowed: false,
+          ...(readAt && { readAt }),
+          ...(feedCursor !== undefined && { feedCursor }),
+          notes,
+        };
+      } catch (error) {
+        await staging.clear(readId).catch(() => {});
+        throw error;
+      }
+    }
     let snapshot = await connector.readSnapshot(signal, { membersVersions, ...(pushedLocal && compareFirst && { users: pushedLocal.users }) });
     if (readAt) await declareRead(deps.db, integration.id, run.id, 'all');
     const [local, current] = await Promise.all([pushedLocal ?? directory.loadLocalState(integration.id, integration.tenantId), directory.countTenant(integration.tenantId)]);
@@ -592,6 +654,15 @@ function mergeNames(a: SubjectNames, b: SubjectNames): SubjectNames {
 function without(ids: readonly string[], minus: readonly string[]): string[] {
   const drop = new Set(minus);
   return ids.filter((id) => !drop.has(id));
+}
+
+/**
+ * Whether a full read of this source can be staged (src/runs/staged-read.ts): it reads into any
+ * sink, and it can tell the groups of users entering the scope (which a read that took unread
+ * groups' members from the tenant needs).
+ */
+function isStageable(connector: SnapshotSource): connector is SnapshotSource & Required<Pick<SnapshotSource, 'readGroupsOf'>> & { readInto(sink: SnapshotSink, signal?: AbortSignal, hints?: ReadHints): Promise<void> } {
+  return typeof (connector as { readInto?: unknown }).readInto === 'function' && typeof connector.readGroupsOf === 'function';
 }
 
 function isTargetedSource(connector: SnapshotSource): connector is SnapshotSource & TargetedSource {

@@ -2,6 +2,7 @@ import type { Db } from '../db/database.js';
 import { EndpointRepository } from '../db/endpoint.repository.js';
 import { EventRepository } from '../db/event.repository.js';
 import { RunRepository } from '../db/run.repository.js';
+import { StagingRepository } from '../db/staging.repository.js';
 import { WebhookRepository } from '../db/webhook.repository.js';
 
 /**
@@ -29,14 +30,16 @@ export interface PruneReport {
   readonly webhookEventIds: number;
   /** Finished (delivered or failed) deliveries to event endpoints. */
   readonly endpointDeliveries: number;
+  /** Staged reads (src/runs/staged-read.ts) of runs no longer running: what an attempt killed mid-run left. */
+  readonly stagedReads: number;
 }
 
 /**
  * Deletes what DIRSYNC_RETENTION (`retentionMs`) no longer keeps, in statements of at most
  * `batch` rows: finished runs with their change logs (never held, queued or running ones,
  * nor an integration's last run), events whose run is gone, webhook deliveries, endpoint
- * deliveries that are finished (never one still retried), and webhook event ids past the
- * redelivery window. Runs go before events so that an old run's events go with it. Safe to
+ * deliveries that are finished (never one still retried), webhook event ids past the
+ * redelivery window, and staged reads of runs that are no longer running. Runs go before events so that an old run's events go with it. Safe to
  * run concurrently with everything else, and to repeat.
  */
 export async function pruneExpired(db: Db, retentionMs: number, batch = PRUNE_BATCH): Promise<PruneReport> {
@@ -46,7 +49,8 @@ export async function pruneExpired(db: Db, retentionMs: number, batch = PRUNE_BA
   const webhookDeliveries = await webhooks.pruneDeliveries(retentionMs, batch);
   const webhookEventIds = await webhooks.pruneEvents(WEBHOOK_DEDUP_WINDOW_MS, batch);
   const endpointDeliveries = await new EndpointRepository(db).pruneDeliveries(retentionMs, batch);
-  return { runs, runChanges: changes, events, webhookDeliveries, webhookEventIds, endpointDeliveries };
+  const stagedReads = await new StagingRepository(db).prune();
+  return { runs, runChanges: changes, events, webhookDeliveries, webhookEventIds, endpointDeliveries, stagedReads };
 }
 
 /** A report as one line: "pruned 3 runs, 120 change-log rows, ..." or "nothing to prune". */
@@ -58,6 +62,7 @@ export function describePrune(report: PruneReport): string {
     [report.webhookDeliveries, 'webhook delivery', 'webhook deliveries'],
     [report.webhookEventIds, 'webhook event id', 'webhook event ids'],
     [report.endpointDeliveries, 'endpoint delivery', 'endpoint deliveries'],
+    [report.stagedReads, 'staged read of a run that ended', 'staged reads of runs that ended'],
   ] as const;
   const said = parts.filter(([n]) => n > 0).map(([n, one, many]) => `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`);
   return said.length > 0 ? `pruned ${said.join(', ')}` : 'nothing to prune';

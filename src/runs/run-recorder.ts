@@ -1,5 +1,6 @@
 import type { ReadStats } from '../connectors/connector.js';
-import type { SkippedRecord, Snapshot } from '../core/model.js';
+import type { SkippedRecord } from '../core/model.js';
+import type { ListingSizes } from '../core/safety.js';
 import { type PlanCounts, type PlanKind, addCounts } from '../core/plan.js';
 import type { RunRepository, RunSummary } from '../db/run.repository.js';
 import type { RunWarning } from '../db/schema.js';
@@ -66,7 +67,8 @@ export class RunRecorder {
     this.progress = () => ({ reading: 1, requests: connectorStats.requests, records: connectorStats.records });
   }
 
-  read(connectorStats: ReadStats, readMs: number, snapshot?: Snapshot): void {
+  /** The read's figures: the connector's counters and, for a read that completed, its sizes (a Snapshot, or a staged read's counts in its shape). */
+  read(connectorStats: ReadStats, readMs: number, snapshot?: ListingSizes & { readonly unreadMembers?: { readonly size: number } }): void {
     Object.assign(this.stats, connectorStats, { readMs });
     if (snapshot) {
       Object.assign(this.stats, {

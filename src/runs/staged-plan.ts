@@ -47,20 +47,20 @@ export async function* planStaged(
   const skippedUsers = read.skipped.filter((r): r is SkippedRecord & { externalId: string } => r.kind === 'user' && r.externalId !== null);
   const global = read.skipped.filter((r) => r.kind !== 'user' || r.externalId === null);
   const skippedGroupIds = new Set(global.flatMap((r) => (r.kind === 'group' && r.externalId !== null ? [r.externalId] : [])));
-  const ranges = await staging.ranges(read.runId, scope.integrationId, skippedUsers.map((r) => r.externalId), size);
+  const ranges = await staging.ranges(read.readId, scope.integrationId, skippedUsers.map((r) => r.externalId), size);
   const skippedIn = await chunksOf(db, skippedUsers, ranges);
   const deletedMembers = await membersOfDeleted(db, scope.integrationId, [...localGroups.keys()].filter((g) => !read.groups.has(g) && !skippedGroupIds.has(g)));
 
   for (const [index, range] of ranges.entries()) {
     const users = new Map<string, DirectoryUser>();
-    for (const user of await staging.usersIn(read.runId, range)) users.set(user.externalId, user);
+    for (const user of await staging.usersIn(read.readId, range)) users.set(user.externalId, user);
     const skippedHere = skippedIn.get(index) ?? [];
     const skippedIds = new Set(skippedHere.map((r) => r.externalId));
     const inScope = (id: string) => users.has(id) || skippedIds.has(id);
     const local = await directory.loadLocalChunk(scope.integrationId, scope.tenantId, range, [...users.values()].map((u) => u.userName));
     const memberships = new Map<string, Set<string>>();
     for (const groupId of [...read.groups.keys(), ...skippedGroupIds]) memberships.set(groupId, new Set());
-    for (const { group, user } of await staging.membersIn(read.runId, range)) {
+    for (const { group, user } of await staging.membersIn(read.readId, range)) {
       // Members outside the scope are not the tenant's users (as SnapshotBuilder drops them).
       if (inScope(user)) memberships.get(group)?.add(users.get(user)?.externalId ?? user);
     }

@@ -18,7 +18,8 @@ const FLUSH_AT = 2_000;
  * is skipped with its reason; members outside the scope are dropped when planned.
  */
 export interface StagedRead {
-  readonly runId: string;
+  /** The read's id (StagingRepository.begin), which keys its rows. */
+  readonly readId: string;
   /** Users staged (taken): skipped ones are in `skipped`. */
   readonly users: number;
   readonly groups: ReadonlyMap<string, DirectoryGroup>;
@@ -30,9 +31,9 @@ export interface StagedRead {
 }
 
 /**
- * A SnapshotSink that stages what it is given for run `runId`. Writes go in the background,
+ * A SnapshotSink that stages what it is given for the read `readId` (StagingRepository.begin). Writes go in the background,
  * one at a time and in order; `finish()` waits for them, finds clashes, and answers the read,
- * or throws the first write's error. Call `StagingRepository.clear` before reading again.
+ * or throws the first write's error. `StagingRepository.clear` removes what it staged.
  */
 export class StagedSnapshot implements SnapshotSink {
   private readonly staging: StagingRepository;
@@ -51,7 +52,7 @@ export class StagedSnapshot implements SnapshotSink {
 
   constructor(
     db: Db,
-    readonly runId: string,
+    readonly readId: string,
   ) {
     this.staging = new StagingRepository(db);
   }
@@ -124,7 +125,7 @@ export class StagedSnapshot implements SnapshotSink {
     this.flushMembers();
     await this.writing;
     if (this.failed !== undefined) throw this.failed;
-    const clashing = await this.staging.clashing(this.runId);
+    const clashing = await this.staging.clashing(this.readId);
     if (clashing.length > 0) {
       const byKey = new Map<string, DirectoryUser[]>();
       for (const user of clashing) {
@@ -137,7 +138,7 @@ export class StagedSnapshot implements SnapshotSink {
           this.skippedUsers.set(user.externalId, { kind: 'user', externalId: user.externalId, subject: user.userName, reason: userNameClash(ids, user.userName), active: user.active });
         }
       }
-      await this.staging.unstageUsers(this.runId, clashing.map((u) => u.externalId));
+      await this.staging.unstageUsers(this.readId, clashing.map((u) => u.externalId));
     }
     const groups = new Map<string, DirectoryGroup>();
     for (const group of this.groups.values()) {
@@ -148,8 +149,8 @@ export class StagedSnapshot implements SnapshotSink {
     }
     const unreadMembers = new Set([...this.unread].filter((g) => groups.has(g)));
     return {
-      runId: this.runId,
-      users: await this.staging.countUsers(this.runId),
+      readId: this.readId,
+      users: await this.staging.countUsers(this.readId),
       groups,
       skipped: [...this.skippedUsers.values(), ...this.skippedGroups.values(), ...this.unidentified],
       suspicious: [...this.suspicions],
@@ -165,14 +166,14 @@ export class StagedSnapshot implements SnapshotSink {
     this.skippedUsers.set(record.externalId, record);
     // An earlier version of it may be staged, or waiting to be: the last version is what counts.
     this.pendingUsers.delete(record.externalId);
-    this.write((s) => s.unstageUsers(this.runId, [record.externalId!]));
+    this.write((s) => s.unstageUsers(this.readId, [record.externalId!]));
   }
 
   private flushUsers(): void {
     if (this.pendingUsers.size === 0) return;
     const users = [...this.pendingUsers.values()];
     this.pendingUsers.clear();
-    this.write((s) => s.stageUsers(this.runId, users));
+    this.write((s) => s.stageUsers(this.readId, users));
   }
 
   private flushMembers(): void {
@@ -181,7 +182,7 @@ export class StagedSnapshot implements SnapshotSink {
     const users = this.memberUsers;
     this.memberGroups = [];
     this.memberUsers = [];
-    this.write((s) => s.stageMembers(this.runId, groups, users));
+    this.write((s) => s.stageMembers(this.readId, groups, users));
   }
 
   private write(step: (staging: StagingRepository) => Promise<void>): void {

@@ -69,6 +69,15 @@ function gatedOkta(gate: Promise<void>) {
       await gate;
       return real.readSnapshot(...args);
     };
+    // A full read is staged through readInto (src/runs/staged-read.ts): gated the same way.
+    const stageable = real as typeof real & { readInto?: (...args: unknown[]) => Promise<void> };
+    const readInto = stageable.readInto?.bind(real);
+    if (readInto) {
+      (gated as typeof stageable).readInto = async (...args: unknown[]) => {
+        await gate;
+        return readInto(...args);
+      };
+    }
     return gated;
   };
 }

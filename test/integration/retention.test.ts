@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config.js';
 import type { Db } from '../../src/db/database.js';
 import type { ChangeState, RunMode, RunStatus } from '../../src/db/schema.js';
+import { StagingRepository } from '../../src/db/staging.repository.js';
 import { TenantRepository } from '../../src/db/tenant.repository.js';
 import { IntegrationService } from '../../src/integrations/integration.service.js';
 import { RETENTION_SCHEDULER_ID } from '../../src/queue/jobs.js';
@@ -96,6 +97,12 @@ describe('retention (DIRSYNC_RETENTION)', () => {
     const running = await run(a.integrationId, 'running', null);
     await db.updateTable('runs').set({ started_at: ago(100), heartbeat_at: sql`now()` }).where('id', '=', running).execute();
     await changes(a, running, 'applied', 1, 100);
+    // Staged reads (issue 19): a killed attempt's of a run that failed since goes; the running run's stays.
+    const staging = new StagingRepository(db);
+    const leftBehind = await staging.begin(oldFailed);
+    await staging.stageMembers(leftBehind, ['g1'], ['u1']);
+    const reading = await staging.begin(running);
+    await staging.stageMembers(reading, ['g1'], ['u1']);
     const queued = await run(a.integrationId, 'queued', null);
     await db.updateTable('runs').set({ queued_at: ago(100) }).where('id', '=', queued).execute();
     const recent = await run(a.integrationId, 'succeeded', 1);
@@ -133,10 +140,12 @@ describe('retention (DIRSYNC_RETENTION)', () => {
 
     // Two rows per statement: every kind needs several statements, so the loops are exercised.
     const report = await pruneExpired(db, RETENTION, 2);
-    expect(report).toEqual({ runs: 4, runChanges: 8, events: 2, webhookDeliveries: 3, webhookEventIds: 2, endpointDeliveries: 2 });
+    expect(report).toEqual({ runs: 4, runChanges: 8, events: 2, webhookDeliveries: 3, webhookEventIds: 2, endpointDeliveries: 2, stagedReads: 1 });
     expect(describePrune(report)).toBe(
-      'pruned 4 runs, 8 change-log rows, 2 events of removed runs, 3 webhook deliveries, 2 webhook event ids, 2 endpoint deliveries',
+      'pruned 4 runs, 8 change-log rows, 2 events of removed runs, 3 webhook deliveries, 2 webhook event ids, 2 endpoint deliveries, 1 staged read of a run that ended',
     );
+    expect(await staging.membersIn(reading, { after: null, upTo: null })).toEqual([{ group: 'g1', user: 'u1' }]);
+    expect(await staging.membersIn(leftBehind, { after: null, upTo: null })).toEqual([]);
 
     expect(await runIds(a.integrationId)).toEqual([held, running, queued, recent].sort());
     expect(await runIds(b.integrationId)).toEqual([bLastSuccess, bLast].sort());

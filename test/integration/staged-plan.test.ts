@@ -152,12 +152,13 @@ describe('a staged read planned in chunks', () => {
           const expected = plan(local, completeSnapshot(builder.build(), local), policy);
 
           const { run } = await new RunRepository(db).trigger(a.integrationId, 'manual', true);
-          const staged = new StagedSnapshot(db, run.id);
+          const readId = await new StagingRepository(db).begin(run.id);
+          const staged = new StagedSnapshot(db, readId);
           feed(staged, read);
           const stagedRead = await staged.finish();
           const chunks = [];
           for await (const c of planStaged(db, stagedRead, { integrationId: a.integrationId, tenantId: tenant.id }, policy, chunk)) chunks.push(c.plan);
-          await new StagingRepository(db).clear(run.id);
+          await new StagingRepository(db).clear(readId);
           expect(asSets(joinPlans(chunks))).toEqual(asSets(expected));
         },
       ),
@@ -169,7 +170,8 @@ describe('a staged read planned in chunks', () => {
     const slug = uniqueSlug('staged');
     await new TenantRepository(db).create(slug, slug);
     const a = await integrationOf(slug);
-    const staged = new StagedSnapshot(db, a.runId);
+    const readId = await new StagingRepository(db).begin(a.runId);
+    const staged = new StagedSnapshot(db, readId);
     // More than one write's worth, each user twice: the second version is the one kept.
     for (let i = 0; i < 4_500; i++) staged.addUserFrom(i, (n) => user(`u${n}`, { givenName: 'first' }));
     for (let i = 0; i < 4_500; i++) staged.addUserFrom(i, (n) => user(`u${n}`, { givenName: 'second' }));
@@ -180,9 +182,9 @@ describe('a staged read planned in chunks', () => {
     const read = await staged.finish();
     expect(read.users).toBe(4_499);
     expect(read.skipped.map((r: SkippedRecord) => r.externalId)).toEqual(['u7']);
-    const users = await new StagingRepository(db).usersIn(a.runId, { after: null, upTo: null });
+    const users = await new StagingRepository(db).usersIn(readId, { after: null, upTo: null });
     expect(new Set(users.map((u) => u.givenName))).toEqual(new Set(['second']));
-    await new StagingRepository(db).clear(a.runId);
-    expect(await new StagingRepository(db).countUsers(a.runId)).toBe(0);
+    await new StagingRepository(db).clear(readId);
+    expect(await new StagingRepository(db).countUsers(readId)).toBe(0);
   });
 });

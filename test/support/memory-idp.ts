@@ -8,7 +8,7 @@ import {
   emptyReadStats,
 } from '../../src/connectors/connector.js';
 import type { DirectoryGroup, DirectoryUser, Snapshot } from '../../src/core/model.js';
-import { SnapshotBuilder } from '../../src/core/snapshot.js';
+import { SnapshotBuilder, type SnapshotSink } from '../../src/core/snapshot.js';
 
 /**
  * An IdP held in memory, read as a connector reads a real one: a whole-scope read (full runs)
@@ -82,19 +82,27 @@ class MemoryConnector implements SnapshotSource, TargetedSource {
   ) {}
 
   async readSnapshot(): Promise<Snapshot> {
-    await this.observer?.beforeCapture?.('full', undefined);
     const builder = new SnapshotBuilder();
-    for (const user of this.idp.users.values()) builder.addUser(user);
-    for (const group of this.idp.groups.values()) builder.addGroup(group);
-    for (const [groupId, members] of this.idp.members) for (const userId of members) builder.addMember(groupId, userId);
-    const snapshot = builder.build();
+    await this.readInto(builder);
+    return builder.build();
+  }
+
+  /** A full read into any sink, as the Okta connector's: runs stage it (src/runs/staged-read.ts). */
+  async readInto(sink: SnapshotSink): Promise<void> {
+    await this.observer?.beforeCapture?.('full', undefined);
+    for (const user of this.idp.users.values()) sink.addUserFrom(user, (u) => u);
+    for (const group of this.idp.groups.values()) sink.addGroupFrom(group, (g) => g);
+    for (const [groupId, members] of this.idp.members) for (const userId of members) sink.addMember(groupId, userId);
     this.stats.requests += 1;
     this.idp.onCaptured?.('full');
     await this.observer?.captured?.('full', undefined);
     const pause = this.idp.pauseFullRead;
     this.idp.pauseFullRead = undefined;
     await pause;
-    return snapshot;
+  }
+
+  async readGroupsOf(userIds: readonly string[]): Promise<Map<string, string[]>> {
+    return new Map(userIds.map((id) => [id, [...this.idp.members].filter(([, m]) => m.has(id)).map(([g]) => g)]));
   }
 
   async readSubjects(names: SubjectNames): Promise<SubjectRead> {
