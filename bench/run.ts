@@ -8,7 +8,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
@@ -141,8 +141,22 @@ async function main(): Promise<void> {
       '',
       ...(results.churn!.length > 0 ? [`Churn: ${JSON.stringify(results.churn![0]!.counts)}`] : []),
     ];
-    const report = lines.join('\n');
+    // Medians, kept for the growth table of the other workload's run.
+    const figures: Figures = Object.fromEntries(
+      rows.map(([label, list]) => [
+        label,
+        {
+          wallMs: median(list.map((x) => x.wallMs)),
+          maxRssMb: median(list.map((x) => x.maxRssMb)),
+          requests: list[0]!.requests ?? null,
+          rows: list[0]!.counts !== undefined ? totalChanges(list[0]!.counts) : (list[0]!.rows ?? null),
+        },
+      ]),
+    );
     mkdirSync('bench-results', { recursive: true });
+    writeFileSync(`bench-results/${name}.json`, `${JSON.stringify({ workload: name, size, figures }, null, 2)}\n`);
+    lines.push(...growth(name, figures));
+    const report = lines.join('\n');
     writeFileSync(`bench-results/${name}.md`, `${report}\n`);
     process.stdout.write(`${report}\n\n(written to bench-results/${name}.md)\n`);
   } finally {
@@ -152,6 +166,36 @@ async function main(): Promise<void> {
     await sql.raw(`drop database if exists "${dbUrl.pathname.slice(1)}" with (force)`).execute(cleanup);
     await cleanup.destroy();
   }
+}
+
+/** A workload run's medians by case label (bench-results/<workload>.json). */
+type Figures = Record<string, { wallMs: number; maxRssMb: number; requests: number | null; rows: number | null }>;
+
+/**
+ * How each case grows from W100k to W1M (issue 19: it should be linear, 10x for 10x the
+ * directory), as a table after the report of either run, when the other's figures are in
+ * bench-results/ (from an earlier run of this checkout; their dates are the files').
+ */
+function growth(workload: string, figures: Figures): string[] {
+  const other = workload === 'w1m' ? 'w100k' : workload === 'w100k' ? 'w1m' : undefined;
+  if (!other || !existsSync(`bench-results/${other}.json`)) return [];
+  const theirs = (JSON.parse(readFileSync(`bench-results/${other}.json`, 'utf8')) as { figures: Figures }).figures;
+  const [small, large] = workload === 'w1m' ? [theirs, figures] : [figures, theirs];
+  const times = (a: number | null | undefined, b: number | null | undefined) => (a && b ? `${(b / a).toFixed(1)}x` : '-');
+  const labels = Object.keys(large).filter((label) => small[label]);
+  if (labels.length === 0) return [];
+  return [
+    '',
+    `Growth from W100k to W1M (10x the directory; linear is 10x; the ${other} figures from bench-results/${other}.json):`,
+    '',
+    '| case | wall | peak RSS | IdP requests | rows written |',
+    '|---|---|---|---|---|',
+    ...labels.map((label) => {
+      const a = small[label]!;
+      const b = large[label]!;
+      return `| ${label} | ${times(a.wallMs, b.wallMs)} | ${times(a.maxRssMb, b.maxRssMb)} | ${times(a.requests, b.requests)} | ${times(a.rows, b.rows)} |`;
+    }),
+  ];
 }
 
 main().catch((error: unknown) => {

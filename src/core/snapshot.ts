@@ -115,6 +115,12 @@ export interface SnapshotSink {
   addMember(groupExternalId: string, userExternalId: string): void;
   /** The read looks incomplete although every page answered: hold every destructive operation. */
   suspect(reason: string): void;
+  /**
+   * Resolves once the sink has caught up enough to take another page (a sink writing elsewhere
+   * in the background); a connector awaits it before fetching each page, so that a slow writer
+   * slows the read instead of piling up what it has not written. Absent: always ready.
+   */
+  ready?(): Promise<void>;
 }
 
 /**

@@ -112,6 +112,11 @@ export class StagingRepository {
     return rows.map((r) => r.group);
   }
 
+  /** Refreshes the planner's statistics of the staging tables (after a large read). */
+  async analyze(): Promise<void> {
+    await sql`analyze staged_users, staged_members`.execute(this.db);
+  }
+
   /** How many users the read staged. */
   async countUsers(readId: string): Promise<number> {
     const { rows } = await sql<{ n: string }>`select count(*) as n from staged_users where read_id = ${readId}::uuid`.execute(this.db);

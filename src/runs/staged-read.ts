@@ -7,6 +7,12 @@ import { StagingRepository } from '../db/staging.repository.js';
 /** Users and members a staged read writes at a time. */
 const FLUSH_AT = 2_000;
 
+/** Writes a staged read lets wait before the connector waits for them (StagedSnapshot.ready): a few pages' worth. */
+const MAX_QUEUED_WRITES = 8;
+
+/** Staged users from which the staging tables' statistics are refreshed once the read is in. */
+const ANALYZE_FROM = 10_000;
+
 /**
  * A full read written to Postgres as it comes (src/db/staging.repository.ts), for what a
  * SnapshotBuilder would hold whole: the users and the members. Groups, skipped records and
@@ -48,6 +54,8 @@ export class StagedSnapshot implements SnapshotSink {
   private readonly suspicions: string[] = [];
   /** The writes so far, chained: each starts when the one before ended. */
   private writing: Promise<void> = Promise.resolve();
+  /** Writes queued and not yet done. */
+  private queued = 0;
   private failed: unknown;
 
   constructor(
@@ -117,6 +125,16 @@ export class StagedSnapshot implements SnapshotSink {
   }
 
   /**
+   * Waits while more than MAX_QUEUED_WRITES writes are queued: Postgres slower than the IdP
+   * slows the read, not the memory. Throws what a write threw (Postgres gone): the read stops
+   * at once instead of reading on for nothing.
+   */
+  async ready(): Promise<void> {
+    if (this.queued > MAX_QUEUED_WRITES) await this.writing;
+    if (this.failed !== undefined) throw this.failed;
+  }
+
+  /**
    * Waits for every write, skips users whose userNames normalize alike (none of them is taken,
    * as SnapshotBuilder does), and answers the read. Throws what a write threw (Postgres gone).
    */
@@ -148,9 +166,13 @@ export class StagedSnapshot implements SnapshotSink {
       else groups.set(group.externalId, group);
     }
     const unreadMembers = new Set([...this.unread].filter((g) => groups.has(g)));
+    const users = await this.staging.countUsers(this.readId);
+    // Fresh rows by the million: without statistics the planner takes the tables for empty
+    // and reads each chunk by scanning them whole.
+    if (users >= ANALYZE_FROM) await this.staging.analyze();
     return {
       readId: this.readId,
-      users: await this.staging.countUsers(this.readId),
+      users,
       groups,
       skipped: [...this.skippedUsers.values(), ...this.skippedGroups.values(), ...this.unidentified],
       suspicious: [...this.suspicions],
@@ -186,12 +208,14 @@ export class StagedSnapshot implements SnapshotSink {
   }
 
   private write(step: (staging: StagingRepository) => Promise<void>): void {
+    this.queued += 1;
     this.writing = this.writing.then(async () => {
-      if (this.failed !== undefined) return;
       try {
-        await step(this.staging);
+        if (this.failed === undefined) await step(this.staging);
       } catch (error) {
         this.failed = error;
+      } finally {
+        this.queued -= 1;
       }
     });
   }

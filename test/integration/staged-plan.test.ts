@@ -5,7 +5,7 @@ import type { DirectoryGroup, DirectoryUser, SkippedRecord } from '../../src/cor
 import { type Plan, PLAN_KINDS, plan } from '../../src/core/plan.js';
 import type { Policy } from '../../src/core/policy.js';
 import { RecordError, SnapshotBuilder, type SnapshotSink, completeSnapshot } from '../../src/core/snapshot.js';
-import type { Db } from '../../src/db/database.js';
+import { type Db, createDb } from '../../src/db/database.js';
 import { DirectoryRepository } from '../../src/db/directory.repository.js';
 import { RunRepository } from '../../src/db/run.repository.js';
 import { StagingRepository } from '../../src/db/staging.repository.js';
@@ -165,6 +165,21 @@ describe('a staged read planned in chunks', () => {
       { numRuns: Number(process.env.STAGED_PLAN_RUNS ?? 100) },
     );
   }, 120_000);
+
+  it('stops a read whose writes fail: the connector, waiting for the queued writes before its next page, gets their error', async () => {
+    const slug = uniqueSlug('staged');
+    await new TenantRepository(db).create(slug, slug);
+    const a = await integrationOf(slug);
+    const readId = await new StagingRepository(db).begin(a.runId);
+    // Postgres gone: nothing listens where this handle connects.
+    const gone = createDb('postgres://postgres@127.0.0.1:1/gone', { max: 1 });
+    const staged = new StagedSnapshot(gone, readId);
+    for (let i = 0; i < 30_000; i++) staged.addUserFrom(i, (n) => user(`u${n}`));
+    await expect(staged.ready()).rejects.toThrow(/ECONNREFUSED/);
+    await expect(staged.finish()).rejects.toThrow(/ECONNREFUSED/);
+    await gone.destroy();
+    await new StagingRepository(db).clear(readId);
+  });
 
   it('stages a read of many pages and keeps each record\'s last version', async () => {
     const slug = uniqueSlug('staged');

@@ -172,22 +172,24 @@ export class OktaConnector implements Connector, TargetedSource {
    */
   async readInto(snapshot: SnapshotSink, signal?: AbortSignal, hints?: ReadHints): Promise<void> {
     const appId = this.options.appId;
+    // A sink that writes in the background is waited for between pages (SnapshotSink.ready).
+    const ready = snapshot.ready && (() => snapshot.ready!());
     const c = this.client;
     if (appId) {
       const path = `/api/v1/apps/${appId}`;
       await this.readAll(`${path}/users`, () => c.applicationApi.listApplicationUsers({ appId, expand: 'user', limit: PAGE.appUsers }), signal, (appUser: OktaAppUserLike) =>
-        snapshot.addUserFrom(appUser, appUserToDirectoryUser),
+        snapshot.addUserFrom(appUser, appUserToDirectoryUser), ready,
       );
       await this.readAll(`${path}/groups`, () => c.applicationApi.listApplicationGroupAssignments({ appId, expand: 'group', limit: PAGE.appGroups }), signal, (assignment: OktaAppGroupLike) =>
-        snapshot.addGroupFrom(assignment, appGroupToDirectoryGroup),
+        snapshot.addGroupFrom(assignment, appGroupToDirectoryGroup), ready,
       );
     } else {
       const addUser = (user: unknown) => snapshot.addUserFrom(user as object, toDirectoryUser);
-      await this.readAll('/api/v1/users', () => c.userApi.listUsers({ limit: PAGE.users }), signal, addUser);
+      await this.readAll('/api/v1/users', () => c.userApi.listUsers({ limit: PAGE.users }), signal, addUser, ready);
       // The plain listing omits DEPROVISIONED users; a status filter returns them.
-      await this.readAll('/api/v1/users?filter=status eq "DEPROVISIONED"', () => c.userApi.listUsers({ filter: 'status eq "DEPROVISIONED"', limit: PAGE.users }), signal, addUser);
+      await this.readAll('/api/v1/users?filter=status eq "DEPROVISIONED"', () => c.userApi.listUsers({ filter: 'status eq "DEPROVISIONED"', limit: PAGE.users }), signal, addUser, ready);
       await this.readAll('/api/v1/groups', () => c.groupApi.listGroups({ limit: PAGE.groups }), signal, (group: unknown) =>
-        snapshot.addGroupFrom(group as object, toDirectoryGroup),
+        snapshot.addGroupFrom(group as object, toDirectoryGroup), ready,
       );
     }
 
@@ -202,7 +204,7 @@ export class OktaConnector implements Connector, TargetedSource {
     await forEachConcurrently(groupIds, this.options.concurrency ?? 4, (groupId) =>
       this.readAll(`/api/v1/groups/${groupId}/users`, () => c.groupApi.listGroupUsers({ groupId, limit: PAGE.groupUsers }), signal, (user: { id?: string }) => {
         if (typeof user.id === 'string') snapshot.addMember(groupId, user.id);
-      }),
+      }, ready),
     );
   }
 
@@ -345,6 +347,8 @@ export class OktaConnector implements Connector, TargetedSource {
     open: () => Promise<unknown>,
     signal: AbortSignal | undefined,
     onItem: (item: T) => void,
+    /** Awaited before each page is fetched (a sink's `ready`). */
+    beforePage?: () => Promise<void>,
   ): Promise<void> {
     const policy = this.policy(endpoint, signal);
     const pager = (await withRetry(open, policy)) as Pager<T>;
@@ -362,6 +366,7 @@ export class OktaConnector implements Connector, TargetedSource {
       }
     };
     for (;;) {
+      if (pager.currentItems.length === 0) await beforePage?.();
       // Items of a page already fetched come from memory: only a page fetch can fail and needs the retry wrapper.
       const { done, value } = pager.currentItems.length > 0 ? await pager.next() : await withRetry(nextWithCursorKept, policy);
       if (value !== null && value !== undefined) {
