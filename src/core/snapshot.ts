@@ -98,7 +98,8 @@ function shortSubject(text: string): string {
  * Where a connector puts what it reads, record by record, as it pages: SnapshotBuilder (in
  * memory, for reads of any size) or a staged read (src/runs/staged-read.ts: written to
  * Postgres as it comes, for full reads of large directories). Calls are synchronous; a sink
- * that writes elsewhere does so in the background and reports failures when it is finished.
+ * that writes elsewhere does so in the background and reports a failure at its next `ready`,
+ * or when it is finished.
  */
 export interface SnapshotSink {
   /** Maps a raw IdP user and adds it, or records it as skipped when it cannot be taken; a later version of a record replaces an earlier one. */
@@ -223,26 +224,8 @@ export class SnapshotBuilder implements SnapshotSink {
       }
     }
     for (const [key, user] of byKey) if (!clashes.has(key)) users.set(user.externalId, user);
-    for (const clash of clashes.values()) {
-      // Which of them is the person cannot be told from the data: none is taken until the IdP says.
-      const ids = clash.map((u) => u.externalId);
-      for (const user of clash) {
-        this.skippedUsers.set(user.externalId, {
-          kind: 'user',
-          externalId: user.externalId,
-          subject: user.userName,
-          reason: userNameClash(ids, user.userName),
-          active: user.active,
-        });
-      }
-    }
-    const groups = new Map<string, DirectoryGroup>();
-    for (const group of this.groups.values()) {
-      const problem = groupProblem(group);
-      if (problem?.externalId === null) this.unidentified.push(problem);
-      else if (problem) this.skippedGroups.set(group.externalId, problem);
-      else groups.set(group.externalId, group);
-    }
+    for (const record of clashSkips([...clashes.values()].flat())) this.skippedUsers.set(record.externalId!, record);
+    const groups = takeGroups(this.groups.values(), this.skippedGroups, this.unidentified);
     const memberships = new Map<string, ReadonlySet<string>>();
     const inScope = (id: string) => users.has(id) || this.skippedUsers.has(id);
     for (const groupId of [...groups.keys(), ...this.skippedGroups.keys()]) {
@@ -273,6 +256,40 @@ export class SnapshotBuilder implements SnapshotSink {
       this.skippedGroups.set(record.externalId, record);
     }
   }
+}
+
+/**
+ * IdP users whose userNames normalize alike (userNameKey), each skipped: which of them is the
+ * person cannot be told from the data, so none is taken until the IdP says. `users` are all
+ * the clashing users, in any order; each record names every user its login clashes with.
+ */
+export function clashSkips(users: readonly DirectoryUser[]): SkippedRecord[] {
+  const byKey = new Map<string, DirectoryUser[]>();
+  for (const user of users) {
+    const key = userNameKey(user.userName);
+    const same = byKey.get(key);
+    if (same) same.push(user);
+    else byKey.set(key, [user]);
+  }
+  return [...byKey.values()].flatMap((clash) => {
+    const ids = clash.map((u) => u.externalId);
+    return clash.map((user): SkippedRecord => ({ kind: 'user', externalId: user.externalId, subject: user.userName, reason: userNameClash(ids, user.userName), active: user.active }));
+  });
+}
+
+/**
+ * The groups that can be taken as they are, by IdP id; the others (groupProblem) are added to
+ * `skipped` (by id) or `unidentified` (no storable id).
+ */
+export function takeGroups(groups: Iterable<DirectoryGroup>, skipped: Map<string, SkippedRecord>, unidentified: SkippedRecord[]): Map<string, DirectoryGroup> {
+  const taken = new Map<string, DirectoryGroup>();
+  for (const group of groups) {
+    const problem = groupProblem(group);
+    if (problem?.externalId === null) unidentified.push(problem);
+    else if (problem) skipped.set(group.externalId, problem);
+    else taken.set(group.externalId, group);
+  }
+  return taken;
 }
 
 /**

@@ -609,6 +609,14 @@ export class RunRepository {
   }
 
   /** Records changes not applied (planned, held, skipped): the run's change log only, not events. */
+  /**
+   * Deletes the run's `planned` changes: a dry run's plan that an earlier attempt recorded in
+   * part, before this attempt records it whole (a staged dry run records chunk by chunk).
+   */
+  async clearPlanned(runId: string): Promise<void> {
+    await this.db.deleteFrom('run_changes').where('run_id', '=', runId).where('state', '=', 'planned').execute();
+  }
+
   async recordChanges(runId: string, changes: readonly NewRunChange[], state: Exclude<ChangeState, 'applied'>): Promise<void> {
     if (changes.length === 0) return;
     await sql`

@@ -22,7 +22,8 @@ export function inRange(column: string, range: IdRange) {
 /**
  * What a staged read wrote (migration 2026-12-01T0000-staged-reads): the IdP users one attempt
  * of a run read, and the group members the IdP listed, keyed by the read (`begin`). Rows live
- * from the read to the end of its run: `clear` removes them, `prune` what a killed attempt left.
+ * from the read to the end of its attempt: `clear` removes them, `prune` what a killed attempt
+ * left once its run ended.
  */
 export class StagingRepository {
   constructor(private readonly db: Db) {}
@@ -42,7 +43,8 @@ export class StagingRepository {
 
   /**
    * Removes the reads of runs that are no longer running (or gone), with their rows: what an
-   * attempt killed mid-run left. Answers how many reads went.
+   * attempt killed mid-run left, once its run ended. Then rows whose read is gone (a write
+   * that landed after its read was cleared). Answers how many reads went.
    */
   async prune(): Promise<number> {
     const { rows } = await sql<{ id: string }>`
@@ -50,7 +52,22 @@ export class StagingRepository {
       where not exists (select 1 from runs where runs.id = r.run_id and runs.status = 'running')
     `.execute(this.db);
     for (const { id } of rows) await this.clear(id);
+    await sql`delete from staged_users s where not exists (select 1 from staged_reads r where r.id = s.read_id)`.execute(this.db);
+    await sql`delete from staged_members s where not exists (select 1 from staged_reads r where r.id = s.read_id)`.execute(this.db);
     return rows.length;
+  }
+
+  /**
+   * Whether the read is still whole: its row exists and it holds `users` users. Unlogged tables
+   * are emptied when Postgres restarts after a crash (and are empty on a promoted standby), and
+   * a run must never take a read that vanished for a directory that emptied.
+   */
+  async intact(readId: string, users: number): Promise<boolean> {
+    const { rows } = await sql<{ n: string | null }>`
+      select (select count(*) from staged_users where read_id = ${readId}::uuid) as n
+      where exists (select 1 from staged_reads where id = ${readId}::uuid)
+    `.execute(this.db);
+    return rows.length === 1 && Number(rows[0]!.n) === users;
   }
 
   /** Stages these users (each once: the caller keeps a record's last version); a user staged already is replaced. */

@@ -124,7 +124,16 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     let decision: { readonly kind: 'plan'; readonly counts: PlanCounts; readonly gated: GatedPlan; readonly skipped: readonly SkippedRecord[]; readonly plan?: Plan };
     if (read.kind === 'staged') {
       // A dry run's plan is recorded chunk by chunk as it is made.
-      const staged = await decideStaged(deps.db, { read: read.staged, scope, policy, thresholdPercent: integration.thresholdPercent, current, ...approvals, dryRun: run.dryRun });
+      const staged = await decideStaged(deps.db, {
+        read: read.staged,
+        scope,
+        policy,
+        thresholdPercent: integration.thresholdPercent,
+        current,
+        ...approvals,
+        dryRun: run.dryRun,
+        checkpoint: () => throwIfInterrupted(signal),
+      });
       if (staged.kind === 'fail') return await recorder.fail(`${staged.reason}. Nothing was changed.`);
       decision = staged;
     } else {
@@ -156,7 +165,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     };
     const result =
       read.kind === 'staged'
-        ? await applyStaged(deps.db, scope, read.staged, decision.gated.apply, policy, applyOptions)
+        ? await applyStaged(deps.db, scope, read.staged, decision.gated.apply, policy, { ...applyOptions, checkpoint: () => throwIfInterrupted(signal), skipped: decision.skipped })
         : await applyPlan(deps.db, scope, decision.gated.apply, policy, applyOptions);
     throwIfInterrupted(signal);
     // Writes dropped for another run whose read may be later (src/runs/read-stamps.ts). That run
@@ -377,8 +386,8 @@ async function readTenantAndIdp(
       // A full read of the IdP: staged in Postgres as it comes, not held whole (issue 19).
       const staging = new StagingRepository(deps.db);
       const readId = await staging.begin(run.id);
+      const sink = new StagedSnapshot(deps.db, readId);
       try {
-        const sink = new StagedSnapshot(deps.db, readId);
         await connector.readInto(sink, signal, { membersVersions });
         const staged = await sink.finish();
         if (readAt) await declareRead(deps.db, integration.id, run.id, 'all');
@@ -404,6 +413,8 @@ async function readTenantAndIdp(
           notes,
         };
       } catch (error) {
+        // Writes still queued would land after the clear, and stay.
+        await sink.abort();
         await staging.clear(readId).catch(() => {});
         throw error;
       }

@@ -20,10 +20,14 @@ export interface PlanChunk {
  * Plans a staged read (src/runs/staged-read.ts) against the integration's state, one range of
  * users at a time, with the pure `plan()`: each chunk gets the staged users in its range and
  * their memberships in every group, and the tenant's accounts, memberships and locks in the same
- * range, with the other accounts holding its users' logins. Together the chunks are the plan
- * `plan()` makes of the whole read (the identical-plans test pins it), because every rule for
- * a user and its memberships looks at that user's own facts alone; what spans users is done
- * before: clashes (StagedSnapshot.finish), and a deleted group's member count (counted here).
+ * range, with the other accounts holding its users' logins. Together the chunks hold the
+ * operations `plan()` makes of the whole read, as sets (the identical-plans test pins it; the
+ * order differs: chunk by chunk, in the database's order of ids, then as plan() orders them),
+ * because every rule for a user and its memberships looks at that user's own facts alone; what
+ * spans users is done before: clashes (StagedSnapshot.finish), and a deleted group's member
+ * count (counted here).
+ *
+ * `checkpoint` is called before each chunk is read (a run's interruption check: it throws).
  *
  * - The group operations (created, updated, deleted) come with the first chunk, each once; a
  *   deleted group's `members` counts all its members, while its removals come with each chunk.
@@ -40,6 +44,7 @@ export async function* planStaged(
   scope: { readonly integrationId: string; readonly tenantId: string },
   policy: Policy,
   size = STAGED_CHUNK,
+  checkpoint?: () => void,
 ): AsyncGenerator<PlanChunk> {
   const directory = new DirectoryRepository(db);
   const staging = new StagingRepository(db);
@@ -52,6 +57,7 @@ export async function* planStaged(
   const deletedMembers = await membersOfDeleted(db, scope.integrationId, [...localGroups.keys()].filter((g) => !read.groups.has(g) && !skippedGroupIds.has(g)));
 
   for (const [index, range] of ranges.entries()) {
+    checkpoint?.();
     const users = new Map<string, DirectoryUser>();
     for (const user of await staging.usersIn(read.readId, range)) users.set(user.externalId, user);
     const skippedHere = skippedIn.get(index) ?? [];
@@ -80,7 +86,7 @@ export async function* planStaged(
   }
 }
 
-/** The chunks' plans as one (in chunk order): what `plan()` makes of the whole read. */
+/** The chunks' plans as one, in chunk order: the operations `plan()` makes of the whole read (as sets). */
 export function joinPlans(chunks: readonly Plan[]): Plan {
   const join = <K extends keyof Plan>(kind: K) => chunks.flatMap((p) => p[kind] as Plan[K][number][]) as unknown as Plan[K];
   return {
@@ -108,7 +114,11 @@ async function chunksOf<T extends { externalId: string }>(db: Db, records: reado
     from unnest(${records.map((r) => r.externalId)}::text[]) as s(id)
   `.execute(db);
   const byId = new Map(records.map((r) => [r.externalId, r]));
-  for (const { id, chunk } of rows) byChunk.set(chunk, [...(byChunk.get(chunk) ?? []), byId.get(id)!]);
+  for (const { id, chunk } of rows) {
+    const list = byChunk.get(chunk);
+    if (list) list.push(byId.get(id)!);
+    else byChunk.set(chunk, [byId.get(id)!]);
+  }
   return byChunk;
 }
 

@@ -1,6 +1,5 @@
 import type { DirectoryGroup, DirectoryUser, SkippedRecord } from '../core/model.js';
-import { userNameClash, userNameKey } from '../core/model.js';
-import { RecordError, type SnapshotSink, groupProblem, userProblem } from '../core/snapshot.js';
+import { RecordError, type SnapshotSink, clashSkips, takeGroups, userProblem } from '../core/snapshot.js';
 import type { Db } from '../db/database.js';
 import { StagingRepository } from '../db/staging.repository.js';
 
@@ -44,6 +43,8 @@ export interface StagedRead {
 export class StagedSnapshot implements SnapshotSink {
   private readonly staging: StagingRepository;
   private readonly pendingUsers = new Map<string, DirectoryUser>();
+  /** Users staged (or waiting to be) whose last version was then skipped: to remove from staging. */
+  private pendingUnstage: string[] = [];
   private memberGroups: string[] = [];
   private memberUsers: string[] = [];
   private readonly groups = new Map<string, DirectoryGroup>();
@@ -125,6 +126,15 @@ export class StagedSnapshot implements SnapshotSink {
   }
 
   /**
+   * Stops writing: what is queued is dropped, and the write under way is waited for, so that
+   * nothing lands once the caller clears the read (StagingRepository.clear).
+   */
+  async abort(): Promise<void> {
+    this.failed ??= new Error('the staged read was aborted');
+    await this.writing;
+  }
+
+  /**
    * Waits while more than MAX_QUEUED_WRITES writes are queued: Postgres slower than the IdP
    * slows the read, not the memory. Throws what a write threw (Postgres gone): the read stops
    * at once instead of reading on for nothing.
@@ -145,26 +155,10 @@ export class StagedSnapshot implements SnapshotSink {
     if (this.failed !== undefined) throw this.failed;
     const clashing = await this.staging.clashing(this.readId);
     if (clashing.length > 0) {
-      const byKey = new Map<string, DirectoryUser[]>();
-      for (const user of clashing) {
-        const key = userNameKey(user.userName);
-        byKey.set(key, [...(byKey.get(key) ?? []), user]);
-      }
-      for (const clash of byKey.values()) {
-        const ids = clash.map((u) => u.externalId);
-        for (const user of clash) {
-          this.skippedUsers.set(user.externalId, { kind: 'user', externalId: user.externalId, subject: user.userName, reason: userNameClash(ids, user.userName), active: user.active });
-        }
-      }
+      for (const record of clashSkips(clashing)) this.skippedUsers.set(record.externalId!, record);
       await this.staging.unstageUsers(this.readId, clashing.map((u) => u.externalId));
     }
-    const groups = new Map<string, DirectoryGroup>();
-    for (const group of this.groups.values()) {
-      const problem = groupProblem(group);
-      if (problem?.externalId === null) this.unidentified.push(problem);
-      else if (problem) this.skippedGroups.set(group.externalId, problem);
-      else groups.set(group.externalId, group);
-    }
+    const groups = takeGroups(this.groups.values(), this.skippedGroups, this.unidentified);
     const unreadMembers = new Set([...this.unread].filter((g) => groups.has(g)));
     const users = await this.staging.countUsers(this.readId);
     // Fresh rows by the million: without statistics the planner takes the tables for empty
@@ -188,10 +182,17 @@ export class StagedSnapshot implements SnapshotSink {
     this.skippedUsers.set(record.externalId, record);
     // An earlier version of it may be staged, or waiting to be: the last version is what counts.
     this.pendingUsers.delete(record.externalId);
-    this.write((s) => s.unstageUsers(this.readId, [record.externalId!]));
+    this.pendingUnstage.push(record.externalId);
+    if (this.pendingUnstage.length >= FLUSH_AT) this.flushUsers();
   }
 
+  /** Writes what waits: first the removals of users whose last version is unreadable, then the users (so a good version after a bad one is kept). */
   private flushUsers(): void {
+    if (this.pendingUnstage.length > 0) {
+      const ids = this.pendingUnstage;
+      this.pendingUnstage = [];
+      this.write((s) => s.unstageUsers(this.readId, ids));
+    }
     if (this.pendingUsers.size === 0) return;
     const users = [...this.pendingUsers.values()];
     this.pendingUsers.clear();

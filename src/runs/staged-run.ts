@@ -7,11 +7,12 @@ import type { Policy } from '../core/policy.js';
 import { type GatedPlan, type TenantCounts, gate, tooManySkipped, vanishedFrom } from '../core/safety.js';
 import type { Db } from '../db/database.js';
 import type { WriteScope } from '../db/directory.repository.js';
+import { RunRepository } from '../db/run.repository.js';
 import { StagingRepository } from '../db/staging.repository.js';
 import { planStaged } from './staged-plan.js';
 import type { StagedRead } from './staged-read.js';
 
-/**
+/*
  * The decide and apply steps of a run whose read was staged (src/runs/staged-read.ts), in
  * memory that does not grow with the directory: the plan is made chunk by chunk
  * (src/runs/staged-plan.ts) twice.
@@ -38,9 +39,24 @@ export interface StagedDecideInput {
   readonly current: TenantCounts;
   readonly pending: DestructiveSet;
   readonly approved: DestructiveSet;
-  /** A dry run: each chunk's operations are recorded as `planned`. */
+  /** A dry run: each chunk's operations are recorded as `planned` (an earlier attempt's first cleared). */
   readonly dryRun?: boolean;
   readonly chunkSize?: number;
+  /** Called before each chunk: the run's interruption check (it throws). */
+  readonly checkpoint?: () => void;
+}
+
+/** The staged read is gone (Postgres restarted and emptied its unlogged tables): the run must read again, never take the emptiness for the IdP's. */
+export class StagedReadLostError extends Error {
+  override name = 'StagedReadLostError';
+  constructor() {
+    super('the staged read vanished (PostgreSQL restarted?): the run reads the IdP again');
+  }
+}
+
+/** Throws StagedReadLostError unless the read is still whole. */
+async function assertIntact(db: Db, read: StagedRead): Promise<void> {
+  if (!(await new StagingRepository(db).intact(read.readId, read.users))) throw new StagedReadLostError();
 }
 
 export type StagedDecision =
@@ -69,12 +85,15 @@ export async function decideStaged(db: Db, input: StagedDecideInput): Promise<St
   let counts = zeroCounts();
   const skipped: SkippedRecord[] = [];
   const destructive: Plan[] = [];
-  for await (const { plan } of planStaged(db, read, input.scope, policy, input.chunkSize)) {
+  if (input.dryRun) await new RunRepository(db).clearPlanned(input.scope.runId);
+  for await (const { plan } of planStaged(db, read, input.scope, policy, input.chunkSize, input.checkpoint)) {
     counts = addCounts(counts, planCounts(plan));
     skipped.push(...plan.skipped);
     destructive.push(destructiveOf(plan));
     if (input.dryRun) await recordPlan(db, input.scope.runId, plan, policy, 'planned');
   }
+  // Had the staging tables been emptied meanwhile, every user would look gone.
+  await assertIntact(db, read);
   const local = await localCounts(db, input.scope.integrationId);
   const whole = destructiveOf({
     ...emptyPlan(),
@@ -103,7 +122,20 @@ function streamedOf(p: Plan): Plan {
  * (decideStaged's `gated.apply`: the destructive operations the gate let through). Progress
  * (`afterBatch`) counts per kind across all of it.
  */
-export async function applyStaged(db: Db, scope: WriteScope & { readonly tenantId: string }, read: StagedRead, gated: Plan, policy: Policy, options: ApplyOptions & { readonly chunkSize?: number } = {}): Promise<ApplyResult> {
+export async function applyStaged(
+  db: Db,
+  scope: WriteScope & { readonly tenantId: string },
+  read: StagedRead,
+  gated: Plan,
+  policy: Policy,
+  options: ApplyOptions & {
+    readonly chunkSize?: number;
+    /** Called before each chunk and before the destructive operations: the run's interruption check (it throws). */
+    readonly checkpoint?: () => void;
+    /** What pass 1 skipped: a record pass 2 skips and pass 1 did not (another integration took its login meanwhile) is returned as skipped. */
+    readonly skipped?: readonly SkippedRecord[];
+  } = {},
+): Promise<ApplyResult> {
   let counts = zeroCounts();
   const skipped: SkippedRecord[] = [];
   let stale = 0;
@@ -121,7 +153,13 @@ export async function applyStaged(db: Db, scope: WriteScope & { readonly tenantI
     for (const id of result.staleSubjects.userIds) userIds.add(id);
     for (const id of result.staleSubjects.groupIds) groupIds.add(id);
   };
-  for await (const { plan } of planStaged(db, read, scope, policy, options.chunkSize)) await apply(streamedOf(plan));
+  const known = new Set((options.skipped ?? []).map(skipKey));
+  for await (const { plan } of planStaged(db, read, scope, policy, options.chunkSize, options.checkpoint)) {
+    skipped.push(...plan.skipped.filter((r) => !known.has(skipKey(r))));
+    await apply(streamedOf(plan));
+  }
+  options.checkpoint?.();
+  await assertIntact(db, read);
   await apply(gated);
   return { counts, skipped, stale, staleSubjects: { userIds: [...userIds], groupIds: [...groupIds] } };
 }
@@ -139,6 +177,10 @@ export async function settledStagedVersions(db: Db, read: StagedRead, skipped: r
     settled.push({ externalId: group.externalId, version: group.membersVersion });
   }
   return settled;
+}
+
+function skipKey(r: SkippedRecord): string {
+  return `${r.kind}\u0000${r.externalId ?? ''}\u0000${r.reason}`;
 }
 
 /** The integration's active accounts and groups: what vanishedFrom weighs an empty listing against. */

@@ -2,7 +2,9 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyPlan } from '../../src/apply/apply-plan.js';
 import type { DirectoryGroup, DirectoryUser, SkippedRecord } from '../../src/core/model.js';
-import { type Plan, PLAN_KINDS, plan } from '../../src/core/plan.js';
+import { type Plan, PLAN_KINDS, emptyPlan, plan } from '../../src/core/plan.js';
+import { DestructiveSet } from '../../src/core/approvals.js';
+import { StagedReadLostError, applyStaged, decideStaged } from '../../src/runs/staged-run.js';
 import type { Policy } from '../../src/core/policy.js';
 import { RecordError, SnapshotBuilder, type SnapshotSink, completeSnapshot } from '../../src/core/snapshot.js';
 import { type Db, createDb } from '../../src/db/database.js';
@@ -179,6 +181,37 @@ describe('a staged read planned in chunks', () => {
     await expect(staged.finish()).rejects.toThrow(/ECONNREFUSED/);
     await gone.destroy();
     await new StagingRepository(db).clear(readId);
+  });
+
+  it('never takes a staged read that vanished (Postgres restarted) for an empty directory: the run must read again', async () => {
+    const slug = uniqueSlug('staged');
+    const tenant = (await new TenantRepository(db).create(slug, slug))!;
+    const a = await integrationOf(slug);
+    const scope = { tenantId: tenant.id, ...a };
+    const policy: Policy = { deprovisionMode: 'suspend' };
+    await applyRead(scope, [1, 2, 3].map((n) => ({ kind: 'user' as const, raw: { id: `u${n}`, login: `user${n}@x.io`, active: true, given: 'A' } })), policy);
+    const staging = new StagingRepository(db);
+    const readId = await staging.begin(a.runId);
+    const staged = new StagedSnapshot(db, readId);
+    for (const n of [1, 2, 3]) staged.addUserFrom(n, (i) => user(`u${i}`, { userName: `user${i}@x.io` }));
+    const read = await staged.finish();
+    const input = { read, scope, policy, thresholdPercent: 100, current: { activeUsers: 3, groups: 0, memberships: 0 }, pending: new DestructiveSet(), approved: new DestructiveSet() };
+    expect(await decideStaged(db, input)).toMatchObject({ kind: 'plan', counts: { usersDeprovisioned: 0 } });
+    // As after a crash of Postgres: unlogged tables come back empty.
+    await staging.clear(readId);
+    await expect(decideStaged(db, input)).rejects.toThrow(StagedReadLostError);
+    await expect(applyStaged(db, scope, read, emptyPlan(), policy)).rejects.toThrow(StagedReadLostError);
+    expect((await new DirectoryRepository(db).loadLocalState(a.integrationId, tenant.id)).users.size).toBe(3);
+  });
+
+  it('prunes rows a staged read left after it was cleared', async () => {
+    const staging = new StagingRepository(db);
+    const orphan = '00000000-0000-4000-8000-000000000001';
+    await staging.stageMembers(orphan, ['g1'], ['u1']);
+    await staging.stageUsers(orphan, [user('u1')]);
+    await staging.prune();
+    expect(await staging.membersIn(orphan, { after: null, upTo: null })).toEqual([]);
+    expect(await staging.countUsers(orphan)).toBe(0);
   });
 
   it('stages a read of many pages and keeps each record\'s last version', async () => {
