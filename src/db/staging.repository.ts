@@ -96,12 +96,19 @@ export class StagingRepository {
     `.execute(this.db);
   }
 
-  /** Staged users whose userName keys another staged user shares (SnapshotBuilder's clashes), as read. */
+  /**
+   * Staged users whose userName keys another staged user shares (SnapshotBuilder's clashes), as
+   * read. One pass over the read's rows, whatever the statistics say: the same question as a
+   * semi-join planned as a nested loop (statistics from when the tables were empty) took
+   * 100,000 x 100,000 comparisons.
+   */
   async clashing(readId: string): Promise<DirectoryUser[]> {
     const { rows } = await sql<{ body: string }>`
-      select body from staged_users
-      where read_id = ${readId}::uuid
-        and user_key in (select user_key from staged_users where read_id = ${readId}::uuid group by user_key having count(*) > 1)
+      select body from (
+        select body, count(*) over (partition by user_key) as same
+        from staged_users where read_id = ${readId}::uuid
+      ) keyed
+      where same > 1
     `.execute(this.db);
     return rows.map((r) => JSON.parse(r.body) as DirectoryUser);
   }

@@ -9,8 +9,6 @@ const FLUSH_AT = 2_000;
 /** Writes a staged read lets wait before the connector waits for them (StagedSnapshot.ready): a few pages' worth. */
 const MAX_QUEUED_WRITES = 8;
 
-/** Staged users from which the staging tables' statistics are refreshed once the read is in. */
-const ANALYZE_FROM = 10_000;
 
 /**
  * A full read written to Postgres as it comes (src/db/staging.repository.ts), for what a
@@ -153,6 +151,9 @@ export class StagedSnapshot implements SnapshotSink {
     this.flushMembers();
     await this.writing;
     if (this.failed !== undefined) throw this.failed;
+    // Fresh rows, perhaps by the million, after others' were deleted: without fresh statistics
+    // the planner may take the tables for empty and scan them whole for each chunk.
+    await this.staging.analyze();
     const clashing = await this.staging.clashing(this.readId);
     if (clashing.length > 0) {
       for (const record of clashSkips(clashing)) this.skippedUsers.set(record.externalId!, record);
@@ -161,9 +162,6 @@ export class StagedSnapshot implements SnapshotSink {
     const groups = takeGroups(this.groups.values(), this.skippedGroups, this.unidentified);
     const unreadMembers = new Set([...this.unread].filter((g) => groups.has(g)));
     const users = await this.staging.countUsers(this.readId);
-    // Fresh rows by the million: without statistics the planner takes the tables for empty
-    // and reads each chunk by scanning them whole.
-    if (users >= ANALYZE_FROM) await this.staging.analyze();
     return {
       readId: this.readId,
       users,
