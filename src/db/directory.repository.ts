@@ -117,16 +117,19 @@ export class DirectoryRepository {
   /**
    * The part of the integration's state a staged plan needs for the users in `range`
    * (src/runs/staged-plan.ts): their accounts, their memberships (in every group), their
-   * locks, and the tenant's other accounts with `userNames`' logins. Groups are not loaded:
+   * locks, and the tenant's other accounts with the logins of the users `read` (the staged
+   * users in the range) that have no account of this integration under that login. Groups are not loaded:
    * the caller has them all (`groupsOf`).
    */
-  async loadLocalChunk(integrationId: string, tenantId: string, range: IdRange, userNames: readonly string[]): Promise<Omit<LocalState, 'groups'>> {
-    const [users, members, lockedOut, others] = await Promise.all([
-      this.accountsOf(integrationId, range),
-      this.membersByGroup(integrationId, range),
-      this.lockedOutOf(integrationId, range),
-      userNames.length > 0 ? this.othersOf(tenantId, integrationId, userNames) : new Map<string, OtherAccount>(),
-    ]);
+  async loadLocalChunk(integrationId: string, tenantId: string, range: IdRange, read: ReadonlyArray<{ externalId: string; userName: string }>): Promise<Omit<LocalState, 'groups'>> {
+    const [users, members, lockedOut] = await Promise.all([this.accountsOf(integrationId, range), this.membersByGroup(integrationId, range), this.lockedOutOf(integrationId, range)]);
+    // Other accounts matter only to a user without an account of its own under the same login
+    // (plan(): adoption or conflict); in a resync that is nearly nobody, so few are looked up.
+    const userNames = read.filter((u) => {
+      const own = users.get(u.externalId);
+      return !own || userNameKey(own.userName) !== userNameKey(u.userName);
+    }).map((u) => u.userName);
+    const others = userNames.length > 0 ? await this.othersOf(tenantId, integrationId, userNames) : new Map<string, OtherAccount>();
     const memberships = new Map<string, Set<string>>();
     for (const { group, members: ids } of members) memberships.set(group, new Set(ids.map((id) => users.get(id)?.externalId ?? id)));
     return { users, memberships, lockedOut, others };

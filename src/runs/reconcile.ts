@@ -22,7 +22,7 @@ import { type ReadInterval, databaseNow, declareRead, pruneReads } from './read-
 import { readNarrowed } from './targeted-read.js';
 import { StagingRepository } from '../db/staging.repository.js';
 import { StagedSnapshot, type StagedRead } from './staged-read.js';
-import { applyStaged, decideStaged, settledStagedVersions } from './staged-run.js';
+import { applyStaged, decideStaged, settledStagedVersions, streamedCount } from './staged-run.js';
 import { type Credentials, scrubCredentials } from '../integrations/credentials.js';
 import { IntegrationService } from '../integrations/integration.service.js';
 import type { Logger } from '../log.js';
@@ -165,7 +165,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     };
     const result =
       read.kind === 'staged'
-        ? await applyStaged(deps.db, scope, read.staged, decision.gated.apply, policy, { ...applyOptions, checkpoint: () => throwIfInterrupted(signal), skipped: decision.skipped })
+        ? await applyStaged(deps.db, scope, read.staged, decision.gated.apply, policy, { ...applyOptions, checkpoint: () => throwIfInterrupted(signal), skipped: decision.skipped, streamed: streamedCount(decision.counts) })
         : await applyPlan(deps.db, scope, decision.gated.apply, policy, applyOptions);
     throwIfInterrupted(signal);
     // Writes dropped for another run whose read may be later (src/runs/read-stamps.ts). That run

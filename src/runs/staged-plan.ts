@@ -63,7 +63,7 @@ export async function* planStaged(
     const skippedHere = skippedIn.get(index) ?? [];
     const skippedIds = new Set(skippedHere.map((r) => r.externalId));
     const inScope = (id: string) => users.has(id) || skippedIds.has(id);
-    const local = await directory.loadLocalChunk(scope.integrationId, scope.tenantId, range, [...users.values()].map((u) => u.userName));
+    const local = await directory.loadLocalChunk(scope.integrationId, scope.tenantId, range, [...users.values()]);
     const memberships = new Map<string, Set<string>>();
     for (const groupId of [...read.groups.keys(), ...skippedGroupIds]) memberships.set(groupId, new Set());
     for (const { group, user } of await staging.membersIn(read.readId, range)) {

@@ -134,6 +134,8 @@ export async function applyStaged(
     readonly checkpoint?: () => void;
     /** What pass 1 skipped: a record pass 2 skips and pass 1 did not (another integration took its login meanwhile) is returned as skipped. */
     readonly skipped?: readonly SkippedRecord[];
+    /** How many operations pass 1 counted that stream (streamedCount): 0 skips the second pass. */
+    readonly streamed?: number;
   } = {},
 ): Promise<ApplyResult> {
   let counts = zeroCounts();
@@ -154,9 +156,12 @@ export async function applyStaged(
     for (const id of result.staleSubjects.groupIds) groupIds.add(id);
   };
   const known = new Set((options.skipped ?? []).map(skipKey));
-  for await (const { plan } of planStaged(db, read, scope, policy, options.chunkSize, options.checkpoint)) {
-    skipped.push(...plan.skipped.filter((r) => !known.has(skipKey(r))));
-    await apply(streamedOf(plan));
+  // Pass 1 found nothing to stream (a no-op resync, removals alone): no second pass.
+  if (options.streamed !== 0) {
+    for await (const { plan } of planStaged(db, read, scope, policy, options.chunkSize, options.checkpoint)) {
+      skipped.push(...plan.skipped.filter((r) => !known.has(skipKey(r))));
+      await apply(streamedOf(plan));
+    }
   }
   options.checkpoint?.();
   await assertIntact(db, read);
@@ -177,6 +182,11 @@ export async function settledStagedVersions(db: Db, read: StagedRead, skipped: r
     settled.push({ externalId: group.externalId, version: group.membersVersion });
   }
   return settled;
+}
+
+/** Operations of these counts that never wait for approval (what pass 2 applies chunk by chunk). */
+export function streamedCount(counts: PlanCounts): number {
+  return counts.usersCreated + counts.usersUpdated + counts.usersReprovisioned + counts.groupsCreated + counts.groupsUpdated + counts.membershipsAdded;
 }
 
 function skipKey(r: SkippedRecord): string {
