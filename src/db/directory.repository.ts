@@ -135,6 +135,29 @@ export class DirectoryRepository {
     return { users, memberships, lockedOut, others };
   }
 
+  /** How many members (accounts of the integration) each of these groups has, by IdP id; a group without any is absent. */
+  async memberCounts(integrationId: string, groupIds: readonly string[]): Promise<Map<string, number>> {
+    if (groupIds.length === 0) return new Map();
+    const { rows } = await sql<{ group: string; n: number }>`
+      select g.external_id as "group", count(*)::int as n
+      from group_memberships gm
+      join groups g on g.id = gm.group_id
+      join accounts a on a.id = gm.account_id
+      where g.integration_id = ${integrationId}::uuid and a.integration_id = ${integrationId}::uuid and g.external_id = any(${groupIds}::text[])
+      group by g.external_id
+    `.execute(this.db);
+    return new Map(rows.map((r) => [r.group, r.n]));
+  }
+
+  /** The integration's active accounts and groups, counted. */
+  async countIntegration(integrationId: string): Promise<{ activeUsers: number; groups: number }> {
+    const { rows } = await sql<{ active_users: number; groups: number }>`
+      select (select count(*) from accounts where integration_id = ${integrationId}::uuid and active)::int as active_users,
+             (select count(*) from groups where integration_id = ${integrationId}::uuid)::int as groups
+    `.execute(this.db);
+    return { activeUsers: rows[0]!.active_users, groups: rows[0]!.groups };
+  }
+
   /** The integration's accounts (of these IdP ids, or of the ids in this range, only, when given), by IdP id. */
   async accountsOf(integrationId: string, only?: readonly string[] | IdRange): Promise<Map<string, LocalUser>> {
     const rows = await this.db

@@ -165,6 +165,27 @@ export class StagingRepository {
   }
 
   /**
+   * Which of `ranges` (by index) each of these ids falls in, by the database's order of text
+   * (the ranges' own): index -> ids.
+   */
+  async chunkOf(ids: readonly string[], ranges: readonly IdRange[]): Promise<Map<number, string[]>> {
+    const byChunk = new Map<number, string[]>();
+    if (ids.length === 0) return byChunk;
+    const bounds = ranges.flatMap((r) => (r.upTo === null ? [] : [r.upTo]));
+    // Range i holds the ids above i bounds: (bound i-1, bound i].
+    const { rows } = await sql<{ id: string; chunk: number }>`
+      select s.id, (select count(*) from unnest(${bounds}::text[]) b where b < s.id)::int as chunk
+      from unnest(${ids}::text[]) as s(id)
+    `.execute(this.db);
+    for (const { id, chunk } of rows) {
+      const list = byChunk.get(chunk);
+      if (list) list.push(id);
+      else byChunk.set(chunk, [id]);
+    }
+    return byChunk;
+  }
+
+  /**
    * Cuts the IdP ids a staged plan covers (the run's staged users, the integration's accounts,
    * and `extra`: users skipped as unreadable) into ranges of about `size` ids, in the
    * database's order: at least one range, the last open-ended.

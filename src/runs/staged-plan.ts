@@ -1,6 +1,5 @@
-import { sql } from 'kysely';
 import type { DirectoryUser, LocalState, SkippedRecord, Snapshot } from '../core/model.js';
-import { type Plan, plan } from '../core/plan.js';
+import { PLAN_KINDS, type Plan, emptyPlan, plan } from '../core/plan.js';
 import type { Policy } from '../core/policy.js';
 import type { Db } from '../db/database.js';
 import { DirectoryRepository } from '../db/directory.repository.js';
@@ -53,14 +52,16 @@ export async function* planStaged(
   const global = read.skipped.filter((r) => r.kind !== 'user' || r.externalId === null);
   const skippedGroupIds = new Set(global.flatMap((r) => (r.kind === 'group' && r.externalId !== null ? [r.externalId] : [])));
   const ranges = await staging.ranges(read.readId, scope.integrationId, skippedUsers.map((r) => r.externalId), size);
-  const skippedIn = await chunksOf(db, skippedUsers, ranges);
-  const deletedMembers = await membersOfDeleted(db, scope.integrationId, [...localGroups.keys()].filter((g) => !read.groups.has(g) && !skippedGroupIds.has(g)));
+  const skippedIn = await staging.chunkOf(skippedUsers.map((r) => r.externalId), ranges);
+  const skippedById = new Map(skippedUsers.map((r) => [r.externalId, r]));
+  const deletedMembers = await directory.memberCounts(scope.integrationId, [...localGroups.keys()].filter((g) => !read.groups.has(g) && !skippedGroupIds.has(g)));
+  const globalSkipped = new Set(global);
 
   for (const [index, range] of ranges.entries()) {
     checkpoint?.();
     const users = new Map<string, DirectoryUser>();
     for (const user of await staging.usersIn(read.readId, range)) users.set(user.externalId, user);
-    const skippedHere = skippedIn.get(index) ?? [];
+    const skippedHere = (skippedIn.get(index) ?? []).map((id) => skippedById.get(id)!);
     const skippedIds = new Set(skippedHere.map((r) => r.externalId));
     const inScope = (id: string) => users.has(id) || skippedIds.has(id);
     const local = await directory.loadLocalChunk(scope.integrationId, scope.tenantId, range, [...users.values()]);
@@ -80,7 +81,6 @@ export async function* planStaged(
     if (index === 0) {
       yield { range, plan: { ...planned, groupsDeleted: planned.groupsDeleted.map((g) => ({ ...g, members: deletedMembers.get(g.externalId) ?? 0 })) } };
     } else {
-      const globalSkipped = new Set(global);
       yield { range, plan: { ...planned, groupsCreated: [], groupsUpdated: [], groupsDeleted: [], skipped: planned.skipped.filter((r) => !globalSkipped.has(r)) } };
     }
   }
@@ -88,50 +88,7 @@ export async function* planStaged(
 
 /** The chunks' plans as one, in chunk order: the operations `plan()` makes of the whole read (as sets). */
 export function joinPlans(chunks: readonly Plan[]): Plan {
-  const join = <K extends keyof Plan>(kind: K) => chunks.flatMap((p) => p[kind] as Plan[K][number][]) as unknown as Plan[K];
-  return {
-    usersCreated: join('usersCreated'),
-    usersUpdated: join('usersUpdated'),
-    usersReprovisioned: join('usersReprovisioned'),
-    usersDeprovisioned: join('usersDeprovisioned'),
-    groupsCreated: join('groupsCreated'),
-    groupsUpdated: join('groupsUpdated'),
-    groupsDeleted: join('groupsDeleted'),
-    membershipsAdded: join('membershipsAdded'),
-    membershipsRemoved: join('membershipsRemoved'),
-    skipped: join('skipped'),
-  };
-}
-
-/** Which range (by index) each skipped user falls in, by the database's order of text (the ranges' own). */
-async function chunksOf<T extends { externalId: string }>(db: Db, records: readonly T[], ranges: readonly IdRange[]): Promise<Map<number, T[]>> {
-  const byChunk = new Map<number, T[]>();
-  if (records.length === 0) return byChunk;
-  const bounds = ranges.flatMap((r) => (r.upTo === null ? [] : [r.upTo]));
-  // Range i holds the ids above i bounds: (bound i-1, bound i].
-  const { rows } = await sql<{ id: string; chunk: number }>`
-    select s.id, (select count(*) from unnest(${bounds}::text[]) b where b < s.id)::int as chunk
-    from unnest(${records.map((r) => r.externalId)}::text[]) as s(id)
-  `.execute(db);
-  const byId = new Map(records.map((r) => [r.externalId, r]));
-  for (const { id, chunk } of rows) {
-    const list = byChunk.get(chunk);
-    if (list) list.push(byId.get(id)!);
-    else byChunk.set(chunk, [byId.get(id)!]);
-  }
-  return byChunk;
-}
-
-/** How many members each of these groups has (accounts of the integration): what a group's deletion takes with it. */
-async function membersOfDeleted(db: Db, integrationId: string, groupIds: readonly string[]): Promise<Map<string, number>> {
-  if (groupIds.length === 0) return new Map();
-  const { rows } = await sql<{ group: string; n: number }>`
-    select g.external_id as "group", count(*)::int as n
-    from group_memberships gm
-    join groups g on g.id = gm.group_id
-    join accounts a on a.id = gm.account_id
-    where g.integration_id = ${integrationId}::uuid and a.integration_id = ${integrationId}::uuid and g.external_id = any(${groupIds}::text[])
-    group by g.external_id
-  `.execute(db);
-  return new Map(rows.map((r) => [r.group, r.n]));
+  const joined = { ...emptyPlan() } as Record<keyof Plan, unknown[]>;
+  for (const kind of [...PLAN_KINDS, 'skipped' as const]) joined[kind] = chunks.flatMap((p) => p[kind] as readonly unknown[]);
+  return joined as unknown as Plan;
 }

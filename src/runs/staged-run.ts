@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import { type ApplyOptions, type ApplyResult, applyPlan, recordPlan } from '../apply/apply-plan.js';
 import type { DestructiveSet } from '../core/approvals.js';
 import type { SkippedRecord } from '../core/model.js';
@@ -6,7 +5,7 @@ import { type Plan, type PlanCounts, type PlanKind, addCounts, emptyPlan, planCo
 import type { Policy } from '../core/policy.js';
 import { type GatedPlan, type TenantCounts, gate, tooManySkipped, vanishedFrom } from '../core/safety.js';
 import type { Db } from '../db/database.js';
-import type { WriteScope } from '../db/directory.repository.js';
+import { DirectoryRepository, type WriteScope } from '../db/directory.repository.js';
 import { RunRepository } from '../db/run.repository.js';
 import { StagingRepository } from '../db/staging.repository.js';
 import { planStaged } from './staged-plan.js';
@@ -94,7 +93,8 @@ export async function decideStaged(db: Db, input: StagedDecideInput): Promise<St
   }
   // Had the staging tables been emptied meanwhile, every user would look gone.
   await assertIntact(db, read);
-  const local = await localCounts(db, input.scope.integrationId);
+  // What vanishedFrom weighs an empty listing against.
+  const local = await new DirectoryRepository(db).countIntegration(input.scope.integrationId);
   const whole = destructiveOf({
     ...emptyPlan(),
     usersDeprovisioned: destructive.flatMap((p) => p.usersDeprovisioned),
@@ -191,13 +191,4 @@ export function streamedCount(counts: PlanCounts): number {
 
 function skipKey(r: SkippedRecord): string {
   return `${r.kind}\u0000${r.externalId ?? ''}\u0000${r.reason}`;
-}
-
-/** The integration's active accounts and groups: what vanishedFrom weighs an empty listing against. */
-async function localCounts(db: Db, integrationId: string): Promise<{ activeUsers: number; groups: number }> {
-  const { rows } = await sql<{ active_users: number; groups: number }>`
-    select (select count(*) from accounts where integration_id = ${integrationId}::uuid and active)::int as active_users,
-           (select count(*) from groups where integration_id = ${integrationId}::uuid)::int as groups
-  `.execute(db);
-  return { activeUsers: rows[0]!.active_users, groups: rows[0]!.groups };
 }
