@@ -2,7 +2,7 @@ import { changeLogId, destructive, membershipDetail } from '../core/approvals.js
 import type { DirectoryGroup, DirectoryUser, JsonObject, SkippedRecord } from '../core/model.js';
 import { CHANGE_KINDS, type Membership, type Plan, type PlanCounts, type PlanKind, type UserDeprovision, zeroCounts } from '../core/plan.js';
 import type { DeprovisionMode, Policy } from '../core/policy.js';
-import { type Db, isDataError } from '../db/database.js';
+import { type Db, isDataError, isTransactionConflict } from '../db/database.js';
 import { DirectoryRepository, type WriteScope } from '../db/directory.repository.js';
 import { type NewRunChange, RunRepository } from '../db/run.repository.js';
 import { type Fence, type ReadInterval, fenceFor, lostScope } from '../runs/read-stamps.js';
@@ -110,7 +110,7 @@ export async function applyPlan(
   // What a batch's transaction found is taken in only once it committed: a transaction that
   // fails is tried again item by item, and must not count its drops or refusals twice.
   const commit = async (whole: Batch): Promise<number> => {
-    const done = await db.transaction().execute(async (trx): Promise<Committed> => {
+    const done = await retryConflicts(() => db.transaction().execute(async (trx): Promise<Committed> => {
       let batch: Batch | undefined = whole;
       let dropped = 0;
       let subjects: Subjects[] = [];
@@ -136,7 +136,7 @@ export async function applyPlan(
       const changes = refusedIds.size > 0 ? batch.changes.filter((c) => !refusedIds.has(c.externalId)) : batch.changes;
       await runs.recordApplied(scope, changes, { ...(before && { before }) });
       return { applied: changes.length, dropped, subjects, refused };
-    });
+    }));
     stale += done.dropped;
     for (const s of done.subjects) {
       if (s.user !== undefined) staleUsers.add(s.user);
@@ -176,6 +176,20 @@ export const USER_DEPROVISIONED = 'user deprovisioned';
 export const DESCRIBED_BEFORE: ReadonlySet<PlanKind> = new Set(['usersDeprovisioned', 'groupsDeleted', 'usersReprovisioned', 'usersUpdated']);
 
 const REFUSED = 'another enabled integration of this tenant took an account with this userName while the run was applying';
+
+/** Times a transaction that lost to a concurrent one (isTransactionConflict) is run again before its error stands. */
+const CONFLICT_ATTEMPTS = 5;
+
+/** Runs `transaction` again while it loses to a concurrent one, a few times; other errors pass through. */
+async function retryConflicts<T>(transaction: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await transaction();
+    } catch (error) {
+      if (!isTransactionConflict(error) || attempt >= CONFLICT_ATTEMPTS) throw error;
+    }
+  }
+}
 
 async function commitItem(item: Batch, commit: (b: Batch) => Promise<number>, skipped: SkippedRecord[], batchError: unknown): Promise<number> {
   let error: unknown = batchError;

@@ -19,6 +19,18 @@ export function isDataError(error: unknown): boolean {
   return typeof code === 'string' && DATA_ERROR_CLASSES.has(code.slice(0, 2));
 }
 
+/**
+ * Whether a Postgres error says the transaction lost to a concurrent one and may simply be run
+ * again: a deadlock (40P01) or a serialization failure (40001). Applying transactions of one
+ * integration may run side by side (src/runs/read-stamps.ts), so two of them can deadlock on
+ * rows they both write; Postgres aborts one, which then runs again.
+ * https://www.postgresql.org/docs/current/errcodes-appendix.html
+ */
+export function isTransactionConflict(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  return code === '40P01' || code === '40001';
+}
+
 /** A data error (see isDataError) as one sentence for the person who sent the value. */
 export function refusedValue(error: unknown): string {
   const message = (error as Error).message.replace(/\s+/g, ' ').slice(0, 200);

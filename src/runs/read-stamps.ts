@@ -15,7 +15,8 @@ import type { Db } from '../db/database.js';
  * - **Declare.** Once its read has ended, and before it loads the tenant's state, a run records
  *   `end` for what it read: per subject for a targeted read (a user: its record and all its
  *   memberships; a group: its record and all its members), once (`all`) for a full read.
- * - **Fence.** Every applying transaction takes the integration's apply lock, then drops this
+ * - **Fence.** Every applying transaction takes the integration's apply lock (shared with other
+ *   applying transactions, never with a declaration), then drops this
  *   run's operations on any subject another run declared an `end` for that is later than this
  *   run's `start` (that run's read may be later than this one's), and all of them when another
  *   run declared a full read so. A membership is both its user's and its group's.
@@ -60,9 +61,18 @@ export interface ReadInterval {
   readonly assumedInScope?: readonly string[];
 }
 
-/** Serializes declarations and applying transactions of one integration (transaction-scoped). */
-async function lockApply(trx: Db, integrationId: string): Promise<void> {
-  await sql`select pg_advisory_xact_lock(hashtextextended(${`dirsync.apply:${integrationId}`}, 0))`.execute(trx);
+/**
+ * Orders declarations against applying transactions of one integration (transaction-scoped):
+ * a declaration takes the lock alone (`exclusive`), applying transactions share it. Applying
+ * transactions need not exclude each other: what a fence drops depends on the declarations
+ * alone, never on another transaction's writes, so applying them side by side drops what
+ * applying them one after the other would. That lets a run apply two chunks at once
+ * (src/runs/staged-run.ts).
+ */
+async function lockApply(trx: Db, integrationId: string, mode: 'exclusive' | 'shared'): Promise<void> {
+  const key = `dirsync.apply:${integrationId}`;
+  if (mode === 'exclusive') await sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`.execute(trx);
+  else await sql`select pg_advisory_xact_lock_shared(hashtextextended(${key}, 0))`.execute(trx);
 }
 
 /** The database's clock: a read's start (taken just before it) and end (just after). */
@@ -78,7 +88,7 @@ export async function databaseNow(db: Db): Promise<Date> {
  */
 export async function declareRead(db: Db, integrationId: string, runId: string, subjects: ReadSubjects | 'all'): Promise<Date> {
   return db.transaction().execute(async (trx) => {
-    await lockApply(trx, integrationId);
+    await lockApply(trx, integrationId, 'exclusive');
     const end = await databaseNow(trx);
     const keys: Array<{ kind: 'user' | 'group' | 'all'; external_id: string }> =
       subjects === 'all'
@@ -103,7 +113,7 @@ export async function declareRead(db: Db, integrationId: string, runId: string, 
  * and answers which subjects the run whose read is `read` must leave alone.
  */
 export async function fenceFor(trx: Db, integrationId: string, read: ReadInterval): Promise<Fence> {
-  await lockApply(trx, integrationId);
+  await lockApply(trx, integrationId, 'shared');
   const later = await trx
     .selectFrom('subject_reads')
     .select(['kind', 'external_id'])

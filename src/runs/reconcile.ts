@@ -1,5 +1,5 @@
 import pRetry from 'p-retry';
-import { type ApplyOptions, applyPlan, planKeys, recordPlan } from '../apply/apply-plan.js';
+import { type ApplyOptions, type ApplyResult, applyPlan, planKeys, recordPlan } from '../apply/apply-plan.js';
 import type { Config } from '../config.js';
 import { IdpReadError, type ReadHints, type SnapshotSource, type SubjectNames, type SubjectRead, type TargetedSource } from '../connectors/connector.js';
 import { type ConnectorSettings, createConnector } from '../connectors/index.js';
@@ -22,7 +22,7 @@ import { type ReadInterval, databaseNow, declareRead, pruneReads } from './read-
 import { readNarrowed } from './targeted-read.js';
 import { StagingRepository } from '../db/staging.repository.js';
 import { StagedSnapshot, type StagedRead } from './staged-read.js';
-import { applyStaged, decideStaged, settledStagedVersions, streamedCount } from './staged-run.js';
+import { applyStaged, decideStaged, settledStagedVersions } from './staged-run.js';
 import { type Credentials, scrubCredentials } from '../integrations/credentials.js';
 import { IntegrationService } from '../integrations/integration.service.js';
 import type { Logger } from '../log.js';
@@ -69,6 +69,8 @@ export interface ReconcileDeps {
   readonly connectorSettings?: ConnectorSettings;
   readonly heartbeatMs?: number;
   readonly batchSize?: number;
+  /** Users per chunk of a staged run (STAGED_CHUNK unless given): tests take a few, so that chunks apply side by side. */
+  readonly stagedChunkSize?: number;
   /** Called after each applied batch; crash tests throw here. */
   readonly afterBatch?: () => Promise<void> | void;
   /** Where a follow-up run is put (the worker's queue); without it, the worker's sweep enqueues it. */
@@ -121,9 +123,26 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     const policy: Policy = { deprovisionMode: integration.deprovisionMode };
     const approvals = await loadApprovals(runs, run);
     const scope = { tenantId: integration.tenantId, integrationId: integration.id, runId };
-    let decision: { readonly kind: 'plan'; readonly counts: PlanCounts; readonly gated: GatedPlan; readonly skipped: readonly SkippedRecord[]; readonly plan?: Plan };
+    const applyOptions: ApplyOptions = {
+      batchSize: deps.batchSize,
+      ...(read.readAt && { read: { runId, start: read.readAt, ...(read.assumedInScope && { assumedInScope: read.assumedInScope }) } satisfies ReadInterval }),
+      afterBatch: async (kind, count) => {
+        recorder.applied(kind, count);
+        await deps.afterBatch?.();
+        throwIfInterrupted(signal);
+      },
+    };
+    let decision: {
+      readonly kind: 'plan';
+      readonly counts: PlanCounts;
+      readonly gated: GatedPlan;
+      readonly skipped: readonly SkippedRecord[];
+      readonly plan?: Plan;
+      /** What a staged run applied while deciding (creates and updates). */
+      readonly streamed?: ApplyResult;
+    };
     if (read.kind === 'staged') {
-      // A dry run's plan is recorded chunk by chunk as it is made.
+      // A dry run's plan is recorded chunk by chunk as it is made; otherwise creates and updates apply as it is made.
       const staged = await decideStaged(deps.db, {
         read: read.staged,
         scope,
@@ -132,6 +151,8 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
         current,
         ...approvals,
         dryRun: run.dryRun,
+        apply: { scope, options: applyOptions },
+        ...(deps.stagedChunkSize && { chunkSize: deps.stagedChunkSize }),
         checkpoint: () => throwIfInterrupted(signal),
       });
       if (staged.kind === 'fail') return await recorder.fail(`${staged.reason}. Nothing was changed.`);
@@ -154,18 +175,9 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
       if (decision.plan) await recordPlan(deps.db, runId, decision.plan, policy, 'planned');
       return await recorder.finish('succeeded', decision.counts, [...read.notes, ...decision.skipped]);
     }
-    const applyOptions: ApplyOptions = {
-      batchSize: deps.batchSize,
-      ...(read.readAt && { read: { runId, start: read.readAt, ...(read.assumedInScope && { assumedInScope: read.assumedInScope }) } satisfies ReadInterval }),
-      afterBatch: async (kind, count) => {
-        recorder.applied(kind, count);
-        await deps.afterBatch?.();
-        throwIfInterrupted(signal);
-      },
-    };
     const result =
-      read.kind === 'staged'
-        ? await applyStaged(deps.db, scope, read.staged, decision.gated.apply, policy, { ...applyOptions, checkpoint: () => throwIfInterrupted(signal), skipped: decision.skipped, streamed: streamedCount(decision.counts) })
+      read.kind === 'staged' && decision.streamed
+        ? await applyStaged(deps.db, scope, read.staged, decision.gated.apply, policy, decision.streamed, { ...applyOptions, checkpoint: () => throwIfInterrupted(signal) })
         : await applyPlan(deps.db, scope, decision.gated.apply, policy, applyOptions);
     throwIfInterrupted(signal);
     // Writes dropped for another run whose read may be later (src/runs/read-stamps.ts). That run

@@ -397,6 +397,8 @@ async function play(s: Scenario): Promise<void> {
         log: silentLog,
         connectorFor: () => connector,
         batchSize: 1,
+        // Chunks of two users: a full run's chunks apply side by side, each parked as it comes.
+        stagedChunkSize: 2,
         afterBatch: async () => {
           batches += 1;
           if (hs.afterBatch === batches) await park(run, 'afterBatch');

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyPlan } from '../../src/apply/apply-plan.js';
 import type { DirectoryGroup, DirectoryUser, SkippedRecord } from '../../src/core/model.js';
-import { type Plan, PLAN_KINDS, emptyPlan, plan } from '../../src/core/plan.js';
+import { type Plan, PLAN_KINDS, emptyPlan, plan, zeroCounts } from '../../src/core/plan.js';
 import { DestructiveSet } from '../../src/core/approvals.js';
 import { StagedReadLostError, applyStaged, decideStaged } from '../../src/runs/staged-run.js';
 import type { Policy } from '../../src/core/policy.js';
@@ -200,7 +200,7 @@ describe('a staged read planned in chunks', () => {
     // As after a crash of Postgres: unlogged tables come back empty.
     await staging.clear(readId);
     await expect(decideStaged(db, input)).rejects.toThrow(StagedReadLostError);
-    await expect(applyStaged(db, scope, read, emptyPlan(), policy)).rejects.toThrow(StagedReadLostError);
+    await expect(applyStaged(db, scope, read, emptyPlan(), policy, { counts: zeroCounts(), skipped: [], stale: 0, staleSubjects: { userIds: [], groupIds: [] } })).rejects.toThrow(StagedReadLostError);
     expect((await new DirectoryRepository(db).loadLocalState(a.integrationId, tenant.id)).users.size).toBe(3);
   });
 
