@@ -1,3 +1,4 @@
+import { setTimeout } from 'node:timers/promises';
 import { changeLogId, destructive, membershipDetail } from '../core/approvals.js';
 import type { DirectoryGroup, DirectoryUser, JsonObject, SkippedRecord } from '../core/model.js';
 import { CHANGE_KINDS, type Membership, type Plan, type PlanCounts, type PlanKind, type UserDeprovision, zeroCounts } from '../core/plan.js';
@@ -115,7 +116,7 @@ export async function applyPlan(
       let dropped = 0;
       let subjects: Subjects[] = [];
       if (options.read) {
-        // Held until commit: no other run of the integration declares a read or applies meanwhile.
+        // Held until commit: no other run of the integration declares a read meanwhile.
         const fence = await fenceFor(trx, scope.integrationId, options.read);
         lost ??= await lostScope(trx, scope.integrationId, options.read.assumedInScope ?? []);
         ({ batch, dropped, subjects } = whole.without(lost.size === 0 ? fence : { ...fence, users: new Set([...fence.users, ...lost]) }));
@@ -180,13 +181,17 @@ const REFUSED = 'another enabled integration of this tenant took an account with
 /** Times a transaction that lost to a concurrent one (isTransactionConflict) is run again before its error stands. */
 const CONFLICT_ATTEMPTS = 5;
 
-/** Runs `transaction` again while it loses to a concurrent one, a few times; other errors pass through. */
+/**
+ * Runs `transaction` again while it loses to a concurrent one, a few times, after a short
+ * random pause (so the two do not meet again at once); other errors pass through.
+ */
 async function retryConflicts<T>(transaction: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await transaction();
     } catch (error) {
       if (!isTransactionConflict(error) || attempt >= CONFLICT_ATTEMPTS) throw error;
+      await setTimeout(Math.random() * 50 * attempt);
     }
   }
 }

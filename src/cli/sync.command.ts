@@ -50,6 +50,8 @@ function progressLine(run: RunSummary, waitedMs: number): string {
   if (run.status === 'queued') return `run ${run.id}: queued, waiting for a worker (${secs})`;
   if (s.reading) return `run ${run.id}: reading the IdP: ${s.requests ?? 0} requests, ${s.records ?? 0} records (${secs})`;
   if (s.planned !== undefined) return `run ${run.id}: applying: ${s.applied ?? 0} of ${s.planned} changes (${secs})`;
+  // A large full run applies its creates and updates while it plans, before the total is known.
+  if (s.applied !== undefined) return `run ${run.id}: planning and applying: ${s.applied} changes so far (${secs})`;
   return `run ${run.id}: ${run.status} (${secs})`;
 }
 

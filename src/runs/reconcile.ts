@@ -143,6 +143,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     };
     if (read.kind === 'staged') {
       // A dry run's plan is recorded chunk by chunk as it is made; otherwise creates and updates apply as it is made.
+      if (!run.dryRun) recorder.applying();
       const staged = await decideStaged(deps.db, {
         read: read.staged,
         scope,

@@ -80,8 +80,17 @@ export class RunRecorder {
     }
   }
 
-  planned(total: number): void {
+  /**
+   * A staged run applies while it plans (src/runs/staged-run.ts): the apply phase starts now,
+   * its progress counts what applied, and the total comes with `planned`.
+   */
+  applying(): void {
     this.applyStart = Date.now();
+    this.progress = () => ({ ...this.stats, applied: Object.values(this.appliedSoFar).reduce((n: number, c) => n + (c ?? 0), 0) });
+  }
+
+  planned(total: number): void {
+    this.applyStart ||= Date.now();
     this.progress = () => ({
       ...this.stats,
       planned: total,

@@ -112,7 +112,7 @@ export async function decideStaged(db: Db, input: StagedDecideInput): Promise<St
   const skipped: SkippedRecord[] = [];
   const destructive: Plan[] = [];
   if (input.dryRun) await new RunRepository(db).clearPlanned(input.scope.runId);
-  const applier = input.apply && !input.dryRun ? new ChunkApplier(db, input.apply, policy) : undefined;
+  const applier = input.apply && !input.dryRun ? new ChunkApplier(db, input.apply, policy, input.checkpoint) : undefined;
   try {
     let first = true;
     for await (const { plan } of planStaged(db, read, input.scope, policy, input.chunkSize, input.checkpoint)) {
@@ -124,9 +124,12 @@ export async function decideStaged(db: Db, input: StagedDecideInput): Promise<St
       if (applier) await applier.add(streamedOf(plan), first);
       first = false;
     }
-  } finally {
-    await applier?.settle();
+  } catch (error) {
+    // Nothing more applies once the run stopped (interrupted, superseded, Postgres gone).
+    await applier?.stop(error);
+    throw error;
   }
+  await applier?.settle();
   const streamed = applier?.result() ?? emptyResult();
   // Had the staging tables been emptied meanwhile, every user would look gone.
   await assertIntact(db, read);
@@ -152,8 +155,10 @@ export async function decideStaged(db: Db, input: StagedDecideInput): Promise<St
 /**
  * Applies chunks' plans, up to `concurrency` at once, and sums what they did. `add` returns
  * once the chunk is applying (or, `alone`, applied), so the caller plans at most one chunk
- * ahead. A chunk that fails stops the rest: `add` throws its error once the others in flight
- * have ended; `settle` waits for every chunk and throws the first error.
+ * ahead. The first chunk to fail stops the others: those waiting never start, those applying
+ * stop at their next batch, and `add` or `settle` throws its error once none is applying. So a
+ * run that is interrupted, superseded or has lost Postgres commits nothing more than the
+ * batches already under way.
  */
 class ChunkApplier {
   private readonly queue: PQueue;
@@ -171,37 +176,55 @@ class ChunkApplier {
     private readonly db: Db,
     private readonly apply: StagedApply,
     private readonly policy: Policy,
+    /** The run's interruption check (it throws), before a chunk starts. */
+    private readonly checkpoint?: () => void,
   ) {
     this.queue = new PQueue({ concurrency: apply.concurrency ?? DEFAULT_CONCURRENCY });
   }
 
   async add(plan: Plan, alone: boolean): Promise<void> {
-    this.throwIfFailed();
+    await this.throwIfFailed();
     if (alone) await this.queue.onIdle();
-    const task = this.queue.add(() => this.applyChunk(plan)).catch((error: unknown) => void (this.failure ??= { error }));
+    const task = this.queue.add(() => this.applyChunk(plan)).catch((error: unknown) => this.fail(error));
     this.running.add(task);
     void task.finally(() => this.running.delete(task));
     if (alone) await task;
     // Waits while the chunk waits for a free slot: at most `concurrency` chunks apply and one more is planned.
     await this.queue.onSizeLessThan(1);
-    this.throwIfFailed();
+    await this.throwIfFailed();
   }
 
-  /** Waits for every chunk in flight; throws the first chunk's error. */
+  /** Waits for every chunk; throws the first chunk's error. */
   async settle(): Promise<void> {
-    await Promise.allSettled([...this.running]);
-    this.throwIfFailed();
+    await this.queue.onIdle();
+    await Promise.all([...this.running]);
+    await this.throwIfFailed();
+  }
+
+  /** Stops for `error` (the run stopped while planning): no chunk starts, those applying stop at their next batch. */
+  async stop(error: unknown): Promise<void> {
+    this.fail(error);
+    await Promise.all([...this.running]);
   }
 
   result(): ApplyResult {
     return { counts: this.counts, skipped: this.skipped, stale: this.stale, staleSubjects: { userIds: [...this.staleUsers], groupIds: [...this.staleGroups] } };
   }
 
-  private throwIfFailed(): void {
-    if (this.failure) throw this.failure.error;
+  private fail(error: unknown): void {
+    // Chunks still waiting start and return at once (applyChunk): a cleared p-queue task's promise never settles.
+    this.failure ??= { error };
+  }
+
+  private async throwIfFailed(): Promise<void> {
+    if (!this.failure) return;
+    await Promise.all([...this.running]);
+    throw this.failure.error;
   }
 
   private async applyChunk(plan: Plan): Promise<void> {
+    if (this.failure) return;
+    this.checkpoint?.();
     // What this chunk applied so far, per kind: afterBatch reports the totals over all chunks.
     const mine: Record<PlanKind, number> = { ...zeroCounts() };
     const result = await applyPlan(this.db, this.apply.scope, plan, this.policy, {
@@ -210,7 +233,13 @@ class ChunkApplier {
         this.progress[kind] += applied - mine[kind];
         mine[kind] = applied;
         await this.apply.options.afterBatch?.(kind, this.progress[kind]);
+        // Another chunk failed: this one stops at its batch boundary too.
+        if (this.failure) throw this.failure.error;
       },
+    }).catch((error: unknown) => {
+      // Before the queue starts the next chunk, which must find the failure.
+      this.fail(error);
+      throw error;
     });
     this.counts = addCounts(this.counts, result.counts);
     this.skipped.push(...result.skipped);

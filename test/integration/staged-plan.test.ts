@@ -204,6 +204,85 @@ describe('a staged read planned in chunks', () => {
     expect((await new DirectoryRepository(db).loadLocalState(a.integrationId, tenant.id)).users.size).toBe(3);
   });
 
+  it('applies chunks side by side as they are planned, and stops them all at the first failure: nothing applies after the error', async () => {
+    const slug = uniqueSlug('staged');
+    const tenant = (await new TenantRepository(db).create(slug, slug))!;
+    const a = await integrationOf(slug);
+    const scope = { tenantId: tenant.id, ...a };
+    const policy: Policy = { deprovisionMode: 'suspend' };
+    const staging = new StagingRepository(db);
+    const stage = async (n: number) => {
+      const staged = new StagedSnapshot(db, await staging.begin(a.runId));
+      for (let i = 1; i <= n; i++) staged.addUserFrom(i, (k) => user(`u${String(k).padStart(3, '0')}`, { userName: `user${k}@x.io` }));
+      staged.addGroupFrom(1, () => group('g1'));
+      for (let i = 1; i <= n; i++) staged.addMember('g1', `u${String(i).padStart(3, '0')}`);
+      return staged.finish();
+    };
+    const input = (read: Awaited<ReturnType<typeof stage>>) => ({ read, scope, policy, thresholdPercent: 100, current: { activeUsers: 0, groups: 0, memberships: 0 }, pending: new DestructiveSet(), approved: new DestructiveSet(), chunkSize: 1 });
+    const accounts = async () => (await new DirectoryRepository(db).loadLocalState(a.integrationId, tenant.id)).users.size;
+
+    // 30 chunks of one user: every user and membership applies, counted once, progress rising to the totals.
+    let inFlight = 0;
+    let mostInFlight = 0;
+    const progress: number[] = [];
+    const read = await stage(30);
+    const decided = await decideStaged(db, {
+      ...input(read),
+      apply: {
+        scope,
+        options: {
+          batchSize: 1,
+          afterBatch: async (kind, applied) => {
+            if (kind === 'usersCreated') progress.push(applied);
+            mostInFlight = Math.max(mostInFlight, ++inFlight);
+            await new Promise((resolve) => setTimeout(resolve, 5));
+            inFlight -= 1;
+          },
+        },
+      },
+    });
+    expect(decided).toMatchObject({ kind: 'plan', streamed: { counts: { usersCreated: 30, membershipsAdded: 30, groupsCreated: 1 } } });
+    expect(await accounts()).toBe(30);
+    expect(mostInFlight).toBe(2);
+    expect(progress.at(-1)).toBe(30);
+    expect([...progress].sort((x, y) => x - y)).toEqual(progress);
+
+    // A batch's afterBatch throws (the run was interrupted) in the 5th chunk: the error is the
+    // run's, and once it surfaced nothing more commits.
+    const slug2 = uniqueSlug('staged');
+    const tenant2 = (await new TenantRepository(db).create(slug2, slug2))!;
+    const b = await integrationOf(slug2);
+    const scope2 = { tenantId: tenant2.id, ...b };
+    const read2 = await (async () => {
+      const staged = new StagedSnapshot(db, await staging.begin(b.runId));
+      for (let i = 1; i <= 30; i++) staged.addUserFrom(i, (k) => user(`u${String(k).padStart(3, '0')}`, { userName: `user${k}@y.io` }));
+      return staged.finish();
+    })();
+    let batches = 0;
+    await expect(
+      decideStaged(db, {
+        ...input(read2),
+        scope: scope2,
+        apply: {
+          scope: scope2,
+          options: {
+            batchSize: 1,
+            afterBatch: async () => {
+              await new Promise((resolve) => setTimeout(resolve, 5));
+              if (++batches === 5) throw new Error('interrupted');
+            },
+          },
+        },
+      }),
+    ).rejects.toThrow('interrupted');
+    const count = async () => (await new DirectoryRepository(db).loadLocalState(b.integrationId, tenant2.id)).users.size;
+    const atError = await count();
+    // The failing chunk's batch and at most the one other chunk's batch under way.
+    expect(atError).toBeLessThanOrEqual(6);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await count()).toBe(atError);
+  });
+
   it('prunes rows a staged read left after it was cleared', async () => {
     const staging = new StagingRepository(db);
     const orphan = '00000000-0000-4000-8000-000000000001';
