@@ -108,30 +108,82 @@ export function tooManySkipped(snapshot: ListingSizes): string | undefined {
  * against memberships; a kind is held when it removes more than the threshold's share *and*
  * more than MINIMUM_HELD. A deleted group and the removals it takes along are held or applied
  * together. Creates and updates always apply: new hires are never blocked.
+ *
+ * The same as `weigh` over the plan's tally, then `split`: a plan too large to hold whole is
+ * gated chunk by chunk that way (src/runs/staged-run.ts).
  */
 export function gate(plan: Plan, ctx: SafetyContext): GatedPlan {
-  const approvedSeen = new DestructiveSet();
-  const split = <T>(items: readonly T[], op: (item: T) => DestructiveOp) => {
-    const approved: T[] = [];
-    const pending: T[] = [];
-    const other: T[] = [];
-    for (const item of items) {
-      const o = op(item);
-      if (ctx.approved.has(o)) {
-        approved.push(item);
-        approvedSeen.add(o);
-      } else if (ctx.pending.has(o)) pending.push(item);
-      else other.push(item);
-    }
-    return { approved, pending, other };
-  };
-  const deprovisions = split(plan.usersDeprovisioned, destructive.deprovision);
-  const deletions = split(plan.groupsDeleted, destructive.groupDelete);
-  const removals = split(plan.membershipsRemoved, destructive.membershipRemove);
+  const verdict = weigh(tallyDestructive(plan, ctx), plan.groupsDeleted, ctx);
+  const { apply, held, approvedSeen } = split(plan, verdict, ctx);
+  const seen = new DestructiveSet();
+  for (const op of approvedSeen) seen.add(op);
+  return { apply, held, reasons: heldCount(held) > 0 ? verdict.reasons : [], stale: staleApprovals(ctx, seen) };
+}
 
+/**
+ * What weighing a plan's destructive operations needs, as counts that add up chunk by chunk
+ * (addTallies): the operations neither approved nor waiting on an earlier held run, per kind,
+ * and those waiting.
+ */
+export interface DestructiveTally {
+  /** Operations of any kind an earlier held run waits on. */
+  readonly pending: number;
+  /** User deprovisions, and of them those of users who left the scope. */
+  readonly deprovisions: number;
+  readonly outOfScope: number;
+  /** Membership removals that count on their own (not those going with an account). */
+  readonly removals: number;
+}
+
+/** A plan's tally (see DestructiveTally); group deletions are weighed whole (weigh's `groupsDeleted`). */
+export function tallyDestructive(plan: Plan, ctx: Pick<SafetyContext, 'approved' | 'pending'>): DestructiveTally {
+  let pending = 0;
+  let deprovisions = 0;
+  let outOfScope = 0;
+  let removals = 0;
+  const other = (op: DestructiveOp) => {
+    if (ctx.approved.has(op)) return false;
+    if (ctx.pending.has(op)) pending += 1;
+    return !ctx.pending.has(op);
+  };
+  for (const d of plan.usersDeprovisioned) {
+    if (!other(destructive.deprovision(d))) continue;
+    deprovisions += 1;
+    if (d.reason === 'out-of-scope') outOfScope += 1;
+  }
+  for (const g of plan.groupsDeleted) other(destructive.groupDelete(g));
+  for (const m of plan.membershipsRemoved) if (other(destructive.membershipRemove(m)) && m.with !== 'account') removals += 1;
+  return { pending, deprovisions, outOfScope, removals };
+}
+
+export function addTallies(a: DestructiveTally, b: DestructiveTally): DestructiveTally {
+  return { pending: a.pending + b.pending, deprovisions: a.deprovisions + b.deprovisions, outOfScope: a.outOfScope + b.outOfScope, removals: a.removals + b.removals };
+}
+
+export const EMPTY_TALLY: DestructiveTally = { pending: 0, deprovisions: 0, outOfScope: 0, removals: 0 };
+
+/** What the gate decided for a whole plan (weigh): which kinds wait, and why; `split` applies it to any part of the plan. */
+export interface GateVerdict {
+  readonly holdUsers: boolean;
+  /** Deprovisions of users who left the scope wait: a record without a readable id may be one of them. */
+  readonly holdMissing: boolean;
+  readonly holdMembers: boolean;
+  /** Groups whose deletion waits, with the removals they take along. */
+  readonly heldGroups: ReadonlySet<string>;
+  /** Why, in words, when anything is held. */
+  readonly reasons: readonly string[];
+}
+
+/**
+ * Decides from the whole plan's tally (and its group deletions, which are few) which kinds
+ * wait for approval: gate's rules, without the operations themselves.
+ */
+export function weigh(tally: DestructiveTally, groupsDeleted: readonly GroupDelete[], ctx: SafetyContext): GateVerdict {
   const reasons: string[] = [];
-  const pendingCount = deprovisions.pending.length + deletions.pending.length + removals.pending.length;
-  if (pendingCount > 0) reasons.push(`${pendingCount} removals are still waiting for approval of an earlier held run`);
+  const deletions = groupsDeleted.filter((g) => !ctx.approved.has(destructive.groupDelete(g)));
+  const pendingDeletions = deletions.filter((g) => ctx.pending.has(destructive.groupDelete(g)));
+  const otherDeletions = deletions.filter((g) => !ctx.pending.has(destructive.groupDelete(g)));
+  if (tally.pending > 0) reasons.push(`${tally.pending} removals are still waiting for approval of an earlier held run`);
   const percent = ctx.thresholdPercent ?? DEFAULT_THRESHOLD_PERCENT;
   const exceeds = (n: number, base: number, recent: number, what: string, of: string): boolean => {
     if (n === 0) return false;
@@ -145,41 +197,62 @@ export function gate(plan: Plan, ctx: SafetyContext): GatedPlan {
   const vanished = ctx.suspicious.length > 0;
   for (const why of ctx.suspicious) reasons.push(`${why}: held whatever the threshold`);
   const recent = ctx.recent ?? { windowMs: 0, deprovisions: 0, groupDeletions: 0, membershipRemovals: 0 };
-  const holdUsers = exceeds(deprovisions.other.length, ctx.current.activeUsers, recent.deprovisions, 'deprovisions', 'active users') || vanished;
+  const holdUsers = exceeds(tally.deprovisions, ctx.current.activeUsers, recent.deprovisions, 'deprovisions', 'active users') || vanished;
   // A record whose id could not be read may be any user missing from the read: their
   // deprovisions wait, but a readable status that deprovisions still applies.
   const unidentified = ctx.unidentified ?? 0;
-  const holdMissing = !holdUsers && unidentified > 0 && deprovisions.other.some((d) => d.reason === 'out-of-scope');
+  const holdMissing = !holdUsers && unidentified > 0 && tally.outOfScope > 0;
   if (holdMissing) {
     reasons.push(`${unidentified} IdP record(s) without a readable id may be users missing from the read, so their deprovisions wait`);
   }
-  const heldDeprovision = (d: UserDeprovision) => holdUsers || (holdMissing && d.reason === 'out-of-scope');
-  const holdGroups = exceeds(deletions.other.length, ctx.current.groups, recent.groupDeletions, 'deletes', 'groups') || vanished;
-  // Removals that go with an account follow its deprovision; they do not count on their own.
-  const counted = removals.other.filter((m) => m.with !== 'account').length;
-  const holdMembers = exceeds(counted, ctx.current.memberships, recent.membershipRemovals, 'removes', 'group memberships') || vanished;
-
+  const holdGroups = exceeds(otherDeletions.length, ctx.current.groups, recent.groupDeletions, 'deletes', 'groups') || vanished;
+  const holdMembers = exceeds(tally.removals, ctx.current.memberships, recent.membershipRemovals, 'removes', 'group memberships') || vanished;
   // A group deletion takes its memberships with it: held when either kind is.
-  const heldGroups = new Set<string>();
+  const heldGroups = new Set(pendingDeletions.map((g) => g.externalId));
+  for (const g of otherDeletions) if (holdGroups || (holdMembers && g.members > 0)) heldGroups.add(g.externalId);
+  return { holdUsers, holdMissing, holdMembers, heldGroups, reasons };
+}
+
+/**
+ * Splits a plan, or any part of one cut by users (a chunk: a user's deprovision and the
+ * removals going with its account together), by the whole plan's verdict: what applies now
+ * (every create and update; the destructive operations that are approved or not held) and what
+ * waits. `approvedSeen`: the approved operations the part holds (the rest are stale).
+ */
+export function split(plan: Plan, verdict: GateVerdict, ctx: Pick<SafetyContext, 'approved' | 'pending'>): { apply: Plan; held: Plan; approvedSeen: DestructiveOp[] } {
+  const approvedSeen: DestructiveOp[] = [];
+  const classify = <T>(items: readonly T[], op: (item: T) => DestructiveOp) => {
+    const approved: T[] = [];
+    const pending: T[] = [];
+    const other: T[] = [];
+    for (const item of items) {
+      const o = op(item);
+      if (ctx.approved.has(o)) {
+        approved.push(item);
+        approvedSeen.push(o);
+      } else if (ctx.pending.has(o)) pending.push(item);
+      else other.push(item);
+    }
+    return { approved, pending, other };
+  };
+  const deprovisions = classify(plan.usersDeprovisioned, destructive.deprovision);
+  const deletions = classify(plan.groupsDeleted, destructive.groupDelete);
+  const removals = classify(plan.membershipsRemoved, destructive.membershipRemove);
+
+  const heldDeprovision = (d: UserDeprovision) => verdict.holdUsers || (verdict.holdMissing && d.reason === 'out-of-scope');
   const appliedDeletions: GroupDelete[] = [...deletions.approved];
   const heldDeletions: GroupDelete[] = [...deletions.pending];
-  for (const g of deletions.pending) heldGroups.add(g.externalId);
-  for (const g of deletions.other) {
-    if (holdGroups || (holdMembers && g.members > 0)) {
-      heldDeletions.push(g);
-      heldGroups.add(g.externalId);
-    } else appliedDeletions.push(g);
-  }
+  for (const g of deletions.other) (verdict.heldGroups.has(g.externalId) ? heldDeletions : appliedDeletions).push(g);
   const appliedDeprovisions: UserDeprovision[] = [...deprovisions.approved, ...deprovisions.other.filter((d) => !heldDeprovision(d))];
   const heldDeprovisions: UserDeprovision[] = [...deprovisions.pending, ...deprovisions.other.filter(heldDeprovision)];
   const heldAccounts = new Set(heldDeprovisions.map((d) => d.externalId));
   const appliedRemovals: Membership[] = [];
   const heldRemovals: Membership[] = [...removals.pending];
   const followsHeld = (m: Membership) =>
-    (m.with === 'group' && heldGroups.has(m.groupExternalId)) || (m.with === 'account' && heldAccounts.has(m.userExternalId));
+    (m.with === 'group' && verdict.heldGroups.has(m.groupExternalId)) || (m.with === 'account' && heldAccounts.has(m.userExternalId));
   for (const m of removals.approved) (followsHeld(m) ? heldRemovals : appliedRemovals).push(m);
   for (const m of removals.other) {
-    const held = m.with === undefined ? holdMembers : followsHeld(m);
+    const held = m.with === undefined ? verdict.holdMembers : followsHeld(m);
     (held ? heldRemovals : appliedRemovals).push(m);
   }
 
@@ -205,8 +278,12 @@ export function gate(plan: Plan, ctx: SafetyContext): GatedPlan {
     groupsDeleted: appliedDeletions,
     membershipsRemoved: appliedRemovals,
   };
-  const stale = [...ctx.approved].filter((op) => !approvedSeen.has(op));
-  return { apply, held, reasons: heldCount(held) > 0 ? reasons : [], stale };
+  return { apply, held, approvedSeen };
+}
+
+/** Approved operations the fresh plan no longer contains (`seen`: those it does). */
+export function staleApprovals(ctx: Pick<SafetyContext, 'approved'>, seen: DestructiveSet): DestructiveOp[] {
+  return [...ctx.approved].filter((op) => !seen.has(op));
 }
 
 function describeWindow(ms: number): string {
@@ -214,6 +291,7 @@ function describeWindow(ms: number): string {
   return minutes === 60 ? 'hour' : `${minutes} minutes`;
 }
 
-function heldCount(held: Plan): number {
+/** Destructive operations a held plan holds. */
+export function heldCount(held: Plan): number {
   return held.usersDeprovisioned.length + held.groupsDeleted.length + held.membershipsRemoved.length;
 }

@@ -617,6 +617,17 @@ export class RunRepository {
     await this.db.deleteFrom('run_changes').where('run_id', '=', runId).where('state', '=', 'planned').execute();
   }
 
+  /** Deletes the run's `held` changes: what an earlier attempt held in part, before this attempt holds them again (a staged run's deferred gate records chunk by chunk). */
+  async clearHeld(runId: string): Promise<void> {
+    await this.db.deleteFrom('run_changes').where('run_id', '=', runId).where('state', '=', 'held').execute();
+  }
+
+  /** The change keys (kind and IdP id, as apply-plan's planKeys makes them) of the run's `held` changes. */
+  async heldKeys(runId: string): Promise<Set<string>> {
+    const rows = await this.db.selectFrom('run_changes').select(['kind', 'external_id']).where('run_id', '=', runId).where('state', '=', 'held').execute();
+    return new Set(rows.map((r) => `${r.kind}\u0000${r.external_id}`));
+  }
+
   async recordChanges(runId: string, changes: readonly NewRunChange[], state: Exclude<ChangeState, 'applied'>): Promise<void> {
     if (changes.length === 0) return;
     await sql`

@@ -22,7 +22,7 @@ import { type ReadInterval, databaseNow, declareRead, pruneReads } from './read-
 import { readNarrowed } from './targeted-read.js';
 import { StagingRepository } from '../db/staging.repository.js';
 import { StagedSnapshot, type StagedRead } from './staged-read.js';
-import { applyStaged, decideStaged, settledStagedVersions } from './staged-run.js';
+import { type DeferredGate, applyStaged, decideStaged, settledStagedVersions } from './staged-run.js';
 import { type Credentials, scrubCredentials } from '../integrations/credentials.js';
 import { IntegrationService } from '../integrations/integration.service.js';
 import type { Logger } from '../log.js';
@@ -71,6 +71,8 @@ export interface ReconcileDeps {
   readonly batchSize?: number;
   /** Users per chunk of a staged run (STAGED_CHUNK unless given): tests take a few, so that chunks apply side by side. */
   readonly stagedChunkSize?: number;
+  /** Destructive operations a staged run keeps in memory for the gate (DESTRUCTIVE_KEPT unless given): tests take a few, so that both ways of gating run. */
+  readonly stagedDestructiveKept?: number;
   /** Called after each applied batch; crash tests throw here. */
   readonly afterBatch?: () => Promise<void> | void;
   /** Where a follow-up run is put (the worker's queue); without it, the worker's sweep enqueues it. */
@@ -140,6 +142,8 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
       readonly plan?: Plan;
       /** What a staged run applied while deciding (creates and updates). */
       readonly streamed?: ApplyResult;
+      /** A staged run's gate decided on its tally: its destructive operations are applied or held as they are planned again. */
+      readonly deferred?: DeferredGate;
     };
     if (read.kind === 'staged') {
       // A dry run's plan is recorded chunk by chunk as it is made; otherwise creates and updates apply as it is made.
@@ -154,6 +158,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
         dryRun: run.dryRun,
         apply: { scope, options: applyOptions },
         ...(deps.stagedChunkSize && { chunkSize: deps.stagedChunkSize }),
+        ...(deps.stagedDestructiveKept !== undefined && { destructiveKept: deps.stagedDestructiveKept }),
         checkpoint: () => throwIfInterrupted(signal),
       });
       if (staged.kind === 'fail') return await recorder.fail(`${staged.reason}. Nothing was changed.`);
@@ -178,8 +183,15 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     }
     const result =
       read.kind === 'staged' && decision.streamed
-        ? await applyStaged(deps.db, scope, read.staged, decision.gated.apply, policy, decision.streamed, { ...applyOptions, checkpoint: () => throwIfInterrupted(signal) })
-        : await applyPlan(deps.db, scope, decision.gated.apply, policy, applyOptions);
+        ? await applyStaged(deps.db, scope, read.staged, decision.gated.apply, policy, decision.streamed, {
+            ...applyOptions,
+            checkpoint: () => throwIfInterrupted(signal),
+            ...(decision.deferred && { deferred: decision.deferred }),
+            ...(deps.stagedChunkSize && { chunkSize: deps.stagedChunkSize }),
+          })
+        : { ...(await applyPlan(deps.db, scope, decision.gated.apply, policy, applyOptions)), heldRecorded: 0 };
+    // Approved operations the plan no longer holds: known once a deferred gate's chunks were planned.
+    const staleApproved = ('staleApprovals' in result && result.staleApprovals) || decision.gated.stale;
     throwIfInterrupted(signal);
     // Writes dropped for another run whose read may be later (src/runs/read-stamps.ts). That run
     // may have dropped its own for this one's sake (reads that overlap): the run reads those
@@ -193,6 +205,8 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     const heldReasons = [...decision.gated.reasons];
     // What a re-read holds again (a subject held and dropped both) is recorded once.
     const heldKeys = planKeys(decision.gated.held, policy);
+    // A deferred gate recorded what it held already.
+    if (result.heldRecorded > 0) for (const key of await runs.heldKeys(runId)) heldKeys.add(key);
     for (let pass = 1; stale > 0 && pass <= MAX_REREADS; pass++) {
       recorder.stat('staleSkipped', (staleTotal += stale));
       const again = await untilInterrupted(rereadNamed(deps, integrations, integration, run, dropped, signal), signal);
@@ -221,9 +235,9 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     const counts = await recorder.withEarlierAttempts(appliedCounts);
     if (totalChanges(counts) >= LARGE_WRITE) await new DirectoryRepository(deps.db).refreshStatistics();
     await recordPlan(deps.db, runId, decision.gated.held, policy, 'held');
-    await settleApprovals(runs, run, approvals, decision.gated.stale);
+    await settleApprovals(runs, run, approvals, staleApproved);
     const skipped = [...read.notes, ...decision.skipped, ...result.skipped, ...rereadSkipped];
-    const held = totalChanges(planCounts(decision.gated.held)) + rereadHeld;
+    const held = totalChanges(planCounts(decision.gated.held)) + result.heldRecorded + rereadHeld;
     if (read.feedCursor !== undefined) {
       // The feed is read on from here: what changed since is in the next incremental run (held
       // removals wait on their approval, which reads everything again).
@@ -235,7 +249,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
       const reason = `${held} removals wait for approval (\`dirsync run approve ${runId}\`): ${why}.`;
       return await recorder.finish('held', counts, skipped, { held, reason });
     }
-    if (decision.gated.stale.length > 0) recorder.stat('approvedStale', decision.gated.stale.length);
+    if (staleApproved.length > 0) recorder.stat('approvedStale', staleApproved.length);
     if (read.pushesRead) {
       // The IdP was read for what was pushed: the pushes are done with (the API is the truth).
       await new ScimRepository(deps.db).settle(read.pushesRead.map((w) => w.seq));

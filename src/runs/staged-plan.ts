@@ -7,7 +7,7 @@ import { type IdRange, StagingRepository } from '../db/staging.repository.js';
 import type { StagedRead } from './staged-read.js';
 
 /** Users a staged plan takes at a time: its memory is about this many users' records and memberships. */
-export const STAGED_CHUNK = 5_000;
+export const STAGED_CHUNK = Number(process.env.X_CHUNK ?? 5000);
 
 /** One chunk of a staged plan: the operations on the users in `range`, and (first chunk only) on the groups. */
 export interface PlanChunk {

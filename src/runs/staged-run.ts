@@ -1,10 +1,10 @@
 import PQueue from 'p-queue';
 import { type ApplyOptions, type ApplyResult, applyPlan, recordPlan } from '../apply/apply-plan.js';
-import type { DestructiveSet } from '../core/approvals.js';
+import { type DestructiveOp, DestructiveSet } from '../core/approvals.js';
 import type { SkippedRecord } from '../core/model.js';
-import { type Plan, type PlanCounts, type PlanKind, addCounts, emptyPlan, planCounts, zeroCounts } from '../core/plan.js';
+import { type GroupDelete, type Plan, type PlanCounts, type PlanKind, addCounts, emptyPlan, planCounts, zeroCounts } from '../core/plan.js';
 import type { Policy } from '../core/policy.js';
-import { type GatedPlan, type TenantCounts, gate, tooManySkipped, vanishedFrom } from '../core/safety.js';
+import { EMPTY_TALLY, type GateVerdict, type GatedPlan, type SafetyContext, type TenantCounts, addTallies, gate, split, staleApprovals, tallyDestructive, tooManySkipped, vanishedFrom, weigh } from '../core/safety.js';
 import type { Db } from '../db/database.js';
 import { DirectoryRepository, type WriteScope } from '../db/directory.repository.js';
 import { RunRepository } from '../db/run.repository.js';
@@ -47,6 +47,8 @@ export interface StagedDecideInput {
   readonly chunkSize?: number;
   /** Called before each chunk: the run's interruption check (it throws). */
   readonly checkpoint?: () => void;
+  /** DESTRUCTIVE_KEPT unless given (tests take a few, so that both ways of gating run). */
+  readonly destructiveKept?: number;
 }
 
 /** How decideStaged applies what never waits. */
@@ -90,7 +92,18 @@ export type StagedDecision =
       readonly skipped: readonly SkippedRecord[];
       /** What applying the creates and updates did (nothing for a dry run). */
       readonly streamed: ApplyResult;
+      /**
+       * More destructive operations than DESTRUCTIVE_KEPT: `gated` holds none of them, only the
+       * verdict's reasons; applyStaged plans them again and applies or holds them by `verdict`.
+       */
+      readonly deferred?: DeferredGate;
     };
+
+/** A gate decided on a plan's tally, to split its destructive operations by as they are planned again. */
+export interface DeferredGate {
+  readonly verdict: GateVerdict;
+  readonly ctx: SafetyContext;
+}
 
 /** The destructive operations of a plan (and nothing else): what the gate weighs. */
 function destructiveOf(p: Plan): Plan {
@@ -102,6 +115,13 @@ function streamedOf(p: Plan): Plan {
   return { ...p, usersDeprovisioned: [], groupsDeleted: [], membershipsRemoved: [], skipped: [] };
 }
 
+/**
+ * Destructive operations a staged run keeps in memory for the gate. A plan with more (a mass
+ * deactivation, a listing that vanished) is gated on its tally instead (safety.weigh), and its
+ * destructive operations are planned again, chunk by chunk, to apply or hold them (applyStaged).
+ */
+export const DESTRUCTIVE_KEPT = 20_000;
+
 /** Plans every chunk, applies what never waits, counts it, and gates the destructive operations on the totals (see the module's comment). */
 export async function decideStaged(db: Db, input: StagedDecideInput): Promise<StagedDecision> {
   const { read, policy } = input;
@@ -110,7 +130,12 @@ export async function decideStaged(db: Db, input: StagedDecideInput): Promise<St
   if (suspicious) return { kind: 'fail', reason: suspicious };
   let counts = zeroCounts();
   const skipped: SkippedRecord[] = [];
-  const destructive: Plan[] = [];
+  // The destructive operations while they are few (DESTRUCTIVE_KEPT), and their tally always.
+  let kept: Plan[] | undefined = [];
+  let keptCount = 0;
+  const keptLimit = input.destructiveKept ?? DESTRUCTIVE_KEPT;
+  let tally = EMPTY_TALLY;
+  const groupsDeleted: GroupDelete[] = [];
   if (input.dryRun) await new RunRepository(db).clearPlanned(input.scope.runId);
   const applier = input.apply && !input.dryRun ? new ChunkApplier(db, input.apply, policy, input.checkpoint) : undefined;
   try {
@@ -118,8 +143,14 @@ export async function decideStaged(db: Db, input: StagedDecideInput): Promise<St
     for await (const { plan } of planStaged(db, read, input.scope, policy, input.chunkSize, input.checkpoint)) {
       counts = addCounts(counts, planCounts(plan));
       skipped.push(...plan.skipped);
-      destructive.push(destructiveOf(plan));
       if (input.dryRun) await recordPlan(db, input.scope.runId, plan, policy, 'planned');
+      else {
+        tally = addTallies(tally, tallyDestructive(plan, input));
+        groupsDeleted.push(...plan.groupsDeleted);
+        keptCount += plan.usersDeprovisioned.length + plan.groupsDeleted.length + plan.membershipsRemoved.length;
+        if (keptCount > keptLimit) kept = undefined;
+        kept?.push(destructiveOf(plan));
+      }
       // The first chunk holds the groups every other chunk's memberships reference: it applies alone.
       if (applier) await applier.add(streamedOf(plan), first);
       first = false;
@@ -135,21 +166,26 @@ export async function decideStaged(db: Db, input: StagedDecideInput): Promise<St
   await assertIntact(db, read);
   // What vanishedFrom weighs an empty listing against.
   const local = await new DirectoryRepository(db).countIntegration(input.scope.integrationId);
-  const whole = destructiveOf({
-    ...emptyPlan(),
-    usersDeprovisioned: destructive.flatMap((p) => p.usersDeprovisioned),
-    groupsDeleted: destructive.flatMap((p) => p.groupsDeleted),
-    membershipsRemoved: destructive.flatMap((p) => p.membershipsRemoved),
-  });
-  const gated = gate(whole, {
+  const ctx: SafetyContext = {
     thresholdPercent: input.thresholdPercent,
     current: input.current,
     suspicious: vanishedFrom(local, sizes),
     pending: input.pending,
     approved: input.approved,
     unidentified: read.skipped.filter((r) => r.kind === 'user' && r.externalId === null).length,
+  };
+  if (!kept) {
+    // Too many to hold: the verdict now, the operations when applyStaged plans them again.
+    const verdict = weigh(tally, groupsDeleted, ctx);
+    return { kind: 'plan', counts, gated: { apply: emptyPlan(), held: emptyPlan(), reasons: verdict.reasons, stale: [] }, skipped, streamed, deferred: { verdict, ctx } };
+  }
+  const whole = destructiveOf({
+    ...emptyPlan(),
+    usersDeprovisioned: kept.flatMap((p) => p.usersDeprovisioned),
+    groupsDeleted: kept.flatMap((p) => p.groupsDeleted),
+    membershipsRemoved: kept.flatMap((p) => p.membershipsRemoved),
   });
-  return { kind: 'plan', counts, gated, skipped, streamed };
+  return { kind: 'plan', counts, gated: gate(whole, ctx), skipped, streamed };
 }
 
 /**
@@ -253,37 +289,71 @@ function emptyResult(): ApplyResult {
   return { counts: zeroCounts(), skipped: [], stale: 0, staleSubjects: { userIds: [], groupIds: [] } };
 }
 
+/** What applyStaged did: applyPlan's result, with what a deferred gate held and found stale. */
+export interface StagedApplyResult extends ApplyResult {
+  /** Destructive operations a deferred gate held, recorded as `held` on the way (0 otherwise: reconcile records `gated.held`). */
+  readonly heldRecorded: number;
+  /** Approved operations the plan no longer holds, when the gate was deferred (otherwise `gated.stale`). */
+  readonly staleApprovals?: readonly DestructiveOp[];
+}
+
 /**
  * Applies `gated` (decideStaged's `gated.apply`: the destructive operations the gate let
  * through) after what decideStaged applied (`streamed`), and returns both as one result.
- * Progress (`afterBatch`) counts per kind across both.
+ * With a `deferred` gate (too many destructive operations to hold), plans every chunk again and
+ * applies or holds (records as `held`) its destructive operations by the verdict. Progress
+ * (`afterBatch`) counts per kind across all of it.
  */
 export async function applyStaged(
   db: Db,
-  scope: WriteScope,
+  scope: WriteScope & { readonly tenantId: string },
   read: StagedRead,
   gated: Plan,
   policy: Policy,
   streamed: ApplyResult,
   options: ApplyOptions & {
-    /** Called before the destructive operations: the run's interruption check (it throws). */
+    /** Called before the destructive operations (and each chunk of them): the run's interruption check (it throws). */
     readonly checkpoint?: () => void;
+    readonly deferred?: DeferredGate;
+    readonly chunkSize?: number;
   } = {},
-): Promise<ApplyResult> {
+): Promise<StagedApplyResult> {
   options.checkpoint?.();
   await assertIntact(db, read);
-  const before = streamed.counts;
-  const result = await applyPlan(db, scope, gated, policy, {
-    ...options,
-    afterBatch: async (kind: PlanKind, applied: number) => options.afterBatch?.(kind, before[kind] + applied),
-  });
+  let total: ApplyResult = streamed;
+  const apply = async (plan: Plan) => {
+    const before = total.counts;
+    const result = await applyPlan(db, scope, plan, policy, {
+      ...options,
+      afterBatch: async (kind: PlanKind, applied: number) => options.afterBatch?.(kind, before[kind] + applied),
+    });
+    total = joinResults(total, result);
+  };
+  if (!options.deferred) {
+    await apply(gated);
+    return { ...total, heldRecorded: 0 };
+  }
+  const { verdict, ctx } = options.deferred;
+  const seen = new DestructiveSet();
+  let heldRecorded = 0;
+  await new RunRepository(db).clearHeld(scope.runId);
+  for await (const { plan } of planStaged(db, read, scope, policy, options.chunkSize, options.checkpoint)) {
+    const { apply: now, held, approvedSeen } = split(destructiveOf(plan), verdict, ctx);
+    for (const op of approvedSeen) seen.add(op);
+    await apply(now);
+    heldRecorded += await recordPlan(db, scope.runId, held, policy, 'held');
+  }
+  return { ...total, heldRecorded, staleApprovals: staleApprovals(ctx, seen) };
+}
+
+function joinResults(a: ApplyResult, b: ApplyResult): ApplyResult {
   return {
-    counts: addCounts(before, result.counts),
-    skipped: [...streamed.skipped, ...result.skipped],
-    stale: streamed.stale + result.stale,
+    counts: addCounts(a.counts, b.counts),
+    skipped: [...a.skipped, ...b.skipped],
+    stale: a.stale + b.stale,
     staleSubjects: {
-      userIds: [...new Set([...streamed.staleSubjects.userIds, ...result.staleSubjects.userIds])],
-      groupIds: [...new Set([...streamed.staleSubjects.groupIds, ...result.staleSubjects.groupIds])],
+      userIds: [...new Set([...a.staleSubjects.userIds, ...b.staleSubjects.userIds])],
+      groupIds: [...new Set([...a.staleSubjects.groupIds, ...b.staleSubjects.groupIds])],
     },
   };
 }

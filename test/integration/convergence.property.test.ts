@@ -268,8 +268,9 @@ async function runHistory(h: History): Promise<void> {
     const t = await createOktaIntegration(db, config, okta, { appId: APP, tenantSlug: `conv-${n}`, deprovision: h.mode });
     const model = new SpecModel();
     model.addIntegration(t.integrationId, t.tenantSlug, h.mode);
-    // Chunks of two users: a full run's chunks apply side by side (src/runs/staged-run.ts), faults and crashes included.
-    const deps = { db, config, stagedChunkSize: 2, connectorSettings: { retry: { retries: 1, minTimeoutMs: 5, maxTimeoutMs: 10 }, max429Retries: 1 } };
+    // Chunks of two users: a full run's chunks apply side by side (src/runs/staged-run.ts), faults and crashes included;
+    // a plan with more than 3 destructive operations is gated on its tally and they are planned again (DESTRUCTIVE_KEPT).
+    const deps = { db, config, stagedChunkSize: 2, stagedDestructiveKept: 3, connectorSettings: { retry: { retries: 1, minTimeoutMs: 5, maxTimeoutMs: 10 }, max429Retries: 1 } };
     const directory = new DirectoryRepository(db);
     const runs = new RunRepository(db);
     const projection = () => oktaProjection(okta, APP);

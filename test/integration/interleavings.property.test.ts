@@ -399,6 +399,8 @@ async function play(s: Scenario): Promise<void> {
         batchSize: 1,
         // Chunks of two users: a full run's chunks apply side by side, each parked as it comes.
         stagedChunkSize: 2,
+        // More than one destructive operation: gated on its tally, planned again (DESTRUCTIVE_KEPT).
+        stagedDestructiveKept: 1,
         afterBatch: async () => {
           batches += 1;
           if (hs.afterBatch === batches) await park(run, 'afterBatch');

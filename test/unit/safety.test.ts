@@ -1,9 +1,12 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DestructiveSet, destructive } from '../../src/core/approvals.js';
 import { emptyLocalState } from '../../src/core/model.js';
-import { type Plan, plan } from '../../src/core/plan.js';
+import { type Plan, emptyPlan, plan } from '../../src/core/plan.js';
 import { DEFAULT_POLICY, type Policy } from '../../src/core/policy.js';
-import { type SafetyContext, gate, tooManySkipped, vanishedListings } from '../../src/core/safety.js';
+import { EMPTY_TALLY, type SafetyContext, addTallies, gate, heldCount, split, staleApprovals, tallyDestructive, tooManySkipped, vanishedListings, weigh } from '../../src/core/safety.js';
+import { referenceGate } from '../support/gate-reference.js';
+import { USER_IDS, world } from '../support/plan-arbitraries.js';
 import { group, local, localGroup, localUser, snapshot, user } from '../support/builders.js';
 
 /** A tenant of `size` active users of whom the IdP still has `kept`, plus `hires` new ones; everyone in g1. */
@@ -210,5 +213,73 @@ describe('gate over a sliding window (scim pushes)', () => {
     const result = gate(scenario(50, 50, 3), ctx({ current: { activeUsers: 50, groups: 1, memberships: 50 }, recent: recent(40) }));
     expect(result.reasons).toEqual([]);
     expect(result.apply.usersCreated).toHaveLength(3);
+  });
+});
+
+describe('gate, chunk by chunk', () => {
+  // A staged run too large to hold its destructive operations gates them on their tally
+  // (weigh) and splits each chunk by that verdict as it is planned again (src/runs/staged-run.ts):
+  // that must hold back and let through exactly what gating the whole plan does.
+  it('weighing the tally and splitting each chunk gives what gating the whole plan gives, and what the gate gave before it was split', () => {
+    const ops = (p: Plan) => [
+      ...p.usersDeprovisioned.map(destructive.deprovision),
+      ...p.groupsDeleted.map(destructive.groupDelete),
+      ...p.membershipsRemoved.map(destructive.membershipRemove),
+    ];
+    const sorted = (items: readonly unknown[]) => items.map((i) => JSON.stringify(i)).sort();
+    fc.assert(
+      fc.property(
+        world,
+        fc.array(fc.integer({ min: 0, max: 2 }), { minLength: USER_IDS.length, maxLength: USER_IDS.length }),
+        fc.array(fc.constantFrom('approved', 'pending', 'none'), { minLength: 40, maxLength: 40 }),
+        fc.constantFrom(null, 0, 10, 50, 100),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 2 }),
+        fc.record({ activeUsers: fc.integer({ min: 0, max: 8 }), groups: fc.integer({ min: 0, max: 5 }), memberships: fc.integer({ min: 0, max: 20 }) }),
+        ({ state, snapshots, policy }, chunkOf, marks, thresholdPercent, vanished, unidentified, current) => {
+          const planned = plan(state, snapshots[0]!, policy);
+          const approved = new DestructiveSet();
+          const pending = new DestructiveSet();
+          ops(planned).forEach((op, i) => (marks[i % marks.length] === 'approved' ? approved.add(op) : marks[i % marks.length] === 'pending' ? pending.add(op) : undefined));
+          // An approval the plan no longer holds: stale either way.
+          approved.add({ kind: 'user.deprovisioned', externalId: 'gone' });
+          const ctx: SafetyContext = { thresholdPercent, current, suspicious: vanished ? ['the IdP listed no users at all'] : [], pending, approved, unidentified };
+          const whole = gate(planned, ctx);
+          // The gate before it was split into weigh and split decides the same.
+          const reference = referenceGate(planned, ctx);
+          for (const part of ['apply', 'held'] as const) {
+            for (const kind of ['usersDeprovisioned', 'groupsDeleted', 'membershipsRemoved', 'usersUpdated'] as const) {
+              expect(sorted(whole[part][kind] as readonly unknown[])).toEqual(sorted(reference[part][kind] as readonly unknown[]));
+            }
+          }
+          expect(whole.reasons).toEqual(reference.reasons);
+          expect(sorted(whole.stale)).toEqual(sorted(reference.stale));
+
+          // Chunks cut by user, as planStaged cuts them; the group deletions come with the first.
+          const chunk = (id: string) => chunkOf[USER_IDS.indexOf(id)] ?? 0;
+          const chunks = [0, 1, 2].map((k) => ({
+            ...emptyPlan(),
+            usersDeprovisioned: planned.usersDeprovisioned.filter((d) => chunk(d.externalId) === k),
+            groupsDeleted: k === 0 ? planned.groupsDeleted : [],
+            membershipsRemoved: planned.membershipsRemoved.filter((m) => chunk(m.userExternalId) === k),
+          }));
+          const verdict = weigh(chunks.map((c) => tallyDestructive(c, ctx)).reduce(addTallies, EMPTY_TALLY), planned.groupsDeleted, ctx);
+          const parts = chunks.map((c) => split(c, verdict, ctx));
+          const seen = new DestructiveSet();
+          for (const p of parts) for (const op of p.approvedSeen) seen.add(op);
+
+          for (const kind of ['usersDeprovisioned', 'groupsDeleted', 'membershipsRemoved'] as const) {
+            expect(sorted(parts.flatMap((p): readonly unknown[] => p.apply[kind]))).toEqual(sorted(whole.apply[kind]));
+            expect(sorted(parts.flatMap((p): readonly unknown[] => p.held[kind]))).toEqual(sorted(whole.held[kind]));
+          }
+          // The updates that come with held deprovisions apply either way.
+          expect(sorted(parts.flatMap((p) => p.apply.usersUpdated))).toEqual(sorted(whole.apply.usersUpdated.slice(planned.usersUpdated.length)));
+          const held = parts.reduce((n, p) => n + heldCount(p.held), 0);
+          expect(held > 0 ? verdict.reasons : []).toEqual(whole.reasons);
+          expect(sorted(staleApprovals(ctx, seen))).toEqual(sorted(whole.stale));
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
