@@ -6,8 +6,12 @@ import { DirectoryRepository } from '../db/directory.repository.js';
 import { type IdRange, StagingRepository } from '../db/staging.repository.js';
 import type { StagedRead } from './staged-read.js';
 
-/** Users a staged plan takes at a time: its memory is about this many users' records and memberships. */
-export const STAGED_CHUNK = Number(process.env.X_CHUNK ?? 5000);
+/**
+ * Users a staged plan takes at a time: its memory is about this many users' records and
+ * memberships, twice (two chunks apply at once). 2,500 rather than 5,000 cut the W1M initial
+ * sync's peak RSS from about 520 to about 465 MB at no cost in time on the bench.
+ */
+export const STAGED_CHUNK = 2_500;
 
 /** One chunk of a staged plan: the operations on the users in `range`, and (first chunk only) on the groups. */
 export interface PlanChunk {

@@ -190,8 +190,9 @@ export async function decideStaged(db: Db, input: StagedDecideInput): Promise<St
 
 /**
  * Applies chunks' plans, up to `concurrency` at once, and sums what they did. `add` returns
- * once the chunk is applying (or, `alone`, applied), so the caller plans at most one chunk
- * ahead. The first chunk to fail stops the others: those waiting never start, those applying
+ * once a slot is free for the next chunk (or, `alone`, once the chunk is applied), so the
+ * caller plans the next chunk while the others apply, and no more than `concurrency` chunks
+ * are in memory. The first chunk to fail stops the others: those waiting never start, those applying
  * stop at their next batch, and `add` or `settle` throws its error once none is applying. So a
  * run that is interrupted, superseded or has lost Postgres commits nothing more than the
  * batches already under way.
@@ -225,8 +226,9 @@ class ChunkApplier {
     this.running.add(task);
     void task.finally(() => this.running.delete(task));
     if (alone) await task;
-    // Waits while the chunk waits for a free slot: at most `concurrency` chunks apply and one more is planned.
-    await this.queue.onSizeLessThan(1);
+    // Returns once a slot is free for the next chunk: at most `concurrency` chunks are held,
+    // applying or being planned (memory), while the slots stay busy.
+    while (this.queue.size + this.queue.pending >= this.queue.concurrency) await Promise.race(this.running);
     await this.throwIfFailed();
   }
 
