@@ -47,7 +47,8 @@ export function canShowProgress(stream: { isTTY?: boolean; columns?: number }): 
 function progressLine(run: RunSummary, waitedMs: number): string {
   const s = run.stats ?? {};
   const secs = `${Math.round(waitedMs / 1000)}s`;
-  if (run.status === 'queued') return `run ${run.id}: queued, waiting for a worker (${secs})`;
+  // Queued: no worker is free, or the integration's run in progress goes first (one run per integration at a time).
+  if (run.status === 'queued') return `run ${run.id}: queued, waiting for a worker or for the integration's run in progress (${secs})`;
   if (s.reading) return `run ${run.id}: reading the IdP: ${s.requests ?? 0} requests, ${s.records ?? 0} records (${secs})`;
   if (s.planned !== undefined) return `run ${run.id}: applying: ${s.applied ?? 0} of ${s.planned} changes (${secs})`;
   // A large full run applies its creates and updates while it plans, before the total is known.
