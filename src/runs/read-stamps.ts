@@ -65,8 +65,12 @@ export interface ReadInterval {
  * Orders declarations against applying transactions of one integration (transaction-scoped):
  * a declaration takes the lock alone (`exclusive`), applying transactions share it. Applying
  * transactions need not exclude each other: what a fence drops depends on the declarations
- * alone, never on another transaction's writes, so applying them side by side drops what
- * applying them one after the other would. That lets a run apply two chunks at once
+ * alone, so applying them side by side drops what applying them one after the other would.
+ * (lostScope reads other runs' writes, and may miss one not yet committed beside it. That
+ * write's transaction took the lock after this run declared, or the declaration would have
+ * waited for it: if its run's read began before this run's ended, its own fence drops its
+ * write of what this run read; if later, that run declared before this transaction took the
+ * lock, and this run's fence drops this run's write.) That lets a run apply two chunks at once
  * (src/runs/staged-run.ts).
  */
 async function lockApply(trx: Db, integrationId: string, mode: 'exclusive' | 'shared'): Promise<void> {
