@@ -9,7 +9,7 @@ import type { Db } from '../db/database.js';
 import { DirectoryRepository, type WriteScope } from '../db/directory.repository.js';
 import { RunRepository } from '../db/run.repository.js';
 import { StagingRepository } from '../db/staging.repository.js';
-import { planStaged } from './staged-plan.js';
+import { joinPlans, planStaged } from './staged-plan.js';
 import type { StagedRead } from './staged-read.js';
 
 /*
@@ -179,13 +179,7 @@ export async function decideStaged(db: Db, input: StagedDecideInput): Promise<St
     const verdict = weigh(tally, groupsDeleted, ctx);
     return { kind: 'plan', counts, gated: { apply: emptyPlan(), held: emptyPlan(), reasons: verdict.reasons, stale: [] }, skipped, streamed, deferred: { verdict, ctx } };
   }
-  const whole = destructiveOf({
-    ...emptyPlan(),
-    usersDeprovisioned: kept.flatMap((p) => p.usersDeprovisioned),
-    groupsDeleted: kept.flatMap((p) => p.groupsDeleted),
-    membershipsRemoved: kept.flatMap((p) => p.membershipsRemoved),
-  });
-  return { kind: 'plan', counts, gated: gate(whole, ctx), skipped, streamed };
+  return { kind: 'plan', counts, gated: gate(joinPlans(kept), ctx), skipped, streamed };
 }
 
 /**
@@ -201,13 +195,10 @@ class ChunkApplier {
   private readonly queue: PQueue;
   private readonly running = new Set<Promise<void>>();
   private failure: { error: unknown } | undefined;
-  private counts = zeroCounts();
-  /** Applied so far, per kind, as batches commit (counts sums finished chunks). */
+  /** What the finished chunks did. */
+  private total = emptyResult();
+  /** Applied so far, per kind, as batches commit. */
   private readonly progress: Record<PlanKind, number> = { ...zeroCounts() };
-  private readonly skipped: SkippedRecord[] = [];
-  private stale = 0;
-  private readonly staleUsers = new Set<string>();
-  private readonly staleGroups = new Set<string>();
 
   constructor(
     private readonly db: Db,
@@ -246,7 +237,7 @@ class ChunkApplier {
   }
 
   result(): ApplyResult {
-    return { counts: this.counts, skipped: this.skipped, stale: this.stale, staleSubjects: { userIds: [...this.staleUsers], groupIds: [...this.staleGroups] } };
+    return this.total;
   }
 
   private fail(error: unknown): void {
@@ -279,11 +270,7 @@ class ChunkApplier {
       this.fail(error);
       throw error;
     });
-    this.counts = addCounts(this.counts, result.counts);
-    this.skipped.push(...result.skipped);
-    this.stale += result.stale;
-    for (const id of result.staleSubjects.userIds) this.staleUsers.add(id);
-    for (const id of result.staleSubjects.groupIds) this.staleGroups.add(id);
+    this.total = joinResults(this.total, result);
   }
 }
 
