@@ -205,8 +205,8 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     const heldReasons = [...decision.gated.reasons];
     // What a re-read holds again (a subject held and dropped both) is recorded once.
     const heldKeys = planKeys(decision.gated.held, policy);
-    // A deferred gate recorded what it held already.
-    if (result.heldRecorded > 0) for (const key of await runs.heldKeys(runId)) heldKeys.add(key);
+    // A deferred gate recorded what it held already (asked only when there is something to re-read).
+    if (result.heldRecorded > 0 && stale > 0) for (const key of await runs.heldKeys(runId)) heldKeys.add(key);
     for (let pass = 1; stale > 0 && pass <= MAX_REREADS; pass++) {
       recorder.stat('staleSkipped', (staleTotal += stale));
       const again = await untilInterrupted(rereadNamed(deps, integrations, integration, run, dropped, signal), signal);
