@@ -1,7 +1,9 @@
+import okta from '@okta/okta-sdk-nodejs';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IdpReadError } from '../../src/connectors/connector.js';
 import { OktaConnector } from '../../src/connectors/okta/okta.connector.js';
+import { toDirectoryUser } from '../../src/connectors/okta/okta.mapping.js';
 import { strictEgress } from '../support/egress.js';
 
 // Okta's wire format, as its management API returns it.
@@ -231,7 +233,7 @@ describe('OktaConnector, app-scoped', () => {
     expect([...snap.users.keys()]).toEqual(['00u1', '00u2']);
   });
 
-  it('asks again for a page whose body is JSON but not a list (the SDK throws a TypeError, which p-retry alone would not retry)', async () => {
+  it('asks again for a page whose body is JSON but not a list, never taking it for an empty page', async () => {
     nock(ORG)
       .get(`/api/v1/apps/${APP}/users`)
       .query({ expand: 'user', limit: '500' })
@@ -348,6 +350,45 @@ describe('OktaConnector, whole org', () => {
     ]);
     expect(snap.groups.get('00g0')?.attributes).toMatchObject({ type: 'BUILT_IN' });
     expect([...snap.memberships.get('00g0')!]).toEqual(['00u1', '00u2']);
+  });
+
+  // Listings are read as Okta's JSON, not the SDK's models (okta.json-pages.ts); targeted runs
+  // still get single users as models (getUser). Both must map to the same user, fingerprint
+  // included, or every targeted run would update what the last full run wrote.
+  it("maps users read as JSON pages exactly as it maps the SDK's models of them", async () => {
+    const odd = oktaUser('00u7', 'Zoë@acme.test', 'PASSWORD_EXPIRED', {
+      costCenter: 12,
+      isManager: true,
+      tags: ['a', 'b'],
+      nested: { x: 1, y: [null, 'z'] },
+      empty: '',
+      manager: null,
+      displayName: 'Zoë Ä',
+      startDate: '2024-01-01T00:00:00.000Z',
+      'dotted.key': 2,
+    });
+    const plain = oktaUser('00u8', 'max@acme.test', 'ACTIVE', { firstName: null, lastName: undefined });
+    const scope = nock(ORG)
+      .get('/api/v1/users')
+      .query({ limit: '200' })
+      .reply(200, [odd, plain], rate())
+      .get('/api/v1/users')
+      .query({ filter: 'status eq "DEPROVISIONED"', limit: '200' })
+      .reply(200, [], rate())
+      .get('/api/v1/groups')
+      .query({ limit: '10000' })
+      .reply(200, [], rate())
+      .get('/api/v1/users/00u7')
+      .reply(200, odd, rate())
+      .get('/api/v1/users/00u8')
+      .reply(200, plain, rate());
+    const snap = await connector().readSnapshot();
+    const sdk = new okta.Client({ orgUrl: ORG, token: 'test-token', cacheMiddleware: null } as ConstructorParameters<typeof okta.Client>[0]);
+    for (const id of ['00u7', '00u8']) {
+      expect(snap.users.get(id)).toEqual(toDirectoryUser(await sdk.userApi.getUser({ userId: id })));
+    }
+    expect(snap.users.get('00u7')?.attributes).toMatchObject({ costCenter: 12, nested: { x: 1, y: [null, 'z'] }, 'dotted.key': 2 });
+    expect(scope.isDone()).toBe(true);
   });
 });
 

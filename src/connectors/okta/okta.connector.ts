@@ -23,6 +23,7 @@ import { OktaRequestExecutor } from './okta.executor.js';
 import { LOGS_SCOPE, OktaTokenError, adaptTokenRequests, oktaScopes, requestAccessToken, sdkAuthConfig } from './okta.oauth.js';
 import { type OktaContext, oktaProblem } from './okta.problems.js';
 import { type OktaAppGroupLike, type OktaAppUserLike, appGroupToDirectoryGroup, appUserToDirectoryUser, toDirectoryGroup, toDirectoryUser } from './okta.mapping.js';
+import { jsonPages } from './okta.json-pages.js';
 import { readOktaSubjects } from './okta.subjects.js';
 import { type FeedOptions, oktaFeedCursorAt, readOktaChanges } from './okta.system-log.js';
 
@@ -177,17 +178,17 @@ export class OktaConnector implements Connector, TargetedSource {
     const c = this.client;
     if (appId) {
       const path = `/api/v1/apps/${appId}`;
-      await this.readAll(`${path}/users`, () => c.applicationApi.listApplicationUsers({ appId, expand: 'user', limit: PAGE.appUsers }), signal, (appUser: OktaAppUserLike) =>
+      await this.readAll(`${path}/users`, () => jsonPages(c.applicationApi.listApplicationUsers({ appId, expand: 'user', limit: PAGE.appUsers })), signal, (appUser: OktaAppUserLike) =>
         snapshot.addUserFrom(appUser, appUserToDirectoryUser), ready,
       );
-      await this.readAll(`${path}/groups`, () => c.applicationApi.listApplicationGroupAssignments({ appId, expand: 'group', limit: PAGE.appGroups }), signal, (assignment: OktaAppGroupLike) =>
+      await this.readAll(`${path}/groups`, () => jsonPages(c.applicationApi.listApplicationGroupAssignments({ appId, expand: 'group', limit: PAGE.appGroups })), signal, (assignment: OktaAppGroupLike) =>
         snapshot.addGroupFrom(assignment, appGroupToDirectoryGroup), ready,
       );
     } else {
       const addUser = (user: unknown) => snapshot.addUserFrom(user as object, toDirectoryUser);
-      await this.readAll('/api/v1/users', () => c.userApi.listUsers({ limit: PAGE.users }), signal, addUser, ready);
+      await this.readAll('/api/v1/users', () => jsonPages(c.userApi.listUsers({ limit: PAGE.users })), signal, addUser, ready);
       // The plain listing omits DEPROVISIONED users; a status filter returns them.
-      await this.readAll('/api/v1/users?filter=status eq "DEPROVISIONED"', () => c.userApi.listUsers({ filter: 'status eq "DEPROVISIONED"', limit: PAGE.users }), signal, addUser, ready);
+      await this.readAll('/api/v1/users?filter=status eq "DEPROVISIONED"', () => jsonPages(c.userApi.listUsers({ filter: 'status eq "DEPROVISIONED"', limit: PAGE.users })), signal, addUser, ready);
       await this.readAll('/api/v1/groups', () => c.groupApi.listGroups({ limit: PAGE.groups }), signal, (group: unknown) =>
         snapshot.addGroupFrom(group as object, toDirectoryGroup), ready,
       );
@@ -202,7 +203,7 @@ export class OktaConnector implements Connector, TargetedSource {
       return false;
     });
     await forEachConcurrently(groupIds, this.options.concurrency ?? 4, (groupId) =>
-      this.readAll(`/api/v1/groups/${groupId}/users`, () => c.groupApi.listGroupUsers({ groupId, limit: PAGE.groupUsers }), signal, (user: { id?: string }) => {
+      this.readAll(`/api/v1/groups/${groupId}/users`, () => jsonPages(c.groupApi.listGroupUsers({ groupId, limit: PAGE.groupUsers })), signal, (user: { id?: string }) => {
         if (typeof user.id === 'string') snapshot.addMember(groupId, user.id);
       }, ready),
     );

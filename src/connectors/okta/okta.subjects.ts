@@ -2,6 +2,7 @@ import type okta from '@okta/okta-sdk-nodejs';
 import { SnapshotBuilder } from '../../core/snapshot.js';
 import type { SubjectNames, SubjectRead } from '../connector.js';
 import { forEachConcurrently } from '../retry.js';
+import { jsonPages } from './okta.json-pages.js';
 import { type OktaAppGroupLike, type OktaAppUserLike, appGroupToDirectoryGroup, appUserToDirectoryUser, toDirectoryGroup, toDirectoryUser } from './okta.mapping.js';
 
 type Client = InstanceType<typeof okta.Client>;
@@ -107,7 +108,7 @@ export async function readOktaSubjects(requests: OktaSubjectRequests, names: Sub
     }
     if (!inScope) return;
     // A group in scope brings its members into scope (app-scoped: they are assigned through it).
-    await requests.readAll(`/api/v1/groups/${groupId}/users`, () => c.groupApi.listGroupUsers({ groupId, limit: GROUP_USERS_PAGE }), signal, (user: { id?: unknown }) => {
+    await requests.readAll(`/api/v1/groups/${groupId}/users`, () => jsonPages(c.groupApi.listGroupUsers({ groupId, limit: GROUP_USERS_PAGE })), signal, (user: { id?: unknown }) => {
       snapshot.addUserFrom(user as object, toDirectoryUser);
       if (typeof user.id === 'string') snapshot.addMember(groupId, user.id);
     });
