@@ -3,7 +3,8 @@
  * JSON line: wall time, peak RSS, IdP requests, and what the case did.
  *
  *   case.js sync <integration-id>                 a real run: SDK -> plan -> Postgres
- *   case.js idp-floor <okta-url>                  the same pages through the SDK, doing nothing
+ *   case.js idp-floor <okta-url> [json]           the same pages through the SDK, doing nothing
+ *                                                 (json: taken as JSON, not as the SDK's models)
  *   case.js db-floor <users> <groups> <members> [bare]
  *                                                 the same rows into Postgres with COPY: into
  *                                                 copies of the real tables with their indexes and
@@ -19,6 +20,7 @@ import { loadConfig } from '../src/config.js';
 import { createDb } from '../src/db/database.js';
 import { RunRepository } from '../src/db/run.repository.js';
 import { createLogger } from '../src/log.js';
+import { jsonPages } from '../src/connectors/okta/okta.json-pages.js';
 import { reconcile } from '../src/runs/reconcile.js';
 import { generate } from './workload.js';
 
@@ -40,8 +42,14 @@ async function sync(integrationId: string): Promise<void> {
   report({ status: outcome.run.status, error: outcome.run.error, counts: outcome.run.counts, requests: outcome.run.stats?.requests ?? 0, readMs: outcome.run.stats?.readMs, applyMs: outcome.run.stats?.applyMs, totalMs: outcome.run.stats?.totalMs });
 }
 
-async function idpFloor(orgUrl: string): Promise<void> {
+/**
+ * The IdP floor: every page a sync reads, through the SDK, doing nothing with them. `json`: the
+ * same requests with each page taken as JSON (jsonPages, as the connector reads listings), not
+ * turned into the SDK's models: the floor of reading the pages at all.
+ */
+async function idpFloor(orgUrl: string, json: boolean): Promise<void> {
   const client = new okta.Client({ orgUrl, token: 'bench-token', authorizationMode: 'SSWS', cacheMiddleware: null } as ConstructorParameters<typeof okta.Client>[0]);
+  const pages = <T>(collection: Promise<okta.Collection<T>>): Promise<okta.Collection<unknown>> => (json ? jsonPages(collection) : collection);
   let items = 0;
   let requests = 0;
   const groupIds: string[] = [];
@@ -52,14 +60,14 @@ async function idpFloor(orgUrl: string): Promise<void> {
     }
   };
   client.requestExecutor.on('request', () => (requests += 1));
-  await drain(await client.applicationApi.listApplicationUsers({ appId: '0oaBench', expand: 'user', limit: 500 }));
-  await drain(await client.applicationApi.listApplicationGroupAssignments({ appId: '0oaBench', expand: 'group', limit: 200 }), (g) =>
+  await drain(await pages(client.applicationApi.listApplicationUsers({ appId: '0oaBench', expand: 'user', limit: 500 })));
+  await drain(await pages(client.applicationApi.listApplicationGroupAssignments({ appId: '0oaBench', expand: 'group', limit: 200 })), (g) =>
     groupIds.push((g as { id: string }).id),
   );
   let next = 0;
   await Promise.all(
     Array.from({ length: 4 }, async () => {
-      while (next < groupIds.length) await drain(await client.groupApi.listGroupUsers({ groupId: groupIds[next++]!, limit: 1000 }));
+      while (next < groupIds.length) await drain(await pages(client.groupApi.listGroupUsers({ groupId: groupIds[next++]!, limit: 1000 })));
     }),
   );
   report({ items, requests });
@@ -143,7 +151,7 @@ function* chunked(rows: Iterable<string>, size = 64 * 1024): Generator<string> {
 
 async function main(): Promise<void> {
   if (mode === 'sync') return sync(args[0]!);
-  if (mode === 'idp-floor') return idpFloor(args[0]!);
+  if (mode === 'idp-floor') return idpFloor(args[0]!, args[1] === 'json');
   if (mode === 'db-floor') return dbFloor(Number(args[0]), Number(args[1]), Number(args[2]), args[3] === 'bare');
   throw new Error(`unknown mode ${mode}`);
 }
