@@ -3,7 +3,7 @@ import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { IdpReadError } from '../../src/connectors/connector.js';
 import { OktaConnector } from '../../src/connectors/okta/okta.connector.js';
-import { toDirectoryUser } from '../../src/connectors/okta/okta.mapping.js';
+import { type OktaAppUserLike, appUserToDirectoryUser, toDirectoryUser } from '../../src/connectors/okta/okta.mapping.js';
 import { strictEgress } from '../support/egress.js';
 
 // Okta's wire format, as its management API returns it.
@@ -80,6 +80,11 @@ function links(path: string, next?: string): Record<string, string[]> {
   const l = [`<${ORG}${path}>; rel="self"`];
   if (next) l.push(`<${ORG}${next}>; rel="next"`);
   return { link: l };
+}
+
+/** The SDK's own client, for comparing with its models (SSWS stated: no okta.yaml or OKTA_CLIENT_* may change it). */
+function sdkClient() {
+  return new okta.Client({ orgUrl: ORG, token: 'test-token', authorizationMode: 'SSWS', cacheMiddleware: null } as ConstructorParameters<typeof okta.Client>[0]);
 }
 
 function connector(appId?: string) {
@@ -248,6 +253,75 @@ describe('OktaConnector, app-scoped', () => {
     expect([...snap.users.keys()]).toEqual(['00u1']);
   });
 
+  // A middle page whose Link points past it: the SDK's cursor has moved on before the body is read.
+  it.each([
+    ['an object', { errorCode: 'E0000009', errorSummary: 'Internal Server Error' }],
+    ['null', null],
+    ['a list with a null item', [null]],
+    ['a list with a string item', ['00u2']],
+  ])('asks again for a middle page that is %s, never ending the listing there', async (_, body) => {
+    const page2 = `/api/v1/apps/${APP}/users?after=00u1&expand=user&limit=500`;
+    const scope = nock(ORG)
+      .get(`/api/v1/apps/${APP}/users`)
+      .query({ expand: 'user', limit: '500' })
+      .reply(200, [appUser(APP, ann, 'USER')], { ...rate(), ...links(`/api/v1/apps/${APP}/users?expand=user&limit=500`, page2) })
+      .get(`/api/v1/apps/${APP}/users`)
+      .query({ after: '00u1', expand: 'user', limit: '500' })
+      .reply(200, JSON.stringify(body), { 'content-type': 'application/json', ...rate(), ...links(page2, `/api/v1/apps/${APP}/users?after=00u2&expand=user&limit=500`) })
+      .get(`/api/v1/apps/${APP}/users`)
+      .query({ after: '00u1', expand: 'user', limit: '500' })
+      .reply(200, [appUser(APP, bob, 'USER')], { ...rate(), ...links(page2) })
+      .get(`/api/v1/apps/${APP}/groups`)
+      .query(true)
+      .reply(200, [], rate());
+    const c = connector(APP);
+    const snap = await c.readSnapshot();
+    expect([...snap.users.keys()]).toEqual(['00u1', '00u2']);
+    expect(c.stats.retries).toBe(1);
+    expect(scope.isDone()).toBe(true);
+  });
+
+  it('reads on past an empty middle page that links to the next one', async () => {
+    const page2 = `/api/v1/apps/${APP}/users?after=00u1&expand=user&limit=500`;
+    const page3 = `/api/v1/apps/${APP}/users?after=00u1x&expand=user&limit=500`;
+    const scope = nock(ORG)
+      .get(`/api/v1/apps/${APP}/users`)
+      .query({ expand: 'user', limit: '500' })
+      .reply(200, [appUser(APP, ann, 'USER')], { ...rate(), ...links(`/api/v1/apps/${APP}/users?expand=user&limit=500`, page2) })
+      .get(`/api/v1/apps/${APP}/users`)
+      .query({ after: '00u1', expand: 'user', limit: '500' })
+      .reply(200, [], { ...rate(), ...links(page2, page3) })
+      .get(`/api/v1/apps/${APP}/users`)
+      .query({ after: '00u1x', expand: 'user', limit: '500' })
+      .reply(200, [appUser(APP, bob, 'USER')], { ...rate(), ...links(page3) })
+      .get(`/api/v1/apps/${APP}/groups`)
+      .query(true)
+      .reply(200, [], rate());
+    const snap = await connector(APP).readSnapshot();
+    expect([...snap.users.keys()]).toEqual(['00u1', '00u2']);
+    expect(scope.isDone()).toBe(true);
+  });
+
+  // Listings are read as JSON (okta.json-pages.ts); a targeted run gets a single app user as the SDK's model.
+  it("maps app users read as JSON pages exactly as the SDK's model of the single app user", async () => {
+    const odd = oktaUser('00u7', 'Zoë@acme.test', 'RECOVERY', { costCenter: 12, nested: { x: [null, 'z'] }, manager: null, constructor: 'x', '10': 'ten' });
+    const scope = nock(ORG)
+      .get(`/api/v1/apps/${APP}/users`)
+      .query({ expand: 'user', limit: '500' })
+      .reply(200, [appUser(APP, odd, 'GROUP')], rate())
+      .get(`/api/v1/apps/${APP}/groups`)
+      .query(true)
+      .reply(200, [], rate())
+      .get(`/api/v1/apps/${APP}/users/00u7`)
+      .query({ expand: 'user' })
+      .reply(200, appUser(APP, odd, 'GROUP'), rate());
+    const snap = await connector(APP).readSnapshot();
+    const model = await sdkClient().applicationApi.getApplicationUser({ appId: APP, userId: '00u7', expand: 'user' });
+    expect(snap.users.get('00u7')).toEqual(appUserToDirectoryUser(model as OktaAppUserLike));
+    expect(snap.users.get('00u7')?.attributes).toMatchObject({ costCenter: 12, '10': 'ten' });
+    expect(scope.isDone()).toBe(true);
+  });
+
   it('fails the whole read when a page keeps failing, naming the endpoint', async () => {
     nock(ORG)
       .get(`/api/v1/apps/${APP}/users`)
@@ -367,6 +441,7 @@ describe('OktaConnector, whole org', () => {
       startDate: '2024-01-01T00:00:00.000Z',
       'dotted.key': 2,
     });
+    // lastName undefined: absent on the wire (JSON drops it).
     const plain = oktaUser('00u8', 'max@acme.test', 'ACTIVE', { firstName: null, lastName: undefined });
     const scope = nock(ORG)
       .get('/api/v1/users')
@@ -383,7 +458,7 @@ describe('OktaConnector, whole org', () => {
       .get('/api/v1/users/00u8')
       .reply(200, plain, rate());
     const snap = await connector().readSnapshot();
-    const sdk = new okta.Client({ orgUrl: ORG, token: 'test-token', cacheMiddleware: null } as ConstructorParameters<typeof okta.Client>[0]);
+    const sdk = sdkClient();
     for (const id of ['00u7', '00u8']) {
       expect(snap.users.get(id)).toEqual(toDirectoryUser(await sdk.userApi.getUser({ userId: id })));
     }

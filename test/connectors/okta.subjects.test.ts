@@ -265,6 +265,25 @@ describe('readSubjects, whole org', () => {
     expect([...r.snapshot.users.keys()]).toEqual(['00uCy']);
   });
 
+  // The SDK's Group model drops custom profile attributes: groups are read as JSON both ways (okta.json-pages.ts).
+  it('reads a group with every profile attribute, the same as the full read does (an AD group: groupType, groupScope, objectSid)', async () => {
+    const o = await org();
+    const ad = o.addGroup('Domain Users', { id: '00gAD', type: 'APP_GROUP' });
+    Object.assign(ad.profile as Record<string, unknown>, {
+      samAccountName: 'Domain Users',
+      dn: 'CN=Domain Users,CN=Users,DC=acme,DC=test',
+      windowsDomainQualifiedName: 'ACME\\Domain Users',
+      externalId: 'lU4v4I1rYEa2Tyk9R3a1Ng==',
+      groupType: 'Security',
+      groupScope: 'Global',
+      objectSid: 'S-1-5-21-1-2-3-513',
+    });
+    const targeted = (await read(o, null, { groupIds: ['00gAD'] })).snapshot.groups.get('00gAD');
+    const full = (await connector(o, null).readSnapshot()).groups.get('00gAD');
+    expect(targeted?.attributes).toMatchObject({ groupType: 'Security', groupScope: 'Global', objectSid: 'S-1-5-21-1-2-3-513', type: 'APP_GROUP' });
+    expect(full).toEqual(targeted);
+  });
+
   it('skips a malformed member of a named group alone', async () => {
     const o = await org();
     (o.users.get('00uBob')!.profile as Record<string, unknown>).login = '';

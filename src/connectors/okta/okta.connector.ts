@@ -108,6 +108,7 @@ export class OktaConnector implements Connector, TargetedSource {
     return readOktaSubjects(
       {
         client: this.client,
+        orgUrl: this.orgUrl(),
         appId: this.options.appId,
         concurrency: this.options.concurrency ?? 4,
         get: (endpoint, request, s) => this.getOne(endpoint, request, s),
@@ -189,7 +190,7 @@ export class OktaConnector implements Connector, TargetedSource {
       await this.readAll('/api/v1/users', () => jsonPages(c.userApi.listUsers({ limit: PAGE.users })), signal, addUser, ready);
       // The plain listing omits DEPROVISIONED users; a status filter returns them.
       await this.readAll('/api/v1/users?filter=status eq "DEPROVISIONED"', () => jsonPages(c.userApi.listUsers({ filter: 'status eq "DEPROVISIONED"', limit: PAGE.users })), signal, addUser, ready);
-      await this.readAll('/api/v1/groups', () => c.groupApi.listGroups({ limit: PAGE.groups }), signal, (group: unknown) =>
+      await this.readAll('/api/v1/groups', () => jsonPages(c.groupApi.listGroups({ limit: PAGE.groups })), signal, (group: unknown) =>
         snapshot.addGroupFrom(group as object, toDirectoryGroup), ready,
       );
     }
@@ -374,7 +375,8 @@ export class OktaConnector implements Connector, TargetedSource {
         this.stats.records += 1;
         onItem(value);
       }
-      if (done || value === null || value === undefined) return;
+      // No item but not done: an empty page with a next link; the listing goes on.
+      if (done) return;
     }
   }
 }

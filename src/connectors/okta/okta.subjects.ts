@@ -10,6 +10,8 @@ type Client = InstanceType<typeof okta.Client>;
 /** What a targeted read needs of the connector: its client, scope, and requests under its retry policy. */
 export interface OktaSubjectRequests {
   readonly client: Client;
+  /** The org's base URL, without a trailing slash. */
+  readonly orgUrl: string;
   /** The integration's app; without it, the whole org is the scope. */
   readonly appId: string | null | undefined;
   readonly concurrency: number;
@@ -103,7 +105,8 @@ export async function readOktaSubjects(requests: OktaSubjectRequests, names: Sub
       );
       if ((inScope = assignment !== undefined)) snapshot.addGroupFrom(assignment as OktaAppGroupLike, appGroupToDirectoryGroup);
     } else {
-      const group = await requests.get(`/api/v1/groups/${groupId}`, () => c.groupApi.getGroup({ groupId }), signal);
+      // As JSON, as the full read lists groups (okta.json-pages.ts): the SDK's Group model drops custom profile attributes.
+      const group = await requests.get(`/api/v1/groups/${groupId}`, () => c.http.getJson(`${requests.orgUrl}/api/v1/groups/${encodeURIComponent(groupId)}`), signal);
       if ((inScope = group !== undefined)) snapshot.addGroupFrom(group as object, toDirectoryGroup);
     }
     if (!inScope) return;
