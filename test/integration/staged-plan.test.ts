@@ -1,10 +1,11 @@
 import fc from 'fast-check';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyPlan } from '../../src/apply/apply-plan.js';
 import type { DirectoryGroup, DirectoryUser, SkippedRecord } from '../../src/core/model.js';
 import { type Plan, PLAN_KINDS, emptyPlan, plan, zeroCounts } from '../../src/core/plan.js';
 import { DestructiveSet } from '../../src/core/approvals.js';
-import { StagedReadLostError, applyStaged, decideStaged } from '../../src/runs/staged-run.js';
+import { STATISTICS_REFRESH, StagedReadLostError, applyStaged, decideStaged, statisticsDue } from '../../src/runs/staged-run.js';
 import type { Policy } from '../../src/core/policy.js';
 import { RecordError, SnapshotBuilder, type SnapshotSink, completeSnapshot } from '../../src/core/snapshot.js';
 import { type Db, createDb } from '../../src/db/database.js';
@@ -283,6 +284,28 @@ describe('a staged read planned in chunks', () => {
     expect(await count()).toBe(atError);
   });
 
+  // An initial sync starts from empty tables: each chunk's reads would be planned for those.
+  it("refreshes Postgres's statistics while it applies a large plan, not only once the run ends", async () => {
+    const slug = uniqueSlug('staged');
+    const tenant = (await new TenantRepository(db).create(slug, slug))!;
+    const a = await integrationOf(slug);
+    const scope = { tenantId: tenant.id, ...a };
+    const staged = new StagedSnapshot(db, await new StagingRepository(db).begin(a.runId));
+    const n = STATISTICS_REFRESH.min;
+    for (let i = 0; i < n; i++) staged.addUserFrom(i, (k) => user(`u${String(k).padStart(5, '0')}`, { userName: `stats${k}@x.io` }));
+    const read = await staged.finish();
+    const analyzed = async () => Number((await sql<{ n: string }>`select analyze_count as n from pg_stat_user_tables where relname = 'accounts'`.execute(db)).rows[0]!.n);
+    const before = await analyzed();
+    const policy: Policy = { deprovisionMode: 'suspend' };
+    const decided = await decideStaged(db, {
+      read, scope, policy, thresholdPercent: 100, current: { activeUsers: 0, groups: 0, memberships: 0 }, pending: new DestructiveSet(), approved: new DestructiveSet(),
+      chunkSize: n / 4,
+      apply: { scope, options: {} },
+    });
+    expect(decided).toMatchObject({ kind: 'plan', streamed: { counts: { usersCreated: n } } });
+    expect(await analyzed()).toBeGreaterThan(before);
+  });
+
   it('prunes rows a staged read left after it was cleared', async () => {
     const staging = new StagingRepository(db);
     const orphan = '00000000-0000-4000-8000-000000000001';
@@ -313,5 +336,20 @@ describe('a staged read planned in chunks', () => {
     expect(new Set(users.map((u) => u.givenName))).toEqual(new Set(['second']));
     await new StagingRepository(db).clear(readId);
     expect(await new StagingRepository(db).countUsers(readId)).toBe(0);
+  });
+});
+
+describe('statistics refreshed by a staged run', () => {
+  it('refresh once enough has applied, then each time it has grown fourfold', () => {
+    const { min, growth } = STATISTICS_REFRESH;
+    expect(statisticsDue(min - 1, 0)).toBe(false);
+    expect(statisticsDue(min, 0)).toBe(true);
+    expect(statisticsDue(min * growth - 1, min)).toBe(false);
+    expect(statisticsDue(min * growth, min)).toBe(true);
+    // A W1M initial sync (6M changes, the first chunk 35k): a handful, not one per chunk.
+    let at = 0;
+    let refreshes = 0;
+    for (let applied = 35_000; applied <= 6_000_000; applied += 15_000) if (statisticsDue(applied, at)) (at = applied), refreshes++;
+    expect(refreshes).toBe(4);
   });
 });
