@@ -499,11 +499,13 @@ export class DirectoryRepository {
 
   /**
    * Refreshes the planner's statistics after a large write: until autovacuum gets to it,
-   * Postgres would plan the next run's reads for the empty tables of before (nested loops
-   * over hundreds of thousands of rows: minutes instead of seconds).
+   * Postgres would plan the next reads (the next run's, or a staged run's later chunks) for
+   * the empty tables of before (nested loops over hundreds of thousands of rows: minutes
+   * instead of seconds). A table another session vacuums or analyzes is skipped rather than
+   * waited for (SKIP_LOCKED); a role that does not own a table gets Postgres's warning, not an error.
    */
   async refreshStatistics(): Promise<void> {
-    await sql`analyze users, accounts, groups, group_memberships`.execute(this.db);
+    await sql`analyze (skip_locked) users, accounts, groups, group_memberships`.execute(this.db);
   }
 
   /** Active accounts and groups each integration owns, for the console's integration list. */

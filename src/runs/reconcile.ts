@@ -156,7 +156,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
         current,
         ...approvals,
         dryRun: run.dryRun,
-        apply: { scope, options: applyOptions },
+        apply: { scope, options: applyOptions, baseRows: current.activeUsers + current.groups + current.memberships },
         ...(deps.stagedChunkSize && { chunkSize: deps.stagedChunkSize }),
         ...(deps.stagedDestructiveKept !== undefined && { destructiveKept: deps.stagedDestructiveKept }),
         checkpoint: () => throwIfInterrupted(signal),

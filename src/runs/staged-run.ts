@@ -58,6 +58,8 @@ export interface StagedApply {
   readonly options: ApplyOptions;
   /** Chunks applied at once, each in its own transactions: DEFAULT_CONCURRENCY unless given. */
   readonly concurrency?: number;
+  /** The rows the tenant held when the run started (active accounts, groups, memberships): when statistics need refreshing (statisticsDue). 0 unless given. */
+  readonly baseRows?: number;
 }
 
 /**
@@ -68,17 +70,24 @@ export interface StagedApply {
 export const DEFAULT_CONCURRENCY = 2;
 
 /**
- * When a staged run refreshes Postgres's statistics between chunks: once it has applied at least
- * `min` changes, and again each time its changes have grown `growth`-fold since (so a few times
- * a run: about 4 at 1M users). An initial sync starts from empty tables, and until autovacuum
- * gets to them Postgres plans each chunk's reads for those: the last chunk of a W1M initial sync
- * joined all 5M memberships to the groups it took for 37 (11.7 s, against milliseconds).
+ * When a staged run refreshes Postgres's statistics between chunks (statisticsDue): once it has
+ * applied at least `min` changes, and again each time the tenant's rows have grown `growth`-fold
+ * since. An initial sync starts from empty tables, and until autovacuum gets to them Postgres
+ * plans each chunk's reads for those: the last chunk of a W1M initial sync joined all 5M
+ * memberships to the groups, which the statistics put at 37 rows (11.7 s, against
+ * milliseconds). Plans go wrong when estimates are off by large factors, and each refresh
+ * samples a fixed number of rows, so a geometric schedule suffices: about 4 refreshes at 1M
+ * users, none in a run that changes little of a large tenant.
  */
 export const STATISTICS_REFRESH = { min: 10_000, growth: 4 } as const;
 
-/** Whether a run that has applied `applied` changes, and last refreshed statistics at `refreshedAt` (0: never), refreshes them now (STATISTICS_REFRESH). */
-export function statisticsDue(applied: number, refreshedAt: number): boolean {
-  return applied >= STATISTICS_REFRESH.min && applied >= refreshedAt * STATISTICS_REFRESH.growth;
+/**
+ * Whether a run that has applied `applied` changes, and last refreshed statistics at
+ * `refreshedAt` of them (0: never), refreshes them now; `base`: the rows the tenant held
+ * when the run started (its active accounts, groups and memberships).
+ */
+export function statisticsDue(applied: number, refreshedAt: number, base = 0): boolean {
+  return applied >= STATISTICS_REFRESH.min && base + applied >= (base + refreshedAt) * STATISTICS_REFRESH.growth;
 }
 
 /** The staged read is gone (Postgres restarted and emptied its unlogged tables): the run must read again, never take the emptiness for the IdP's. */
@@ -201,9 +210,9 @@ export async function decideStaged(db: Db, input: StagedDecideInput): Promise<St
  * once a slot is free for the next chunk (or, `alone`, once the chunk is applied), so the
  * caller plans the next chunk while the others apply, and no more than `concurrency` chunks
  * are in memory. The first chunk to fail stops the others: those waiting never start, those applying
- * stop at their next batch, and `add` or `settle` throws its error once none is applying. So a
- * run that is interrupted, superseded or has lost Postgres commits nothing more than the
- * batches already under way.
+ * stop at their next batch, and `add` or `settle` throws its error once none is applying (and
+ * any statistics refresh under way has ended). So a run that is interrupted, superseded or has
+ * lost Postgres commits nothing more than the batches already under way.
  */
 class ChunkApplier {
   private readonly queue: PQueue;
@@ -291,12 +300,18 @@ class ChunkApplier {
     await this.refreshStatistics();
   }
 
-  /** Refreshes the planner's statistics when the chunks applied so far call for it (statisticsDue); one refresh at a time. */
+  /**
+   * Refreshes the planner's statistics when the chunks applied so far call for it
+   * (statisticsDue); one refresh at a time. The chunk keeps its slot meanwhile. The refresh
+   * skips a table another session vacuums or analyzes, and its failure is not the run's: the
+   * statistics only speed the run up, and a Postgres that is gone fails the next chunk.
+   */
   private async refreshStatistics(): Promise<void> {
     const applied = totalChanges(this.total.counts);
-    if (this.refreshing || this.failure || !statisticsDue(applied, this.refreshedAt)) return;
+    if (this.refreshing || this.failure || !statisticsDue(applied, this.refreshedAt, this.apply.baseRows)) return;
+    this.checkpoint?.();
     this.refreshedAt = applied;
-    this.refreshing = new DirectoryRepository(this.db).refreshStatistics();
+    this.refreshing = new DirectoryRepository(this.db).refreshStatistics().catch(() => undefined);
     try {
       await this.refreshing;
     } finally {
