@@ -224,7 +224,7 @@ class ChunkApplier {
   private readonly progress: Record<PlanKind, number> = { ...zeroCounts() };
   /** Changes applied when statistics were last refreshed (statisticsDue), and the refresh under way. */
   private refreshedAt = 0;
-  private refreshing: Promise<void> | undefined;
+  private refreshing = false;
 
   constructor(
     private readonly db: Db,
@@ -311,12 +311,9 @@ class ChunkApplier {
     if (this.refreshing || this.failure || !statisticsDue(applied, this.refreshedAt, this.apply.baseRows)) return;
     this.checkpoint?.();
     this.refreshedAt = applied;
-    this.refreshing = new DirectoryRepository(this.db).refreshStatistics().catch(() => undefined);
-    try {
-      await this.refreshing;
-    } finally {
-      this.refreshing = undefined;
-    }
+    this.refreshing = true;
+    await new DirectoryRepository(this.db).refreshStatistics().catch(() => undefined);
+    this.refreshing = false;
   }
 }
 
