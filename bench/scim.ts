@@ -70,7 +70,8 @@ const PATCH_OP = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
 
 const base = new URL(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
 base.pathname = `/dirsync_bench_scim_${randomBytes(3).toString('hex')}`;
-const PORT = 30_000 + Math.floor(Math.random() * 10_000);
+// Below Linux's ephemeral range (32768-60999): an outgoing connection never holds it.
+const PORT = 20_000 + Math.floor(Math.random() * 12_000);
 const env = {
   ...process.env,
   DATABASE_URL: base.toString(),
