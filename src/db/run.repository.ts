@@ -458,9 +458,26 @@ export class RunRepository {
     return byRun;
   }
 
-  /** Records approved removals that a fresh read no longer warrants, as skipped changes. */
-  async recordStale(runId: string, stale: readonly DestructiveOp[], approvedRunId: string | null): Promise<void> {
-    if (stale.length === 0) return;
+  /**
+   * Records approved removals that a fresh read no longer warrants, as skipped changes; but
+   * those the run recorded already, skipped or applied: an attempt that died before the run
+   * ended may have applied them (the next attempt finds nothing left to do) or recorded them.
+   * Returns how many the run holds recorded as skipped, this attempt's and earlier ones'.
+   */
+  async recordStale(runId: string, stale: readonly DestructiveOp[], approvedRunId: string | null): Promise<number> {
+    const { n } = await this.db.selectFrom('run_changes').select((eb) => eb.fn.countAll<string>().as('n')).where('run_id', '=', runId).where('state', '=', 'skipped').executeTakeFirstOrThrow();
+    const skippedBefore = Number(n);
+    if (stale.length === 0) return skippedBefore;
+    const recorded = await this.db
+      .selectFrom('run_changes')
+      .select(['kind', 'external_id'])
+      .where('run_id', '=', runId)
+      .where('state', 'in', ['skipped', 'applied'])
+      .where('external_id', '=', sql<string>`any(${stale.map(changeLogId)}::text[])`)
+      .execute();
+    const already = new Set(recorded.map((c) => `${c.kind} ${c.external_id}`));
+    stale = stale.filter((op) => !already.has(`${op.kind} ${changeLogId(op)}`));
+    if (stale.length === 0) return skippedBefore;
     // Named as the held run named them ("ann@x.test in Admins"), not by their ids.
     const held = await this.db
       .selectFrom('run_changes as c')
@@ -481,6 +498,7 @@ export class RunRepository {
       },
     }));
     await this.recordChanges(runId, changes, 'skipped');
+    return skippedBefore + changes.length;
   }
 
   /** Closes approved held runs: their removals were applied (or found stale) by `approverRunId`. */
@@ -608,18 +626,14 @@ export class RunRepository {
     };
   }
 
-  /** Records changes not applied (planned, held, skipped): the run's change log only, not events. */
   /**
-   * Deletes the run's `planned` changes: a dry run's plan that an earlier attempt recorded in
-   * part, before this attempt records it whole (a staged dry run records chunk by chunk).
+   * Deletes the run's `planned` and `held` changes: what an earlier attempt of the run recorded
+   * of its plan (a staged run records them chunk by chunk), before this attempt plans again and
+   * records them whole. Applied changes stay (they happened), and so do `skipped` ones (an
+   * approval's stale removals: recordStale does not record one twice).
    */
-  async clearPlanned(runId: string): Promise<void> {
-    await this.db.deleteFrom('run_changes').where('run_id', '=', runId).where('state', '=', 'planned').execute();
-  }
-
-  /** Deletes the run's `held` changes: what an earlier attempt held in part, before this attempt holds them again (a staged run's deferred gate records chunk by chunk). */
-  async clearHeld(runId: string): Promise<void> {
-    await this.db.deleteFrom('run_changes').where('run_id', '=', runId).where('state', '=', 'held').execute();
+  async clearUnapplied(runId: string): Promise<void> {
+    await this.db.deleteFrom('run_changes').where('run_id', '=', runId).where('state', 'in', ['planned', 'held']).execute();
   }
 
   /** The change keys (kind and IdP id, as apply-plan's planKeys makes them) of the run's `held` changes. */
@@ -628,6 +642,7 @@ export class RunRepository {
     return new Set(rows.map((r) => `${r.kind}\u0000${r.external_id}`));
   }
 
+  /** Records changes not applied (planned, held, skipped): the run's change log only, not events. */
   async recordChanges(runId: string, changes: readonly NewRunChange[], state: Exclude<ChangeState, 'applied'>): Promise<void> {
     if (changes.length === 0) return;
     await sql`

@@ -30,15 +30,17 @@ export async function loadApprovals(runs: RunRepository, run: RunSummary): Promi
 /**
  * After an approval run applied: records the approved operations the IdP no longer warrants
  * as skipped, and closes every held run the approval settled (those up to the approved one,
- * and later ones that held nothing more).
+ * and later ones that held nothing more). Returns how many approved operations the run found
+ * stale, counting what an earlier attempt of it recorded (0 for a run that approves nothing).
  */
 export async function settleApprovals(
   runs: RunRepository,
   run: RunSummary,
   approvals: ApprovalContext,
   stale: readonly DestructiveOp[],
-): Promise<void> {
-  if (!run.approvesRunId) return;
-  await runs.recordStale(run.id, stale, run.approvesRunId);
+): Promise<number> {
+  if (!run.approvesRunId) return 0;
+  const recorded = await runs.recordStale(run.id, stale, run.approvesRunId);
   await runs.markApproved(approvals.approvedRuns, run.id);
+  return recorded;
 }

@@ -122,6 +122,10 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     if (read.kind === 'staged') staged = read.staged;
 
     // Decide.
+    // What an earlier attempt recorded as planned or held, this one plans again from its own
+    // read and records whole: without this, a worker that died after recording them and before
+    // the run ended would leave each one listed twice.
+    await runs.clearUnapplied(runId);
     const policy: Policy = { deprovisionMode: integration.deprovisionMode };
     const approvals = await loadApprovals(runs, run);
     const scope = { tenantId: integration.tenantId, integrationId: integration.id, runId };
@@ -235,7 +239,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     const counts = await recorder.withEarlierAttempts(appliedCounts);
     if (totalChanges(counts) >= LARGE_WRITE) await new DirectoryRepository(deps.db).refreshStatistics();
     await recordPlan(deps.db, runId, decision.gated.held, policy, 'held');
-    await settleApprovals(runs, run, approvals, staleApproved);
+    const approvedStale = await settleApprovals(runs, run, approvals, staleApproved);
     const skipped = [...read.notes, ...decision.skipped, ...result.skipped, ...rereadSkipped];
     const held = totalChanges(planCounts(decision.gated.held)) + result.heldRecorded + rereadHeld;
     if (read.feedCursor !== undefined) {
@@ -249,7 +253,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
       const reason = `${held} removals wait for approval (\`dirsync run approve ${runId}\`): ${why}.`;
       return await recorder.finish('held', counts, skipped, { held, reason });
     }
-    if (staleApproved.length > 0) recorder.stat('approvedStale', staleApproved.length);
+    if (approvedStale > 0) recorder.stat('approvedStale', approvedStale);
     if (read.pushesRead) {
       // The IdP was read for what was pushed: the pushes are done with (the API is the truth).
       await new ScimRepository(deps.db).settle(read.pushesRead.map((w) => w.seq));

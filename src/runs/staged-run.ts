@@ -40,7 +40,7 @@ export interface StagedDecideInput {
   readonly current: TenantCounts;
   readonly pending: DestructiveSet;
   readonly approved: DestructiveSet;
-  /** A dry run: each chunk's operations are recorded as `planned` (an earlier attempt's first cleared), and nothing applies. */
+  /** A dry run: each chunk's operations are recorded as `planned` (reconcile cleared an earlier attempt's), and nothing applies. */
   readonly dryRun?: boolean;
   /** Not a dry run: how each chunk's creates and updates apply as it is planned. */
   readonly apply?: StagedApply;
@@ -159,7 +159,6 @@ export async function decideStaged(db: Db, input: StagedDecideInput): Promise<St
   const keptLimit = input.destructiveKept ?? DESTRUCTIVE_KEPT;
   let tally = EMPTY_TALLY;
   const groupsDeleted: GroupDelete[] = [];
-  if (input.dryRun) await new RunRepository(db).clearPlanned(input.scope.runId);
   const applier = input.apply && !input.dryRun ? new ChunkApplier(db, input.apply, policy, input.checkpoint) : undefined;
   try {
     let first = true;
@@ -368,7 +367,6 @@ export async function applyStaged(
   const { verdict, ctx } = options.deferred;
   const seen = new DestructiveSet();
   let heldRecorded = 0;
-  await new RunRepository(db).clearHeld(scope.runId);
   for await (const { plan } of planStaged(db, read, scope, policy, options.chunkSize, options.checkpoint)) {
     const { apply: now, held, approvedSeen } = split(destructiveOf(plan), verdict, ctx);
     for (const op of approvedSeen) seen.add(op);

@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
 import { zeroCounts } from '../../src/core/plan.js';
 import type { Db } from '../../src/db/database.js';
 import { DirectoryRepository } from '../../src/db/directory.repository.js';
@@ -6,7 +7,7 @@ import { RunRepository } from '../../src/db/run.repository.js';
 import { IntegrationService } from '../../src/integrations/integration.service.js';
 import { createTestDatabase, testConfig, uniqueSlug } from '../support/env.js';
 import { FakeOkta } from '../support/fake-okta.js';
-import { type TestIntegration, approveNow, createOktaIntegration, runNow } from '../support/fixtures.js';
+import { type TestIntegration, approveNow, createOktaIntegration, reconcileNow, runNow } from '../support/fixtures.js';
 
 let config: ReturnType<typeof testConfig>;
 let db: Db;
@@ -235,6 +236,34 @@ describe('safety threshold', () => {
     expect(skipped.map((c) => c.subject)).toEqual(o.ids.slice(0, 4).map((id) => o.okta.users.get(id)!.profile.login));
     const active = (await new DirectoryRepository(db).listTenantUsers(t.tenantId)).filter((u) => u.active);
     expect(active).toHaveLength(14);
+
+    // The approval's worker died after recording the stale removals, before settling the held
+    // run: the next worker takes the approval over and records each of them once.
+    await db.updateTable('runs').set({ status: 'held', approved_at: null, approved_by_run_id: null }).where('id', '=', held.id).execute();
+    await db.updateTable('runs').set({ status: 'running', finished_at: null, heartbeat_at: sql<Date>`now() - interval '1 hour'` }).where('id', '=', approval.id).execute();
+    const retried = await reconcileNow(deps(), approval.id);
+    expect(retried).toMatchObject({ status: 'succeeded', approvesRunId: held.id, stats: expect.objectContaining({ approvedStale: 4 }) });
+    const again = (await new RunRepository(db).listChanges(approval.id)).filter((c) => c.state === 'skipped');
+    expect(again.map((c) => c.externalId)).toEqual(o.ids.slice(0, 4));
+    expect(await new RunRepository(db).find(held.id)).toMatchObject({ status: 'succeeded', approvedByRunId: approval.id });
+  });
+
+  it("records each held removal once when an attempt is retried after its worker died having recorded them", async () => {
+    const o = await org(20);
+    const t = await createOktaIntegration(db, config, o.okta, { appId: '0oaApp' });
+    await runNow(deps(), t.integrationId);
+    for (const id of o.ids.slice(0, 10)) o.app.users.delete(id);
+    const held = await runNow(deps(), t.integrationId);
+    expect(held.status).toBe('held');
+    const heldChanges = async () => (await new RunRepository(db).listChanges(held.id)).filter((c) => c.state === 'held').map((c) => c.externalId).sort();
+    expect(await heldChanges()).toEqual(o.ids.slice(0, 10).sort());
+    // The worker died after recording them, before the run ended: the next worker takes the run over.
+    await db.updateTable('runs').set({ status: 'running', finished_at: null, held_reason: null, heartbeat_at: sql<Date>`now() - interval '1 hour'` }).where('id', '=', held.id).execute();
+    const retried = await reconcileNow(deps(), held.id);
+    expect(retried.status).toBe('held');
+    expect(await db.selectFrom('runs').select('attempts').where('id', '=', held.id).executeTakeFirstOrThrow()).toEqual({ attempts: 2 });
+    expect(await heldChanges()).toEqual(o.ids.slice(0, 10).sort());
+    expect(retried.heldReason).toMatch(/^10 removals wait for approval/);
   });
 
   it('honours a per-integration threshold', async () => {

@@ -58,7 +58,8 @@ export async function createAuthentikIntegration(
 
 type Deps = Omit<ReconcileDeps, 'log'> & { log?: ReconcileDeps['log'] };
 
-async function reconcileNow(deps: Deps, runId: string): Promise<RunSummary> {
+/** Reconciles a recorded run in this process (no queue), as a worker that claimed it would, returning the finished run. */
+export async function reconcileNow(deps: Deps, runId: string): Promise<RunSummary> {
   const outcome = await reconcile(
     { log: silentLog, connectorSettings: { retry: { retries: 1, minTimeoutMs: 5, maxTimeoutMs: 10 } }, ...deps },
     runId,
