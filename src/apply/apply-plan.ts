@@ -217,12 +217,22 @@ async function commitItem(item: Batch, commit: (b: Batch) => Promise<number>, sk
  * plan; but those whose change key (planKeys) is in `except` (recorded already). Returns how
  * many it recorded.
  */
-export async function recordPlan(db: Db, runId: string, plan: Plan, policy: Policy, state: 'planned' | 'held', batchSize = 1000, except?: ReadonlySet<string>): Promise<number> {
+export async function recordPlan(
+  db: Db,
+  scope: { readonly runId: string; readonly integrationId: string },
+  plan: Plan,
+  policy: Policy,
+  state: 'planned' | 'held',
+  batchSize = 1000,
+  except?: ReadonlySet<string>,
+): Promise<number> {
   const runs = new RunRepository(db);
   let recorded = 0;
   for (const batch of describePlan(plan, policy, batchSize)) {
-    const changes = except ? batch.changes.filter((c) => !except.has(changeKey(c))) : batch.changes;
-    if (changes.length > 0) await runs.recordChanges(runId, changes, state);
+    let changes = except ? batch.changes.filter((c) => !except.has(changeKey(c))) : batch.changes;
+    // An update's attributes are said as they differ from the account's now, as applying it would record them.
+    if (batch.kind === 'usersUpdated') changes = await runs.describedBefore(scope.integrationId, changes);
+    if (changes.length > 0) await runs.recordChanges(scope.runId, changes, state);
     recorded += changes.length;
   }
   return recorded;
@@ -266,7 +276,8 @@ function steps(plan: Plan, policy: Policy): Step[] {
     step('usersUpdated', plan.usersUpdated, (u) => ({ user: u.user.externalId }), (r, s, b) => r.updateUsers(s, b.map((u) => u.user)).then(() => ({})), (u) =>
       change(CHANGE_KINDS.usersUpdated, u.user.externalId, u.user.userName, {
         changed: [...u.changed],
-        changes: changes(u.changed, u.previous, u.user),
+        // The new raw attributes, made the ones that differ (before and after) as they are recorded (RunRepository.describeSubjects).
+        changes: { ...changes(u.changed, u.previous, u.user), ...(u.changed.includes('attributes') && { attributes: { new: u.user.attributes } }) },
         of: { account: accountOf(u.user) },
       }),
     ),

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { type DestructiveOp, changeLogId, destructiveFromChange, membershipDetail } from '../core/approvals.js';
+import { attributeDiff } from '../core/attribute-diff.js';
 import type { JsonObject } from '../core/model.js';
 import { printable } from '../core/snapshot.js';
 import { CHANGE_KINDS, PLAN_KINDS, type PlanCounts } from '../core/plan.js';
@@ -665,7 +666,7 @@ export class RunRepository {
    * (Created users and added memberships, nearly every change of an initial sync, are recorded
    * by the statements that write them: DirectoryRepository.grantAccess and addMemberships.)
    */
-  async recordApplied(scope: ChangeScope, changes: readonly NewRunChange[], options: { before?: ReadonlyMap<string, JsonObject>; ids?: boolean } = {}): Promise<void> {
+  async recordApplied(scope: ChangeScope, changes: readonly NewRunChange[], options: { before?: ReadonlyMap<string, SubjectBefore>; ids?: boolean } = {}): Promise<void> {
     if (changes.length === 0) return;
     const { before, ids = true } = options;
     const rows = before ? changes.map((c) => withBefore(c, before.get(c.externalId))) : changes;
@@ -701,13 +702,23 @@ export class RunRepository {
     `.execute(this.db);
   }
 
-  /** What these changes' subjects are now (`detail.of` by change external id), for subjects a write is about to remove. */
-  async describeSubjects(integrationId: string, changes: readonly NewRunChange[]): Promise<Map<string, JsonObject>> {
+  /**
+   * What these changes' subjects are now, by change external id: `detail.of` as the host app
+   * sees them, for subjects a write is about to remove; and for a `user.updated` whose
+   * `changes.attributes` gives the new raw attributes, the account's attributes before it.
+   */
+  async describeSubjects(integrationId: string, changes: readonly NewRunChange[]): Promise<Map<string, SubjectBefore>> {
     if (changes.length === 0) return new Map();
-    const { rows } = await sql<{ external_id: string; of: JsonObject }>`
-      select d.external_id, d.detail->'of' as of from (${described(integrationId, changes)}) d
+    const { rows } = await sql<{ external_id: string; of: JsonObject; attributes: JsonObject | null }>`
+      select d.external_id, d.detail->'of' as of, d.attributes from (${described(integrationId, changes)}) d
     `.execute(this.db);
-    return new Map(rows.map((r) => [r.external_id, r.of]));
+    return new Map(rows.map((r) => [r.external_id, { of: r.of, attributes: r.attributes }]));
+  }
+
+  /** `changes` as recordApplied stores them after `describeSubjects` (for rows recorded unapplied: a dry run's plan). */
+  async describedBefore(integrationId: string, changes: readonly NewRunChange[]): Promise<NewRunChange[]> {
+    const before = await this.describeSubjects(integrationId, changes);
+    return changes.map((c) => withBefore(c, before.get(c.externalId)));
   }
 
   async listChanges(runId: string, limit = 10_000, offset = 0): Promise<RunChange[]> {
@@ -772,14 +783,37 @@ function toSummary(row: RunRow): RunSummary {
   };
 }
 
-/** A change with what was read of its subject before the write, under the plan's own description (which wins: it is the state after). */
-function withBefore(change: NewRunChange, before: JsonObject | undefined): NewRunChange {
-  if (!before) return change;
-  const planned = (change.detail?.of ?? {}) as Record<string, JsonObject | undefined>;
-  const read = before as Record<string, JsonObject | undefined>;
-  const of: JsonObject = { ...before };
+/** What describeSubjects read of a change's subject before the write. */
+export interface SubjectBefore {
+  /** The subject as the host app saw it (`detail.of`). */
+  readonly of: JsonObject;
+  /** A `user.updated` with `changes.attributes`: the account's raw attributes before it (null otherwise, or for no account). */
+  readonly attributes: JsonObject | null;
+}
+
+/**
+ * A change with what was read of its subject before the write, under the plan's own
+ * description (which wins: it is the state after). A `user.updated`'s `changes.attributes`
+ * (the new raw attributes, as apply-plan describes it) becomes the attributes that differ,
+ * before and after (attributeDiff); it is left out when none does, or nothing was there before.
+ */
+function withBefore(change: NewRunChange, before: SubjectBefore | undefined): NewRunChange {
+  const detail = change.detail && change.kind === CHANGE_KINDS.usersUpdated ? withAttributeDiff(change.detail, before?.attributes ?? null) : change.detail;
+  if (!before) return { ...change, detail };
+  const planned = (detail?.of ?? {}) as Record<string, JsonObject | undefined>;
+  const read = before.of as Record<string, JsonObject | undefined>;
+  const of: JsonObject = { ...before.of };
   for (const [key, value] of Object.entries(planned)) of[key] = { ...(read[key] ?? {}), ...(value ?? {}) };
-  return { ...change, detail: { ...change.detail, of } };
+  return { ...change, detail: { ...detail, of } };
+}
+
+function withAttributeDiff(detail: JsonObject, previous: JsonObject | null): JsonObject {
+  const changes = detail.changes as JsonObject | undefined;
+  const next = (changes?.attributes as JsonObject | undefined)?.new as JsonObject | undefined;
+  if (!changes || !next) return detail;
+  const { attributes: _planned, ...named } = changes;
+  const diff = previous ? attributeDiff(previous, next) : undefined;
+  return { ...detail, changes: diff ? { ...named, attributes: { previous: diff.previous, new: diff.new } } : named };
 }
 
 /** Which run, of which integration and tenant, applied a change: an event's provenance. */
@@ -813,11 +847,13 @@ function described(integrationId: string, changes: readonly NewRunChange[]) {
         'account', case when acct.view is not null then acct.view || jsonb_build_object('locked', lk.view is not null)
                         when t.kind = 'user.deprovisioned' then t.detail->'of'->'account' || '{"active": false, "locked": true}'::jsonb end,
         'group', grp.view,
-        'lock', case when t.kind in ('user.deprovisioned', 'user.reprovisioned') then coalesce(lk.view, t.detail->'of'->'lock') end))) as detail
+        'lock', case when t.kind in ('user.deprovisioned', 'user.reprovisioned') then coalesce(lk.view, t.detail->'of'->'lock') end))) as detail,
+      case when t.kind = 'user.updated' and t.detail->'changes' ? 'attributes' then acct.attributes end as attributes
     from ${changeRows(changes)}
     left join lateral (
       select jsonb_build_object('id', a.id, 'personId', a.user_id, 'externalId', a.external_id, 'userName', a.user_name,
-        'email', a.email, 'givenName', a.given_name, 'familyName', a.family_name, 'displayName', a.display_name, 'active', a.active) as view
+        'email', a.email, 'givenName', a.given_name, 'familyName', a.family_name, 'displayName', a.display_name, 'active', a.active) as view,
+        a.attributes
       from accounts a
       where a.integration_id = ${integrationId}::uuid
         and a.external_id = case when t.kind like 'membership.%' then t.detail->>'user' when t.kind like 'user.%' then t.external_id end

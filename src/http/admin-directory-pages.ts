@@ -5,7 +5,7 @@ import { TenantRepository } from '../db/tenant.repository.js';
 import { NotFoundError } from '../errors.js';
 import { personOfAccount } from '../directory/person-view.js';
 import type { AdminApiDeps } from './admin-api.routes.js';
-import { when } from './console-format.js';
+import { changeFields, when } from './console-format.js';
 import { capabilitiesOfRequest, from, locate, principalOfRequest, scopeOf } from './access-control.js';
 
 /** Rows per page of a directory listing. */
@@ -30,7 +30,7 @@ function listingQuery(query: { q?: string; page?: string }): { q: string; page: 
 export function registerDirectoryPages(pages: FastifyInstance, deps: AdminApiDeps): void {
   const directory = () => new DirectoryRepository(deps.db);
   const view = (reply: FastifyReply, template: string, data: Record<string, unknown>, status = 200) =>
-    reply.code(status).header('cache-control', 'no-store').view(`admin/${template}`, { when, can: capabilitiesOfRequest(reply.request), ...data });
+    reply.code(status).header('cache-control', 'no-store').view(`admin/${template}`, { when, changeFields, can: capabilitiesOfRequest(reply.request), ...data });
   const notFound = (reply: FastifyReply, message: string) =>
     view(reply, 'message', { title: 'Not found', message, error: true, back: { href: '/admin/tenants', text: 'All tenants' } }, 404);
   const tenantOf = async (slug: string) => new TenantRepository(deps.db).findBySlug(slug);

@@ -6,7 +6,7 @@ import { readCursor } from '../events/feed.js';
 import { UserError } from '../errors.js';
 import type { AdminApiDeps } from './admin-api.routes.js';
 import { from, locate, scopeOf } from './access-control.js';
-import { when } from './console-format.js';
+import { changeFields, when } from './console-format.js';
 
 /** Events a page of /admin/events shows. */
 const PAGE = 50;
@@ -17,14 +17,14 @@ function eventRow(e: DirsyncEvent) {
   const data = e.data as {
     account?: { id?: string | null; userName?: string; externalId?: string };
     group?: { id?: string | null; name?: string; externalId?: string };
-    changes?: Record<string, { previous?: unknown; new?: unknown }>;
+    changes?: unknown;
     reason?: string;
     mode?: string;
   };
   const account = data.account ? { id: data.account.id ?? null, name: data.account.userName ?? data.account.externalId ?? '' } : null;
   const group = data.group ? { id: data.group.id ?? null, name: data.group.name ?? data.group.externalId ?? '' } : null;
   const what = [
-    ...Object.entries(data.changes ?? {}).map(([field, v]) => `${field}: ${String(v?.previous ?? '∅')} → ${String(v?.new ?? '∅')}`),
+    ...changeFields(data.changes).map((f) => `${f.name}: ${f.previous ?? '∅'} → ${f.next ?? '∅'}`),
     ...(data.reason ? [`reason: ${data.reason}`] : []),
     ...(data.mode ? [`mode: ${data.mode}`] : []),
   ];

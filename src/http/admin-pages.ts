@@ -53,7 +53,7 @@ import { readableHeldReason, runStatusLabel } from '../runs/run-status.js';
 import { ADMIN_SUBJECT, SESSION_COOKIE, SESSION_TTL_MS, checkSession, sessionValue } from './admin-session.js';
 import { apiWording } from './api-wording.js';
 import { redirectShowingOnce, takeShownOnce } from './shown-once.js';
-import { when, withConsoleTimes } from './console-format.js';
+import { changeFields, when, withConsoleTimes } from './console-format.js';
 
 /** Sign-in attempts one client may make per minute (SPEC: sign-in throttling). */
 export const SIGN_IN_ATTEMPTS_PER_MINUTE = 10;
@@ -104,8 +104,7 @@ function integrationLabel(i: Pick<Integration, 'provider' | 'id'>): string {
 /** A change-log row for the page: `detail.changes` as previous → new, the rest as a note. */
 function changeRow(c: RunChange, run: RunSummary) {
   const detail = (c.detail ?? {}) as Record<string, unknown>;
-  const changed = detail.changes && typeof detail.changes === 'object' ? (detail.changes as Record<string, { previous?: unknown; new?: unknown }>) : {};
-  const fields = Object.entries(changed).map(([name, v]) => ({ name, previous: v?.previous ?? null, next: v?.new ?? null }));
+  const fields = changeFields(detail.changes);
   const { changes: _changes, ...rest } = detail;
   const note = typeof rest.skipped === 'string' ? rest.skipped : noteOf(rest);
   return { kind: c.kind, subject: c.subject, state: changeState(c, run), fields, note };

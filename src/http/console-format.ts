@@ -10,3 +10,29 @@ export function when(iso: string): string {
 export function withConsoleTimes(text: string): string {
   return text.replace(/(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(\.\d+)?Z/g, '$1 $2 UTC');
 }
+
+/** One changed field as console pages show it: its values as text (JSON but for strings), null where there was or is none. */
+export interface ChangedField {
+  readonly name: string;
+  readonly previous: string | null;
+  readonly next: string | null;
+}
+
+/**
+ * A change's `changes` (`{field: {previous, new}}`) as fields to show, with the raw
+ * attributes of `changes.attributes` (`{previous: {...}, new: {...}}`) one field each
+ * (`attributes.costCenter`), not one bag of JSON.
+ */
+export function changeFields(changes: unknown): ChangedField[] {
+  if (!changes || typeof changes !== 'object') return [];
+  const text = (v: unknown): string | null => (v === null || v === undefined ? null : typeof v === 'string' ? v : JSON.stringify(v));
+  const pair = (v: unknown) => (v && typeof v === 'object' ? (v as { previous?: unknown; new?: unknown }) : {});
+  return Object.entries(changes as Record<string, unknown>).flatMap(([name, v]): ChangedField[] => {
+    const { previous, new: next } = pair(v);
+    if (name === 'attributes' && next && typeof next === 'object' && !Array.isArray(next)) {
+      const before = previous && typeof previous === 'object' ? (previous as Record<string, unknown>) : {};
+      return Object.entries(next as Record<string, unknown>).map(([key, value]) => ({ name: `attributes.${key}`, previous: text(before[key]), next: text(value) }));
+    }
+    return [{ name, previous: text(previous), next: text(next) }];
+  });
+}

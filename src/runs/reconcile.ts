@@ -182,7 +182,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     // Apply.
     throwIfInterrupted(signal);
     if (run.dryRun) {
-      if (decision.plan) await recordPlan(deps.db, runId, decision.plan, policy, 'planned');
+      if (decision.plan) await recordPlan(deps.db, scope, decision.plan, policy, 'planned');
       return await recorder.finish('succeeded', decision.counts, [...read.notes, ...decision.skipped]);
     }
     const result =
@@ -221,7 +221,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
       if (next.kind === 'fail') break;
       const more = await applyPlan(deps.db, scope, next.gated.apply, policy, { batchSize: deps.batchSize, read: { runId, start: again.readAt } });
       throwIfInterrupted(signal);
-      const newlyHeld = await recordPlan(deps.db, runId, next.gated.held, policy, 'held', 1000, heldKeys);
+      const newlyHeld = await recordPlan(deps.db, scope, next.gated.held, policy, 'held', 1000, heldKeys);
       for (const key of planKeys(next.gated.held, policy)) heldKeys.add(key);
       if (newlyHeld > 0) heldReasons.push(...next.gated.reasons.filter((r) => !heldReasons.includes(r)));
       rereadHeld += newlyHeld;
@@ -238,7 +238,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     if (read.readAt) await pruneReads(deps.db, integration.id);
     const counts = await recorder.withEarlierAttempts(appliedCounts);
     if (totalChanges(counts) >= LARGE_WRITE) await new DirectoryRepository(deps.db).refreshStatistics();
-    await recordPlan(deps.db, runId, decision.gated.held, policy, 'held');
+    await recordPlan(deps.db, scope, decision.gated.held, policy, 'held');
     const approvedStale = await settleApprovals(runs, run, approvals, staleApproved);
     const skipped = [...read.notes, ...decision.skipped, ...result.skipped, ...rereadSkipped];
     const held = totalChanges(planCounts(decision.gated.held)) + result.heldRecorded + rereadHeld;

@@ -165,7 +165,7 @@ export async function decideStaged(db: Db, input: StagedDecideInput): Promise<St
     for await (const { plan } of planStaged(db, read, input.scope, policy, input.chunkSize, input.checkpoint)) {
       counts = addCounts(counts, planCounts(plan));
       skipped.push(...plan.skipped);
-      if (input.dryRun) await recordPlan(db, input.scope.runId, plan, policy, 'planned');
+      if (input.dryRun) await recordPlan(db, input.scope, plan, policy, 'planned');
       else {
         tally = addTallies(tally, tallyDestructive(plan, input));
         groupsDeleted.push(...plan.groupsDeleted);
@@ -371,7 +371,7 @@ export async function applyStaged(
     const { apply: now, held, approvedSeen } = split(destructiveOf(plan), verdict, ctx);
     for (const op of approvedSeen) seen.add(op);
     await apply(now);
-    heldRecorded += await recordPlan(db, scope.runId, held, policy, 'held');
+    heldRecorded += await recordPlan(db, scope, held, policy, 'held');
   }
   return { ...total, heldRecorded, staleApprovals: staleApprovals(ctx, seen) };
 }

@@ -454,7 +454,7 @@ describe('events oracle (SPEC "Events" / README "Consuming dirsync events")', ()
   }, 60_000);
 
   it('3b. an update of raw profile attributes alone is a user.updated whose `changed` lists `attributes`', async () => {
-    // README: "`changed` lists `attributes`, without values, when raw profile attributes moved".
+    // README: `changed` lists `attributes`, and `changes.attributes` holds each raw attribute that differs, as it was and is.
     oktaA.updateUser('00uAnnA', { profile: { title: 'Principal Engineer' } }); // Okta's `title`: no field shows it
     const run = await sync(alphaId);
     expect(run.counts).toEqual({ ...ZERO_COUNTS, usersUpdated: 1 });
@@ -464,6 +464,7 @@ describe('events oracle (SPEC "Events" / README "Consuming dirsync events")', ()
     expect(upd).toMatchObject({ tenant: ALPHA, integrationId: alphaId, runId: run.id, data: { account: { externalId: '00uAnnA' } } });
     for (const f of ACCOUNT_FIELDS) expect(upd!.data.changes ?? {}, f).not.toHaveProperty(f);
     expect(changedOf(upd!)).toContain('attributes');
+    expect(upd!.data.changes).toEqual({ attributes: { previous: { title: 'Staff Engineer' }, new: { title: 'Principal Engineer' } } });
   }, 60_000);
 
   // Found by this oracle: `changed` listed the fields only when fields and raw attributes moved

@@ -108,8 +108,31 @@ describe('events from runs', () => {
       givenName: { previous: 'First1', new: 'Renamed' },
       email: { previous: `u1@${domain}`, new: `renamed@${domain}` },
       displayName: { previous: 'First1 Last', new: 'Renamed Last' },
+      // The IdP's raw profile attributes that changed, as they were and are.
+      attributes: { previous: { firstName: 'First1', email: `u1@${domain}` }, new: { firstName: 'Renamed', email: `renamed@${domain}` } },
     });
     expect(events[0]!.data.account).toMatchObject({ givenName: 'Renamed', email: `renamed@${domain}` });
+  });
+
+  it('user.updated for a change of raw attributes alone says which, as they were and are; a dry run plans it so', async () => {
+    const { okta, t } = await oktaOrg();
+    await runNow(deps(), t.integrationId);
+    const { next } = await feed().after({ tenantId: t.tenantId, limit: 1000 });
+    okta.updateUser('00u2', { profile: { costCenter: 'CC-7', address: { city: 'Oslo', zip: '0150' } } });
+    await runNow(deps(), t.integrationId);
+    okta.updateUser('00u2', { profile: { costCenter: null, address: { zip: '0150', city: 'Bergen' }, title: 'CTO' } });
+    const dry = await runNow(deps(), t.integrationId, { dryRun: true });
+    const run = await runNow(deps(), t.integrationId);
+    expect(run.counts).toMatchObject({ usersUpdated: 1 });
+    const { events } = await feed().after({ tenantId: t.tenantId, limit: 1000, after: next });
+    expect(types(events)).toEqual(['user.updated', 'user.updated']);
+    expect(events.map((e) => e.data.changes)).toEqual([
+      { attributes: { previous: { costCenter: null, address: null }, new: { costCenter: 'CC-7', address: { city: 'Oslo', zip: '0150' } } } },
+      { attributes: { previous: { costCenter: 'CC-7', address: { city: 'Oslo', zip: '0150' }, title: null }, new: { costCenter: null, address: { zip: '0150', city: 'Bergen' }, title: 'CTO' } } },
+    ]);
+    // The dry run's plan says the same of the update it did not apply.
+    const planned = (await new RunRepository(db).listChanges(dry.id)).filter((c) => c.kind === 'user.updated');
+    expect(planned.map((c) => (c.detail as { changes: unknown }).changes)).toEqual([events[1]!.data.changes]);
   });
 
   it("user.updated says when a rename moved the account to another person (changes.personId), and not otherwise", async () => {
