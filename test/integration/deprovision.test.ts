@@ -182,6 +182,17 @@ describe('global users across tenants', () => {
   });
 });
 
+/** A synced org of 20 whose app then lost 10 users: a run held for approval. */
+async function heldUnassignment() {
+  const o = await org(20);
+  const t = await createOktaIntegration(db, config, o.okta, { appId: '0oaApp' });
+  await runNow(deps(), t.integrationId);
+  for (const id of o.ids.slice(0, 10)) o.app.users.delete(id);
+  const held = await runNow(deps(), t.integrationId);
+  expect(held.status).toBe('held');
+  return { o, t, held };
+}
+
 describe('safety threshold', () => {
   it('holds a mass unassignment while new hires get in, and applies it on approval', async () => {
     const { okta, app, ids, t } = await (async () => {
@@ -217,12 +228,7 @@ describe('safety threshold', () => {
   });
 
   it('does not apply approved removals the IdP has since undone, and says so', async () => {
-    const o = await org(20);
-    const t = await createOktaIntegration(db, config, o.okta, { appId: '0oaApp' });
-    await runNow(deps(), t.integrationId);
-    for (const id of o.ids.slice(0, 10)) o.app.users.delete(id);
-    const held = await runNow(deps(), t.integrationId);
-    expect(held.status).toBe('held');
+    const { o, t, held } = await heldUnassignment();
 
     for (const id of o.ids.slice(0, 4)) o.app.users.add(id); // the IdP admin fixed part of it
     const approval = await approveNow(deps(), held.id);
@@ -249,12 +255,7 @@ describe('safety threshold', () => {
   });
 
   it("records each held removal once when an attempt is retried after its worker died having recorded them", async () => {
-    const o = await org(20);
-    const t = await createOktaIntegration(db, config, o.okta, { appId: '0oaApp' });
-    await runNow(deps(), t.integrationId);
-    for (const id of o.ids.slice(0, 10)) o.app.users.delete(id);
-    const held = await runNow(deps(), t.integrationId);
-    expect(held.status).toBe('held');
+    const { o, t, held } = await heldUnassignment();
     const heldChanges = async () => (await new RunRepository(db).listChanges(held.id)).filter((c) => c.state === 'held').map((c) => c.externalId).sort();
     expect(await heldChanges()).toEqual(o.ids.slice(0, 10).sort());
     // The worker died after recording them, before the run ended: the next worker takes the run over.
