@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { type Config, loadConfig } from '../config.js';
 import { type Db, createDb, ensureDatabase, migrateToLatest } from '../db/database.js';
 import { RunRepository, type RunSummary } from '../db/run.repository.js';
@@ -71,6 +72,8 @@ export async function runDemo(options: DemoOptions, stop: Promise<string>): Prom
     okta.token = `demo-${randomBytes(12).toString('hex')}`;
     okta.keepRequests = 1_000;
     const company = new DemoCompany(directoryOf(okta, DEMO_APP_ID), { people: options.people });
+    // The reset deletes what an earlier session left: not for a demo that cannot serve.
+    await assertPortFree(config.host, config.port);
     const setup = await resetDemoTenant(db, config, okta);
     say(`demo IdP: an Okta org at ${okta.url} with ${company.census().ACTIVE} active people in 20 groups (app ${DEMO_APP_ID})`);
     const kept = setup.endpoints > 0 ? ` (its ${setup.endpoints === 1 ? 'event endpoint is' : `${setup.endpoints} event endpoints are`} kept)` : '';
@@ -92,6 +95,18 @@ export async function runDemo(options: DemoOptions, stop: Promise<string>): Prom
     await okta.stop();
     await db.destroy();
   }
+}
+
+/**
+ * Resolves once a listener could bind `host:port` (and let it go); rejects with the listen
+ * error (EADDRINUSE, with its `port`, which the CLI says in one sentence) when it could not.
+ */
+export function assertPortFree(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));
+  });
 }
 
 /**

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -143,4 +144,33 @@ describe('dirsync demo', () => {
       expect((await stopDemo(second.child)).code, second.output()).toBe(0);
     }
   }, 180_000);
+
+  it('refuses to start on a port already taken before it resets anything: the earlier session is kept', async () => {
+    const integrationsBefore = await demoIntegrations();
+    expect(integrationsBefore).toHaveLength(1);
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(cli.port, '127.0.0.1', resolve));
+    try {
+      const demo = startDemo(['--tick', '600', '--people', '60']);
+      const code = await new Promise<number | null>((resolve) => (demo.child.exitCode !== null ? resolve(demo.child.exitCode) : demo.child.once('exit', resolve)));
+      expect(code, demo.output()).toBe(1);
+      expect(demo.output()).toContain(`Port ${cli.port} is already in use`);
+      expect(demo.output()).not.toMatch(/reset tenant|created tenant/);
+      expect(await demoIntegrations()).toEqual(integrationsBefore);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  }, 60_000);
 });
+
+/** The demo tenant's integrations (ids), read from Postgres. */
+async function demoIntegrations(): Promise<string[]> {
+  const client = new pg.Client({ connectionString: cli.env().DATABASE_URL });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ id: string }>("select i.id from integrations i join tenants t on t.id = i.tenant_id where t.slug = 'demo' order by i.id");
+    return rows.map((r) => r.id);
+  } finally {
+    await client.end();
+  }
+}
