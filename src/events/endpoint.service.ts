@@ -146,7 +146,7 @@ export class EndpointService {
     } catch {
       throw new UserError(`--url must be an absolute http(s) URL, not "${text.slice(0, 200)}"`);
     }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new UserError(`--url must be an http(s) URL, not ${url.protocol}`);
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new UserError(`--url must be an http(s) URL, not ${url.protocol}//…`);
     if (url.protocol === 'http:' && !this.config.allowHttp) throw new UserError('--url must be https:// (set DIRSYNC_ALLOW_HTTP=true to deliver over plain http, for local development)');
     if (url.username || url.password) throw new UserError('--url must not carry a user name or password: verify deliveries by their signature instead');
     if (text.length > 2048) throw new UserError('--url is longer than 2048 characters');

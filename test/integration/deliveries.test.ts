@@ -319,7 +319,7 @@ describe('event deliveries', () => {
 
   it('refuses what cannot be an endpoint, in one sentence', async () => {
     const bad: Array<[Parameters<EndpointService['create']>[0], RegExp]> = [
-      [{ url: 'ftp://x.test/h' }, /--url must be an http\(s\) URL/],
+      [{ url: 'ftp://x.test/h' }, /^--url must be an http\(s\) URL, not ftp:\/\/…$/],
       [{ url: 'not a url' }, /--url must be an absolute http\(s\) URL/],
       [{ url: 'https://u:p@x.test/h' }, /must not carry a user name or password/],
       [{ url: 'https://x.test/h', types: 'user.created,user.exploded' }, /user.exploded is not an event type/],
