@@ -174,7 +174,7 @@ export const USER_DEPROVISIONED = 'user deprovisioned';
  * in remove-access or delete mode, a group, a lifted lock), and updates, whose rename may move
  * the account to another person (the event's `changes.personId`).
  */
-export const DESCRIBED_BEFORE: ReadonlySet<PlanKind> = new Set(['usersDeprovisioned', 'groupsDeleted', 'usersReprovisioned', 'usersUpdated']);
+export const DESCRIBED_BEFORE: ReadonlySet<PlanKind> = new Set(['usersDeprovisioned', 'groupsDeleted', 'usersReprovisioned', 'usersUpdated', 'groupsUpdated']);
 
 const REFUSED = 'another enabled integration of this tenant took an account with this userName while the run was applying';
 
@@ -230,8 +230,8 @@ export async function recordPlan(
   let recorded = 0;
   for (const batch of describePlan(plan, policy, batchSize)) {
     let changes = except ? batch.changes.filter((c) => !except.has(changeKey(c))) : batch.changes;
-    // An update's attributes are said as they differ from the account's now, as applying it would record them.
-    if (batch.kind === 'usersUpdated') changes = await runs.describedBefore(scope.integrationId, changes);
+    // An update's attributes are said as they differ from the account's or group's now, as applying it would record them.
+    if (batch.kind === 'usersUpdated' || batch.kind === 'groupsUpdated') changes = await runs.describedBefore(scope.integrationId, changes);
     if (changes.length > 0) await runs.recordChanges(scope.runId, changes, state);
     recorded += changes.length;
   }
@@ -269,14 +269,14 @@ function steps(plan: Plan, policy: Policy): Step[] {
     step('groupsUpdated', plan.groupsUpdated, (u) => ({ group: u.group.externalId }), (r, s, b) => r.upsertGroups(s, b.map((u) => u.group)).then(() => ({})), (u) =>
       change(CHANGE_KINDS.groupsUpdated, u.group.externalId, u.group.name, {
         changed: [...u.changed],
-        changes: changes(u.changed, u.previous, u.group),
+        changes: { ...changes(u.changed, u.previous, u.group), ...(u.changed.includes('attributes') && { attributes: { new: u.group.attributes } }) },
         of: { group: groupOf(u.group) },
       }),
     ),
     step('usersUpdated', plan.usersUpdated, (u) => ({ user: u.user.externalId }), (r, s, b) => r.updateUsers(s, b.map((u) => u.user)).then(() => ({})), (u) =>
       change(CHANGE_KINDS.usersUpdated, u.user.externalId, u.user.userName, {
         changed: [...u.changed],
-        // The new raw attributes, made the ones that differ (before and after) as they are recorded (RunRepository.describeSubjects).
+        // As for groups: the new raw attributes, made the ones that differ (before and after) as they are recorded (RunRepository.describeSubjects).
         changes: { ...changes(u.changed, u.previous, u.user), ...(u.changed.includes('attributes') && { attributes: { new: u.user.attributes } }) },
         of: { account: accountOf(u.user) },
       }),

@@ -704,8 +704,8 @@ export class RunRepository {
 
   /**
    * What these changes' subjects are now, by change external id: `detail.of` as the host app
-   * sees them, for subjects a write is about to remove; and for a `user.updated` whose
-   * `changes.attributes` gives the new raw attributes, the account's attributes before it.
+   * sees them, for subjects a write is about to remove; and for a `user.updated` or
+   * `group.updated` whose `changes.attributes` gives the new raw attributes, the attributes before it.
    */
   async describeSubjects(integrationId: string, changes: readonly NewRunChange[]): Promise<Map<string, SubjectBefore>> {
     if (changes.length === 0) return new Map();
@@ -787,18 +787,18 @@ function toSummary(row: RunRow): RunSummary {
 export interface SubjectBefore {
   /** The subject as the host app saw it (`detail.of`). */
   readonly of: JsonObject;
-  /** A `user.updated` with `changes.attributes`: the account's raw attributes before it (null otherwise, or for no account). */
+  /** A `user.updated` or `group.updated` with `changes.attributes`: the account's or group's raw attributes before it (null otherwise, or for none). */
   readonly attributes: JsonObject | null;
 }
 
 /**
  * A change with what was read of its subject before the write, under the plan's own
- * description (which wins: it is the state after). A `user.updated`'s `changes.attributes`
- * (the new raw attributes, as apply-plan describes it) becomes the attributes that differ,
+ * description (which wins: it is the state after). A `user.updated`'s or `group.updated`'s
+ * `changes.attributes` (the new raw attributes, as apply-plan describes it) becomes the attributes that differ,
  * before and after (attributeDiff); it is left out when none does, or nothing was there before.
  */
 function withBefore(change: NewRunChange, before: SubjectBefore | undefined): NewRunChange {
-  const detail = change.detail && change.kind === CHANGE_KINDS.usersUpdated ? withAttributeDiff(change.detail, before?.attributes ?? null) : change.detail;
+  const detail = change.detail && (change.kind === CHANGE_KINDS.usersUpdated || change.kind === CHANGE_KINDS.groupsUpdated) ? withAttributeDiff(change.detail, before?.attributes ?? null) : change.detail;
   if (!before) return { ...change, detail };
   const planned = (detail?.of ?? {}) as Record<string, JsonObject | undefined>;
   const read = before.of as Record<string, JsonObject | undefined>;
@@ -848,7 +848,7 @@ function described(integrationId: string, changes: readonly NewRunChange[]) {
                         when t.kind = 'user.deprovisioned' then t.detail->'of'->'account' || '{"active": false, "locked": true}'::jsonb end,
         'group', grp.view,
         'lock', case when t.kind in ('user.deprovisioned', 'user.reprovisioned') then coalesce(lk.view, t.detail->'of'->'lock') end))) as detail,
-      case when t.kind = 'user.updated' and t.detail->'changes' ? 'attributes' then acct.attributes end as attributes
+      case when t.detail->'changes' ? 'attributes' then case t.kind when 'user.updated' then acct.attributes when 'group.updated' then grp.attributes end end as attributes
     from ${changeRows(changes)}
     left join lateral (
       select jsonb_build_object('id', a.id, 'personId', a.user_id, 'externalId', a.external_id, 'userName', a.user_name,
@@ -859,7 +859,7 @@ function described(integrationId: string, changes: readonly NewRunChange[]) {
         and a.external_id = case when t.kind like 'membership.%' then t.detail->>'user' when t.kind like 'user.%' then t.external_id end
     ) acct on true
     left join lateral (
-      select jsonb_build_object('id', g.id, 'externalId', g.external_id, 'name', g.name, 'description', g.description) as view
+      select jsonb_build_object('id', g.id, 'externalId', g.external_id, 'name', g.name, 'description', g.description) as view, g.attributes
       from groups g
       where g.integration_id = ${integrationId}::uuid
         and g.external_id = case when t.kind like 'membership.%' then t.detail->>'group' when t.kind like 'group.%' then t.external_id end

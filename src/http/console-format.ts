@@ -21,7 +21,7 @@ export interface ChangedField {
 /**
  * A change's `changes` (`{field: {previous, new}}`) as fields to show, with the raw
  * attributes of `changes.attributes` (`{previous: {...}, new: {...}}`) one field each
- * (`attributes.costCenter`), not one bag of JSON.
+ * (`attributes.costCenter`; none on the side where it is absent), not one bag of JSON.
  */
 export function changeFields(changes: unknown): ChangedField[] {
   if (!changes || typeof changes !== 'object') return [];
@@ -31,7 +31,9 @@ export function changeFields(changes: unknown): ChangedField[] {
     const { previous, new: next } = pair(v);
     if (name === 'attributes' && next && typeof next === 'object' && !Array.isArray(next)) {
       const before = previous && typeof previous === 'object' ? (previous as Record<string, unknown>) : {};
-      return Object.entries(next as Record<string, unknown>).map(([key, value]) => ({ name: `attributes.${key}`, previous: text(before[key]), next: text(value) }));
+      const after = next as Record<string, unknown>;
+      // A key on one side only appeared or went: shown as none on the other.
+      return [...new Set([...Object.keys(before), ...Object.keys(after)])].map((key) => ({ name: `attributes.${key}`, previous: text(before[key]), next: text(after[key]) }));
     }
     return [{ name, previous: text(previous), next: text(next) }];
   });

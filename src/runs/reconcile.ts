@@ -110,6 +110,10 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
   /** A staged read's rows, removed when the attempt ends however it ends (retention prunes what a killed one left). */
   let staged: StagedRead | undefined;
   try {
+    // What an earlier attempt recorded as planned or held, this one plans again from its own
+    // read and records whole (or, failing, holds nothing): without this, a worker that died
+    // after recording them and before the run ended would leave each one listed twice.
+    await runs.clearUnapplied(runId);
     const integrations = new IntegrationService(deps.db, deps.config);
     const integration = await integrations.get(run.integrationId);
     if (!integration.enabled) return await recorder.fail('the integration is disabled');
@@ -122,10 +126,6 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     if (read.kind === 'staged') staged = read.staged;
 
     // Decide.
-    // What an earlier attempt recorded as planned or held, this one plans again from its own
-    // read and records whole: without this, a worker that died after recording them and before
-    // the run ended would leave each one listed twice.
-    await runs.clearUnapplied(runId);
     const policy: Policy = { deprovisionMode: integration.deprovisionMode };
     const approvals = await loadApprovals(runs, run);
     const scope = { tenantId: integration.tenantId, integrationId: integration.id, runId };
@@ -238,6 +238,8 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     if (read.readAt) await pruneReads(deps.db, integration.id);
     const counts = await recorder.withEarlierAttempts(appliedCounts);
     if (totalChanges(counts) >= LARGE_WRITE) await new DirectoryRepository(deps.db).refreshStatistics();
+    // A run taken over meanwhile records nothing more: its new attempt records what it holds.
+    throwIfInterrupted(signal);
     await recordPlan(deps.db, scope, decision.gated.held, policy, 'held');
     const approvedStale = await settleApprovals(runs, run, approvals, staleApproved);
     const skipped = [...read.notes, ...decision.skipped, ...result.skipped, ...rereadSkipped];

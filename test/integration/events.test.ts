@@ -127,12 +127,26 @@ describe('events from runs', () => {
     const { events } = await feed().after({ tenantId: t.tenantId, limit: 1000, after: next });
     expect(types(events)).toEqual(['user.updated', 'user.updated']);
     expect(events.map((e) => e.data.changes)).toEqual([
-      { attributes: { previous: { costCenter: null, address: null }, new: { costCenter: 'CC-7', address: { city: 'Oslo', zip: '0150' } } } },
-      { attributes: { previous: { costCenter: 'CC-7', address: { city: 'Oslo', zip: '0150' }, title: null }, new: { costCenter: null, address: { zip: '0150', city: 'Bergen' }, title: 'CTO' } } },
+      { attributes: { previous: {}, new: { costCenter: 'CC-7', address: { city: 'Oslo', zip: '0150' } } } },
+      { attributes: { previous: { costCenter: 'CC-7', address: { city: 'Oslo', zip: '0150' } }, new: { costCenter: null, address: { zip: '0150', city: 'Bergen' }, title: 'CTO' } } },
     ]);
     // The dry run's plan says the same of the update it did not apply.
     const planned = (await new RunRepository(db).listChanges(dry.id)).filter((c) => c.kind === 'user.updated');
     expect(planned.map((c) => (c.detail as { changes: unknown }).changes)).toEqual([events[1]!.data.changes]);
+  });
+
+  it('group.updated for a change of raw attributes alone says which, as they were and are', async () => {
+    const { okta, t } = await oktaOrg();
+    await runNow(deps(), t.integrationId);
+    const { next } = await feed().after({ tenantId: t.tenantId, limit: 1000 });
+    const staff = okta.groups.get('00gStaff')!;
+    staff.profile = { ...staff.profile, groupScope: 'Global', objectSid: 'S-1-5-21-7' };
+    staff.lastUpdated = new Date().toISOString();
+    expect((await runNow(deps(), t.integrationId)).counts).toMatchObject({ groupsUpdated: 1 });
+    const { events } = await feed().after({ tenantId: t.tenantId, limit: 1000, after: next });
+    expect(types(events)).toEqual(['group.updated']);
+    expect(events[0]!.data.changes).toEqual({ attributes: { previous: {}, new: { groupScope: 'Global', objectSid: 'S-1-5-21-7' } } });
+    expect(events[0]!.data.group).toMatchObject({ externalId: '00gStaff', name: 'Staff' });
   });
 
   it("user.updated says when a rename moved the account to another person (changes.personId), and not otherwise", async () => {

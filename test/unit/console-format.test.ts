@@ -7,12 +7,13 @@ describe('changeFields', () => {
       changeFields({
         email: { previous: 'a@x.test', new: 'b@x.test' },
         title: { previous: null, new: 'CTO' },
-        attributes: { previous: { costCenter: 'CC-7', address: null }, new: { costCenter: null, address: { city: 'Oslo' } } },
+        attributes: { previous: { costCenter: 'CC-7', nick: 'x' }, new: { costCenter: null, address: { city: 'Oslo' } } },
       }),
     ).toEqual([
       { name: 'email', previous: 'a@x.test', next: 'b@x.test' },
       { name: 'title', previous: null, next: 'CTO' },
       { name: 'attributes.costCenter', previous: 'CC-7', next: null },
+      { name: 'attributes.nick', previous: 'x', next: null },
       { name: 'attributes.address', previous: null, next: '{"city":"Oslo"}' },
     ]);
   });
