@@ -447,6 +447,8 @@ export class RunRepository {
       .where('r.status', '=', 'held')
       .where('r.dry_run', '=', false)
       .where('c.state', '=', 'held')
+      // In the order they were held: what an approval finds stale is recorded in that order.
+      .orderBy('c.id')
       .execute();
     const byRun = new Map<string, DestructiveOp[]>();
     for (const r of rows) {
