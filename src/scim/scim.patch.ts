@@ -4,7 +4,7 @@ import type { JsonObject, JsonValue } from '../core/model.js';
 import { badRequest } from './scim.errors.js';
 import { memberIds } from './scim.filter.js';
 import { type MemberRef, demotePrimaries, readMembers } from './scim.resource.js';
-import { PATCH_OP_SCHEMA } from './scim.schemas.js';
+import { ENTERPRISE_USER_SCHEMA, PATCH_OP_SCHEMA } from './scim.schemas.js';
 
 /** One PATCH operation, its op name lower-cased (clients send "Replace", "Add"). */
 export interface PatchOperation {
@@ -48,8 +48,14 @@ export function readPatchBody(body: unknown): PatchOperation[] {
  */
 export function applyPatch(resource: JsonObject, operations: readonly PatchOperation[]): JsonObject {
   let current = resource;
-  for (const operation of operations) {
+  for (const operation of operations.flatMap((op) => byExtensionAttribute(op, current))) {
     const before = current;
+    if (operation.op === 'remove' && operation.path !== undefined && isExtensionUrn(operation.path, current)) {
+      // The whole extension object: scim-patch would read the URN's last part as an attribute.
+      const { [extensionKey(operation.path, current)]: _removed, ...rest } = current;
+      current = rest;
+      continue;
+    }
     let after: JsonObject;
     try {
       after = scimPatch(structuredClone(before) as never, [operation] as ScimPatchOperation[], { mutateDocument: true }) as unknown as JsonObject;
@@ -62,6 +68,51 @@ export function applyPatch(resource: JsonObject, operations: readonly PatchOpera
     current = demotePrimaries(before, after);
   }
   return current;
+}
+
+/**
+ * A schema extension's URN (RFC 7643 §3.3) as a path, or as a key of a no-path value, names the
+ * whole extension object. scim-patch splits such a URN at its last colon, as if `User` were an
+ * attribute of `urn:...:2.0`, and stores the value under a made-up key. So an add or replace
+ * of the extension object becomes one operation per sub-attribute (`urn:...:User:costCenter`),
+ * which scim-patch reads right, and sub-attributes not given are left unchanged (RFC 7644
+ * §3.5.2.1 and §3.5.2.3). The extensions known are the enterprise one and those the resource
+ * declares in `schemas`.
+ */
+function byExtensionAttribute(op: PatchOperation, resource: JsonObject): PatchOperation[] {
+  const value = op.value;
+  const isObject = (v: JsonValue | undefined): v is JsonObject => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (op.op === 'remove') return [op];
+  if (op.path !== undefined) {
+    if (!isExtensionUrn(op.path, resource)) return [op];
+    if (!isObject(value)) throw badRequest('invalidValue', `the value for ${op.path} must be an object of its attributes`);
+    const urn = extensionKey(op.path, resource);
+    return Object.entries(value).map(([key, v]) => ({ op: op.op, path: `${urn}:${key}`, value: v }));
+  }
+  if (!isObject(value)) return [op];
+  const out: PatchOperation[] = [];
+  const rest: JsonObject = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (isExtensionUrn(key, resource) && isObject(v)) {
+      const urn = extensionKey(key, resource);
+      for (const [attribute, x] of Object.entries(v)) out.push({ op: op.op, path: `${urn}:${attribute}`, value: x });
+    } else rest[key] = v;
+  }
+  return Object.keys(rest).length > 0 || out.length === 0 ? [{ ...op, value: rest }, ...out] : out;
+}
+
+function knownExtensions(resource: JsonObject): string[] {
+  const declared = Array.isArray(resource.schemas) ? resource.schemas.filter((s): s is string => typeof s === 'string' && s.toLowerCase().includes(':extension:')) : [];
+  return [ENTERPRISE_USER_SCHEMA, ...declared];
+}
+
+function isExtensionUrn(text: string, resource: JsonObject): boolean {
+  return knownExtensions(resource).some((urn) => urn.toLowerCase() === text.toLowerCase());
+}
+
+/** The extension's key as the resource spells it (URNs are case-insensitive, RFC 7643 §2.1). */
+function extensionKey(text: string, resource: JsonObject): string {
+  return Object.keys(resource).find((k) => k.toLowerCase() === text.toLowerCase()) ?? knownExtensions(resource).find((urn) => urn.toLowerCase() === text.toLowerCase())!;
 }
 
 /** What a group PATCH does to the members, in order; other operations go to applyPatch. */

@@ -132,6 +132,20 @@ describe('PATCH', () => {
     expect(resource[ENTERPRISE_USER_SCHEMA]).toEqual({ department: 'Ops' });
   });
 
+  it('patches the enterprise extension as a whole object, by path or no-path value, merging what is not given, and removes it', () => {
+    const start = { ...okta, schemas: [USER_SCHEMA, ENTERPRISE_USER_SCHEMA], [ENTERPRISE_USER_SCHEMA]: { department: 'R&D', employeeNumber: '7' } };
+    const replaced = applyPatch(start, readPatchBody(patch({ op: 'replace', value: { [ENTERPRISE_USER_SCHEMA]: { costCenter: 'CC1' } } })));
+    expect(replaced[ENTERPRISE_USER_SCHEMA]).toEqual({ department: 'R&D', employeeNumber: '7', costCenter: 'CC1' });
+    const added = applyPatch(replaced, readPatchBody(patch({ op: 'add', path: ENTERPRISE_USER_SCHEMA.toLowerCase(), value: { department: 'Sales' } })));
+    expect(added[ENTERPRISE_USER_SCHEMA]).toEqual({ department: 'Sales', employeeNumber: '7', costCenter: 'CC1' });
+    expect(Object.keys(added).filter((k) => k.startsWith('urn:'))).toEqual([ENTERPRISE_USER_SCHEMA]);
+    expect(readUserBody(added).resource[ENTERPRISE_USER_SCHEMA]).toEqual({ department: 'Sales', employeeNumber: '7', costCenter: 'CC1' });
+    const removed = applyPatch(added, readPatchBody(patch({ op: 'remove', path: ENTERPRISE_USER_SCHEMA })));
+    expect(removed).not.toHaveProperty(ENTERPRISE_USER_SCHEMA);
+    expect(Object.keys(removed).filter((k) => k.startsWith('urn:'))).toEqual([]);
+    refused(() => applyPatch(start, readPatchBody(patch({ op: 'replace', path: ENTERPRISE_USER_SCHEMA, value: 'x' }))), 'invalidValue');
+  });
+
   it('gives the primary mark to the last value an operation marks, across the operations of one PATCH (RFC 7644 §3.5.2)', () => {
     const ops = readPatchBody(
       patch(
