@@ -48,7 +48,7 @@ export function readPatchBody(body: unknown): PatchOperation[] {
  */
 export function applyPatch(resource: JsonObject, operations: readonly PatchOperation[]): JsonObject {
   let current = resource;
-  for (const operation of operations.flatMap((op) => byExtensionAttribute(op, current))) {
+  for (const operation of operations.flatMap((op) => bySubAttribute(op, current))) {
     const before = current;
     if (operation.op === 'remove' && operation.path !== undefined && isExtensionUrn(operation.path, current)) {
       // The whole extension object: scim-patch would read the URN's last part as an attribute.
@@ -71,17 +71,19 @@ export function applyPatch(resource: JsonObject, operations: readonly PatchOpera
 }
 
 /**
- * A schema extension's URN (RFC 7643 §3.3) as a path, or as a key of a no-path value, names the
- * whole extension object. scim-patch splits such a URN at its last colon, as if `User` were an
- * attribute of `urn:...:2.0`, and stores the value under a made-up key. So an add or replace
- * of the extension object becomes one operation per sub-attribute (`urn:...:User:costCenter`),
- * which scim-patch reads right, and sub-attributes not given are left unchanged (RFC 7644
- * §3.5.2.1 and §3.5.2.3). The extensions known are the enterprise one and those the resource
- * declares in `schemas`.
+ * Add and replace set a complex attribute's sub-attributes, leaving those not given unchanged
+ * (RFC 7644 §3.5.2.1 and §3.5.2.3), with a path or without one. scim-patch merges only when the
+ * path names the attribute (`path: "name"`); a no-path value `{"name": {"givenName": "Ann"}}`
+ * would lose `familyName`. And a schema extension's URN (RFC 7643 §3.3), as a path or as a key
+ * of a no-path value, names the whole extension object, which scim-patch splits at its last
+ * colon, as if `User` were an attribute of `urn:...:2.0`, storing the value under a made-up key.
+ * So such an operation becomes one per sub-attribute (`name.givenName`,
+ * `urn:...:User:costCenter`), which scim-patch reads right. Multi-valued attributes (arrays)
+ * are left whole: replace replaces the list, add adds to it. The extensions known are the
+ * enterprise one and those the resource declares in `schemas`.
  */
-function byExtensionAttribute(op: PatchOperation, resource: JsonObject): PatchOperation[] {
+function bySubAttribute(op: PatchOperation, resource: JsonObject): PatchOperation[] {
   const value = op.value;
-  const isObject = (v: JsonValue | undefined): v is JsonObject => v !== null && typeof v === 'object' && !Array.isArray(v);
   if (op.op === 'remove') return [op];
   if (op.path !== undefined) {
     if (!isExtensionUrn(op.path, resource)) return [op];
@@ -93,12 +95,22 @@ function byExtensionAttribute(op: PatchOperation, resource: JsonObject): PatchOp
   const out: PatchOperation[] = [];
   const rest: JsonObject = {};
   for (const [key, v] of Object.entries(value)) {
-    if (isExtensionUrn(key, resource) && isObject(v)) {
+    if (!isObject(v)) rest[key] = v;
+    else if (isExtensionUrn(key, resource)) {
       const urn = extensionKey(key, resource);
       for (const [attribute, x] of Object.entries(v)) out.push({ op: op.op, path: `${urn}:${attribute}`, value: x });
+    } else if ([key, ...Object.keys(v)].every((name) => ATTR_NAME.test(name))) {
+      for (const [sub, x] of Object.entries(v)) out.push({ op: op.op, path: `${key}.${sub}`, value: x });
     } else rest[key] = v;
   }
   return Object.keys(rest).length > 0 || out.length === 0 ? [{ ...op, value: rest }, ...out] : out;
+}
+
+/** RFC 7643 §2.1's ATTRNAME. */
+const ATTR_NAME = /^[A-Za-z$][\w$-]*$/;
+
+function isObject(v: JsonValue | undefined): v is JsonObject {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 function knownExtensions(resource: JsonObject): string[] {

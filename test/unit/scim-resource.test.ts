@@ -146,6 +146,21 @@ describe('PATCH', () => {
     refused(() => applyPatch(start, readPatchBody(patch({ op: 'replace', path: ENTERPRISE_USER_SCHEMA, value: 'x' }))), 'invalidValue');
   });
 
+  it('sets the sub-attributes a no-path value gives a complex attribute, leaving the others (RFC 7644 §3.5.2.1, §3.5.2.3)', () => {
+    const start = { ...okta, name: { givenName: 'Ann', familyName: 'Lee', formatted: 'Ann Lee' } };
+    const replaced = applyPatch(start, readPatchBody(patch({ op: 'replace', value: { name: { givenName: 'Anne', formatted: 'Anne Lee' }, active: false } })));
+    expect(replaced.name).toEqual({ givenName: 'Anne', familyName: 'Lee', formatted: 'Anne Lee' });
+    expect(replaced.active).toBe(false);
+    const added = applyPatch(start, readPatchBody(patch({ op: 'Add', value: { name: { middleName: 'Q' } } })));
+    expect(added.name).toEqual({ givenName: 'Ann', familyName: 'Lee', formatted: 'Ann Lee', middleName: 'Q' });
+    // Where there was none, the attribute is made of what is given.
+    const { name: _none, ...nameless } = start;
+    expect(applyPatch(nameless, readPatchBody(patch({ op: 'replace', value: { name: { familyName: 'Lee' } } }))).name).toEqual({ familyName: 'Lee' });
+    // A multi-valued attribute is still replaced whole.
+    const emails = [{ value: 'ann@home.example', type: 'home' }];
+    expect(applyPatch(start, readPatchBody(patch({ op: 'replace', value: { emails } }))).emails).toEqual(emails);
+  });
+
   it('gives the primary mark to the last value an operation marks, across the operations of one PATCH (RFC 7644 §3.5.2)', () => {
     const ops = readPatchBody(
       patch(
