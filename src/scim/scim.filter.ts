@@ -56,7 +56,15 @@ function parseStrings(text: string): Filter {
     if (node.valFilter) restore(node.valFilter);
     return f;
   };
-  return restore(parse(masked));
+  let ast: Filter;
+  try {
+    ast = parse(masked);
+  } catch (error) {
+    // The library's message quotes the masked text: put the client's own strings back.
+    const message = (error as Error).message.replace(new RegExp(`${nonce}(\\d+)`, 'g'), (_, i: string) => JSON.stringify(values[Number(i)]).slice(1, -1));
+    throw new Error(message);
+  }
+  return restore(ast);
 }
 
 const SIMPLE = /^\s*([A-Za-z][\w.:$-]*)\s+(eq|ne|co|sw|ew|gt|ge|lt|le)\s+(.+?)\s*$/i;
@@ -273,9 +281,12 @@ function textCompare(expr: RawBuilder<unknown>, op: Compare, value: string, case
 
 /** Compares every value a jsonpath reaches from `base`; true when one matches (ne: when none equals). */
 function compareJson(base: RawBuilder<unknown>, path: string[], op: Compare, value: Value): RawBuilder<SqlBool> {
-  const values = sql`jsonb_path_query(${base}, ${jsonPath(path)}::jsonpath)`;
+  // Each value of a multi-valued attribute ([*]: lax mode takes a single value as itself); a
+  // complex one (an element of `emails`) compares by its `value` sub-attribute, as RFC 7644
+  // §3.4.2.2's own example `emails co "example.com"` does.
+  const values = sql`jsonb_path_query(${base}, ${`${jsonPath(path)}[*]`}::jsonpath) as x(j) cross join lateral (select case when jsonb_typeof(j) = 'object' then coalesce(j -> 'value', j) else j end) as w(v)`;
   if (op === 'ne') return sql<SqlBool>`not ${compareJson(base, path, 'eq', value)}`;
-  if (value === null) return op === 'eq' ? sql<SqlBool>`not exists (select 1 from ${values} v where v <> 'null'::jsonb)` : sql<SqlBool>`false`;
+  if (value === null) return op === 'eq' ? sql<SqlBool>`not exists (select 1 from ${values} where v <> 'null'::jsonb)` : sql<SqlBool>`false`;
   const attr = path.join('.');
   let test: RawBuilder<SqlBool>;
   if (typeof value === 'boolean') {
@@ -289,7 +300,7 @@ function compareJson(base: RawBuilder<unknown>, path: string[], op: Compare, val
     const caseExact = path.length === 1 && path[0]!.toLowerCase() === 'externalid';
     test = sql<SqlBool>`(jsonb_typeof(v) = 'string' and ${textCompare(sql`(v #>> '{}')`, op, value, caseExact, attr)})`;
   }
-  return sql<SqlBool>`exists (select 1 from ${values} v where ${test})`;
+  return sql<SqlBool>`exists (select 1 from ${values} where ${test})`;
 }
 
 function present(base: RawBuilder<unknown>, path: string[]): RawBuilder<SqlBool> {

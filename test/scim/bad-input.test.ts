@@ -322,6 +322,28 @@ describe('filters (RFC 7644 §3.4.2.2; the string is a JSON string, Figure 1)', 
     expectError(await list(a, filter), 400, 'invalidFilter');
   });
 
+  it('a filter that does not parse is told back in the client\'s own words, not the parser\'s stand-ins for its strings', async () => {
+    const res = await list(a, 'userName eq "alice@bad.test" ) or (');
+    expectError(res, 400, 'invalidFilter');
+    const detail = json(res).detail as string;
+    expect(detail).toContain('alice@bad.test');
+    expect(detail).not.toMatch(/s[0-9a-f]{16}_/);
+  });
+
+  // RFC 7644 §3.4.2.2 lists `emails co "example.com"` among its examples: a complex multi-valued
+  // attribute compared without a sub-attribute compares each value's `value`.
+  it.each([
+    ['emails co "alice"', [':alice']],
+    ['emails ew "@BAD.test"', [':alice']],
+    ['emails eq "bob@bad.test"', []],
+    ['userName ew "bad.test" and not (emails co "alice")', [':bob']],
+  ])('%s compares the emails\' values', async (filter, want) => {
+    const res = await list(a, filter);
+    expect(res.statusCode, res.body).toBe(200);
+    const got = ((json(res).Resources ?? []) as Record<string, unknown>[]).map((r) => r.id);
+    expect(got.sort()).toEqual(want.map((w) => ids[w.slice(1)]).sort());
+  });
+
   // RFC 7644 Figure 1 makes a bare word invalid (compValue is a JSON literal), but does not forbid a
   // server from reading it: some clients send `userName eq alice` or single quotes (the
   // implementation reads them as strings on purpose, for authentik). Either answer is acceptable;
