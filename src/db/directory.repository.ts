@@ -571,7 +571,13 @@ export class DirectoryRepository {
           ${memberships.map((m) => m.userName)}::text[], ${memberships.map((m) => m.groupName)}::text[])
           with ordinality as m(group_external_id, user_external_id, user_name, group_name, n)
         join groups g on g.integration_id = ${scope.integrationId}::uuid and g.external_id = m.group_external_id
-        join accounts a on a.integration_id = ${scope.integrationId}::uuid and a.external_id = m.user_external_id
+        -- Each account looked up by its IdP id (LATERAL ... LIMIT 1 keeps it a per-row probe):
+        -- a join the planner may hash reads every account of the integration in every batch,
+        -- which was a third of an initial sync's membership time at 100k users.
+        cross join lateral (
+          select a.id, a.user_id from accounts a
+          where a.integration_id = ${scope.integrationId}::uuid and a.external_id = m.user_external_id limit 1
+        ) a
       ), added as (
         insert into group_memberships (group_id, account_id)
         select group_id, account_id from r

@@ -697,9 +697,13 @@ export class RunRepository {
                     then jsonb_build_object('id', l.id::text, 'personId', l.user_id, 'reason', l.reason, 'since', l.created_at) end))),
         'applied'
       from t
-      left join accounts a on a.integration_id = ${scope.integrationId}::uuid and a.external_id = t.account_key
+      -- Per-row probes (LATERAL ... LIMIT 1; each key is unique): a join the planner may hash
+      -- would read every account and lock of the integration for each batch.
+      left join lateral (select a.id, a.user_id, a.active from accounts a
+                         where a.integration_id = ${scope.integrationId}::uuid and a.external_id = t.account_key limit 1) a on true
       left join groups g on g.integration_id = ${scope.integrationId}::uuid and g.external_id = t.group_key
-      left join locks l on l.integration_id = ${scope.integrationId}::uuid and l.external_id = t.account_key and t.kind like 'user.%'
+      left join lateral (select l.id, l.user_id, l.reason, l.created_at from locks l
+                         where l.integration_id = ${scope.integrationId}::uuid and l.external_id = t.account_key and t.kind like 'user.%' limit 1) l on true
       order by t.n
     `.execute(this.db);
   }

@@ -1,8 +1,11 @@
+import { Kysely, type LogEvent, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyPlan, describePlan } from '../../src/apply/apply-plan.js';
 import { emptyLocalState } from '../../src/core/model.js';
 import { plan } from '../../src/core/plan.js';
-import type { Db } from '../../src/db/database.js';
+import type { Database, Db } from '../../src/db/database.js';
+import { DirectoryRepository } from '../../src/db/directory.repository.js';
 import { RunRepository } from '../../src/db/run.repository.js';
 import { TenantRepository } from '../../src/db/tenant.repository.js';
 import { IntegrationService } from '../../src/integrations/integration.service.js';
@@ -19,10 +22,11 @@ import { createTestDatabase, testConfig, uniqueSlug } from '../support/env.js';
 let db: Db;
 let dropDb: () => Promise<void>;
 let config: ReturnType<typeof testConfig>;
+let url: string;
 
 beforeAll(async () => {
   const created = await createTestDatabase();
-  ({ db, drop: dropDb } = created);
+  ({ db, drop: dropDb, url } = created);
   config = testConfig({ DATABASE_URL: created.url });
 });
 afterAll(async () => dropDb());
@@ -98,6 +102,56 @@ describe('a grant refused while applying', () => {
     expect(rows).toEqual([{ kind: 'user.created', external_id: '00uB' }]);
     const accounts = await db.selectFrom('accounts').select('external_id').where('integration_id', '=', mine.id).execute();
     expect(accounts.map((a) => a.external_id)).toEqual(['00uB']);
+  });
+});
+
+describe('a batch write into a large tenant', () => {
+  /*
+   * A batch names a few thousand accounts by IdP id. Joined plainly, the planner hashes every
+   * account of the integration for each batch whenever a scan looks cheaper than the probes
+   * (it did up to 60k accounts in the W100k bench: a third of the membership time of an
+   * initial sync, and quadratic over it). The statements probe per row instead, whatever the
+   * statistics say: this pins the plan at a size where a scan would be chosen.
+   */
+  it('looks each account up by its IdP id, never scanning all of the integration accounts', { timeout: 60_000 }, async () => {
+    const slug = uniqueSlug('probe');
+    const tenant = (await new TenantRepository(db).create(slug, slug))!;
+    const { integration } = await new IntegrationService(db, config).create({ tenant: slug, provider: 'okta', baseUrl: 'http://127.0.0.1:9', token: 'unused', verify: false });
+    const { run } = await new RunRepository(db).trigger(integration.id, 'manual', false);
+    const scope = { tenantId: tenant.id, integrationId: integration.id, runId: run.id };
+    const accounts = 20_000;
+    await sql`
+      with people as (
+        insert into users (user_name) select 'p' || n || '@example.com' from generate_series(1, ${accounts}::int) n returning id, user_name
+      )
+      insert into accounts (tenant_id, user_id, integration_id, external_id, user_name, active, idp_status, attributes, fingerprint)
+      select ${tenant.id}::uuid, id, ${integration.id}::uuid, '00u' || user_name, user_name, true, 'ACTIVE', '{}'::jsonb, 'f' from people
+    `.execute(db);
+    await sql`insert into groups (tenant_id, integration_id, external_id, name, attributes, fingerprint) values (${tenant.id}::uuid, ${integration.id}::uuid, '00gA', 'A', '{}'::jsonb, 'f')`.execute(db);
+    await sql`analyze users, accounts, groups, group_memberships, locks`.execute(db);
+
+    // The statements as the repositories send them, captured on their way and rolled back.
+    const statements: LogEvent['query'][] = [];
+    const pool = new pg.Pool({ connectionString: url, max: 1 });
+    const logging = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: (e) => void statements.push(e.query) });
+    const batch = Array.from({ length: 2_000 }, (_, i) => ({ groupExternalId: '00gA', userExternalId: `00up${i * 7 + 1}@example.com`, userName: `p${i * 7 + 1}@example.com`, groupName: 'A' }));
+    await logging
+      .transaction()
+      .execute(async (trx) => {
+        await new DirectoryRepository(trx).addMemberships(scope, batch);
+        await new RunRepository(trx).recordApplied(scope, batch.map((m) => ({ kind: 'user.updated', externalId: m.userExternalId, subject: m.userName, detail: null })));
+        throw new Error('rolled back');
+      })
+      .catch((error: unknown) => expect(String(error)).toContain('rolled back'));
+    const writes = statements.filter((q) => /insert into (group_memberships|run_changes)/.test(q.sql));
+    expect(writes).toHaveLength(2);
+    for (const q of writes) {
+      const { rows } = await pool.query<{ 'QUERY PLAN': string }>(`explain ${q.sql}`, [...q.parameters]);
+      const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
+      expect(plan).toMatch(/Index (Only )?Scan using accounts_integration_external_key/);
+      expect(plan).not.toMatch(/Seq Scan on accounts/);
+    }
+    await logging.destroy();
   });
 });
 
