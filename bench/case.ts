@@ -5,10 +5,12 @@
  *   case.js sync <integration-id>                 a real run: SDK -> plan -> Postgres
  *   case.js idp-floor <okta-url> [json]           the same pages through the SDK, doing nothing
  *                                                 (json: taken as JSON, not as the SDK's models)
- *   case.js db-floor <users> <groups> <members> [bare]
+ *   case.js db-floor <users> <groups> <members> [bare|log]
  *                                                 the same rows into Postgres with COPY: into
  *                                                 copies of the real tables with their indexes and
- *                                                 constraints, or (bare) with their columns and defaults alone
+ *                                                 constraints, or (bare) with their columns and defaults alone,
+ *                                                 or (log) with their indexes and constraints and the
+ *                                                 change log an initial sync records (one row per change)
  */
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -73,7 +75,16 @@ async function idpFloor(orgUrl: string, json: boolean): Promise<void> {
   report({ items, requests });
 }
 
-async function dbFloor(users: number, groups: number, memberships: number, bare: boolean): Promise<void> {
+/**
+ * The DB floor: the rows an initial sync writes, with COPY. `bare`: into tables with the real
+ * columns and defaults alone (issue 19's floor); otherwise into copies of the real tables with
+ * their indexes and constraints; `log` adds what SPEC also asks of a run: one change-log row
+ * per applied change (run_changes, which is the event feed), shaped as an initial sync records
+ * them (user.created, group.created, membership.added with their `of` and `ids`), into a copy of
+ * run_changes with its indexes.
+ */
+async function dbFloor(users: number, groups: number, memberships: number, variant: 'real' | 'bare' | 'log'): Promise<void> {
+  const bare = variant === 'bare';
   const dir = generate({ users, groups, memberships });
   started = performance.now(); // the floor is the writing, not the generating
   const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
@@ -84,6 +95,7 @@ async function dbFloor(users: number, groups: number, memberships: number, bare:
     access: `floor_access_${suffix}`,
     groups: `floor_groups_${suffix}`,
     members: `floor_members_${suffix}`,
+    ...(variant === 'log' && { changes: `floor_changes_${suffix}` }),
   };
   // Bare: the columns, their defaults and generated values alone (no index, key or check):
   // issue 19's floor. (LIKE keeps NOT NULL, which costs nothing to speak of.)
@@ -92,6 +104,7 @@ async function dbFloor(users: number, groups: number, memberships: number, bare:
   await client.query(`create table ${tables.access} (like accounts${like})`);
   await client.query(`create table ${tables.groups} (like groups${like})`);
   await client.query(`create table ${tables.members} (like group_memberships${like})`);
+  if (tables.changes) await client.query(`create table ${tables.changes} (like run_changes including all)`);
   const tenant = randomUUID();
   const integration = randomUUID();
   const userIds = dir.users.map(() => randomUUID());
@@ -131,7 +144,37 @@ async function dbFloor(users: number, groups: number, memberships: number, bare:
       for (let g = 0; g < dir.members.length; g++) for (const u of dir.members[g]!) yield `${groupIds[g]}\t${accountIds[u]}\n`;
     })(),
   );
-  const rows = dir.users.length * 2 + dir.groups.length + dir.members.reduce((n, m) => n + m.length, 0);
+  let changes = 0;
+  if (tables.changes) {
+    const runId = randomUUID();
+    const line = (kind: string, externalId: string, subject: string, detail: unknown) => {
+      changes += 1;
+      return `${runId}\t${tenant}\t${integration}\t${kind}\t${esc(externalId)}\t${esc(subject)}\t${esc(JSON.stringify(detail))}\tapplied\n`;
+    };
+    await copy(
+      `copy ${tables.changes} (run_id, tenant_id, integration_id, kind, external_id, subject, detail, state) from stdin`,
+      (function* () {
+        for (let g = 0; g < dir.groups.length; g++) {
+          const group = dir.groups[g]!;
+          yield line('group.created', group.id, group.name, { description: null, of: { group: { name: group.name, description: null } }, ids: { groupId: groupIds[g] } });
+        }
+        for (let i = 0; i < dir.users.length; i++) {
+          const u = dir.users[i]!;
+          const account = { userName: u.login, email: u.email, givenName: u.firstName, familyName: u.lastName, displayName: `${u.firstName} ${u.lastName}`, active: true, locked: false };
+          yield line('user.created', u.id, u.login, { email: u.email, status: 'ACTIVE', of: { account }, ids: { accountId: accountIds[i], personId: userIds[i], active: true, locked: false } });
+        }
+        for (let g = 0; g < dir.members.length; g++) {
+          const group = dir.groups[g]!;
+          for (const i of dir.members[g]!) {
+            const u = dir.users[i]!;
+            const detail = { group: group.id, user: u.id, of: { account: { userName: u.login }, group: { name: group.name } }, ids: { groupId: groupIds[g], accountId: accountIds[i], personId: userIds[i] } };
+            yield line('membership.added', `${group.id}/${u.id}`, `${u.login} in ${group.name}`, detail);
+          }
+        }
+      })(),
+    );
+  }
+  const rows = dir.users.length * 2 + dir.groups.length + dir.members.reduce((n, m) => n + m.length, 0) + changes;
   for (const t of Object.values(tables)) await client.query(`drop table ${t}`);
   await client.end();
   report({ rows });
@@ -152,7 +195,7 @@ function* chunked(rows: Iterable<string>, size = 64 * 1024): Generator<string> {
 async function main(): Promise<void> {
   if (mode === 'sync') return sync(args[0]!);
   if (mode === 'idp-floor') return idpFloor(args[0]!, args[1] === 'json');
-  if (mode === 'db-floor') return dbFloor(Number(args[0]), Number(args[1]), Number(args[2]), args[3] === 'bare');
+  if (mode === 'db-floor') return dbFloor(Number(args[0]), Number(args[1]), Number(args[2]), args[3] === 'bare' || args[3] === 'log' ? args[3] : 'real');
   throw new Error(`unknown mode ${mode}`);
 }
 
