@@ -8,9 +8,10 @@
  *   case.js db-floor <users> <groups> <members> [bare|log]
  *                                                 the same rows into Postgres with COPY: into
  *                                                 copies of the real tables with their indexes and
- *                                                 constraints, or (bare) with their columns and defaults alone,
- *                                                 or (log) with their indexes and constraints and the
- *                                                 change log an initial sync records (one row per change)
+ *                                                 check constraints (LIKE leaves foreign keys out), or
+ *                                                 (bare) with their columns and defaults alone, or (log)
+ *                                                 with their indexes and the change log an initial sync
+ *                                                 records (one row per change)
  */
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -78,7 +79,7 @@ async function idpFloor(orgUrl: string, json: boolean): Promise<void> {
 /**
  * The DB floor: the rows an initial sync writes, with COPY. `bare`: into tables with the real
  * columns and defaults alone (issue 19's floor); otherwise into copies of the real tables with
- * their indexes and constraints; `log` adds what SPEC also asks of a run: one change-log row
+ * their indexes and check constraints (LIKE copies no foreign key); `log` adds what SPEC also asks of a run: one change-log row
  * per applied change (run_changes, which is the event feed), shaped as an initial sync records
  * them (user.created, group.created, membership.added with their `of` and `ids`), into a copy of
  * run_changes with its indexes.

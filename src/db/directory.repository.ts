@@ -400,7 +400,8 @@ export class DirectoryRepository {
           as t(external_id, user_name, email, given_name, family_name, display_name, idp_status, attributes, fingerprint)
       ), renamed as (
         select i.user_name, ${KEY('i.user_name')} as key from input i
-        join accounts a on a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id
+        cross join lateral (select a.user_name_key from accounts a
+                            where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id limit 1) a
         where a.user_name_key <> ${KEY('i.user_name')}
       ), people as (
         insert into users (user_name) select distinct on (key) user_name from renamed order by key, user_name
@@ -598,14 +599,15 @@ export class DirectoryRepository {
 
   async removeMemberships(scope: WriteScope, memberships: readonly Membership[]): Promise<void> {
     if (memberships.length === 0) return;
+    // Each account probed by its IdP id, as in addMemberships.
     await sql`
       delete from group_memberships gm
       using unnest(${memberships.map((m) => m.groupExternalId)}::text[], ${memberships.map((m) => m.userExternalId)}::text[])
-        as m(group_external_id, user_external_id),
-        groups g, accounts a
-      where g.integration_id = ${scope.integrationId}::uuid and g.external_id = m.group_external_id
-        and a.integration_id = ${scope.integrationId}::uuid and a.external_id = m.user_external_id
-        and gm.group_id = g.id and gm.account_id = a.id
+          as m(group_external_id, user_external_id)
+        join groups g on g.integration_id = ${scope.integrationId}::uuid and g.external_id = m.group_external_id
+        cross join lateral (select a.id from accounts a
+                            where a.integration_id = ${scope.integrationId}::uuid and a.external_id = m.user_external_id limit 1) a
+      where gm.group_id = g.id and gm.account_id = a.id
     `.execute(this.db);
   }
 

@@ -844,7 +844,9 @@ export function changeRows(changes: readonly NewRunChange[], alias = 't') {
  * The changes with `detail.of` describing their subjects as the host app sees them (SPEC
  * "Event": the account as \`dirsync users\` shows it, with its id and the person's id; the
  * group; for a deprovision, the lock): read in set-based joins, keyed by (integration, IdP
- * id). A subject that no longer exists keeps what `detail.of` already said of it.
+ * id). A subject that no longer exists keeps what `detail.of` already said of it. Each key is
+ * unique: `limit 1` keeps each lookup a per-row probe (a LATERAL without it is flattened into
+ * a join the planner may hash, reading every account of the integration for each batch).
  */
 function described(integrationId: string, changes: readonly NewRunChange[]) {
   return sql`
@@ -863,17 +865,20 @@ function described(integrationId: string, changes: readonly NewRunChange[]) {
       from accounts a
       where a.integration_id = ${integrationId}::uuid
         and a.external_id = case when t.kind like 'membership.%' then t.detail->>'user' when t.kind like 'user.%' then t.external_id end
+      limit 1
     ) acct on true
     left join lateral (
       select jsonb_build_object('id', g.id, 'externalId', g.external_id, 'name', g.name, 'description', g.description) as view, g.attributes
       from groups g
       where g.integration_id = ${integrationId}::uuid
         and g.external_id = case when t.kind like 'membership.%' then t.detail->>'group' when t.kind like 'group.%' then t.external_id end
+      limit 1
     ) grp on true
     left join lateral (
       select jsonb_build_object('id', l.id::text, 'personId', l.user_id, 'reason', l.reason, 'since', l.created_at) as view
       from locks l
       where l.integration_id = ${integrationId}::uuid and t.kind like 'user.%' and l.external_id = t.external_id
+      limit 1
     ) lk on true`;
 }
 

@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyPlan, describePlan } from '../../src/apply/apply-plan.js';
 import { emptyLocalState } from '../../src/core/model.js';
 import { plan } from '../../src/core/plan.js';
-import type { Database, Db } from '../../src/db/database.js';
+import type { Db } from '../../src/db/database.js';
+import type { Database } from '../../src/db/schema.js';
 import { DirectoryRepository } from '../../src/db/directory.repository.js';
 import { RunRepository } from '../../src/db/run.repository.js';
 import { TenantRepository } from '../../src/db/tenant.repository.js';
@@ -111,7 +112,7 @@ describe('a batch write into a large tenant', () => {
    * account of the integration for each batch whenever a scan looks cheaper than the probes
    * (it did up to 60k accounts in the W100k bench: a third of the membership time of an
    * initial sync, and quadratic over it). The statements probe per row instead, whatever the
-   * statistics say: this pins the plan at a size where a scan would be chosen.
+   * statistics say: this pins the plans at a size where a scan would be chosen.
    */
   it('looks each account up by its IdP id, never scanning all of the integration accounts', { timeout: 60_000 }, async () => {
     const slug = uniqueSlug('probe');
@@ -134,24 +135,48 @@ describe('a batch write into a large tenant', () => {
     const statements: LogEvent['query'][] = [];
     const pool = new pg.Pool({ connectionString: url, max: 1 });
     const logging = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: (e) => void statements.push(e.query) });
-    const batch = Array.from({ length: 2_000 }, (_, i) => ({ groupExternalId: '00gA', userExternalId: `00up${i * 7 + 1}@example.com`, userName: `p${i * 7 + 1}@example.com`, groupName: 'A' }));
-    await logging
-      .transaction()
-      .execute(async (trx) => {
-        await new DirectoryRepository(trx).addMemberships(scope, batch);
-        await new RunRepository(trx).recordApplied(scope, batch.map((m) => ({ kind: 'user.updated', externalId: m.userExternalId, subject: m.userName, detail: null })));
-        throw new Error('rolled back');
-      })
-      .catch((error: unknown) => expect(String(error)).toContain('rolled back'));
-    const writes = statements.filter((q) => /insert into (group_memberships|run_changes)/.test(q.sql));
-    expect(writes).toHaveLength(2);
-    for (const q of writes) {
-      const { rows } = await pool.query<{ 'QUERY PLAN': string }>(`explain ${q.sql}`, [...q.parameters]);
-      const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
-      expect(plan).toMatch(/Index (Only )?Scan using accounts_integration_external_key/);
-      expect(plan).not.toMatch(/Seq Scan on accounts/);
+    try {
+      const batch = Array.from({ length: 2_000 }, (_, i) => ({ groupExternalId: '00gA', userExternalId: `00up${i * 7 + 1}@example.com`, userName: `p${i * 7 + 1}@example.com`, groupName: 'A' }));
+      const updates = batch.map((m) => user(m.userExternalId, { userName: `renamed-${m.userName}` }));
+      const changes = batch.map((m) => ({ kind: 'user.updated', externalId: m.userExternalId, subject: m.userName, detail: null }));
+      const sent = {
+        addMemberships: (r: DirectoryRepository) => r.addMemberships(scope, batch),
+        removeMemberships: (r: DirectoryRepository) => r.removeMemberships(scope, batch),
+        updateUsers: (r: DirectoryRepository) => r.updateUsers(scope, updates),
+        recordApplied: (_: DirectoryRepository, runs: RunRepository) => runs.recordApplied(scope, changes),
+        describeSubjects: (_: DirectoryRepository, runs: RunRepository) => runs.describeSubjects(integration.id, changes),
+      };
+      const plans = new Map<string, string>();
+      for (const [name, send] of Object.entries(sent)) {
+        statements.length = 0;
+        await logging
+          .transaction()
+          .execute(async (trx) => {
+            await send(new DirectoryRepository(trx as unknown as Db), new RunRepository(trx as unknown as Db));
+            throw new Error('rolled back');
+          })
+          .catch((error: unknown) => expect(String(error)).toContain('rolled back'));
+        for (const q of statements.filter((q) => /\baccounts\b/.test(q.sql))) {
+          const { rows } = await pool.query<{ 'QUERY PLAN': string }>(`explain ${q.sql}`, [...q.parameters]);
+          plans.set(`${name}: ${q.sql.trim().slice(0, 60)}`, rows.map((r) => r['QUERY PLAN']).join('\n'));
+        }
+      }
+      expect([...plans.keys()].map((k) => k.split(':')[0])).toEqual(expect.arrayContaining(Object.keys(sent)));
+      for (const [statement, plan] of plans) {
+        // Every read of accounts is a probe of the (integration, IdP id) key, never a scan of the integration's.
+        const reads = [...plan.matchAll(/(\S[^\n]*) on accounts (\w+)[^\n]*\n\s+(?:->\s+)?(Index Cond: [^\n]*)?/g)]
+          .filter((m) => !/^(->\s+)?(Update|Delete|Insert)\b/.test(m[1]!))
+          // updateUsers' target rows are joined as the planner likes: an UPDATE's target cannot be a LATERAL probe.
+          .filter((m) => !(statement.startsWith('updateUsers') && m[2] === 'a'));
+        expect(reads.length, `${statement}\n${plan}`).toBeGreaterThan(0);
+        for (const [, node, , cond] of reads) {
+          expect(node, `${statement}\n${plan}`).toMatch(/Index (Only )?Scan using accounts_integration_external_key$/);
+          expect(cond, `${statement}\n${plan}`).toMatch(/external_id = /);
+        }
+      }
+    } finally {
+      await logging.destroy();
     }
-    await logging.destroy();
   });
 });
 
