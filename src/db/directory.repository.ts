@@ -40,6 +40,16 @@ function idFilter(column: string, only: readonly string[] | IdRange) {
 }
 
 // The key people and accounts are matched by: see userNameKey in src/core/model.ts.
+/**
+ * For an UPDATE or DELETE of the accounts a batch names (`a`, joined to a CTE `input` by
+ * external_id): the same rows, said so that they are fetched through the (integration, IdP
+ * id) index. Its target cannot be a LATERAL probe, and a plain join lets the planner hash
+ * every account of the integration for each batch; a key list from a subquery is taken for a
+ * few rows, so the index is used whatever the statistics say. Adds no condition: each target
+ * matched `input` already.
+ */
+const TARGETS = sql<boolean>`a.external_id = any(array(select external_id from input))`;
+
 const KEY = (column: string) => sql.raw(`lower(normalize(${column}, NFC))`);
 
 /** Whether the account `a` is locked: a lock names it, or names its IdP identity (the lock outlives the account). */
@@ -412,7 +422,7 @@ export class DirectoryRepository {
         family_name = i.family_name, display_name = i.display_name, idp_status = i.idp_status,
         attributes = i.attributes, fingerprint = i.fingerprint, user_id = coalesce(p.id, a.user_id), updated_at = now()
       from input i left join people p on p.user_name_key = ${KEY('i.user_name')}
-      where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id
+      where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id and ${TARGETS}
     `.execute(this.db);
   }
 
@@ -434,7 +444,7 @@ export class DirectoryRepository {
       ), suspended as (
         update accounts a set active = false, deprovisioned_at = coalesce(a.deprovisioned_at, now()), updated_at = now()
         from input i
-        where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id
+        where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id and ${TARGETS}
         returning a.id, a.tenant_id, a.user_id, a.external_id, a.user_name, i.reason
       )
       insert into locks (tenant_id, user_id, account_id, integration_id, external_id, user_name, reason, run_id)
@@ -460,7 +470,7 @@ export class DirectoryRepository {
           as t(external_id, reason)
       ), removed as (
         delete from accounts a using input i
-        where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id
+        where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id and ${TARGETS}
         returning a.tenant_id, a.user_id, a.external_id, a.user_name, i.reason
       ), locked as (
         insert into locks (tenant_id, user_id, integration_id, external_id, user_name, reason, run_id)
