@@ -137,7 +137,7 @@ async function main(): Promise<void> {
     const lines = [
       `# dirsync benchmark: ${name} (${size.users.toLocaleString('en')} users, ${size.groups.toLocaleString('en')} groups, ${size.memberships.toLocaleString('en')} memberships, app-scoped)`,
       '',
-      `Node ${process.version}, ${RUNS} runs per case, medians; each case in its own process; fake Okta in another process on loopback.`,
+      `Node ${process.version}, ${RUNS} run${RUNS === 1 ? '' : 's'} per case, medians; each case in its own process; fake Okta in another process on loopback.`,
       '',
       '| case | wall (median) | min-max | read / plan+apply | peak RSS | IdP requests | changes written | / (IdP floor + bare DB floor): goal <= 1.5 | / (JSON-pages floor + bare DB floor) | / (IdP floor + DB floor) | / (IdP floor + DB floor with the change log) | / IdP floor |',
       '|---|---|---|---|---|---|---|---|---|---|---|---|',
