@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { type DirectoryGroup, type DirectoryUser, type LocalGroup, type LocalState, type LocalUser, type OtherAccount, userNameKey } from '../core/model.js';
 import type { Membership, UserGrant } from '../core/plan.js';
 import type { TenantCounts } from '../core/safety.js';
+import { INPUT_TARGETS, accountByIdpId } from './account-probe.js';
 import type { Db } from './database.js';
 import { type NewRunChange, changeRows } from './run.repository.js';
 import { type IdRange, inRange } from './staging.repository.js';
@@ -40,16 +41,6 @@ function idFilter(column: string, only: readonly string[] | IdRange) {
 }
 
 // The key people and accounts are matched by: see userNameKey in src/core/model.ts.
-/**
- * For an UPDATE or DELETE of the accounts a batch names (`a`, joined to a CTE `input` by
- * external_id): the same rows, said so that they are fetched through the (integration, IdP
- * id) index. Its target cannot be a LATERAL probe, and a plain join lets the planner hash
- * every account of the integration for each batch; a key list from a subquery is taken for a
- * few rows, so the index is used whatever the statistics say. Adds no condition: each target
- * matched `input` already.
- */
-const TARGETS = sql<boolean>`a.external_id = any(array(select external_id from input))`;
-
 const KEY = (column: string) => sql.raw(`lower(normalize(${column}, NFC))`);
 
 /** Whether the account `a` is locked: a lock names it, or names its IdP identity (the lock outlives the account). */
@@ -410,8 +401,7 @@ export class DirectoryRepository {
           as t(external_id, user_name, email, given_name, family_name, display_name, idp_status, attributes, fingerprint)
       ), renamed as (
         select i.user_name, ${KEY('i.user_name')} as key from input i
-        cross join lateral (select a.user_name_key from accounts a
-                            where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id limit 1) a
+        cross join lateral ${accountByIdpId(scope.integrationId, sql.ref('i.external_id'), 'a.user_name_key')} a
         where a.user_name_key <> ${KEY('i.user_name')}
       ), people as (
         insert into users (user_name) select distinct on (key) user_name from renamed order by key, user_name
@@ -422,7 +412,7 @@ export class DirectoryRepository {
         family_name = i.family_name, display_name = i.display_name, idp_status = i.idp_status,
         attributes = i.attributes, fingerprint = i.fingerprint, user_id = coalesce(p.id, a.user_id), updated_at = now()
       from input i left join people p on p.user_name_key = ${KEY('i.user_name')}
-      where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id and ${TARGETS}
+      where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id and ${INPUT_TARGETS}
     `.execute(this.db);
   }
 
@@ -444,7 +434,7 @@ export class DirectoryRepository {
       ), suspended as (
         update accounts a set active = false, deprovisioned_at = coalesce(a.deprovisioned_at, now()), updated_at = now()
         from input i
-        where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id and ${TARGETS}
+        where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id and ${INPUT_TARGETS}
         returning a.id, a.tenant_id, a.user_id, a.external_id, a.user_name, i.reason
       )
       insert into locks (tenant_id, user_id, account_id, integration_id, external_id, user_name, reason, run_id)
@@ -470,7 +460,7 @@ export class DirectoryRepository {
           as t(external_id, reason)
       ), removed as (
         delete from accounts a using input i
-        where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id and ${TARGETS}
+        where a.integration_id = ${scope.integrationId}::uuid and a.external_id = i.external_id and ${INPUT_TARGETS}
         returning a.tenant_id, a.user_id, a.external_id, a.user_name, i.reason
       ), locked as (
         insert into locks (tenant_id, user_id, integration_id, external_id, user_name, reason, run_id)
@@ -582,13 +572,7 @@ export class DirectoryRepository {
           ${memberships.map((m) => m.userName)}::text[], ${memberships.map((m) => m.groupName)}::text[])
           with ordinality as m(group_external_id, user_external_id, user_name, group_name, n)
         join groups g on g.integration_id = ${scope.integrationId}::uuid and g.external_id = m.group_external_id
-        -- Each account looked up by its IdP id (LATERAL ... LIMIT 1 keeps it a per-row probe):
-        -- a join the planner may hash reads every account of the integration in every batch,
-        -- which was a third of an initial sync's membership time at 100k users.
-        cross join lateral (
-          select a.id, a.user_id from accounts a
-          where a.integration_id = ${scope.integrationId}::uuid and a.external_id = m.user_external_id limit 1
-        ) a
+        cross join lateral ${accountByIdpId(scope.integrationId, sql.ref('m.user_external_id'), 'a.id, a.user_id')} a
       ), added as (
         insert into group_memberships (group_id, account_id)
         select group_id, account_id from r
@@ -609,14 +593,12 @@ export class DirectoryRepository {
 
   async removeMemberships(scope: WriteScope, memberships: readonly Membership[]): Promise<void> {
     if (memberships.length === 0) return;
-    // Each account probed by its IdP id, as in addMemberships.
     await sql`
       delete from group_memberships gm
       using unnest(${memberships.map((m) => m.groupExternalId)}::text[], ${memberships.map((m) => m.userExternalId)}::text[])
           as m(group_external_id, user_external_id)
         join groups g on g.integration_id = ${scope.integrationId}::uuid and g.external_id = m.group_external_id
-        cross join lateral (select a.id from accounts a
-                            where a.integration_id = ${scope.integrationId}::uuid and a.external_id = m.user_external_id limit 1) a
+        cross join lateral ${accountByIdpId(scope.integrationId, sql.ref('m.user_external_id'), 'a.id')} a
       where gm.group_id = g.id and gm.account_id = a.id
     `.execute(this.db);
   }

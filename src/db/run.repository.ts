@@ -6,6 +6,7 @@ import type { JsonObject } from '../core/model.js';
 import { printable } from '../core/snapshot.js';
 import { CHANGE_KINDS, PLAN_KINDS, type PlanCounts } from '../core/plan.js';
 import type { RecentRemovals } from '../core/safety.js';
+import { accountByIdpId } from './account-probe.js';
 import type { Db } from './database.js';
 import type { ChangeState, RunChangeRow, RunLane, RunMode, RunRow, RunStatus, RunSubjectKind, RunTrigger, RunWarning } from './schema.js';
 import type { SubjectNames } from '../connectors/connector.js';
@@ -697,10 +698,8 @@ export class RunRepository {
                     then jsonb_build_object('id', l.id::text, 'personId', l.user_id, 'reason', l.reason, 'since', l.created_at) end))),
         'applied'
       from t
-      -- Per-row probes (LATERAL ... LIMIT 1; each key is unique): a join the planner may hash
-      -- would read every account and lock of the integration for each batch.
-      left join lateral (select a.id, a.user_id, a.active from accounts a
-                         where a.integration_id = ${scope.integrationId}::uuid and a.external_id = t.account_key limit 1) a on true
+      -- Per-row probes, as accountByIdpId says why (the lock's key is unique too).
+      left join lateral ${accountByIdpId(scope.integrationId, sql.ref('t.account_key'), 'a.id, a.user_id, a.active')} a on true
       left join groups g on g.integration_id = ${scope.integrationId}::uuid and g.external_id = t.group_key
       left join lateral (select l.id, l.user_id, l.reason, l.created_at from locks l
                          where l.integration_id = ${scope.integrationId}::uuid and l.external_id = t.account_key and t.kind like 'user.%' limit 1) l on true
@@ -844,9 +843,8 @@ export function changeRows(changes: readonly NewRunChange[], alias = 't') {
  * The changes with `detail.of` describing their subjects as the host app sees them (SPEC
  * "Event": the account as \`dirsync users\` shows it, with its id and the person's id; the
  * group; for a deprovision, the lock): read in set-based joins, keyed by (integration, IdP
- * id). A subject that no longer exists keeps what `detail.of` already said of it. Each key is
- * unique: `limit 1` keeps each lookup a per-row probe (a LATERAL without it is flattened into
- * a join the planner may hash, reading every account of the integration for each batch).
+ * id). A subject that no longer exists keeps what `detail.of` already said of it. Each lookup
+ * is a per-row probe (`limit 1`, each key being unique), for the reason accountByIdpId gives.
  */
 function described(integrationId: string, changes: readonly NewRunChange[]) {
   return sql`
