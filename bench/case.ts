@@ -23,6 +23,7 @@ import { loadConfig } from '../src/config.js';
 import { createDb } from '../src/db/database.js';
 import { RunRepository } from '../src/db/run.repository.js';
 import { createLogger } from '../src/log.js';
+import { boundHeapGrowth } from '../src/heap.js';
 import { jsonPages } from '../src/connectors/okta/okta.json-pages.js';
 import { reconcile } from '../src/runs/reconcile.js';
 import { generate } from './workload.js';
@@ -36,6 +37,8 @@ function report(extra: Record<string, unknown>): void {
 }
 
 async function sync(integrationId: string): Promise<void> {
+  // As `dirsync start` and `dirsync worker` run it (src/cli/main.ts).
+  boundHeapGrowth();
   const config = loadConfig(process.env, '');
   const db = createDb(config.databaseUrl);
   const { run } = await new RunRepository(db).trigger(integrationId, 'manual', false);
