@@ -9,9 +9,10 @@ import v8 from 'node:v8';
  * allocates fast (v8/src/heap/heap-controller.cc, MemoryController::GrowingFactor), and a run
  * allocates fast: every page it reads and every batch it writes is garbage a moment later, but
  * enough of it outlives two scavenges (pages waiting for Postgres) to be promoted. A W100k
- * initial sync kept about 80 MB alive and peaked at 362 MB RSS; at 50% it peaked at 216 MB
- * (bench, 2026-12-02). The price is more full collections of a small heap, done by V8 mostly
- * on its background threads.
+ * initial sync keeps about 80 MB alive, yet its heap reached 270 MB between full collections
+ * and the process peaked at 365 MB RSS; at 50% it peaks at 256 MB, no slower (medians of three
+ * pairs run in turn, `npm run bench`, 2026-12-02). The price is more full collections of a
+ * small heap, which V8 marks mostly on its background threads.
  */
 export const HEAP_GROWING_PERCENT = 50;
 

@@ -603,24 +603,40 @@ export class RunRepository {
   /**
    * Destructive operations this integration applied within the last `windowMs` (as of the
    * database's clock), by kind: the sliding window scim pushes, targeted and incremental runs
-   * are guarded by. Removals that went with a deprovision are counted with it, not on their
-   * own; those an approval applied are not counted (an admin weighed them already).
+   * are guarded by. Each subject counts once, and only while its removal still stands: a user
+   * deprovisioned and reprovisioned since (active again), a group deleted and created again, a
+   * membership removed and added again is back among the tenant's current counts, and counting
+   * it in the window too would count it twice ("4 of the 7 there were" of a tenant that only
+   * ever had 6). Removals that went with a deprovision are counted with it, not on their own;
+   * those an approval applied are not counted (an admin weighed them already).
    */
   async recentRemovals(integrationId: string, windowMs: number): Promise<RecentRemovals> {
-    const rows = await this.db
-      .selectFrom('run_changes as c')
-      .innerJoin('runs as r', 'r.id', 'c.run_id')
-      .select(['c.kind', (eb) => eb.fn.countAll<string>().as('n')])
-      .where('r.integration_id', '=', integrationId)
-      // What an admin approved was weighed already: it does not hold the hour's next removals.
-      .where('r.approves_run_id', 'is', null)
-      .where('c.state', '=', 'applied')
-      .where('c.kind', 'in', [CHANGE_KINDS.usersDeprovisioned, CHANGE_KINDS.groupsDeleted, CHANGE_KINDS.membershipsRemoved])
-      .where(sql<boolean>`c.created_at > now() - ${windowMs} * interval '1 millisecond'`)
-      // 'account removed' is what rows written before 2026-11-30 say (apply-plan's USER_DEPROVISIONED).
-      .where(sql<boolean>`coalesce(c.detail ->> 'with', '') not in ('user deprovisioned', 'account removed')`)
-      .groupBy('c.kind')
-      .execute();
+    const { rows } = await sql<{ kind: string; n: string }>`
+      with removed as (
+        select distinct c.kind, c.external_id, c.detail ->> 'group' as group_id, c.detail ->> 'user' as user_id
+        from run_changes c join runs r on r.id = c.run_id
+        where r.integration_id = ${integrationId}::uuid
+          -- What an admin approved was weighed already: it does not hold the hour's next removals.
+          and r.approves_run_id is null
+          and c.state = 'applied'
+          and c.kind in (${CHANGE_KINDS.usersDeprovisioned}, ${CHANGE_KINDS.groupsDeleted}, ${CHANGE_KINDS.membershipsRemoved})
+          and c.created_at > now() - ${windowMs} * interval '1 millisecond'
+          -- 'account removed' is what rows written before 2026-11-30 say (apply-plan's USER_DEPROVISIONED).
+          and coalesce(c.detail ->> 'with', '') not in ('user deprovisioned', 'account removed')
+      )
+      select d.kind, count(*)::text as n from removed d
+      where case d.kind
+        when ${CHANGE_KINDS.usersDeprovisioned} then not exists (
+          select 1 from accounts a where a.integration_id = ${integrationId}::uuid and a.external_id = d.external_id and a.active)
+        when ${CHANGE_KINDS.groupsDeleted} then not exists (
+          select 1 from groups g where g.integration_id = ${integrationId}::uuid and g.external_id = d.external_id)
+        else not exists (
+          select 1 from group_memberships gm
+          join groups g on g.id = gm.group_id and g.integration_id = ${integrationId}::uuid and g.external_id = d.group_id
+          join accounts a on a.id = gm.account_id and a.integration_id = ${integrationId}::uuid and a.external_id = d.user_id)
+      end
+      group by d.kind
+    `.execute(this.db);
     const n = (kind: string) => Number(rows.find((r) => r.kind === kind)?.n ?? 0);
     return {
       windowMs,

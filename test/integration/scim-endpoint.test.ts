@@ -164,6 +164,31 @@ describe('SCIM endpoint on the state model', () => {
     expect((await users(s)).filter((u) => !u.active)).toHaveLength(8);
   });
 
+  it('counts in the window only the deactivations that still stand: one undone within the hour is among the active users again, not counted twice', async () => {
+    const s = await scimIntegration();
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) ids.push((await s.req('POST', '/Users', userBody(`u${i}@undo.test`))).body.id);
+    await run(s);
+    const active = (id: string, on: boolean) => s.req('PATCH', `/Users/${id}`, patchOp({ op: 'replace', value: { active: on } }));
+    // Five deactivations, one per run, then all five undone.
+    for (const id of ids.slice(0, 5)) {
+      await active(id, false);
+      expect((await run(s)).status).toBe('succeeded');
+    }
+    for (const id of ids.slice(0, 5)) await active(id, true);
+    expect((await run(s)).counts).toMatchObject({ usersReprovisioned: 5 });
+    // Five others: none held, as for a tenant that never saw the first five go.
+    const statuses: string[] = [];
+    for (const id of ids.slice(5, 11)) {
+      await active(id, false);
+      statuses.push((await run(s)).status);
+    }
+    expect(statuses).toEqual(['succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded', 'held']);
+    const held = (await new RunRepository(db).listForIntegration(s.id)).find((r) => r.status === 'held')!;
+    // 15 active users and the 5 deprovisioned in the window: the tenant's 20, each once.
+    expect(held.heldReason).toContain("deprovisions 1 of the tenant's 15 active users (with 5 applied in the last hour, 6 of the 20 there were)");
+  });
+
   it('filters on columns and on pushed attributes alike, and never lets a filter reach SQL as code', async () => {
     const s = await scimIntegration();
     const ann = (
