@@ -117,6 +117,7 @@ export class RunRecorder {
     this.stats.applyMs = Date.now() - (this.applyStart || this.started);
     this.stats.totalMs = Date.now() - this.started;
     const warnings = skipped.map(toWarning);
+    await this.halt();
     if (!(await this.runs.finish(this.runId, { status, counts, stats: this.stats, heldReason: held?.reason, warnings }, this.attempt))) throw new RunInterruptedError('superseded');
     if (held) this.log.warn({ counts, held: held.held, reason: held.reason }, 'run held for approval');
     else this.log.info({ counts, stats: this.stats, skipped: warnings.length }, 'run succeeded');
@@ -126,6 +127,7 @@ export class RunRecorder {
   async fail(error: string): Promise<ReconcileOutcome> {
     const counts = this.prior;
     this.stats.totalMs = Date.now() - this.started;
+    await this.halt();
     if (!(await this.runs.finish(this.runId, { status: 'failed', counts, stats: this.stats, error }, this.attempt))) throw new RunInterruptedError('superseded');
     return { kind: 'finished', run: (await this.runs.find(this.runId))! };
   }
@@ -134,7 +136,11 @@ export class RunRecorder {
     clearInterval(this.heartbeat);
   }
 
-  /** Stops the heartbeat and waits for one in flight: a beat landing after abandonAttempt would make the run look alive again. */
+  /**
+   * Stops the heartbeat and waits for one in flight: a beat landing after abandonAttempt would
+   * make the run look alive again, and one landing after the run is finished would find it no
+   * longer running and say it was taken over (finish and fail halt first).
+   */
   async halt(): Promise<void> {
     this.stop();
     await this.beating;

@@ -279,6 +279,20 @@ describe('queue and worker (real Redis)', () => {
     expect(await accountsOf(t.integrationId)).toBe(SHUT_USERS);
   });
 
+  it('never says a run it finished itself was taken over: no heartbeat lands after the finish', async () => {
+    const { config } = setup();
+    const t = await createOktaIntegration(db, config, okta, { appId: SHUT_APP });
+    const lines: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) });
+    for (let i = 0; i < 8; i++) {
+      const { run } = await new RunRepository(db).trigger(t.integrationId, 'manual', false);
+      // A beat every millisecond: one is nearly always in flight when the run finishes.
+      const outcome = await reconcile({ db, config, log, heartbeatMs: 1 }, run.id);
+      expect(outcome).toMatchObject({ kind: 'finished', run: { status: 'succeeded' } });
+    }
+    expect(lines.filter((line) => line.includes('taken over'))).toEqual([]);
+  });
+
   it('stops a run that another attempt took over after a stale heartbeat: it applies nothing more', async () => {
     const { config } = setup();
     const t = await createOktaIntegration(db, config, okta, { appId: SHUT_APP });
