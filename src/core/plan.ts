@@ -31,11 +31,13 @@ export interface UserDeprovision {
   readonly externalId: string;
   readonly userName: string;
   readonly reason: DeprovisionReason;
-  /**
-   * The IdP's current record when it still lists the user (suspended, deactivated): its status
-   * for the change log. Attribute changes it brings are a `usersUpdated` entry of their own.
-   */
+  /** The IdP's current record when it still lists the user (suspended, deactivated), to refresh attributes. */
   readonly user: DirectoryUser | null;
+  /**
+   * The attribute changes that record brings, if any: applied with the deprovision, or on
+   * their own at once when the deprovision is held (updates are never held, SPEC "Safety").
+   */
+  readonly update?: UserUpdate;
 }
 
 export interface GroupUpdate {
@@ -216,8 +218,8 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
   // Accounts whose memberships go because they are deprovisioned: the account goes
   // (remove-access, delete), or the user left the scope. Those removals follow the deprovision.
   const removedAccounts = new Set<string>();
-  const deprovision = (externalId: string, userName: string, reason: DeprovisionReason, user: DirectoryUser | null) => {
-    usersDeprovisioned.push({ externalId, userName, reason, user });
+  const deprovision = (externalId: string, userName: string, reason: DeprovisionReason, user: DirectoryUser | null, update?: UserUpdate) => {
+    usersDeprovisioned.push({ externalId, userName, reason, user, ...(update && { update }) });
     if (keepsRow) rowsAfter.add(externalId);
     if (!keepsRow || reason === 'out-of-scope') removedAccounts.add(externalId);
   };
@@ -293,18 +295,18 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
       rowsAfter.add(externalId);
       continue;
     }
-    // Attribute changes are an update of their own, also when the status deprovisions or
-    // reprovisions in the same edit: updates are never held (SPEC "Safety"), so a held
-    // deprovision cannot keep a rename back, and the host app hears every changed field with
-    // its previous and new value as a user.updated, whether or not the deprovision waited.
-    const changed = userChanges(existing, user);
-    if (changed.length > 0) usersUpdated.push({ user, changed, previous: existing });
     if (existing.active && !user.active) {
-      deprovision(externalId, user.userName, 'idp-status', user);
+      const changed = userChanges(existing, user);
+      deprovision(externalId, user.userName, 'idp-status', user, changed.length > 0 ? { user, changed, previous: existing } : undefined);
       continue;
     }
     rowsAfter.add(externalId);
-    if (!existing.active && user.active) usersReprovisioned.push({ ...user, adopts: null });
+    if (!existing.active && user.active) {
+      usersReprovisioned.push({ ...user, adopts: null });
+      continue;
+    }
+    const changed = userChanges(existing, user);
+    if (changed.length > 0) usersUpdated.push({ user, changed, previous: existing });
   }
 
   for (const existing of sorted(local.users)) {

@@ -268,9 +268,12 @@ export function split(plan: Plan, verdict: GateVerdict, ctx: Pick<SafetyContext,
     membershipsRemoved: heldRemovals,
     skipped: [],
   };
-  // A held deprovision's attribute changes are in usersUpdated (plan), which applies now.
+  // Updates are never held: a held deprovision's attribute changes (a rename with the
+  // deactivation) apply now, and the deprovision refreshes nothing more once approved.
+  const heldUpdates = heldDeprovisions.flatMap((d) => (d.update ? [d.update] : []));
   const apply: Plan = {
     ...plan,
+    usersUpdated: [...plan.usersUpdated, ...heldUpdates],
     usersDeprovisioned: appliedDeprovisions,
     groupsDeleted: appliedDeletions,
     membershipsRemoved: appliedRemovals,

@@ -93,9 +93,12 @@ export function referenceGate(plan: Plan, ctx: SafetyContext): GatedPlan {
     membershipsRemoved: heldRemovals,
     skipped: [],
   };
-  // Updates are never held; a held deprovision's attribute changes are among them (plan).
+  // Updates are never held: a held deprovision's attribute changes (a rename with the
+  // deactivation) apply now, and the deprovision refreshes nothing more once approved.
+  const heldUpdates = heldDeprovisions.flatMap((d) => (d.update ? [d.update] : []));
   const apply: Plan = {
     ...plan,
+    usersUpdated: [...plan.usersUpdated, ...heldUpdates],
     usersDeprovisioned: appliedDeprovisions,
     groupsDeleted: appliedDeletions,
     membershipsRemoved: appliedRemovals,

@@ -84,25 +84,12 @@ describe('plan', () => {
     expect(p.usersDeprovisioned).toEqual([]);
   });
 
-  it('reprovisions a user the IdP activates again; new attributes are an update with their previous values', () => {
+  it('reprovisions a user the IdP activates again, with their new attributes', () => {
     const before = user('u1', { active: false });
     const after = user('u1', { email: 'back@example.com' });
     const p = plan(local([localUser(before, false)], []), snapshot([after], []), suspend);
     expect(p.usersReprovisioned).toEqual([{ ...after, adopts: null }]);
-    expect(p.usersUpdated).toEqual([{ user: after, changed: ['email', 'attributes'], previous: localUser(before, false) }]);
-  });
-
-  it('a deactivation that comes with new attributes is an update and a deprovision, in every mode', () => {
-    const before = user('u1');
-    const after = user('u1', { active: false, status: 'SUSPENDED', email: 'gone@example.com' });
-    for (const mode of ['suspend', 'remove-access', 'delete'] as const) {
-      const p = plan(local([localUser(before)], []), snapshot([after], []), { ...suspend, deprovisionMode: mode });
-      expect(p.usersUpdated).toEqual([{ user: after, changed: ['email', 'attributes'], previous: localUser(before) }]);
-      expect(p.usersDeprovisioned).toEqual([{ externalId: 'u1', userName: after.userName, reason: 'idp-status', user: after }]);
-    }
-    // A status alone changes no attribute: no update.
-    const quiet = plan(local([localUser(before)], []), snapshot([{ ...before, active: false, status: 'SUSPENDED' }], []), suspend);
-    expect(quiet.usersUpdated).toEqual([]);
+    expect(p.usersUpdated).toEqual([]);
   });
 
   it('updates, deletes and re-members groups', () => {
