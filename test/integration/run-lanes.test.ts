@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/database.js';
 import { RunRepository } from '../../src/db/run.repository.js';
+import { applyPlan } from '../../src/apply/apply-plan.js';
+import { emptyPlan } from '../../src/core/plan.js';
+import { group, user } from '../support/builders.js';
 import { TenantRepository } from '../../src/db/tenant.repository.js';
 import { UserError } from '../../src/errors.js';
 import { IntegrationService } from '../../src/integrations/integration.service.js';
@@ -98,6 +101,29 @@ describe('the sliding window of removals', () => {
     const first = await record(null);
     await record(first);
     expect(await runs.recentRemovals(integration.id, 3_600_000)).toMatchObject({ deprovisions: 1 });
+  });
+
+  it('counts each removal once, and only while it stands: of users, groups and memberships alike', async () => {
+    const integration = await okta();
+    const runs = new RunRepository(db);
+    const { run } = await runs.trigger(integration.id, 'manual', false, { mode: 'full', lane: 'full' });
+    const scope = { tenantId: integration.tenantId, integrationId: integration.id, runId: run.id };
+    // Now: users back (active again) and kept, group back, membership back; the others stay removed.
+    await applyPlan(db, scope, { ...emptyPlan(), usersCreated: [{ ...user('back'), adopts: null }], groupsCreated: [group('gBack')],
+      membershipsAdded: [{ groupExternalId: 'gBack', userExternalId: 'back', groupName: 'group-gBack', userName: 'back@example.com' }] }, { deprovisionMode: 'suspend' });
+    const removal = (kind: string, externalId: string, detail: Record<string, string> | null = null) => ({
+      run_id: run.id, kind, external_id: externalId, subject: 'x', detail: detail && JSON.stringify(detail), state: 'applied', tenant_id: integration.tenantId, integration_id: integration.id,
+    });
+    await db.insertInto('run_changes').values([
+      // Each twice: a subject removed, back, and removed again in the hour counts once while it stands.
+      removal('user.deprovisioned', 'back'), removal('user.deprovisioned', 'back'),
+      removal('user.deprovisioned', 'gone'), removal('user.deprovisioned', 'gone'),
+      removal('group.deleted', 'gBack'), removal('group.deleted', 'gGone'), removal('group.deleted', 'gGone'),
+      removal('membership.removed', 'gBack/back', { group: 'gBack', user: 'back' }),
+      removal('membership.removed', 'gGone/back', { group: 'gGone', user: 'back' }),
+      removal('membership.removed', 'gGone/back', { group: 'gGone', user: 'back' }),
+    ] as never).execute();
+    expect(await runs.recentRemovals(integration.id, 3_600_000)).toEqual({ windowMs: 3_600_000, deprovisions: 1, groupDeletions: 1, membershipRemovals: 1 });
   });
 });
 
