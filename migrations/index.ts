@@ -18,6 +18,7 @@ import * as retentionIndexes from './2026-11-30T0850-retention-indexes.js';
 import * as apiTokensAudit from './2026-11-30T0900-api-tokens-audit.js';
 import * as targetedRuns from './2026-11-30T1000-targeted-runs.js';
 import * as stagedReads from './2026-12-01T0000-staged-reads.js';
+import * as membershipReferences from './2026-12-02T0000-membership-references.js';
 
 /**
  * Every migration, by name (names sort in the order they apply). Listed statically rather
@@ -43,4 +44,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-30T0900-api-tokens-audit': apiTokensAudit,
   '2026-11-30T1000-targeted-runs': targetedRuns,
   '2026-12-01T0000-staged-reads': stagedReads,
+  '2026-12-02T0000-membership-references': membershipReferences,
 };

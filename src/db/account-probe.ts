@@ -10,10 +10,15 @@ import { type RawBuilder, sql } from 'kysely';
  * than probing the index (it did up to about 60,000 accounts in the W100k bench, a third of an
  * initial sync's membership time). `LIMIT 1` keeps the LATERAL from being flattened back into
  * such a join, so each row is one index probe whatever the statistics say.
+ *
+ * `lock: 'key share'` locks the account found until the transaction ends, as a foreign key to
+ * it would: its delete waits, and an account deleted meanwhile is not found.
  */
-export function accountByIdpId(integrationId: string, externalId: RawBuilder<unknown>, columns: string) {
+export function accountByIdpId(integrationId: string, externalId: RawBuilder<unknown>, columns: string, options: { lock?: 'key share' } = {}) {
+  // `key share`: the row lock a foreign key to the account takes (see addMemberships).
+  const lock = options.lock ? sql` for key share` : sql``;
   return sql`(select ${sql.raw(columns)} from accounts a
-    where a.integration_id = ${integrationId}::uuid and a.external_id = ${externalId} limit 1)`;
+    where a.integration_id = ${integrationId}::uuid and a.external_id = ${externalId} limit 1${lock})`;
 }
 
 /**

@@ -561,6 +561,12 @@ export class DirectoryRepository {
    * groupId, accountId, personId). Building it in SQL rather than sending each row's JSON is
    * what makes an initial sync's 5 of 6 changes cheap. A membership whose group or account is
    * not there is neither added nor recorded. Returns how many were recorded.
+   *
+   * The group and account rows are locked `FOR KEY SHARE` in the join, as foreign keys would
+   * lock them, but in one pass rather than a check query per row (migration
+   * 2026-12-02T0000-membership-references): a concurrent delete of either waits until this
+   * commits (and its trigger then deletes the membership), or, committed first, leaves the row
+   * out of the join, so no membership outlives its group or account.
    */
   async addMemberships(scope: WriteScope, memberships: readonly Membership[]): Promise<number> {
     if (memberships.length === 0) return 0;
@@ -572,7 +578,8 @@ export class DirectoryRepository {
           ${memberships.map((m) => m.userName)}::text[], ${memberships.map((m) => m.groupName)}::text[])
           with ordinality as m(group_external_id, user_external_id, user_name, group_name, n)
         join groups g on g.integration_id = ${scope.integrationId}::uuid and g.external_id = m.group_external_id
-        cross join lateral ${accountByIdpId(scope.integrationId, sql.ref('m.user_external_id'), 'a.id, a.user_id')} a
+        cross join lateral ${accountByIdpId(scope.integrationId, sql.ref('m.user_external_id'), 'a.id, a.user_id', { lock: 'key share' })} a
+        for key share of g
       ), added as (
         insert into group_memberships (group_id, account_id)
         select group_id, account_id from r
