@@ -1,11 +1,11 @@
 import { setTimeout } from 'node:timers/promises';
 import { changeLogId, destructive, membershipDetail } from '../core/approvals.js';
 import type { DirectoryGroup, DirectoryUser, JsonObject, SkippedRecord } from '../core/model.js';
-import { CHANGE_KINDS, type Membership, type Plan, type PlanCounts, type PlanKind, type UserDeprovision, zeroCounts } from '../core/plan.js';
+import { CHANGE_KINDS, type Membership, type Plan, type PlanCounts, type PlanKind, type UserDeprovision, type UserUpdate, zeroCounts } from '../core/plan.js';
 import type { DeprovisionMode, Policy } from '../core/policy.js';
 import { type Db, isDataError, isTransactionConflict } from '../db/database.js';
 import { DirectoryRepository, type WriteScope } from '../db/directory.repository.js';
-import { type NewRunChange, RunRepository } from '../db/run.repository.js';
+import { type NewRunChange, RunRepository, changeKey } from '../db/run.repository.js';
 import { type Fence, type ReadInterval, fenceFor, lostScope } from '../runs/read-stamps.js';
 
 /** Operations per transaction: large enough that round trips do not dominate, small enough to keep transactions short. */
@@ -62,7 +62,8 @@ interface Batch {
 
 /** What one batch's transaction did: taken in by applyPlan once it committed. */
 interface Committed {
-  readonly applied: number;
+  /** Changes applied, by kind: a batch's own, and the updates that came with its deprovisions or reprovisions. */
+  readonly applied: Partial<Record<PlanKind, number>>;
   /** Operations dropped for another run's later read, and their subjects. */
   readonly dropped: number;
   readonly subjects: readonly Subjects[];
@@ -110,7 +111,7 @@ export async function applyPlan(
   let lost: Set<string> | undefined;
   // What a batch's transaction found is taken in only once it committed: a transaction that
   // fails is tried again item by item, and must not count its drops or refusals twice.
-  const commit = async (whole: Batch): Promise<number> => {
+  const commit = async (whole: Batch): Promise<Partial<Record<PlanKind, number>>> => {
     const done = await retryConflicts(() => db.transaction().execute(async (trx): Promise<Committed> => {
       let batch: Batch | undefined = whole;
       let dropped = 0;
@@ -120,7 +121,7 @@ export async function applyPlan(
         const fence = await fenceFor(trx, scope.integrationId, options.read);
         lost ??= await lostScope(trx, scope.integrationId, options.read.assumedInScope ?? []);
         ({ batch, dropped, subjects } = whole.without(lost.size === 0 ? fence : { ...fence, users: new Set([...fence.users, ...lost]) }));
-        if (!batch) return { applied: 0, dropped, subjects, refused: [] };
+        if (!batch) return { applied: {}, dropped, subjects, refused: [] };
       }
       const runs = new RunRepository(trx);
       // An event describes its subject as it is after the change; one the change removes, as it was.
@@ -133,10 +134,10 @@ export async function applyPlan(
         refusedIds.size === 0
           ? []
           : batch.changes.filter((c) => refusedIds.has(c.externalId)).map((c) => ({ kind: 'user', externalId: c.externalId, subject: c.subject, reason: `${c.subject}: ${REFUSED}` }));
-      if (written.recorded !== undefined) return { applied: written.recorded, dropped, subjects, refused };
+      if (written.recorded !== undefined) return { applied: { [batch.kind]: written.recorded }, dropped, subjects, refused };
       const changes = refusedIds.size > 0 ? batch.changes.filter((c) => !refusedIds.has(c.externalId)) : batch.changes;
       await runs.recordApplied(scope, changes, { ...(before && { before }) });
-      return { applied: changes.length, dropped, subjects, refused };
+      return { applied: countKinds(changes), dropped, subjects, refused };
     }));
     stale += done.dropped;
     for (const s of done.subjects) {
@@ -146,15 +147,16 @@ export async function applyPlan(
     skipped.push(...done.refused);
     return done.applied;
   };
+  const count = (done: Partial<Record<PlanKind, number>>) => {
+    for (const [kind, n] of Object.entries(done) as [PlanKind, number][]) applied[kind] += n;
+  };
   for (const step of steps(plan, policy)) {
     for (const batch of step.batches(options.batchSize ?? DEFAULT_BATCH)) {
       try {
-        applied[step.kind] += await commit(batch);
+        count(await commit(batch));
       } catch (error) {
         if (!isDataError(error)) throw error;
-        for (const item of batch.items()) {
-          applied[step.kind] += await commitItem(item, commit, skipped, error);
-        }
+        for (const item of batch.items()) count(await commitItem(item, commit, skipped, error));
       }
       await options.afterBatch?.(step.kind, applied[step.kind]);
     }
@@ -196,7 +198,12 @@ async function retryConflicts<T>(transaction: () => Promise<T>): Promise<T> {
   }
 }
 
-async function commitItem(item: Batch, commit: (b: Batch) => Promise<number>, skipped: SkippedRecord[], batchError: unknown): Promise<number> {
+async function commitItem(
+  item: Batch,
+  commit: (b: Batch) => Promise<Partial<Record<PlanKind, number>>>,
+  skipped: SkippedRecord[],
+  batchError: unknown,
+): Promise<Partial<Record<PlanKind, number>>> {
   let error: unknown = batchError;
   for (const attempt of [item, item.fallback?.()]) {
     if (!attempt) continue;
@@ -209,7 +216,20 @@ async function commitItem(item: Batch, commit: (b: Batch) => Promise<number>, sk
   }
   const record = item.describe();
   skipped.push({ ...record, reason: `${record.reason}: Postgres refused it (${(error as Error).message})` });
-  return 0;
+  return {};
+}
+
+/** The plan kind of each change-log kind (CHANGE_KINDS read backwards). */
+const PLAN_KIND_OF = new Map<string, PlanKind>(Object.entries(CHANGE_KINDS).map(([kind, change]) => [change, kind as PlanKind]));
+
+/** How many changes of each plan kind these change-log rows record. */
+function countKinds(changes: readonly NewRunChange[]): Partial<Record<PlanKind, number>> {
+  const counts: Partial<Record<PlanKind, number>> = {};
+  for (const c of changes) {
+    const kind = PLAN_KIND_OF.get(c.kind);
+    if (kind) counts[kind] = (counts[kind] ?? 0) + 1;
+  }
+  return counts;
 }
 
 /**
@@ -230,8 +250,14 @@ export async function recordPlan(
   let recorded = 0;
   for (const batch of describePlan(plan, policy, batchSize)) {
     let changes = except ? batch.changes.filter((c) => !except.has(changeKey(c))) : batch.changes;
-    // An update's attributes are said as they differ from the account's or group's now, as applying it would record them.
-    if (batch.kind === 'usersUpdated' || batch.kind === 'groupsUpdated') changes = await runs.describedBefore(scope.integrationId, changes);
+    // An update's attributes are said as they differ from the account's or group's now, as
+    // applying it would record them (also an update recorded with a deprovision or reprovision).
+    const updates = changes.filter(isUpdate);
+    if (updates.length > 0) {
+      const described = await runs.describedBefore(scope.integrationId, updates);
+      let next = 0;
+      changes = changes.map((c) => (isUpdate(c) ? described[next++]! : c));
+    }
     if (changes.length > 0) await runs.recordChanges(scope.runId, changes, state);
     recorded += changes.length;
   }
@@ -245,9 +271,10 @@ export function planKeys(plan: Plan, policy: Policy): Set<string> {
   return keys;
 }
 
-function changeKey(change: NewRunChange): string {
-  return `${change.kind}\u0000${change.externalId}`;
+function isUpdate(change: NewRunChange): boolean {
+  return change.kind === CHANGE_KINDS.usersUpdated || change.kind === CHANGE_KINDS.groupsUpdated;
 }
+
 
 /**
  * A plan's operations as the change-log rows applying them records, in apply order, in
@@ -273,14 +300,7 @@ function steps(plan: Plan, policy: Policy): Step[] {
         of: { group: groupOf(u.group) },
       }),
     ),
-    step('usersUpdated', plan.usersUpdated, (u) => ({ user: u.user.externalId }), (r, s, b) => r.updateUsers(s, b.map((u) => u.user)).then(() => ({})), (u) =>
-      change(CHANGE_KINDS.usersUpdated, u.user.externalId, u.user.userName, {
-        changed: [...u.changed],
-        // As for groups: the new raw attributes, made the ones that differ (before and after) as they are recorded (RunRepository.describeSubjects).
-        changes: { ...changes(u.changed, u.previous, u.user), ...(u.changed.includes('attributes') && { attributes: { new: u.user.attributes } }) },
-        of: { account: accountOf(u.user) },
-      }),
-    ),
+    step('usersUpdated', plan.usersUpdated, (u) => ({ user: u.user.externalId }), (r, s, b) => r.updateUsers(s, b.map((u) => u.user)).then(() => ({})), describeUpdate),
     // Created users are recorded by the grant itself (one statement, not a second join); a
     // reprovision goes through recordApplied, which adds what its account was before (DESCRIBED_BEFORE).
     step('usersCreated', plan.usersCreated, (u) => ({ user: u.externalId }), (r, s, b, changes) => r.grantAccess(s, b, changes()), (u) =>
@@ -291,13 +311,15 @@ function steps(plan: Plan, policy: Policy): Step[] {
         of: { account: accountOf(u) },
       }),
     ),
-    step('usersReprovisioned', plan.usersReprovisioned, (u) => ({ user: u.externalId }), (r, s, b) => r.grantAccess(s, b), (u) =>
+    // A reprovision's attribute changes are applied by its grant, and recorded before it as a user.updated.
+    step('usersReprovisioned', plan.usersReprovisioned, (u) => ({ user: u.externalId }), (r, s, b) => r.grantAccess(s, b), (u) => [
+      ...(u.update ? [describeUpdate(u.update)] : []),
       change(CHANGE_KINDS.usersReprovisioned, u.externalId, u.userName, {
         status: u.status,
         ...(u.adopts ? { adopted: u.adopts } : {}),
         of: { account: accountOf(u) },
       }),
-    ),
+    ]),
     step('membershipsAdded', plan.membershipsAdded, membershipSubjects, async (r, s, b) => ({ recorded: await r.addMemberships(s, b) }), (m) =>
       change(CHANGE_KINDS.membershipsAdded, membershipId(m), `${m.userName} in ${m.groupName}`, { ...membershipDetail(m), of: membershipOf(m) }),
     ),
@@ -313,15 +335,25 @@ function steps(plan: Plan, policy: Policy): Step[] {
       plan.usersDeprovisioned,
       (d) => ({ user: d.externalId }),
       (r, s, b) => deprovision(r, s, b, mode).then(() => ({})),
-      (d) =>
+      (d) => [
+        // Suspend mode refreshes the account's attributes with the deprovision (the other modes
+        // remove it): the changes are recorded before it, as the user.updated a held
+        // deprovision's update records when it applies alone.
+        ...(d.update && d.user && mode === 'suspend' ? [describeUpdate(d.update)] : []),
         change(CHANGE_KINDS.usersDeprovisioned, d.externalId, d.userName, {
           reason: d.reason,
           status: d.user?.status ?? null,
           mode,
-          of: { account: { userName: d.userName, active: false, locked: true } },
+          // As it is after: suspend mode keeps the account with the record's attributes.
+          of: { account: { ...(d.user && mode === 'suspend' ? accountOf(d.user) : { userName: d.userName }), active: false, locked: true } },
         }),
+      ],
       // A record whose attributes Postgres refuses is still deprovisioned: bad data never keeps anyone in.
-      (d) => (d.user ? { ...d, user: null } : undefined),
+      (d) => {
+        if (!d.user) return undefined;
+        const { update: _refused, ...rest } = d;
+        return { ...rest, user: null };
+      },
     ),
     step('groupsDeleted', plan.groupsDeleted, (g) => ({ group: g.externalId }), (r, s, b) => r.deleteGroups(s, b.map((g) => g.externalId)).then(() => ({})), (g) =>
       change(CHANGE_KINDS.groupsDeleted, g.externalId, g.name, { members: g.members, of: { group: { name: g.name } } }),
@@ -335,7 +367,8 @@ function step<T>(
   subjects: (item: T) => Subjects,
   /** `changes()`: the batch's change-log rows (describe, computed on the first call), for a write that records them itself. */
   write: (repo: DirectoryRepository, scope: WriteScope, batch: readonly T[], changes: () => readonly NewRunChange[]) => Promise<Written>,
-  describe: (item: T) => NewRunChange,
+  /** The item's change-log row; or rows, in order, when the write also applies changes of another kind (an update with a deprovision). */
+  describe: (item: T) => NewRunChange | readonly NewRunChange[],
   fallback?: (item: T) => T | undefined,
 ): Step {
   const batchOf = (batch: readonly T[]): Batch => {
@@ -345,7 +378,7 @@ function step<T>(
       kind,
       size: batch.length,
       get changes() {
-        return (described ??= batch.map(describe));
+        return (described ??= batch.flatMap(describe));
       },
       write: (repo, scope) => write(repo, scope, batch, () => self.changes),
       items: () => batch.map((item) => batchOf([item])),
@@ -365,7 +398,8 @@ function step<T>(
         return better === undefined ? undefined : batchOf([better]);
       },
       describe: () => {
-        const first = self.changes[0];
+        // The step's own row (a deprovision, not the update recorded with it).
+        const first = self.changes.find((c) => c.kind === CHANGE_KINDS[kind]) ?? self.changes[0];
         return {
           kind: kind.startsWith('group') ? 'group' : 'user',
           externalId: first?.externalId ?? null,
@@ -398,6 +432,16 @@ function deprovision(
     case 'delete':
       return repo.removeAccess(scope, batch, true);
   }
+}
+
+/** A user's attribute changes as the change-log row `user.updated` (its `changes`: each field's previous and new value). */
+function describeUpdate(u: UserUpdate): NewRunChange {
+  return change(CHANGE_KINDS.usersUpdated, u.user.externalId, u.user.userName, {
+    changed: [...u.changed],
+    // As for groups: the new raw attributes, made the ones that differ (before and after) as they are recorded (RunRepository.describeSubjects).
+    changes: { ...changes(u.changed, u.previous, u.user), ...(u.changed.includes('attributes') && { attributes: { new: u.user.attributes } }) },
+    of: { account: accountOf(u.user) },
+  });
 }
 
 /** The account an event describes, as the plan knows it (its ids, IdP id included, are added when events are read). */

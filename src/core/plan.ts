@@ -17,6 +17,12 @@ export type DeprovisionReason = 'out-of-scope' | 'idp-status';
 export interface UserGrant extends DirectoryUser {
   /** The account this identity adopts (SPEC "Adoption"), or null for a new account. */
   readonly adopts: string | null;
+  /**
+   * A reprovision only: the attribute changes the record brings to the inactive account (an
+   * email changed with the reactivation). Applied by the grant, and recorded as a
+   * `user.updated` of its own in the same transaction (SPEC "Events": every applied change).
+   */
+  readonly update?: UserUpdate;
 }
 
 export interface UserUpdate {
@@ -34,8 +40,11 @@ export interface UserDeprovision {
   /** The IdP's current record when it still lists the user (suspended, deactivated), to refresh attributes. */
   readonly user: DirectoryUser | null;
   /**
-   * The attribute changes that record brings, if any: applied with the deprovision, or on
-   * their own at once when the deprovision is held (updates are never held, SPEC "Safety").
+   * The attribute changes that record brings, if any: applied with the deprovision (suspend
+   * mode refreshes the account; the other modes remove it) and recorded as a `user.updated` of
+   * its own in the same transaction, or applied on their own at once when the deprovision is
+   * held (updates are never held, SPEC "Safety"). Either way the host app hears the same
+   * `user.updated`, with each field's previous and new value.
    */
   readonly update?: UserUpdate;
 }
@@ -295,18 +304,18 @@ export function plan(local: LocalState, snapshot: Snapshot, policy: Policy): Pla
       rowsAfter.add(externalId);
       continue;
     }
+    const changed = userChanges(existing, user);
+    const update: UserUpdate | undefined = changed.length > 0 ? { user, changed, previous: existing } : undefined;
     if (existing.active && !user.active) {
-      const changed = userChanges(existing, user);
-      deprovision(externalId, user.userName, 'idp-status', user, changed.length > 0 ? { user, changed, previous: existing } : undefined);
+      deprovision(externalId, user.userName, 'idp-status', user, update);
       continue;
     }
     rowsAfter.add(externalId);
     if (!existing.active && user.active) {
-      usersReprovisioned.push({ ...user, adopts: null });
+      usersReprovisioned.push({ ...user, adopts: null, ...(update && { update }) });
       continue;
     }
-    const changed = userChanges(existing, user);
-    if (changed.length > 0) usersUpdated.push({ user, changed, previous: existing });
+    if (update) usersUpdated.push(update);
   }
 
   for (const existing of sorted(local.users)) {

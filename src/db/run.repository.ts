@@ -656,10 +656,10 @@ export class RunRepository {
     await this.db.deleteFrom('run_changes').where('run_id', '=', runId).where('state', 'in', ['planned', 'held']).execute();
   }
 
-  /** The change keys (kind and IdP id, as apply-plan's planKeys makes them) of the run's `held` changes. */
+  /** The change keys (changeKey) of the run's `held` changes. */
   async heldKeys(runId: string): Promise<Set<string>> {
     const rows = await this.db.selectFrom('run_changes').select(['kind', 'external_id']).where('run_id', '=', runId).where('state', '=', 'held').execute();
-    return new Set(rows.map((r) => `${r.kind}\u0000${r.external_id}`));
+    return new Set(rows.map((r) => changeKey({ kind: r.kind, externalId: r.external_id })));
   }
 
   /** Records changes not applied (planned, held, skipped): the run's change log only, not events. */
@@ -688,7 +688,7 @@ export class RunRepository {
   async recordApplied(scope: ChangeScope, changes: readonly NewRunChange[], options: { before?: ReadonlyMap<string, SubjectBefore>; ids?: boolean } = {}): Promise<void> {
     if (changes.length === 0) return;
     const { before, ids = true } = options;
-    const rows = before ? changes.map((c) => withBefore(c, before.get(c.externalId))) : changes;
+    const rows = before ? changes.map((c) => withBefore(c, before.get(changeKey(c)))) : changes;
     if (!ids) {
       await sql`
         insert into run_changes (run_id, tenant_id, integration_id, kind, external_id, subject, detail, state)
@@ -724,22 +724,22 @@ export class RunRepository {
   }
 
   /**
-   * What these changes' subjects are now, by change external id: `detail.of` as the host app
+   * What these changes' subjects are now, by change (kind and external id): `detail.of` as the host app
    * sees them, for subjects a write is about to remove; and for a `user.updated` or
    * `group.updated` whose `changes.attributes` gives the new raw attributes, the attributes before it.
    */
   async describeSubjects(integrationId: string, changes: readonly NewRunChange[]): Promise<Map<string, SubjectBefore>> {
     if (changes.length === 0) return new Map();
-    const { rows } = await sql<{ external_id: string; of: JsonObject; attributes: JsonObject | null }>`
-      select d.external_id, d.detail->'of' as of, d.attributes from (${described(integrationId, changes)}) d
+    const { rows } = await sql<{ kind: string; external_id: string; of: JsonObject; attributes: JsonObject | null }>`
+      select d.kind, d.external_id, d.detail->'of' as of, d.attributes from (${described(integrationId, changes)}) d
     `.execute(this.db);
-    return new Map(rows.map((r) => [r.external_id, { of: r.of, attributes: r.attributes }]));
+    return new Map(rows.map((r) => [changeKey({ kind: r.kind, externalId: r.external_id }), { of: r.of, attributes: r.attributes }]));
   }
 
   /** `changes` as recordApplied stores them after `describeSubjects` (for rows recorded unapplied: a dry run's plan). */
   async describedBefore(integrationId: string, changes: readonly NewRunChange[]): Promise<NewRunChange[]> {
     const before = await this.describeSubjects(integrationId, changes);
-    return changes.map((c) => withBefore(c, before.get(c.externalId)));
+    return changes.map((c) => withBefore(c, before.get(changeKey(c))));
   }
 
   async listChanges(runId: string, limit = 10_000, offset = 0): Promise<RunChange[]> {
@@ -818,6 +818,15 @@ export interface SubjectBefore {
  * `changes.attributes` (the new raw attributes, as apply-plan describes it) becomes the attributes that differ,
  * before and after (attributeDiff); it is left out when none does, or nothing was there before.
  */
+/**
+ * A change's key: its kind and subject (IdP id). Keys the `held` changes a run recorded
+ * (heldKeys, apply-plan's planKeys) and describeSubjects' answers, as one batch may hold two
+ * changes of one subject (a user's update and the deprovision it came with).
+ */
+export function changeKey(change: Pick<NewRunChange, 'kind' | 'externalId'>): string {
+  return `${change.kind}\u0000${change.externalId}`;
+}
+
 function withBefore(change: NewRunChange, before: SubjectBefore | undefined): NewRunChange {
   const detail = change.detail && (change.kind === CHANGE_KINDS.usersUpdated || change.kind === CHANGE_KINDS.groupsUpdated) ? withAttributeDiff(change.detail, before?.attributes ?? null) : change.detail;
   if (!before) return { ...change, detail };

@@ -1,7 +1,7 @@
 import { Kysely, type LogEvent, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyPlan, describePlan } from '../../src/apply/apply-plan.js';
+import { applyPlan, describePlan, recordPlan } from '../../src/apply/apply-plan.js';
 import { emptyLocalState } from '../../src/core/model.js';
 import { plan } from '../../src/core/plan.js';
 import type { Db } from '../../src/db/database.js';
@@ -185,3 +185,68 @@ function withoutIds(detail: unknown): unknown {
   const { ids: _ids, ...rest } = detail as Record<string, unknown>;
   return rest;
 }
+
+describe('attribute changes that come with a deprovision or a reprovision', () => {
+  /*
+   * SPEC "Events": every applied change is an event. An IdP edit that suspends a user and
+   * changes their email applies as one operation (the tenant never shows it half done), and
+   * records the update as a user.updated of its own, with each field's previous and new value,
+   * before the deprovision, in the same transaction; a dry run records the same two.
+   */
+  it('are a user.updated of their own, in the deprovision\'s transaction, counted as an update', async () => {
+    const slug = uniqueSlug('depupd');
+    const tenant = (await new TenantRepository(db).create(slug, slug))!;
+    const { integration } = await new IntegrationService(db, config).create({ tenant: slug, provider: 'okta', baseUrl: 'http://127.0.0.1:9', token: 'unused', verify: false });
+    const runs = new RunRepository(db);
+    const policy = { deprovisionMode: 'suspend' as const };
+    const scopeOf = async (dryRun = false) => ({ tenantId: tenant.id, integrationId: integration.id, runId: (await runs.trigger(integration.id, 'manual', dryRun)).run.id });
+    const ann = user('00u1', { userName: 'ann@example.com', email: 'ann@example.com' });
+    await applyPlan(db, await scopeOf(), plan(emptyLocalState(), snapshot([ann], []), policy), policy);
+
+    const suspended = user('00u1', { userName: 'ann@example.com', email: 'ann.new@example.com', active: false });
+    const planned = plan(await new DirectoryRepository(db).loadLocalState(integration.id, tenant.id), snapshot([suspended], []), policy);
+    expect(planned.usersDeprovisioned.map((d) => d.update?.changed.includes('email'))).toEqual([true]);
+    expect(planned.usersUpdated).toEqual([]);
+    // Runs of one integration coalesce while queued: each step's rows are those after the step before's.
+    let seen = '0';
+    const rowsOf = async (runId: string) => {
+      const rows = await db.selectFrom('run_changes').select(['id', 'kind', 'detail', 'state', 'txid']).where('run_id', '=', runId).where('id', '>', seen).orderBy('id').execute();
+      seen = rows.at(-1)?.id ?? seen;
+      return rows;
+    };
+    await rowsOf((await scopeOf()).runId);
+
+    const dry = await scopeOf(true);
+    await recordPlan(db, dry, planned, policy, 'planned');
+    const dryRows = await rowsOf(dry.runId);
+    expect(dryRows.map((r) => [r.kind, r.state])).toEqual([['user.updated', 'planned'], ['user.deprovisioned', 'planned']]);
+    expect(dryRows[0]!.detail).toMatchObject({ changed: expect.arrayContaining(['email']), changes: { email: { previous: 'ann@example.com', new: 'ann.new@example.com' } } });
+
+    const scope = await scopeOf();
+    const result = await applyPlan(db, scope, planned, policy);
+    expect(result.counts).toMatchObject({ usersUpdated: 1, usersDeprovisioned: 1 });
+    const rows = await rowsOf(scope.runId);
+    expect(rows.map((r) => [r.kind, r.state])).toEqual([['user.updated', 'applied'], ['user.deprovisioned', 'applied']]);
+    expect(rows[0]!.txid).toBe(rows[1]!.txid);
+    expect(rows[0]!.detail).toMatchObject({ changed: expect.arrayContaining(['email']), changes: { email: { previous: 'ann@example.com', new: 'ann.new@example.com' } } });
+    // Both describe the account after the edit: the new email, inactive and locked.
+    for (const row of rows) {
+      expect((row.detail as { of: { account: unknown } }).of.account).toMatchObject({ email: 'ann.new@example.com', active: false });
+      expect((row.detail as { ids: unknown }).ids).toMatchObject({ active: false, locked: true });
+    }
+    const account = await db.selectFrom('accounts').select(['email', 'active']).where('integration_id', '=', integration.id).where('external_id', '=', '00u1').executeTakeFirstOrThrow();
+    expect(account).toEqual({ email: 'ann.new@example.com', active: false });
+
+    // Reactivated with another email: the update, then the reprovision, in one transaction.
+    const back = user('00u1', { userName: 'ann@example.com', email: 'ann.back@example.com' });
+    const again = plan(await new DirectoryRepository(db).loadLocalState(integration.id, tenant.id), snapshot([back], []), policy);
+    const later = await scopeOf();
+    const reprovisioned = await applyPlan(db, later, again, policy);
+    expect(reprovisioned.counts).toMatchObject({ usersUpdated: 1, usersReprovisioned: 1 });
+    const backRows = await rowsOf(later.runId);
+    expect(backRows.map((r) => r.kind)).toEqual(['user.updated', 'user.reprovisioned']);
+    expect(backRows[0]!.txid).toBe(backRows[1]!.txid);
+    expect(backRows[0]!.detail).toMatchObject({ changes: { email: { previous: 'ann.new@example.com', new: 'ann.back@example.com' } } });
+    for (const row of backRows) expect((row.detail as { ids: unknown }).ids).toMatchObject({ active: true, locked: false });
+  });
+});

@@ -85,7 +85,8 @@ export function referenceGate(plan: Plan, ctx: SafetyContext): GatedPlan {
     usersCreated: [],
     usersUpdated: [],
     usersReprovisioned: [],
-    usersDeprovisioned: heldDeprovisions,
+    // Their updates apply now (below): the held record has none left to make.
+    usersDeprovisioned: heldDeprovisions.map(({ update: _applied, ...d }) => d),
     groupsCreated: [],
     groupsUpdated: [],
     groupsDeleted: heldDeletions,

@@ -88,7 +88,8 @@ describe('plan', () => {
     const before = user('u1', { active: false });
     const after = user('u1', { email: 'back@example.com' });
     const p = plan(local([localUser(before, false)], []), snapshot([after], []), suspend);
-    expect(p.usersReprovisioned).toEqual([{ ...after, adopts: null }]);
+    // The attribute changes come with the reprovision (recorded as a user.updated beside it), not as an update of their own.
+    expect(p.usersReprovisioned).toEqual([{ ...after, adopts: null, update: { user: after, changed: ['email', 'attributes'], previous: localUser(before, false) } }]);
     expect(p.usersUpdated).toEqual([]);
   });
 
