@@ -26,34 +26,33 @@ type Db = Kysely<any>;
  *   statement-level trigger on each, with the deleted rows as a transition table, so also
  *   when the delete is itself a cascade (an integration's groups, a person's accounts).
  */
+/** The tables whose deleted rows take their memberships with them, and the membership column naming them. */
+const CASCADES = [
+  { table: 'groups', column: 'group_id' },
+  { table: 'accounts', column: 'account_id' },
+] as const;
+
 export async function up(db: Db): Promise<void> {
   await sql`alter table group_memberships drop constraint group_memberships_group_id_fkey`.execute(db);
   await sql`alter table group_memberships drop constraint group_memberships_account_id_fkey`.execute(db);
-  await sql`
-    create function groups_delete_memberships() returns trigger language plpgsql as $$
-    begin
-      delete from group_memberships gm using gone g where gm.group_id = g.id;
-      return null;
-    end $$`.execute(db);
-  await sql`
-    create trigger groups_memberships_cascade after delete on groups
-      referencing old table as gone for each statement execute function groups_delete_memberships()`.execute(db);
-  await sql`
-    create function accounts_delete_memberships() returns trigger language plpgsql as $$
-    begin
-      delete from group_memberships gm using gone a where gm.account_id = a.id;
-      return null;
-    end $$`.execute(db);
-  await sql`
-    create trigger accounts_memberships_cascade after delete on accounts
-      referencing old table as gone for each statement execute function accounts_delete_memberships()`.execute(db);
+  for (const { table, column } of CASCADES) {
+    await sql`
+      create function ${sql.raw(`${table}_delete_memberships`)}() returns trigger language plpgsql as $$
+      begin
+        delete from group_memberships gm using gone d where gm.${sql.raw(column)} = d.id;
+        return null;
+      end $$`.execute(db);
+    await sql`
+      create trigger ${sql.raw(`${table}_memberships_cascade`)} after delete on ${sql.raw(table)}
+        referencing old table as gone for each statement execute function ${sql.raw(`${table}_delete_memberships`)}()`.execute(db);
+  }
 }
 
 export async function down(db: Db): Promise<void> {
-  await sql`drop trigger accounts_memberships_cascade on accounts`.execute(db);
-  await sql`drop function accounts_delete_memberships()`.execute(db);
-  await sql`drop trigger groups_memberships_cascade on groups`.execute(db);
-  await sql`drop function groups_delete_memberships()`.execute(db);
+  for (const { table } of CASCADES) {
+    await sql`drop trigger ${sql.raw(`${table}_memberships_cascade`)} on ${sql.raw(table)}`.execute(db);
+    await sql`drop function ${sql.raw(`${table}_delete_memberships`)}()`.execute(db);
+  }
   // Nothing should dangle; if something does, the keys could not be added back.
   await sql`delete from group_memberships gm where not exists (select 1 from groups g where g.id = gm.group_id) or not exists (select 1 from accounts a where a.id = gm.account_id)`.execute(db);
   await sql`alter table group_memberships add constraint group_memberships_group_id_fkey foreign key (group_id) references groups (id) on delete cascade`.execute(db);
