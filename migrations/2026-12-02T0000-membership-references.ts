@@ -39,7 +39,9 @@ export async function up(db: Db): Promise<void> {
     await sql`
       create function ${sql.raw(`${table}_delete_memberships`)}() returns trigger language plpgsql as $$
       begin
-        delete from group_memberships gm using gone d where gm.${sql.raw(column)} = d.id;
+        -- EXECUTE plans each call for its own size: a cached plan made for an integration's
+        -- thousands of deleted rows would scan every membership for each later single delete.
+        execute 'delete from group_memberships gm using gone d where gm.${sql.raw(column)} = d.id';
         return null;
       end $$`.execute(db);
     await sql`

@@ -1,7 +1,7 @@
 import { setTimeout } from 'node:timers/promises';
 import { changeLogId, destructive, membershipDetail } from '../core/approvals.js';
 import type { DirectoryGroup, DirectoryUser, JsonObject, SkippedRecord } from '../core/model.js';
-import { CHANGE_KINDS, type Membership, type Plan, type PlanCounts, type PlanKind, type UserDeprovision, type UserUpdate, zeroCounts } from '../core/plan.js';
+import { CHANGE_KINDS, type Membership, type Plan, type PlanCounts, type PlanKind, type UserDeprovision, type UserGrant, type UserUpdate, updateWithStatus, zeroCounts } from '../core/plan.js';
 import type { DeprovisionMode, Policy } from '../core/policy.js';
 import { type Db, isDataError, isTransactionConflict } from '../db/database.js';
 import { DirectoryRepository, type WriteScope } from '../db/directory.repository.js';
@@ -147,18 +147,23 @@ export async function applyPlan(
     skipped.push(...done.refused);
     return done.applied;
   };
-  const count = (done: Partial<Record<PlanKind, number>>) => {
-    for (const [kind, n] of Object.entries(done) as [PlanKind, number][]) applied[kind] += n;
-  };
   for (const step of steps(plan, policy)) {
     for (const batch of step.batches(options.batchSize ?? DEFAULT_BATCH)) {
+      const kinds = new Set<PlanKind>([step.kind]);
+      const count = (done: Partial<Record<PlanKind, number>>) => {
+        for (const [kind, n] of Object.entries(done) as [PlanKind, number][]) {
+          applied[kind] += n;
+          kinds.add(kind);
+        }
+      };
       try {
         count(await commit(batch));
       } catch (error) {
         if (!isDataError(error)) throw error;
         for (const item of batch.items()) count(await commitItem(item, commit, skipped, error));
       }
-      await options.afterBatch?.(step.kind, applied[step.kind]);
+      // Progress per kind: the updates recorded with deprovisions or reprovisions move usersUpdated too.
+      for (const kind of kinds) await options.afterBatch?.(kind, applied[kind]);
     }
   }
   return { counts: applied, skipped, stale, staleSubjects: { userIds: [...staleUsers], groupIds: [...staleGroups] } };
@@ -289,6 +294,10 @@ export function* describePlan(plan: Plan, policy: Policy, batchSize: number): It
 
 function steps(plan: Plan, policy: Policy): Step[] {
   const mode = policy.deprovisionMode;
+  const recordedUpdate = (op: UserGrant | UserDeprovision) => {
+    const update = updateWithStatus(op, policy);
+    return update ? [describeUpdate(update)] : [];
+  };
   return [
     step('groupsCreated', plan.groupsCreated, (g) => ({ group: g.externalId }), (r, s, b) => r.upsertGroups(s, b).then(() => ({})), (g) =>
       change(CHANGE_KINDS.groupsCreated, g.externalId, g.name, { description: g.description, of: { group: groupOf(g) } }),
@@ -313,7 +322,7 @@ function steps(plan: Plan, policy: Policy): Step[] {
     ),
     // A reprovision's attribute changes are applied by its grant, and recorded before it as a user.updated.
     step('usersReprovisioned', plan.usersReprovisioned, (u) => ({ user: u.externalId }), (r, s, b) => r.grantAccess(s, b), (u) => [
-      ...(u.update ? [describeUpdate(u.update)] : []),
+      ...recordedUpdate(u),
       change(CHANGE_KINDS.usersReprovisioned, u.externalId, u.userName, {
         status: u.status,
         ...(u.adopts ? { adopted: u.adopts } : {}),
@@ -336,16 +345,15 @@ function steps(plan: Plan, policy: Policy): Step[] {
       (d) => ({ user: d.externalId }),
       (r, s, b) => deprovision(r, s, b, mode).then(() => ({})),
       (d) => [
-        // Suspend mode refreshes the account's attributes with the deprovision (the other modes
-        // remove it): the changes are recorded before it, as the user.updated a held
-        // deprovision's update records when it applies alone.
-        ...(d.update && d.user && mode === 'suspend' ? [describeUpdate(d.update)] : []),
+        // Recorded before the deprovision, as the user.updated a held deprovision's update records when it applies alone.
+        ...recordedUpdate(d),
         change(CHANGE_KINDS.usersDeprovisioned, d.externalId, d.userName, {
           reason: d.reason,
           status: d.user?.status ?? null,
           mode,
-          // As it is after: suspend mode keeps the account with the record's attributes.
-          of: { account: { ...(d.user && mode === 'suspend' ? accountOf(d.user) : { userName: d.userName }), active: false, locked: true } },
+          // The account after: suspend mode keeps it with the record's attributes; the other
+          // modes remove it as it was (a rename in the same edit never applied).
+          of: { account: { ...(d.user && mode === 'suspend' ? accountOf(d.user) : { userName: d.update?.previous.userName ?? d.userName }), active: false, locked: true } },
         }),
       ],
       // A record whose attributes Postgres refuses is still deprovisioned: bad data never keeps anyone in.

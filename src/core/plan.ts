@@ -131,10 +131,27 @@ export function addCounts(a: PlanCounts, b: PlanCounts): PlanCounts {
   return sum;
 }
 
-export function planCounts(plan: Plan): PlanCounts {
+/**
+ * How many changes applying the plan under `policy` makes, per kind: its operations, and the
+ * updates recorded with its reprovisions and deprovisions (updateWithStatus) as `usersUpdated`,
+ * as applying counts them.
+ */
+export function planCounts(plan: Plan, policy: Policy): PlanCounts {
   const counts = {} as Record<PlanKind, number>;
   for (const kind of PLAN_KINDS) counts[kind] = plan[kind].length;
+  counts.usersUpdated += [...plan.usersReprovisioned, ...plan.usersDeprovisioned].filter((op) => updateWithStatus(op, policy)).length;
   return counts;
+}
+
+/**
+ * The attribute update that applies, and is recorded as a `user.updated` of its own, with this
+ * reprovision or deprovision: a reprovision's always (its grant writes the record); a
+ * deprovision's in suspend mode when the IdP still lists the user (the account is kept and
+ * refreshed; the other modes remove it, and a deprovision without the record refreshes nothing).
+ */
+export function updateWithStatus(op: UserGrant | UserDeprovision, policy: Policy): UserUpdate | undefined {
+  if ('adopts' in op) return op.update;
+  return op.user && policy.deprovisionMode === 'suspend' ? op.update : undefined;
 }
 
 /** How many operations, all kinds together. */
@@ -143,7 +160,7 @@ export function totalChanges(counts: Partial<PlanCounts>): number {
 }
 
 export function zeroCounts(): PlanCounts {
-  return planCounts(emptyPlan());
+  return Object.fromEntries(PLAN_KINDS.map((kind) => [kind, 0])) as Record<PlanKind, number>;
 }
 
 export function emptyPlan(): Plan {

@@ -175,7 +175,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
       const pushed = narrowed ? { pushed: true, recent: await runs.recentRemovals(integration.id, SCIM_REMOVAL_WINDOW_MS) } : {};
       const whole = decide({ local: read.local, snapshot: read.snapshot, policy, thresholdPercent: integration.thresholdPercent, current, ...approvals, ...pushed });
       if (whole.kind === 'fail') return await recorder.fail(`${whole.reason}. Nothing was changed.`);
-      decision = { ...whole, counts: planCounts(whole.plan) };
+      decision = { ...whole, counts: planCounts(whole.plan, policy) };
     }
     recorder.planned(totalChanges(decision.counts));
 
@@ -243,7 +243,7 @@ export async function reconcile(deps: ReconcileDeps, runId: string, stop?: Abort
     await recordPlan(deps.db, scope, decision.gated.held, policy, 'held');
     const approvedStale = await settleApprovals(runs, run, approvals, staleApproved);
     const skipped = [...read.notes, ...decision.skipped, ...result.skipped, ...rereadSkipped];
-    const held = totalChanges(planCounts(decision.gated.held)) + result.heldRecorded + rereadHeld;
+    const held = totalChanges(planCounts(decision.gated.held, policy)) + result.heldRecorded + rereadHeld;
     if (read.feedCursor !== undefined) {
       // The feed is read on from here: what changed since is in the next incremental run (held
       // removals wait on their approval, which reads everything again).

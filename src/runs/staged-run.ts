@@ -163,7 +163,7 @@ export async function decideStaged(db: Db, input: StagedDecideInput): Promise<St
   try {
     let first = true;
     for await (const { plan } of planStaged(db, read, input.scope, policy, input.chunkSize, input.checkpoint)) {
-      counts = addCounts(counts, planCounts(plan));
+      counts = addCounts(counts, planCounts(plan, policy));
       skipped.push(...plan.skipped);
       if (input.dryRun) await recordPlan(db, input.scope, plan, policy, 'planned');
       else {

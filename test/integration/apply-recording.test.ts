@@ -223,8 +223,11 @@ describe('attribute changes that come with a deprovision or a reprovision', () =
     expect(dryRows[0]!.detail).toMatchObject({ changed: expect.arrayContaining(['email']), changes: { email: { previous: 'ann@example.com', new: 'ann.new@example.com' } } });
 
     const scope = await scopeOf();
-    const result = await applyPlan(db, scope, planned, policy);
+    const progress: [string, number][] = [];
+    const result = await applyPlan(db, scope, planned, policy, { afterBatch: (kind, applied) => void progress.push([kind, applied]) });
     expect(result.counts).toMatchObject({ usersUpdated: 1, usersDeprovisioned: 1 });
+    // Progress hears the update too, with the deprovision's batch.
+    expect(progress).toEqual([['usersDeprovisioned', 1], ['usersUpdated', 1]]);
     const rows = await rowsOf(scope.runId);
     expect(rows.map((r) => [r.kind, r.state])).toEqual([['user.updated', 'applied'], ['user.deprovisioned', 'applied']]);
     expect(rows[0]!.txid).toBe(rows[1]!.txid);

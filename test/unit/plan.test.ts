@@ -45,7 +45,7 @@ describe('plan', () => {
     const p = plan(local([localUser(before)], []), snapshot([after], []), suspend);
     // The account as it was rides along: events carry each field's previous value.
     expect(p.usersUpdated).toEqual([{ user: after, changed, previous: localUser(before) }]);
-    expect(planCounts(p).usersUpdated).toBe(1);
+    expect(planCounts(p, suspend).usersUpdated).toBe(1);
   });
 
   it('deprovisions a user the IdP suspends, keeping memberships in suspend mode', () => {
@@ -91,6 +91,22 @@ describe('plan', () => {
     // The attribute changes come with the reprovision (recorded as a user.updated beside it), not as an update of their own.
     expect(p.usersReprovisioned).toEqual([{ ...after, adopts: null, update: { user: after, changed: ['email', 'attributes'], previous: localUser(before, false) } }]);
     expect(p.usersUpdated).toEqual([]);
+    // Counted as applying counts it: a reprovision and an update.
+    expect(planCounts(p, suspend)).toMatchObject({ usersReprovisioned: 1, usersUpdated: 1 });
+  });
+
+  it.each([
+    ['suspend', 1],
+    ['remove-access', 0],
+    ['delete', 0],
+  ] as const)('counts the update that comes with a deprovision as applying it does (%s mode: %i)', (mode, updates) => {
+    const before = user('u1');
+    const after = user('u1', { email: 'new@example.com', active: false });
+    const policy = { deprovisionMode: mode };
+    const p = plan(local([localUser(before)], []), snapshot([after], []), policy);
+    expect(p.usersDeprovisioned.map((d) => d.update?.changed.includes('email'))).toEqual([true]);
+    // Suspend mode keeps the account and writes the record's attributes; the other modes remove it.
+    expect(planCounts(p, policy)).toMatchObject({ usersDeprovisioned: 1, usersUpdated: updates });
   });
 
   it('updates, deletes and re-members groups', () => {
