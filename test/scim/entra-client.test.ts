@@ -159,6 +159,45 @@ describe('Microsoft Entra provisioning service, replayed', () => {
     expect(await waitForUser(cli, TENANT, eve.userName, 'unlocked again', (u) => !u.locked)).toMatchObject({ active: true, locked: false });
   });
 
+  // SPEC "Events": every applied change is an event. A leaver whose mail changes as they are disabled reaches
+  // Entra's job as one PATCH with both ops (the shapes above, together): the host app hears the email change
+  // with its previous and new value, then the deprovision, both describing the account after the edit; and
+  // back again on re-enable.
+  it('hears an email change that comes with a disable (one PATCH) as user.updated, then user.deprovisioned; and back', async () => {
+    type Event = { type: string; data: { account?: { externalId?: string; email?: string; active?: boolean; locked?: boolean }; changes?: { email?: { previous: unknown; new: unknown } } } };
+    const eveEvents = async () => (await cli.json<{ events: Event[] }>(['events', '--tenant', TENANT, '--limit', '1000'])).events.filter((e) => e.data.account?.externalId === ids.eve);
+    const before = (await eveEvents()).length;
+    const leaving = 'eve.leaving@entra-scim.test';
+    const off = await entra.patch(`/Users/${ids.eve}`, {
+      schemas: [PATCH_SCHEMA],
+      Operations: [
+        { op: 'Replace', path: 'emails[type eq "work"].value', value: leaving },
+        { op: 'Replace', path: 'active', value: 'False' },
+      ],
+    });
+    expectPatched(off, 'User', integration.scimBaseUrl);
+    await waitForUser(cli, TENANT, eve.userName, 'the disable to lock the account', (u) => u.locked);
+    const disabled = (await eveEvents()).slice(before);
+    expect(disabled.map((e) => e.type)).toEqual(['user.updated', 'user.deprovisioned']);
+    expect(disabled[0]!.data.changes?.email).toMatchObject({ new: leaving });
+    for (const e of disabled) expect(e.data.account).toMatchObject({ email: leaving, active: false, locked: true });
+
+    const back = 'eve.back@entra-scim.test';
+    const on = await entra.patch(`/Users/${ids.eve}`, {
+      schemas: [PATCH_SCHEMA],
+      Operations: [
+        { op: 'Replace', path: 'emails[type eq "work"].value', value: back },
+        { op: 'Replace', path: 'active', value: 'True' },
+      ],
+    });
+    expectPatched(on, 'User', integration.scimBaseUrl);
+    await waitForUser(cli, TENANT, eve.userName, 'the lock to lift', (u) => !u.locked);
+    const enabled = (await eveEvents()).slice(before + 2);
+    expect(enabled.map((e) => e.type)).toEqual(['user.updated', 'user.reprovisioned']);
+    expect(enabled[0]!.data.changes?.email).toEqual({ previous: leaving, new: back });
+    for (const e of enabled) expect(e.data.account).toMatchObject({ email: back, active: true, locked: false });
+  });
+
   // Entra doc, "Create Group": POST /Groups with schemas [core Group, "http://schemas.microsoft.com/2006/11/
   // ResourceManagement/ADSCIM/2.0/Group"], externalId, displayName, meta; "Groups are created with an empty
   // members list". Then "Get Group by displayName": GET /Groups?excludedAttributes=members&filter=displayName eq "..."
