@@ -149,6 +149,7 @@ export async function applyPlan(
   };
   for (const step of steps(plan, policy)) {
     for (const batch of step.batches(options.batchSize ?? DEFAULT_BATCH)) {
+      // The kinds this batch moved: its own, and usersUpdated for updates recorded with deprovisions or reprovisions.
       const kinds = new Set<PlanKind>([step.kind]);
       const count = (done: Partial<Record<PlanKind, number>>) => {
         for (const [kind, n] of Object.entries(done) as [PlanKind, number][]) {
@@ -162,7 +163,6 @@ export async function applyPlan(
         if (!isDataError(error)) throw error;
         for (const item of batch.items()) count(await commitItem(item, commit, skipped, error));
       }
-      // Progress per kind: the updates recorded with deprovisions or reprovisions move usersUpdated too.
       for (const kind of kinds) await options.afterBatch?.(kind, applied[kind]);
     }
   }
@@ -279,7 +279,6 @@ export function planKeys(plan: Plan, policy: Policy): Set<string> {
 function isUpdate(change: NewRunChange): boolean {
   return change.kind === CHANGE_KINDS.usersUpdated || change.kind === CHANGE_KINDS.groupsUpdated;
 }
-
 
 /**
  * A plan's operations as the change-log rows applying them records, in apply order, in

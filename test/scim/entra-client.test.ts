@@ -166,16 +166,22 @@ describe('Microsoft Entra provisioning service, replayed', () => {
   it('hears an email change that comes with a disable (one PATCH) as user.updated, then user.deprovisioned; and back', async () => {
     type Event = { type: string; data: { account?: { externalId?: string; email?: string; active?: boolean; locked?: boolean }; changes?: { email?: { previous: unknown; new: unknown } } } };
     const eveEvents = async () => (await cli.json<{ events: Event[] }>(['events', '--tenant', TENANT, '--limit', '1000'])).events.filter((e) => e.data.account?.externalId === ids.eve);
+    // Entra's unflagged shapes, both ops in one PATCH.
+    const replaceEmailAndActive = async (email: string, active: 'True' | 'False') =>
+      expectPatched(
+        await entra.patch(`/Users/${ids.eve}`, {
+          schemas: [PATCH_SCHEMA],
+          Operations: [
+            { op: 'Replace', path: 'emails[type eq "work"].value', value: email },
+            { op: 'Replace', path: 'active', value: active },
+          ],
+        }),
+        'User',
+        integration.scimBaseUrl,
+      );
     const before = (await eveEvents()).length;
     const leaving = 'eve.leaving@entra-scim.test';
-    const off = await entra.patch(`/Users/${ids.eve}`, {
-      schemas: [PATCH_SCHEMA],
-      Operations: [
-        { op: 'Replace', path: 'emails[type eq "work"].value', value: leaving },
-        { op: 'Replace', path: 'active', value: 'False' },
-      ],
-    });
-    expectPatched(off, 'User', integration.scimBaseUrl);
+    await replaceEmailAndActive(leaving, 'False');
     await waitForUser(cli, TENANT, eve.userName, 'the disable to lock the account', (u) => u.locked);
     const disabled = (await eveEvents()).slice(before);
     expect(disabled.map((e) => e.type)).toEqual(['user.updated', 'user.deprovisioned']);
@@ -183,14 +189,7 @@ describe('Microsoft Entra provisioning service, replayed', () => {
     for (const e of disabled) expect(e.data.account).toMatchObject({ email: leaving, active: false, locked: true });
 
     const back = 'eve.back@entra-scim.test';
-    const on = await entra.patch(`/Users/${ids.eve}`, {
-      schemas: [PATCH_SCHEMA],
-      Operations: [
-        { op: 'Replace', path: 'emails[type eq "work"].value', value: back },
-        { op: 'Replace', path: 'active', value: 'True' },
-      ],
-    });
-    expectPatched(on, 'User', integration.scimBaseUrl);
+    await replaceEmailAndActive(back, 'True');
     await waitForUser(cli, TENANT, eve.userName, 'the lock to lift', (u) => !u.locked);
     const enabled = (await eveEvents()).slice(before + 2);
     expect(enabled.map((e) => e.type)).toEqual(['user.updated', 'user.reprovisioned']);
