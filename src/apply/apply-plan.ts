@@ -6,7 +6,7 @@ import type { DeprovisionMode, Policy } from '../core/policy.js';
 import { type Db, isDataError, isTransactionConflict } from '../db/database.js';
 import { DirectoryRepository, type WriteScope } from '../db/directory.repository.js';
 import { type NewRunChange, RunRepository, changeKey } from '../db/run.repository.js';
-import { type Fence, type ReadInterval, fenceFor, lostScope } from '../runs/read-stamps.js';
+import { type Fence, type ReadInterval, fenceFor, lockApply, lostScope } from '../runs/read-stamps.js';
 
 /** Operations per transaction: large enough that round trips do not dominate, small enough to keep transactions short. */
 const DEFAULT_BATCH = 2_000;
@@ -122,6 +122,9 @@ export async function applyPlan(
         lost ??= await lostScope(trx, scope.integrationId, options.read.assumedInScope ?? []);
         ({ batch, dropped, subjects } = whole.without(lost.size === 0 ? fence : { ...fence, users: new Set([...fence.users, ...lost]) }));
         if (!batch) return { applied: {}, dropped, subjects, refused: [] };
+      } else {
+        // What fenceFor takes: the integration's deletion waits for this transaction.
+        await lockApply(trx, scope.integrationId, 'shared');
       }
       const runs = new RunRepository(trx);
       // An event describes its subject as it is after the change; one the change removes, as it was.

@@ -75,9 +75,10 @@ export class IntegrationRepository {
   }
 
   /**
-   * Locks the integration's row until the transaction ends (false if there is none). A run's
-   * applying transaction holds a key-share lock on it through its foreign keys, so this waits
-   * for those in flight and keeps new ones out.
+   * Locks the integration's row until the transaction ends (false if there is none): writes
+   * whose rows reference it (accounts, groups, SCIM records) wait, or wait for this. A run's
+   * memberships reference no integration row, so deleting one also takes the apply lock
+   * (lockApply in src/runs/read-stamps.ts) first.
    */
   async lockForDelete(id: string): Promise<boolean> {
     const row = await this.db.selectFrom('integrations').select('id').where('id', '=', id).forUpdate().executeTakeFirst();

@@ -5,6 +5,7 @@ import { DirectoryRepository } from '../db/directory.repository.js';
 import type { Integration } from '../db/integration.repository.js';
 import { IntegrationRepository } from '../db/integration.repository.js';
 import { RunRepository } from '../db/run.repository.js';
+import { lockApply } from '../runs/read-stamps.js';
 
 /**
  * Deletes an integration in one transaction (with `accounts: 'delete'`, its accounts too, each
@@ -18,7 +19,11 @@ import { RunRepository } from '../db/run.repository.js';
  */
 export async function deleteIntegration(db: Db, integration: Integration, options: { accounts: 'keep' | 'delete' } = { accounts: 'keep' }): Promise<boolean> {
   return db.transaction().execute(async (trx) => {
-    // Taken first: a run's applying transaction commits before the state is read, and none starts after.
+    // Taken first: every applying transaction of the integration commits before its state is
+    // read here, and none starts after (a membership's write holds no lock on the integration's
+    // row: without this, one in flight would be deleted with no group.user_removed). Before the
+    // row's lock, in the order applying transactions take the two.
+    await lockApply(trx, integration.id, 'exclusive');
     const found = await new IntegrationRepository(trx).lockForDelete(integration.id);
     if (!found) return false;
     const local = await new DirectoryRepository(trx).loadLocalState(integration.id, integration.tenantId);

@@ -72,8 +72,12 @@ export interface ReadInterval {
  * write of what this run read; if later, that run declared before this transaction took the
  * lock, and this run's fence drops this run's write.) That lets a run apply two chunks at once
  * (src/runs/staged-run.ts).
+ *
+ * Every applying transaction shares it, fenced or not (applyPlan), so deleting the integration
+ * takes it alone too (src/integrations/integration-removal.ts): it waits for the writes in
+ * flight, whose memberships hold no lock on the integration's row, and keeps new ones out.
  */
-async function lockApply(trx: Db, integrationId: string, mode: 'exclusive' | 'shared'): Promise<void> {
+export async function lockApply(trx: Db, integrationId: string, mode: 'exclusive' | 'shared'): Promise<void> {
   const key = `dirsync.apply:${integrationId}`;
   if (mode === 'exclusive') await sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`.execute(trx);
   else await sql`select pg_advisory_xact_lock_shared(hashtextextended(${key}, 0))`.execute(trx);

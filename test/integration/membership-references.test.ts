@@ -6,6 +6,7 @@ import { emptyLocalState } from '../../src/core/model.js';
 import { plan } from '../../src/core/plan.js';
 import { type Db, createDb } from '../../src/db/database.js';
 import { DirectoryRepository } from '../../src/db/directory.repository.js';
+import { EventRepository } from '../../src/db/event.repository.js';
 import { RunRepository } from '../../src/db/run.repository.js';
 import { TenantRepository } from '../../src/db/tenant.repository.js';
 import { IntegrationService } from '../../src/integrations/integration.service.js';
@@ -15,8 +16,8 @@ import { waitFor } from '../support/wait.js';
 
 /*
  * group_memberships has no foreign keys (migration 2026-12-02T0000-membership-references): the
- * statement that adds memberships locks the group and account it joins, a trigger refuses rows
- * naming neither, and deleting a group or an account deletes its memberships. These pin that
+ * statement that adds memberships locks the group and account it joins, and deleting a group or
+ * an account deletes its memberships (a trigger). These pin that
  * nothing a foreign key guaranteed was lost: no membership outlives its group or account, by
  * whichever path either goes, and concurrent deletes meet the adding transaction as they would
  * a foreign key's lock.
@@ -178,6 +179,48 @@ describe('a delete concurrent with adding memberships', () => {
     await add.committed;
     await deleting;
     expect((await memberships(integration.id)).filter((m) => m.endsWith('/00u1'))).toEqual([]);
+    expect(await dangling()).toBe(0);
+  });
+});
+
+describe("an integration's deletion concurrent with a run adding memberships", () => {
+  /** Whether `n` backends wait on a lock (a row's or an advisory one). */
+  const waiting = (n: number) => async () => {
+    const { rows } = await sql<{ n: string }>`select count(*) as n from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()`.execute(db);
+    return Number(rows[0]!.n) >= n;
+  };
+
+  it('waits for the applying transaction, then records group.user_removed for the membership it added', async () => {
+    const { tenant, integration, scope } = await seeded();
+    await applyPlan(db, scope, plan(emptyLocalState(), snapshot([], [group('00gC')]), policy), policy);
+    // Holding the group's row stops the run's membership batch inside its transaction, after
+    // it took whatever it takes first: the deletion then starts while that batch is in flight.
+    let release!: () => void;
+    let held!: () => void;
+    const holding = new Promise<void>((resolve) => (held = resolve));
+    const blocker = other.transaction().execute(async (trx) => {
+      await trx.selectFrom('groups').select('id').where('integration_id', '=', integration.id).where('external_id', '=', '00gC').forUpdate().execute();
+      held();
+      await new Promise<void>((resolve) => (release = resolve));
+    });
+    await holding;
+    const local = await new DirectoryRepository(db).loadLocalState(integration.id, tenant.id);
+    const members = snapshot([user('00u1', { userName: '00u1@example.com' })], [group('00gC')], { '00gC': ['00u1'] });
+    const adding = applyPlan(db, scope, { ...plan(local, members, policy), usersDeprovisioned: [], groupsDeleted: [], membershipsRemoved: [] }, policy);
+    await waitFor('the membership batch to wait for the group', waiting(1));
+    const deleting = new IntegrationService(db, config).delete(integration.id);
+    await waitFor('the deletion to wait too', waiting(2));
+    release();
+    await blocker;
+    expect((await adding).counts.membershipsAdded).toBe(1);
+    await deleting;
+
+    const events = (await new EventRepository(db).after({ tenantId: tenant.id, limit: 1000 })).events;
+    const removed = events
+      .filter((e) => e.type === 'group.user_removed' && e.runId === null)
+      .map((e) => `${(e.data.group as { externalId: string }).externalId}/${(e.data.account as { externalId: string }).externalId}`);
+    // The six seeded memberships, and the one the run added while the deletion waited.
+    expect(removed.sort()).toEqual(['00gA/00u1', '00gA/00u2', '00gA/00u3', '00gB/00u1', '00gB/00u2', '00gB/00u3', '00gC/00u1']);
     expect(await dangling()).toBe(0);
   });
 });
