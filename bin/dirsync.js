@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The CLI is compiled by `npm ci` (the prepare script); run `npm run build` after editing src/.
-import { main } from '../dist/src/cli/main.js';
+// The CLI is built by `npm ci` (the prepare script, bin/build.js); run `npm run build` after editing src/.
+import { main } from '../dist/cli/main.js';
 
 await main(process.argv);

@@ -72,7 +72,7 @@ function plainReason(run: Pick<RunSummary, 'status' | 'heldReason'>): string | n
   return reason === null ? null : withConsoleTimes(reason);
 }
 
-/** The package's views/ folder, found from src/http (tests) and dist/src/http (the CLI) alike. */
+/** The package's views/ folder, found from src/http (tests) and dist/cli (the CLI's bundle, bin/build.js) alike. */
 function viewsRoot(): string {
   for (let dir = dirname(fileURLToPath(import.meta.url)), i = 0; i < 5; dir = dirname(dir), i++) {
     if (existsSync(join(dir, 'views', 'admin', 'layout.eta'))) return join(dir, 'views');

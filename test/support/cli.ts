@@ -34,7 +34,7 @@ export class CliHarness {
   private dbHandle: Promise<Db> | undefined;
 
   constructor() {
-    if (!existsSync('dist/src/cli/main.js')) throw new Error('build first: npm run build (npm test does)');
+    if (!existsSync('dist/cli/main.js')) throw new Error('build first: npm run build (npm test does)');
     const u = new URL(process.env.DATABASE_URL!);
     u.pathname = `/${this.dbName}`;
     this.dbUrl = u.toString();
